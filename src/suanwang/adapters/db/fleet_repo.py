@@ -1,0 +1,105 @@
+"""Fleet rows: regions, clusters, nodes (with cards in use) and WAN links."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from suanwang.adapters.db.tables import AllocationRow, ClusterRow, NodeRow, RegionRow, WanLinkRow
+from suanwang.domain.fleet import ClusterSpec, NodeSpec, RegionSpec, WanLinkSpec
+from suanwang.domain.records import ClusterRecord, NodeRecord
+
+
+class FleetRepository:
+    """Reads and writes the fleet inside one unit of work."""
+
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def regions(self) -> list[RegionSpec]:
+        rows = self._s.scalars(select(RegionRow).order_by(RegionRow.name))
+        return [RegionSpec(r.name, r.display_name) for r in rows]  # type: ignore[arg-type]
+
+    def clusters(self) -> list[ClusterRecord]:
+        rows = self._s.scalars(select(ClusterRow).order_by(ClusterRow.name))
+        return [ClusterRecord(r.name, r.region, r.kind, r.backend, r.description) for r in rows]
+
+    def wan_links(self) -> list[WanLinkSpec]:
+        rows = self._s.scalars(select(WanLinkRow).order_by(WanLinkRow.region_a, WanLinkRow.region_b))
+        return [
+            WanLinkSpec(r.region_a, r.region_b, r.bandwidth_gbps, r.rtt_ms, r.distance_km)  # type: ignore[arg-type]
+            for r in rows
+        ]
+
+    def nodes(self, cluster: str | None = None) -> list[NodeRecord]:
+        """Nodes with the cards held by active allocations."""
+        used = (
+            select(AllocationRow.node, func.sum(AllocationRow.cards).label("used"))
+            .where(AllocationRow.active.is_(True))
+            .group_by(AllocationRow.node)
+            .subquery()
+        )
+        query = (
+            select(NodeRow, ClusterRow.region, ClusterRow.kind, func.coalesce(used.c.used, 0))
+            .join(ClusterRow, ClusterRow.name == NodeRow.cluster)
+            .outerjoin(used, used.c.node == NodeRow.id)
+            .order_by(NodeRow.id)
+        )
+        if cluster is not None:
+            query = query.where(NodeRow.cluster == cluster)
+        return [
+            NodeRecord(
+                id=n.id, cluster=n.cluster, region=region, simulated=kind == "simulated",
+                name=n.name, chip=n.chip, cards=n.cards, cards_used=int(u),
+                network_group=n.network_group, state=n.state,
+            )
+            for n, region, kind, u in self._s.execute(query)
+        ]
+
+    def put_region(self, spec: RegionSpec, now: float) -> None:
+        row = self._s.get(RegionRow, spec.name)
+        if row is None:
+            self._s.add(RegionRow(name=spec.name, display_name=spec.display_name, created_at=now))
+        else:
+            row.display_name = spec.display_name
+
+    def put_cluster(self, spec: ClusterSpec, now: float) -> None:
+        row = self._s.get(ClusterRow, spec.name)
+        if row is None:
+            row = ClusterRow(name=spec.name, created_at=now)
+            self._s.add(row)
+        row.region, row.kind, row.backend = spec.region, spec.kind.value, spec.backend
+        row.description = spec.description
+        self._s.flush()
+
+    def put_node(self, cluster: str, spec: NodeSpec) -> None:
+        row = self._s.scalar(
+            select(NodeRow).where(NodeRow.cluster == cluster, NodeRow.name == spec.name)
+        )
+        if row is None:
+            row = NodeRow(cluster=cluster, name=spec.name, state="ready")
+            self._s.add(row)
+        row.chip, row.cards, row.network_group = spec.chip, spec.cards, spec.network_group
+
+    def add_nodes(self, cluster: str, specs: list[NodeSpec]) -> None:
+        """Bulk insert of new nodes (fast path for 1,000+ node clusters)."""
+        self._s.add_all(
+            NodeRow(cluster=cluster, name=n.name, chip=n.chip, cards=n.cards,
+                    network_group=n.network_group, state="ready")
+            for n in specs
+        )
+
+    def delete_nodes(self, cluster: str, names: list[str]) -> None:
+        if names:
+            self._s.execute(delete(NodeRow).where(NodeRow.cluster == cluster, NodeRow.name.in_(names)))
+
+    def put_wan_link(self, spec: WanLinkSpec) -> None:
+        a, b = sorted((spec.region_a, spec.region_b))
+        row = self._s.scalar(
+            select(WanLinkRow).where(WanLinkRow.region_a == a, WanLinkRow.region_b == b)
+        )
+        if row is None:
+            row = WanLinkRow(region_a=a, region_b=b)
+            self._s.add(row)
+        row.bandwidth_gbps, row.rtt_ms = spec.bandwidth_gbps, spec.rtt_ms
+        row.distance_km = spec.distance_km

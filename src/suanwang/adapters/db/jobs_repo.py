@@ -1,0 +1,170 @@
+"""Job, event, attempt and allocation rows.
+
+Job state changes are compare-and-set on ``version``: a stale writer (say, a second
+control plane) changes nothing and learns it lost the race.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from suanwang.adapters.db.tables import AllocationRow, AttemptRow, JobEventRow, JobRow
+from suanwang.domain.errors import Conflict
+from suanwang.domain.jobs import AttemptState, JobState
+from suanwang.domain.records import AttemptRecord, JobEvent, JobRecord
+
+
+class DuplicateIdempotencyKey(Conflict):
+    """Another request with the same tenant and Idempotency-Key committed first."""
+
+
+class JobRepository:
+    """Reads and writes jobs and their attempts inside one unit of work."""
+
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add_job(self, job: JobRecord) -> None:
+        self._s.add(
+            JobRow(
+                id=job.id, tenant=job.tenant, name=job.name, state=job.state.value,
+                reason=job.reason, priority=job.priority, spec=job.spec,
+                idempotency_key=job.idempotency_key, request_hash=job.request_hash,
+                attempts=0, cancel_requested=False, created_at=job.created_at,
+                updated_at=job.updated_at, version=1,
+            )
+        )
+        try:
+            self._s.flush()
+        except IntegrityError as exc:
+            raise DuplicateIdempotencyKey("duplicate Idempotency-Key", field="Idempotency-Key") from exc
+
+    def job(self, job_id: str) -> JobRecord | None:
+        row = self._s.get(JobRow, job_id)
+        return None if row is None else _job(row)
+
+    def job_by_idempotency(self, tenant: str, key: str) -> JobRecord | None:
+        row = self._s.scalar(
+            select(JobRow).where(JobRow.tenant == tenant, JobRow.idempotency_key == key)
+        )
+        return None if row is None else _job(row)
+
+    def jobs(
+        self, tenant: str | None, states: Iterable[JobState] | None = None, limit: int = 100
+    ) -> list[JobRecord]:
+        query = select(JobRow).order_by(JobRow.created_at.desc(), JobRow.id).limit(limit)
+        if tenant is not None:
+            query = query.where(JobRow.tenant == tenant)
+        if states is not None:
+            query = query.where(JobRow.state.in_([s.value for s in states]))
+        return [_job(r) for r in self._s.scalars(query)]
+
+    def queued(self) -> list[JobRecord]:
+        query = select(JobRow).where(JobRow.state == JobState.QUEUED.value)
+        return [_job(r) for r in self._s.scalars(query.order_by(JobRow.created_at, JobRow.id))]
+
+    def with_states(self, states: Iterable[JobState]) -> list[JobRecord]:
+        query = select(JobRow).where(JobRow.state.in_([s.value for s in states]))
+        return [_job(r) for r in self._s.scalars(query.order_by(JobRow.created_at, JobRow.id))]
+
+    def count_by_state(self) -> dict[str, int]:
+        rows = self._s.execute(select(JobRow.state, func.count()).group_by(JobRow.state))
+        return {state: int(n) for state, n in rows}
+
+    def update_job(self, job: JobRecord, now: float, **changes: Any) -> bool:
+        """Compare-and-set: apply ``changes`` only if the row still has ``job.version``."""
+        if "state" in changes:
+            changes["state"] = JobState(changes["state"]).value
+        result = self._s.execute(
+            update(JobRow)
+            .where(JobRow.id == job.id, JobRow.version == job.version)
+            .values(**changes, updated_at=now, version=job.version + 1)
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def add_event(self, job_id: str, at: float, state: str, reason: str) -> None:
+        self._s.add(JobEventRow(job=job_id, at=at, state=state, reason=reason))
+
+    def events(self, job_id: str) -> list[JobEvent]:
+        query = select(JobEventRow).where(JobEventRow.job == job_id).order_by(JobEventRow.id)
+        return [JobEvent(r.at, r.state, r.reason) for r in self._s.scalars(query)]
+
+    def add_attempt(self, attempt: AttemptRecord) -> int:
+        row = AttemptRow(
+            job=attempt.job, number=attempt.number, state=attempt.state.value,
+            cluster=attempt.cluster, backend=attempt.backend, chip=attempt.chip,
+            family=attempt.family, cards=attempt.cards, placements=attempt.placements,
+            handle=attempt.handle, dispatched=False, exit_code=None, reason=attempt.reason,
+            admitted_at=attempt.admitted_at, started_at=None, ended_at=None,
+        )
+        self._s.add(row)
+        self._s.flush()
+        return row.id
+
+    def attempts(self, job_id: str) -> list[AttemptRecord]:
+        query = select(AttemptRow).where(AttemptRow.job == job_id).order_by(AttemptRow.number)
+        return [_attempt(r) for r in self._s.scalars(query)]
+
+    def live_attempts(self) -> list[AttemptRecord]:
+        """Attempts that have not ended (starting or running)."""
+        live = [AttemptState.STARTING.value, AttemptState.RUNNING.value]
+        query = select(AttemptRow).where(AttemptRow.state.in_(live)).order_by(AttemptRow.id)
+        return [_attempt(r) for r in self._s.scalars(query)]
+
+    def update_attempt(self, attempt_id: int, **changes: Any) -> None:
+        if "state" in changes:
+            changes["state"] = AttemptState(changes["state"]).value
+        self._s.execute(update(AttemptRow).where(AttemptRow.id == attempt_id).values(**changes))
+
+    def add_allocations(
+        self, attempt_id: int, tenant: str, family: str, placements: list[tuple[int, int]]
+    ) -> None:
+        self._s.add_all(
+            AllocationRow(attempt=attempt_id, node=node, tenant=tenant, family=family,
+                          cards=cards, active=True)
+            for node, cards in placements
+        )
+
+    def release_allocations(self, attempt_id: int) -> None:
+        self._s.execute(
+            update(AllocationRow)
+            .where(AllocationRow.attempt == attempt_id, AllocationRow.active.is_(True))
+            .values(active=False)
+        )
+
+    def usage(self) -> dict[str, dict[str, int]]:
+        """Cards held now, by tenant and chip family."""
+        query = (
+            select(AllocationRow.tenant, AllocationRow.family, func.sum(AllocationRow.cards))
+            .where(AllocationRow.active.is_(True))
+            .group_by(AllocationRow.tenant, AllocationRow.family)
+        )
+        result: dict[str, dict[str, int]] = {}
+        for tenant, family, cards in self._s.execute(query):
+            result.setdefault(tenant, {})[family] = int(cards)
+        return result
+
+
+def _job(row: JobRow) -> JobRecord:
+    return JobRecord(
+        id=row.id, tenant=row.tenant, name=row.name, state=JobState(row.state),
+        reason=row.reason, priority=row.priority, spec=dict(row.spec),
+        idempotency_key=row.idempotency_key, request_hash=row.request_hash,
+        attempts=row.attempts, cancel_requested=row.cancel_requested,
+        created_at=row.created_at, updated_at=row.updated_at, version=row.version,
+    )
+
+
+def _attempt(row: AttemptRow) -> AttemptRecord:
+    return AttemptRecord(
+        id=row.id, job=row.job, number=row.number, state=AttemptState(row.state),
+        cluster=row.cluster, backend=row.backend, chip=row.chip, family=row.family,
+        cards=row.cards, placements=list(row.placements), handle=dict(row.handle),
+        dispatched=row.dispatched, exit_code=row.exit_code, reason=row.reason,
+        admitted_at=row.admitted_at, started_at=row.started_at, ended_at=row.ended_at,
+    )

@@ -1,0 +1,157 @@
+"""SQLAlchemy 2 table definitions. Schema changes go through Alembic (``migrations/``).
+
+Times are UNIX seconds as floats (UTC); money will be integer micro-units; JSON columns
+hold plain data, never pickles.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    """Declarative base; its metadata is what Alembic migrates."""
+
+
+class RegionRow(Base):
+    __tablename__ = "regions"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class ClusterRow(Base):
+    __tablename__ = "clusters"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    region: Mapped[str] = mapped_column(ForeignKey("regions.name"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    backend: Mapped[str] = mapped_column(String(32))
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class NodeRow(Base):
+    __tablename__ = "nodes"
+    __table_args__ = (UniqueConstraint("cluster", "name", name="uq_nodes_cluster_name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    cluster: Mapped[str] = mapped_column(ForeignKey("clusters.name"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    chip: Mapped[str] = mapped_column(String(64))
+    cards: Mapped[int] = mapped_column(Integer)
+    network_group: Mapped[str] = mapped_column(String(64), default="")
+    state: Mapped[str] = mapped_column(String(16), default="ready")
+
+
+class WanLinkRow(Base):
+    __tablename__ = "wan_links"
+    __table_args__ = (UniqueConstraint("region_a", "region_b", name="uq_wan_links_ends"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    region_a: Mapped[str] = mapped_column(ForeignKey("regions.name"))
+    region_b: Mapped[str] = mapped_column(ForeignKey("regions.name"))
+    bandwidth_gbps: Mapped[float] = mapped_column(Float)
+    rtt_ms: Mapped[float] = mapped_column(Float)
+    distance_km: Mapped[float] = mapped_column(Float)
+
+
+class TenantRow(Base):
+    __tablename__ = "tenants"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class QuotaRow(Base):
+    __tablename__ = "quotas"
+    tenant: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    family: Mapped[str] = mapped_column(String(32), primary_key=True)
+    cards: Mapped[int] = mapped_column(Integer)
+
+
+class ApiKeyRow(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    tenant: Mapped[str | None] = mapped_column(ForeignKey("tenants.id"), index=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    created_by: Mapped[str] = mapped_column(String(32), default="")
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float | None] = mapped_column(Float)
+    revoked_at: Mapped[float | None] = mapped_column(Float)
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("tenant", "idempotency_key", name="uq_jobs_tenant_idempotency"),
+        Index("ix_jobs_state_priority", "state", "priority"),
+    )
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    priority: Mapped[int] = mapped_column(Integer)
+    spec: Mapped[dict[str, object]] = mapped_column(JSON)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class JobEventRow(Base):
+    __tablename__ = "job_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    at: Mapped[float] = mapped_column(Float)
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class AttemptRow(Base):
+    __tablename__ = "attempts"
+    __table_args__ = (UniqueConstraint("job", "number", name="uq_attempts_job_number"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    cluster: Mapped[str] = mapped_column(String(64))
+    backend: Mapped[str] = mapped_column(String(32))
+    chip: Mapped[str] = mapped_column(String(64))
+    family: Mapped[str] = mapped_column(String(32))
+    cards: Mapped[int] = mapped_column(Integer)
+    placements: Mapped[list[dict[str, object]]] = mapped_column(JSON)
+    handle: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    dispatched: Mapped[bool] = mapped_column(Boolean, default=False)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    admitted_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float)
+
+
+class AllocationRow(Base):
+    __tablename__ = "allocations"
+    __table_args__ = (Index("ix_allocations_active_node", "active", "node"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    attempt: Mapped[int] = mapped_column(ForeignKey("attempts.id"), index=True)
+    node: Mapped[int] = mapped_column(ForeignKey("nodes.id"))
+    tenant: Mapped[str] = mapped_column(String(64))
+    family: Mapped[str] = mapped_column(String(32))
+    cards: Mapped[int] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -1,0 +1,83 @@
+"""Builds the FastAPI application: routers, problem-JSON errors, body limits, metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException
+
+from suanwang import __version__
+from suanwang.adapters.http import problems
+from suanwang.adapters.http.authz import rule_for
+from suanwang.adapters.http.limits import BodySizeLimit
+from suanwang.adapters.http.routers import fleet, jobs, tenants
+from suanwang.adapters.http.security import AuthorizedRoute
+from suanwang.domain.errors import DomainError
+from suanwang.observability import Metrics
+from suanwang.services.platform import Platform
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def create_app(platform: Platform, metrics: Metrics, *, max_body_bytes: int = 1 << 20,
+               lifespan: Lifespan | None = None) -> FastAPI:
+    """The REST API over ``platform``. Refuses to build if a route lacks an authorization rule."""
+    app = FastAPI(title="suanwang", version=__version__, lifespan=lifespan,
+                  description="算网 compute network: fleet, tenants, keys and jobs. "
+                  "Simulated clusters are labelled `simulated: true`.")
+    app.state.platform = platform
+    app.state.metrics = metrics
+    for router in (fleet.router, tenants.router, jobs.router):
+        app.include_router(router)
+    _system_routes(app, metrics)
+    app.add_exception_handler(DomainError, problems.domain_error)
+    app.add_exception_handler(RequestValidationError, problems.validation_error)
+    app.add_exception_handler(HTTPException, problems.http_error)
+    app.middleware("http")(_measure(metrics))
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    check_authorization_table(app)
+    return app
+
+
+def _system_routes(app: FastAPI, metrics: Metrics) -> None:
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    def metrics_endpoint() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def whoami(request: Request) -> dict[str, Any]:
+        p = request.state.principal
+        return {"key_id": p.key_id, "scope": p.scope.value, "tenant": p.tenant_id}
+
+    for path, endpoint in (("/healthz", healthz), ("/metrics", metrics_endpoint),
+                           ("/api/v1/whoami", whoami)):
+        app.router.routes.append(AuthorizedRoute(path, endpoint, methods=["GET"], tags=["system"]))
+
+
+def _measure(metrics: Metrics) -> Callable[[Request, Callable[[Request], Awaitable[Response]]],
+                                           Awaitable[Response]]:
+    async def middleware(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path_format", "unmatched")
+        metrics.requests.labels(request.method, template, str(response.status_code)).inc()
+        metrics.latency.labels(template).observe(time.perf_counter() - started)
+        return response
+
+    return middleware
+
+
+def check_authorization_table(app: FastAPI) -> None:
+    """Every route in the OpenAPI document has an authorization rule."""
+    for path, operations in app.openapi()["paths"].items():
+        for method in operations:
+            if rule_for(method, path) is None:
+                raise RuntimeError(f"no authorization rule for {method.upper()} {path}")

@@ -1,0 +1,50 @@
+"""The authorization table: every route and the narrowest scope allowed to call it.
+
+Kept as data so it can be reviewed at a glance and tested: the app refuses to start if a
+route has no entry, and ``tests/integration/test_isolation.py`` walks every route. Object
+ownership (tenant A's job is 404 to tenant B) is checked in the services.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+from suanwang.domain.tenancy import Scope
+
+PUBLIC: Final = "public"
+Rule = Scope | Literal["public"]
+
+ROUTES: Final[dict[tuple[str, str], Rule]] = {
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/metrics"): PUBLIC,
+    ("GET", "/api/v1/whoami"): Scope.READ_ONLY,
+    # fleet: shared infrastructure; everyone may look, only the operator may change it
+    ("GET", "/api/v1/fleet"): Scope.READ_ONLY,
+    ("GET", "/api/v1/fleet/totals"): Scope.READ_ONLY,
+    ("GET", "/api/v1/fleet/nodes"): Scope.READ_ONLY,
+    ("GET", "/api/v1/chips"): Scope.READ_ONLY,
+    ("POST", "/api/v1/fleet/apply"): Scope.OPERATOR,
+    ("POST", "/api/v1/demo/load"): Scope.OPERATOR,
+    # tenants: the operator manages them; a tenant may read itself
+    ("POST", "/api/v1/tenants"): Scope.OPERATOR,
+    ("GET", "/api/v1/tenants"): Scope.READ_ONLY,
+    ("GET", "/api/v1/tenants/{name}"): Scope.READ_ONLY,
+    ("PUT", "/api/v1/tenants/{name}/quota"): Scope.OPERATOR,
+    # keys: tenant admins manage their own tenant's keys
+    ("POST", "/api/v1/keys"): Scope.TENANT_ADMIN,
+    ("GET", "/api/v1/keys"): Scope.TENANT_ADMIN,
+    ("DELETE", "/api/v1/keys/{key_id}"): Scope.TENANT_ADMIN,
+    # jobs
+    ("POST", "/api/v1/jobs"): Scope.TENANT_MEMBER,
+    ("GET", "/api/v1/jobs"): Scope.READ_ONLY,
+    ("GET", "/api/v1/jobs/{job_id}"): Scope.READ_ONLY,
+    ("GET", "/api/v1/jobs/{job_id}/logs"): Scope.READ_ONLY,
+    ("POST", "/api/v1/jobs/{job_id}/cancel"): Scope.TENANT_MEMBER,
+}
+
+DOC_ROUTES: Final = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+
+
+def rule_for(method: str, path: str) -> Rule | None:
+    """The rule for a route template, or None when the table has no entry."""
+    return ROUTES.get((method.upper(), path))

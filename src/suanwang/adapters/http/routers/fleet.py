@@ -1,0 +1,110 @@
+"""``/api/v1/fleet``, ``/api/v1/chips`` and ``/api/v1/demo``."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from suanwang.adapters.http.schemas import (
+    ApplyResultPublic,
+    ChipPublic,
+    ClusterPublic,
+    FleetPublic,
+    FleetTotalsPublic,
+    NodePublic,
+    RegionPublic,
+    TotalsPublic,
+    WanLinkPublic,
+)
+from suanwang.adapters.http.security import AuthorizedRoute, current_platform
+from suanwang.domain.errors import ValidationError
+from suanwang.domain.fleet import FleetTotals
+from suanwang.services.demo import load_demo
+from suanwang.services.fleet import ApplyResult
+from suanwang.services.platform import Platform
+
+router = APIRouter(prefix="/api/v1", route_class=AuthorizedRoute, tags=["fleet"])
+PlatformDep = Annotated[Platform, Depends(current_platform)]
+
+
+def apply_public(result: ApplyResult) -> ApplyResultPublic:
+    return ApplyResultPublic(created=result.created, updated=result.updated, deleted=result.deleted,
+                             unchanged=result.unchanged, changed=result.changed)
+
+
+def _totals(t: FleetTotals) -> TotalsPublic:
+    return TotalsPublic(scope=t.scope, cards_by_chip=t.cards_by_chip, cards=sum(t.cards_by_chip.values()),
+                        pflops_fp16=t.pflops_fp16, simulated_cards=t.simulated_cards,
+                        real_cards=t.real_cards)
+
+
+@router.post("/fleet/apply", response_model=ApplyResultPublic)
+async def apply_fleet(request: Request, platform: PlatformDep) -> ApplyResultPublic:
+    """Apply a fleet file (YAML or JSON body). Idempotent: applying it twice changes nothing."""
+    raw = await request.body()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationError("the fleet file is not UTF-8 text", field="body",
+                              hint="save the file as UTF-8") from exc
+    return apply_public(await run_in_threadpool(platform.fleet.apply_yaml, text))
+
+
+@router.get("/fleet", response_model=FleetPublic)
+def show_fleet(platform: PlatformDep) -> FleetPublic:
+    """Regions, clusters (simulated ones are labelled) and WAN links."""
+    view = platform.fleet.view()
+    by_cluster: dict[str, list[tuple[str, int, int]]] = {}
+    for n in platform.fleet.nodes():
+        by_cluster.setdefault(n.cluster, []).append((n.chip, n.cards, n.cards_used))
+    clusters = []
+    for c in view.clusters:
+        nodes = by_cluster.get(c.name, [])
+        chips: Counter[str] = Counter()
+        for chip, cards, _ in nodes:
+            chips[chip] += cards
+        clusters.append(ClusterPublic(
+            name=c.name, region=c.region, kind=c.kind, simulated=c.kind == "simulated",
+            backend=c.backend, description=c.description, nodes=len(nodes),
+            cards_by_chip=dict(chips), cards_used=sum(u for _, _, u in nodes)))
+    return FleetPublic(
+        regions=[RegionPublic(name=r.name, display_name=r.display_name) for r in view.regions],
+        clusters=clusters,
+        wan_links=[WanLinkPublic(between=[w.region_a, w.region_b], bandwidth_gbps=w.bandwidth_gbps,
+                                 rtt_ms=w.rtt_ms, distance_km=w.distance_km) for w in view.wan_links],
+    )
+
+
+@router.get("/fleet/totals", response_model=FleetTotalsPublic)
+def fleet_totals(platform: PlatformDep) -> FleetTotalsPublic:
+    """Cards by chip and dense FP16 PFLOPS, overall and per region."""
+    overall, regions = platform.fleet.totals()
+    return FleetTotalsPublic(overall=_totals(overall), regions=[_totals(r) for r in regions])
+
+
+@router.get("/fleet/nodes", response_model=list[NodePublic])
+def list_nodes(platform: PlatformDep,
+               cluster: Annotated[str | None, Query(max_length=64)] = None) -> list[NodePublic]:
+    return [NodePublic(id=n.id, name=n.name, cluster=n.cluster, region=n.region, simulated=n.simulated,
+                       chip=n.chip, cards=n.cards, cards_used=n.cards_used,
+                       network_group=n.network_group, state=n.state)
+            for n in platform.fleet.nodes(cluster)]
+
+
+@router.get("/chips", response_model=list[ChipPublic])
+def list_chips(platform: PlatformDep) -> list[ChipPublic]:
+    """The chip catalogue."""
+    return [ChipPublic(name=c.name, vendor=c.vendor, family=c.family, memory_gb=c.memory_gb,
+                       fp16_tflops=c.fp16_tflops, bf16_tflops=c.bf16_tflops, stack=c.stack,
+                       k8s_resource=c.k8s_resource, hami_resource=c.hami_resource,
+                       figures_uncertain=c.figures_uncertain)
+            for c in sorted(platform.catalogue.chips.values(), key=lambda c: c.name)]
+
+
+@router.post("/demo/load", response_model=ApplyResultPublic)
+def load_demo_fleet(platform: PlatformDep) -> ApplyResultPublic:
+    """Apply the demo fleet (simulated Lingang and Ningxia clusters plus this machine)."""
+    return apply_public(load_demo(platform))

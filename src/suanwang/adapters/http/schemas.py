@@ -1,0 +1,209 @@
+"""Request and response bodies of the REST API (the only place Pydantic meets jobs and keys)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from suanwang.domain.jobs import JobSpec, Resources
+from suanwang.domain.tenancy import Scope
+
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ResourcesIn(_In):
+    chip: str = Field("any", max_length=64, description="chip name, chip family, or 'any'")
+    cards_per_node: int = Field(1, description="cards (or cpu slots) on each node")
+    nodes: int = Field(1, description="nodes, all in one cluster (gang)")
+    cluster: str | None = Field(None, max_length=64)
+    region: str | None = Field(None, max_length=64)
+
+
+class SimulateIn(_In):
+    duration_s: float = Field(description="run time on the simulated clock")
+
+
+class JobCreate(_In):
+    name: Name = "job"
+    command: list[Annotated[str, Field(max_length=32_768)]] = Field(default_factory=list)
+    env: dict[Annotated[str, Field(max_length=256)], Annotated[str, Field(max_length=32_768)]] = {}
+    working_dir: str | None = Field(None, max_length=4096)
+    resources: ResourcesIn = Field(default_factory=ResourcesIn)  # type: ignore[arg-type]
+    priority: int = 0
+    max_runtime_s: int | None = None
+    retries: int = 0
+    simulate: SimulateIn | None = None
+
+    def to_spec(self) -> JobSpec:
+        return JobSpec(
+            name=self.name, command=tuple(self.command),
+            resources=Resources(**self.resources.model_dump()),
+            env=tuple(sorted(self.env.items())), working_dir=self.working_dir,
+            priority=self.priority, max_runtime_s=self.max_runtime_s, retries=self.retries,
+            simulate_duration_s=self.simulate.duration_s if self.simulate else None,
+        )
+
+
+class AttemptPublic(BaseModel):
+    number: int
+    state: str
+    cluster: str
+    simulated: bool
+    chip: str
+    cards: int
+    nodes: list[str]
+    exit_code: int | None
+    reason: str
+    admitted_at: float
+    started_at: float | None
+    ended_at: float | None
+
+
+class EventPublic(BaseModel):
+    at: float
+    state: str
+    reason: str
+
+
+class JobPublic(BaseModel):
+    id: str
+    tenant: str
+    name: str
+    state: str
+    reason: str
+    priority: int
+    attempts: int
+    cancel_requested: bool
+    created_at: float
+    updated_at: float
+    spec: dict[str, Any]
+    attempt_history: list[AttemptPublic] | None = None
+    events: list[EventPublic] | None = None
+
+
+class TenantCreate(_In):
+    name: str = Field(max_length=40)
+    display_name: str = Field("", max_length=200)
+    quota: dict[Annotated[str, Field(max_length=32)], int] = {}
+
+
+class QuotaUpdate(_In):
+    quota: dict[Annotated[str, Field(max_length=32)], int]
+
+
+class TenantPublic(BaseModel):
+    name: str
+    display_name: str
+    created_at: float
+    quota: dict[str, int]
+
+
+class KeyCreate(_In):
+    tenant: str | None = Field(None, max_length=64)
+    scope: Scope = Scope.TENANT_MEMBER
+    name: str = Field("", max_length=200)
+    expires_in_s: int | None = None
+
+
+class KeyPublic(BaseModel):
+    id: str
+    prefix: str
+    tenant: str | None
+    scope: str
+    name: str
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+
+
+class KeyCreated(KeyPublic):
+    key: str = Field(description="the secret; shown once, never stored")
+
+
+class ApplyResultPublic(BaseModel):
+    created: list[str]
+    updated: list[str]
+    deleted: list[str]
+    unchanged: int
+    changed: bool
+
+
+class TotalsPublic(BaseModel):
+    scope: str
+    cards_by_chip: dict[str, int]
+    cards: int
+    pflops_fp16: float
+    simulated_cards: int
+    real_cards: int
+
+
+class FleetTotalsPublic(BaseModel):
+    overall: TotalsPublic
+    regions: list[TotalsPublic]
+
+
+class ClusterPublic(BaseModel):
+    name: str
+    region: str
+    kind: str
+    simulated: bool
+    backend: str
+    description: str
+    nodes: int
+    cards_by_chip: dict[str, int]
+    cards_used: int
+
+
+class RegionPublic(BaseModel):
+    name: str
+    display_name: str
+
+
+class WanLinkPublic(BaseModel):
+    between: list[str]
+    bandwidth_gbps: float
+    rtt_ms: float
+    distance_km: float
+
+
+class FleetPublic(BaseModel):
+    regions: list[RegionPublic]
+    clusters: list[ClusterPublic]
+    wan_links: list[WanLinkPublic]
+
+
+class NodePublic(BaseModel):
+    id: int
+    name: str
+    cluster: str
+    region: str
+    simulated: bool
+    chip: str
+    cards: int
+    cards_used: int
+    network_group: str
+    state: str
+
+
+class ChipPublic(BaseModel):
+    name: str
+    vendor: str
+    family: str
+    memory_gb: int
+    fp16_tflops: float
+    bf16_tflops: float
+    stack: str
+    k8s_resource: str
+    hami_resource: str
+    figures_uncertain: bool
+
+
+class WhoAmI(BaseModel):
+    key_id: str
+    scope: str
+    tenant: str | None

@@ -1,0 +1,117 @@
+"""The composition root: the one place that picks adapters and wires them together.
+
+Nothing happens at import time; call :func:`build_platform` or :func:`build_app`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+
+from suanwang.adapters.backends.clocks import SystemClock
+from suanwang.adapters.backends.local import LocalBackend
+from suanwang.adapters.backends.simulated import SimulatedBackend
+from suanwang.adapters.db.engine import make_engine, migrate
+from suanwang.adapters.db.uow import SqlUnitOfWorkFactory
+from suanwang.adapters.http.app import create_app
+from suanwang.config import Settings
+from suanwang.observability import Metrics
+from suanwang.ports import Backend, Clock
+from suanwang.services.catalogue import default_catalogue
+from suanwang.services.control import ControlLoop
+from suanwang.services.jobs import Jobs
+from suanwang.services.platform import Fleet, Platform
+from suanwang.services.tenancy import Tenancy
+
+log = structlog.get_logger("suanwang")
+
+
+def build_platform(settings: Settings, clock: Clock | None = None, *, run_migrations: bool = True) -> Platform:
+    """Wire the platform for ``settings`` (migrating the database first by default)."""
+    if run_migrations:
+        migrate(settings.db_url)
+    clock = clock or SystemClock()
+    uows = SqlUnitOfWorkFactory(make_engine(settings.db_url))
+    catalogue = default_catalogue()
+    backends: dict[str, Backend] = {
+        "local": LocalBackend(settings.runs_dir, clock, grace_s=settings.cancel_grace_s),
+        "simulated": SimulatedBackend(clock, speedup=settings.sim_speedup),
+    }
+    return Platform(
+        fleet=Fleet(uows, clock, catalogue),
+        tenancy=Tenancy(uows, clock, catalogue),
+        jobs=Jobs(uows, clock, catalogue, backends),
+        control=ControlLoop(uows, backends, clock, catalogue),
+        catalogue=catalogue, clock=clock, backends=backends, uows=uows,
+        local_nodes=tuple(local_nodes()),
+    )
+
+
+def local_nodes() -> list[dict[str, Any]]:
+    """This machine as a real node: one cpu slot per core (real accelerators: see docs)."""
+    return [{"name": socket.gethostname().lower()[:60] or "localhost", "chip": "cpu",
+             "cards": os.cpu_count() or 1}]
+
+
+@dataclass
+class ControlThread:
+    """Runs ``ControlLoop.tick`` every ``period_s`` in a daemon thread until stopped."""
+
+    platform: Platform
+    metrics: Metrics
+    period_s: float
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="control-loop", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                report = self.platform.control.tick()
+            except Exception:  # noqa: BLE001 - reported and retried: the loop must outlive one bad tick
+                self.metrics.tick_errors.inc()
+                log.exception("control tick failed; retrying")
+                self._stop.wait(min(5.0, self.period_s * 4))
+                continue
+            self.metrics.ticks.inc()
+            self.metrics.admitted.inc(len(report.admitted))
+            if report.admitted or report.finished:
+                log.info("tick", admitted=report.admitted, dispatched=report.dispatched,
+                         finished=report.finished)
+            self._stop.wait(self.period_s)
+
+
+def build_app(settings: Settings, *, control: bool = True, clock: Clock | None = None) -> FastAPI:
+    """The API app; with ``control`` it also runs the control loop while serving."""
+    platform = build_platform(settings, clock)
+    metrics = Metrics()
+    metrics.add_gauges("suanwang_jobs", "jobs by state", "state", platform.job_counts)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        thread = ControlThread(platform, metrics, settings.tick_s) if control else None
+        if thread:
+            thread.start()
+        try:
+            yield
+        finally:
+            if thread:
+                thread.stop()
+
+    return create_app(platform, metrics, max_body_bytes=settings.max_body_bytes, lifespan=lifespan)

@@ -1,0 +1,39 @@
+"""Settings from the environment (``SUANWANG_*``), validated once at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of a suanwang process. Bad values fail fast with the variable's name."""
+
+    model_config = SettingsConfigDict(env_prefix="SUANWANG_", extra="ignore")
+
+    data_dir: Path = Field(Path("data"), description="state, run directories, credentials")
+    database_url: str | None = Field(None, description="default: SQLite file in data_dir")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    tick_s: float = Field(0.5, gt=0, le=60, description="control-loop period")
+    sim_speedup: float = Field(1.0, gt=0, le=1e6, description="simulated clock speed")
+    cancel_grace_s: float = Field(10.0, ge=0, le=3600)
+    max_body_bytes: int = Field(1 << 20, ge=1024)
+    log_level: str = "info"
+    log_json: bool = False
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'suanwang.db').resolve()}"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+    @property
+    def operator_key_file(self) -> Path:
+        return self.data_dir / "operator.key"

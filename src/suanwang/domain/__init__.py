@@ -1,0 +1,1 @@
+"""Pure domain model: fleet, chips, tenants, jobs. No I/O, no third-party imports."""

@@ -1,0 +1,81 @@
+"""The chip catalogue: what each accelerator type is and how it is named.
+
+Holds the :class:`ChipType` record, the :class:`Catalogue` lookup and chip selectors
+(``"ascend-910b"``, ``"ascend"`` or ``"any"``). The catalogue's data lives in
+``suanwang/data/chips.yaml`` and is parsed at the edge; nothing here reads files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from suanwang.domain.errors import ValidationError
+from suanwang.domain.ids import ChipFamily, ChipName
+
+ANY_CHIP = "any"
+
+
+@dataclass(frozen=True, slots=True)
+class ChipType:
+    """One accelerator type as sold: a card, or a ``cpu`` slot."""
+
+    name: ChipName
+    vendor: str
+    family: ChipFamily
+    memory_gb: int
+    fp16_tflops: float
+    bf16_tflops: float
+    stack: str
+    k8s_resource: str
+    hami_resource: str
+    figures_uncertain: bool = False
+    sources: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class Catalogue:
+    """All known chip types, by name."""
+
+    chips: Mapping[ChipName, ChipType]
+
+    @classmethod
+    def of(cls, chips: Iterable[ChipType]) -> Catalogue:
+        """Build a catalogue; chip names must be unique."""
+        by_name: dict[ChipName, ChipType] = {}
+        for chip in chips:
+            if chip.name in by_name:
+                raise ValidationError(f"duplicate chip {chip.name!r} in catalogue", field="chips")
+            by_name[chip.name] = chip
+        return cls(by_name)
+
+    def get(self, name: str, *, field_name: str = "chip") -> ChipType:
+        """The chip called ``name``, or a ValidationError listing the known ones."""
+        chip = self.chips.get(ChipName(name))
+        if chip is None:
+            raise ValidationError(
+                f"unknown chip {name!r}",
+                field=field_name,
+                hint=f"known chips: {', '.join(sorted(self.chips))}",
+            )
+        return chip
+
+    @property
+    def families(self) -> frozenset[ChipFamily]:
+        """Every chip family in the catalogue."""
+        return frozenset(c.family for c in self.chips.values())
+
+    def check_selector(self, selector: str, *, field_name: str = "resources.chip") -> str:
+        """Validate a chip selector (a chip name, a family, or ``any``) and return it."""
+        if selector == ANY_CHIP or selector in self.chips or selector in self.families:
+            return selector
+        raise ValidationError(
+            f"unknown chip or chip family {selector!r}",
+            field=field_name,
+            hint=f"use 'any', a family ({', '.join(sorted(self.families))}) or a chip name",
+        )
+
+
+def selector_matches(selector: str, chip: ChipType) -> bool:
+    """Whether a chip selector accepts ``chip``."""
+    return selector in (ANY_CHIP, chip.name, chip.family)

@@ -1,0 +1,148 @@
+"""Jobs: what a tenant asks to run, and the states it goes through.
+
+    queued ─► admitted ─► running ─► succeeded | failed | cancelled
+       ▲          │           │
+       └──────────┴───────────┴──── preempted / lost (requeued by retry policy)
+
+A job may be cancelled from any non-terminal state. Each time it is admitted, a new
+*attempt* starts; attempts are numbered from 1 and never reused.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from suanwang.domain.errors import Conflict, ValidationError
+
+MAX_PRIORITY = 1000
+MAX_NODES = 4096
+MAX_RETRIES = 10
+MAX_COMMAND_ARGS = 1024
+MAX_RUNTIME_S = 30 * 24 * 3600
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "queued"
+    ADMITTED = "admitted"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    PREEMPTED = "preempted"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+ACTIVE = frozenset({JobState.ADMITTED, JobState.RUNNING})
+
+_ALLOWED: dict[JobState, frozenset[JobState]] = {
+    JobState.QUEUED: frozenset({JobState.ADMITTED, JobState.CANCELLED, JobState.FAILED}),
+    JobState.ADMITTED: frozenset(
+        {JobState.RUNNING, JobState.QUEUED, JobState.CANCELLED, JobState.FAILED,
+         JobState.SUCCEEDED, JobState.PREEMPTED}
+    ),
+    JobState.RUNNING: frozenset(
+        {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.PREEMPTED,
+         JobState.QUEUED}
+    ),
+    JobState.PREEMPTED: frozenset({JobState.QUEUED, JobState.CANCELLED}),
+    JobState.SUCCEEDED: frozenset(),
+    JobState.FAILED: frozenset(),
+    JobState.CANCELLED: frozenset(),
+}
+
+
+def check_transition(current: JobState, target: JobState) -> None:
+    """Raise Conflict unless ``current -> target`` is a legal move."""
+    if target not in _ALLOWED[current]:
+        raise Conflict(
+            f"a {current} job cannot become {target}",
+            field="state",
+            hint="terminal jobs never change; submit a new job instead",
+        )
+
+
+class AttemptState(enum.StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    LOST = "lost"
+
+    @property
+    def ended(self) -> bool:
+        return self not in (AttemptState.STARTING, AttemptState.RUNNING)
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """What one job needs: ``nodes`` nodes with ``cards_per_node`` cards of a chip selector."""
+
+    chip: str = "any"
+    cards_per_node: int = 1
+    nodes: int = 1
+    cluster: str | None = None
+    region: str | None = None
+
+    @property
+    def total_cards(self) -> int:
+        return self.cards_per_node * self.nodes
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """A job as submitted. ``simulate_duration_s`` marks a job for simulated clusters only."""
+
+    name: str
+    command: tuple[str, ...]
+    resources: Resources = field(default_factory=Resources)
+    env: tuple[tuple[str, str], ...] = ()
+    working_dir: str | None = None
+    priority: int = 0
+    max_runtime_s: int | None = None
+    retries: int = 0
+    simulate_duration_s: float | None = None
+
+    @property
+    def simulated(self) -> bool:
+        return self.simulate_duration_s is not None
+
+
+def validate_job(spec: JobSpec) -> JobSpec:
+    """Check ranges and shapes that need no knowledge of the fleet."""
+    res = spec.resources
+    _bounded(res.cards_per_node, 0, 64, "resources.cards_per_node", "0 to 64 cards per node")
+    _bounded(res.nodes, 1, MAX_NODES, "resources.nodes", f"1 to {MAX_NODES} nodes")
+    if res.total_cards == 0 and not spec.simulated:
+        raise ValidationError("a job needs at least one card or cpu slot",
+                              field="resources.cards_per_node", hint="use cards_per_node >= 1")
+    _bounded(spec.priority, -MAX_PRIORITY, MAX_PRIORITY, "priority", "-1000 to 1000")
+    _bounded(spec.retries, 0, MAX_RETRIES, "retries", f"0 to {MAX_RETRIES}")
+    if spec.max_runtime_s is not None:
+        _bounded(spec.max_runtime_s, 1, MAX_RUNTIME_S, "max_runtime_s", "1 s to 30 days")
+    if spec.simulated:
+        duration = spec.simulate_duration_s or 0.0
+        if not 0 < duration <= MAX_RUNTIME_S:
+            raise ValidationError("simulate.duration_s must be in (0, 30 days]",
+                                  field="simulate.duration_s")
+    elif not spec.command:
+        raise ValidationError("a job needs a command", field="command",
+                              hint="e.g. suanwang jobs submit -- python train.py")
+    if len(spec.command) > MAX_COMMAND_ARGS:
+        raise ValidationError("too many command arguments", field="command")
+    if any("\x00" in part for part in spec.command):
+        raise ValidationError("command arguments cannot contain NUL bytes", field="command")
+    for key, _ in spec.env:
+        if not key or "=" in key or "\x00" in key:
+            raise ValidationError(f"invalid environment variable name {key!r}", field="env")
+    return spec
+
+
+def _bounded(value: int, low: int, high: int, field_name: str, hint: str) -> None:
+    if not low <= value <= high:
+        raise ValidationError(f"{field_name} is {value}, out of range", field=field_name, hint=hint)

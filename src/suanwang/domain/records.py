@@ -1,0 +1,105 @@
+"""Read models: plain records that repositories return and services pass around."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from suanwang.domain.jobs import AttemptState, JobState
+from suanwang.domain.tenancy import Scope
+
+
+@dataclass(frozen=True, slots=True)
+class TenantRecord:
+    id: str
+    display_name: str
+    created_at: float
+    quota: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    id: str
+    prefix: str
+    secret_hash: str
+    tenant: str | None
+    scope: Scope
+    name: str
+    created_by: str
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+
+    def usable_at(self, now: float) -> bool:
+        """Not revoked and not expired at ``now``."""
+        expired = self.expires_at is not None and self.expires_at <= now
+        return self.revoked_at is None and not expired
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    id: int
+    cluster: str
+    region: str
+    simulated: bool
+    name: str
+    chip: str
+    cards: int
+    cards_used: int
+    network_group: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterRecord:
+    name: str
+    region: str
+    kind: str
+    backend: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    id: str
+    tenant: str
+    name: str
+    state: JobState
+    reason: str
+    priority: int
+    spec: dict[str, Any]
+    idempotency_key: str | None
+    request_hash: str
+    attempts: int
+    cancel_requested: bool
+    created_at: float
+    updated_at: float
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    id: int
+    job: str
+    number: int
+    state: AttemptState
+    cluster: str
+    backend: str
+    chip: str
+    family: str
+    cards: int
+    placements: list[dict[str, Any]]
+    handle: dict[str, Any]
+    dispatched: bool
+    exit_code: int | None
+    reason: str
+    admitted_at: float
+    started_at: float | None
+    ended_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    at: float
+    state: str
+    reason: str

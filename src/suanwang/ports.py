@@ -1,0 +1,222 @@
+"""Ports: the Protocols that services depend on and adapters implement.
+
+- :class:`Backend` runs workloads (local processes, the simulated clock, later Ray, Slurm,
+  Kubernetes). Every verb is idempotent, keyed by ``(job_id, attempt)``.
+- :class:`Clock` tells time; tests and the simulator pass a fake one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from suanwang.domain.fleet import ClusterSpec, NodeSpec, RegionSpec, WanLinkSpec
+from suanwang.domain.jobs import AttemptState, JobState
+from suanwang.domain.records import (
+    AttemptRecord,
+    ClusterRecord,
+    JobEvent,
+    JobRecord,
+    KeyRecord,
+    NodeRecord,
+    TenantRecord,
+)
+
+Handle = Mapping[str, Any]
+"""Backend-specific, JSON-serialisable facts about a run (pid, start time, …)."""
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Seconds since the epoch."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSlice:
+    """Cards of one node given to one run."""
+
+    node: str
+    cards: int
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchRequest:
+    """Everything a backend needs to start attempt ``attempt`` of ``job_id``."""
+
+    job_id: str
+    attempt: int
+    tenant: str
+    cluster: str
+    command: tuple[str, ...]
+    placements: tuple[NodeSlice, ...]
+    env: tuple[tuple[str, str], ...] = ()
+    working_dir: str | None = None
+    max_runtime_s: int | None = None
+    simulate_duration_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunStatus:
+    """What a backend knows about one run.
+
+    ``state`` is ``starting``/``running`` while alive, else how it ended. ``lost`` means the
+    run vanished without a recorded exit (its host or supervisor died).
+    """
+
+    state: AttemptState
+    handle: Handle = field(default_factory=dict)
+    exit_code: int | None = None
+    reason: str = ""
+    started_at: float | None = None
+    ended_at: float | None = None
+
+
+class Backend(Protocol):
+    """Runs workloads on one kind of execution engine."""
+
+    name: str
+
+    def submit(self, request: LaunchRequest) -> RunStatus:
+        """Start the run, or report the one already started for the same attempt."""
+        ...
+
+    def poll(self, job_id: str, attempt: int, handle: Handle) -> RunStatus:
+        """Current status of a run started by :meth:`submit`."""
+        ...
+
+    def cancel(self, job_id: str, attempt: int, handle: Handle) -> None:
+        """Ask the run to stop (graceful, then forced); a no-op if it already ended."""
+        ...
+
+    def logs(self, job_id: str, attempt: int, handle: Handle, offset: int, limit: int) -> bytes:
+        """Up to ``limit`` bytes of the run's combined output starting at ``offset``."""
+        ...
+
+
+# --- storage ports: implemented by suanwang.adapters.db -------------------------------------
+class FleetStore(Protocol):
+    """Reads and writes the fleet inside one unit of work."""
+
+    def regions(self) -> list[RegionSpec]: ...
+
+    def clusters(self) -> list[ClusterRecord]: ...
+
+    def wan_links(self) -> list[WanLinkSpec]: ...
+
+    def nodes(self, cluster: str | None = None) -> list[NodeRecord]:
+        """Nodes with the cards held by active allocations."""
+        ...
+
+    def put_region(self, spec: RegionSpec, now: float) -> None: ...
+
+    def put_cluster(self, spec: ClusterSpec, now: float) -> None: ...
+
+    def put_node(self, cluster: str, spec: NodeSpec) -> None: ...
+
+    def add_nodes(self, cluster: str, specs: list[NodeSpec]) -> None:
+        """Bulk insert of new nodes (fast path for 1,000+ node clusters)."""
+        ...
+
+    def delete_nodes(self, cluster: str, names: list[str]) -> None: ...
+
+    def put_wan_link(self, spec: WanLinkSpec) -> None: ...
+
+
+class TenancyStore(Protocol):
+    """Reads and writes tenants and keys inside one unit of work."""
+
+    def add_tenant(self, tenant_id: str, display_name: str, now: float) -> None: ...
+
+    def tenant(self, tenant_id: str) -> TenantRecord | None: ...
+
+    def tenants(self) -> list[TenantRecord]: ...
+
+    def quotas(self) -> dict[str, dict[str, int]]:
+        """Every tenant's quota map (tenants without quota rows are absent)."""
+        ...
+
+    def set_quota(self, tenant_id: str, quota: dict[str, int]) -> None: ...
+
+    def add_key(self, key: KeyRecord) -> None: ...
+
+    def key_by_prefix(self, prefix: str) -> KeyRecord | None: ...
+
+    def key(self, key_id: str) -> KeyRecord | None: ...
+
+    def keys(self, tenant_id: str | None, *, operator_keys: bool) -> list[KeyRecord]:
+        """Keys of one tenant, or (``operator_keys``) the operator's own keys, or all."""
+        ...
+
+    def revoke_key(self, key_id: str, now: float) -> None: ...
+
+
+class JobStore(Protocol):
+    """Reads and writes jobs and their attempts inside one unit of work."""
+
+    def add_job(self, job: JobRecord) -> None: ...
+
+    def job(self, job_id: str) -> JobRecord | None: ...
+
+    def job_by_idempotency(self, tenant: str, key: str) -> JobRecord | None: ...
+
+    def jobs(
+        self, tenant: str | None, states: Iterable[JobState] | None = None, limit: int = 100
+    ) -> list[JobRecord]: ...
+
+    def queued(self) -> list[JobRecord]: ...
+
+    def with_states(self, states: Iterable[JobState]) -> list[JobRecord]: ...
+
+    def count_by_state(self) -> dict[str, int]: ...
+
+    def update_job(self, job: JobRecord, now: float, **changes: Any) -> bool:
+        """Compare-and-set: apply ``changes`` only if the row still has ``job.version``."""
+        ...
+
+    def add_event(self, job_id: str, at: float, state: str, reason: str) -> None: ...
+
+    def events(self, job_id: str) -> list[JobEvent]: ...
+
+    def add_attempt(self, attempt: AttemptRecord) -> int: ...
+
+    def attempts(self, job_id: str) -> list[AttemptRecord]: ...
+
+    def live_attempts(self) -> list[AttemptRecord]:
+        """Attempts that have not ended (starting or running)."""
+        ...
+
+    def update_attempt(self, attempt_id: int, **changes: Any) -> None: ...
+
+    def add_allocations(
+        self, attempt_id: int, tenant: str, family: str, placements: list[tuple[int, int]]
+    ) -> None: ...
+
+    def release_allocations(self, attempt_id: int) -> None: ...
+
+    def usage(self) -> dict[str, dict[str, int]]:
+        """Cards held now, by tenant and chip family."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction; rolled back on exit unless :meth:`commit` was called."""
+
+    fleet: FleetStore
+    tenancy: TenancyStore
+    jobs: JobStore
+
+    def __enter__(self) -> UnitOfWork: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def lock_scheduler(self) -> None:
+        """Serialise scheduling cycles across control planes for this transaction."""
+        ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self) -> UnitOfWork: ...

@@ -1,0 +1,1 @@
+"""Application layer: use cases over the ports (units of work, backends, clock)."""

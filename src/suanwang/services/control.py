@@ -1,0 +1,214 @@
+"""The control loop: reconcile runs with backends, schedule queued jobs, dispatch admissions.
+
+One :meth:`ControlLoop.tick` does the three steps in order. Every step is safe to repeat
+and safe to interrupt with kill -9:
+
+- *schedule* records each admission (attempt + allocations) in the database before any
+  backend hears of it (Kueue's "assume");
+- *dispatch* calls the backend's idempotent ``submit`` for attempts not yet marked
+  dispatched, so a crash between launch and bookkeeping re-attaches instead of relaunching;
+- *reconcile* polls live attempts and finishes them; a job's version column makes every
+  state change compare-and-set, so two control planes cannot both finish one attempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from suanwang.domain.chips import Catalogue
+from suanwang.domain.ids import ChipFamily, ChipName, ClusterName, JobId, NodeId, RegionName, TenantId
+from suanwang.domain.jobs import AttemptState, JobState
+from suanwang.domain.records import AttemptRecord, JobRecord
+from suanwang.ports import Backend, Clock, LaunchRequest, NodeSlice, RunStatus, UnitOfWork, UnitOfWorkFactory
+from suanwang.scheduler import Admit, NodeView, Pending, PendingJob, Snapshot, cycle
+from suanwang.services.jobs import spec_from_dict
+
+
+@dataclass(slots=True)
+class TickReport:
+    """What one tick did (for logs and metrics)."""
+
+    admitted: list[str] = field(default_factory=list)
+    dispatched: list[str] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)
+
+
+class ControlLoop:
+    """Drives jobs from queued to a terminal state."""
+
+    def __init__(
+        self, uows: UnitOfWorkFactory, backends: Mapping[str, Backend], clock: Clock,
+        catalogue: Catalogue,
+    ) -> None:
+        self._uows = uows
+        self._backends = backends
+        self._clock = clock
+        self._catalogue = catalogue
+
+    def tick(self) -> TickReport:
+        report = TickReport()
+        self.reconcile(report)
+        self.schedule(report)
+        self.dispatch(report)
+        return report
+
+    # --- schedule -----------------------------------------------------------------------
+    def schedule(self, report: TickReport) -> None:
+        with self._uows() as uow:
+            uow.lock_scheduler()
+            queued = [j for j in uow.jobs.queued() if not j.cancel_requested]
+            if not queued:
+                return
+            snapshot = self._snapshot(uow, queued)
+            by_id = {j.id: j for j in queued}
+            now = self._clock.now()
+            for decision in cycle(snapshot):
+                job = by_id[decision.job]
+                if isinstance(decision, Admit):
+                    if self._admit(uow, job, decision, now):
+                        report.admitted.append(job.id)
+                elif isinstance(decision, Pending) and decision.reason != job.reason:
+                    uow.jobs.update_job(job, now, reason=decision.reason)
+            uow.commit()
+
+    def _snapshot(self, uow: UnitOfWork, queued: list[JobRecord]) -> Snapshot:
+        nodes = tuple(
+            NodeView(
+                id=NodeId(n.id), name=n.name, cluster=ClusterName(n.cluster),
+                region=RegionName(n.region), simulated=n.simulated, chip=ChipName(n.chip),
+                family=self._catalogue.get(n.chip).family, cards_total=n.cards,
+                cards_free=max(0, n.cards - n.cards_used), network_group=n.network_group,
+                schedulable=n.state == "ready",
+            )
+            for n in uow.fleet.nodes()
+        )
+        pending = tuple(_pending(j) for j in queued)
+        quotas = {TenantId(t): {ChipFamily(f): c for f, c in q.items()}
+                  for t, q in uow.tenancy.quotas().items()}
+        usage = {TenantId(t): {ChipFamily(f): c for f, c in u.items()}
+                 for t, u in uow.jobs.usage().items()}
+        return Snapshot(now=self._clock.now(), nodes=nodes, pending=pending, quotas=quotas, usage=usage)
+
+    def _admit(self, uow: UnitOfWork, job: JobRecord, decision: Admit, now: float) -> bool:
+        number = job.attempts + 1
+        if not uow.jobs.update_job(job, now, state=JobState.ADMITTED, attempts=number,
+                                   reason=f"admitted to {decision.cluster}"):
+            return False
+        nodes = {n.id: n for n in uow.fleet.nodes(decision.cluster)}
+        backend = next(c.backend for c in uow.fleet.clusters() if c.name == decision.cluster)
+        placements = [
+            {"node_id": p.node, "node": nodes[p.node].name, "cards": p.cards}
+            for p in decision.placements
+        ]
+        attempt_id = uow.jobs.add_attempt(AttemptRecord(
+            id=0, job=job.id, number=number, state=AttemptState.STARTING, cluster=decision.cluster,
+            backend=backend, chip=decision.chip, family=decision.family,
+            cards=sum(p.cards for p in decision.placements), placements=placements, handle={},
+            dispatched=False, exit_code=None, reason="", admitted_at=now, started_at=None,
+            ended_at=None,
+        ))
+        uow.jobs.add_allocations(attempt_id, job.tenant, decision.family,
+                                 [(p.node, p.cards) for p in decision.placements])
+        uow.jobs.add_event(job.id, now, JobState.ADMITTED,
+                           f"attempt {number} on {decision.cluster} ({decision.chip})")
+        return True
+
+    # --- dispatch -----------------------------------------------------------------------
+    def dispatch(self, report: TickReport) -> None:
+        with self._uows() as uow:
+            todo = [a for a in uow.jobs.live_attempts() if not a.dispatched]
+            jobs = {a.job: uow.jobs.job(a.job) for a in todo}
+        for attempt in todo:
+            job = jobs[attempt.job]
+            if job is None or job.state is not JobState.ADMITTED:
+                continue
+            if job.cancel_requested:
+                self._finish(attempt, RunStatus(AttemptState.CANCELLED, reason="cancelled before start"))
+                continue
+            status = self._backends[attempt.backend].submit(_launch_request(job, attempt))
+            self._record_dispatch(job, attempt, status)
+            report.dispatched.append(job.id)
+
+    def _record_dispatch(self, job: JobRecord, attempt: AttemptRecord, status: RunStatus) -> None:
+        now = self._clock.now()
+        with self._uows() as uow:
+            current = uow.jobs.job(job.id)
+            if current is None or current.state is not JobState.ADMITTED:
+                return
+            uow.jobs.update_attempt(
+                attempt.id, dispatched=True, handle=dict(status.handle),
+                state=AttemptState.RUNNING, started_at=status.started_at or now,
+            )
+            uow.jobs.update_job(current, now, state=JobState.RUNNING,
+                                reason=f"running on {attempt.cluster}")
+            uow.jobs.add_event(job.id, now, JobState.RUNNING, f"attempt {attempt.number} started")
+            uow.commit()
+
+    # --- reconcile ----------------------------------------------------------------------
+    def reconcile(self, report: TickReport) -> None:
+        with self._uows() as uow:
+            live = [a for a in uow.jobs.live_attempts() if a.dispatched]
+            cancel = {a.job for a in live if (j := uow.jobs.job(a.job)) and j.cancel_requested}
+        for attempt in live:
+            backend = self._backends[attempt.backend]
+            status = backend.poll(attempt.job, attempt.number, attempt.handle)
+            if not status.state.ended and attempt.job in cancel:
+                backend.cancel(attempt.job, attempt.number, attempt.handle)
+                if attempt.backend == "simulated":
+                    status = RunStatus(AttemptState.CANCELLED, reason="cancelled by user")
+            if status.state.ended:
+                self._finish(attempt, status)
+                report.finished.append(attempt.job)
+
+    def _finish(self, attempt: AttemptRecord, status: RunStatus) -> None:
+        now = self._clock.now()
+        with self._uows() as uow:
+            job = uow.jobs.job(attempt.job)
+            if job is None or job.state.terminal:
+                return
+            target, reason = _outcome(job, attempt, status)
+            if not uow.jobs.update_job(job, now, state=target, reason=reason):
+                return
+            uow.jobs.update_attempt(
+                attempt.id, state=status.state, exit_code=status.exit_code,
+                reason=status.reason, ended_at=status.ended_at or now, dispatched=True,
+            )
+            uow.jobs.release_allocations(attempt.id)
+            uow.jobs.add_event(job.id, now, target, reason)
+            uow.commit()
+
+
+def _outcome(job: JobRecord, attempt: AttemptRecord, status: RunStatus) -> tuple[JobState, str]:
+    retries_left = job.spec.get("retries", 0) >= attempt.number
+    if status.state is AttemptState.SUCCEEDED:
+        return JobState.SUCCEEDED, f"attempt {attempt.number} exited 0"
+    if status.state is AttemptState.CANCELLED or job.cancel_requested:
+        return JobState.CANCELLED, status.reason or "cancelled"
+    what = "was lost" if status.state is AttemptState.LOST else f"exited {status.exit_code}"
+    detail = f"attempt {attempt.number} {what}" + (f": {status.reason}" if status.reason else "")
+    if retries_left:
+        return JobState.QUEUED, f"{detail}; retrying"
+    return JobState.FAILED, detail
+
+
+def _pending(job: JobRecord) -> PendingJob:
+    res = job.spec["resources"]
+    return PendingJob(
+        id=JobId(job.id), tenant=TenantId(job.tenant), priority=job.priority,
+        seq=int(job.created_at * 1_000_000), chip=res["chip"], cards_per_node=res["cards_per_node"],
+        nodes=res["nodes"], simulated=job.spec["simulate_duration_s"] is not None,
+        cluster=ClusterName(res["cluster"]) if res["cluster"] else None,
+        region=RegionName(res["region"]) if res["region"] else None,
+    )
+
+
+def _launch_request(job: JobRecord, attempt: AttemptRecord) -> LaunchRequest:
+    spec = spec_from_dict(job.spec)
+    return LaunchRequest(
+        job_id=job.id, attempt=attempt.number, tenant=job.tenant, cluster=attempt.cluster,
+        command=spec.command,
+        placements=tuple(NodeSlice(str(p["node"]), int(p["cards"])) for p in attempt.placements),
+        env=spec.env, working_dir=spec.working_dir, max_runtime_s=spec.max_runtime_s,
+        simulate_duration_s=spec.simulate_duration_s,
+    )

@@ -1,0 +1,198 @@
+"""Job use cases: submit (idempotent), list, show, cancel, logs.
+
+Submission is durable: the job row is committed before the caller gets a 2xx. The same
+``Idempotency-Key`` with the same body returns the same job; with a different body, 422.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from suanwang.domain.chips import Catalogue, selector_matches
+from suanwang.domain.errors import Conflict, NotFound, ValidationError
+from suanwang.domain.ids import new_job_id
+from suanwang.domain.jobs import JobSpec, JobState, Resources, validate_job
+from suanwang.domain.records import AttemptRecord, JobEvent, JobRecord, NodeRecord
+from suanwang.domain.tenancy import Principal
+from suanwang.ports import Backend, Clock, UnitOfWork, UnitOfWorkFactory
+
+MAX_LIST = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class JobDetail:
+    job: JobRecord
+    attempts: list[AttemptRecord]
+    events: list[JobEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    job: JobRecord
+    replayed: bool
+
+
+def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
+    """A JSON-ready form of a spec (the stored shape)."""
+    data = asdict(spec)
+    data["command"] = list(spec.command)
+    data["env"] = dict(spec.env)
+    return data
+
+
+def spec_from_dict(data: Mapping[str, Any]) -> JobSpec:
+    """The inverse of :func:`spec_to_dict`."""
+    return JobSpec(
+        name=data["name"], command=tuple(data["command"]), resources=Resources(**data["resources"]),
+        env=tuple(sorted(dict(data["env"]).items())), working_dir=data["working_dir"],
+        priority=data["priority"], max_runtime_s=data["max_runtime_s"], retries=data["retries"],
+        simulate_duration_s=data["simulate_duration_s"],
+    )
+
+
+def request_hash(spec: JobSpec) -> str:
+    """A stable hash of a spec, to tell a replay from a different request under one key."""
+    canonical = json.dumps(spec_to_dict(spec), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_fits_fleet(spec: JobSpec, nodes: list[NodeRecord], catalogue: Catalogue) -> None:
+    """Reject a job that no cluster could ever run, even when empty."""
+    res = spec.resources
+    per_cluster_chip: dict[tuple[str, str], int] = {}
+    for node in nodes:
+        if node.simulated != spec.simulated or node.cards < res.cards_per_node:
+            continue
+        if res.cluster and node.cluster != res.cluster or res.region and node.region != res.region:
+            continue
+        if not selector_matches(res.chip, catalogue.get(node.chip)):
+            continue
+        key = (node.cluster, node.chip)
+        per_cluster_chip[key] = per_cluster_chip.get(key, 0) + 1
+    if not any(count >= res.nodes for count in per_cluster_chip.values()):
+        kind = "simulated" if spec.simulated else "real"
+        raise ValidationError(
+            f"no {kind} cluster has {res.nodes} node(s) with {res.cards_per_node} free "
+            f"'{res.chip}' cards each, even when idle",
+            field="resources",
+            hint="ask for fewer cards or nodes, another chip, or (for simulated clusters) "
+            "set simulate.duration_s",
+        )
+
+
+class Jobs:
+    """Use cases for a tenant's jobs."""
+
+    def __init__(
+        self, uows: UnitOfWorkFactory, clock: Clock, catalogue: Catalogue,
+        backends: Mapping[str, Backend],
+    ) -> None:
+        self._uows = uows
+        self._clock = clock
+        self._catalogue = catalogue
+        self._backends = backends
+
+    def submit(self, principal: Principal, spec: JobSpec, idempotency_key: str | None) -> Submitted:
+        """Validate and durably queue a job, or replay the one stored under the same key."""
+        if principal.tenant_id is None:
+            raise ValidationError("jobs belong to a tenant; use a tenant key", field="Authorization")
+        validate_job(spec)
+        self._catalogue.check_selector(spec.resources.chip)
+        digest = request_hash(spec)
+        with self._uows() as uow:
+            replay = self._replay(uow, principal.tenant_id, idempotency_key, digest)
+            if replay is not None:
+                return Submitted(replay, replayed=True)
+            check_fits_fleet(spec, uow.fleet.nodes(), self._catalogue)
+            job = self._new_job(principal.tenant_id, spec, idempotency_key, digest)
+            try:
+                uow.jobs.add_job(job)
+            except Conflict:
+                uow_replay = None
+            else:
+                uow.jobs.add_event(job.id, job.created_at, JobState.QUEUED, "submitted")
+                uow.commit()
+                return Submitted(job, replayed=False)
+        with self._uows() as uow:  # lost an idempotency race: the winner's job is the answer
+            uow_replay = self._replay(uow, principal.tenant_id, idempotency_key, digest)
+        assert uow_replay is not None
+        return Submitted(uow_replay, replayed=True)
+
+    def _replay(
+        self, uow: UnitOfWork, tenant: str, key: str | None, digest: str
+    ) -> JobRecord | None:
+        if key is None:
+            return None
+        existing = uow.jobs.job_by_idempotency(tenant, key)
+        if existing is not None and existing.request_hash != digest:
+            raise ValidationError(
+                "this Idempotency-Key was used with a different request body",
+                field="Idempotency-Key", hint="use a new key for a new job",
+            )
+        return existing
+
+    def _new_job(self, tenant: str, spec: JobSpec, key: str | None, digest: str) -> JobRecord:
+        now = self._clock.now()
+        return JobRecord(
+            id=new_job_id(), tenant=tenant, name=spec.name, state=JobState.QUEUED,
+            reason="waiting for the scheduler", priority=spec.priority, spec=spec_to_dict(spec),
+            idempotency_key=key, request_hash=digest, attempts=0, cancel_requested=False,
+            created_at=now, updated_at=now, version=1,
+        )
+
+    def list(self, principal: Principal, states: list[JobState] | None, limit: int) -> list[JobRecord]:
+        limit = max(1, min(limit, MAX_LIST))
+        with self._uows() as uow:
+            return uow.jobs.jobs(None if principal.is_operator else principal.tenant_id, states, limit)
+
+    def get(self, principal: Principal, job_id: str) -> JobDetail:
+        with self._uows() as uow:
+            job = self._visible(uow, principal, job_id)
+            return JobDetail(job, uow.jobs.attempts(job_id), uow.jobs.events(job_id))
+
+    def _visible(self, uow: UnitOfWork, principal: Principal, job_id: str) -> JobRecord:
+        job = uow.jobs.job(job_id)
+        if job is None or not principal.can_see_tenant(job.tenant):
+            raise NotFound(f"no job {job_id!r}", field="job_id")
+        return job
+
+    def cancel(self, principal: Principal, job_id: str) -> JobRecord:
+        """Cancel a queued job at once; ask the backend to stop an admitted or running one."""
+        now = self._clock.now()
+        with self._uows() as uow:
+            job = self._visible(uow, principal, job_id)
+            if job.state.terminal:
+                raise Conflict(f"job {job_id} already {job.state}", field="job_id",
+                               hint="terminal jobs cannot be cancelled")
+            if job.cancel_requested:
+                return job
+            if job.state in (JobState.QUEUED, JobState.PREEMPTED):
+                uow.jobs.update_job(job, now, state=JobState.CANCELLED, reason="cancelled by user",
+                                    cancel_requested=True)
+                uow.jobs.add_event(job_id, now, JobState.CANCELLED, "cancelled by user")
+            else:
+                uow.jobs.update_job(job, now, cancel_requested=True, reason="cancelling")
+                uow.jobs.add_event(job_id, now, job.state, "cancel requested")
+            uow.commit()
+            updated = uow.jobs.job(job_id)
+        assert updated is not None
+        return updated
+
+    def logs(self, principal: Principal, job_id: str, offset: int, limit: int,
+             attempt: int | None = None) -> tuple[bytes, AttemptRecord | None]:
+        """Output of an attempt (the latest by default) from ``offset``."""
+        with self._uows() as uow:
+            self._visible(uow, principal, job_id)
+            attempts = uow.jobs.attempts(job_id)
+        chosen = [a for a in attempts if attempt is None or a.number == attempt]
+        if not chosen:
+            if attempt is not None:
+                raise NotFound(f"job {job_id} has no attempt {attempt}", field="attempt")
+            return b"", None
+        latest = chosen[-1]
+        backend = self._backends[latest.backend]
+        return backend.logs(job_id, latest.number, latest.handle, max(0, offset), limit), latest

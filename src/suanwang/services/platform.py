@@ -1,0 +1,74 @@
+"""The application facade the edges (HTTP, CLI server) talk to: one object per use-case area."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from suanwang.domain.chips import Catalogue
+from suanwang.domain.fleet import FleetTotals, WanLinkSpec
+from suanwang.domain.records import ClusterRecord, NodeRecord
+from suanwang.domain.fleet import RegionSpec
+from suanwang.ports import Backend, Clock, UnitOfWorkFactory
+from suanwang.services.control import ControlLoop
+from suanwang.services.fleet import ApplyResult, apply_fleet, totals_of
+from suanwang.services.fleet_file import parse_fleet_data, parse_fleet_yaml
+from suanwang.services.jobs import Jobs
+from suanwang.services.tenancy import Tenancy
+
+
+@dataclass(frozen=True, slots=True)
+class FleetView:
+    regions: list[RegionSpec]
+    clusters: list[ClusterRecord]
+    wan_links: list[WanLinkSpec]
+
+
+class Fleet:
+    """Fleet use cases bound to a store and clock."""
+
+    def __init__(self, uows: UnitOfWorkFactory, clock: Clock, catalogue: Catalogue) -> None:
+        self._uows = uows
+        self._clock = clock
+        self.catalogue = catalogue
+
+    def apply_yaml(self, text: str) -> ApplyResult:
+        return apply_fleet(self._uows, parse_fleet_yaml(text, self.catalogue), self._clock)
+
+    def apply_data(self, data: Any) -> ApplyResult:
+        return apply_fleet(self._uows, parse_fleet_data(data, self.catalogue), self._clock)
+
+    def view(self) -> FleetView:
+        with self._uows() as uow:
+            return FleetView(uow.fleet.regions(), uow.fleet.clusters(), uow.fleet.wan_links())
+
+    def nodes(self, cluster: str | None = None) -> list[NodeRecord]:
+        with self._uows() as uow:
+            return uow.fleet.nodes(cluster)
+
+    def totals(self) -> tuple[FleetTotals, list[FleetTotals]]:
+        return totals_of(self.nodes(), self.catalogue)
+
+    def is_empty(self) -> bool:
+        with self._uows() as uow:
+            return not uow.fleet.regions()
+
+
+@dataclass(frozen=True, slots=True)
+class Platform:
+    """Everything the edges need, wired once by the composition root."""
+
+    fleet: Fleet
+    tenancy: Tenancy
+    jobs: Jobs
+    control: ControlLoop
+    catalogue: Catalogue
+    clock: Clock
+    backends: Mapping[str, Backend]
+    uows: UnitOfWorkFactory
+    local_nodes: tuple[dict[str, Any], ...] = ()
+
+    def job_counts(self) -> dict[str, int]:
+        with self.uows() as uow:
+            return uow.jobs.count_by_state()

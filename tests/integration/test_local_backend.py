@@ -1,0 +1,269 @@
+"""LocalBackend against real processes: fencing, limits, cancel, re-attach, crash recovery."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from suanwang.adapters.backends.clocks import SystemClock
+from suanwang.adapters.backends.local import LocalBackend, group_alive, process_alive
+from suanwang.domain.jobs import AttemptState
+from suanwang.ports import LaunchRequest, NodeSlice, RunStatus
+
+PY = sys.executable
+
+
+def request(job_id: str, *command: str, attempt: int = 1, **kwargs: object) -> LaunchRequest:
+    return LaunchRequest(
+        job_id=job_id,
+        attempt=attempt,
+        tenant="t1",
+        cluster="local",
+        command=command,
+        placements=(NodeSlice("n1", 1),),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def wait_ended(backend: LocalBackend, job_id: str, attempt: int = 1) -> RunStatus:
+    statuses: list[RunStatus] = []
+    wait_until(
+        lambda: statuses.append(backend.poll(job_id, attempt, {})) or statuses[-1].state.ended
+    )
+    return statuses[-1]
+
+
+def launch_record(backend: LocalBackend, job_id: str, attempt: int = 1) -> dict[str, int]:
+    path = backend.runs_dir / job_id / str(attempt) / "launch.json"
+    wait_until(path.exists)
+    record: dict[str, int] = json.loads(path.read_text())
+    return record
+
+
+@pytest.fixture
+def runs_dir(tmp_path: Path) -> Iterator[Path]:
+    runs = tmp_path / "runs"
+    yield runs
+    for path in runs.glob("*/*/launch.json"):  # never leave a sleeping process behind
+        record = json.loads(path.read_text())
+        if group_alive(record["pgid"], record["sid"]):
+            os.killpg(record["pgid"], signal.SIGKILL)
+        if process_alive(record["shim_pid"], record["shim_start_time"]):
+            os.kill(record["shim_pid"], signal.SIGKILL)
+
+
+@pytest.fixture
+def backend(runs_dir: Path) -> LocalBackend:
+    return LocalBackend(runs_dir, SystemClock(), grace_s=0.5)
+
+
+def test_success_in_working_dir_captures_output(backend: LocalBackend, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    script = "open('out.txt','w').write('ok'); print('hello out'); import sys; sys.stderr.write('err\\n')"
+    first = backend.submit(request("ok", PY, "-c", script, working_dir=str(work)))
+    assert first.state in {AttemptState.STARTING, AttemptState.RUNNING, AttemptState.SUCCEEDED}
+    status = wait_ended(backend, "ok")
+    assert (status.state, status.exit_code, status.reason) == (AttemptState.SUCCEEDED, 0, "exited")
+    assert (work / "out.txt").read_text() == "ok"
+    output = backend.logs("ok", 1, status.handle, 0, 10_000)
+    assert b"hello out\n" in output
+    assert b"err\n" in output
+    assert status.started_at is not None and status.ended_at is not None
+    assert status.started_at <= status.ended_at
+    assert status.handle["pid"] > 0
+
+
+def test_failing_command(backend: LocalBackend) -> None:
+    backend.submit(request("bad", PY, "-c", "raise SystemExit(1)"))
+    status = wait_ended(backend, "bad")
+    assert (status.state, status.exit_code) == (AttemptState.FAILED, 1)
+
+
+def test_command_not_found(backend: LocalBackend) -> None:
+    backend.submit(request("nf", "no-such-command-suanwang"))
+    status = wait_ended(backend, "nf")
+    assert (status.state, status.exit_code) == (AttemptState.FAILED, 127)
+    assert status.reason.startswith("could not start: ")
+    assert "no-such-command-suanwang" in status.reason
+    assert b"could not start" in backend.logs("nf", 1, {}, 0, 1000)
+
+
+def test_bad_working_dir(backend: LocalBackend, tmp_path: Path) -> None:
+    backend.submit(request("cwd", PY, "-c", "pass", working_dir=str(tmp_path / "missing")))
+    status = wait_ended(backend, "cwd")
+    assert (status.state, status.exit_code) == (AttemptState.FAILED, 127)
+    assert "could not start" in status.reason
+
+
+def test_environment_is_passed(backend: LocalBackend) -> None:
+    script = "import os; print(*(os.environ[k] for k in ('FOO', 'SUANWANG_JOB_ID', 'SUANWANG_ATTEMPT', 'SUANWANG_CARDS')))"
+    backend.submit(
+        LaunchRequest(
+            job_id="env",
+            attempt=2,
+            tenant="t1",
+            cluster="local",
+            command=(PY, "-c", script),
+            placements=(NodeSlice("n1", 2), NodeSlice("n2", 3)),
+            env=(("FOO", "bar baz"),),
+        )
+    )
+    assert wait_ended(backend, "env", 2).state is AttemptState.SUCCEEDED
+    assert backend.logs("env", 2, {}, 0, 1000) == b"bar baz env 2 5\n"
+
+
+def test_max_runtime_kills(backend: LocalBackend) -> None:
+    started = time.monotonic()
+    backend.submit(request("slow", "sleep", "30", max_runtime_s=1))
+    status = wait_ended(backend, "slow")
+    assert status.state is AttemptState.FAILED
+    assert status.reason == "max runtime exceeded"
+    assert status.exit_code == -signal.SIGTERM
+    assert 1.0 <= time.monotonic() - started < 5.0
+
+
+def test_cancel_running(backend: LocalBackend) -> None:
+    status = backend.submit(request("c1", "sleep", "30"))
+    assert status.state is AttemptState.RUNNING
+    backend.cancel("c1", 1, status.handle)
+    backend.cancel("c1", 1, status.handle)  # idempotent
+    ended = wait_ended(backend, "c1")
+    assert (ended.state, ended.exit_code, ended.reason) == (
+        AttemptState.CANCELLED,
+        -signal.SIGTERM,
+        "cancelled",
+    )
+    backend.cancel("c1", 1, status.handle)  # after the end: a no-op
+    assert backend.poll("c1", 1, {}).state is AttemptState.CANCELLED
+
+
+def test_cancel_ignoring_sigterm_is_killed_after_grace(
+    backend: LocalBackend, tmp_path: Path
+) -> None:
+    ready = tmp_path / "ready"
+    script = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        f"open({str(ready)!r}, 'w').close(); time.sleep(30)"
+    )
+    backend.submit(request("stubborn", PY, "-c", script))
+    wait_until(ready.exists)
+    started = time.monotonic()
+    backend.cancel("stubborn", 1, {})
+    ended = wait_ended(backend, "stubborn")
+    assert (ended.state, ended.exit_code) == (AttemptState.CANCELLED, -signal.SIGKILL)
+    assert time.monotonic() - started >= 0.5
+
+
+def test_cancel_before_submit_fences_the_attempt(backend: LocalBackend) -> None:
+    backend.cancel("early", 1, {})
+    status = backend.submit(request("early", PY, "-c", "print('should not run')"))
+    assert status.state is AttemptState.CANCELLED
+    assert backend.logs("early", 1, {}, 0, 100) == b""
+
+
+def test_submit_twice_runs_once(runs_dir: Path, tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    req = request("once", "sh", "-c", f"echo $$ >> {pids}; sleep 0.5")
+    backends = [LocalBackend(runs_dir, SystemClock(), grace_s=0.5) for _ in range(4)]
+    results: list[RunStatus] = []
+    threads = [threading.Thread(target=lambda b=b: results.append(b.submit(req))) for b in backends]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 4
+    assert backends[0].submit(req).state is AttemptState.RUNNING
+    assert wait_ended(backends[0], "once").state is AttemptState.SUCCEEDED
+    assert backends[1].submit(req).state is AttemptState.SUCCEEDED  # ended: not started again
+    assert len(pids.read_text().split()) == 1
+
+
+def test_restarted_control_plane_reattaches(runs_dir: Path) -> None:
+    first = LocalBackend(runs_dir, SystemClock(), grace_s=0.5)
+    first.submit(request("re", PY, "-c", "import time; time.sleep(0.5); print('done')"))
+    del first
+    second = LocalBackend(runs_dir, SystemClock(), grace_s=0.5)
+    status = second.poll("re", 1, {})
+    assert status.state is AttemptState.RUNNING
+    assert status.handle["pid"] > 0 and status.handle["pid_start_time"] > 0
+    ended = wait_ended(second, "re")
+    assert ended.state is AttemptState.SUCCEEDED
+    assert second.logs("re", 1, {}, 0, 100) == b"done\n"
+
+
+def test_supervisor_killed_child_keeps_lock_then_lost(backend: LocalBackend) -> None:
+    backend.submit(request("orphan", "sleep", "30"))
+    record = launch_record(backend, "orphan")
+    os.kill(record["shim_pid"], signal.SIGKILL)
+    wait_until(lambda: not process_alive(record["shim_pid"], record["shim_start_time"]))
+    assert backend.poll("orphan", 1, {}).state is AttemptState.RUNNING
+    assert backend.submit(request("orphan", "sleep", "30")).state is AttemptState.RUNNING
+    os.kill(record["child_pid"], signal.SIGKILL)
+    status = wait_ended(backend, "orphan")
+    assert (status.state, status.reason) == (AttemptState.LOST, "supervisor died")
+    again = backend.submit(request("orphan", "sleep", "30"))
+    assert again.state is AttemptState.LOST  # never restarted for the same attempt
+
+
+def test_cancel_kills_orphaned_command(backend: LocalBackend) -> None:
+    backend.submit(request("orphan2", "sleep", "30"))
+    record = launch_record(backend, "orphan2")
+    os.kill(record["shim_pid"], signal.SIGKILL)
+    wait_until(lambda: not process_alive(record["shim_pid"], record["shim_start_time"]))
+    backend.cancel("orphan2", 1, {})
+    wait_until(lambda: not process_alive(record["child_pid"], record["child_start_time"]))
+    assert backend.poll("orphan2", 1, {}).state is AttemptState.CANCELLED
+
+
+def test_poll_without_any_run_is_lost(backend: LocalBackend) -> None:
+    status = backend.poll("ghost", 1, {})
+    assert status.state is AttemptState.LOST
+    assert status.reason == "no run was started for this attempt"
+
+
+def test_supervisor_that_died_before_launch_is_lost(backend: LocalBackend) -> None:
+    run_dir = backend.runs_dir / "half" / "1"
+    run_dir.mkdir(parents=True)
+    (run_dir / "submitted").write_text("{}")
+    status = backend.submit(request("half", PY, "-c", "pass"))
+    assert (status.state, status.reason) == (AttemptState.LOST, "supervisor died")
+
+
+def test_logs_with_offsets(backend: LocalBackend) -> None:
+    assert backend.logs("nolog", 1, {}, 0, 100) == b""
+    backend.submit(request("log", PY, "-c", "print('0123456789')"))
+    wait_ended(backend, "log")
+    assert backend.logs("log", 1, {}, 0, 4) == b"0123"
+    assert backend.logs("log", 1, {}, 4, 100) == b"456789\n"
+    assert backend.logs("log", 1, {}, 100, 100) == b""
+    with pytest.raises(ValueError, match="offset"):
+        backend.logs("log", 1, {}, -1, 10)
+
+
+def test_attempts_are_separate(backend: LocalBackend) -> None:
+    backend.submit(request("multi", PY, "-c", "raise SystemExit(3)"))
+    assert wait_ended(backend, "multi").exit_code == 3
+    backend.submit(request("multi", PY, "-c", "pass", attempt=2))
+    assert wait_ended(backend, "multi", 2).state is AttemptState.SUCCEEDED
+
+
+@pytest.mark.parametrize("job_id", ["", ".", "..", "a/b"])
+def test_unsafe_job_ids_are_rejected(backend: LocalBackend, job_id: str) -> None:
+    with pytest.raises(ValueError, match="run directory"):
+        backend.submit(request(job_id, PY, "-c", "pass"))
