@@ -115,3 +115,12 @@ def build_app(settings: Settings, *, control: bool = True, clock: Clock | None =
                 thread.stop()
 
     return create_app(platform, metrics, max_body_bytes=settings.max_body_bytes, lifespan=lifespan)
+
+
+def app_from_env() -> FastAPI:
+    """Uvicorn factory (``uvicorn --factory suanwang.bootstrap:app_from_env``): settings from env."""
+    settings = Settings()
+    from suanwang.observability import configure_logging
+
+    configure_logging(settings.log_level, settings.log_json)
+    return build_app(settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -41,11 +42,11 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 def wait_ended(backend: LocalBackend, job_id: str, attempt: int = 1) -> RunStatus:
-    statuses: list[RunStatus] = []
-    wait_until(
-        lambda: statuses.append(backend.poll(job_id, attempt, {})) or statuses[-1].state.ended
-    )
-    return statuses[-1]
+    deadline = time.monotonic() + 10.0
+    while not (status := backend.poll(job_id, attempt, {})).state.ended:
+        assert time.monotonic() < deadline, f"{job_id} still {status.state}"
+        time.sleep(0.02)
+    return status
 
 
 def launch_record(backend: LocalBackend, job_id: str, attempt: int = 1) -> dict[str, int]:
@@ -75,7 +76,10 @@ def backend(runs_dir: Path) -> LocalBackend:
 def test_success_in_working_dir_captures_output(backend: LocalBackend, tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
-    script = "open('out.txt','w').write('ok'); print('hello out'); import sys; sys.stderr.write('err\\n')"
+    script = (
+        "import sys; open('out.txt', 'w').write('ok'); print('hello out'); "
+        "sys.stderr.write('err\\n')"
+    )
     first = backend.submit(request("ok", PY, "-c", script, working_dir=str(work)))
     assert first.state in {AttemptState.STARTING, AttemptState.RUNNING, AttemptState.SUCCEEDED}
     status = wait_ended(backend, "ok")
@@ -84,7 +88,8 @@ def test_success_in_working_dir_captures_output(backend: LocalBackend, tmp_path:
     output = backend.logs("ok", 1, status.handle, 0, 10_000)
     assert b"hello out\n" in output
     assert b"err\n" in output
-    assert status.started_at is not None and status.ended_at is not None
+    assert status.started_at is not None
+    assert status.ended_at is not None
     assert status.started_at <= status.ended_at
     assert status.handle["pid"] > 0
 
@@ -112,7 +117,8 @@ def test_bad_working_dir(backend: LocalBackend, tmp_path: Path) -> None:
 
 
 def test_environment_is_passed(backend: LocalBackend) -> None:
-    script = "import os; print(*(os.environ[k] for k in ('FOO', 'SUANWANG_JOB_ID', 'SUANWANG_ATTEMPT', 'SUANWANG_CARDS')))"
+    names = "'FOO', 'SUANWANG_JOB_ID', 'SUANWANG_ATTEMPT', 'SUANWANG_CARDS'"
+    script = f"import os; print(*(os.environ[k] for k in ({names})))"
     backend.submit(
         LaunchRequest(
             job_id="env",
@@ -201,7 +207,8 @@ def test_restarted_control_plane_reattaches(runs_dir: Path) -> None:
     second = LocalBackend(runs_dir, SystemClock(), grace_s=0.5)
     status = second.poll("re", 1, {})
     assert status.state is AttemptState.RUNNING
-    assert status.handle["pid"] > 0 and status.handle["pid_start_time"] > 0
+    assert status.handle["pid"] > 0
+    assert status.handle["pid_start_time"] > 0
     ended = wait_ended(second, "re")
     assert ended.state is AttemptState.SUCCEEDED
     assert second.logs("re", 1, {}, 0, 100) == b"done\n"
@@ -267,3 +274,50 @@ def test_attempts_are_separate(backend: LocalBackend) -> None:
 def test_unsafe_job_ids_are_rejected(backend: LocalBackend, job_id: str) -> None:
     with pytest.raises(ValueError, match="run directory"):
         backend.submit(request(job_id, PY, "-c", "pass"))
+
+
+def test_leftover_processes_are_killed_when_the_command_exits(
+    backend: LocalBackend, tmp_path: Path
+) -> None:
+    bg = tmp_path / "bg"
+    backend.submit(request("bg", "sh", "-c", f"sleep 30 & echo $! > {bg}"))
+    status = wait_ended(backend, "bg")
+    assert status.state is AttemptState.SUCCEEDED
+    pid = int(bg.read_text())
+    wait_until(lambda: not Path(f"/proc/{pid}").exists() or _zombie(pid))
+    assert not _lock_busy(backend.runs_dir / "bg" / "1" / "lock")
+
+
+def test_cancel_reaches_the_whole_process_group(backend: LocalBackend, tmp_path: Path) -> None:
+    done, ready = tmp_path / "done", tmp_path / "ready"
+    script = (
+        "import signal, sys, time; "
+        f"signal.signal(signal.SIGTERM, lambda *_: (open({str(done)!r}, 'w').close(), "
+        f"sys.exit(0))); open({str(ready)!r}, 'w').close(); time.sleep(30)"
+    )
+    wrapper = f"{PY} -c {script!r} & wait"  # a shell that does not forward SIGTERM itself
+    backend.submit(request("tree", "sh", "-c", wrapper))
+    wait_until(ready.exists)
+    backend.cancel("tree", 1, {})
+    status = wait_ended(backend, "tree")
+    assert status.state is AttemptState.CANCELLED
+    wait_until(done.exists)  # the grandchild got SIGTERM and shut down gracefully
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat[stat.rindex(")") + 2] == "Z"
+
+
+def _lock_busy(path: Path) -> bool:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False

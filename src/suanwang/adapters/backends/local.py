@@ -63,8 +63,8 @@ class LocalBackend:
         run_dir = self._run_dir(request.job_id, request.attempt)
         run_dir.mkdir(parents=True, exist_ok=True)
         fd = _lock_exclusive(run_dir / "lock")
-        if fd is None:
-            return alive_status(run_dir)
+        if fd is None:  # held by a live run (or a concurrent submit that will start it)
+            return ended_status(run_dir) or alive_status(run_dir)
         try:
             previous = self._previous_outcome(run_dir)
             if previous is not None:

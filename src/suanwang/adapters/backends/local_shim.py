@@ -7,9 +7,12 @@ Run by :class:`~suanwang.adapters.backends.local.LocalBackend` as::
 
 The shim forks once so that the process that launched it can reap it at once (no zombies
 in the control plane); the forked supervisor becomes a session leader, starts the user
-command in a process group of its own, writes ``launch.json``, waits, and writes
-``exit.json``. The inherited lock ``N`` stays open in the supervisor and in the user command,
-so the lock is held exactly as long as any of them lives.
+command in a process group of its own (pgid = the command's pid), writes ``launch.json``,
+waits, and writes ``exit.json``. On cancel (the ``cancel`` marker, checked after
+``launch.json`` is written and then every 0.1 s) or when the max runtime is reached, the
+whole group gets SIGTERM, then SIGKILL after the grace period; processes left in the group
+when the command exits are killed too. The inherited lock ``N`` stays open in the supervisor
+and in the user command, so the lock is held exactly as long as any of them lives.
 
 Stdlib only and small on purpose: it starts on every launch.
 """
@@ -17,6 +20,7 @@ Stdlib only and small on purpose: it starts on every launch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import select
@@ -46,21 +50,21 @@ def main(argv: list[str] | None = None) -> int:
     os.setsid()
     _redirect_output(run_dir)
     signal.signal(signal.SIGTERM, _on_sigterm)
-    code = _supervise(args, run_dir, write_fd)
-    os._exit(code)
+    _supervise(args, run_dir, write_fd)
+    os._exit(0)
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
+    """Options before ``--``; everything after it is the user command, untouched."""
     parser = argparse.ArgumentParser(prog="local_shim")
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--lock-fd", type=int, required=True)
     parser.add_argument("--max-runtime-s", type=float, default=None)
     parser.add_argument("--grace-s", type=float, default=10.0)
     parser.add_argument("--cwd", default=None)
-    parser.add_argument("command", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
-    if args.command[:1] == ["--"]:
-        args.command = args.command[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    args.command = argv[split + 1 :]
     if not args.command:
         parser.error("a command is required after --")
     return args
@@ -79,11 +83,11 @@ def _on_sigterm(_signum: int, _frame: object) -> None:
     _terminate_requested = True
 
 
-def _supervise(args: argparse.Namespace, run_dir: Path, notify_fd: int) -> int:
+def _supervise(args: argparse.Namespace, run_dir: Path, notify_fd: int) -> None:
     started_at = time.time()
     if (run_dir / "cancel").exists():
         _finish(run_dir, notify_fd, None, "cancelled", started_at)
-        return 0
+        return
     try:
         child = subprocess.Popen(
             args.command,
@@ -96,7 +100,7 @@ def _supervise(args: argparse.Namespace, run_dir: Path, notify_fd: int) -> int:
         sys.stderr.write(f"suanwang: could not start {args.command[0]!r}: {exc}\n")
         sys.stderr.flush()
         _finish(run_dir, notify_fd, 127, f"could not start: {exc}", started_at)
-        return 0
+        return
     me = os.getpid()
     launch = {
         "shim_pid": me,
@@ -111,7 +115,6 @@ def _supervise(args: argparse.Namespace, run_dir: Path, notify_fd: int) -> int:
     _notify(notify_fd)
     code, reason = _wait(child, args, run_dir)
     _finish(run_dir, None, code, reason, started_at)
-    return 0
 
 
 def _wait(
@@ -127,7 +130,7 @@ def _wait(
             stop = _stop_reason(run_dir, deadline, now)
             if stop:
                 reason, kill_at = stop, now + args.grace_s
-                _signal_group(child.pid, signal.SIGTERM, group=False)
+                _signal_group(child.pid, signal.SIGTERM)
         elif now >= kill_at:
             _signal_group(child.pid, signal.SIGKILL)
         time.sleep(delay)
@@ -137,8 +140,7 @@ def _wait(
 
 
 def _stop_reason(run_dir: Path, deadline: float | None, now: float) -> str:
-    cancelled = (run_dir / "cancel").exists()
-    if cancelled:
+    if (run_dir / "cancel").exists():
         return "cancelled"
     if _terminate_requested:
         return "terminated (SIGTERM to supervisor)"
@@ -153,14 +155,9 @@ def _exited(pid: int) -> bool:
     return result is not None
 
 
-def _signal_group(pid: int, sig: signal.Signals, *, group: bool = True) -> None:
-    try:
-        if group:
-            os.killpg(pid, sig)
-        else:
-            os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
 
 
 def _finish(

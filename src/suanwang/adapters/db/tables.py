@@ -150,7 +150,7 @@ class AllocationRow(Base):
     __table_args__ = (Index("ix_allocations_active_node", "active", "node"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     attempt: Mapped[int] = mapped_column(ForeignKey("attempts.id"), index=True)
-    node: Mapped[int] = mapped_column(ForeignKey("nodes.id"))
+    node: Mapped[int] = mapped_column(Integer)  # no FK: history outlives deleted nodes
     tenant: Mapped[str] = mapped_column(String(64))
     family: Mapped[str] = mapped_column(String(32))
     cards: Mapped[int] = mapped_column(Integer)
