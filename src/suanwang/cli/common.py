@@ -1,0 +1,141 @@
+"""What every command shares: the global options, the consoles and small formatters."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from suanwang.cli.client import DEFAULT_URL, ApiClient, CliError, one_line
+
+if TYPE_CHECKING:
+    from suanwang.config import Settings
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """The global options of one invocation."""
+
+    url: str
+    key: str | None
+    json: bool
+
+    def client(self) -> ApiClient:
+        """An API client for ``--url`` with ``--key`` (or the local operator key file)."""
+        return ApiClient(self.url, self.key or local_operator_key())
+
+
+def state(ctx: typer.Context) -> State:
+    """The :class:`State` stored by the app callback."""
+    found = ctx.find_object(State)
+    if found is None:  # a sub-app invoked on its own (tests): environment defaults
+        found = State(url=DEFAULT_URL, key=None, json=False)
+    return found
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """``Settings()`` from the environment, or a CliError naming the bad variable."""
+    from pydantic import ValidationError
+
+    from suanwang.config import Settings
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "SUANWANG_" + "_".join(str(p) for p in first["loc"]).upper()
+        raise CliError(f"{name}: {first['msg']}", field=name) from None
+
+
+def local_operator_key() -> str | None:
+    """The operator key written by ``suanwang init``, when this machine has one."""
+    path = load_settings().operator_key_file
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise CliError(f"cannot read the operator key file {path}: {exc.strerror}",
+                       hint="pass --key or set SUANWANG_API_KEY") from None
+    return key or None
+
+
+def emit_json(data: Any) -> None:
+    """Print ``data`` as indented JSON on stdout, unwrapped and uncoloured."""
+    out.out(json.dumps(data, indent=2, ensure_ascii=False), highlight=False)
+
+
+def emit_line(text: str) -> None:
+    """Print one plain line on stdout (no markup, no wrapping)."""
+    out.out(text, highlight=False)
+
+
+def say(text: str, style: str | None = None) -> None:
+    """Print a human message on stdout, without markup so user data cannot inject any."""
+    out.print(Text(text, style=style or ""), soft_wrap=True)
+
+
+def note(text: str, style: str = "dim") -> None:
+    """Print a progress or warning message on stderr (keeps stdout clean for scripts)."""
+    err.print(Text(text, style=style), soft_wrap=True)
+
+
+def show_error(error: CliError) -> None:
+    """Print ``error`` as its one line on stderr."""
+    line = error.line()
+    err.print(Text.assemble(("error:", "bold red"), line.removeprefix("error:")), soft_wrap=True)
+
+
+def parse_pairs(values: Iterable[str], option: str, example: str) -> dict[str, str]:
+    """``["a=1", "b=2"]`` as ``{"a": "1", "b": "2"}``; CliError for a value without ``=``."""
+    pairs: dict[str, str] = {}
+    for value in values:
+        name, sep, rest = value.partition("=")
+        if not sep or not name:
+            raise CliError(f"{option} {value!r} is not NAME=VALUE", field=option,
+                           hint=f"e.g. {option} {example}")
+        pairs[name] = rest
+    return pairs
+
+
+def parse_quota(values: Iterable[str]) -> dict[str, int]:
+    """``["ascend=800"]`` as ``{"ascend": 800}``; CliError for a bad entry."""
+    quota: dict[str, int] = {}
+    for family, cards in parse_pairs(values, "--quota", "ascend=800").items():
+        try:
+            quota[family] = int(cards)
+        except ValueError:
+            raise CliError(f"--quota {family}={cards!r}: the number of cards is not an integer",
+                           field="--quota", hint="e.g. --quota ascend=800") from None
+    return quota
+
+
+def when(ts: float | None) -> str:
+    """A Unix time as local ``YYYY-MM-DD HH:MM:SS`` ("-" for None)."""
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def cards_by_chip(cards: Mapping[str, int]) -> str:
+    """``{"ascend-910b": 10000}`` as ``ascend-910b: 10,000`` (comma-separated)."""
+    return ", ".join(f"{chip}: {n:,}" for chip, n in sorted(cards.items())) or "-"
+
+
+def quota_text(quota: Mapping[str, int]) -> str:
+    """A quota map as ``family=N`` pairs, or ``unlimited`` when empty."""
+    return ", ".join(f"{k}={v:,}" for k, v in sorted(quota.items())) or "unlimited"
+
+
+def cell(value: Any) -> Text:
+    """A table cell that shows user data literally (no Rich markup)."""
+    return Text(one_line(str(value)) if value is not None else "-")

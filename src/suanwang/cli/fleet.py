@@ -1,0 +1,189 @@
+"""``suanwang fleet …`` and ``suanwang demo load``: the shared infrastructure."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from suanwang.cli.client import CliError
+from suanwang.cli.common import cards_by_chip, cell, emit_json, out, say, state
+
+fleet_app = typer.Typer(help="Regions, clusters and nodes (simulated ones are labelled).",
+                        no_args_is_help=True)
+demo_app = typer.Typer(help="The demo fleet and tenant.", no_args_is_help=True)
+
+SIMULATED_NOTE = ("SIMULATED clusters exist only in the scheduler's model: their jobs run on a "
+                  "simulated clock (submit them with --simulate-duration).")
+
+
+def kind_text(simulated: bool) -> Text:
+    """``SIMULATED`` (highlighted) or ``real``."""
+    return Text("SIMULATED", style="bold yellow") if simulated else Text("real", style="green")
+
+
+def _kinds(names: list[str]) -> str:
+    counts = Counter(name.split("/", 1)[0] for name in names)
+    return ", ".join(f"{n:,} {kind}{'' if n == 1 else 's'}" for kind, n in counts.items())
+
+
+def apply_summary(result: dict[str, Any]) -> str:
+    """One line describing an apply result (``created``/``updated``/``deleted`` counts)."""
+    unchanged = int(result.get("unchanged", 0))
+    if not result.get("changed"):
+        return f"no change: the fleet already matches ({unchanged:,} objects unchanged)"
+    parts = []
+    for verb in ("created", "updated", "deleted"):
+        names: list[str] = list(result.get(verb, []))
+        detail = f" ({_kinds(names)})" if names else ""
+        parts.append(f"{len(names):,} {verb}{detail}")
+    return "fleet applied: " + ", ".join(parts) + f", {unchanged:,} unchanged"
+
+
+def read_fleet_file(path: Path) -> bytes:
+    """The bytes of a fleet file, or a CliError naming the file."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise CliError(f"no such file: {path}", field="FILE") from None
+    except IsADirectoryError:
+        raise CliError(f"{path} is a directory, not a fleet file", field="FILE") from None
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}", field="FILE") from None
+
+
+@fleet_app.command("apply")
+def apply(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="fleet file (YAML or JSON)", show_default=False)],
+) -> None:
+    """Apply a fleet file: create, update and delete to match it. Applying twice is a no-op."""
+    body = read_fleet_file(file)
+    st = state(ctx)
+    with st.client() as api:
+        result = api.call("POST", "/api/v1/fleet/apply", content=body,
+                          headers={"Content-Type": "application/yaml"})
+    if st.json:
+        emit_json(result)
+    else:
+        say(apply_summary(result))
+
+
+@fleet_app.command("show")
+def show(ctx: typer.Context) -> None:
+    """Clusters with their region, kind (SIMULATED or real), nodes and cards."""
+    st = state(ctx)
+    with st.client() as api:
+        fleet = api.call("GET", "/api/v1/fleet")
+    if st.json:
+        emit_json(fleet)
+        return
+    out.print(clusters_table(fleet["clusters"]))
+    for link in fleet["wan_links"]:
+        a, b = link["between"]
+        say(f"WAN link {a} <-> {b}: {link['bandwidth_gbps']:g} Gb/s, "
+            f"{link['rtt_ms']:g} ms RTT, {link['distance_km']:,.0f} km")
+    if any(c["simulated"] for c in fleet["clusters"]):
+        say(SIMULATED_NOTE, style="yellow")
+
+
+def clusters_table(clusters: list[dict[str, Any]]) -> Table:
+    """A Rich table of clusters."""
+    table = Table(title="Clusters")
+    for name in ("Cluster", "Region", "Kind", "Nodes", "Cards by chip", "Used"):
+        table.add_column(name, justify="right" if name in ("Nodes", "Used") else "left",
+                         no_wrap=name in ("Cluster", "Kind"))
+    for c in clusters:
+        total = sum(c["cards_by_chip"].values())
+        table.add_row(cell(c["name"]), cell(c["region"]), kind_text(c["simulated"]),
+                      f"{c['nodes']:,}", cell(cards_by_chip(c["cards_by_chip"])),
+                      f"{c['cards_used']:,}/{total:,}")
+    if not clusters:
+        table.caption = "the fleet is empty: 'suanwang demo load' or 'suanwang fleet apply FILE'"
+    return table
+
+
+@fleet_app.command("totals")
+def totals(ctx: typer.Context) -> None:
+    """Cards by chip and dense FP16 PFLOPS, per region and overall."""
+    st = state(ctx)
+    with st.client() as api:
+        data = api.call("GET", "/api/v1/fleet/totals")
+    if st.json:
+        emit_json(data)
+    else:
+        out.print(totals_table(data))
+
+
+def totals_table(data: dict[str, Any]) -> Table:
+    """A Rich table of fleet totals: one row per region and an overall row."""
+    table = Table(title="Fleet totals")
+    table.add_column("Region", no_wrap=True)
+    table.add_column("Cards by chip")
+    for name in ("Cards", "PFLOPS FP16", "Simulated", "Real"):
+        table.add_column(name, justify="right", no_wrap=True)
+    rows = [*data["regions"], {**data["overall"], "scope": "all regions"}]
+    for i, t in enumerate(rows):
+        table.add_row(cell(t["scope"]), cell(cards_by_chip(t["cards_by_chip"])), f"{t['cards']:,}",
+                      f"{t['pflops_fp16']:,.1f}", f"{t['simulated_cards']:,}", f"{t['real_cards']:,}",
+                      style="bold" if i == len(rows) - 1 else None,
+                      end_section=i == len(rows) - 2)
+    return table
+
+
+@fleet_app.command("nodes")
+def nodes(
+    ctx: typer.Context,
+    cluster: Annotated[str | None, typer.Option(help="only this cluster")] = None,
+) -> None:
+    """Every node with its chip, cards in use and state."""
+    st = state(ctx)
+    with st.client() as api:
+        data = api.call("GET", "/api/v1/fleet/nodes", params={"cluster": cluster} if cluster else None)
+    if st.json:
+        emit_json(data)
+        return
+    table = Table(title=f"Nodes of {cluster}" if cluster else "Nodes")
+    for name in ("Node", "Cluster", "Region", "Kind", "Chip", "Used", "Group", "State"):
+        table.add_column(name, no_wrap=name in ("Node", "Kind"))
+    for n in data:
+        table.add_row(cell(n["name"]), cell(n["cluster"]), cell(n["region"]),
+                      kind_text(n["simulated"]), cell(n["chip"]), f"{n['cards_used']}/{n['cards']}",
+                      cell(n["network_group"]), cell(n["state"]))
+    out.print(table)
+
+
+@fleet_app.command("chips")
+def chips(ctx: typer.Context) -> None:
+    """The chip catalogue (* marks figures that are uncertain)."""
+    st = state(ctx)
+    with st.client() as api:
+        data = api.call("GET", "/api/v1/chips")
+    if st.json:
+        emit_json(data)
+        return
+    table = Table(title="Chips", caption="* published figures uncertain")
+    for name in ("Chip", "Vendor", "Family", "Memory GB", "FP16 TFLOPS", "BF16 TFLOPS", "Stack"):
+        table.add_column(name, justify="right" if "GB" in name or "TFLOPS" in name else "left")
+    for c in data:
+        mark = " *" if c["figures_uncertain"] else ""
+        table.add_row(cell(c["name"] + mark), cell(c["vendor"]), cell(c["family"]),
+                      f"{c['memory_gb']}", f"{c['fp16_tflops']:g}", f"{c['bf16_tflops']:g}",
+                      cell(c["stack"]))
+    out.print(table)
+
+
+@demo_app.command("load")
+def load(ctx: typer.Context) -> None:
+    """Apply the demo fleet (simulated Lingang and Ningxia clusters plus this machine)."""
+    st = state(ctx)
+    with st.client() as api:
+        result = api.call("POST", "/api/v1/demo/load")
+    if st.json:
+        emit_json(result)
+    else:
+        say(apply_summary(result).replace("fleet applied", "demo loaded", 1))

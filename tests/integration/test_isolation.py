@@ -1,0 +1,178 @@
+"""Authorization matrix over every route (suite R5): who may call what, and tenant isolation.
+
+The matrix below is data: one row per route, one expected status per principal. The test
+fails when the app has a route the matrix does not list, so a route added later without a
+decision about who may call it cannot slip through. Objects referenced are tenant A's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from suanwang.bootstrap import build_app
+from suanwang.config import Settings
+from suanwang.domain.tenancy import Principal, Scope
+from suanwang.services.platform import Platform
+
+PRINCIPALS = ("op", "a_admin", "a_member", "a_ro", "b_admin", "b_member", "anon", "revoked", "expired")
+FLEET = "regions: [{name: r1}]\nclusters: [{name: sim, region: r1, kind: simulated, nodes: [{name: n1, chip: ascend-910b, cards: 8}]}]\n"
+SIM_JOB = {"name": "t", "resources": {"chip": "ascend-910b"}, "simulate": {"duration_s": 60}}
+
+
+@dataclass
+class World:
+    client: TestClient
+    platform: Platform
+    keys: dict[str, str]
+    fresh_job: Callable[[], str]
+    fresh_key: Callable[[], str]
+
+
+@pytest.fixture
+def world(settings: Settings, clock: Any) -> Iterator[World]:
+    app = build_app(settings, control=False, clock=clock)
+    platform: Platform = app.state.platform
+    platform.fleet.apply_yaml(FLEET)
+    op = Principal("op", Scope.OPERATOR, None)
+    keys = {"op": platform.tenancy.bootstrap_operator_key().secret}
+    for tenant in ("aaa", "bbb"):
+        platform.tenancy.create_tenant(tenant, tenant, {})
+    def mint(tenant: str, scope: Scope, expires: int | None = None) -> str:
+        return platform.tenancy.create_key(op, tenant=tenant, scope=scope, name="", expires_in_s=expires).secret
+    keys |= {"a_admin": mint("aaa", Scope.TENANT_ADMIN), "a_member": mint("aaa", Scope.TENANT_MEMBER),
+             "a_ro": mint("aaa", Scope.READ_ONLY), "b_admin": mint("bbb", Scope.TENANT_ADMIN),
+             "b_member": mint("bbb", Scope.TENANT_MEMBER), "expired": mint("aaa", Scope.TENANT_ADMIN, 5)}
+    revoked = platform.tenancy.create_key(op, tenant="aaa", scope=Scope.TENANT_ADMIN, name="", expires_in_s=None)
+    platform.tenancy.revoke_key(op, revoked.record.id)
+    keys["revoked"] = revoked.secret
+    clock.advance(10)
+    a = platform.tenancy.authenticate(keys["a_admin"])
+
+    def fresh_job() -> str:
+        from suanwang.domain.jobs import JobSpec, Resources
+        spec = JobSpec(name="t", command=(), resources=Resources(chip="ascend-910b"), simulate_duration_s=60)
+        return platform.jobs.submit(a, spec, None).job.id
+
+    def fresh_key() -> str:
+        return platform.tenancy.create_key(op, tenant="aaa", scope=Scope.READ_ONLY, name="", expires_in_s=None).record.id
+
+    with TestClient(app) as client:
+        yield World(client, platform, keys, fresh_job, fresh_key)
+    platform.uows.engine.dispose()  # type: ignore[attr-defined]
+
+
+AUTHED_401 = {"anon": 401, "revoked": 401, "expired": 401}
+
+
+def row(op: int, a_admin: int, a_member: int, a_ro: int, b_admin: int, b_member: int) -> dict[str, int]:
+    return {"op": op, "a_admin": a_admin, "a_member": a_member, "a_ro": a_ro, "b_admin": b_admin,
+            "b_member": b_member} | AUTHED_401
+
+
+EVERYONE_200 = row(200, 200, 200, 200, 200, 200)
+OPERATOR_ONLY = row(200, 403, 403, 403, 403, 403)
+A_OBJECT_READ = row(200, 200, 200, 200, 404, 404)
+PUBLIC = dict.fromkeys(PRINCIPALS, 200)
+
+# (method, route template) -> (path maker, body, expected status per principal)
+MATRIX: dict[tuple[str, str], tuple[Callable[[World], str], Any, dict[str, int]]] = {
+    ("GET", "/healthz"): (lambda w: "/healthz", None, PUBLIC),
+    ("GET", "/metrics"): (lambda w: "/metrics", None, PUBLIC),
+    ("GET", "/api/v1/whoami"): (lambda w: "/api/v1/whoami", None, EVERYONE_200),
+    ("GET", "/api/v1/fleet"): (lambda w: "/api/v1/fleet", None, EVERYONE_200),
+    ("GET", "/api/v1/fleet/totals"): (lambda w: "/api/v1/fleet/totals", None, EVERYONE_200),
+    ("GET", "/api/v1/fleet/nodes"): (lambda w: "/api/v1/fleet/nodes", None, EVERYONE_200),
+    ("GET", "/api/v1/chips"): (lambda w: "/api/v1/chips", None, EVERYONE_200),
+    ("POST", "/api/v1/fleet/apply"): (lambda w: "/api/v1/fleet/apply", FLEET, OPERATOR_ONLY),
+    ("POST", "/api/v1/demo/load"): (lambda w: "/api/v1/demo/load", None, OPERATOR_ONLY),
+    ("POST", "/api/v1/tenants"): (lambda w: "/api/v1/tenants", "NEW_TENANT", row(201, 403, 403, 403, 403, 403)),
+    ("GET", "/api/v1/tenants"): (lambda w: "/api/v1/tenants", None, EVERYONE_200),
+    ("GET", "/api/v1/tenants/{name}"): (lambda w: "/api/v1/tenants/aaa", None, A_OBJECT_READ),
+    ("PUT", "/api/v1/tenants/{name}/quota"): (lambda w: "/api/v1/tenants/aaa/quota", {"quota": {"cpu": 1}}, OPERATOR_ONLY),
+    ("POST", "/api/v1/keys"): (lambda w: "/api/v1/keys", {"tenant": "aaa", "scope": "read-only"},
+                               row(201, 201, 403, 403, 404, 403)),
+    ("GET", "/api/v1/keys"): (lambda w: "/api/v1/keys", None, row(200, 200, 403, 403, 200, 403)),
+    ("DELETE", "/api/v1/keys/{key_id}"): (lambda w: f"/api/v1/keys/{w.fresh_key()}", None,
+                                          row(200, 200, 403, 403, 404, 403)),
+    ("POST", "/api/v1/jobs"): (lambda w: "/api/v1/jobs", SIM_JOB, row(422, 201, 201, 403, 201, 201)),
+    ("GET", "/api/v1/jobs"): (lambda w: "/api/v1/jobs", None, EVERYONE_200),
+    ("GET", "/api/v1/jobs/{job_id}"): (lambda w: f"/api/v1/jobs/{w.fresh_job()}", None, A_OBJECT_READ),
+    ("GET", "/api/v1/jobs/{job_id}/logs"): (lambda w: f"/api/v1/jobs/{w.fresh_job()}/logs", None, A_OBJECT_READ),
+    ("POST", "/api/v1/jobs/{job_id}/cancel"): (lambda w: f"/api/v1/jobs/{w.fresh_job()}/cancel", None,
+                                               row(200, 200, 200, 403, 404, 404)),
+}
+
+
+def app_routes(world: World) -> set[tuple[str, str]]:
+    paths = world.client.app.openapi()["paths"]  # type: ignore[attr-defined]
+    return {(m.upper(), p) for p, ops in paths.items() for m in ops}
+
+
+def test_matrix_covers_every_route(world: World) -> None:
+    missing = app_routes(world) - set(MATRIX)
+    assert not missing, f"routes without an authorization-matrix row: {sorted(missing)}"
+
+
+def call(world: World, principal: str, method: str, path: str, body: Any, n: int) -> Any:
+    headers = {} if principal == "anon" else {"Authorization": f"Bearer {world.keys[principal]}"}
+    if body == "NEW_TENANT":
+        body = {"name": f"t-{principal.replace('_', '-')}-{n}"}
+    if isinstance(body, str):
+        return world.client.request(method, path, headers=headers, content=body)
+    return world.client.request(method, path, headers=headers, json=body)
+
+
+def test_every_route_for_every_principal(world: World) -> None:
+    failures = []
+    n = 0
+    for (method, template), (make_path, body, expected) in MATRIX.items():
+        for principal in PRINCIPALS:
+            n += 1
+            response = call(world, principal, method, make_path(world), body, n)
+            if response.status_code != expected[principal]:
+                failures.append(f"{principal} {method} {template}: {response.status_code} != {expected[principal]}")
+    assert not failures, "\n".join(failures)
+
+
+def test_not_yours_and_missing_are_indistinguishable(world: World) -> None:
+    job = world.fresh_job()
+    b = {"Authorization": f"Bearer {world.keys['b_admin']}"}
+    theirs = world.client.get(f"/api/v1/jobs/{job}", headers=b)
+    missing = world.client.get("/api/v1/jobs/job-000000000000", headers=b)
+    assert theirs.status_code == missing.status_code == 404
+    assert theirs.json()["title"] == missing.json()["title"]
+
+
+def test_lists_never_show_foreign_objects(world: World) -> None:
+    job = world.fresh_job()
+    b = {"Authorization": f"Bearer {world.keys['b_admin']}"}
+    assert job not in world.client.get("/api/v1/jobs", headers=b).text
+    assert [t["name"] for t in world.client.get("/api/v1/tenants", headers=b).json()] == ["bbb"]
+    assert all(k["tenant"] == "bbb" for k in world.client.get("/api/v1/keys", headers=b).json())
+    assert world.client.get("/api/v1/keys?tenant=aaa", headers=b).status_code == 404
+
+
+@pytest.mark.parametrize(("body", "status"), [
+    ({"tenant": "aaa", "scope": "operator"}, 403),
+    ({"scope": "operator"}, 403),
+    ({"tenant": "bbb", "scope": "read-only"}, 404),
+    ({"tenant": "aaa", "scope": "tenant-admin"}, 201),
+])
+def test_no_privilege_escalation_through_keys(world: World, body: dict[str, str], status: int) -> None:
+    a = {"Authorization": f"Bearer {world.keys['a_admin']}"}
+    assert world.client.post("/api/v1/keys", headers=a, json=body).status_code == status
+
+
+@pytest.mark.parametrize("header", [
+    "Bearer ' OR '1'='1", "Bearer sw_AAAAAAAA_" + "A" * 43, "Basic abc", "Bearer " + "x" * 10_000,
+    "Bearer sw_AAAAAAAA_" + "'; DROP TABLE api_keys; --".ljust(43, "A"),
+])
+def test_hostile_authorization_headers_get_401(world: World, header: str) -> None:
+    response = world.client.get("/api/v1/jobs", headers={"Authorization": header})
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("application/problem+json")
