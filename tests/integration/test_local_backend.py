@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -212,6 +213,27 @@ def test_restarted_control_plane_reattaches(runs_dir: Path) -> None:
     ended = wait_ended(second, "re")
     assert ended.state is AttemptState.SUCCEEDED
     assert second.logs("re", 1, {}, 0, 100) == b"done\n"
+
+
+def test_control_plane_killed_after_submit(runs_dir: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "runs.txt"
+    command = ("sh", "-c", f"echo run >> {marker}; sleep 0.5; echo survived")
+    control_plane = (
+        "import os, pathlib, sys\n"
+        "from suanwang.adapters.backends import LocalBackend, SystemClock\n"
+        "from suanwang.ports import LaunchRequest\n"
+        "backend = LocalBackend(pathlib.Path(sys.argv[1]), SystemClock())\n"
+        "backend.submit(LaunchRequest('crash', 1, 't1', 'local', tuple(sys.argv[2:]), ()))\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    killed = subprocess.run([PY, "-c", control_plane, str(runs_dir), *command], check=False)
+    assert killed.returncode == -signal.SIGKILL
+    restarted = LocalBackend(runs_dir, SystemClock(), grace_s=0.5)
+    assert restarted.submit(request("crash", *command)).state is AttemptState.RUNNING
+    assert wait_ended(restarted, "crash").state is AttemptState.SUCCEEDED
+    assert restarted.logs("crash", 1, {}, 0, 100) == b"survived\n"
+    assert restarted.submit(request("crash", *command)).state is AttemptState.SUCCEEDED
+    assert marker.read_text() == "run\n"
 
 
 def test_supervisor_killed_child_keeps_lock_then_lost(backend: LocalBackend) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import typer
 from rich.console import Console
@@ -117,6 +118,11 @@ def parse_quota(values: Iterable[str]) -> dict[str, int]:
             raise CliError(f"--quota {family}={cards!r}: the number of cards is not an integer",
                            field="--quota", hint="e.g. --quota ascend=800") from None
     return quota
+
+
+def segment(value: str) -> str:
+    """``value`` escaped as one URL path segment (slashes and dots cannot change the route)."""
+    return quote(value, safe="").replace(".", "%2E")
 
 
 def when(ts: float | None) -> str:

@@ -20,6 +20,7 @@ from suanwang.cli.common import (
     parse_quota,
     quota_text,
     say,
+    segment,
     state,
     when,
 )
@@ -93,7 +94,7 @@ def show_tenant(
     """One tenant and its quota."""
     st = state(ctx)
     with st.client() as api:
-        tenant = api.call("GET", f"/api/v1/tenants/{name}")
+        tenant = api.call("GET", f"/api/v1/tenants/{segment(name)}")
     if st.json:
         emit_json(tenant)
     else:
@@ -112,7 +113,7 @@ def set_quota(
         raise CliError("give at least one --quota FAMILY=CARDS, or --clear", field="--quota")
     st = state(ctx)
     with st.client() as api:
-        tenant = api.call("PUT", f"/api/v1/tenants/{name}/quota",
+        tenant = api.call("PUT", f"/api/v1/tenants/{segment(name)}/quota",
                           json={"quota": parse_quota(quota or [])})
     if st.json:
         emit_json(tenant)
@@ -191,7 +192,7 @@ def revoke_key(
     """Revoke a key; it stops working at once."""
     st = state(ctx)
     with st.client() as api:
-        key = api.call("DELETE", f"/api/v1/keys/{key_id}")
+        key = api.call("DELETE", f"/api/v1/keys/{segment(key_id)}")
     if st.json:
         emit_json(key)
     else:

@@ -1,0 +1,328 @@
+"""``suanwang jobs …``: submit, list, show, logs and cancel."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from suanwang.cli.client import ApiClient, CliError
+from suanwang.cli.common import (
+    cell,
+    emit_json,
+    emit_line,
+    err,
+    note,
+    out,
+    parse_pairs,
+    say,
+    segment,
+    state,
+    when,
+)
+from suanwang.cli.fleet import kind_text
+
+jobs_app = typer.Typer(help="Submit, watch and cancel jobs.", no_args_is_help=True)
+
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+STATE_STYLES = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "running": "cyan",
+                "admitted": "cyan", "queued": "blue", "preempted": "magenta"}
+POLL_MIN_S = 0.2
+POLL_MAX_S = 2.0
+
+
+def job_path(job_id: str, suffix: str = "") -> str:
+    """The API path of a job (``suffix`` e.g. ``/logs``)."""
+    return f"/api/v1/jobs/{segment(job_id)}{suffix}"
+
+
+def state_text(value: str) -> Text:
+    """A job state, coloured."""
+    return Text(value, style=STATE_STYLES.get(value, ""))
+
+
+def resources_text(spec: dict[str, Any]) -> str:
+    """What a job asked for, e.g. ``1250 x 8 ascend-910b``."""
+    res = spec.get("resources", {})
+    text = f"{res.get('nodes', 1):,} x {res.get('cards_per_node', 1)} {res.get('chip', 'any')}"
+    where = [v for v in (res.get("cluster"), res.get("region")) if v]
+    return text + (f" @ {'/'.join(where)}" if where else "")
+
+
+def _default_name(command: list[str], simulated: bool) -> str:
+    if command:
+        return (Path(command[0]).name or "job")[:200]
+    return "simulated" if simulated else "job"
+
+
+def submit_body(command: list[str], opts: dict[str, Any]) -> dict[str, Any]:
+    """The JSON body of ``POST /api/v1/jobs`` from the command and the submit options."""
+    simulated = opts["simulate_duration"] is not None
+    workdir = opts["workdir"]
+    if workdir is None and not simulated:
+        workdir = Path.cwd()
+    return {
+        "name": opts["name"] or _default_name(command, simulated),
+        "command": command,
+        "env": parse_pairs(opts["env"] or [], "--env", "KEY=VALUE"),
+        "working_dir": str(Path(workdir).resolve()) if workdir is not None else None,
+        "resources": {"chip": opts["chip"], "cards_per_node": opts["cards"], "nodes": opts["nodes"],
+                      "cluster": opts["cluster"], "region": opts["region"]},
+        "priority": opts["priority"],
+        "max_runtime_s": opts["max_runtime"],
+        "retries": opts["retries"],
+        "simulate": {"duration_s": opts["simulate_duration"]} if simulated else None,
+    }
+
+
+@jobs_app.command("submit")
+def submit(
+    ctx: typer.Context,
+    command: Annotated[list[str] | None, typer.Argument(
+        help="the command to run, after -- (e.g. -- python train.py)", show_default=False)] = None,
+    name: Annotated[str | None, typer.Option(help="job name (default: the program's name)")] = None,
+    chip: Annotated[str, typer.Option(help="chip name, chip family, or 'any'")] = "any",
+    cards: Annotated[int, typer.Option(help="cards (or cpu slots) per node")] = 1,
+    nodes: Annotated[int, typer.Option(help="nodes, all in one cluster")] = 1,
+    cluster: Annotated[str | None, typer.Option(help="only this cluster")] = None,
+    region: Annotated[str | None, typer.Option(help="only this region")] = None,
+    priority: Annotated[int, typer.Option(help="-1000 to 1000; higher runs first")] = 0,
+    max_runtime: Annotated[int | None, typer.Option(help="seconds before the job is stopped")] = None,
+    retries: Annotated[int, typer.Option(help="extra attempts after a failure")] = 0,
+    env: Annotated[list[str] | None, typer.Option(
+        "--env", "-e", help="KEY=VALUE, repeatable", show_default=False)] = None,
+    workdir: Annotated[Path | None, typer.Option(
+        help="working directory (default: the current one, for real jobs)",
+        show_default=False)] = None,
+    simulate_duration: Annotated[float | None, typer.Option(
+        help="run on a SIMULATED cluster for this many simulated seconds")] = None,
+    idempotency_key: Annotated[str | None, typer.Option(
+        help="retrying with the same key returns the same job")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="wait until the job ends")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the job id")] = False,
+) -> None:
+    """Submit a job: suanwang jobs submit [OPTIONS] -- COMMAND [ARGS]..."""
+    opts = {k: v for k, v in locals().items() if k not in ("ctx", "command")}
+    body = submit_body(list(command or []), opts)
+    st = state(ctx)
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+    with st.client() as api:
+        job = api.call("POST", "/api/v1/jobs", json=body, headers=headers)
+        _report_submitted(job, quiet=quiet, as_json=st.json and not wait)
+        if wait:
+            _finish(wait_for(api, job["id"]), quiet=quiet, as_json=st.json)
+
+
+def _report_submitted(job: dict[str, Any], *, quiet: bool, as_json: bool) -> None:
+    if quiet:
+        emit_line(job["id"])
+    elif as_json:
+        emit_json(job)
+    else:
+        say(f"submitted job {job['id']} ({job['name']}): {job['state']}", style="green")
+
+
+def wait_for(api: ApiClient, job_id: str) -> dict[str, Any]:
+    """Poll a job until it ends (with a spinner on stderr); Ctrl-C stops waiting, not the job."""
+    delay = POLL_MIN_S
+    try:
+        with err.status(Text(f"job {job_id}: waiting")) as status:
+            while True:
+                job: dict[str, Any] = api.call("GET", job_path(job_id))
+                if job["state"] in TERMINAL:
+                    return job
+                status.update(Text(f"job {job_id}: {job['state']} - {job['reason']}"))
+                time.sleep(delay)
+                delay = min(POLL_MAX_S, delay * 1.5)
+    except KeyboardInterrupt:
+        note(f"stopped waiting; job {job_id} goes on (suanwang jobs cancel {job_id} stops it)",
+             style="yellow")
+        raise typer.Exit(130) from None
+
+
+def _finish(job: dict[str, Any], *, quiet: bool, as_json: bool) -> None:
+    """Report a finished job; a job that did not succeed is an error (exit code 1)."""
+    if as_json and not quiet:
+        emit_json(job)
+    exit_code = _last_exit_code(job)
+    if job["state"] != "succeeded":
+        code = f" (exit code {exit_code})" if exit_code is not None else ""
+        raise CliError(f"job {job['id']} {job['state']}: {job['reason']}{code}",
+                       hint=f"suanwang jobs logs {job['id']}")
+    message = f"job {job['id']} succeeded"
+    if quiet or as_json:
+        note(message, style="green")
+    else:
+        say(message, style="green")
+
+
+def _last_exit_code(job: dict[str, Any]) -> int | None:
+    attempts = job.get("attempt_history") or []
+    code = attempts[-1].get("exit_code") if attempts else None
+    return code if isinstance(code, int) else None
+
+
+@jobs_app.command("list")
+def list_jobs(
+    ctx: typer.Context,
+    states: Annotated[list[str] | None, typer.Option(
+        "--state", help="only jobs in this state, repeatable", show_default=False)] = None,
+    limit: Annotated[int, typer.Option(help="at most this many (newest first)")] = 100,
+) -> None:
+    """Jobs, newest first (a tenant key sees only its tenant's)."""
+    st = state(ctx)
+    with st.client() as api:
+        jobs = api.call("GET", "/api/v1/jobs", params={"state": states or [], "limit": limit})
+    if st.json:
+        emit_json(jobs)
+    else:
+        out.print(jobs_table(jobs, "Jobs"))
+
+
+def jobs_table(jobs: Iterable[dict[str, Any]], title: str) -> Table:
+    """A Rich table of jobs."""
+    table = Table(title=title)
+    for column in ("Id", "Name", "Tenant", "State", "Nodes x cards", "Att.", "Created", "Reason"):
+        table.add_column(column, no_wrap=column in ("Id", "State"))
+    for j in jobs:
+        table.add_row(cell(j["id"]), cell(j["name"]), cell(j["tenant"]), state_text(j["state"]),
+                      cell(resources_text(j["spec"])), str(j["attempts"]), when(j["created_at"]),
+                      cell(j["reason"]))
+    return table
+
+
+@jobs_app.command("show")
+def show(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="job id", show_default=False)],
+) -> None:
+    """A job: state, reason, what it asked for, attempts and events."""
+    st = state(ctx)
+    with st.client() as api:
+        job = api.call("GET", job_path(job_id))
+    if st.json:
+        emit_json(job)
+        return
+    _show_summary(job)
+    if job.get("attempt_history"):
+        out.print(attempts_table(job["attempt_history"]))
+    if job.get("events"):
+        out.print(events_table(job["events"]))
+
+
+def _show_summary(job: dict[str, Any]) -> None:
+    spec = job["spec"]
+    simulated = spec.get("simulate_duration_s") is not None
+    out.print(Text.assemble(("job ", "bold"), (job["id"], "bold"), f"  {job['name']}  ",
+                            ("tenant ", "dim"), job["tenant"]), soft_wrap=True)
+    out.print(Text.assemble("state: ", state_text(job["state"]), f" - {job['reason']}"),
+              soft_wrap=True)
+    kind = (f"SIMULATED job, {spec['simulate_duration_s']:g} simulated seconds" if simulated
+            else "real job")
+    say(f"asked for: {resources_text(spec)} ({kind})")
+    if spec.get("command"):
+        say(f"command: {shlex.join(spec['command'])}")
+    if spec.get("working_dir"):
+        say(f"working dir: {spec['working_dir']}")
+    if spec.get("env"):
+        say(f"env: {', '.join(sorted(spec['env']))}")
+    say(f"priority {job['priority']}, retries {spec.get('retries', 0)}, attempts {job['attempts']}, "
+        f"created {when(job['created_at'])}" + (", cancel requested" if job["cancel_requested"]
+                                                else ""))
+
+
+def _nodes_text(nodes: list[str]) -> str:
+    if len(nodes) <= 3:
+        return ", ".join(nodes) or "-"
+    return f"{len(nodes):,} ({nodes[0]} ... {nodes[-1]})"
+
+
+def attempts_table(attempts: list[dict[str, Any]]) -> Table:
+    """A Rich table of a job's attempts."""
+    table = Table(title="Attempts")
+    for column in ("#", "State", "Cluster", "Kind", "Chip", "Cards", "Nodes", "Exit", "Started",
+                   "Ended", "Reason"):
+        table.add_column(column, no_wrap=column in ("Cluster", "Kind", "State"))
+    for a in attempts:
+        table.add_row(str(a["number"]), state_text(a["state"]), cell(a["cluster"]),
+                      kind_text(a["simulated"]), cell(a["chip"]), f"{a['cards']:,}",
+                      cell(_nodes_text(a["nodes"])), cell(a["exit_code"]), when(a["started_at"]),
+                      when(a["ended_at"]), cell(a["reason"]))
+    return table
+
+
+def events_table(events: list[dict[str, Any]]) -> Table:
+    """A Rich table of a job's events, oldest first."""
+    table = Table(title="Events")
+    table.add_column("Time", no_wrap=True)
+    table.add_column("State", no_wrap=True)
+    table.add_column("Reason")
+    for e in events:
+        table.add_row(when(e["at"]), state_text(e["state"]), cell(e["reason"]))
+    return table
+
+
+@jobs_app.command("logs")
+def logs(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="job id", show_default=False)],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="stream until the job ends")] = False,
+    attempt: Annotated[int | None, typer.Option(help="this attempt (default: the latest)")] = None,
+) -> None:
+    """The output (stdout and stderr) of a job's latest or given attempt."""
+    with state(ctx).client() as api:
+        if follow:
+            params: dict[str, Any] = {"follow": "true"}
+            if attempt is not None:
+                params["attempt"] = attempt
+            written = _write_all(api.stream(job_path(job_id, "/logs"), params=params))
+        else:
+            written = _read_logs(api, job_id, attempt)
+    if written == 0:
+        note(f"job {job_id} has no output (yet)")
+
+
+def _read_logs(api: ApiClient, job_id: str, attempt: int | None) -> int:
+    written = 0
+    while True:
+        params: dict[str, Any] = {"offset": written}
+        if attempt is not None:
+            params["attempt"] = attempt
+        chunk = api.read_bytes(job_path(job_id, "/logs"), params=params)
+        if not chunk:
+            return written
+        written += _write_all([chunk])
+
+
+def _write_all(chunks: Iterable[bytes]) -> int:
+    written = 0
+    for chunk in chunks:
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+        written += len(chunk)
+    return written
+
+
+@jobs_app.command("cancel")
+def cancel(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="job id", show_default=False)],
+) -> None:
+    """Cancel a job: at once when queued; running ones get SIGTERM, then SIGKILL after a grace."""
+    st = state(ctx)
+    with st.client() as api:
+        job = api.call("POST", job_path(job_id, "/cancel"))
+    if st.json:
+        emit_json(job)
+    elif job["state"] == "cancelled":
+        say(f"cancelled job {job['id']}", style="green")
+    else:
+        say(f"cancel requested for job {job['id']} ({job['state']}); it stops shortly",
+            style="yellow")
