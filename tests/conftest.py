@@ -20,7 +20,9 @@ from suanwang.bootstrap import build_platform
 from suanwang.config import Settings
 from suanwang.services.platform import Platform
 
-PG_ADMIN_URL = os.environ.get("SUANWANG_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "SUANWANG_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 class FakeClock:

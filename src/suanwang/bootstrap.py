@@ -34,7 +34,9 @@ from suanwang.services.tenancy import Tenancy
 log = structlog.get_logger("suanwang")
 
 
-def build_platform(settings: Settings, clock: Clock | None = None, *, run_migrations: bool = True) -> Platform:
+def build_platform(
+    settings: Settings, clock: Clock | None = None, *, run_migrations: bool = True
+) -> Platform:
     """Wire the platform for ``settings`` (migrating the database first by default)."""
     if run_migrations:
         migrate(settings.db_url)
@@ -50,15 +52,23 @@ def build_platform(settings: Settings, clock: Clock | None = None, *, run_migrat
         tenancy=Tenancy(uows, clock, catalogue),
         jobs=Jobs(uows, clock, catalogue, backends),
         control=ControlLoop(uows, backends, clock, catalogue),
-        catalogue=catalogue, clock=clock, backends=backends, uows=uows,
+        catalogue=catalogue,
+        clock=clock,
+        backends=backends,
+        uows=uows,
         local_nodes=tuple(local_nodes()),
     )
 
 
 def local_nodes() -> list[dict[str, Any]]:
     """This machine as a real node: one cpu slot per core (real accelerators: see docs)."""
-    return [{"name": socket.gethostname().lower()[:60] or "localhost", "chip": "cpu",
-             "cards": os.cpu_count() or 1}]
+    return [
+        {
+            "name": socket.gethostname().lower()[:60] or "localhost",
+            "chip": "cpu",
+            "cards": os.cpu_count() or 1,
+        }
+    ]
 
 
 @dataclass
@@ -84,7 +94,7 @@ class ControlThread:
         while not self._stop.is_set():
             try:
                 report = self.platform.control.tick()
-            except Exception:  # noqa: BLE001 - reported and retried: the loop must outlive one bad tick
+            except Exception:
                 self.metrics.tick_errors.inc()
                 log.exception("control tick failed; retrying")
                 self._stop.wait(min(5.0, self.period_s * 4))
@@ -92,8 +102,12 @@ class ControlThread:
             self.metrics.ticks.inc()
             self.metrics.admitted.inc(len(report.admitted))
             if report.admitted or report.finished:
-                log.info("tick", admitted=report.admitted, dispatched=report.dispatched,
-                         finished=report.finished)
+                log.info(
+                    "tick",
+                    admitted=report.admitted,
+                    dispatched=report.dispatched,
+                    finished=report.finished,
+                )
             self._stop.wait(self.period_s)
 
 
@@ -118,7 +132,7 @@ def build_app(settings: Settings, *, control: bool = True, clock: Clock | None =
 
 
 def app_from_env() -> FastAPI:
-    """Uvicorn factory (``uvicorn --factory suanwang.bootstrap:app_from_env``): settings from env."""
+    """Uvicorn factory: ``uvicorn --factory suanwang.bootstrap:app_from_env``."""
     settings = Settings()
     from suanwang.observability import configure_logging
 

@@ -32,7 +32,9 @@ def redact(value: Any) -> Any:
     return value
 
 
-def _redact_processor(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def _redact_processor(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     for k in list(event):
         event[k] = "***" if k.lower() in SECRET_KEYS else redact(event[k])
     return event
@@ -40,7 +42,9 @@ def _redact_processor(_logger: Any, _name: str, event: MutableMapping[str, Any])
 
 def configure_logging(level: str = "info", json: bool = False) -> None:
     """Route structlog (and stdlib logging) to stderr with redaction."""
-    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -50,7 +54,9 @@ def configure_logging(level: str = "info", json: bool = False) -> None:
             structlog.processors.format_exc_info,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
@@ -61,15 +67,25 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("suanwang_http_requests", "HTTP requests", ["method", "route", "status"],
-                                registry=self.registry)
-        self.latency = Histogram("suanwang_http_request_seconds", "HTTP request latency",
-                                 ["route"], registry=self.registry)
+        self.requests = Counter(
+            "suanwang_http_requests",
+            "HTTP requests",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "suanwang_http_request_seconds",
+            "HTTP request latency",
+            ["route"],
+            registry=self.registry,
+        )
         self.ticks = Counter("suanwang_control_ticks", "control-loop ticks", registry=self.registry)
-        self.tick_errors = Counter("suanwang_control_tick_errors", "control-loop ticks that failed",
-                                   registry=self.registry)
-        self.admitted = Counter("suanwang_jobs_admitted", "jobs admitted by the scheduler",
-                                registry=self.registry)
+        self.tick_errors = Counter(
+            "suanwang_control_tick_errors", "control-loop ticks that failed", registry=self.registry
+        )
+        self.admitted = Counter(
+            "suanwang_jobs_admitted", "jobs admitted by the scheduler", registry=self.registry
+        )
 
     def add_gauges(self, name: str, doc: str, label: str, read: Any) -> None:
         """Register a gauge family read at scrape time from ``read() -> dict[label, value]``."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from types import TracebackType
+from typing import Any, Protocol, Self
 
 from suanwang.domain.fleet import ClusterSpec, NodeSpec, RegionSpec, WanLinkSpec
 from suanwang.domain.jobs import AttemptState, JobState
@@ -203,13 +204,23 @@ class JobStore(Protocol):
 class UnitOfWork(Protocol):
     """One transaction; rolled back on exit unless :meth:`commit` was called."""
 
-    fleet: FleetStore
-    tenancy: TenancyStore
-    jobs: JobStore
+    @property
+    def fleet(self) -> FleetStore: ...
 
-    def __enter__(self) -> UnitOfWork: ...
+    @property
+    def tenancy(self) -> TenancyStore: ...
 
-    def __exit__(self, *exc: object) -> None: ...
+    @property
+    def jobs(self) -> JobStore: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
 
     def commit(self) -> None: ...
 

@@ -19,17 +19,29 @@ FLEET = "regions: [{name: r1}]\nclusters: [{name: sim, region: r1, kind: simulat
 
 
 @pytest.fixture
-def api(settings: Settings, clock: Any) -> Iterator[tuple[TestClient, Platform, dict[str, str], dict[str, str]]]:
+def api(
+    settings: Settings, clock: Any
+) -> Iterator[tuple[TestClient, Platform, dict[str, str], dict[str, str]]]:
     settings.max_body_bytes = 64 * 1024
     app = build_app(settings, control=False, clock=clock)
     platform: Platform = app.state.platform
     platform.fleet.apply_yaml(FLEET)
     platform.tenancy.create_tenant("acme", "Acme", {})
     op_key = platform.tenancy.bootstrap_operator_key().secret
-    tenant_key = platform.tenancy.create_key(Principal("op", Scope.OPERATOR, None), tenant="acme",
-                                             scope=Scope.TENANT_ADMIN, name="", expires_in_s=None).secret
+    tenant_key = platform.tenancy.create_key(
+        Principal("op", Scope.OPERATOR, None),
+        tenant="acme",
+        scope=Scope.TENANT_ADMIN,
+        name="",
+        expires_in_s=None,
+    ).secret
     with TestClient(app) as client:
-        yield client, platform, {"Authorization": f"Bearer {op_key}"}, {"Authorization": f"Bearer {tenant_key}"}
+        yield (
+            client,
+            platform,
+            {"Authorization": f"Bearer {op_key}"},
+            {"Authorization": f"Bearer {tenant_key}"},
+        )
     platform.uows.engine.dispose()  # type: ignore[attr-defined]
 
 
@@ -37,22 +49,42 @@ def fingerprint(platform: Platform) -> dict[str, int]:
     """Row counts of every table: equal before and after means nothing was written."""
     engine = platform.uows.engine  # type: ignore[attr-defined]
     with engine.connect() as conn:
-        return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
-                for t in Base.metadata.sorted_tables}
+        return {
+            t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+            for t in Base.metadata.sorted_tables
+        }
 
 
 FLEET_CASES = [
     pytest.param(b"regions: [\n  - name: r1\n clusters", 422, "body", id="malformed-yaml"),
-    pytest.param(FLEET.replace("ascend-910b", "ascend-9999").encode(), 422, "clusters[0].nodes[0].chip",
-                 id="unknown-chip"),
-    pytest.param(FLEET.replace("cards: 8", "cards: -8").encode(), 422, "clusters[0].nodes[0].cards",
-                 id="negative-cards"),
-    pytest.param(FLEET.replace("region: r1", "region: nowhere").encode(), 422, "clusters[0].region",
-                 id="unknown-region"),
-    pytest.param("regions: [{name: r1, display_name: '\u4e0a\u6d77'}]".encode("gb18030"), 422, "body",
-                 id="non-utf8"),
+    pytest.param(
+        FLEET.replace("ascend-910b", "ascend-9999").encode(),
+        422,
+        "clusters[0].nodes[0].chip",
+        id="unknown-chip",
+    ),
+    pytest.param(
+        FLEET.replace("cards: 8", "cards: -8").encode(),
+        422,
+        "clusters[0].nodes[0].cards",
+        id="negative-cards",
+    ),
+    pytest.param(
+        FLEET.replace("region: r1", "region: nowhere").encode(),
+        422,
+        "clusters[0].region",
+        id="unknown-region",
+    ),
+    pytest.param(
+        "regions: [{name: r1, display_name: '\u4e0a\u6d77'}]".encode("gb18030"),
+        422,
+        "body",
+        id="non-utf8",
+    ),
     pytest.param(b"- just\n- a list\n", 422, "body", id="not-a-mapping"),
-    pytest.param(b"regions: [{name: r1, colour: red}]", 422, "regions[0].colour", id="unknown-field"),
+    pytest.param(
+        b"regions: [{name: r1, colour: red}]", 422, "regions[0].colour", id="unknown-field"
+    ),
     pytest.param(b"x: " + b"a" * 70_000, 413, "body", id="oversized"),
 ]
 
@@ -65,23 +97,45 @@ def test_bad_fleet_files(api: Any, body: bytes, status: int, field: str) -> None
     assert response.status_code == status, response.text
     problem = response.json()
     assert response.headers["content-type"].startswith("application/problem+json")
-    assert problem["field"] == field and problem["detail"]
+    assert problem["field"] == field
+    assert problem["detail"]
     assert fingerprint(platform) == before
 
 
 JOB_CASES = [
-    pytest.param({"resources": {"cards_per_node": -1}, "command": ["true"]}, "resources.cards_per_node", id="negative-cards"),
-    pytest.param({"resources": {"chip": "ascend-9999"}, "command": ["true"]}, "resources.chip", id="unknown-chip"),
-    pytest.param({"resources": {"chip": "ascend-910b", "cards_per_node": 8, "nodes": 2},
-                  "simulate": {"duration_s": 10}}, "resources", id="more-cards-than-exist"),
-    pytest.param({"resources": {"chip": "ascend-910b"}, "command": ["true"]}, "resources", id="no-real-cluster"),
+    pytest.param(
+        {"resources": {"cards_per_node": -1}, "command": ["true"]},
+        "resources.cards_per_node",
+        id="negative-cards",
+    ),
+    pytest.param(
+        {"resources": {"chip": "ascend-9999"}, "command": ["true"]},
+        "resources.chip",
+        id="unknown-chip",
+    ),
+    pytest.param(
+        {
+            "resources": {"chip": "ascend-910b", "cards_per_node": 8, "nodes": 2},
+            "simulate": {"duration_s": 10},
+        },
+        "resources",
+        id="more-cards-than-exist",
+    ),
+    pytest.param(
+        {"resources": {"chip": "ascend-910b"}, "command": ["true"]},
+        "resources",
+        id="no-real-cluster",
+    ),
     pytest.param({"command": []}, "command", id="no-command"),
     pytest.param({"command": ["true"], "priority": 10**6}, "priority", id="priority-range"),
     pytest.param({"command": ["true"], "colour": "red"}, "colour", id="unknown-field"),
     pytest.param({"command": "true"}, "command", id="wrong-type"),
     pytest.param({"command": ["true"], "env": {"A=B": "x"}}, "env", id="bad-env-name"),
-    pytest.param({"simulate": {"duration_s": -5}, "resources": {"chip": "ascend"}}, "simulate.duration_s",
-                 id="negative-duration"),
+    pytest.param(
+        {"simulate": {"duration_s": -5}, "resources": {"chip": "ascend"}},
+        "simulate.duration_s",
+        id="negative-duration",
+    ),
 ]
 
 
@@ -95,15 +149,20 @@ def test_bad_jobs(api: Any, body: dict[str, Any], field: str) -> None:
     assert fingerprint(platform) == before
 
 
-@pytest.mark.parametrize(("content", "ctype"), [
-    (b"\xff\xfe\x00garbage", "application/json"),
-    (b"{not json", "application/json"),
-    (b"\x80\x81", "text/plain"),
-])
+@pytest.mark.parametrize(
+    ("content", "ctype"),
+    [
+        (b"\xff\xfe\x00garbage", "application/json"),
+        (b"{not json", "application/json"),
+        (b"\x80\x81", "text/plain"),
+    ],
+)
 def test_undecodable_job_bodies(api: Any, content: bytes, ctype: str) -> None:
     client, platform, _, tenant = api
     before = fingerprint(platform)
-    response = client.post("/api/v1/jobs", headers=tenant | {"content-type": ctype}, content=content)
+    response = client.post(
+        "/api/v1/jobs", headers=tenant | {"content-type": ctype}, content=content
+    )
     assert 400 <= response.status_code < 500
     assert "detail" in response.json()
     assert fingerprint(platform) == before
@@ -112,6 +171,8 @@ def test_undecodable_job_bodies(api: Any, content: bytes, ctype: str) -> None:
 def test_oversized_job_body(api: Any) -> None:
     client, platform, _, tenant = api
     before = fingerprint(platform)
-    response = client.post("/api/v1/jobs", headers=tenant, json={"command": ["echo", "x" * 100_000]})
+    response = client.post(
+        "/api/v1/jobs", headers=tenant, json={"command": ["echo", "x" * 100_000]}
+    )
     assert response.status_code == 413
     assert fingerprint(platform) == before

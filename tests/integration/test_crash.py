@@ -9,6 +9,7 @@ exactly once, no capacity left allocated, and (SQLite) ``PRAGMA integrity_check`
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
@@ -60,9 +61,23 @@ class Server:
         started = time.monotonic()
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "--factory", "suanwang.bootstrap:app_from_env",
-                 "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
-                env=self.env, stdout=out, stderr=subprocess.STDOUT)
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "--factory",
+                    "suanwang.bootstrap:app_from_env",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--log-level",
+                    "warning",
+                ],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         deadline = started + 30
         while time.monotonic() < deadline:
             try:
@@ -90,7 +105,9 @@ class Server:
 class Submitter(threading.Thread):
     """Submits jobs with Idempotency-Keys, retrying each until acknowledged."""
 
-    def __init__(self, url: str, key: str, launch_log: Path, rng: random.Random, stop: threading.Event) -> None:
+    def __init__(
+        self, url: str, key: str, launch_log: Path, rng: random.Random, stop: threading.Event
+    ) -> None:
         super().__init__(daemon=True)
         self.url, self.key, self.launch_log, self.rng, self.stop = url, key, launch_log, rng, stop
         self.acked: dict[str, str] = {}
@@ -98,18 +115,28 @@ class Submitter(threading.Thread):
 
     def body(self) -> dict[str, Any]:
         if self.rng.random() < 0.3:
-            return {"name": "sim", "resources": {"chip": "ascend-910b"}, "simulate": {"duration_s": 0.5}}
-        mark = 'echo "{} $SUANWANG_JOB_ID $SUANWANG_ATTEMPT $(date +%s%N)" >> ' + str(self.launch_log)
+            return {
+                "name": "sim",
+                "resources": {"chip": "ascend-910b"},
+                "simulate": {"duration_s": 0.5},
+            }
+        mark = 'echo "{} $SUANWANG_JOB_ID $SUANWANG_ATTEMPT $(date +%s%N)" >> ' + str(
+            self.launch_log
+        )
         script = f"{mark.format('start')}; sleep 0.3; {mark.format('end')}"
         return {"name": "local", "command": ["sh", "-c", script], "resources": {"chip": "cpu"}}
 
     def run(self) -> None:
-        with httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.key}"}, timeout=5) as client:
+        with httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {self.key}"}, timeout=5
+        ) as client:
             while not self.stop.is_set():
                 idem, body = str(uuid.uuid4()), self.body()
                 while not self.stop.is_set():
                     try:
-                        response = client.post("/api/v1/jobs", json=body, headers={"Idempotency-Key": idem})
+                        response = client.post(
+                            "/api/v1/jobs", json=body, headers={"Idempotency-Key": idem}
+                        )
                     except httpx.TransportError:
                         self.retries += 1
                         time.sleep(0.05)
@@ -125,14 +152,20 @@ class Submitter(threading.Thread):
 def wait_all_terminal(url: str, key: str, ids: set[str], timeout_s: float = 120) -> dict[str, str]:
     deadline = time.monotonic() + timeout_s
     states: dict[str, str] = {}
-    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=10) as client:
+    with httpx.Client(
+        base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=10
+    ) as client:
         while time.monotonic() < deadline:
             jobs = client.get("/api/v1/jobs", params={"limit": 1000}).json()
             states = {j["id"]: j["state"] for j in jobs if j["id"] in ids}
-            if len(states) == len(ids) and all(s in ("succeeded", "failed", "cancelled") for s in states.values()):
+            if len(states) == len(ids) and all(
+                s in ("succeeded", "failed", "cancelled") for s in states.values()
+            ):
                 return states
             time.sleep(0.5)
-    raise AssertionError(f"jobs not terminal: { {k: v for k, v in states.items() if v not in ('succeeded',)} }")
+    raise AssertionError(
+        f"jobs not terminal: { {k: v for k, v in states.items() if v not in ('succeeded',)} }"
+    )
 
 
 def overlapping_runs(launch_log: Path) -> tuple[int, dict[str, int]]:
@@ -149,7 +182,7 @@ def overlapping_runs(launch_log: Path) -> tuple[int, dict[str, int]]:
     overlaps = 0
     for intervals in by_job.values():
         intervals.sort()
-        overlaps += any(b[0] < a[1] for a, b in zip(intervals, intervals[1:], strict=False))
+        overlaps += any(b[0] < a[1] for a, b in itertools.pairwise(intervals))
     return overlaps, dict(starts)
 
 
@@ -161,11 +194,21 @@ def test_kill_dash_nine_loses_nothing(db_url: str, tmp_path: Path) -> None:
     platform = build_platform(settings)
     platform.fleet.apply_yaml(FLEET)
     platform.tenancy.create_tenant("acme", "Acme", {})
-    key = platform.tenancy.create_key(Principal("op", Scope.OPERATOR, None), tenant="acme",
-                                      scope=Scope.TENANT_MEMBER, name="", expires_in_s=None).secret
+    key = platform.tenancy.create_key(
+        Principal("op", Scope.OPERATOR, None),
+        tenant="acme",
+        scope=Scope.TENANT_MEMBER,
+        name="",
+        expires_in_s=None,
+    ).secret
     port = free_port()
-    env = os.environ | {"SUANWANG_DATA_DIR": str(data), "SUANWANG_DATABASE_URL": db_url,
-                        "SUANWANG_TICK_S": "0.1", "SUANWANG_SIM_SPEEDUP": "1", "SUANWANG_LOG_LEVEL": "warning"}
+    env = os.environ | {
+        "SUANWANG_DATA_DIR": str(data),
+        "SUANWANG_DATABASE_URL": db_url,
+        "SUANWANG_TICK_S": "0.1",
+        "SUANWANG_SIM_SPEEDUP": "1",
+        "SUANWANG_LOG_LEVEL": "warning",
+    }
     server = Server(env, port, tmp_path / "server.log")
     launch_log = tmp_path / "launches.log"
     launch_log.touch()
@@ -190,8 +233,14 @@ def test_kill_dash_nine_loses_nothing(db_url: str, tmp_path: Path) -> None:
     engine = platform.uows.engine  # type: ignore[attr-defined]
     with engine.connect() as conn:
         rows = conn.execute(select(JobRow.idempotency_key, JobRow.id)).all()
-        active = conn.execute(select(func.count()).select_from(AllocationRow).where(AllocationRow.active.is_(True))).scalar_one()
-        integrity = conn.execute(text("PRAGMA integrity_check")).scalar_one() if db_url.startswith("sqlite") else "ok"
+        active = conn.execute(
+            select(func.count()).select_from(AllocationRow).where(AllocationRow.active.is_(True))
+        ).scalar_one()
+        integrity = (
+            conn.execute(text("PRAGMA integrity_check")).scalar_one()
+            if db_url.startswith("sqlite")
+            else "ok"
+        )
     engine.dispose()
     stored = defaultdict(list)
     for idem, job_id in rows:
@@ -207,9 +256,13 @@ def test_kill_dash_nine_loses_nothing(db_url: str, tmp_path: Path) -> None:
         f"\nR1 {db_url.split(':')[0]}: kills={KILLS} acked={len(acked)} local_runs={len(local_ids)} "
         f"client_retries={sum(c.retries for c in clients)} lost={len(lost)} duplicates={len(duplicates)} "
         f"concurrent_double_runs={overlaps} started_twice={len(twice)} not_succeeded={len(not_succeeded)} "
-        f"active_allocations={active} integrity={integrity} restart_to_ready_p95={p95:.2f}s\n")
+        f"active_allocations={active} integrity={integrity} restart_to_ready_p95={p95:.2f}s\n"
+    )
     assert len(acked) >= KILLS, "too few submissions to mean anything"
-    assert lost == [] and duplicates == []
-    assert overlaps == 0 and twice == []
+    assert lost == []
+    assert duplicates == []
+    assert overlaps == 0
+    assert twice == []
     assert not_succeeded == {}
-    assert active == 0 and integrity == "ok"
+    assert active == 0
+    assert integrity == "ok"

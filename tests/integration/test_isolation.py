@@ -19,7 +19,17 @@ from suanwang.config import Settings
 from suanwang.domain.tenancy import Principal, Scope
 from suanwang.services.platform import Platform
 
-PRINCIPALS = ("op", "a_admin", "a_member", "a_ro", "b_admin", "b_member", "anon", "revoked", "expired")
+PRINCIPALS = (
+    "op",
+    "a_admin",
+    "a_member",
+    "a_ro",
+    "b_admin",
+    "b_member",
+    "anon",
+    "revoked",
+    "expired",
+)
 FLEET = "regions: [{name: r1}]\nclusters: [{name: sim, region: r1, kind: simulated, nodes: [{name: n1, chip: ascend-910b, cards: 8}]}]\n"
 SIM_JOB = {"name": "t", "resources": {"chip": "ascend-910b"}, "simulate": {"duration_s": 60}}
 
@@ -42,12 +52,23 @@ def world(settings: Settings, clock: Any) -> Iterator[World]:
     keys = {"op": platform.tenancy.bootstrap_operator_key().secret}
     for tenant in ("aaa", "bbb"):
         platform.tenancy.create_tenant(tenant, tenant, {})
+
     def mint(tenant: str, scope: Scope, expires: int | None = None) -> str:
-        return platform.tenancy.create_key(op, tenant=tenant, scope=scope, name="", expires_in_s=expires).secret
-    keys |= {"a_admin": mint("aaa", Scope.TENANT_ADMIN), "a_member": mint("aaa", Scope.TENANT_MEMBER),
-             "a_ro": mint("aaa", Scope.READ_ONLY), "b_admin": mint("bbb", Scope.TENANT_ADMIN),
-             "b_member": mint("bbb", Scope.TENANT_MEMBER), "expired": mint("aaa", Scope.TENANT_ADMIN, 5)}
-    revoked = platform.tenancy.create_key(op, tenant="aaa", scope=Scope.TENANT_ADMIN, name="", expires_in_s=None)
+        return platform.tenancy.create_key(
+            op, tenant=tenant, scope=scope, name="", expires_in_s=expires
+        ).secret
+
+    keys |= {
+        "a_admin": mint("aaa", Scope.TENANT_ADMIN),
+        "a_member": mint("aaa", Scope.TENANT_MEMBER),
+        "a_ro": mint("aaa", Scope.READ_ONLY),
+        "b_admin": mint("bbb", Scope.TENANT_ADMIN),
+        "b_member": mint("bbb", Scope.TENANT_MEMBER),
+        "expired": mint("aaa", Scope.TENANT_ADMIN, 5),
+    }
+    revoked = platform.tenancy.create_key(
+        op, tenant="aaa", scope=Scope.TENANT_ADMIN, name="", expires_in_s=None
+    )
     platform.tenancy.revoke_key(op, revoked.record.id)
     keys["revoked"] = revoked.secret
     clock.advance(10)
@@ -55,11 +76,16 @@ def world(settings: Settings, clock: Any) -> Iterator[World]:
 
     def fresh_job() -> str:
         from suanwang.domain.jobs import JobSpec, Resources
-        spec = JobSpec(name="t", command=(), resources=Resources(chip="ascend-910b"), simulate_duration_s=60)
+
+        spec = JobSpec(
+            name="t", command=(), resources=Resources(chip="ascend-910b"), simulate_duration_s=60
+        )
         return platform.jobs.submit(a, spec, None).job.id
 
     def fresh_key() -> str:
-        return platform.tenancy.create_key(op, tenant="aaa", scope=Scope.READ_ONLY, name="", expires_in_s=None).record.id
+        return platform.tenancy.create_key(
+            op, tenant="aaa", scope=Scope.READ_ONLY, name="", expires_in_s=None
+        ).record.id
 
     with TestClient(app) as client:
         yield World(client, platform, keys, fresh_job, fresh_key)
@@ -69,9 +95,17 @@ def world(settings: Settings, clock: Any) -> Iterator[World]:
 AUTHED_401 = {"anon": 401, "revoked": 401, "expired": 401}
 
 
-def row(op: int, a_admin: int, a_member: int, a_ro: int, b_admin: int, b_member: int) -> dict[str, int]:
-    return {"op": op, "a_admin": a_admin, "a_member": a_member, "a_ro": a_ro, "b_admin": b_admin,
-            "b_member": b_member} | AUTHED_401
+def row(
+    op: int, a_admin: int, a_member: int, a_ro: int, b_admin: int, b_member: int
+) -> dict[str, int]:
+    return {
+        "op": op,
+        "a_admin": a_admin,
+        "a_member": a_member,
+        "a_ro": a_ro,
+        "b_admin": b_admin,
+        "b_member": b_member,
+    } | AUTHED_401
 
 
 EVERYONE_200 = row(200, 200, 200, 200, 200, 200)
@@ -90,21 +124,50 @@ MATRIX: dict[tuple[str, str], tuple[Callable[[World], str], Any, dict[str, int]]
     ("GET", "/api/v1/chips"): (lambda w: "/api/v1/chips", None, EVERYONE_200),
     ("POST", "/api/v1/fleet/apply"): (lambda w: "/api/v1/fleet/apply", FLEET, OPERATOR_ONLY),
     ("POST", "/api/v1/demo/load"): (lambda w: "/api/v1/demo/load", None, OPERATOR_ONLY),
-    ("POST", "/api/v1/tenants"): (lambda w: "/api/v1/tenants", "NEW_TENANT", row(201, 403, 403, 403, 403, 403)),
+    ("POST", "/api/v1/tenants"): (
+        lambda w: "/api/v1/tenants",
+        "NEW_TENANT",
+        row(201, 403, 403, 403, 403, 403),
+    ),
     ("GET", "/api/v1/tenants"): (lambda w: "/api/v1/tenants", None, EVERYONE_200),
     ("GET", "/api/v1/tenants/{name}"): (lambda w: "/api/v1/tenants/aaa", None, A_OBJECT_READ),
-    ("PUT", "/api/v1/tenants/{name}/quota"): (lambda w: "/api/v1/tenants/aaa/quota", {"quota": {"cpu": 1}}, OPERATOR_ONLY),
-    ("POST", "/api/v1/keys"): (lambda w: "/api/v1/keys", {"tenant": "aaa", "scope": "read-only"},
-                               row(201, 201, 403, 403, 404, 403)),
+    ("PUT", "/api/v1/tenants/{name}/quota"): (
+        lambda w: "/api/v1/tenants/aaa/quota",
+        {"quota": {"cpu": 1}},
+        OPERATOR_ONLY,
+    ),
+    ("POST", "/api/v1/keys"): (
+        lambda w: "/api/v1/keys",
+        {"tenant": "aaa", "scope": "read-only"},
+        row(201, 201, 403, 403, 404, 403),
+    ),
     ("GET", "/api/v1/keys"): (lambda w: "/api/v1/keys", None, row(200, 200, 403, 403, 200, 403)),
-    ("DELETE", "/api/v1/keys/{key_id}"): (lambda w: f"/api/v1/keys/{w.fresh_key()}", None,
-                                          row(200, 200, 403, 403, 404, 403)),
-    ("POST", "/api/v1/jobs"): (lambda w: "/api/v1/jobs", SIM_JOB, row(422, 201, 201, 403, 201, 201)),
+    ("DELETE", "/api/v1/keys/{key_id}"): (
+        lambda w: f"/api/v1/keys/{w.fresh_key()}",
+        None,
+        row(200, 200, 403, 403, 404, 403),
+    ),
+    ("POST", "/api/v1/jobs"): (
+        lambda w: "/api/v1/jobs",
+        SIM_JOB,
+        row(422, 201, 201, 403, 201, 201),
+    ),
     ("GET", "/api/v1/jobs"): (lambda w: "/api/v1/jobs", None, EVERYONE_200),
-    ("GET", "/api/v1/jobs/{job_id}"): (lambda w: f"/api/v1/jobs/{w.fresh_job()}", None, A_OBJECT_READ),
-    ("GET", "/api/v1/jobs/{job_id}/logs"): (lambda w: f"/api/v1/jobs/{w.fresh_job()}/logs", None, A_OBJECT_READ),
-    ("POST", "/api/v1/jobs/{job_id}/cancel"): (lambda w: f"/api/v1/jobs/{w.fresh_job()}/cancel", None,
-                                               row(200, 200, 200, 403, 404, 404)),
+    ("GET", "/api/v1/jobs/{job_id}"): (
+        lambda w: f"/api/v1/jobs/{w.fresh_job()}",
+        None,
+        A_OBJECT_READ,
+    ),
+    ("GET", "/api/v1/jobs/{job_id}/logs"): (
+        lambda w: f"/api/v1/jobs/{w.fresh_job()}/logs",
+        None,
+        A_OBJECT_READ,
+    ),
+    ("POST", "/api/v1/jobs/{job_id}/cancel"): (
+        lambda w: f"/api/v1/jobs/{w.fresh_job()}/cancel",
+        None,
+        row(200, 200, 200, 403, 404, 404),
+    ),
 }
 
 
@@ -135,7 +198,9 @@ def test_every_route_for_every_principal(world: World) -> None:
             n += 1
             response = call(world, principal, method, make_path(world), body, n)
             if response.status_code != expected[principal]:
-                failures.append(f"{principal} {method} {template}: {response.status_code} != {expected[principal]}")
+                failures.append(
+                    f"{principal} {method} {template}: {response.status_code} != {expected[principal]}"
+                )
     assert not failures, "\n".join(failures)
 
 
@@ -157,21 +222,32 @@ def test_lists_never_show_foreign_objects(world: World) -> None:
     assert world.client.get("/api/v1/keys?tenant=aaa", headers=b).status_code == 404
 
 
-@pytest.mark.parametrize(("body", "status"), [
-    ({"tenant": "aaa", "scope": "operator"}, 403),
-    ({"scope": "operator"}, 403),
-    ({"tenant": "bbb", "scope": "read-only"}, 404),
-    ({"tenant": "aaa", "scope": "tenant-admin"}, 201),
-])
-def test_no_privilege_escalation_through_keys(world: World, body: dict[str, str], status: int) -> None:
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"tenant": "aaa", "scope": "operator"}, 403),
+        ({"scope": "operator"}, 403),
+        ({"tenant": "bbb", "scope": "read-only"}, 404),
+        ({"tenant": "aaa", "scope": "tenant-admin"}, 201),
+    ],
+)
+def test_no_privilege_escalation_through_keys(
+    world: World, body: dict[str, str], status: int
+) -> None:
     a = {"Authorization": f"Bearer {world.keys['a_admin']}"}
     assert world.client.post("/api/v1/keys", headers=a, json=body).status_code == status
 
 
-@pytest.mark.parametrize("header", [
-    "Bearer ' OR '1'='1", "Bearer sw_AAAAAAAA_" + "A" * 43, "Basic abc", "Bearer " + "x" * 10_000,
-    "Bearer sw_AAAAAAAA_" + "'; DROP TABLE api_keys; --".ljust(43, "A"),
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Bearer ' OR '1'='1",
+        "Bearer sw_AAAAAAAA_" + "A" * 43,
+        "Basic abc",
+        "Bearer " + "x" * 10_000,
+        "Bearer sw_AAAAAAAA_" + "'; DROP TABLE api_keys; --".ljust(43, "A"),
+    ],
+)
 def test_hostile_authorization_headers_get_401(world: World, header: str) -> None:
     response = world.client.get("/api/v1/jobs", headers={"Authorization": header})
     assert response.status_code == 401

@@ -32,15 +32,24 @@ wan_links:
 """
 
 
-def tenant_principal(platform: Platform, name: str = "acme", scope: Scope = Scope.TENANT_ADMIN) -> Principal:
+def tenant_principal(
+    platform: Platform, name: str = "acme", scope: Scope = Scope.TENANT_ADMIN
+) -> Principal:
     platform.tenancy.create_tenant(name, name.title(), {"cpu": 2, "ascend": 16})
-    key = platform.tenancy.create_key(Principal("op", Scope.OPERATOR, None), tenant=name,
-                                      scope=scope, name="t", expires_in_s=None)
+    key = platform.tenancy.create_key(
+        Principal("op", Scope.OPERATOR, None), tenant=name, scope=scope, name="t", expires_in_s=None
+    )
     return platform.tenancy.authenticate(key.secret)
 
 
-def run_until(platform: Platform, job_id: str, principal: Principal, states: set[JobState],
-              clock_step: float = 0.0, timeout_s: float = 15.0) -> JobState:
+def run_until(
+    platform: Platform,
+    job_id: str,
+    principal: Principal,
+    states: set[JobState],
+    clock_step: float = 0.0,
+    timeout_s: float = 15.0,
+) -> JobState:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         platform.control.tick()
@@ -55,14 +64,16 @@ def run_until(platform: Platform, job_id: str, principal: Principal, states: set
 
 def test_fleet_apply_is_idempotent_and_updates_in_place(platform: Platform) -> None:
     first = platform.fleet.apply_yaml(SMALL_FLEET)
-    assert first.changed and "cluster/sim" in first.created
+    assert first.changed
+    assert "cluster/sim" in first.created
     second = platform.fleet.apply_yaml(SMALL_FLEET)
     assert not second.changed
     changed = platform.fleet.apply_yaml(SMALL_FLEET.replace("cards: 2}", "cards: 4}"))
     assert changed.updated == ["node/here/n1"]
     overall, regions = platform.fleet.totals()
     assert overall.cards_by_chip == {"ascend-910b": 32, "cpu": 4}
-    assert overall.simulated_cards == 32 and overall.real_cards == 4
+    assert overall.simulated_cards == 32
+    assert overall.real_cards == 4
     assert [r.scope for r in regions] == ["r1", "r2"]
     assert overall.pflops_fp16 == pytest.approx(32 * 280 / 1000)
 
@@ -79,8 +90,12 @@ def test_demo_fleet_totals(platform: Platform) -> None:
 def test_node_with_running_work_is_never_deleted(platform: Platform, tmp_path: Path) -> None:
     platform.fleet.apply_yaml(SMALL_FLEET)
     acme = tenant_principal(platform)
-    spec = JobSpec(name="sleep", command=("sleep", "30"), resources=Resources(chip="cpu"),
-                   working_dir=str(tmp_path))
+    spec = JobSpec(
+        name="sleep",
+        command=("sleep", "30"),
+        resources=Resources(chip="cpu"),
+        working_dir=str(tmp_path),
+    )
     job = platform.jobs.submit(acme, spec, None).job
     run_until(platform, job.id, acme, {JobState.RUNNING})
     without_node = SMALL_FLEET.replace("nodes: [{name: n1, chip: cpu, cards: 2}]", "nodes: []")
@@ -96,13 +111,22 @@ def test_node_with_running_work_is_never_deleted(platform: Platform, tmp_path: P
 def test_local_job_really_runs(platform: Platform, tmp_path: Path) -> None:
     platform.fleet.apply_yaml(SMALL_FLEET)
     acme = tenant_principal(platform)
-    spec = JobSpec(name="write", command=("python", "-c", "open('out.txt','w').write('ok'); print('hi')"),
-                   resources=Resources(chip="cpu"), working_dir=str(tmp_path))
+    spec = JobSpec(
+        name="write",
+        command=("python", "-c", "open('out.txt','w').write('ok'); print('hi')"),
+        resources=Resources(chip="cpu"),
+        working_dir=str(tmp_path),
+    )
     job = platform.jobs.submit(acme, spec, None).job
-    assert run_until(platform, job.id, acme, {JobState.SUCCEEDED, JobState.FAILED}) is JobState.SUCCEEDED
+    assert (
+        run_until(platform, job.id, acme, {JobState.SUCCEEDED, JobState.FAILED})
+        is JobState.SUCCEEDED
+    )
     assert (tmp_path / "out.txt").read_text() == "ok"
     output, attempt = platform.jobs.logs(acme, job.id, 0, 1000)
-    assert b"hi" in output and attempt is not None and attempt.exit_code == 0
+    assert b"hi" in output
+    assert attempt is not None
+    assert attempt.exit_code == 0
     detail = platform.jobs.get(acme, job.id)
     assert [e.state for e in detail.events] == ["queued", "admitted", "running", "succeeded"]
     assert platform.fleet.nodes("here")[0].cards_used == 0
@@ -111,10 +135,17 @@ def test_local_job_really_runs(platform: Platform, tmp_path: Path) -> None:
 def test_failed_job_retries_then_fails(platform: Platform, tmp_path: Path) -> None:
     platform.fleet.apply_yaml(SMALL_FLEET)
     acme = tenant_principal(platform)
-    spec = JobSpec(name="bad", command=("sh", "-c", "exit 3"), resources=Resources(chip="cpu"),
-                   working_dir=str(tmp_path), retries=1)
+    spec = JobSpec(
+        name="bad",
+        command=("sh", "-c", "exit 3"),
+        resources=Resources(chip="cpu"),
+        working_dir=str(tmp_path),
+        retries=1,
+    )
     job = platform.jobs.submit(acme, spec, None).job
-    assert run_until(platform, job.id, acme, {JobState.FAILED, JobState.SUCCEEDED}) is JobState.FAILED
+    assert (
+        run_until(platform, job.id, acme, {JobState.FAILED, JobState.SUCCEEDED}) is JobState.FAILED
+    )
     detail = platform.jobs.get(acme, job.id)
     assert [a.exit_code for a in detail.attempts] == [3, 3]
     assert "attempt 2 exited 3" in detail.job.reason
@@ -123,8 +154,12 @@ def test_failed_job_retries_then_fails(platform: Platform, tmp_path: Path) -> No
 def test_simulated_job_completes_on_simulated_clock(platform: Platform) -> None:
     platform.fleet.apply_yaml(SMALL_FLEET)
     acme = tenant_principal(platform)
-    spec = JobSpec(name="train", command=(), resources=Resources(chip="ascend", cards_per_node=8, nodes=2),
-                   simulate_duration_s=3600)
+    spec = JobSpec(
+        name="train",
+        command=(),
+        resources=Resources(chip="ascend", cards_per_node=8, nodes=2),
+        simulate_duration_s=3600,
+    )
     job = platform.jobs.submit(acme, spec, None).job
     run_until(platform, job.id, acme, {JobState.RUNNING})
     platform.clock.advance(3599)  # type: ignore[attr-defined]
@@ -133,22 +168,28 @@ def test_simulated_job_completes_on_simulated_clock(platform: Platform) -> None:
     platform.clock.advance(2)  # type: ignore[attr-defined]
     assert run_until(platform, job.id, acme, {JobState.SUCCEEDED}) is JobState.SUCCEEDED
     attempt = platform.jobs.get(acme, job.id).attempts[0]
-    assert attempt.backend == "simulated" and attempt.cluster == "sim"
+    assert attempt.backend == "simulated"
+    assert attempt.cluster == "sim"
     assert len({p["node"] for p in attempt.placements}) == 2
 
 
 def test_quota_holds_jobs_back(platform: Platform) -> None:
     platform.fleet.apply_yaml(SMALL_FLEET)
     acme = tenant_principal(platform)  # ascend quota 16
-    spec = JobSpec(name="t", command=(), resources=Resources(chip="ascend", cards_per_node=8, nodes=2),
-                   simulate_duration_s=100)
+    spec = JobSpec(
+        name="t",
+        command=(),
+        resources=Resources(chip="ascend", cards_per_node=8, nodes=2),
+        simulate_duration_s=100,
+    )
     first = platform.jobs.submit(acme, spec, None).job
     platform.clock.advance(1)  # type: ignore[attr-defined]
     second = platform.jobs.submit(acme, spec, None).job
     platform.control.tick()
     assert platform.jobs.get(acme, first.id).job.state is JobState.RUNNING
     held = platform.jobs.get(acme, second.id).job
-    assert held.state is JobState.QUEUED and "quota" in held.reason
+    assert held.state is JobState.QUEUED
+    assert "quota" in held.reason
 
 
 def test_idempotency_key_replays_and_rejects_changed_body(platform: Platform) -> None:
@@ -157,7 +198,9 @@ def test_idempotency_key_replays_and_rejects_changed_body(platform: Platform) ->
     spec = JobSpec(name="t", command=(), resources=Resources(chip="ascend"), simulate_duration_s=5)
     first = platform.jobs.submit(acme, spec, "k1")
     again = platform.jobs.submit(acme, spec, "k1")
-    assert not first.replayed and again.replayed and again.job.id == first.job.id
+    assert not first.replayed
+    assert again.replayed
+    assert again.job.id == first.job.id
     with pytest.raises(ValidationError, match="different request body"):
         platform.jobs.submit(acme, JobSpec(name="other", command=(), simulate_duration_s=5), "k1")
     other = tenant_principal(platform, "other")
@@ -167,13 +210,18 @@ def test_idempotency_key_replays_and_rejects_changed_body(platform: Platform) ->
 def test_keys_hash_only_revoke_and_expiry(platform: Platform) -> None:
     tenant_principal(platform)
     op = Principal("op", Scope.OPERATOR, None)
-    new = platform.tenancy.create_key(op, tenant="acme", scope=Scope.READ_ONLY, name="ro", expires_in_s=60)
+    new = platform.tenancy.create_key(
+        op, tenant="acme", scope=Scope.READ_ONLY, name="ro", expires_in_s=60
+    )
     assert platform.tenancy.authenticate(new.secret).scope is Scope.READ_ONLY
-    assert new.secret not in repr(new.record) and new.record.secret_hash != new.secret
+    assert new.secret not in repr(new.record)
+    assert new.record.secret_hash != new.secret
     platform.clock.advance(61)  # type: ignore[attr-defined]
     with pytest.raises(Unauthenticated):
         platform.tenancy.authenticate(new.secret)
-    fresh = platform.tenancy.create_key(op, tenant="acme", scope=Scope.TENANT_MEMBER, name="m", expires_in_s=None)
+    fresh = platform.tenancy.create_key(
+        op, tenant="acme", scope=Scope.TENANT_MEMBER, name="m", expires_in_s=None
+    )
     platform.tenancy.revoke_key(op, fresh.record.id)
     with pytest.raises(Unauthenticated):
         platform.tenancy.authenticate(fresh.secret)

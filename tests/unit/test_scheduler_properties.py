@@ -186,13 +186,12 @@ def apply_decisions(snapshot: Snapshot, decisions: Sequence[Decision]) -> Snapsh
     )
 
 
-@PROPERTY_SETTINGS
-@given(snapshots())
-def test_never_over_allocates_nor_places_on_ineligible_nodes(snapshot: Snapshot) -> None:
+def check_capacity_and_eligibility(snapshot: Snapshot, decisions: Sequence[Decision]) -> None:
+    """(a) Placements only on matching schedulable nodes, never beyond their free cards."""
     nodes = {n.id: n for n in snapshot.nodes}
     jobs = {j.id: j for j in snapshot.pending}
     taken: Counter[NodeId] = Counter()
-    for admit in admits(cycle(snapshot)):
+    for admit in admits(decisions):
         for placement in admit.placements:
             node = nodes[placement.node]
             assert node_accepts(node, jobs[admit.job])
@@ -205,17 +204,39 @@ def test_never_over_allocates_nor_places_on_ineligible_nodes(snapshot: Snapshot)
     assert all(cards <= nodes[node_id].cards_free for node_id, cards in taken.items() if cards)
 
 
-@PROPERTY_SETTINGS
-@given(snapshots())
-def test_never_exceeds_a_quota(snapshot: Snapshot) -> None:
+def check_quotas(snapshot: Snapshot, decisions: Sequence[Decision]) -> None:
+    """(b) Usage plus this cycle's admissions stays within every quota."""
     jobs = {j.id: j for j in snapshot.pending}
     admitted: Counter[tuple[TenantId, ChipFamily]] = Counter()
-    for admit in admits(cycle(snapshot)):
+    for admit in admits(decisions):
         admitted[(jobs[admit.job].tenant, admit.family)] += sum(p.cards for p in admit.placements)
     for (tenant, family), cards in admitted.items():
         cap = snapshot.quotas.get(tenant, {}).get(family)
         if cap is not None and cards > 0:
             assert held(snapshot.usage, tenant, family) + cards <= cap
+
+
+def check_gangs(snapshot: Snapshot, decisions: Sequence[Decision]) -> None:
+    """(d) Each admission has ``nodes`` distinct nodes of one cluster and chip, each
+    with exactly ``cards_per_node`` cards."""
+    nodes = {n.id: n for n in snapshot.nodes}
+    jobs = {j.id: j for j in snapshot.pending}
+    for admit in admits(decisions):
+        job = jobs[admit.job]
+        placed = [nodes[p.node] for p in admit.placements]
+        assert len(placed) == job.nodes == len({n.id for n in placed})
+        assert all(p.cards == job.cards_per_node for p in admit.placements)
+        assert {(n.cluster, n.chip) for n in placed} == {(admit.cluster, admit.chip)}
+
+
+@PROPERTY_SETTINGS
+@given(snapshots())
+def test_admissions_respect_capacity_eligibility_quotas_and_gangs(snapshot: Snapshot) -> None:
+    """(a), (b) and (d) on one cycle: checking them together halves generation time."""
+    decisions = cycle(snapshot)
+    check_capacity_and_eligibility(snapshot, decisions)
+    check_quotas(snapshot, decisions)
+    check_gangs(snapshot, decisions)
 
 
 @PROPERTY_SETTINGS
@@ -237,25 +258,10 @@ def test_same_snapshot_same_decisions_whatever_the_input_order(
 
 @PROPERTY_SETTINGS
 @given(snapshots())
-def test_gangs_are_whole_and_in_one_cluster_and_chip(snapshot: Snapshot) -> None:
-    nodes = {n.id: n for n in snapshot.nodes}
-    jobs = {j.id: j for j in snapshot.pending}
-    for admit in admits(cycle(snapshot)):
-        job = jobs[admit.job]
-        placed = [nodes[p.node] for p in admit.placements]
-        assert len(placed) == job.nodes == len({n.id for n in placed})
-        assert all(p.cards == job.cards_per_node for p in admit.placements)
-        assert {(n.cluster, n.chip) for n in placed} == {(admit.cluster, admit.chip)}
-
-
-@PROPERTY_SETTINGS
-@given(snapshots())
 def test_second_cycle_on_applied_snapshot_admits_nothing(snapshot: Snapshot) -> None:
     first = cycle(snapshot)
     after = apply_decisions(snapshot, first)
-    assert all(n.cards_free >= 0 for n in after.nodes if n.schedulable) or any(
-        n.cards_free < 0 for n in snapshot.nodes
-    )
+    assert all(n.cards_free >= 0 for n in after.nodes)
     second = cycle(after)
     assert not admits(second)
     reasons: dict[JobId, str] = {d.job: d.reason for d in first if isinstance(d, Pending)}

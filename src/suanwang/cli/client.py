@@ -57,8 +57,9 @@ def check_url(url: str) -> str:
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError) as exc:
-        raise CliError(f"invalid server URL {url!r}", field="--url",
-                       hint=f"e.g. {DEFAULT_URL}") from exc
+        raise CliError(
+            f"invalid server URL {url!r}", field="--url", hint=f"e.g. {DEFAULT_URL}"
+        ) from exc
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise CliError(f"invalid server URL {url!r}", field="--url", hint=f"e.g. {DEFAULT_URL}")
     return url.rstrip("/")
@@ -72,8 +73,11 @@ def problem_error(response: httpx.Response, *, has_key: bool) -> CliError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("detail"), str):
         field, hint = body.get("field"), body.get("hint")
-        error = CliError(body["detail"], field=field if isinstance(field, str) else None,
-                         hint=hint if isinstance(hint, str) else None)
+        error = CliError(
+            body["detail"],
+            field=field if isinstance(field, str) else None,
+            hint=hint if isinstance(hint, str) else None,
+        )
     else:
         snippet = one_line(response.text)[:200]
         reason = f"HTTP {response.status_code} {response.reason_phrase}".strip()
@@ -86,8 +90,9 @@ def problem_error(response: httpx.Response, *, has_key: bool) -> CliError:
 class ApiClient:
     """The REST API at ``base_url``, called with an optional bearer key."""
 
-    def __init__(self, base_url: str, key: str | None, *,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self, base_url: str, key: str | None, *, transport: httpx.BaseTransport | None = None
+    ) -> None:
         """Open a connection pool (close it with :meth:`close` or a ``with`` block).
 
         Args:
@@ -97,37 +102,53 @@ class ApiClient:
         """
         self.base_url = check_url(base_url)
         self._has_key = bool(key)
-        headers = {"User-Agent": f"suanwang-cli/{__version__}",
-                   "Accept": "application/json, application/problem+json"}
+        headers = {
+            "User-Agent": f"suanwang-cli/{__version__}",
+            "Accept": "application/json, application/problem+json",
+        }
         if key:
             headers["Authorization"] = f"Bearer {key}"
         self._http = httpx.Client(
-            base_url=self.base_url, headers=headers, transport=transport,
+            base_url=self.base_url,
+            headers=headers,
+            transport=transport,
             timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
         )
 
     def __enter__(self) -> ApiClient:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     def close(self) -> None:
         """Close the connection pool."""
         self._http.close()
 
-    def call(self, method: str, path: str, *, json: Any = None, content: bytes | None = None,
-             params: dict[str, Any] | None = None,
-             headers: dict[str, str] | None = None) -> Any:
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         """Send one request and return the decoded JSON body (None when empty).
 
         Raises:
             CliError: The server answered with an error, or could not be reached.
         """
         try:
-            response = self._http.request(method, path, json=json, content=content,
-                                          params=params, headers=headers)
+            response = self._http.request(
+                method, path, json=json, content=content, params=params, headers=headers
+            )
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
         if response.is_error:
@@ -137,8 +158,10 @@ class ApiClient:
         try:
             return response.json()
         except ValueError:
-            raise CliError(f"the server at {self.base_url} answered {path} with something "
-                           "that is not JSON", hint="is --url pointing at suanwang?") from None
+            raise CliError(
+                f"the server at {self.base_url} answered {path} with something that is not JSON",
+                hint="is --url pointing at suanwang?",
+            ) from None
 
     def read_bytes(self, path: str, *, params: dict[str, Any] | None = None) -> bytes:
         """GET ``path`` and return the raw body (for plain-text resources such as logs)."""
@@ -167,9 +190,13 @@ class ApiClient:
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
             return CliError(f"cannot reach suanwang at {url} (is 'suanwang server' running?)")
         if isinstance(exc, httpx.TimeoutException):
-            return CliError(f"suanwang at {url} did not answer in time",
-                            hint="try again; check the server's load and logs")
+            return CliError(
+                f"suanwang at {url} did not answer in time",
+                hint="try again; check the server's load and logs",
+            )
         if isinstance(exc, httpx.RemoteProtocolError):
-            return CliError(f"the connection to suanwang at {url} was lost",
-                            hint="the server may have restarted; try again")
+            return CliError(
+                f"the connection to suanwang at {url} was lost",
+                hint="the server may have restarted; try again",
+            )
         return CliError(f"request to suanwang at {url} failed: {type(exc).__name__}: {exc}")

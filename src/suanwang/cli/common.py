@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 
 from suanwang.cli.client import DEFAULT_URL, ApiClient, CliError, one_line
@@ -35,12 +37,15 @@ class State:
         return ApiClient(self.url, self.key or local_operator_key())
 
 
-def state(ctx: typer.Context) -> State:
-    """The :class:`State` stored by the app callback."""
+JsonOpt = Annotated[bool, typer.Option("--json", help="print raw JSON (for scripts)")]
+
+
+def state(ctx: typer.Context, as_json: bool = False) -> State:
+    """The :class:`State` stored by the app callback; ``as_json`` is a command's own ``--json``."""
     found = ctx.find_object(State)
     if found is None:  # a sub-app invoked on its own (tests): environment defaults
         found = State(url=DEFAULT_URL, key=None, json=False)
-    return found
+    return replace(found, json=found.json or as_json)
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -65,8 +70,10 @@ def local_operator_key() -> str | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise CliError(f"cannot read the operator key file {path}: {exc.strerror}",
-                       hint="pass --key or set SUANWANG_API_KEY") from None
+        raise CliError(
+            f"cannot read the operator key file {path}: {exc.strerror}",
+            hint="pass --key or set SUANWANG_API_KEY",
+        ) from None
     return key or None
 
 
@@ -102,8 +109,11 @@ def parse_pairs(values: Iterable[str], option: str, example: str) -> dict[str, s
     for value in values:
         name, sep, rest = value.partition("=")
         if not sep or not name:
-            raise CliError(f"{option} {value!r} is not NAME=VALUE", field=option,
-                           hint=f"e.g. {option} {example}")
+            raise CliError(
+                f"{option} {value!r} is not NAME=VALUE",
+                field=option,
+                hint=f"e.g. {option} {example}",
+            )
         pairs[name] = rest
     return pairs
 
@@ -115,8 +125,11 @@ def parse_quota(values: Iterable[str]) -> dict[str, int]:
         try:
             quota[family] = int(cards)
         except ValueError:
-            raise CliError(f"--quota {family}={cards!r}: the number of cards is not an integer",
-                           field="--quota", hint="e.g. --quota ascend=800") from None
+            raise CliError(
+                f"--quota {family}={cards!r}: the number of cards is not an integer",
+                field="--quota",
+                hint="e.g. --quota ascend=800",
+            ) from None
     return quota
 
 
@@ -125,16 +138,36 @@ def segment(value: str) -> str:
     return quote(value, safe="").replace(".", "%2E")
 
 
-def when(ts: float | None) -> str:
-    """A Unix time as local ``YYYY-MM-DD HH:MM:SS`` ("-" for None)."""
+def when(ts: float | None, *, short: bool = False) -> str:
+    """A Unix time as local ``YYYY-MM-DD HH:MM:SS`` ("-" for None).
+
+    With ``short``, today's times are only ``HH:MM:SS`` and other days ``YYYY-MM-DD HH:MM``.
+    """
     if ts is None:
         return "-"
-    return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    moment = datetime.fromtimestamp(ts).astimezone()
+    if not short:
+        return moment.strftime("%Y-%m-%d %H:%M:%S")
+    today = moment.date() == datetime.now().astimezone().date()
+    return moment.strftime("%H:%M:%S" if today else "%Y-%m-%d %H:%M")
 
 
-def cards_by_chip(cards: Mapping[str, int]) -> str:
-    """``{"ascend-910b": 10000}`` as ``ascend-910b: 10,000`` (comma-separated)."""
-    return ", ".join(f"{chip}: {n:,}" for chip, n in sorted(cards.items())) or "-"
+def duration(start: float | None, end: float | None) -> str:
+    """``end - start`` as ``12.3s``, ``4m05s`` or ``2h03m`` ("-" when either is missing)."""
+    if start is None or end is None:
+        return "-"
+    seconds = max(0.0, end - start)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def cards_by_chip(cards: Mapping[str, int], sep: str = "\n") -> str:
+    """``{"ascend-910b": 10000}`` as ``ascend-910b: 10,000``, one chip per line by default."""
+    return sep.join(f"{chip}: {n:,}" for chip, n in sorted(cards.items())) or "-"
 
 
 def quota_text(quota: Mapping[str, int]) -> str:
@@ -143,5 +176,26 @@ def quota_text(quota: Mapping[str, int]) -> str:
 
 
 def cell(value: Any) -> Text:
-    """A table cell that shows user data literally (no Rich markup)."""
-    return Text(one_line(str(value)) if value is not None else "-")
+    """A table cell that shows user data literally (no Rich markup, lines kept)."""
+    if value is None:
+        return Text("-")
+    return Text("\n".join(one_line(line) for line in str(value).splitlines()))
+
+
+def new_table(
+    title: str,
+    columns: Iterable[str],
+    *,
+    numbers: Collection[str] = (),
+    wrap: Collection[str] = (),
+) -> Table:
+    """A compact table. ``numbers`` columns are right-aligned; only ``wrap`` columns (free
+    text) wrap when the terminal is narrow, folding long words so no text is lost.
+    """
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left")
+    for name in columns:
+        if name in wrap:
+            table.add_column(name, overflow="fold")
+        else:
+            table.add_column(name, justify="right" if name in numbers else "left", no_wrap=True)
+    return table

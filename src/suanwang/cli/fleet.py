@@ -11,14 +11,17 @@ from rich.table import Table
 from rich.text import Text
 
 from suanwang.cli.client import CliError
-from suanwang.cli.common import cards_by_chip, cell, emit_json, out, say, state
+from suanwang.cli.common import JsonOpt, cards_by_chip, cell, emit_json, new_table, out, say, state
 
-fleet_app = typer.Typer(help="Regions, clusters and nodes (simulated ones are labelled).",
-                        no_args_is_help=True)
+fleet_app = typer.Typer(
+    help="Regions, clusters and nodes (simulated ones are labelled).", no_args_is_help=True
+)
 demo_app = typer.Typer(help="The demo fleet and tenant.", no_args_is_help=True)
 
-SIMULATED_NOTE = ("SIMULATED clusters exist only in the scheduler's model: their jobs run on a "
-                  "simulated clock (submit them with --simulate-duration).")
+SIMULATED_NOTE = (
+    "SIMULATED clusters exist only in the scheduler's model: their jobs run on a "
+    "simulated clock (submit them with --simulate-duration)."
+)
 
 
 def kind_text(simulated: bool) -> Text:
@@ -60,13 +63,18 @@ def read_fleet_file(path: Path) -> bytes:
 def apply(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="fleet file (YAML or JSON)", show_default=False)],
+    as_json: JsonOpt = False,
 ) -> None:
     """Apply a fleet file: create, update and delete to match it. Applying twice is a no-op."""
     body = read_fleet_file(file)
-    st = state(ctx)
+    st = state(ctx, as_json)
     with st.client() as api:
-        result = api.call("POST", "/api/v1/fleet/apply", content=body,
-                          headers={"Content-Type": "application/yaml"})
+        result = api.call(
+            "POST",
+            "/api/v1/fleet/apply",
+            content=body,
+            headers={"Content-Type": "application/yaml"},
+        )
     if st.json:
         emit_json(result)
     else:
@@ -74,9 +82,9 @@ def apply(
 
 
 @fleet_app.command("show")
-def show(ctx: typer.Context) -> None:
+def show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Clusters with their region, kind (SIMULATED or real), nodes and cards."""
-    st = state(ctx)
+    st = state(ctx, as_json)
     with st.client() as api:
         fleet = api.call("GET", "/api/v1/fleet")
     if st.json:
@@ -85,32 +93,40 @@ def show(ctx: typer.Context) -> None:
     out.print(clusters_table(fleet["clusters"]))
     for link in fleet["wan_links"]:
         a, b = link["between"]
-        say(f"WAN link {a} <-> {b}: {link['bandwidth_gbps']:g} Gb/s, "
-            f"{link['rtt_ms']:g} ms RTT, {link['distance_km']:,.0f} km")
+        say(
+            f"WAN link {a} <-> {b}: {link['bandwidth_gbps']:g} Gb/s, "
+            f"{link['rtt_ms']:g} ms RTT, {link['distance_km']:,.0f} km"
+        )
     if any(c["simulated"] for c in fleet["clusters"]):
         say(SIMULATED_NOTE, style="yellow")
 
 
 def clusters_table(clusters: list[dict[str, Any]]) -> Table:
     """A Rich table of clusters."""
-    table = Table(title="Clusters")
-    for name in ("Cluster", "Region", "Kind", "Nodes", "Cards by chip", "Used"):
-        table.add_column(name, justify="right" if name in ("Nodes", "Used") else "left",
-                         no_wrap=name in ("Cluster", "Kind"))
+    table = new_table(
+        "Clusters",
+        ("Cluster", "Region", "Kind", "Nodes", "Cards by chip", "Used"),
+        numbers=("Nodes", "Used"),
+    )
     for c in clusters:
         total = sum(c["cards_by_chip"].values())
-        table.add_row(cell(c["name"]), cell(c["region"]), kind_text(c["simulated"]),
-                      f"{c['nodes']:,}", cell(cards_by_chip(c["cards_by_chip"])),
-                      f"{c['cards_used']:,}/{total:,}")
+        table.add_row(
+            cell(c["name"]),
+            cell(c["region"]),
+            kind_text(c["simulated"]),
+            f"{c['nodes']:,}",
+            cell(cards_by_chip(c["cards_by_chip"])),
+            f"{c['cards_used']:,}/{total:,}",
+        )
     if not clusters:
         table.caption = "the fleet is empty: 'suanwang demo load' or 'suanwang fleet apply FILE'"
     return table
 
 
 @fleet_app.command("totals")
-def totals(ctx: typer.Context) -> None:
+def totals(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Cards by chip and dense FP16 PFLOPS, per region and overall."""
-    st = state(ctx)
+    st = state(ctx, as_json)
     with st.client() as api:
         data = api.call("GET", "/api/v1/fleet/totals")
     if st.json:
@@ -121,17 +137,24 @@ def totals(ctx: typer.Context) -> None:
 
 def totals_table(data: dict[str, Any]) -> Table:
     """A Rich table of fleet totals: one row per region and an overall row."""
-    table = Table(title="Fleet totals")
-    table.add_column("Region", no_wrap=True)
-    table.add_column("Cards by chip")
-    for name in ("Cards", "PFLOPS FP16", "Simulated", "Real"):
-        table.add_column(name, justify="right", no_wrap=True)
+    numbers = ("Cards", "PFLOPS FP16", "Simulated", "Real")
+    table = new_table(
+        "Fleet totals",
+        ("Region", "Cards by chip", *numbers),
+        numbers=numbers,
+    )
     rows = [*data["regions"], {**data["overall"], "scope": "all regions"}]
     for i, t in enumerate(rows):
-        table.add_row(cell(t["scope"]), cell(cards_by_chip(t["cards_by_chip"])), f"{t['cards']:,}",
-                      f"{t['pflops_fp16']:,.1f}", f"{t['simulated_cards']:,}", f"{t['real_cards']:,}",
-                      style="bold" if i == len(rows) - 1 else None,
-                      end_section=i == len(rows) - 2)
+        table.add_row(
+            cell(t["scope"]),
+            cell(cards_by_chip(t["cards_by_chip"])),
+            f"{t['cards']:,}",
+            f"{t['pflops_fp16']:,.1f}",
+            f"{t['simulated_cards']:,}",
+            f"{t['real_cards']:,}",
+            style="bold" if i == len(rows) - 1 else None,
+            end_section=i == len(rows) - 2,
+        )
     return table
 
 
@@ -139,48 +162,68 @@ def totals_table(data: dict[str, Any]) -> Table:
 def nodes(
     ctx: typer.Context,
     cluster: Annotated[str | None, typer.Option(help="only this cluster")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Every node with its chip, cards in use and state."""
-    st = state(ctx)
+    st = state(ctx, as_json)
     with st.client() as api:
-        data = api.call("GET", "/api/v1/fleet/nodes", params={"cluster": cluster} if cluster else None)
+        data = api.call(
+            "GET", "/api/v1/fleet/nodes", params={"cluster": cluster} if cluster else None
+        )
     if st.json:
         emit_json(data)
         return
-    table = Table(title=f"Nodes of {cluster}" if cluster else "Nodes")
-    for name in ("Node", "Cluster", "Region", "Kind", "Chip", "Used", "Group", "State"):
-        table.add_column(name, no_wrap=name in ("Node", "Kind"))
+    table = new_table(
+        f"Nodes of {cluster}" if cluster else "Nodes",
+        ("Node", "Cluster", "Region", "Kind", "Chip", "Used", "Group", "State"),
+        numbers=("Used",),
+    )
     for n in data:
-        table.add_row(cell(n["name"]), cell(n["cluster"]), cell(n["region"]),
-                      kind_text(n["simulated"]), cell(n["chip"]), f"{n['cards_used']}/{n['cards']}",
-                      cell(n["network_group"]), cell(n["state"]))
+        table.add_row(
+            cell(n["name"]),
+            cell(n["cluster"]),
+            cell(n["region"]),
+            kind_text(n["simulated"]),
+            cell(n["chip"]),
+            f"{n['cards_used']}/{n['cards']}",
+            cell(n["network_group"]),
+            cell(n["state"]),
+        )
     out.print(table)
 
 
 @fleet_app.command("chips")
-def chips(ctx: typer.Context) -> None:
+def chips(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """The chip catalogue (* marks figures that are uncertain)."""
-    st = state(ctx)
+    st = state(ctx, as_json)
     with st.client() as api:
         data = api.call("GET", "/api/v1/chips")
     if st.json:
         emit_json(data)
         return
-    table = Table(title="Chips", caption="* published figures uncertain")
-    for name in ("Chip", "Vendor", "Family", "Memory GB", "FP16 TFLOPS", "BF16 TFLOPS", "Stack"):
-        table.add_column(name, justify="right" if "GB" in name or "TFLOPS" in name else "left")
+    numbers = ("Memory GB", "FP16 TFLOPS", "BF16 TFLOPS")
+    table = new_table(
+        "Chips", ("Chip", "Vendor", "Family", *numbers, "Stack"), numbers=numbers, wrap=("Vendor",)
+    )
+    table.caption = "* published figures uncertain"
     for c in data:
-        mark = " *" if c["figures_uncertain"] else ""
-        table.add_row(cell(c["name"] + mark), cell(c["vendor"]), cell(c["family"]),
-                      f"{c['memory_gb']}", f"{c['fp16_tflops']:g}", f"{c['bf16_tflops']:g}",
-                      cell(c["stack"]))
+        mark = "*" if c["figures_uncertain"] else ""
+        table.add_row(
+            cell(c["name"] + mark),
+            cell(c["vendor"]),
+            cell(c["family"]),
+            f"{c['memory_gb']}",
+            f"{c['fp16_tflops']:g}",
+            f"{c['bf16_tflops']:g}",
+            cell(c["stack"]),
+        )
     out.print(table)
 
 
 @demo_app.command("load")
-def load(ctx: typer.Context) -> None:
+def load(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Apply the demo fleet (simulated Lingang and Ningxia clusters plus this machine)."""
-    st = state(ctx)
+    st = state(ctx, as_json)
     with st.client() as api:
         result = api.call("POST", "/api/v1/demo/load")
     if st.json:

@@ -15,10 +15,13 @@ from rich.text import Text
 
 from suanwang.cli.client import ApiClient, CliError
 from suanwang.cli.common import (
+    JsonOpt,
     cell,
+    duration,
     emit_json,
     emit_line,
     err,
+    new_table,
     note,
     out,
     parse_pairs,
@@ -32,8 +35,15 @@ from suanwang.cli.fleet import kind_text
 jobs_app = typer.Typer(help="Submit, watch and cancel jobs.", no_args_is_help=True)
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
-STATE_STYLES = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "running": "cyan",
-                "admitted": "cyan", "queued": "blue", "preempted": "magenta"}
+STATE_STYLES = {
+    "succeeded": "green",
+    "failed": "red",
+    "cancelled": "yellow",
+    "running": "cyan",
+    "admitted": "cyan",
+    "queued": "blue",
+    "preempted": "magenta",
+}
 POLL_MIN_S = 0.2
 POLL_MAX_S = 2.0
 
@@ -73,8 +83,13 @@ def submit_body(command: list[str], opts: dict[str, Any]) -> dict[str, Any]:
         "command": command,
         "env": parse_pairs(opts["env"] or [], "--env", "KEY=VALUE"),
         "working_dir": str(Path(workdir).resolve()) if workdir is not None else None,
-        "resources": {"chip": opts["chip"], "cards_per_node": opts["cards"], "nodes": opts["nodes"],
-                      "cluster": opts["cluster"], "region": opts["region"]},
+        "resources": {
+            "chip": opts["chip"],
+            "cards_per_node": opts["cards"],
+            "nodes": opts["nodes"],
+            "cluster": opts["cluster"],
+            "region": opts["region"],
+        },
         "priority": opts["priority"],
         "max_runtime_s": opts["max_runtime"],
         "retries": opts["retries"],
@@ -85,8 +100,12 @@ def submit_body(command: list[str], opts: dict[str, Any]) -> dict[str, Any]:
 @jobs_app.command("submit")
 def submit(
     ctx: typer.Context,
-    command: Annotated[list[str] | None, typer.Argument(
-        help="the command to run, after -- (e.g. -- python train.py)", show_default=False)] = None,
+    command: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="the command to run, after -- (e.g. -- python train.py)", show_default=False
+        ),
+    ] = None,
     name: Annotated[str | None, typer.Option(help="job name (default: the program's name)")] = None,
     chip: Annotated[str, typer.Option(help="chip name, chip family, or 'any'")] = "any",
     cards: Annotated[int, typer.Option(help="cards (or cpu slots) per node")] = 1,
@@ -94,24 +113,35 @@ def submit(
     cluster: Annotated[str | None, typer.Option(help="only this cluster")] = None,
     region: Annotated[str | None, typer.Option(help="only this region")] = None,
     priority: Annotated[int, typer.Option(help="-1000 to 1000; higher runs first")] = 0,
-    max_runtime: Annotated[int | None, typer.Option(help="seconds before the job is stopped")] = None,
+    max_runtime: Annotated[
+        int | None, typer.Option(help="seconds before the job is stopped")
+    ] = None,
     retries: Annotated[int, typer.Option(help="extra attempts after a failure")] = 0,
-    env: Annotated[list[str] | None, typer.Option(
-        "--env", "-e", help="KEY=VALUE, repeatable", show_default=False)] = None,
-    workdir: Annotated[Path | None, typer.Option(
-        help="working directory (default: the current one, for real jobs)",
-        show_default=False)] = None,
-    simulate_duration: Annotated[float | None, typer.Option(
-        help="run on a SIMULATED cluster for this many simulated seconds")] = None,
-    idempotency_key: Annotated[str | None, typer.Option(
-        help="retrying with the same key returns the same job")] = None,
+    env: Annotated[
+        list[str] | None,
+        typer.Option("--env", "-e", help="KEY=VALUE, repeatable", show_default=False),
+    ] = None,
+    workdir: Annotated[
+        Path | None,
+        typer.Option(
+            help="working directory (default: the current one, for real jobs)", show_default=False
+        ),
+    ] = None,
+    simulate_duration: Annotated[
+        float | None,
+        typer.Option(help="run on a SIMULATED cluster for this many simulated seconds"),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="retrying with the same key returns the same job")
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="wait until the job ends")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the job id")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Submit a job: suanwang jobs submit [OPTIONS] -- COMMAND [ARGS]..."""
-    opts = {k: v for k, v in locals().items() if k not in ("ctx", "command")}
+    opts = {k: v for k, v in locals().items() if k not in ("ctx", "command", "as_json")}
     body = submit_body(list(command or []), opts)
-    st = state(ctx)
+    st = state(ctx, as_json)
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
     with st.client() as api:
         job = api.call("POST", "/api/v1/jobs", json=body, headers=headers)
@@ -142,8 +172,10 @@ def wait_for(api: ApiClient, job_id: str) -> dict[str, Any]:
                 time.sleep(delay)
                 delay = min(POLL_MAX_S, delay * 1.5)
     except KeyboardInterrupt:
-        note(f"stopped waiting; job {job_id} goes on (suanwang jobs cancel {job_id} stops it)",
-             style="yellow")
+        note(
+            f"stopped waiting; job {job_id} goes on (suanwang jobs cancel {job_id} stops it)",
+            style="yellow",
+        )
         raise typer.Exit(130) from None
 
 
@@ -154,8 +186,10 @@ def _finish(job: dict[str, Any], *, quiet: bool, as_json: bool) -> None:
     exit_code = _last_exit_code(job)
     if job["state"] != "succeeded":
         code = f" (exit code {exit_code})" if exit_code is not None else ""
-        raise CliError(f"job {job['id']} {job['state']}: {job['reason']}{code}",
-                       hint=f"suanwang jobs logs {job['id']}")
+        raise CliError(
+            f"job {job['id']} {job['state']}: {job['reason']}{code}",
+            hint=f"suanwang jobs logs {job['id']}",
+        )
     message = f"job {job['id']} succeeded"
     if quiet or as_json:
         note(message, style="green")
@@ -172,12 +206,15 @@ def _last_exit_code(job: dict[str, Any]) -> int | None:
 @jobs_app.command("list")
 def list_jobs(
     ctx: typer.Context,
-    states: Annotated[list[str] | None, typer.Option(
-        "--state", help="only jobs in this state, repeatable", show_default=False)] = None,
+    states: Annotated[
+        list[str] | None,
+        typer.Option("--state", help="only jobs in this state, repeatable", show_default=False),
+    ] = None,
     limit: Annotated[int, typer.Option(help="at most this many (newest first)")] = 100,
+    as_json: JsonOpt = False,
 ) -> None:
     """Jobs, newest first (a tenant key sees only its tenant's)."""
-    st = state(ctx)
+    st = state(ctx, as_json)
     with st.client() as api:
         jobs = api.call("GET", "/api/v1/jobs", params={"state": states or [], "limit": limit})
     if st.json:
@@ -188,13 +225,23 @@ def list_jobs(
 
 def jobs_table(jobs: Iterable[dict[str, Any]], title: str) -> Table:
     """A Rich table of jobs."""
-    table = Table(title=title)
-    for column in ("Id", "Name", "Tenant", "State", "Nodes x cards", "Att.", "Created", "Reason"):
-        table.add_column(column, no_wrap=column in ("Id", "State"))
+    table = new_table(
+        title,
+        ("Id", "Name", "Tenant", "State", "Nodes x cards", "Att.", "Created", "Reason"),
+        numbers=("Att.",),
+        wrap=("Name", "Reason"),
+    )
     for j in jobs:
-        table.add_row(cell(j["id"]), cell(j["name"]), cell(j["tenant"]), state_text(j["state"]),
-                      cell(resources_text(j["spec"])), str(j["attempts"]), when(j["created_at"]),
-                      cell(j["reason"]))
+        table.add_row(
+            cell(j["id"]),
+            cell(j["name"]),
+            cell(j["tenant"]),
+            state_text(j["state"]),
+            cell(resources_text(j["spec"])),
+            str(j["attempts"]),
+            when(j["created_at"], short=True),
+            cell(j["reason"]),
+        )
     return table
 
 
@@ -202,9 +249,10 @@ def jobs_table(jobs: Iterable[dict[str, Any]], title: str) -> Table:
 def show(
     ctx: typer.Context,
     job_id: Annotated[str, typer.Argument(metavar="ID", help="job id", show_default=False)],
+    as_json: JsonOpt = False,
 ) -> None:
     """A job: state, reason, what it asked for, attempts and events."""
-    st = state(ctx)
+    st = state(ctx, as_json)
     with st.client() as api:
         job = api.call("GET", job_path(job_id))
     if st.json:
@@ -220,12 +268,24 @@ def show(
 def _show_summary(job: dict[str, Any]) -> None:
     spec = job["spec"]
     simulated = spec.get("simulate_duration_s") is not None
-    out.print(Text.assemble(("job ", "bold"), (job["id"], "bold"), f"  {job['name']}  ",
-                            ("tenant ", "dim"), job["tenant"]), soft_wrap=True)
-    out.print(Text.assemble("state: ", state_text(job["state"]), f" - {job['reason']}"),
-              soft_wrap=True)
-    kind = (f"SIMULATED job, {spec['simulate_duration_s']:g} simulated seconds" if simulated
-            else "real job")
+    out.print(
+        Text.assemble(
+            ("job ", "bold"),
+            (job["id"], "bold"),
+            f"  {job['name']}  ",
+            ("tenant ", "dim"),
+            job["tenant"],
+        ),
+        soft_wrap=True,
+    )
+    out.print(
+        Text.assemble("state: ", state_text(job["state"]), f" - {job['reason']}"), soft_wrap=True
+    )
+    kind = (
+        f"SIMULATED job, {spec['simulate_duration_s']:g} simulated seconds"
+        if simulated
+        else "real job"
+    )
     say(f"asked for: {resources_text(spec)} ({kind})")
     if spec.get("command"):
         say(f"command: {shlex.join(spec['command'])}")
@@ -233,9 +293,11 @@ def _show_summary(job: dict[str, Any]) -> None:
         say(f"working dir: {spec['working_dir']}")
     if spec.get("env"):
         say(f"env: {', '.join(sorted(spec['env']))}")
-    say(f"priority {job['priority']}, retries {spec.get('retries', 0)}, attempts {job['attempts']}, "
-        f"created {when(job['created_at'])}" + (", cancel requested" if job["cancel_requested"]
-                                                else ""))
+    cancelling = ", cancel requested" if job["cancel_requested"] else ""
+    say(
+        f"priority {job['priority']}, retries {spec.get('retries', 0)}, "
+        f"attempts {job['attempts']}, created {when(job['created_at'])}{cancelling}"
+    )
 
 
 def _nodes_text(nodes: list[str]) -> str:
@@ -246,24 +308,31 @@ def _nodes_text(nodes: list[str]) -> str:
 
 def attempts_table(attempts: list[dict[str, Any]]) -> Table:
     """A Rich table of a job's attempts."""
-    table = Table(title="Attempts")
-    for column in ("#", "State", "Cluster", "Kind", "Chip", "Cards", "Nodes", "Exit", "Started",
-                   "Ended", "Reason"):
-        table.add_column(column, no_wrap=column in ("Cluster", "Kind", "State"))
+    table = new_table(
+        "Attempts",
+        ("#", "State", "Cluster", "Kind", "Chip", "Cards", "Nodes", "Exit", "Ran", "Reason"),
+        numbers=("#", "Cards", "Exit", "Ran"),
+        wrap=("Nodes", "Reason"),
+    )
     for a in attempts:
-        table.add_row(str(a["number"]), state_text(a["state"]), cell(a["cluster"]),
-                      kind_text(a["simulated"]), cell(a["chip"]), f"{a['cards']:,}",
-                      cell(_nodes_text(a["nodes"])), cell(a["exit_code"]), when(a["started_at"]),
-                      when(a["ended_at"]), cell(a["reason"]))
+        table.add_row(
+            str(a["number"]),
+            state_text(a["state"]),
+            cell(a["cluster"]),
+            kind_text(a["simulated"]),
+            cell(a["chip"]),
+            f"{a['cards']:,}",
+            cell(_nodes_text(a["nodes"])),
+            cell(a["exit_code"]),
+            duration(a["started_at"], a["ended_at"]),
+            cell(a["reason"]),
+        )
     return table
 
 
 def events_table(events: list[dict[str, Any]]) -> Table:
     """A Rich table of a job's events, oldest first."""
-    table = Table(title="Events")
-    table.add_column("Time", no_wrap=True)
-    table.add_column("State", no_wrap=True)
-    table.add_column("Reason")
+    table = new_table("Events", ("Time", "State", "Reason"), wrap=("Reason",))
     for e in events:
         table.add_row(when(e["at"]), state_text(e["state"]), cell(e["reason"]))
     return table
@@ -273,7 +342,9 @@ def events_table(events: list[dict[str, Any]]) -> Table:
 def logs(
     ctx: typer.Context,
     job_id: Annotated[str, typer.Argument(metavar="ID", help="job id", show_default=False)],
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="stream until the job ends")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="stream until the job ends")
+    ] = False,
     attempt: Annotated[int | None, typer.Option(help="this attempt (default: the latest)")] = None,
 ) -> None:
     """The output (stdout and stderr) of a job's latest or given attempt."""
@@ -314,9 +385,10 @@ def _write_all(chunks: Iterable[bytes]) -> int:
 def cancel(
     ctx: typer.Context,
     job_id: Annotated[str, typer.Argument(metavar="ID", help="job id", show_default=False)],
+    as_json: JsonOpt = False,
 ) -> None:
     """Cancel a job: at once when queued; running ones get SIGTERM, then SIGKILL after a grace."""
-    st = state(ctx)
+    st = state(ctx, as_json)
     with st.client() as api:
         job = api.call("POST", job_path(job_id, "/cancel"))
     if st.json:
@@ -324,5 +396,7 @@ def cancel(
     elif job["state"] == "cancelled":
         say(f"cancelled job {job['id']}", style="green")
     else:
-        say(f"cancel requested for job {job['id']} ({job['state']}); it stops shortly",
-            style="yellow")
+        say(
+            f"cancel requested for job {job['id']} ({job['state']}); it stops shortly",
+            style="yellow",
+        )

@@ -12,9 +12,11 @@ from rich.text import Text
 
 from suanwang.cli.client import CliError
 from suanwang.cli.common import (
+    JsonOpt,
     cell,
     emit_json,
     emit_line,
+    new_table,
     note,
     out,
     parse_quota,
@@ -25,13 +27,19 @@ from suanwang.cli.common import (
     when,
 )
 
-tenants_app = typer.Typer(help="Tenants and their quotas (cards per chip family).",
-                          no_args_is_help=True)
+tenants_app = typer.Typer(
+    help="Tenants and their quotas (cards per chip family).", no_args_is_help=True
+)
 keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
 
-QuotaOpt = Annotated[list[str] | None, typer.Option(
-    "--quota", help="FAMILY=CARDS, repeatable (e.g. --quota ascend=800 --quota cpu=4)",
-    show_default=False)]
+QuotaOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--quota",
+        help="FAMILY=CARDS, repeatable (e.g. --quota ascend=800 --quota cpu=4)",
+        show_default=False,
+    ),
+]
 
 
 class KeyScope(enum.StrEnum):
@@ -45,26 +53,32 @@ class KeyScope(enum.StrEnum):
 
 def tenant_table(tenants: list[dict[str, Any]]) -> Table:
     """A Rich table of tenants."""
-    table = Table(title="Tenants")
-    for name in ("Tenant", "Display name", "Quota", "Created"):
-        table.add_column(name, no_wrap=name == "Tenant")
+    table = new_table(
+        "Tenants", ("Tenant", "Display name", "Quota", "Created"), wrap=("Display name", "Quota")
+    )
     for t in tenants:
-        table.add_row(cell(t["name"]), cell(t["display_name"]), cell(quota_text(t["quota"])),
-                      when(t["created_at"]))
+        table.add_row(
+            cell(t["name"]),
+            cell(t["display_name"]),
+            cell(quota_text(t["quota"])),
+            when(t["created_at"], short=True),
+        )
     return table
 
 
 @tenants_app.command("create")
 def create_tenant(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="3-40 lowercase letters, digits and '-'",
-                                        show_default=False)],
+    name: Annotated[
+        str, typer.Argument(help="3-40 lowercase letters, digits and '-'", show_default=False)
+    ],
     display_name: Annotated[str, typer.Option(help="human-readable name")] = "",
     quota: QuotaOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Create a tenant (operator). Families without a quota are unlimited."""
     body = {"name": name, "display_name": display_name, "quota": parse_quota(quota or [])}
-    st = state(ctx)
+    st = state(ctx, as_json)
     with st.client() as api:
         tenant = api.call("POST", "/api/v1/tenants", json=body)
     if st.json:
@@ -75,9 +89,9 @@ def create_tenant(
 
 
 @tenants_app.command("list")
-def list_tenants(ctx: typer.Context) -> None:
+def list_tenants(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """All tenants (a tenant key sees only its own)."""
-    st = state(ctx)
+    st = state(ctx, as_json)
     with st.client() as api:
         tenants = api.call("GET", "/api/v1/tenants")
     if st.json:
@@ -90,9 +104,10 @@ def list_tenants(ctx: typer.Context) -> None:
 def show_tenant(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="tenant name", show_default=False)],
+    as_json: JsonOpt = False,
 ) -> None:
     """One tenant and its quota."""
-    st = state(ctx)
+    st = state(ctx, as_json)
     with st.client() as api:
         tenant = api.call("GET", f"/api/v1/tenants/{segment(name)}")
     if st.json:
@@ -107,14 +122,18 @@ def set_quota(
     name: Annotated[str, typer.Argument(help="tenant name", show_default=False)],
     quota: QuotaOpt = None,
     clear: Annotated[bool, typer.Option("--clear", help="remove every limit")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Replace a tenant's quota (operator)."""
     if not quota and not clear:
         raise CliError("give at least one --quota FAMILY=CARDS, or --clear", field="--quota")
-    st = state(ctx)
+    st = state(ctx, as_json)
     with st.client() as api:
-        tenant = api.call("PUT", f"/api/v1/tenants/{segment(name)}/quota",
-                          json={"quota": parse_quota(quota or [])})
+        tenant = api.call(
+            "PUT",
+            f"/api/v1/tenants/{segment(name)}/quota",
+            json={"quota": parse_quota(quota or [])},
+        )
     if st.json:
         emit_json(tenant)
     else:
@@ -127,13 +146,15 @@ def create_key(
     tenant: Annotated[str | None, typer.Option(help="tenant the key is for")] = None,
     scope: Annotated[KeyScope, typer.Option(help="what the key may do")] = KeyScope.TENANT_MEMBER,
     name: Annotated[str, typer.Option(help="a label for the key")] = "",
-    expires_in: Annotated[int | None, typer.Option(
-        "--expires-in", help="lifetime in seconds (default: no expiry)")] = None,
+    expires_in: Annotated[
+        int | None, typer.Option("--expires-in", help="lifetime in seconds (default: no expiry)")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the key")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Create a key. The key is shown ONCE: store it now."""
     body = {"tenant": tenant, "scope": scope.value, "name": name, "expires_in_s": expires_in}
-    st = state(ctx)
+    st = state(ctx, as_json)
     with st.client() as api:
         created = api.call("POST", "/api/v1/keys", json=body)
     if quiet:
@@ -146,12 +167,17 @@ def create_key(
 
 def _show_created(created: dict[str, Any]) -> None:
     owner = created["tenant"] or "the platform"
-    say(f"created {created['scope']} key {created['id']} for {owner} "
+    say(
+        f"created {created['scope']} key {created['id']} for {owner} "
         f"(expires: {when(created['expires_at']) if created['expires_at'] else 'never'})",
-        style="green")
+        style="green",
+    )
     emit_line(created["key"])
-    note("This key will not be shown again: store it now, e.g. "
-         "export SUANWANG_API_KEY=<the key above>", style="bold yellow")
+    note(
+        "This key will not be shown again: store it now, e.g. "
+        "export SUANWANG_API_KEY=<the key above>",
+        style="bold yellow",
+    )
 
 
 def _status(key: dict[str, Any]) -> Text:
@@ -166,31 +192,44 @@ def _status(key: dict[str, Any]) -> Text:
 def list_keys(
     ctx: typer.Context,
     tenant: Annotated[str | None, typer.Option(help="only this tenant's keys")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Keys (their ids and prefixes, never the keys themselves)."""
-    st = state(ctx)
+    st = state(ctx, as_json)
     with st.client() as api:
         keys = api.call("GET", "/api/v1/keys", params={"tenant": tenant} if tenant else None)
     if st.json:
         emit_json(keys)
         return
-    table = Table(title="API keys")
-    for column in ("Id", "Prefix", "Tenant", "Scope", "Name", "Created", "Expires", "Status"):
-        table.add_column(column, no_wrap=column in ("Id", "Prefix"))
+    table = new_table(
+        "API keys",
+        ("Id", "Prefix", "Tenant", "Scope", "Name", "Created", "Expires", "Status"),
+        wrap=("Name",),
+    )
     for k in keys:
-        table.add_row(cell(k["id"]), cell(k["prefix"]), cell(k["tenant"]), cell(k["scope"]),
-                      cell(k["name"]), when(k["created_at"]), when(k["expires_at"]), _status(k))
+        table.add_row(
+            cell(k["id"]),
+            cell(k["prefix"]),
+            cell(k["tenant"]),
+            cell(k["scope"]),
+            cell(k["name"]),
+            when(k["created_at"], short=True),
+            when(k["expires_at"], short=True),
+            _status(k),
+        )
     out.print(table)
 
 
 @keys_app.command("revoke")
 def revoke_key(
     ctx: typer.Context,
-    key_id: Annotated[str, typer.Argument(help="the key's id (see 'keys list')",
-                                          show_default=False)],
+    key_id: Annotated[
+        str, typer.Argument(help="the key's id (see 'keys list')", show_default=False)
+    ],
+    as_json: JsonOpt = False,
 ) -> None:
     """Revoke a key; it stops working at once."""
-    st = state(ctx)
+    st = state(ctx, as_json)
     with st.client() as api:
         key = api.call("DELETE", f"/api/v1/keys/{segment(key_id)}")
     if st.json:

@@ -1,11 +1,11 @@
 """Domain errors. Every error carries the field it concerns and a hint on what to do next.
 
-    DomainError
-    ├── ValidationError      bad input (HTTP 422 / CLI exit 1)
-    ├── NotFound             missing, or not yours (HTTP 404, identical either way)
-    ├── Conflict             state forbids the change (HTTP 409)
-    ├── Forbidden            authenticated, but the scope does not allow it (HTTP 403)
-    └── Unauthenticated      no valid key (HTTP 401)
+DomainError
+├── ValidationError      bad input (HTTP 422 / CLI exit 1)
+├── NotFound             missing, or not yours (HTTP 404, identical either way)
+├── Conflict             state forbids the change (HTTP 409)
+├── Forbidden            authenticated, but the scope does not allow it (HTTP 403)
+└── Unauthenticated      no valid key (HTTP 401)
 """
 
 from __future__ import annotations

@@ -83,7 +83,8 @@ def _check_cluster(cluster: ClusterSpec, index: int, catalogue: Catalogue) -> No
     allowed = BACKENDS_BY_KIND[cluster.kind]
     if cluster.backend not in allowed:
         raise ValidationError(
-            f"cluster {cluster.name!r} of kind {cluster.kind} cannot use backend {cluster.backend!r}",
+            f"cluster {cluster.name!r} of kind {cluster.kind} "
+            f"cannot use backend {cluster.backend!r}",
             field=f"{where}.backend",
             hint=f"use one of: {', '.join(sorted(allowed))}",
         )

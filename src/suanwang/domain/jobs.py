@@ -42,12 +42,23 @@ ACTIVE = frozenset({JobState.ADMITTED, JobState.RUNNING})
 _ALLOWED: dict[JobState, frozenset[JobState]] = {
     JobState.QUEUED: frozenset({JobState.ADMITTED, JobState.CANCELLED, JobState.FAILED}),
     JobState.ADMITTED: frozenset(
-        {JobState.RUNNING, JobState.QUEUED, JobState.CANCELLED, JobState.FAILED,
-         JobState.SUCCEEDED, JobState.PREEMPTED}
+        {
+            JobState.RUNNING,
+            JobState.QUEUED,
+            JobState.CANCELLED,
+            JobState.FAILED,
+            JobState.SUCCEEDED,
+            JobState.PREEMPTED,
+        }
     ),
     JobState.RUNNING: frozenset(
-        {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.PREEMPTED,
-         JobState.QUEUED}
+        {
+            JobState.SUCCEEDED,
+            JobState.FAILED,
+            JobState.CANCELLED,
+            JobState.PREEMPTED,
+            JobState.QUEUED,
+        }
     ),
     JobState.PREEMPTED: frozenset({JobState.QUEUED, JobState.CANCELLED}),
     JobState.SUCCEEDED: frozenset(),
@@ -119,8 +130,11 @@ def validate_job(spec: JobSpec) -> JobSpec:
     _bounded(res.cards_per_node, 0, 64, "resources.cards_per_node", "0 to 64 cards per node")
     _bounded(res.nodes, 1, MAX_NODES, "resources.nodes", f"1 to {MAX_NODES} nodes")
     if res.total_cards == 0 and not spec.simulated:
-        raise ValidationError("a job needs at least one card or cpu slot",
-                              field="resources.cards_per_node", hint="use cards_per_node >= 1")
+        raise ValidationError(
+            "a job needs at least one card or cpu slot",
+            field="resources.cards_per_node",
+            hint="use cards_per_node >= 1",
+        )
     _bounded(spec.priority, -MAX_PRIORITY, MAX_PRIORITY, "priority", "-1000 to 1000")
     _bounded(spec.retries, 0, MAX_RETRIES, "retries", f"0 to {MAX_RETRIES}")
     if spec.max_runtime_s is not None:
@@ -128,11 +142,15 @@ def validate_job(spec: JobSpec) -> JobSpec:
     if spec.simulated:
         duration = spec.simulate_duration_s or 0.0
         if not 0 < duration <= MAX_RUNTIME_S:
-            raise ValidationError("simulate.duration_s must be in (0, 30 days]",
-                                  field="simulate.duration_s")
+            raise ValidationError(
+                "simulate.duration_s must be in (0, 30 days]", field="simulate.duration_s"
+            )
     elif not spec.command:
-        raise ValidationError("a job needs a command", field="command",
-                              hint="e.g. suanwang jobs submit -- python train.py")
+        raise ValidationError(
+            "a job needs a command",
+            field="command",
+            hint="e.g. suanwang jobs submit -- python train.py",
+        )
     if len(spec.command) > MAX_COMMAND_ARGS:
         raise ValidationError("too many command arguments", field="command")
     if any("\x00" in part for part in spec.command):

@@ -70,17 +70,24 @@ class Pool:
     totals_cards: list[int] = field(default_factory=list)
     free_cards: int = 0
 
-    def add(self, node: NodeView) -> None:
-        """Add one node (used while building; keeps every list sorted)."""
-        slot = (node.cards_free, node.id)
-        group = node.network_group
-        insort(self.slots, slot)
-        insort(self.groups.setdefault(group, []), slot)
-        insort(self.totals_cards, node.cards_total)
-        self.group_of[node.id] = group
-        free = max(node.cards_free, 0)
-        self.group_free_cards[group] = self.group_free_cards.get(group, 0) + free
-        self.free_cards += free
+    @classmethod
+    def of(cls, key: PoolKey, nodes: Iterable[NodeView]) -> Pool:
+        """A pool of ``nodes``, all of which share ``key``; every list sorted once."""
+        pool = cls(key)
+        for node in nodes:
+            slot = (node.cards_free, node.id)
+            group = node.network_group
+            pool.slots.append(slot)
+            pool.groups.setdefault(group, []).append(slot)
+            pool.totals_cards.append(node.cards_total)
+            pool.group_of[node.id] = group
+            free = max(node.cards_free, 0)
+            pool.group_free_cards[group] = pool.group_free_cards.get(group, 0) + free
+            pool.free_cards += free
+        pool.totals_cards.sort()
+        for slots in (pool.slots, *pool.groups.values()):
+            slots.sort()
+        return pool
 
     def accepts(self, job: PendingJob) -> bool:
         """Whether the job's selector, simulated flag and pins admit this pool's nodes."""
@@ -150,16 +157,12 @@ class Pool:
 
 def build_pools(nodes: Iterable[NodeView]) -> tuple[Pool, ...]:
     """Group the schedulable nodes by (cluster, chip), sorted by :class:`PoolKey`."""
-    pools: dict[PoolKey, Pool] = {}
-    for node in sorted(nodes, key=lambda n: n.id):
-        if not node.schedulable:
-            continue
-        key = PoolKey(node.cluster, node.chip, node.region, node.family, node.simulated)
-        pool = pools.get(key)
-        if pool is None:
-            pool = pools[key] = Pool(key)
-        pool.add(node)
-    return tuple(pools[key] for key in sorted(pools))
+    members: dict[PoolKey, list[NodeView]] = {}
+    for node in nodes:
+        if node.schedulable:
+            key = PoolKey(node.cluster, node.chip, node.region, node.family, node.simulated)
+            members.setdefault(key, []).append(node)
+    return tuple(Pool.of(key, members[key]) for key in sorted(members))
 
 
 def pick_pool(pools: Iterable[Pool], cards_per_node: int, nodes: int) -> Pool | None:

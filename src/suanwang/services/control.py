@@ -17,10 +17,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from suanwang.domain.chips import Catalogue
-from suanwang.domain.ids import ChipFamily, ChipName, ClusterName, JobId, NodeId, RegionName, TenantId
+from suanwang.domain.ids import (
+    ChipFamily,
+    ChipName,
+    ClusterName,
+    JobId,
+    NodeId,
+    RegionName,
+    TenantId,
+)
 from suanwang.domain.jobs import AttemptState, JobState
 from suanwang.domain.records import AttemptRecord, JobRecord
-from suanwang.ports import Backend, Clock, LaunchRequest, NodeSlice, RunStatus, UnitOfWork, UnitOfWorkFactory
+from suanwang.ports import (
+    Backend,
+    Clock,
+    LaunchRequest,
+    NodeSlice,
+    RunStatus,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
 from suanwang.scheduler import Admit, NodeView, Pending, PendingJob, Snapshot, cycle
 from suanwang.services.jobs import spec_from_dict
 
@@ -38,7 +54,10 @@ class ControlLoop:
     """Drives jobs from queued to a terminal state."""
 
     def __init__(
-        self, uows: UnitOfWorkFactory, backends: Mapping[str, Backend], clock: Clock,
+        self,
+        uows: UnitOfWorkFactory,
+        backends: Mapping[str, Backend],
+        clock: Clock,
         catalogue: Catalogue,
     ) -> None:
         self._uows = uows
@@ -75,25 +94,42 @@ class ControlLoop:
     def _snapshot(self, uow: UnitOfWork, queued: list[JobRecord]) -> Snapshot:
         nodes = tuple(
             NodeView(
-                id=NodeId(n.id), name=n.name, cluster=ClusterName(n.cluster),
-                region=RegionName(n.region), simulated=n.simulated, chip=ChipName(n.chip),
-                family=self._catalogue.get(n.chip).family, cards_total=n.cards,
-                cards_free=max(0, n.cards - n.cards_used), network_group=n.network_group,
+                id=NodeId(n.id),
+                name=n.name,
+                cluster=ClusterName(n.cluster),
+                region=RegionName(n.region),
+                simulated=n.simulated,
+                chip=ChipName(n.chip),
+                family=self._catalogue.get(n.chip).family,
+                cards_total=n.cards,
+                cards_free=max(0, n.cards - n.cards_used),
+                network_group=n.network_group,
                 schedulable=n.state == "ready",
             )
             for n in uow.fleet.nodes()
         )
         pending = tuple(_pending(j) for j in queued)
-        quotas = {TenantId(t): {ChipFamily(f): c for f, c in q.items()}
-                  for t, q in uow.tenancy.quotas().items()}
-        usage = {TenantId(t): {ChipFamily(f): c for f, c in u.items()}
-                 for t, u in uow.jobs.usage().items()}
-        return Snapshot(now=self._clock.now(), nodes=nodes, pending=pending, quotas=quotas, usage=usage)
+        quotas = {
+            TenantId(t): {ChipFamily(f): c for f, c in q.items()}
+            for t, q in uow.tenancy.quotas().items()
+        }
+        usage = {
+            TenantId(t): {ChipFamily(f): c for f, c in u.items()}
+            for t, u in uow.jobs.usage().items()
+        }
+        return Snapshot(
+            now=self._clock.now(), nodes=nodes, pending=pending, quotas=quotas, usage=usage
+        )
 
     def _admit(self, uow: UnitOfWork, job: JobRecord, decision: Admit, now: float) -> bool:
         number = job.attempts + 1
-        if not uow.jobs.update_job(job, now, state=JobState.ADMITTED, attempts=number,
-                                   reason=f"admitted to {decision.cluster}"):
+        if not uow.jobs.update_job(
+            job,
+            now,
+            state=JobState.ADMITTED,
+            attempts=number,
+            reason=f"admitted to {decision.cluster}",
+        ):
             return False
         nodes = {n.id: n for n in uow.fleet.nodes(decision.cluster)}
         backend = next(c.backend for c in uow.fleet.clusters() if c.name == decision.cluster)
@@ -101,17 +137,39 @@ class ControlLoop:
             {"node_id": p.node, "node": nodes[p.node].name, "cards": p.cards}
             for p in decision.placements
         ]
-        attempt_id = uow.jobs.add_attempt(AttemptRecord(
-            id=0, job=job.id, number=number, state=AttemptState.STARTING, cluster=decision.cluster,
-            backend=backend, chip=decision.chip, family=decision.family,
-            cards=sum(p.cards for p in decision.placements), placements=placements, handle={},
-            dispatched=False, exit_code=None, reason="", admitted_at=now, started_at=None,
-            ended_at=None,
-        ))
-        uow.jobs.add_allocations(attempt_id, job.tenant, decision.family,
-                                 [(p.node, p.cards) for p in decision.placements])
-        uow.jobs.add_event(job.id, now, JobState.ADMITTED,
-                           f"attempt {number} on {decision.cluster} ({decision.chip})")
+        attempt_id = uow.jobs.add_attempt(
+            AttemptRecord(
+                id=0,
+                job=job.id,
+                number=number,
+                state=AttemptState.STARTING,
+                cluster=decision.cluster,
+                backend=backend,
+                chip=decision.chip,
+                family=decision.family,
+                cards=sum(p.cards for p in decision.placements),
+                placements=placements,
+                handle={},
+                dispatched=False,
+                exit_code=None,
+                reason="",
+                admitted_at=now,
+                started_at=None,
+                ended_at=None,
+            )
+        )
+        uow.jobs.add_allocations(
+            attempt_id,
+            job.tenant,
+            decision.family,
+            [(p.node, p.cards) for p in decision.placements],
+        )
+        uow.jobs.add_event(
+            job.id,
+            now,
+            JobState.ADMITTED,
+            f"attempt {number} on {decision.cluster} ({decision.chip})",
+        )
         return True
 
     # --- dispatch -----------------------------------------------------------------------
@@ -124,7 +182,9 @@ class ControlLoop:
             if job is None or job.state is not JobState.ADMITTED:
                 continue
             if job.cancel_requested:
-                self._finish(attempt, RunStatus(AttemptState.CANCELLED, reason="cancelled before start"))
+                self._finish(
+                    attempt, RunStatus(AttemptState.CANCELLED, reason="cancelled before start")
+                )
                 continue
             status = self._backends[attempt.backend].submit(_launch_request(job, attempt))
             self._record_dispatch(job, attempt, status)
@@ -137,11 +197,15 @@ class ControlLoop:
             if current is None or current.state is not JobState.ADMITTED:
                 return
             uow.jobs.update_attempt(
-                attempt.id, dispatched=True, handle=dict(status.handle),
-                state=AttemptState.RUNNING, started_at=status.started_at or now,
+                attempt.id,
+                dispatched=True,
+                handle=dict(status.handle),
+                state=AttemptState.RUNNING,
+                started_at=status.started_at or now,
             )
-            uow.jobs.update_job(current, now, state=JobState.RUNNING,
-                                reason=f"running on {attempt.cluster}")
+            uow.jobs.update_job(
+                current, now, state=JobState.RUNNING, reason=f"running on {attempt.cluster}"
+            )
             uow.jobs.add_event(job.id, now, JobState.RUNNING, f"attempt {attempt.number} started")
             uow.commit()
 
@@ -171,8 +235,12 @@ class ControlLoop:
             if not uow.jobs.update_job(job, now, state=target, reason=reason):
                 return
             uow.jobs.update_attempt(
-                attempt.id, state=status.state, exit_code=status.exit_code,
-                reason=status.reason, ended_at=status.ended_at or now, dispatched=True,
+                attempt.id,
+                state=status.state,
+                exit_code=status.exit_code,
+                reason=status.reason,
+                ended_at=status.ended_at or now,
+                dispatched=True,
             )
             uow.jobs.release_allocations(attempt.id)
             uow.jobs.add_event(job.id, now, target, reason)
@@ -195,9 +263,14 @@ def _outcome(job: JobRecord, attempt: AttemptRecord, status: RunStatus) -> tuple
 def _pending(job: JobRecord) -> PendingJob:
     res = job.spec["resources"]
     return PendingJob(
-        id=JobId(job.id), tenant=TenantId(job.tenant), priority=job.priority,
-        seq=int(job.created_at * 1_000_000), chip=res["chip"], cards_per_node=res["cards_per_node"],
-        nodes=res["nodes"], simulated=job.spec["simulate_duration_s"] is not None,
+        id=JobId(job.id),
+        tenant=TenantId(job.tenant),
+        priority=job.priority,
+        seq=int(job.created_at * 1_000_000),
+        chip=res["chip"],
+        cards_per_node=res["cards_per_node"],
+        nodes=res["nodes"],
+        simulated=job.spec["simulate_duration_s"] is not None,
         cluster=ClusterName(res["cluster"]) if res["cluster"] else None,
         region=RegionName(res["region"]) if res["region"] else None,
     )
@@ -206,9 +279,14 @@ def _pending(job: JobRecord) -> PendingJob:
 def _launch_request(job: JobRecord, attempt: AttemptRecord) -> LaunchRequest:
     spec = spec_from_dict(job.spec)
     return LaunchRequest(
-        job_id=job.id, attempt=attempt.number, tenant=job.tenant, cluster=attempt.cluster,
+        job_id=job.id,
+        attempt=attempt.number,
+        tenant=job.tenant,
+        cluster=attempt.cluster,
         command=spec.command,
         placements=tuple(NodeSlice(str(p["node"]), int(p["cards"])) for p in attempt.placements),
-        env=spec.env, working_dir=spec.working_dir, max_runtime_s=spec.max_runtime_s,
+        env=spec.env,
+        working_dir=spec.working_dir,
+        max_runtime_s=spec.max_runtime_s,
         simulate_duration_s=spec.simulate_duration_s,
     )

@@ -8,6 +8,7 @@ in region ``local``: its jobs really run.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from suanwang.domain.errors import Conflict
@@ -31,36 +32,73 @@ def demo_fleet(local_nodes: list[dict[str, Any]] | None = None) -> dict[str, Any
         ],
         "clusters": [
             {
-                "name": "lingang-ascend", "region": "shanghai-lingang", "kind": "simulated",
+                "name": "lingang-ascend",
+                "region": "shanghai-lingang",
+                "kind": "simulated",
                 "description": "SIMULATED 10,000-card Ascend 910B training cluster",
-                "node_groups": [{"name_prefix": "lg-a910b", "count": 1250, "chip": "ascend-910b",
-                                 "cards": 8, "nodes_per_network_group": 16}],
-            },
-            {
-                "name": "lingang-nvidia", "region": "shanghai-lingang", "kind": "simulated",
-                "description": "SIMULATED 1,000-card NVIDIA H20 cluster",
-                "node_groups": [{"name_prefix": "lg-h20", "count": 125, "chip": "nvidia-h20",
-                                 "cards": 8, "nodes_per_network_group": 8}],
-            },
-            {
-                "name": "zhongwei-mixed", "region": "ningxia-zhongwei", "kind": "simulated",
-                "description": "SIMULATED domestic cluster: MetaX C500 and Hygon K100",
                 "node_groups": [
-                    {"name_prefix": "zw-c500", "count": 128, "chip": "metax-c500", "cards": 8,
-                     "nodes_per_network_group": 16},
-                    {"name_prefix": "zw-k100", "count": 64, "chip": "hygon-k100", "cards": 8,
-                     "nodes_per_network_group": 16},
+                    {
+                        "name_prefix": "lg-a910b",
+                        "count": 1250,
+                        "chip": "ascend-910b",
+                        "cards": 8,
+                        "nodes_per_network_group": 16,
+                    }
                 ],
             },
             {
-                "name": "local", "region": "local", "kind": "real", "backend": "local",
+                "name": "lingang-nvidia",
+                "region": "shanghai-lingang",
+                "kind": "simulated",
+                "description": "SIMULATED 1,000-card NVIDIA H20 cluster",
+                "node_groups": [
+                    {
+                        "name_prefix": "lg-h20",
+                        "count": 125,
+                        "chip": "nvidia-h20",
+                        "cards": 8,
+                        "nodes_per_network_group": 8,
+                    }
+                ],
+            },
+            {
+                "name": "zhongwei-mixed",
+                "region": "ningxia-zhongwei",
+                "kind": "simulated",
+                "description": "SIMULATED domestic cluster: MetaX C500 and Hygon K100",
+                "node_groups": [
+                    {
+                        "name_prefix": "zw-c500",
+                        "count": 128,
+                        "chip": "metax-c500",
+                        "cards": 8,
+                        "nodes_per_network_group": 16,
+                    },
+                    {
+                        "name_prefix": "zw-k100",
+                        "count": 64,
+                        "chip": "hygon-k100",
+                        "cards": 8,
+                        "nodes_per_network_group": 16,
+                    },
+                ],
+            },
+            {
+                "name": "local",
+                "region": "local",
+                "kind": "real",
+                "backend": "local",
                 "description": "this machine: jobs run as real processes",
                 "nodes": local,
             },
         ],
         "wan_links": [
-            {"between": ["shanghai-lingang", "ningxia-zhongwei"], "bandwidth_gbps": 100,
-             "rtt_ms": 40, "distance_km": 3000},
+            {
+                "between": ["shanghai-lingang", "ningxia-zhongwei"],
+                "bandwidth_gbps": 100,
+                "rtt_ms": 40,
+                "distance_km": 3000,
+            },
         ],
     }
 
@@ -68,8 +106,6 @@ def demo_fleet(local_nodes: list[dict[str, Any]] | None = None) -> dict[str, Any
 def load_demo(platform: Platform) -> ApplyResult:
     """Apply the demo fleet (with this machine's nodes) and create the demo tenant if missing."""
     result = platform.fleet.apply_data(demo_fleet(list(platform.local_nodes)))
-    try:
+    with suppress(Conflict):  # already there: loading the demo twice is a no-op
         platform.tenancy.create_tenant(DEMO_TENANT, "Demo tenant", DEMO_QUOTA)
-    except Conflict:
-        pass  # already there: loading the demo twice is a no-op
     return result

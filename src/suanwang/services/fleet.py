@@ -12,8 +12,14 @@ from dataclasses import dataclass, field
 
 from suanwang.domain.chips import Catalogue
 from suanwang.domain.errors import Conflict
-from suanwang.domain.fleet import ClusterSpec, FleetSpec, FleetTotals, NodeCapacity, fleet_totals
-from suanwang.domain.fleet import ClusterKind
+from suanwang.domain.fleet import (
+    ClusterKind,
+    ClusterSpec,
+    FleetSpec,
+    FleetTotals,
+    NodeCapacity,
+    fleet_totals,
+)
 from suanwang.domain.records import NodeRecord
 from suanwang.ports import Clock, UnitOfWork, UnitOfWorkFactory
 
@@ -43,7 +49,11 @@ def apply_fleet(uows: UnitOfWorkFactory, spec: FleetSpec, clock: Clock) -> Apply
         for cluster in spec.clusters:
             old = existing_clusters.get(cluster.name)
             same = old is not None and (old.region, old.kind, old.backend, old.description) == (
-                cluster.region, cluster.kind.value, cluster.backend, cluster.description)
+                cluster.region,
+                cluster.kind.value,
+                cluster.backend,
+                cluster.description,
+            )
             if not same:
                 uow.fleet.put_cluster(cluster, now)
                 (result.updated if old else result.created).append(f"cluster/{cluster.name}")
@@ -93,7 +103,8 @@ def _apply_nodes(uow: UnitOfWork, cluster: ClusterSpec, result: ApplyResult) -> 
             continue
         if old.cards_used > node.cards:
             raise Conflict(
-                f"node {node.name!r} has {old.cards_used} cards in use; cannot shrink to {node.cards}",
+                f"node {node.name!r} has {old.cards_used} cards in use; "
+                f"cannot shrink to {node.cards}",
                 field=f"clusters.{cluster.name}.nodes.{node.name}.cards",
                 hint="wait for its jobs to end",
             )
@@ -107,7 +118,10 @@ def _apply_links(uow: UnitOfWork, spec: FleetSpec, result: ApplyResult) -> None:
         key = tuple(sorted((link.region_a, link.region_b)))
         old = existing.get(key)
         same = old is not None and (old.bandwidth_gbps, old.rtt_ms, old.distance_km) == (
-            link.bandwidth_gbps, link.rtt_ms, link.distance_km)
+            link.bandwidth_gbps,
+            link.rtt_ms,
+            link.distance_km,
+        )
         if same:
             result.unchanged += 1
             continue
@@ -115,7 +129,9 @@ def _apply_links(uow: UnitOfWork, spec: FleetSpec, result: ApplyResult) -> None:
         (result.updated if old else result.created).append(f"wan-link/{key[0]}--{key[1]}")
 
 
-def totals_of(nodes: list[NodeRecord], catalogue: Catalogue) -> tuple[FleetTotals, list[FleetTotals]]:
+def totals_of(
+    nodes: list[NodeRecord], catalogue: Catalogue
+) -> tuple[FleetTotals, list[FleetTotals]]:
     """Fleet totals (overall, per region) from stored nodes."""
     capacities = (
         NodeCapacity(

@@ -84,7 +84,8 @@ def parse_fleet_yaml(text: str, catalogue: Catalogue) -> FleetSpec:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ValidationError(
-            f"the fleet file is not valid YAML{where}", field="body",
+            f"the fleet file is not valid YAML{where}",
+            field="body",
             hint="check indentation and quoting",
         ) from exc
     return parse_fleet_data(data, catalogue)
@@ -93,14 +94,18 @@ def parse_fleet_yaml(text: str, catalogue: Catalogue) -> FleetSpec:
 def parse_fleet_data(data: Any, catalogue: Catalogue) -> FleetSpec:
     """Validate already-decoded fleet data (a mapping)."""
     if not isinstance(data, dict):
-        raise ValidationError("a fleet file is a mapping with regions, clusters and wan_links",
-                              field="body", hint="see docs/fleet.md for an example")
+        raise ValidationError(
+            "a fleet file is a mapping with regions, clusters and wan_links",
+            field="body",
+            hint="see docs/fleet.md for an example",
+        )
     try:
         parsed = FleetIn.model_validate(data)
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
         raise ValidationError(
-            f"invalid fleet file: {first['msg']}", field=_path(first["loc"]),
+            f"invalid fleet file: {first['msg']}",
+            field=_path(first["loc"]),
             hint="see docs/fleet.md for the fleet file format",
         ) from exc
     return validate_fleet(_to_spec(parsed), catalogue)
@@ -115,11 +120,18 @@ def _path(loc: tuple[int | str, ...]) -> str:
 
 def _to_spec(fleet: FleetIn) -> FleetSpec:
     return FleetSpec(
-        regions=tuple(RegionSpec(RegionName(r.name), r.display_name or r.name) for r in fleet.regions),
+        regions=tuple(
+            RegionSpec(RegionName(r.name), r.display_name or r.name) for r in fleet.regions
+        ),
         clusters=tuple(_cluster(c) for c in fleet.clusters),
         wan_links=tuple(
-            WanLinkSpec(RegionName(w.between[0]), RegionName(w.between[1]), w.bandwidth_gbps,
-                        w.rtt_ms, w.distance_km)
+            WanLinkSpec(
+                RegionName(w.between[0]),
+                RegionName(w.between[1]),
+                w.bandwidth_gbps,
+                w.rtt_ms,
+                w.distance_km,
+            )
             for w in fleet.wan_links
         ),
     )

@@ -47,9 +47,14 @@ def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
 def spec_from_dict(data: Mapping[str, Any]) -> JobSpec:
     """The inverse of :func:`spec_to_dict`."""
     return JobSpec(
-        name=data["name"], command=tuple(data["command"]), resources=Resources(**data["resources"]),
-        env=tuple(sorted(dict(data["env"]).items())), working_dir=data["working_dir"],
-        priority=data["priority"], max_runtime_s=data["max_runtime_s"], retries=data["retries"],
+        name=data["name"],
+        command=tuple(data["command"]),
+        resources=Resources(**data["resources"]),
+        env=tuple(sorted(dict(data["env"]).items())),
+        working_dir=data["working_dir"],
+        priority=data["priority"],
+        max_runtime_s=data["max_runtime_s"],
+        retries=data["retries"],
         simulate_duration_s=data["simulate_duration_s"],
     )
 
@@ -67,7 +72,9 @@ def check_fits_fleet(spec: JobSpec, nodes: list[NodeRecord], catalogue: Catalogu
     for node in nodes:
         if node.simulated != spec.simulated or node.cards < res.cards_per_node:
             continue
-        if res.cluster and node.cluster != res.cluster or res.region and node.region != res.region:
+        if res.cluster and node.cluster != res.cluster:
+            continue
+        if res.region and node.region != res.region:
             continue
         if not selector_matches(res.chip, catalogue.get(node.chip)):
             continue
@@ -88,7 +95,10 @@ class Jobs:
     """Use cases for a tenant's jobs."""
 
     def __init__(
-        self, uows: UnitOfWorkFactory, clock: Clock, catalogue: Catalogue,
+        self,
+        uows: UnitOfWorkFactory,
+        clock: Clock,
+        catalogue: Catalogue,
         backends: Mapping[str, Backend],
     ) -> None:
         self._uows = uows
@@ -99,7 +109,9 @@ class Jobs:
     def submit(self, principal: Principal, spec: JobSpec, idempotency_key: str | None) -> Submitted:
         """Validate and durably queue a job, or replay the one stored under the same key."""
         if principal.tenant_id is None:
-            raise ValidationError("jobs belong to a tenant; use a tenant key", field="Authorization")
+            raise ValidationError(
+                "jobs belong to a tenant; use a tenant key", field="Authorization"
+            )
         validate_job(spec)
         self._catalogue.check_selector(spec.resources.chip)
         digest = request_hash(spec)
@@ -131,23 +143,38 @@ class Jobs:
         if existing is not None and existing.request_hash != digest:
             raise ValidationError(
                 "this Idempotency-Key was used with a different request body",
-                field="Idempotency-Key", hint="use a new key for a new job",
+                field="Idempotency-Key",
+                hint="use a new key for a new job",
             )
         return existing
 
     def _new_job(self, tenant: str, spec: JobSpec, key: str | None, digest: str) -> JobRecord:
         now = self._clock.now()
         return JobRecord(
-            id=new_job_id(), tenant=tenant, name=spec.name, state=JobState.QUEUED,
-            reason="waiting for the scheduler", priority=spec.priority, spec=spec_to_dict(spec),
-            idempotency_key=key, request_hash=digest, attempts=0, cancel_requested=False,
-            created_at=now, updated_at=now, version=1,
+            id=new_job_id(),
+            tenant=tenant,
+            name=spec.name,
+            state=JobState.QUEUED,
+            reason="waiting for the scheduler",
+            priority=spec.priority,
+            spec=spec_to_dict(spec),
+            idempotency_key=key,
+            request_hash=digest,
+            attempts=0,
+            cancel_requested=False,
+            created_at=now,
+            updated_at=now,
+            version=1,
         )
 
-    def list(self, principal: Principal, states: list[JobState] | None, limit: int) -> list[JobRecord]:
+    def list(
+        self, principal: Principal, states: list[JobState] | None, limit: int
+    ) -> list[JobRecord]:
         limit = max(1, min(limit, MAX_LIST))
         with self._uows() as uow:
-            return uow.jobs.jobs(None if principal.is_operator else principal.tenant_id, states, limit)
+            return uow.jobs.jobs(
+                None if principal.is_operator else principal.tenant_id, states, limit
+            )
 
     def get(self, principal: Principal, job_id: str) -> JobDetail:
         with self._uows() as uow:
@@ -166,13 +193,21 @@ class Jobs:
         with self._uows() as uow:
             job = self._visible(uow, principal, job_id)
             if job.state.terminal:
-                raise Conflict(f"job {job_id} already {job.state}", field="job_id",
-                               hint="terminal jobs cannot be cancelled")
+                raise Conflict(
+                    f"job {job_id} already {job.state}",
+                    field="job_id",
+                    hint="terminal jobs cannot be cancelled",
+                )
             if job.cancel_requested:
                 return job
             if job.state in (JobState.QUEUED, JobState.PREEMPTED):
-                uow.jobs.update_job(job, now, state=JobState.CANCELLED, reason="cancelled by user",
-                                    cancel_requested=True)
+                uow.jobs.update_job(
+                    job,
+                    now,
+                    state=JobState.CANCELLED,
+                    reason="cancelled by user",
+                    cancel_requested=True,
+                )
                 uow.jobs.add_event(job_id, now, JobState.CANCELLED, "cancelled by user")
             else:
                 uow.jobs.update_job(job, now, cancel_requested=True, reason="cancelling")
@@ -182,8 +217,9 @@ class Jobs:
         assert updated is not None
         return updated
 
-    def logs(self, principal: Principal, job_id: str, offset: int, limit: int,
-             attempt: int | None = None) -> tuple[bytes, AttemptRecord | None]:
+    def logs(
+        self, principal: Principal, job_id: str, offset: int, limit: int, attempt: int | None = None
+    ) -> tuple[bytes, AttemptRecord | None]:
         """Output of an attempt (the latest by default) from ``offset``."""
         with self._uows() as uow:
             self._visible(uow, principal, job_id)

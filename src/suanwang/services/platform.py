@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from suanwang.domain.chips import Catalogue
-from suanwang.domain.fleet import FleetTotals, WanLinkSpec
+from suanwang.domain.fleet import FleetTotals, RegionSpec, WanLinkSpec
 from suanwang.domain.records import ClusterRecord, NodeRecord
-from suanwang.domain.fleet import RegionSpec
 from suanwang.ports import Backend, Clock, UnitOfWorkFactory
 from suanwang.services.control import ControlLoop
 from suanwang.services.fleet import ApplyResult, apply_fleet, totals_of

@@ -56,15 +56,21 @@ class Tenancy:
         """The principal behind a presented key, or Unauthenticated (same error for every cause)."""
         match = KEY_SHAPE.match(presented or "")
         if match is None:
-            raise Unauthenticated("missing or invalid API key", hint="send 'Authorization: Bearer sw_…'")
+            raise Unauthenticated(
+                "missing or invalid API key", hint="send 'Authorization: Bearer sw_…'"
+            )
         with self._uows() as uow:
             record = uow.tenancy.key_by_prefix(match.group(1))
         assert presented is not None
         if record is None or not hmac.compare_digest(hash_key(presented), record.secret_hash):
-            raise Unauthenticated("missing or invalid API key", hint="check the key, or create a new one")
+            raise Unauthenticated(
+                "missing or invalid API key", hint="check the key, or create a new one"
+            )
         if not record.usable_at(self._clock.now()):
             raise Unauthenticated("API key revoked or expired", hint="create a new key")
-        return Principal(record.id, record.scope, TenantId(record.tenant) if record.tenant else None)
+        return Principal(
+            record.id, record.scope, TenantId(record.tenant) if record.tenant else None
+        )
 
     def create_tenant(self, name: str, display_name: str, quota: dict[str, int]) -> TenantRecord:
         check_tenant_name(name)
@@ -103,19 +109,33 @@ class Tenancy:
         return record
 
     def create_key(
-        self, creator: Principal, *, tenant: str | None, scope: Scope, name: str,
+        self,
+        creator: Principal,
+        *,
+        tenant: str | None,
+        scope: Scope,
+        name: str,
         expires_in_s: int | None,
     ) -> NewKey:
         """Mint a key no broader than the creator's, for the creator's own tenant."""
         tenant = self._key_tenant(creator, tenant, scope)
         if expires_in_s is not None and not 0 < expires_in_s <= MAX_KEY_LIFETIME_S:
-            raise ValidationError("expires_in_s must be between 1 s and 5 years", field="expires_in_s")
+            raise ValidationError(
+                "expires_in_s must be between 1 s and 5 years", field="expires_in_s"
+            )
         now = self._clock.now()
         prefix, secret = _new_secret()
         record = KeyRecord(
-            id=new_key_id(), prefix=prefix, secret_hash=hash_key(secret), tenant=tenant,
-            scope=scope, name=name, created_by=creator.key_id, created_at=now,
-            expires_at=None if expires_in_s is None else now + expires_in_s, revoked_at=None,
+            id=new_key_id(),
+            prefix=prefix,
+            secret_hash=hash_key(secret),
+            tenant=tenant,
+            scope=scope,
+            name=name,
+            created_by=creator.key_id,
+            created_at=now,
+            expires_at=None if expires_in_s is None else now + expires_in_s,
+            revoked_at=None,
         )
         with self._uows() as uow:
             if tenant is not None and uow.tenancy.tenant(tenant) is None:
@@ -151,7 +171,8 @@ class Tenancy:
         with self._uows() as uow:
             record = uow.tenancy.key(key_id)
             visible = record is not None and (
-                principal.is_operator or (record.tenant is not None and record.tenant == principal.tenant_id)
+                principal.is_operator
+                or (record.tenant is not None and record.tenant == principal.tenant_id)
             )
             if record is None or not visible:
                 raise NotFound(f"no key {key_id!r}", field="key_id")
@@ -164,4 +185,6 @@ class Tenancy:
     def bootstrap_operator_key(self, name: str = "bootstrap") -> NewKey:
         """Create an operator key without a caller (local admin command; used once at set-up)."""
         system = Principal("system", Scope.OPERATOR, None)
-        return self.create_key(system, tenant=None, scope=Scope.OPERATOR, name=name, expires_in_s=None)
+        return self.create_key(
+            system, tenant=None, scope=Scope.OPERATOR, name=name, expires_in_s=None
+        )

@@ -25,7 +25,9 @@ class FleetRepository:
         return [ClusterRecord(r.name, r.region, r.kind, r.backend, r.description) for r in rows]
 
     def wan_links(self) -> list[WanLinkSpec]:
-        rows = self._s.scalars(select(WanLinkRow).order_by(WanLinkRow.region_a, WanLinkRow.region_b))
+        rows = self._s.scalars(
+            select(WanLinkRow).order_by(WanLinkRow.region_a, WanLinkRow.region_b)
+        )
         return [
             WanLinkSpec(r.region_a, r.region_b, r.bandwidth_gbps, r.rtt_ms, r.distance_km)  # type: ignore[arg-type]
             for r in rows
@@ -49,9 +51,16 @@ class FleetRepository:
             query = query.where(NodeRow.cluster == cluster)
         return [
             NodeRecord(
-                id=n.id, cluster=n.cluster, region=region, simulated=kind == "simulated",
-                name=n.name, chip=n.chip, cards=n.cards, cards_used=int(u),
-                network_group=n.network_group, state=n.state,
+                id=n.id,
+                cluster=n.cluster,
+                region=region,
+                simulated=kind == "simulated",
+                name=n.name,
+                chip=n.chip,
+                cards=n.cards,
+                cards_used=int(u),
+                network_group=n.network_group,
+                state=n.state,
             )
             for n, region, kind, u in self._s.execute(query)
         ]
@@ -84,14 +93,22 @@ class FleetRepository:
     def add_nodes(self, cluster: str, specs: list[NodeSpec]) -> None:
         """Bulk insert of new nodes (fast path for 1,000+ node clusters)."""
         self._s.add_all(
-            NodeRow(cluster=cluster, name=n.name, chip=n.chip, cards=n.cards,
-                    network_group=n.network_group, state="ready")
+            NodeRow(
+                cluster=cluster,
+                name=n.name,
+                chip=n.chip,
+                cards=n.cards,
+                network_group=n.network_group,
+                state="ready",
+            )
             for n in specs
         )
 
     def delete_nodes(self, cluster: str, names: list[str]) -> None:
         if names:
-            self._s.execute(delete(NodeRow).where(NodeRow.cluster == cluster, NodeRow.name.in_(names)))
+            self._s.execute(
+                delete(NodeRow).where(NodeRow.cluster == cluster, NodeRow.name.in_(names))
+            )
 
     def put_wan_link(self, spec: WanLinkSpec) -> None:
         a, b = sorted((spec.region_a, spec.region_b))

@@ -32,17 +32,28 @@ class JobRepository:
     def add_job(self, job: JobRecord) -> None:
         self._s.add(
             JobRow(
-                id=job.id, tenant=job.tenant, name=job.name, state=job.state.value,
-                reason=job.reason, priority=job.priority, spec=job.spec,
-                idempotency_key=job.idempotency_key, request_hash=job.request_hash,
-                attempts=0, cancel_requested=False, created_at=job.created_at,
-                updated_at=job.updated_at, version=1,
+                id=job.id,
+                tenant=job.tenant,
+                name=job.name,
+                state=job.state.value,
+                reason=job.reason,
+                priority=job.priority,
+                spec=job.spec,
+                idempotency_key=job.idempotency_key,
+                request_hash=job.request_hash,
+                attempts=0,
+                cancel_requested=False,
+                created_at=job.created_at,
+                updated_at=job.updated_at,
+                version=1,
             )
         )
         try:
             self._s.flush()
         except IntegrityError as exc:
-            raise DuplicateIdempotencyKey("duplicate Idempotency-Key", field="Idempotency-Key") from exc
+            raise DuplicateIdempotencyKey(
+                "duplicate Idempotency-Key", field="Idempotency-Key"
+            ) from exc
 
     def job(self, job_id: str) -> JobRecord | None:
         row = self._s.get(JobRow, job_id)
@@ -96,11 +107,22 @@ class JobRepository:
 
     def add_attempt(self, attempt: AttemptRecord) -> int:
         row = AttemptRow(
-            job=attempt.job, number=attempt.number, state=attempt.state.value,
-            cluster=attempt.cluster, backend=attempt.backend, chip=attempt.chip,
-            family=attempt.family, cards=attempt.cards, placements=attempt.placements,
-            handle=attempt.handle, dispatched=False, exit_code=None, reason=attempt.reason,
-            admitted_at=attempt.admitted_at, started_at=None, ended_at=None,
+            job=attempt.job,
+            number=attempt.number,
+            state=attempt.state.value,
+            cluster=attempt.cluster,
+            backend=attempt.backend,
+            chip=attempt.chip,
+            family=attempt.family,
+            cards=attempt.cards,
+            placements=attempt.placements,
+            handle=attempt.handle,
+            dispatched=False,
+            exit_code=None,
+            reason=attempt.reason,
+            admitted_at=attempt.admitted_at,
+            started_at=None,
+            ended_at=None,
         )
         self._s.add(row)
         self._s.flush()
@@ -125,8 +147,14 @@ class JobRepository:
         self, attempt_id: int, tenant: str, family: str, placements: list[tuple[int, int]]
     ) -> None:
         self._s.add_all(
-            AllocationRow(attempt=attempt_id, node=node, tenant=tenant, family=family,
-                          cards=cards, active=True)
+            AllocationRow(
+                attempt=attempt_id,
+                node=node,
+                tenant=tenant,
+                family=family,
+                cards=cards,
+                active=True,
+            )
             for node, cards in placements
         )
 
@@ -152,19 +180,40 @@ class JobRepository:
 
 def _job(row: JobRow) -> JobRecord:
     return JobRecord(
-        id=row.id, tenant=row.tenant, name=row.name, state=JobState(row.state),
-        reason=row.reason, priority=row.priority, spec=dict(row.spec),
-        idempotency_key=row.idempotency_key, request_hash=row.request_hash,
-        attempts=row.attempts, cancel_requested=row.cancel_requested,
-        created_at=row.created_at, updated_at=row.updated_at, version=row.version,
+        id=row.id,
+        tenant=row.tenant,
+        name=row.name,
+        state=JobState(row.state),
+        reason=row.reason,
+        priority=row.priority,
+        spec=dict(row.spec),
+        idempotency_key=row.idempotency_key,
+        request_hash=row.request_hash,
+        attempts=row.attempts,
+        cancel_requested=row.cancel_requested,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        version=row.version,
     )
 
 
 def _attempt(row: AttemptRow) -> AttemptRecord:
     return AttemptRecord(
-        id=row.id, job=row.job, number=row.number, state=AttemptState(row.state),
-        cluster=row.cluster, backend=row.backend, chip=row.chip, family=row.family,
-        cards=row.cards, placements=list(row.placements), handle=dict(row.handle),
-        dispatched=row.dispatched, exit_code=row.exit_code, reason=row.reason,
-        admitted_at=row.admitted_at, started_at=row.started_at, ended_at=row.ended_at,
+        id=row.id,
+        job=row.job,
+        number=row.number,
+        state=AttemptState(row.state),
+        cluster=row.cluster,
+        backend=row.backend,
+        chip=row.chip,
+        family=row.family,
+        cards=row.cards,
+        placements=list(row.placements),
+        handle=dict(row.handle),
+        dispatched=row.dispatched,
+        exit_code=row.exit_code,
+        reason=row.reason,
+        admitted_at=row.admitted_at,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
     )

@@ -48,9 +48,16 @@ class TenancyRepository:
     def add_key(self, key: KeyRecord) -> None:
         self._s.add(
             ApiKeyRow(
-                id=key.id, prefix=key.prefix, secret_hash=key.secret_hash, tenant=key.tenant,
-                scope=key.scope.value, name=key.name, created_by=key.created_by,
-                created_at=key.created_at, expires_at=key.expires_at, revoked_at=None,
+                id=key.id,
+                prefix=key.prefix,
+                secret_hash=key.secret_hash,
+                tenant=key.tenant,
+                scope=key.scope.value,
+                name=key.name,
+                created_by=key.created_by,
+                created_at=key.created_at,
+                expires_at=key.expires_at,
+                revoked_at=None,
             )
         )
         self._s.flush()
@@ -80,7 +87,14 @@ class TenancyRepository:
 
 def _key(row: ApiKeyRow) -> KeyRecord:
     return KeyRecord(
-        id=row.id, prefix=row.prefix, secret_hash=row.secret_hash, tenant=row.tenant,
-        scope=Scope(row.scope), name=row.name, created_by=row.created_by,
-        created_at=row.created_at, expires_at=row.expires_at, revoked_at=row.revoked_at,
+        id=row.id,
+        prefix=row.prefix,
+        secret_hash=row.secret_hash,
+        tenant=row.tenant,
+        scope=Scope(row.scope),
+        name=row.name,
+        created_by=row.created_by,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
     )

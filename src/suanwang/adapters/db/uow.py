@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from types import TracebackType
+from typing import Self
 
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,7 +26,7 @@ class SqlUnitOfWork:
         self._factory = factory
         self._session: Session | None = None
 
-    def __enter__(self) -> SqlUnitOfWork:
+    def __enter__(self) -> Self:
         self._session = self._factory()
         self.fleet = FleetRepository(self._session)
         self.tenancy = TenancyRepository(self._session)
@@ -55,7 +56,9 @@ class SqlUnitOfWork:
         """
         assert self._session is not None
         if self._session.get_bind().dialect.name == "postgresql":
-            self._session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCHEDULER_LOCK_ID})
+            self._session.execute(
+                text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCHEDULER_LOCK_ID}
+            )
 
 
 class SqlUnitOfWorkFactory:

@@ -25,12 +25,21 @@ from suanwang.services.platform import Platform
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
-def create_app(platform: Platform, metrics: Metrics, *, max_body_bytes: int = 1 << 20,
-               lifespan: Lifespan | None = None) -> FastAPI:
+def create_app(
+    platform: Platform,
+    metrics: Metrics,
+    *,
+    max_body_bytes: int = 1 << 20,
+    lifespan: Lifespan | None = None,
+) -> FastAPI:
     """The REST API over ``platform``. Refuses to build if a route lacks an authorization rule."""
-    app = FastAPI(title="suanwang", version=__version__, lifespan=lifespan,
-                  description="算网 compute network: fleet, tenants, keys and jobs. "
-                  "Simulated clusters are labelled `simulated: true`.")
+    app = FastAPI(
+        title="suanwang",
+        version=__version__,
+        lifespan=lifespan,
+        description="算网 compute network: fleet, tenants, keys and jobs. "
+        "Simulated clusters are labelled `simulated: true`.",
+    )
     app.state.platform = platform
     app.state.metrics = metrics
     for router in (fleet.router, tenants.router, jobs.router):
@@ -56,14 +65,20 @@ def _system_routes(app: FastAPI, metrics: Metrics) -> None:
         p = request.state.principal
         return {"key_id": p.key_id, "scope": p.scope.value, "tenant": p.tenant_id}
 
-    for path, endpoint in (("/healthz", healthz), ("/metrics", metrics_endpoint),
-                           ("/api/v1/whoami", whoami)):
+    for path, endpoint in (
+        ("/healthz", healthz),
+        ("/metrics", metrics_endpoint),
+        ("/api/v1/whoami", whoami),
+    ):
         app.router.routes.append(AuthorizedRoute(path, endpoint, methods=["GET"], tags=["system"]))
 
 
-def _measure(metrics: Metrics) -> Callable[[Request, Callable[[Request], Awaitable[Response]]],
-                                           Awaitable[Response]]:
-    async def middleware(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+def _measure(
+    metrics: Metrics,
+) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
+    async def middleware(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")

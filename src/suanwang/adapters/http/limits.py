@@ -51,11 +51,24 @@ class BodySizeLimit:
                 await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
-        body = json.dumps({
-            "type": "about:blank", "title": "Content Too Large", "status": 413,
-            "detail": f"request body exceeds {self.max_bytes} bytes", "field": "body",
-            "hint": "send a smaller body; fleet files can use node_groups",
-        }).encode()
-        await send({"type": "http.response.start", "status": 413, "headers": [
-            (b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())]})
+        body = json.dumps(
+            {
+                "type": "about:blank",
+                "title": "Content Too Large",
+                "status": 413,
+                "detail": f"request body exceeds {self.max_bytes} bytes",
+                "field": "body",
+                "hint": "send a smaller body; fleet files can use node_groups",
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/problem+json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

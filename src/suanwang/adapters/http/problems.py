@@ -14,10 +14,22 @@ from suanwang.domain.errors import DomainError
 PROBLEM = "application/problem+json"
 
 
-def problem(status: int, title: str, detail: str, *, field: str | None = None,
-            hint: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    field: str | None = None,
+    hint: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     """A problem+json response."""
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
     if field:
         body["field"] = field
     if hint:
@@ -25,16 +37,30 @@ def problem(status: int, title: str, detail: str, *, field: str | None = None,
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
-_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-           405: "Method Not Allowed", 409: "Conflict", 413: "Content Too Large",
-           415: "Unsupported Media Type", 422: "Unprocessable Content"}
+_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+}
 
 
 async def domain_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return problem(exc.status, _TITLES.get(exc.status, "Error"), exc.message, field=exc.field,
-                   hint=exc.hint, headers=headers)
+    return problem(
+        exc.status,
+        _TITLES.get(exc.status, "Error"),
+        exc.message,
+        field=exc.field,
+        hint=exc.hint,
+        headers=headers,
+    )
 
 
 async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -42,8 +68,13 @@ async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
     first = exc.errors()[0] if exc.errors() else {"loc": ("body",), "msg": "invalid request"}
     loc = [str(p) for p in first.get("loc", ()) if p not in ("body",)]
     field = ".".join(loc) or "body"
-    return problem(422, "Unprocessable Content", f"{field}: {first.get('msg', 'invalid')}",
-                   field=field, hint="see /docs for the request schema")
+    return problem(
+        422,
+        "Unprocessable Content",
+        f"{field}: {first.get('msg', 'invalid')}",
+        field=field,
+        hint="see /docs for the request schema",
+    )
 
 
 async def http_error(_request: Request, exc: Exception) -> JSONResponse:

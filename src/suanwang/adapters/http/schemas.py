@@ -33,7 +33,7 @@ class JobCreate(_In):
     command: list[Annotated[str, Field(max_length=32_768)]] = Field(default_factory=list)
     env: dict[Annotated[str, Field(max_length=256)], Annotated[str, Field(max_length=32_768)]] = {}
     working_dir: str | None = Field(None, max_length=4096)
-    resources: ResourcesIn = Field(default_factory=ResourcesIn)  # type: ignore[arg-type]
+    resources: ResourcesIn = Field(default_factory=ResourcesIn)
     priority: int = 0
     max_runtime_s: int | None = None
     retries: int = 0
@@ -41,10 +41,14 @@ class JobCreate(_In):
 
     def to_spec(self) -> JobSpec:
         return JobSpec(
-            name=self.name, command=tuple(self.command),
+            name=self.name,
+            command=tuple(self.command),
             resources=Resources(**self.resources.model_dump()),
-            env=tuple(sorted(self.env.items())), working_dir=self.working_dir,
-            priority=self.priority, max_runtime_s=self.max_runtime_s, retries=self.retries,
+            env=tuple(sorted(self.env.items())),
+            working_dir=self.working_dir,
+            priority=self.priority,
+            max_runtime_s=self.max_runtime_s,
+            retries=self.retries,
             simulate_duration_s=self.simulate.duration_s if self.simulate else None,
         )
 

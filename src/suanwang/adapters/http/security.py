@@ -3,7 +3,7 @@ in :mod:`authz` before its body is even parsed."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
@@ -26,7 +26,7 @@ def bearer_token(request: Request) -> str | None:
 class AuthorizedRoute(APIRoute):
     """An APIRoute that authenticates and checks the scope before anything else runs."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         method = next(iter(self.methods or {"GET"}))
         rule = rule_for(method, self.path_format)
@@ -36,7 +36,9 @@ class AuthorizedRoute(APIRoute):
         async def authorized(request: Request) -> Response:
             if rule != PUBLIC:
                 platform: Platform = request.app.state.platform
-                principal = await run_in_threadpool(platform.tenancy.authenticate, bearer_token(request))
+                principal = await run_in_threadpool(
+                    platform.tenancy.authenticate, bearer_token(request)
+                )
                 assert isinstance(rule, Scope)
                 if principal.scope.rank < rule.rank:
                     raise Forbidden(

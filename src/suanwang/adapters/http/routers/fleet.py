@@ -31,14 +31,24 @@ PlatformDep = Annotated[Platform, Depends(current_platform)]
 
 
 def apply_public(result: ApplyResult) -> ApplyResultPublic:
-    return ApplyResultPublic(created=result.created, updated=result.updated, deleted=result.deleted,
-                             unchanged=result.unchanged, changed=result.changed)
+    return ApplyResultPublic(
+        created=result.created,
+        updated=result.updated,
+        deleted=result.deleted,
+        unchanged=result.unchanged,
+        changed=result.changed,
+    )
 
 
 def _totals(t: FleetTotals) -> TotalsPublic:
-    return TotalsPublic(scope=t.scope, cards_by_chip=t.cards_by_chip, cards=sum(t.cards_by_chip.values()),
-                        pflops_fp16=t.pflops_fp16, simulated_cards=t.simulated_cards,
-                        real_cards=t.real_cards)
+    return TotalsPublic(
+        scope=t.scope,
+        cards_by_chip=t.cards_by_chip,
+        cards=sum(t.cards_by_chip.values()),
+        pflops_fp16=t.pflops_fp16,
+        simulated_cards=t.simulated_cards,
+        real_cards=t.real_cards,
+    )
 
 
 @router.post("/fleet/apply", response_model=ApplyResultPublic)
@@ -48,8 +58,9 @@ async def apply_fleet(request: Request, platform: PlatformDep) -> ApplyResultPub
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ValidationError("the fleet file is not UTF-8 text", field="body",
-                              hint="save the file as UTF-8") from exc
+        raise ValidationError(
+            "the fleet file is not UTF-8 text", field="body", hint="save the file as UTF-8"
+        ) from exc
     return apply_public(await run_in_threadpool(platform.fleet.apply_yaml, text))
 
 
@@ -66,15 +77,31 @@ def show_fleet(platform: PlatformDep) -> FleetPublic:
         chips: Counter[str] = Counter()
         for chip, cards, _ in nodes:
             chips[chip] += cards
-        clusters.append(ClusterPublic(
-            name=c.name, region=c.region, kind=c.kind, simulated=c.kind == "simulated",
-            backend=c.backend, description=c.description, nodes=len(nodes),
-            cards_by_chip=dict(chips), cards_used=sum(u for _, _, u in nodes)))
+        clusters.append(
+            ClusterPublic(
+                name=c.name,
+                region=c.region,
+                kind=c.kind,
+                simulated=c.kind == "simulated",
+                backend=c.backend,
+                description=c.description,
+                nodes=len(nodes),
+                cards_by_chip=dict(chips),
+                cards_used=sum(u for _, _, u in nodes),
+            )
+        )
     return FleetPublic(
         regions=[RegionPublic(name=r.name, display_name=r.display_name) for r in view.regions],
         clusters=clusters,
-        wan_links=[WanLinkPublic(between=[w.region_a, w.region_b], bandwidth_gbps=w.bandwidth_gbps,
-                                 rtt_ms=w.rtt_ms, distance_km=w.distance_km) for w in view.wan_links],
+        wan_links=[
+            WanLinkPublic(
+                between=[w.region_a, w.region_b],
+                bandwidth_gbps=w.bandwidth_gbps,
+                rtt_ms=w.rtt_ms,
+                distance_km=w.distance_km,
+            )
+            for w in view.wan_links
+        ],
     )
 
 
@@ -86,22 +113,44 @@ def fleet_totals(platform: PlatformDep) -> FleetTotalsPublic:
 
 
 @router.get("/fleet/nodes", response_model=list[NodePublic])
-def list_nodes(platform: PlatformDep,
-               cluster: Annotated[str | None, Query(max_length=64)] = None) -> list[NodePublic]:
-    return [NodePublic(id=n.id, name=n.name, cluster=n.cluster, region=n.region, simulated=n.simulated,
-                       chip=n.chip, cards=n.cards, cards_used=n.cards_used,
-                       network_group=n.network_group, state=n.state)
-            for n in platform.fleet.nodes(cluster)]
+def list_nodes(
+    platform: PlatformDep, cluster: Annotated[str | None, Query(max_length=64)] = None
+) -> list[NodePublic]:
+    return [
+        NodePublic(
+            id=n.id,
+            name=n.name,
+            cluster=n.cluster,
+            region=n.region,
+            simulated=n.simulated,
+            chip=n.chip,
+            cards=n.cards,
+            cards_used=n.cards_used,
+            network_group=n.network_group,
+            state=n.state,
+        )
+        for n in platform.fleet.nodes(cluster)
+    ]
 
 
 @router.get("/chips", response_model=list[ChipPublic])
 def list_chips(platform: PlatformDep) -> list[ChipPublic]:
     """The chip catalogue."""
-    return [ChipPublic(name=c.name, vendor=c.vendor, family=c.family, memory_gb=c.memory_gb,
-                       fp16_tflops=c.fp16_tflops, bf16_tflops=c.bf16_tflops, stack=c.stack,
-                       k8s_resource=c.k8s_resource, hami_resource=c.hami_resource,
-                       figures_uncertain=c.figures_uncertain)
-            for c in sorted(platform.catalogue.chips.values(), key=lambda c: c.name)]
+    return [
+        ChipPublic(
+            name=c.name,
+            vendor=c.vendor,
+            family=c.family,
+            memory_gb=c.memory_gb,
+            fp16_tflops=c.fp16_tflops,
+            bf16_tflops=c.bf16_tflops,
+            stack=c.stack,
+            k8s_resource=c.k8s_resource,
+            hami_resource=c.hami_resource,
+            figures_uncertain=c.figures_uncertain,
+        )
+        for c in sorted(platform.catalogue.chips.values(), key=lambda c: c.name)
+    ]
 
 
 @router.post("/demo/load", response_model=ApplyResultPublic)

@@ -28,28 +28,49 @@ FOLLOW_MAX_S = 3600.0
 
 def job_public(job: JobRecord, detail: JobDetail | None = None) -> JobPublic:
     public = JobPublic(
-        id=job.id, tenant=job.tenant, name=job.name, state=job.state.value, reason=job.reason,
-        priority=job.priority, attempts=job.attempts, cancel_requested=job.cancel_requested,
-        created_at=job.created_at, updated_at=job.updated_at, spec=job.spec,
+        id=job.id,
+        tenant=job.tenant,
+        name=job.name,
+        state=job.state.value,
+        reason=job.reason,
+        priority=job.priority,
+        attempts=job.attempts,
+        cancel_requested=job.cancel_requested,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        spec=job.spec,
     )
     if detail is not None:
         public.attempt_history = [_attempt(a) for a in detail.attempts]
-        public.events = [EventPublic(at=e.at, state=e.state, reason=e.reason) for e in detail.events]
+        public.events = [
+            EventPublic(at=e.at, state=e.state, reason=e.reason) for e in detail.events
+        ]
     return public
 
 
 def _attempt(a: AttemptRecord) -> AttemptPublic:
     return AttemptPublic(
-        number=a.number, state=a.state.value, cluster=a.cluster, simulated=a.backend == "simulated",
-        chip=a.chip, cards=a.cards, nodes=[str(p["node"]) for p in a.placements],
-        exit_code=a.exit_code, reason=a.reason, admitted_at=a.admitted_at,
-        started_at=a.started_at, ended_at=a.ended_at,
+        number=a.number,
+        state=a.state.value,
+        cluster=a.cluster,
+        simulated=a.backend == "simulated",
+        chip=a.chip,
+        cards=a.cards,
+        nodes=[str(p["node"]) for p in a.placements],
+        exit_code=a.exit_code,
+        reason=a.reason,
+        admitted_at=a.admitted_at,
+        started_at=a.started_at,
+        ended_at=a.ended_at,
     )
 
 
 @router.post("", status_code=201, response_model=JobPublic, summary="Submit a job")
 def submit_job(
-    body: JobCreate, principal: PrincipalDep, platform: PlatformDep, response: Response,
+    body: JobCreate,
+    principal: PrincipalDep,
+    platform: PlatformDep,
+    response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobPublic:
     """Queue a job. Retrying with the same ``Idempotency-Key`` and body returns the same job."""
@@ -62,7 +83,8 @@ def submit_job(
 
 @router.get("", response_model=list[JobPublic], summary="List jobs")
 def list_jobs(
-    principal: PrincipalDep, platform: PlatformDep,
+    principal: PrincipalDep,
+    platform: PlatformDep,
     state: Annotated[list[JobState] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[JobPublic]:
@@ -81,10 +103,15 @@ def cancel_job(job_id: str, principal: PrincipalDep, platform: PlatformDep) -> J
     return job_public(platform.jobs.cancel(principal, job_id))
 
 
-@router.get("/{job_id}/logs", summary="Output of the latest (or a given) attempt",
-            response_class=StreamingResponse)
+@router.get(
+    "/{job_id}/logs",
+    summary="Output of the latest (or a given) attempt",
+    response_class=StreamingResponse,
+)
 def job_logs(
-    job_id: str, principal: PrincipalDep, platform: PlatformDep,
+    job_id: str,
+    principal: PrincipalDep,
+    platform: PlatformDep,
     follow: bool = False,
     offset: Annotated[int, Query(ge=0)] = 0,
     attempt: Annotated[int | None, Query(ge=1)] = None,
@@ -95,12 +122,14 @@ def job_logs(
     first, _ = platform.jobs.logs(principal, job_id, offset, LOG_CHUNK, attempt)
     if not follow:
         return StreamingResponse(iter([first]), media_type="text/plain; charset=utf-8")
-    return StreamingResponse(_follow(platform, principal, job_id, offset, first),
-                             media_type="text/plain; charset=utf-8")
+    return StreamingResponse(
+        _follow(platform, principal, job_id, offset, first), media_type="text/plain; charset=utf-8"
+    )
 
 
-def _follow(platform: Platform, principal: Principal, job_id: str, offset: int,
-            first: bytes) -> Iterator[bytes]:
+def _follow(
+    platform: Platform, principal: Principal, job_id: str, offset: int, first: bytes
+) -> Iterator[bytes]:
     deadline = time.monotonic() + FOLLOW_MAX_S
     chunk, attempt_seen = first, None
     while time.monotonic() < deadline:

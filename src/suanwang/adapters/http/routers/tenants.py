@@ -25,12 +25,22 @@ PlatformDep = Annotated[Platform, Depends(current_platform)]
 
 
 def tenant_public(t: TenantRecord) -> TenantPublic:
-    return TenantPublic(name=t.id, display_name=t.display_name, created_at=t.created_at, quota=t.quota)
+    return TenantPublic(
+        name=t.id, display_name=t.display_name, created_at=t.created_at, quota=t.quota
+    )
 
 
 def key_public(k: KeyRecord) -> KeyPublic:
-    return KeyPublic(id=k.id, prefix=k.prefix, tenant=k.tenant, scope=k.scope.value, name=k.name,
-                     created_at=k.created_at, expires_at=k.expires_at, revoked_at=k.revoked_at)
+    return KeyPublic(
+        id=k.id,
+        prefix=k.prefix,
+        tenant=k.tenant,
+        scope=k.scope.value,
+        name=k.name,
+        created_at=k.created_at,
+        expires_at=k.expires_at,
+        revoked_at=k.revoked_at,
+    )
 
 
 @router.post("/tenants", status_code=201, response_model=TenantPublic, tags=["tenants"])
@@ -59,14 +69,22 @@ def set_quota(name: str, body: QuotaUpdate, platform: PlatformDep) -> TenantPubl
 @router.post("/keys", status_code=201, response_model=KeyCreated, tags=["keys"])
 def create_key(body: KeyCreate, principal: PrincipalDep, platform: PlatformDep) -> KeyCreated:
     """Create a key. The secret is in this response only; it is stored as a hash."""
-    new = platform.tenancy.create_key(principal, tenant=body.tenant, scope=body.scope,
-                                      name=body.name, expires_in_s=body.expires_in_s)
+    new = platform.tenancy.create_key(
+        principal,
+        tenant=body.tenant,
+        scope=body.scope,
+        name=body.name,
+        expires_in_s=body.expires_in_s,
+    )
     return KeyCreated(**key_public(new.record).model_dump(), key=new.secret)
 
 
 @router.get("/keys", response_model=list[KeyPublic], tags=["keys"])
-def list_keys(principal: PrincipalDep, platform: PlatformDep,
-              tenant: Annotated[str | None, Query(max_length=64)] = None) -> list[KeyPublic]:
+def list_keys(
+    principal: PrincipalDep,
+    platform: PlatformDep,
+    tenant: Annotated[str | None, Query(max_length=64)] = None,
+) -> list[KeyPublic]:
     return [key_public(k) for k in platform.tenancy.keys(principal, tenant)]
 
 
