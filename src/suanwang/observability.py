@@ -10,7 +10,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -40,8 +40,10 @@ def _redact_processor(
     return event
 
 
-def configure_logging(level: str = "info", json: bool = False) -> None:
-    """Route structlog (and stdlib logging) to stderr with redaction."""
+def configure_logging(
+    level: str = "info", json: bool = False, stream: TextIO | None = None
+) -> None:
+    """Route structlog to ``stream`` (stderr by default) with redaction."""
     renderer: Any = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
@@ -57,7 +59,7 @@ def configure_logging(level: str = "info", json: bool = False) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
         cache_logger_on_first_use=False,
     )
 

@@ -192,10 +192,17 @@ def new_table(
     """A compact table. ``numbers`` columns are right-aligned; only ``wrap`` columns (free
     text) wrap when the terminal is narrow, folding long words so no text is lost.
     """
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left")
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+    )
     for name in columns:
         if name in wrap:
-            table.add_column(name, overflow="fold")
+            table.add_column(name, overflow="fold", min_width=8)
         else:
             table.add_column(name, justify="right" if name in numbers else "left", no_wrap=True)
     return table

@@ -105,18 +105,17 @@ def clusters_table(clusters: list[dict[str, Any]]) -> Table:
     """A Rich table of clusters."""
     table = new_table(
         "Clusters",
-        ("Cluster", "Region", "Kind", "Nodes", "Cards by chip", "Used"),
-        numbers=("Nodes", "Used"),
+        ("Cluster", "Region", "Kind", "Nodes", "Cards by chip", "In use"),
+        numbers=("Nodes", "In use"),
     )
     for c in clusters:
-        total = sum(c["cards_by_chip"].values())
         table.add_row(
             cell(c["name"]),
             cell(c["region"]),
             kind_text(c["simulated"]),
             f"{c['nodes']:,}",
             cell(cards_by_chip(c["cards_by_chip"])),
-            f"{c['cards_used']:,}/{total:,}",
+            f"{c['cards_used']:,}",
         )
     if not clusters:
         table.caption = "the fleet is empty: 'suanwang demo load' or 'suanwang fleet apply FILE'"
@@ -136,8 +135,8 @@ def totals(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
 
 def totals_table(data: dict[str, Any]) -> Table:
-    """A Rich table of fleet totals: one row per region and an overall row."""
-    numbers = ("Cards", "PFLOPS FP16", "Simulated", "Real")
+    """A Rich table of fleet totals (dense FP16 PFLOPS): one row per region and overall."""
+    numbers = ("Cards", "PFLOPS", "Simulated", "Real")
     table = new_table(
         "Fleet totals",
         ("Region", "Cards by chip", *numbers),

@@ -44,6 +44,7 @@ STATE_STYLES = {
     "queued": "blue",
     "preempted": "magenta",
 }
+WIDE = 110  # terminal columns from which tables show optional columns
 POLL_MIN_S = 0.2
 POLL_MAX_S = 2.0
 
@@ -59,9 +60,9 @@ def state_text(value: str) -> Text:
 
 
 def resources_text(spec: dict[str, Any]) -> str:
-    """What a job asked for, e.g. ``1250 x 8 ascend-910b``."""
+    """What a job asked for: ``NODESxCARDS CHIP``, e.g. ``1250x8 ascend-910b``."""
     res = spec.get("resources", {})
-    text = f"{res.get('nodes', 1):,} x {res.get('cards_per_node', 1)} {res.get('chip', 'any')}"
+    text = f"{res.get('nodes', 1)}x{res.get('cards_per_node', 1)} {res.get('chip', 'any')}"
     where = [v for v in (res.get("cluster"), res.get("region")) if v]
     return text + (f" @ {'/'.join(where)}" if where else "")
 
@@ -224,22 +225,19 @@ def list_jobs(
 
 
 def jobs_table(jobs: Iterable[dict[str, Any]], title: str) -> Table:
-    """A Rich table of jobs."""
-    table = new_table(
-        title,
-        ("Id", "Name", "Tenant", "State", "Nodes x cards", "Att.", "Created", "Reason"),
-        numbers=("Att.",),
-        wrap=("Name", "Reason"),
-    )
+    """A Rich table of jobs (with creation times when the terminal is wide)."""
+    wide = out.width >= WIDE
+    columns = ("Id", "Name", "Tenant", "State", "Asked", *(("Created",) if wide else ()), "Reason")
+    table = new_table(title, columns, wrap=("Name", "Reason"))
     for j in jobs:
+        created = (when(j["created_at"], short=True),) if wide else ()
         table.add_row(
             cell(j["id"]),
             cell(j["name"]),
             cell(j["tenant"]),
             state_text(j["state"]),
             cell(resources_text(j["spec"])),
-            str(j["attempts"]),
-            when(j["created_at"], short=True),
+            *created,
             cell(j["reason"]),
         )
     return table

@@ -181,11 +181,13 @@ def _show_created(created: dict[str, Any]) -> None:
 
 
 def _status(key: dict[str, Any]) -> Text:
+    expires = key["expires_at"]
     if key["revoked_at"] is not None:
         return Text("revoked", style="red")
-    if key["expires_at"] is not None and key["expires_at"] <= time.time():
+    if expires is not None and expires <= time.time():
         return Text("expired", style="red")
-    return Text("active", style="green")
+    until = f" until {when(expires, short=True)}" if expires is not None else ""
+    return Text("active" + until, style="green")
 
 
 @keys_app.command("list")
@@ -203,7 +205,7 @@ def list_keys(
         return
     table = new_table(
         "API keys",
-        ("Id", "Prefix", "Tenant", "Scope", "Name", "Created", "Expires", "Status"),
+        ("Id", "Prefix", "Tenant", "Scope", "Name", "Created", "Status"),
         wrap=("Name",),
     )
     for k in keys:
@@ -214,7 +216,6 @@ def list_keys(
             cell(k["scope"]),
             cell(k["name"]),
             when(k["created_at"], short=True),
-            when(k["expires_at"], short=True),
             _status(k),
         )
     out.print(table)

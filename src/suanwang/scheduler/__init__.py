@@ -8,4 +8,13 @@ from suanwang.scheduler.cycle import cycle
 from suanwang.scheduler.decisions import Admit, Decision, Pending, Placement
 from suanwang.scheduler.snapshot import NodeView, PendingJob, Snapshot
 
-__all__ = ["Admit", "Decision", "NodeView", "Pending", "PendingJob", "Placement", "Snapshot", "cycle"]
+__all__ = [
+    "Admit",
+    "Decision",
+    "NodeView",
+    "Pending",
+    "PendingJob",
+    "Placement",
+    "Snapshot",
+    "cycle",
+]

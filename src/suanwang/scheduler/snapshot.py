@@ -9,7 +9,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from suanwang.domain.ids import ChipFamily, ChipName, ClusterName, JobId, NodeId, RegionName, TenantId
+from suanwang.domain.ids import (
+    ChipFamily,
+    ChipName,
+    ClusterName,
+    JobId,
+    NodeId,
+    RegionName,
+    TenantId,
+)
 
 
 @dataclass(frozen=True, slots=True)

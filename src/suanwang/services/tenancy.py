@@ -14,6 +14,8 @@ import re
 import secrets
 from dataclasses import dataclass
 
+import structlog
+
 from suanwang.domain.chips import Catalogue
 from suanwang.domain.errors import Conflict, Forbidden, NotFound, Unauthenticated, ValidationError
 from suanwang.domain.ids import TenantId, new_key_id
@@ -23,6 +25,7 @@ from suanwang.ports import Clock, UnitOfWorkFactory
 
 KEY_SHAPE = re.compile(r"^(sw_[A-Za-z0-9]{8})_[A-Za-z0-9_-]{43}$")
 MAX_KEY_LIFETIME_S = 5 * 365 * 24 * 3600
+log = structlog.get_logger("suanwang.tenancy")
 _ALPHANUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
@@ -142,6 +145,14 @@ class Tenancy:
                 raise NotFound(f"no tenant {tenant!r}", field="tenant")
             uow.tenancy.add_key(record)
             uow.commit()
+        log.info(
+            "api key created",
+            key_id=record.id,
+            prefix=prefix,
+            tenant=tenant,
+            scope=scope.value,
+            created_by=creator.key_id,
+        )
         return NewKey(record, secret)
 
     def _key_tenant(self, creator: Principal, tenant: str | None, scope: Scope) -> str | None:
@@ -178,6 +189,8 @@ class Tenancy:
                 raise NotFound(f"no key {key_id!r}", field="key_id")
             uow.tenancy.revoke_key(key_id, self._clock.now())
             uow.commit()
+        log.info("api key revoked", key_id=key_id, revoked_by=principal.key_id)
+        with self._uows() as uow:
             revoked = uow.tenancy.key(key_id)
         assert revoked is not None
         return revoked
