@@ -239,3 +239,39 @@ def test_tenant_cannot_see_other_tenants_jobs(platform: Platform) -> None:
     with pytest.raises(NotFound):
         platform.jobs.cancel(b, job.id)
     assert platform.jobs.list(b, None, 100) == []
+
+
+def test_lost_run_is_requeued_by_retry_policy(platform: Platform, tmp_path: Path) -> None:
+    """A run that dies without an exit record (its host 'crashed') is retried, never doubled."""
+    import json
+    import os
+    import signal
+
+    platform.fleet.apply_yaml(SMALL_FLEET)
+    acme = tenant_principal(platform)
+    script = 'if [ "$SUANWANG_ATTEMPT" = 1 ]; then sleep 30; fi; echo attempt $SUANWANG_ATTEMPT'
+    spec = JobSpec(name="flaky-host", command=("sh", "-c", script), resources=Resources(chip="cpu"),
+                   working_dir=str(tmp_path), retries=1)
+    job = platform.jobs.submit(acme, spec, None).job
+    run_until(platform, job.id, acme, {JobState.RUNNING})
+    runs = platform.backends["local"].runs_dir  # type: ignore[attr-defined]
+    launch = json.loads((runs / job.id / "1" / "launch.json").read_text())
+    os.kill(launch["shim_pid"], signal.SIGKILL)
+    os.killpg(launch["pgid"], signal.SIGKILL)
+    assert run_until(platform, job.id, acme, {JobState.SUCCEEDED, JobState.FAILED}) is JobState.SUCCEEDED
+    detail = platform.jobs.get(acme, job.id)
+    assert [a.state.value for a in detail.attempts] == ["lost", "succeeded"]
+    assert b"attempt 2" in platform.jobs.logs(acme, job.id, 0, 1000)[0]
+
+
+def test_concurrent_submissions_with_one_key_make_one_job(platform: Platform) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    platform.fleet.apply_yaml(SMALL_FLEET)
+    acme = tenant_principal(platform)
+    spec = JobSpec(name="t", command=(), resources=Resources(chip="ascend"), simulate_duration_s=5)
+    with ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(lambda _: platform.jobs.submit(acme, spec, "same-key"), range(10)))
+    assert len({r.job.id for r in results}) == 1
+    assert sum(not r.replayed for r in results) == 1
+    assert len(platform.jobs.list(acme, None, 100)) == 1

@@ -299,9 +299,9 @@ def _show_summary(job: dict[str, Any]) -> None:
 
 
 def _nodes_text(nodes: list[str]) -> str:
-    if len(nodes) <= 3:
+    if len(nodes) <= 2:
         return ", ".join(nodes) or "-"
-    return f"{len(nodes):,} ({nodes[0]} ... {nodes[-1]})"
+    return f"{len(nodes):,} nodes"
 
 
 def attempts_table(attempts: list[dict[str, Any]]) -> Table:

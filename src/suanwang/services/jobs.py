@@ -124,15 +124,18 @@ class Jobs:
             try:
                 uow.jobs.add_job(job)
             except Conflict:
-                uow_replay = None
+                if idempotency_key is None:
+                    raise
+                lost_race = True  # another request with this key committed first
             else:
                 uow.jobs.add_event(job.id, job.created_at, JobState.QUEUED, "submitted")
                 uow.commit()
                 return Submitted(job, replayed=False)
-        with self._uows() as uow:  # lost an idempotency race: the winner's job is the answer
-            uow_replay = self._replay(uow, principal.tenant_id, idempotency_key, digest)
-        assert uow_replay is not None
-        return Submitted(uow_replay, replayed=True)
+        assert lost_race
+        with self._uows() as uow:
+            winner = self._replay(uow, principal.tenant_id, idempotency_key, digest)
+        assert winner is not None
+        return Submitted(winner, replayed=True)
 
     def _replay(
         self, uow: UnitOfWork, tenant: str, key: str | None, digest: str
