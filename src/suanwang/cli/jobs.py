@@ -184,11 +184,9 @@ def _finish(job: dict[str, Any], *, quiet: bool, as_json: bool) -> None:
     """Report a finished job; a job that did not succeed is an error (exit code 1)."""
     if as_json and not quiet:
         emit_json(job)
-    exit_code = _last_exit_code(job)
     if job["state"] != "succeeded":
-        code = f" (exit code {exit_code})" if exit_code is not None else ""
         raise CliError(
-            f"job {job['id']} {job['state']}: {job['reason']}{code}",
+            f"job {job['id']} {job['state']}: {job['reason']}",
             hint=f"suanwang jobs logs {job['id']}",
         )
     message = f"job {job['id']} succeeded"
@@ -196,12 +194,6 @@ def _finish(job: dict[str, Any], *, quiet: bool, as_json: bool) -> None:
         note(message, style="green")
     else:
         say(message, style="green")
-
-
-def _last_exit_code(job: dict[str, Any]) -> int | None:
-    attempts = job.get("attempt_history") or []
-    code = attempts[-1].get("exit_code") if attempts else None
-    return code if isinstance(code, int) else None
 
 
 @jobs_app.command("list")

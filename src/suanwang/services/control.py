@@ -41,6 +41,15 @@ from suanwang.scheduler import Admit, NodeView, Pending, PendingJob, Snapshot, c
 from suanwang.services.jobs import spec_from_dict
 
 
+@dataclass(frozen=True, slots=True)
+class _Placed:
+    """An admission with what the database needs to record it."""
+
+    decision: Admit
+    backend: str
+    node_names: Mapping[NodeId, str]
+
+
 @dataclass(slots=True)
 class TickReport:
     """What one tick did (for logs and metrics)."""
@@ -81,11 +90,14 @@ class ControlLoop:
                 return
             snapshot = self._snapshot(uow, queued)
             by_id = {j.id: j for j in queued}
+            names = {n.id: n.name for n in snapshot.nodes}
+            backends = {c.name: c.backend for c in uow.fleet.clusters()}
             now = self._clock.now()
             for decision in cycle(snapshot):
                 job = by_id[decision.job]
                 if isinstance(decision, Admit):
-                    if self._admit(uow, job, decision, now):
+                    placed = _Placed(decision, backends[decision.cluster], names)
+                    if self._admit(uow, job, placed, now):
                         report.admitted.append(job.id)
                 elif isinstance(decision, Pending) and decision.reason != job.reason:
                     uow.jobs.update_job(job, now, reason=decision.reason)
@@ -121,7 +133,8 @@ class ControlLoop:
             now=self._clock.now(), nodes=nodes, pending=pending, quotas=quotas, usage=usage
         )
 
-    def _admit(self, uow: UnitOfWork, job: JobRecord, decision: Admit, now: float) -> bool:
+    def _admit(self, uow: UnitOfWork, job: JobRecord, placed: _Placed, now: float) -> bool:
+        decision = placed.decision
         number = job.attempts + 1
         if not uow.jobs.update_job(
             job,
@@ -131,10 +144,8 @@ class ControlLoop:
             reason=f"admitted to {decision.cluster}",
         ):
             return False
-        nodes = {n.id: n for n in uow.fleet.nodes(decision.cluster)}
-        backend = next(c.backend for c in uow.fleet.clusters() if c.name == decision.cluster)
         placements = [
-            {"node_id": p.node, "node": nodes[p.node].name, "cards": p.cards}
+            {"node_id": p.node, "node": placed.node_names[p.node], "cards": p.cards}
             for p in decision.placements
         ]
         attempt_id = uow.jobs.add_attempt(
@@ -144,7 +155,7 @@ class ControlLoop:
                 number=number,
                 state=AttemptState.STARTING,
                 cluster=decision.cluster,
-                backend=backend,
+                backend=placed.backend,
                 chip=decision.chip,
                 family=decision.family,
                 cards=sum(p.cards for p in decision.placements),
