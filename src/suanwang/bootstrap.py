@@ -5,19 +5,17 @@ Nothing happens at import time; call :func:`build_platform` or :func:`build_app`
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 from fastapi import FastAPI
 
 from suanwang.adapters.backends.clocks import SystemClock
 from suanwang.adapters.backends.local import LocalBackend
+from suanwang.adapters.backends.probe import local_nodes
 from suanwang.adapters.backends.simulated import SimulatedBackend
 from suanwang.adapters.db.engine import make_engine, migrate
 from suanwang.adapters.db.uow import SqlUnitOfWorkFactory
@@ -58,17 +56,6 @@ def build_platform(
         uows=uows,
         local_nodes=tuple(local_nodes()),
     )
-
-
-def local_nodes() -> list[dict[str, Any]]:
-    """This machine as a real node: one cpu slot per core (real accelerators: see docs)."""
-    return [
-        {
-            "name": socket.gethostname().lower()[:60] or "localhost",
-            "chip": "cpu",
-            "cards": os.cpu_count() or 1,
-        }
-    ]
 
 
 @dataclass
