@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from suanwang.adapters.db.tables import AllocationRow, AttemptRow, JobEventRow, JobRow
 from suanwang.domain.errors import Conflict
-from suanwang.domain.jobs import AttemptState, JobState
+from suanwang.domain.jobs import AttemptState, JobState, check_transition
 from suanwang.domain.records import AttemptRecord, JobEvent, JobRecord
 
 
@@ -88,9 +88,14 @@ class JobRepository:
         return {state: int(n) for state, n in rows}
 
     def update_job(self, job: JobRecord, now: float, **changes: Any) -> bool:
-        """Compare-and-set: apply ``changes`` only if the row still has ``job.version``."""
+        """Compare-and-set: apply ``changes`` only if the row still has ``job.version``.
+
+        A state change must be a legal move of the job state machine (else Conflict).
+        """
         if "state" in changes:
-            changes["state"] = JobState(changes["state"]).value
+            target = JobState(changes["state"])
+            check_transition(job.state, target)
+            changes["state"] = target.value
         result = self._s.execute(
             update(JobRow)
             .where(JobRow.id == job.id, JobRow.version == job.version)
