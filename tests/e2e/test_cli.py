@@ -1,4 +1,5 @@
-"""The CLI against a real server, as a user runs it: each command is a subprocess."""
+"""The CLI against a real server, as a user runs it (each command a subprocess), plus two
+in-process checks of the API client's error lines."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from conftest import Cli, Server, free_port
+from suanwang.cli.client import ApiClient, CliError
 
 KEY = re.compile(r"^sw_[A-Za-z0-9]{8}_[A-Za-z0-9_-]{43}$")
 ANY_KEY = re.compile(r"sw_[A-Za-z0-9]{8}_[A-Za-z0-9_-]{20,}")
@@ -300,3 +303,30 @@ def test_init_is_idempotent(cli: Cli, server: Server) -> None:
 def test_keys_never_logged(cli: Cli, server: Server, demo_key: str) -> None:
     ok(cli("jobs", "list", key=demo_key))
     assert not ANY_KEY.search(server.log.read_text(errors="replace"))
+
+
+def _client(handler: Any, key: str | None) -> ApiClient:
+    return ApiClient("http://suanwang.test", key, transport=httpx.MockTransport(handler))
+
+
+def test_client_turns_any_error_body_into_one_line() -> None:
+    secret = "sw_AAAAAAAA_" + "C" * 43
+
+    def html(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(502, text="<html>\n<body>Bad gateway</body>\n</html>")
+
+    with _client(html, secret) as api, pytest.raises(CliError) as caught:
+        api.call("GET", "/api/v1/fleet")
+    line = caught.value.line()
+    assert line.startswith("error: HTTP 502 Bad Gateway")
+    assert "\n" not in line
+    assert secret not in line
+
+
+def test_client_hints_at_a_key_when_none_was_sent() -> None:
+    def unauthorized(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, json={"detail": "missing or invalid API key", "status": 401})
+
+    with _client(unauthorized, None) as api, pytest.raises(CliError) as caught:
+        api.call("GET", "/api/v1/jobs")
+    assert "SUANWANG_API_KEY" in caught.value.line()

@@ -54,11 +54,13 @@ def load_settings(**overrides: Any) -> Settings:
 
     from suanwang.config import Settings
 
+    given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        return Settings(**given)
     except ValidationError as exc:
         first = exc.errors()[0]
-        name = "SUANWANG_" + "_".join(str(p) for p in first["loc"]).upper()
+        field = "_".join(str(p) for p in first["loc"])
+        name = f"--{field}" if field in given else f"SUANWANG_{field.upper()}"
         raise CliError(f"{name}: {first['msg']}", field=name) from None
 
 

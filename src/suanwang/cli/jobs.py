@@ -140,7 +140,11 @@ def submit(
     as_json: JsonOpt = False,
 ) -> None:
     """Submit a job: suanwang jobs submit [OPTIONS] -- COMMAND [ARGS]..."""
-    opts = {k: v for k, v in locals().items() if k not in ("ctx", "command", "as_json")}
+    opts = {
+        "name": name, "chip": chip, "cards": cards, "nodes": nodes, "cluster": cluster,
+        "region": region, "priority": priority, "max_runtime": max_runtime, "retries": retries,
+        "env": env, "workdir": workdir, "simulate_duration": simulate_duration,
+    }  # fmt: skip
     body = submit_body(list(command or []), opts)
     st = state(ctx, as_json)
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None

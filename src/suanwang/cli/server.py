@@ -83,11 +83,14 @@ def init(
     settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     from suanwang.bootstrap import build_platform
+    from suanwang.observability import configure_logging
+
+    configure_logging("warning", settings.log_json)  # this command reports what it did itself
 
     with err.status("migrating the database"):
         platform = build_platform(settings)
     say(f"database ready (data dir: {settings.data_dir.resolve()})")
-    say(ensure_operator_key(platform, settings.operator_key_file))
+    say(ensure_operator_key(platform, settings.operator_key_file.resolve()))
     say(_init_fleet(platform, demo))
     _next_steps(platform)
 
