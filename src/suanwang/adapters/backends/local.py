@@ -25,10 +25,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from suanwang.adapters.backends.local_shim import write_json_atomic
 from suanwang.domain.jobs import AttemptState
 from suanwang.ports import Clock, Handle, LaunchRequest, RunStatus
 
@@ -247,25 +247,6 @@ def _kill(pid: int, sig: signal.Signals, *, group: bool) -> None:
 
 def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def write_json_atomic(path: Path, payload: Mapping[str, object]) -> None:
-    """Write ``payload`` so readers see the old file or the whole new one.
-
-    Same as ``local_shim.write_json_atomic``; not imported from there so that the shim can
-    also run as ``python -m`` without this package having imported it first.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
