@@ -250,15 +250,23 @@ def test_lost_run_is_requeued_by_retry_policy(platform: Platform, tmp_path: Path
     platform.fleet.apply_yaml(SMALL_FLEET)
     acme = tenant_principal(platform)
     script = 'if [ "$SUANWANG_ATTEMPT" = 1 ]; then sleep 30; fi; echo attempt $SUANWANG_ATTEMPT'
-    spec = JobSpec(name="flaky-host", command=("sh", "-c", script), resources=Resources(chip="cpu"),
-                   working_dir=str(tmp_path), retries=1)
+    spec = JobSpec(
+        name="flaky-host",
+        command=("sh", "-c", script),
+        resources=Resources(chip="cpu"),
+        working_dir=str(tmp_path),
+        retries=1,
+    )
     job = platform.jobs.submit(acme, spec, None).job
     run_until(platform, job.id, acme, {JobState.RUNNING})
     runs = platform.backends["local"].runs_dir  # type: ignore[attr-defined]
     launch = json.loads((runs / job.id / "1" / "launch.json").read_text())
     os.kill(launch["shim_pid"], signal.SIGKILL)
     os.killpg(launch["pgid"], signal.SIGKILL)
-    assert run_until(platform, job.id, acme, {JobState.SUCCEEDED, JobState.FAILED}) is JobState.SUCCEEDED
+    assert (
+        run_until(platform, job.id, acme, {JobState.SUCCEEDED, JobState.FAILED})
+        is JobState.SUCCEEDED
+    )
     detail = platform.jobs.get(acme, job.id)
     assert [a.state.value for a in detail.attempts] == ["lost", "succeeded"]
     assert b"attempt 2" in platform.jobs.logs(acme, job.id, 0, 1000)[0]
