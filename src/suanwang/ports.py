@@ -23,6 +23,7 @@ from suanwang.domain.records import (
     NodeRecord,
     TenantRecord,
 )
+from suanwang.domain.tenancy import QuotaSpec
 
 Handle = Mapping[str, Any]
 """Backend-specific, JSON-serialisable facts about a run (pid, start time, …)."""
@@ -72,6 +73,8 @@ class RunStatus:
     reason: str = ""
     started_at: float | None = None
     ended_at: float | None = None
+    checkpoint_at: float | None = None
+    """When the run last reported a checkpoint, if the backend knows."""
 
 
 class Backend(Protocol):
@@ -134,11 +137,13 @@ class TenancyStore(Protocol):
 
     def tenants(self) -> list[TenantRecord]: ...
 
-    def quotas(self) -> dict[str, dict[str, int]]:
+    def quotas(self) -> dict[str, dict[str, QuotaSpec]]:
         """Every tenant's quota map (tenants without quota rows are absent)."""
         ...
 
-    def set_quota(self, tenant_id: str, quota: dict[str, int]) -> None: ...
+    def set_quota(self, tenant_id: str, quota: dict[str, QuotaSpec]) -> None: ...
+
+    def set_queue(self, tenant_id: str, cohort: str | None, weight: float) -> None: ...
 
     def add_key(self, key: KeyRecord) -> None: ...
 

@@ -120,18 +120,34 @@ def parse_pairs(values: Iterable[str], option: str, example: str) -> dict[str, s
     return pairs
 
 
-def parse_quota(values: Iterable[str]) -> dict[str, int]:
-    """``["ascend=800"]`` as ``{"ascend": 800}``; CliError for a bad entry."""
-    quota: dict[str, int] = {}
-    for family, cards in parse_pairs(values, "--quota", "ascend=800").items():
+def parse_quota(values: Iterable[str]) -> dict[str, Any]:
+    """``["ascend=800", "nvidia=64:32:16"]`` as an API quota map; CliError for a bad entry.
+
+    ``FAMILY=N`` is a cap of N cards; ``FAMILY=NOMINAL:BORROW[:LEND]`` is a Kueue-style quota
+    for tenants in a cohort (``-`` for no limit).
+    """
+    quota: dict[str, Any] = {}
+    for family, text in parse_pairs(values, "--quota", "ascend=800").items():
+        parts = text.split(":")
         try:
-            quota[family] = int(cards)
+            numbers = [None if p == "-" else int(p) for p in parts]
         except ValueError:
+            numbers = []
+        if not 1 <= len(numbers) <= 3 or numbers[0] is None:
             raise CliError(
-                f"--quota {family}={cards!r}: the number of cards is not an integer",
+                f"--quota {family}={text!r}: expected CARDS or NOMINAL:BORROW[:LEND]",
                 field="--quota",
-                hint="e.g. --quota ascend=800",
-            ) from None
+                hint="e.g. --quota ascend=800 or --quota ascend=800:200:400 ('-' = no limit)",
+            )
+        if len(numbers) == 1:
+            quota[family] = numbers[0]
+        else:
+            lend = numbers[2] if len(numbers) == 3 else None
+            quota[family] = {
+                "nominal": numbers[0],
+                "borrowing_limit": numbers[1],
+                "lending_limit": lend,
+            }
     return quota
 
 

@@ -32,11 +32,16 @@ tenants_app = typer.Typer(
 )
 keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
 
+CohortOpt = Annotated[
+    str | None, typer.Option(help="cohort whose tenants lend and borrow idle quota")
+]
+WeightOpt = Annotated[float, typer.Option(help="fair-share weight within the cohort")]
 QuotaOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--quota",
-        help="FAMILY=CARDS, repeatable (e.g. --quota ascend=800 --quota cpu=4)",
+        help="FAMILY=CARDS, or FAMILY=NOMINAL:BORROW[:LEND] for tenants in a cohort "
+        "('-' = no limit); FAMILY may be 'units' (V100-equivalents); repeatable",
         show_default=False,
     ),
 ]
@@ -74,10 +79,18 @@ def create_tenant(
     ],
     display_name: Annotated[str, typer.Option(help="human-readable name")] = "",
     quota: QuotaOpt = None,
+    cohort: CohortOpt = None,
+    weight: WeightOpt = 1.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create a tenant (operator). Families without a quota are unlimited."""
-    body = {"name": name, "display_name": display_name, "quota": parse_quota(quota or [])}
+    """Create a tenant (operator). Outside a cohort, families without a quota are unlimited."""
+    body = {
+        "name": name,
+        "display_name": display_name,
+        "quota": parse_quota(quota or []),
+        "cohort": cohort,
+        "weight": weight,
+    }
     st = state(ctx, as_json)
     with st.client() as api:
         tenant = api.call("POST", "/api/v1/tenants", json=body)
@@ -122,9 +135,11 @@ def set_quota(
     name: Annotated[str, typer.Argument(help="tenant name", show_default=False)],
     quota: QuotaOpt = None,
     clear: Annotated[bool, typer.Option("--clear", help="remove every limit")] = False,
+    cohort: CohortOpt = None,
+    weight: WeightOpt = 1.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Replace a tenant's quota (operator)."""
+    """Replace a tenant's quota, cohort and weight (operator)."""
     if not quota and not clear:
         raise CliError("give at least one --quota FAMILY=CARDS, or --clear", field="--quota")
     st = state(ctx, as_json)
@@ -132,7 +147,7 @@ def set_quota(
         tenant = api.call(
             "PUT",
             f"/api/v1/tenants/{segment(name)}/quota",
-            json={"quota": parse_quota(quota or [])},
+            json={"quota": parse_quota(quota or []), "cohort": cohort, "weight": weight},
         )
     if st.json:
         emit_json(tenant)

@@ -83,6 +83,7 @@ class AttemptState(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    PREEMPTED = "preempted"
     LOST = "lost"
 
     @property
@@ -118,6 +119,11 @@ class JobSpec:
     max_runtime_s: int | None = None
     retries: int = 0
     simulate_duration_s: float | None = None
+    expected_duration_s: float | None = None
+    """The submitter's run-time estimate (lets the job backfill; never a limit)."""
+    checkpoint_interval_s: float | None = None
+    """How often the job checkpoints; preemption prefers victims that lose the least."""
+    preemptible: bool = True
 
     @property
     def simulated(self) -> bool:
@@ -151,6 +157,12 @@ def validate_job(spec: JobSpec) -> JobSpec:
             field="command",
             hint="e.g. suanwang jobs submit -- python train.py",
         )
+    for name, value in (
+        ("expected_duration_s", spec.expected_duration_s),
+        ("checkpoint_interval_s", spec.checkpoint_interval_s),
+    ):
+        if value is not None and not 0 < value <= MAX_RUNTIME_S:
+            raise ValidationError(f"{name} must be in (0, 30 days]", field=name)
     if len(spec.command) > MAX_COMMAND_ARGS:
         raise ValidationError("too many command arguments", field="command")
     if any("\x00" in part for part in spec.command):

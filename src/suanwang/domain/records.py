@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from suanwang.domain.jobs import AttemptState, JobState
-from suanwang.domain.tenancy import Scope
+from suanwang.domain.tenancy import QuotaSpec, Scope
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,7 +14,9 @@ class TenantRecord:
     id: str
     display_name: str
     created_at: float
-    quota: dict[str, int] = field(default_factory=dict)
+    quota: dict[str, QuotaSpec] = field(default_factory=dict)
+    cohort: str | None = None
+    weight: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,7 @@ class JobRecord:
     created_at: float
     updated_at: float
     version: int
+    preempt_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +99,7 @@ class AttemptRecord:
     admitted_at: float
     started_at: float | None
     ended_at: float | None
+    last_checkpoint_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

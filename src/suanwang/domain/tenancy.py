@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from suanwang.domain.errors import ValidationError
 from suanwang.domain.ids import TenantId
 
+UNITS = "units"
+"""Pseudo chip family of quotas stated in normalised compute units (V100-equivalents)."""
 TENANT_NAME = re.compile(r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$")
 
 
@@ -62,6 +64,41 @@ def check_tenant_name(name: str) -> str:
     return name
 
 
+@dataclass(frozen=True, slots=True)
+class QuotaSpec:
+    """A tenant's quota for one chip family, in cards (Kueue's flavor quota).
+
+    ``nominal`` cards are the tenant's own; in a cohort it may borrow up to
+    ``borrowing_limit`` more (None = no limit) and lend at most ``lending_limit`` of its
+    unused nominal (None = all of it). Outside a cohort only ``nominal`` counts.
+    """
+
+    nominal: int
+    borrowing_limit: int | None = 0
+    lending_limit: int | None = None
+
+
+def check_quota_specs(
+    quota: dict[str, QuotaSpec], families: frozenset[str]
+) -> dict[str, QuotaSpec]:
+    """Validate a quota map of :class:`QuotaSpec` (families known, limits sane)."""
+    check_quota({f: q.nominal for f, q in quota.items()}, families)
+    for family, spec in quota.items():
+        for name, value in (
+            ("borrowing_limit", spec.borrowing_limit),
+            ("lending_limit", spec.lending_limit),
+        ):
+            if value is not None and value < 0:
+                raise ValidationError(
+                    f"{name} is zero or more cards", field=f"quota.{family}.{name}"
+                )
+        if spec.lending_limit is not None and spec.lending_limit > spec.nominal:
+            raise ValidationError(
+                "lending_limit cannot exceed nominal", field=f"quota.{family}.lending_limit"
+            )
+    return dict(sorted(quota.items()))
+
+
 def check_quota(quota: dict[str, int], families: frozenset[str]) -> dict[str, int]:
     """A quota maps chip families to a maximum number of cards in use at once."""
     for family, cards in quota.items():
@@ -74,3 +111,19 @@ def check_quota(quota: dict[str, int], families: frozenset[str]) -> dict[str, in
         if cards < 0:
             raise ValidationError("a quota is zero or more cards", field=f"quota.{family}")
     return dict(sorted(quota.items()))
+
+
+COHORT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+
+
+def check_queue(cohort: str | None, weight: float) -> tuple[str | None, float]:
+    """A cohort name (or None) and a fair-share weight in (0, 1000]."""
+    if cohort is not None and not COHORT_NAME.match(cohort):
+        raise ValidationError(
+            f"invalid cohort name {cohort!r}",
+            field="cohort",
+            hint="lowercase letters, digits and '-', starting with a letter",
+        )
+    if not 0 < weight <= 1000:
+        raise ValidationError("weight must be in (0, 1000]", field="weight")
+    return cohort, weight

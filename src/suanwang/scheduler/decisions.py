@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from suanwang.domain.ids import ChipFamily, ChipName, ClusterName, JobId, NodeId
+from suanwang.domain.ids import ChipFamily, ChipName, ClusterName, JobId, NodeId, RegionName
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +24,10 @@ class Admit:
     chip: ChipName
     family: ChipFamily
     placements: tuple[Placement, ...]
+    borrowing: bool = False
+    """Admitted on quota borrowed from the cohort (reclaimable by preemption)."""
+    expected_duration_s: float | None = None
+    """Expected run time on the chosen chip, when the job's duration is known."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +36,31 @@ class Pending:
 
     job: JobId
     reason: str
+    code: str = ""
+    """Machine-readable kind of reason: quota, capacity, too_large, no_match, invalid, staging."""
 
 
-Decision = Admit | Pending
+@dataclass(frozen=True, slots=True)
+class Preempt:
+    """Stop running ``job`` to make room for ``for_job``; it requeues and resumes later."""
+
+    job: JobId
+    for_job: JobId
+    reason: str
+    lost_work_s: float = 0.0
+    """Work since the victim's last checkpoint that the preemption throws away."""
+
+
+@dataclass(frozen=True, slots=True)
+class StageDataset:
+    """Copy ``dataset`` to ``target_region`` before ``job`` starts there."""
+
+    job: JobId
+    dataset: str
+    source_region: RegionName
+    target_region: RegionName
+    size_bytes: int
+    expected_transfer_s: float
+
+
+Decision = Admit | Pending | Preempt | StageDataset

@@ -18,6 +18,7 @@ from suanwang.domain.ids import (
     RegionName,
     TenantId,
 )
+from suanwang.scheduler.decisions import Placement
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,87 @@ class PendingJob:
     simulated: bool
     cluster: ClusterName | None = None
     region: RegionName | None = None
+    kind: str = ""
+    """Job kind, the row key of a throughput matrix (e.g. ``ResNet-50 (batch size 64)``)."""
+    duration_s: float | None = None
+    """Estimated run time on the reference chip (speed 1.0); None when unknown."""
+    max_runtime_s: float | None = None
+    """Hard run-time limit (backfill plans with min(duration, max runtime) on the chosen chip)."""
+    speed: Mapping[ChipName, float] = field(default_factory=dict)
+    """Relative throughput of this job per chip type (1.0 = reference); overrides
+    ``Snapshot.chip_speed`` for the chips it names."""
+    preemptible: bool = True
+    checkpoint_interval_s: float | None = None
+    dataset: DatasetRef | None = None
+    submitted_at: float = 0.0
+    """When the job was submitted (for age and queueing delay)."""
+    staging_to: RegionName | None = None
+    """A dataset transfer to this region is under way for the job (decided earlier)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetRef:
+    """A job's input data: its size and the regions that hold a full replica."""
+
+    name: str
+    size_bytes: int
+    replicas: tuple[RegionName, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RunningJob:
+    """Admitted or running work that holds cards: what preemption and backfill reason about."""
+
+    id: JobId
+    tenant: TenantId
+    priority: int
+    cluster: ClusterName
+    chip: ChipName
+    family: ChipFamily
+    placements: tuple[Placement, ...]
+    started_at: float
+    expected_end: float | None = None
+    """When it should end (start + duration estimate or max runtime); None when unknown."""
+    preemptible: bool = True
+    last_checkpoint_at: float | None = None
+    checkpoint_interval_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FlavorQuota:
+    """A tenant's quota for one chip family (Kueue's flavor quota), in cards.
+
+    ``nominal`` cards are guaranteed; up to ``borrowing_limit`` more may be borrowed from
+    the cohort's unused nominal quota (None = no limit); at most ``lending_limit`` of this
+    tenant's unused nominal may be lent to others (None = all of it).
+    """
+
+    nominal: int
+    borrowing_limit: int | None = 0
+    lending_limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TenantQueue:
+    """A tenant's queue (Kueue's ClusterQueue): quotas per chip family, cohort, weight.
+
+    A family absent from ``quotas`` may not be used at all by a tenant that has a queue.
+    """
+
+    tenant: TenantId
+    quotas: Mapping[ChipFamily, FlavorQuota]
+    cohort: str | None = None
+    weight: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class WanLinkView:
+    """Available bandwidth and latency between two regions."""
+
+    region_a: RegionName
+    region_b: RegionName
+    bandwidth_gbps: float
+    rtt_ms: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,3 +154,11 @@ class Snapshot:
     pending: tuple[PendingJob, ...]
     quotas: Mapping[TenantId, Mapping[ChipFamily, int]] = field(default_factory=dict)
     usage: Mapping[TenantId, Mapping[ChipFamily, int]] = field(default_factory=dict)
+    running: tuple[RunningJob, ...] = ()
+    queues: Mapping[TenantId, TenantQueue] = field(default_factory=dict)
+    """Kueue-style queues; a tenant with a queue is governed by it instead of ``quotas``."""
+    links: tuple[WanLinkView, ...] = ()
+    chip_speed: Mapping[ChipName, float] = field(default_factory=dict)
+    """Default relative speed per chip (from catalogue TFLOPS); 1.0 when absent."""
+    chip_units: Mapping[ChipName, float] = field(default_factory=dict)
+    """Normalised compute units per card of each chip (vendor-neutral capacity unit)."""

@@ -18,15 +18,9 @@ from dataclasses import dataclass, field
 
 from suanwang.domain.chips import Catalogue
 from suanwang.domain.ids import (
-    ChipFamily,
-    ChipName,
-    ClusterName,
-    JobId,
     NodeId,
-    RegionName,
-    TenantId,
 )
-from suanwang.domain.jobs import AttemptState, JobState
+from suanwang.domain.jobs import ACTIVE, AttemptState, JobState
 from suanwang.domain.records import AttemptRecord, JobRecord
 from suanwang.ports import (
     Backend,
@@ -37,8 +31,10 @@ from suanwang.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
-from suanwang.scheduler import Admit, NodeView, Pending, PendingJob, Snapshot, cycle
+from suanwang.scheduler import Admit, Pending, cycle
+from suanwang.scheduler.decisions import Preempt, StageDataset
 from suanwang.services.jobs import spec_from_dict
+from suanwang.services.snapshots import build_snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +84,17 @@ class ControlLoop:
             queued = [j for j in uow.jobs.queued() if not j.cancel_requested]
             if not queued:
                 return
-            snapshot = self._snapshot(uow, queued)
+            snapshot = build_snapshot(uow, queued, self._catalogue, self._clock.now())
             by_id = {j.id: j for j in queued}
             names = {n.id: n.name for n in snapshot.nodes}
             backends = {c.name: c.backend for c in uow.fleet.clusters()}
             now = self._clock.now()
             for decision in cycle(snapshot):
+                if isinstance(decision, Preempt):
+                    self._request_preemption(uow, decision, now)
+                    continue
+                if isinstance(decision, StageDataset):
+                    continue  # no datasets in the live plane yet (issue 7)
                 job = by_id[decision.job]
                 if isinstance(decision, Admit):
                     placed = _Placed(decision, backends[decision.cluster], names)
@@ -103,35 +104,14 @@ class ControlLoop:
                     uow.jobs.update_job(job, now, reason=decision.reason)
             uow.commit()
 
-    def _snapshot(self, uow: UnitOfWork, queued: list[JobRecord]) -> Snapshot:
-        nodes = tuple(
-            NodeView(
-                id=NodeId(n.id),
-                name=n.name,
-                cluster=ClusterName(n.cluster),
-                region=RegionName(n.region),
-                simulated=n.simulated,
-                chip=ChipName(n.chip),
-                family=self._catalogue.get(n.chip).family,
-                cards_total=n.cards,
-                cards_free=max(0, n.cards - n.cards_used),
-                network_group=n.network_group,
-                schedulable=n.state == "ready",
-            )
-            for n in uow.fleet.nodes()
-        )
-        pending = tuple(_pending(j) for j in queued)
-        quotas = {
-            TenantId(t): {ChipFamily(f): c for f, c in q.items()}
-            for t, q in uow.tenancy.quotas().items()
-        }
-        usage = {
-            TenantId(t): {ChipFamily(f): c for f, c in u.items()}
-            for t, u in uow.jobs.usage().items()
-        }
-        return Snapshot(
-            now=self._clock.now(), nodes=nodes, pending=pending, quotas=quotas, usage=usage
-        )
+    def _request_preemption(self, uow: UnitOfWork, decision: Preempt, now: float) -> None:
+        """Record that a running job must stop; reconcile stops it and requeues it."""
+        victim = uow.jobs.job(decision.job)
+        if victim is None or victim.preempt_reason or victim.state not in ACTIVE:
+            return
+        reason = f"preempted for {decision.for_job}: {decision.reason}"
+        if uow.jobs.update_job(victim, now, preempt_reason=reason):
+            uow.jobs.add_event(victim.id, now, victim.state, f"preemption requested: {reason}")
 
     def _admit(self, uow: UnitOfWork, job: JobRecord, placed: _Placed, now: float) -> bool:
         decision = placed.decision
@@ -192,10 +172,9 @@ class ControlLoop:
             job = jobs[attempt.job]
             if job is None or job.state is not JobState.ADMITTED:
                 continue
-            if job.cancel_requested:
-                self._finish(
-                    attempt, RunStatus(AttemptState.CANCELLED, reason="cancelled before start")
-                )
+            if job.cancel_requested or job.preempt_reason:
+                stopped = RunStatus(AttemptState.CANCELLED, reason="stopped before start")
+                self._finish(attempt, stopped)
                 continue
             status = self._backends[attempt.backend].submit(_launch_request(job, attempt))
             self._record_dispatch(job, attempt, status)
@@ -224,17 +203,24 @@ class ControlLoop:
     def reconcile(self, report: TickReport) -> None:
         with self._uows() as uow:
             live = [a for a in uow.jobs.live_attempts() if a.dispatched]
-            cancel = {a.job for a in live if (j := uow.jobs.job(a.job)) and j.cancel_requested}
+            stop = {a.job: why for a in live if (why := _stop_reason(uow.jobs.job(a.job)))}
         for attempt in live:
             backend = self._backends[attempt.backend]
             status = backend.poll(attempt.job, attempt.number, attempt.handle)
-            if not status.state.ended and attempt.job in cancel:
+            if not status.state.ended and attempt.job in stop:
                 backend.cancel(attempt.job, attempt.number, attempt.handle)
                 if attempt.backend == "simulated":
-                    status = RunStatus(AttemptState.CANCELLED, reason="cancelled by user")
+                    status = RunStatus(AttemptState.CANCELLED, reason=stop[attempt.job])
             if status.state.ended:
                 self._finish(attempt, status)
                 report.finished.append(attempt.job)
+            elif status.checkpoint_at and status.checkpoint_at != attempt.last_checkpoint_at:
+                self._record_checkpoint(attempt, status.checkpoint_at)
+
+    def _record_checkpoint(self, attempt: AttemptRecord, at: float) -> None:
+        with self._uows() as uow:
+            uow.jobs.update_attempt(attempt.id, last_checkpoint_at=at)
+            uow.commit()
 
     def _finish(self, attempt: AttemptRecord, status: RunStatus) -> None:
         now = self._clock.now()
@@ -243,11 +229,12 @@ class ControlLoop:
             if job is None or job.state.terminal:
                 return
             target, reason = _outcome(job, attempt, status)
-            if not uow.jobs.update_job(job, now, state=target, reason=reason):
+            if not uow.jobs.update_job(job, now, state=target, reason=reason, preempt_reason=None):
                 return
+            preempted = target is JobState.QUEUED and job.preempt_reason is not None
             uow.jobs.update_attempt(
                 attempt.id,
-                state=status.state,
+                state=AttemptState.PREEMPTED if preempted else status.state,
                 exit_code=status.exit_code,
                 reason=status.reason,
                 ended_at=status.ended_at or now,
@@ -258,33 +245,30 @@ class ControlLoop:
             uow.commit()
 
 
+def _stop_reason(job: JobRecord | None) -> str | None:
+    """Why a live attempt of ``job`` must be stopped, if it must."""
+    if job is None:
+        return None
+    if job.cancel_requested:
+        return "cancelled by user"
+    return job.preempt_reason
+
+
 def _outcome(job: JobRecord, attempt: AttemptRecord, status: RunStatus) -> tuple[JobState, str]:
     retries_left = job.spec.get("retries", 0) >= attempt.number
     if status.state is AttemptState.SUCCEEDED:
         return JobState.SUCCEEDED, f"attempt {attempt.number} exited 0"
-    if status.state is AttemptState.CANCELLED or job.cancel_requested:
+    if job.cancel_requested:
+        return JobState.CANCELLED, status.reason or "cancelled"
+    if job.preempt_reason is not None:
+        return JobState.QUEUED, f"attempt {attempt.number} {job.preempt_reason}; requeued"
+    if status.state is AttemptState.CANCELLED:
         return JobState.CANCELLED, status.reason or "cancelled"
     what = "was lost" if status.state is AttemptState.LOST else f"exited {status.exit_code}"
     detail = f"attempt {attempt.number} {what}" + (f": {status.reason}" if status.reason else "")
     if retries_left:
         return JobState.QUEUED, f"{detail}; retrying"
     return JobState.FAILED, detail
-
-
-def _pending(job: JobRecord) -> PendingJob:
-    res = job.spec["resources"]
-    return PendingJob(
-        id=JobId(job.id),
-        tenant=TenantId(job.tenant),
-        priority=job.priority,
-        seq=int(job.created_at * 1_000_000),
-        chip=res["chip"],
-        cards_per_node=res["cards_per_node"],
-        nodes=res["nodes"],
-        simulated=job.spec["simulate_duration_s"] is not None,
-        cluster=ClusterName(res["cluster"]) if res["cluster"] else None,
-        region=RegionName(res["region"]) if res["region"] else None,
-    )
 
 
 def _launch_request(job: JobRecord, attempt: AttemptRecord) -> LaunchRequest:

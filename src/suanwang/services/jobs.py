@@ -56,6 +56,9 @@ def spec_from_dict(data: Mapping[str, Any]) -> JobSpec:
         max_runtime_s=data["max_runtime_s"],
         retries=data["retries"],
         simulate_duration_s=data["simulate_duration_s"],
+        expected_duration_s=data.get("expected_duration_s"),
+        checkpoint_interval_s=data.get("checkpoint_interval_s"),
+        preemptible=data.get("preemptible", True),
     )
 
 

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import structlog
@@ -20,7 +21,15 @@ from suanwang.domain.chips import Catalogue
 from suanwang.domain.errors import Conflict, Forbidden, NotFound, Unauthenticated, ValidationError
 from suanwang.domain.ids import TenantId, new_key_id
 from suanwang.domain.records import KeyRecord, TenantRecord
-from suanwang.domain.tenancy import Principal, Scope, check_quota, check_tenant_name
+from suanwang.domain.tenancy import (
+    UNITS,
+    Principal,
+    QuotaSpec,
+    Scope,
+    check_queue,
+    check_quota_specs,
+    check_tenant_name,
+)
 from suanwang.ports import Clock, UnitOfWorkFactory
 
 KEY_SHAPE = re.compile(r"^(sw_[A-Za-z0-9]{8})_[A-Za-z0-9_-]{43}$")
@@ -75,18 +84,32 @@ class Tenancy:
             record.id, record.scope, TenantId(record.tenant) if record.tenant else None
         )
 
-    def create_tenant(self, name: str, display_name: str, quota: dict[str, int]) -> TenantRecord:
+    def create_tenant(
+        self,
+        name: str,
+        display_name: str,
+        quota: Mapping[str, int | QuotaSpec],
+        cohort: str | None = None,
+        weight: float = 1.0,
+    ) -> TenantRecord:
+        """Create a tenant with its quota (cards per chip family, or QuotaSpecs) and queue."""
         check_tenant_name(name)
-        quota = check_quota(quota, self._catalogue.families)
+        specs = self._specs(quota)
+        cohort, weight = check_queue(cohort, weight)
         with self._uows() as uow:
             if uow.tenancy.tenant(name) is not None:
                 raise Conflict(f"tenant {name!r} already exists", field="name")
             uow.tenancy.add_tenant(name, display_name or name, self._clock.now())
-            uow.tenancy.set_quota(name, quota)
+            uow.tenancy.set_quota(name, specs)
+            uow.tenancy.set_queue(name, cohort, weight)
             uow.commit()
             record = uow.tenancy.tenant(name)
         assert record is not None
         return record
+
+    def _specs(self, quota: Mapping[str, int | QuotaSpec]) -> dict[str, QuotaSpec]:
+        specs = {f: q if isinstance(q, QuotaSpec) else QuotaSpec(q) for f, q in quota.items()}
+        return check_quota_specs(specs, self._catalogue.families | {UNITS})
 
     def tenants(self, principal: Principal) -> list[TenantRecord]:
         with self._uows() as uow:
@@ -100,12 +123,21 @@ class Tenancy:
             raise NotFound(f"no tenant {name!r}", field="name")
         return record
 
-    def set_quota(self, name: str, quota: dict[str, int]) -> TenantRecord:
-        quota = check_quota(quota, self._catalogue.families)
+    def set_quota(
+        self,
+        name: str,
+        quota: Mapping[str, int | QuotaSpec],
+        cohort: str | None = None,
+        weight: float = 1.0,
+    ) -> TenantRecord:
+        """Replace a tenant's quota map and queue settings (cohort, fair-share weight)."""
+        specs = self._specs(quota)
+        cohort, weight = check_queue(cohort, weight)
         with self._uows() as uow:
             if uow.tenancy.tenant(name) is None:
                 raise NotFound(f"no tenant {name!r}", field="name")
-            uow.tenancy.set_quota(name, quota)
+            uow.tenancy.set_quota(name, specs)
+            uow.tenancy.set_queue(name, cohort, weight)
             uow.commit()
             record = uow.tenancy.tenant(name)
         assert record is not None

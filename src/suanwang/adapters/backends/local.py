@@ -33,6 +33,8 @@ from suanwang.domain.jobs import AttemptState
 from suanwang.ports import Clock, Handle, LaunchRequest, RunStatus
 
 _SHIM = Path(__file__).with_name("local_shim.py")
+CHECKPOINT_MARK = "checkpoint"
+"""A run touches this file (``$SUANWANG_CHECKPOINT_FILE``) each time it saves a checkpoint."""
 _BUSY_RETRY_DELAYS_S = (0.005, 0.01, 0.02, 0.04, 0.08)
 _SPAWN_WAIT_S = 30.0
 
@@ -139,7 +141,7 @@ class LocalBackend:
                 stdin=subprocess.DEVNULL,
                 stdout=log_fd,
                 stderr=log_fd,
-                env=_environment(request),
+                env=_environment(request, run_dir),
                 pass_fds=(fd,),
                 start_new_session=True,
             )
@@ -187,12 +189,13 @@ class LocalBackend:
         )
 
 
-def _environment(request: LaunchRequest) -> dict[str, str]:
+def _environment(request: LaunchRequest, run_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(request.env)
     env["SUANWANG_JOB_ID"] = request.job_id
     env["SUANWANG_ATTEMPT"] = str(request.attempt)
     env["SUANWANG_CARDS"] = str(sum(p.cards for p in request.placements))
+    env["SUANWANG_CHECKPOINT_FILE"] = str(run_dir / CHECKPOINT_MARK)
     return env
 
 
@@ -271,7 +274,20 @@ def alive_status(run_dir: Path) -> RunStatus:
     handle["pid_start_time"] = _int(launch.get("shim_start_time"))
     handle["child_pid"] = _int(launch.get("child_pid"))
     started_at = _float(launch.get("started_at"))
-    return RunStatus(state=AttemptState.RUNNING, handle=handle, started_at=started_at)
+    return RunStatus(
+        state=AttemptState.RUNNING,
+        handle=handle,
+        started_at=started_at,
+        checkpoint_at=checkpoint_time(run_dir),
+    )
+
+
+def checkpoint_time(run_dir: Path) -> float | None:
+    """When the run last touched ``$SUANWANG_CHECKPOINT_FILE`` (None if never)."""
+    try:
+        return (run_dir / CHECKPOINT_MARK).stat().st_mtime
+    except FileNotFoundError:
+        return None
 
 
 def ended_status(run_dir: Path) -> RunStatus | None:

@@ -199,6 +199,7 @@ def _job(row: JobRow) -> JobRecord:
         created_at=row.created_at,
         updated_at=row.updated_at,
         version=row.version,
+        preempt_reason=row.preempt_reason,
     )
 
 
@@ -221,4 +222,5 @@ def _attempt(row: AttemptRow) -> AttemptRecord:
         admitted_at=row.admitted_at,
         started_at=row.started_at,
         ended_at=row.ended_at,
+        last_checkpoint_at=row.last_checkpoint_at,
     )

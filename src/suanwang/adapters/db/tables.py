@@ -69,6 +69,8 @@ class TenantRow(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     display_name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[float] = mapped_column(Float)
+    cohort: Mapped[str | None] = mapped_column(String(64), default=None)
+    weight: Mapped[float] = mapped_column(Float, default=1.0, server_default="1.0")
 
 
 class QuotaRow(Base):
@@ -76,6 +78,8 @@ class QuotaRow(Base):
     tenant: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     family: Mapped[str] = mapped_column(String(32), primary_key=True)
     cards: Mapped[int] = mapped_column(Integer)
+    borrowing_limit: Mapped[int | None] = mapped_column(Integer, default=0, server_default="0")
+    lending_limit: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class ApiKeyRow(Base):
@@ -109,6 +113,7 @@ class JobRow(Base):
     request_hash: Mapped[str] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    preempt_reason: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
     version: Mapped[int] = mapped_column(Integer, default=1)
@@ -143,6 +148,7 @@ class AttemptRow(Base):
     admitted_at: Mapped[float] = mapped_column(Float)
     started_at: Mapped[float | None] = mapped_column(Float)
     ended_at: Mapped[float | None] = mapped_column(Float)
+    last_checkpoint_at: Mapped[float | None] = mapped_column(Float, default=None)
 
 
 class AllocationRow(Base):

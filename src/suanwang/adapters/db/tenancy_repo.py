@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from suanwang.adapters.db.tables import ApiKeyRow, QuotaRow, TenantRow
 from suanwang.domain.records import KeyRecord, TenantRecord
-from suanwang.domain.tenancy import Scope
+from suanwang.domain.tenancy import QuotaSpec, Scope
 
 
 class TenancyRepository:
@@ -27,23 +27,44 @@ class TenancyRepository:
     def tenants(self) -> list[TenantRecord]:
         return [self._tenant(r) for r in self._s.scalars(select(TenantRow).order_by(TenantRow.id))]
 
-    def quotas(self) -> dict[str, dict[str, int]]:
+    def quotas(self) -> dict[str, dict[str, QuotaSpec]]:
         """Every tenant's quota map (tenants without quota rows are absent)."""
-        result: dict[str, dict[str, int]] = {}
+        result: dict[str, dict[str, QuotaSpec]] = {}
         for row in self._s.scalars(select(QuotaRow)):
-            result.setdefault(row.tenant, {})[row.family] = row.cards
+            result.setdefault(row.tenant, {})[row.family] = _spec(row)
         return result
 
-    def set_quota(self, tenant_id: str, quota: dict[str, int]) -> None:
+    def set_quota(self, tenant_id: str, quota: dict[str, QuotaSpec]) -> None:
         self._s.execute(delete(QuotaRow).where(QuotaRow.tenant == tenant_id))
-        self._s.add_all(QuotaRow(tenant=tenant_id, family=f, cards=c) for f, c in quota.items())
+        self._s.add_all(
+            QuotaRow(
+                tenant=tenant_id,
+                family=f,
+                cards=q.nominal,
+                borrowing_limit=q.borrowing_limit,
+                lending_limit=q.lending_limit,
+            )
+            for f, q in quota.items()
+        )
+
+    def set_queue(self, tenant_id: str, cohort: str | None, weight: float) -> None:
+        row = self._s.get(TenantRow, tenant_id)
+        if row is not None:
+            row.cohort, row.weight = cohort, weight
 
     def _tenant(self, row: TenantRow) -> TenantRecord:
         quota = {
-            q.family: q.cards
+            q.family: _spec(q)
             for q in self._s.scalars(select(QuotaRow).where(QuotaRow.tenant == row.id))
         }
-        return TenantRecord(row.id, row.display_name, row.created_at, dict(sorted(quota.items())))
+        return TenantRecord(
+            row.id,
+            row.display_name,
+            row.created_at,
+            dict(sorted(quota.items())),
+            row.cohort,
+            row.weight,
+        )
 
     def add_key(self, key: KeyRecord) -> None:
         self._s.add(
@@ -83,6 +104,10 @@ class TenancyRepository:
         row = self._s.get(ApiKeyRow, key_id)
         if row is not None and row.revoked_at is None:
             row.revoked_at = now
+
+
+def _spec(row: QuotaRow) -> QuotaSpec:
+    return QuotaSpec(row.cards, row.borrowing_limit, row.lending_limit)
 
 
 def _key(row: ApiKeyRow) -> KeyRecord:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from suanwang.domain.jobs import JobSpec, Resources
-from suanwang.domain.tenancy import Scope
+from suanwang.domain.tenancy import QuotaSpec, Scope
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -38,6 +38,13 @@ class JobCreate(_In):
     max_runtime_s: int | None = None
     retries: int = 0
     simulate: SimulateIn | None = None
+    expected_duration_s: float | None = Field(
+        None, description="your run-time estimate; lets the job backfill ahead of larger ones"
+    )
+    checkpoint_interval_s: float | None = Field(
+        None, description="how often the job checkpoints (preemption prefers losing little work)"
+    )
+    preemptible: bool = True
 
     def to_spec(self) -> JobSpec:
         return JobSpec(
@@ -50,6 +57,9 @@ class JobCreate(_In):
             max_runtime_s=self.max_runtime_s,
             retries=self.retries,
             simulate_duration_s=self.simulate.duration_s if self.simulate else None,
+            expected_duration_s=self.expected_duration_s,
+            checkpoint_interval_s=self.checkpoint_interval_s,
+            preemptible=self.preemptible,
         )
 
 
@@ -90,21 +100,58 @@ class JobPublic(BaseModel):
     events: list[EventPublic] | None = None
 
 
+class FlavorQuotaIn(_In):
+    nominal: int = Field(description="cards of this chip family that are the tenant's own")
+    borrowing_limit: int | None = Field(
+        0, description="cards it may borrow from its cohort beyond nominal (null = no limit)"
+    )
+    lending_limit: int | None = Field(
+        None, description="most of its unused nominal others may borrow (null = all)"
+    )
+
+    def to_spec(self) -> QuotaSpec:
+        return QuotaSpec(self.nominal, self.borrowing_limit, self.lending_limit)
+
+
+QuotaMap = dict[Annotated[str, Field(max_length=32)], int | FlavorQuotaIn]
+
+
+def quota_specs(quota: QuotaMap) -> dict[str, int | QuotaSpec]:
+    """Plain numbers stay caps; objects become Kueue-style flavor quotas."""
+    return {f: q.to_spec() if isinstance(q, FlavorQuotaIn) else q for f, q in quota.items()}
+
+
 class TenantCreate(_In):
     name: str = Field(max_length=40)
     display_name: str = Field("", max_length=200)
-    quota: dict[Annotated[str, Field(max_length=32)], int] = {}
+    quota: QuotaMap = Field(
+        default_factory=dict,
+        description="chip family (or 'units') -> cards, or {nominal, borrowing_limit, "
+        "lending_limit}; a family absent from a tenant outside a cohort is unlimited",
+    )
+    cohort: str | None = Field(None, max_length=64, description="cohort that shares quota")
+    weight: float = Field(1.0, description="fair-share weight within the cohort")
 
 
 class QuotaUpdate(_In):
-    quota: dict[Annotated[str, Field(max_length=32)], int]
+    quota: QuotaMap
+    cohort: str | None = Field(None, max_length=64)
+    weight: float = 1.0
+
+
+class LimitsPublic(BaseModel):
+    borrowing_limit: int | None
+    lending_limit: int | None
 
 
 class TenantPublic(BaseModel):
     name: str
     display_name: str
     created_at: float
-    quota: dict[str, int]
+    quota: dict[str, int] = Field(description="nominal cards per chip family")
+    limits: dict[str, LimitsPublic] = Field(default_factory=dict)
+    cohort: str | None = None
+    weight: float = 1.0
 
 
 class KeyCreate(_In):

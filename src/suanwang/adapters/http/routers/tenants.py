@@ -10,9 +10,11 @@ from suanwang.adapters.http.schemas import (
     KeyCreate,
     KeyCreated,
     KeyPublic,
+    LimitsPublic,
     QuotaUpdate,
     TenantCreate,
     TenantPublic,
+    quota_specs,
 )
 from suanwang.adapters.http.security import AuthorizedRoute, current_platform, current_principal
 from suanwang.domain.records import KeyRecord, TenantRecord
@@ -26,7 +28,16 @@ PlatformDep = Annotated[Platform, Depends(current_platform)]
 
 def tenant_public(t: TenantRecord) -> TenantPublic:
     return TenantPublic(
-        name=t.id, display_name=t.display_name, created_at=t.created_at, quota=t.quota
+        name=t.id,
+        display_name=t.display_name,
+        created_at=t.created_at,
+        quota={f: q.nominal for f, q in t.quota.items()},
+        limits={
+            f: LimitsPublic(borrowing_limit=q.borrowing_limit, lending_limit=q.lending_limit)
+            for f, q in t.quota.items()
+        },
+        cohort=t.cohort,
+        weight=t.weight,
     )
 
 
@@ -46,7 +57,10 @@ def key_public(k: KeyRecord) -> KeyPublic:
 @router.post("/tenants", status_code=201, response_model=TenantPublic, tags=["tenants"])
 def create_tenant(body: TenantCreate, platform: PlatformDep) -> TenantPublic:
     """Create a tenant with an optional quota (cards per chip family; absent = unlimited)."""
-    return tenant_public(platform.tenancy.create_tenant(body.name, body.display_name, body.quota))
+    tenant = platform.tenancy.create_tenant(
+        body.name, body.display_name, quota_specs(body.quota), body.cohort, body.weight
+    )
+    return tenant_public(tenant)
 
 
 @router.get("/tenants", response_model=list[TenantPublic], tags=["tenants"])
@@ -62,8 +76,9 @@ def show_tenant(name: str, principal: PrincipalDep, platform: PlatformDep) -> Te
 
 @router.put("/tenants/{name}/quota", response_model=TenantPublic, tags=["tenants"])
 def set_quota(name: str, body: QuotaUpdate, platform: PlatformDep) -> TenantPublic:
-    """Replace a tenant's quota map."""
-    return tenant_public(platform.tenancy.set_quota(name, body.quota))
+    """Replace a tenant's quota map, cohort and fair-share weight."""
+    tenant = platform.tenancy.set_quota(name, quota_specs(body.quota), body.cohort, body.weight)
+    return tenant_public(tenant)
 
 
 @router.post("/keys", status_code=201, response_model=KeyCreated, tags=["keys"])
