@@ -1,9 +1,18 @@
 """Property tests of the scheduling cycle over random fleets, queues and quotas.
 
-The invariants: no node over-allocated or mismatched, no quota exceeded, gangs whole and
-in one (cluster, chip), decisions independent of input order, a second cycle on the
-updated snapshot admits nothing, and no Pending for a job a brute-force search could
-have placed at that point of the cycle.
+Two families of snapshots:
+
+- *plain* ones (nodes, pending jobs, caps and usage, as the live control plane sends
+  today) under the default policy: no node over-allocated or mismatched, no quota
+  exceeded, gangs whole and in one (cluster, chip), decisions independent of input
+  order, a second cycle on the updated snapshot admits nothing, and no Pending for a job
+  a brute-force search could have placed at that point of the cycle;
+- *rich* ones (running jobs, Kueue queues in a cohort, speeds, units, datasets, links)
+  under every named policy: the same capacity and gang invariants counting running jobs
+  minus preempted ones, no tenant above nominal + borrowing limit (nor a cohort above
+  what it can lend, nor a cap), only lower-priority or borrowed, preemptible work
+  preempted, determinism under shuffled inputs, and a second cycle after applying the
+  decisions admits, preempts and stages nothing new.
 """
 
 from __future__ import annotations
@@ -15,15 +24,29 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from builders import REGION_OF_CLUSTER, make_job, make_node
+from builders import (
+    REGION_OF_CLUSTER,
+    make_dataset,
+    make_job,
+    make_link,
+    make_node,
+    make_queue,
+    make_running,
+    make_snapshot,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from suanwang.domain.chips import ANY_CHIP
-from suanwang.domain.ids import ChipFamily, JobId, NodeId, TenantId
+from suanwang.domain.ids import ChipFamily, ChipName, JobId, NodeId, TenantId
 from suanwang.scheduler import Admit, Decision, NodeView, Pending, PendingJob, Snapshot, cycle
 from suanwang.scheduler.cycle import NO_ELIGIBLE_CLUSTER
+from suanwang.scheduler.decisions import Preempt, StageDataset
+from suanwang.scheduler.hetero import planned_run_s
+from suanwang.scheduler.policy import POLICIES, Policy
 from suanwang.scheduler.queues import order_pending
+from suanwang.scheduler.quota import UNITS, caps_of
+from suanwang.scheduler.snapshot import RunningJob, TenantQueue
 
 CHIPS = ("ascend-910b", "ascend-310p", "metax-c500", "hygon-k100")
 FAMILIES = ("ascend", "metax", "hygon-dcu")
@@ -33,7 +56,8 @@ TENANTS = ("t1", "t2", "t3")
 
 REGIONS = tuple(sorted(set(REGION_OF_CLUSTER.values())))
 
-PROPERTY_SETTINGS = settings(max_examples=200, deadline=None, database=None)
+PROPERTY_SETTINGS = settings(max_examples=100, deadline=None, database=None)
+RICH_SETTINGS = settings(max_examples=150, deadline=None, database=None)
 
 Table = dict[TenantId, dict[ChipFamily, int]]
 
@@ -269,8 +293,10 @@ def test_second_cycle_on_applied_snapshot_admits_nothing(snapshot: Snapshot) -> 
     for decision in second:
         assert isinstance(decision, Pending)
         before = reasons[decision.job]
-        if before == NO_ELIGIBLE_CLUSTER or before.startswith(("invalid", "too large")):
+        if before == NO_ELIGIBLE_CLUSTER or before.startswith("invalid"):
             assert decision.reason == before
+        if before.startswith("too large"):  # or refused once earlier admissions count
+            assert decision.reason == before or decision.reason.startswith("quota:")
         if before.startswith("quota:"):
             assert decision.reason.startswith("quota:")
 
@@ -314,7 +340,9 @@ def test_pending_only_when_brute_force_finds_no_placement(snapshot: Snapshot) ->
             per_family[decision.family] = per_family.get(decision.family, 0) + sum(
                 p.cards for p in decision.placements
             )
-        elif decision.reason == NO_ELIGIBLE_CLUSTER:
+            continue
+        assert isinstance(decision, Pending)
+        if decision.reason == NO_ELIGIBLE_CLUSTER:
             assert not any_eligible
         elif decision.reason.startswith("quota:"):
             assert any_eligible
@@ -322,3 +350,386 @@ def test_pending_only_when_brute_force_finds_no_placement(snapshot: Snapshot) ->
         else:
             assert any_allowed
             assert not fits
+
+
+# --- rich snapshots, every policy -----------------------------------------------------
+NOW = 1_000.0
+RICH_NODE = combos(CLUSTERS, CHIPS, (1, 2, 4, 8), ("", "g1"), (True, True, True, False))
+RUNNING_FIELDS = combos(
+    TENANTS,
+    (0, 0, 1, 2),  # priority
+    (True, True, True, False),  # preemptible
+    (None, 1_500.0, 3_000.0, 500.0),  # expected_end (500: overdue)
+    (None, 300.0),  # checkpoint interval
+    (None, None, None, None, "j0", "gone"),  # preempted_for
+    (1, 2, 4, 8),  # cards per node
+    (1, 1, 1, 2),  # nodes
+)
+RICH_JOB = st.tuples(
+    combos(TENANTS, (0, 1, 2, 3, 3), range(6)),  # tenant, priority, seq
+    combos(
+        ("ascend", "metax", ANY_CHIP, ANY_CHIP, *CHIPS),  # selector
+        (1, 1, 2, 4, 8),  # cards per node
+        (1, 1, 1, 2),  # nodes
+        (None,) * 8 + CLUSTERS,  # cluster pin
+    ),
+    combos(
+        (None, 100.0, 1_000.0, 10_000.0),  # duration_s
+        (None, None, 2_000.0),  # max_runtime_s
+        (0, 0, 1, 2),  # speed table: none, fast ascend, metax can't run
+        (None, None, None, "d"),  # dataset
+        (None,) * 6 + REGIONS,  # staging_to
+        (0.0, 0.0, 500.0),  # submitted_at
+        (True, True, False),  # preemptible
+    ),
+)
+SPEED_TABLES: tuple[dict[str, float], ...] = (
+    {},
+    {"ascend-910b": 4.0, "metax-c500": 0.5},
+    {"metax-c500": 0.0},
+)
+QUOTA_FIELDS = combos(
+    (0, 4, 4, 8, 16),  # nominal
+    (None, None, 0, 4, 16),  # borrowing limit
+    (None, None, 0, 4),  # lending limit
+)
+UNIT_VALUES = (0.5, 1.0, 2.0)  # exact in binary: sums do not depend on order
+
+
+@st.composite
+def rich_fleet(draw: st.DrawFn) -> list[NodeView]:
+    """1 to 16 real nodes, all cards free (running jobs take theirs in :func:`rich`)."""
+    size = draw(st.integers(1, 16))
+    fields = draw(st.lists(RICH_NODE, min_size=size, max_size=size))
+    return [
+        make_node(
+            node_id,
+            cluster=cluster,
+            chip=chip,
+            cards_total=total,
+            network_group=group,
+            schedulable=schedulable,
+        )
+        for node_id, (cluster, chip, total, group, schedulable) in enumerate(fields, 1)
+    ]
+
+
+def place_running(
+    nodes: list[NodeView], rows: Sequence[tuple[Any, ...]], picks: Sequence[int]
+) -> list[RunningJob]:
+    """Running jobs on the fleet, each within the cards left on its nodes."""
+    left = {n.id: n.cards_total for n in nodes}
+    running: list[RunningJob] = []
+    for index, (row, pick) in enumerate(zip(rows, picks, strict=True)):
+        tenant, priority, preemptible, end, interval, stopping, per_node, count = row
+        first = nodes[pick % len(nodes)]
+        mates = [
+            n
+            for n in nodes
+            if (n.cluster, n.chip) == (first.cluster, first.chip) and left[n.id] >= 1
+        ]
+        mates = sorted(mates, key=lambda n: (n.id != first.id, n.id))[:count]
+        if len(mates) < count or not mates:
+            continue
+        cards = min(per_node, *(left[n.id] for n in mates))
+        for node in mates:
+            left[node.id] -= cards
+        running.append(
+            make_running(
+                f"r{index}",
+                {n.id: cards for n in mates},
+                tenant=tenant,
+                priority=priority,
+                cluster=first.cluster,
+                chip=first.chip,
+                started_at=100.0 * index,
+                expected_end=end,
+                preemptible=preemptible,
+                checkpoint_interval_s=interval,
+                preempted_for=stopping,
+            )
+        )
+    return running
+
+
+@st.composite
+def rich_jobs(draw: st.DrawFn) -> list[PendingJob]:
+    """0 to 12 pending jobs with durations, speeds, datasets and staging."""
+    rows = draw(st.lists(RICH_JOB, max_size=12))
+    replicas = draw(st.sampled_from([("r1",), ("r2",), ("r1", "r2")]))
+    dataset = make_dataset("d", 100, *replicas)
+    jobs = []
+    for index, (who, ask, extra) in enumerate(rows):
+        tenant, priority, seq = who
+        chip, per_node, nodes, cluster = ask
+        duration, max_runtime, speed, data, staging, submitted, preemptible = extra
+        job = make_job(
+            f"j{index}",
+            tenant=tenant,
+            priority=priority,
+            seq=seq,
+            chip=chip,
+            cards_per_node=per_node,
+            nodes=nodes,
+            cluster=cluster,
+            duration_s=duration,
+            max_runtime_s=max_runtime,
+            speed=SPEED_TABLES[speed],
+            dataset=None if data is None else dataset,
+            submitted_at=submitted,
+            staging_to=staging,
+        )
+        jobs.append(dataclasses.replace(job, preemptible=preemptible))
+    return jobs
+
+
+@st.composite
+def tenant_queues(draw: st.DrawFn) -> list[TenantQueue]:
+    """Queues for some tenants, mostly in one cohort, some with a units quota."""
+    found = []
+    for tenant in TENANTS:
+        if draw(st.integers(0, 3)) == 0:
+            continue
+        families = draw(st.lists(st.sampled_from(FAMILIES), unique=True, max_size=3))
+        rows: dict[str, Any] = {f: draw(QUOTA_FIELDS) for f in families}
+        if draw(st.integers(0, 4)) == 0:
+            rows["units"] = draw(QUOTA_FIELDS)
+        cohort = draw(st.sampled_from(["co", "co", "co", None]))
+        found.append(make_queue(tenant, rows, cohort=cohort, weight=draw(st.sampled_from([1, 2]))))
+    return found
+
+
+@st.composite
+def rich(draw: st.DrawFn) -> tuple[Snapshot, Policy]:
+    """A rich snapshot and the policy to run it under."""
+    nodes = draw(rich_fleet())
+    rows = draw(st.lists(RUNNING_FIELDS, max_size=12))
+    picks = draw(st.lists(st.integers(0, 64), min_size=len(rows), max_size=len(rows)))
+    links = draw(st.sampled_from([[make_link("r1", "r2", 10.0, 30.0)], []]))
+    speeds = draw(st.dictionaries(st.sampled_from(CHIPS), st.sampled_from([0.5, 1.0, 2.0])))
+    units = draw(st.dictionaries(st.sampled_from(CHIPS), st.sampled_from(UNIT_VALUES)))
+    snapshot = make_snapshot(
+        nodes,
+        draw(rich_jobs()),
+        quotas={
+            t: {str(f): c for f, c in caps.items()} for t, caps in draw(family_tables(24)).items()
+        },
+        now=NOW,
+        running=place_running(nodes, rows, picks),
+        queues=draw(tenant_queues()),
+        links=links,
+        chip_speed=speeds,
+        chip_units=units,
+    )
+    return snapshot, draw(st.sampled_from(list(reversed(POLICIES.values()))))
+
+
+def dims_of(
+    chip: str, family: ChipFamily, cards: int, units: Mapping[ChipName, float]
+) -> dict[ChipFamily, float]:
+    return {family: float(cards), UNITS: cards * units.get(ChipName(chip), 1.0)}
+
+
+def holdings(snapshot: Snapshot, decisions: Sequence[Decision]) -> dict[TenantId, Counter[str]]:
+    """Cards (and units) per tenant after the cycle: running minus preempted (now or
+    earlier: stopping jobs' quota already went to their preemptor) plus admitted."""
+    jobs = {j.id: j for j in snapshot.pending}
+    victims = {d.job for d in decisions if isinstance(d, Preempt)}
+    result: dict[TenantId, Counter[str]] = {}
+    for job in snapshot.running:
+        if job.id not in victims and job.preempted_for is None:
+            cards = sum(p.cards for p in job.placements)
+            result.setdefault(job.tenant, Counter()).update(
+                dims_of(job.chip, job.family, cards, snapshot.chip_units)
+            )
+    for admit in admits(decisions):
+        cards = sum(p.cards for p in admit.placements)
+        result.setdefault(jobs[admit.job].tenant, Counter()).update(
+            dims_of(admit.chip, admit.family, cards, snapshot.chip_units)
+        )
+    return result
+
+
+def admitted_dims(snapshot: Snapshot, decisions: Sequence[Decision]) -> set[tuple[TenantId, str]]:
+    jobs = {j.id: j for j in snapshot.pending}
+    found: set[tuple[TenantId, str]] = set()
+    for admit in admits(decisions):
+        if sum(p.cards for p in admit.placements):
+            found |= {(jobs[admit.job].tenant, admit.family), (jobs[admit.job].tenant, UNITS)}
+    return found
+
+
+def check_rich_capacity(snapshot: Snapshot, decisions: Sequence[Decision], policy: Policy) -> None:
+    """Admissions fit the free cards left by running jobs (victims still hold theirs),
+    on nodes the job may use, gang whole; data-aware jobs start where their data is."""
+    check_capacity_and_eligibility(snapshot, decisions)
+    check_gangs(snapshot, decisions)
+    jobs = {j.id: j for j in snapshot.pending}
+    regions = {n.id: n.region for n in snapshot.nodes}
+    for admit in admits(decisions):
+        job = jobs[admit.job]
+        speed = job.speed.get(admit.chip, snapshot.chip_speed.get(admit.chip, 1.0))
+        assert speed > 0
+        if policy.data_aware and job.dataset is not None:
+            assert regions[admit.placements[0].node] in job.dataset.replicas
+
+
+def check_rich_quotas(snapshot: Snapshot, decisions: Sequence[Decision], policy: Policy) -> None:
+    """No tenant ends above what its queue or cap allows in a dimension it was admitted
+    in, and no cohort lends more than it has."""
+    held = holdings(snapshot, decisions)
+    families = {n.family for n in snapshot.nodes}
+    cohort_dims: set[tuple[str, str]] = set()
+    for tenant, dim in admitted_dims(snapshot, decisions):
+        queue = snapshot.queues.get(tenant)
+        amount = held[tenant][dim]
+        if queue is None or policy.quotas == "caps":
+            caps: Mapping[Any, Any] = snapshot.quotas.get(tenant, {})
+            if queue is not None and tenant not in snapshot.quotas:
+                caps = caps_of(queue, families)
+            cap = caps.get(dim)
+            assert cap is None or amount <= cap + 1e-9
+            continue
+        quota = queue.quotas.get(ChipFamily(dim))
+        if quota is None:
+            assert dim == UNITS or UNITS in queue.quotas
+            continue
+        limit = float(quota.nominal)
+        if queue.cohort is not None:
+            borrow = quota.borrowing_limit
+            limit = float("inf") if borrow is None else limit + borrow
+            cohort_dims.add((queue.cohort, dim))
+        assert amount <= limit + 1e-9
+    for cohort, dim in cohort_dims:
+        members = [q for q in snapshot.queues.values() if q.cohort == cohort]
+        lendable = lent = 0.0
+        for queue in members:
+            quota = queue.quotas.get(ChipFamily(dim))
+            if quota is not None:
+                lends = quota.nominal if quota.lending_limit is None else quota.lending_limit
+                lends = min(lends, quota.nominal)
+                lendable += lends
+                lent += max(0.0, held.get(queue.tenant, Counter())[dim] - (quota.nominal - lends))
+        assert lent <= lendable + 1e-9
+
+
+def check_preemptions(snapshot: Snapshot, decisions: Sequence[Decision], policy: Policy) -> None:
+    """Only preemptible, lower-priority work of the tenant or borrowed work of the cohort,
+    each victim once, for a pending job that is not admitted in the same cycle."""
+    preempts = [d for d in decisions if isinstance(d, Preempt)]
+    if not policy.preemption:
+        assert not preempts
+        return
+    running = {r.id: r for r in snapshot.running}
+    jobs = {j.id: j for j in snapshot.pending}
+    admitted = {a.job for a in admits(decisions)}
+    assert len({p.job for p in preempts}) == len(preempts)
+    grown = holdings(snapshot, [d for d in decisions if isinstance(d, Admit)])
+    for preempt in preempts:
+        victim, job = running[preempt.job], jobs[preempt.for_job]
+        assert victim.preemptible
+        assert victim.preempted_for is None
+        assert job.id not in admitted
+        assert preempt.reason
+        if victim.tenant == job.tenant:
+            assert victim.priority < job.priority
+            continue
+        mine, theirs = snapshot.queues.get(job.tenant), snapshot.queues.get(victim.tenant)
+        assert mine is not None
+        assert theirs is not None
+        assert mine.cohort is not None
+        assert mine.cohort == theirs.cohort
+        assert policy.quotas == "kueue"
+        most = grown[victim.tenant]  # an upper bound of its holding at the time
+        borrowing = [
+            dim
+            for dim in (victim.family, UNITS)
+            if dim in theirs.quotas and most[dim] > theirs.quotas[ChipFamily(dim)].nominal
+        ]
+        assert borrowing
+
+
+@RICH_SETTINGS
+@given(rich())
+def test_rich_cycles_keep_every_invariant(case: tuple[Snapshot, Policy]) -> None:
+    snapshot, policy = case
+    decisions = cycle(snapshot, policy)
+    check_rich_capacity(snapshot, decisions, policy)
+    check_rich_quotas(snapshot, decisions, policy)
+    check_preemptions(snapshot, decisions, policy)
+    decided = [d.job for d in decisions if isinstance(d, Admit | Pending)]
+    assert sorted(decided) == sorted(j.id for j in snapshot.pending)
+
+
+@RICH_SETTINGS
+@given(rich(), st.randoms(use_true_random=False))
+def test_rich_cycles_are_deterministic(case: tuple[Snapshot, Policy], rnd: random.Random) -> None:
+    snapshot, policy = case
+    first = cycle(snapshot, policy)
+    pending, nodes, running = list(snapshot.pending), list(snapshot.nodes), list(snapshot.running)
+    queue_items = list(snapshot.queues.items())
+    for part in (pending, nodes, running, queue_items):
+        rnd.shuffle(part)
+    shuffled = dataclasses.replace(
+        snapshot,
+        pending=tuple(pending),
+        nodes=tuple(nodes),
+        running=tuple(running),
+        queues=dict(queue_items),
+    )
+    assert cycle(snapshot, policy) == first
+    assert cycle(shuffled, policy) == first
+
+
+def applied(snapshot: Snapshot, decisions: Sequence[Decision]) -> Snapshot:
+    """The snapshot once the decisions are acted on and before anything else happens:
+    admitted jobs run, victims are stopping, staged jobs wait for their data."""
+    jobs = {j.id: j for j in snapshot.pending}
+    taken: Counter[NodeId] = Counter()
+    started: list[RunningJob] = []
+    for admit in admits(decisions):
+        job = jobs.pop(admit.job)
+        taken.update({p.node: p.cards for p in admit.placements})
+        planned = planned_run_s(job, admit.chip, snapshot.chip_speed)
+        started.append(
+            RunningJob(
+                id=job.id,
+                tenant=job.tenant,
+                priority=job.priority,
+                cluster=admit.cluster,
+                chip=admit.chip,
+                family=admit.family,
+                placements=admit.placements,
+                started_at=snapshot.now,
+                expected_end=None if planned is None else snapshot.now + planned,
+                preemptible=job.preemptible,
+                checkpoint_interval_s=job.checkpoint_interval_s,
+            )
+        )
+    stopping = {d.job: d.for_job for d in decisions if isinstance(d, Preempt)}
+    staged = {d.job: d.target_region for d in decisions if isinstance(d, StageDataset)}
+    return dataclasses.replace(
+        snapshot,
+        nodes=tuple(
+            dataclasses.replace(n, cards_free=n.cards_free - taken[n.id]) for n in snapshot.nodes
+        ),
+        pending=tuple(
+            dataclasses.replace(j, staging_to=staged[j.id]) if j.id in staged else j
+            for j in jobs.values()
+        ),
+        running=tuple(
+            dataclasses.replace(r, preempted_for=stopping[r.id]) if r.id in stopping else r
+            for r in snapshot.running
+        )
+        + tuple(started),
+    )
+
+
+@RICH_SETTINGS
+@given(rich())
+def test_rich_cycle_with_nothing_new_changes_nothing(case: tuple[Snapshot, Policy]) -> None:
+    snapshot, policy = case
+    after = applied(snapshot, cycle(snapshot, policy))
+    assert all(n.cards_free >= 0 for n in after.nodes if n.cards_free != n.cards_total)
+    second = cycle(after, policy)
+    assert [d for d in second if not isinstance(d, Pending)] == []

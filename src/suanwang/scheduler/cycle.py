@@ -1,86 +1,367 @@
 """One scheduling cycle: :func:`cycle` turns a :class:`Snapshot` into decisions.
 
-The cycle considers pending jobs in queue order (:func:`~.queues.order_pending`). For each
-job it finds the eligible (cluster, chip) pools, drops those the tenant's quota forbids,
-picks the best-fitting pool that can host the whole gang (:func:`~.fit.pick_pool`) and its
-nodes (:meth:`~.fit.Pool.choose`), and deducts the cards before the next job. A job that
-cannot start gets a :class:`Pending` with a short reason; it never blocks the jobs behind.
+The cycle considers pending jobs in the policy's order (``queues.py``). For each job it
+finds the eligible (cluster, chip) pools (selector, pins, data reachability), asks the
+quota ledger which it may use (``quota.py``), and then, in this order:
 
-Pure: no I/O, no clock, no randomness, no state kept between calls.
+1. admits it on the best pool that fits now (``placement.py``, gang fit in ``fit.py``),
+   unless waiting for a faster pool or staging data elsewhere finishes sooner;
+2. else preempts lower-priority or borrowed work for it (``preempt.py``), without
+   admitting it yet: it starts in a later cycle, once the victims have stopped;
+3. else reserves a pool for it (EASY backfill, ``backfill.py``) or, under strict FIFO,
+   blocks later jobs from its pools, and leaves it pending with a reason.
+
+Kueue order: jobs that can start within their tenant's nominal quota go first; a job
+that could only start by borrowing is deferred to a second pass over the queue, and
+borrowing is refused in a pool where a job of the cohort within its nominal quota waits.
+
+Pure: no I/O, no clock, no randomness, no state kept between calls. Without queues,
+running jobs, speeds or datasets in the snapshot, every policy with ``priority``
+ordering and ``best_fit`` behaves like plain priority + FIFO with best-fit gangs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
 
 from suanwang.domain.chips import ANY_CHIP
-from suanwang.domain.ids import ClusterName, RegionName
-from suanwang.scheduler.decisions import Admit, Decision, Pending
-from suanwang.scheduler.fit import Pool, build_pools, pick_pool
-from suanwang.scheduler.queues import QuotaLedger, order_pending
+from suanwang.domain.ids import TenantId
+from suanwang.scheduler.decisions import Decision, Pending, Preempt, StageDataset
+from suanwang.scheduler.fit import Pool
+from suanwang.scheduler.hetero import gain
+from suanwang.scheduler.inert import InertFilter
+from suanwang.scheduler.placement import Option, options, pick_later, pick_now
+from suanwang.scheduler.policy import SUANWANG, Policy
+from suanwang.scheduler.preempt import Plan, plan_preemption
+from suanwang.scheduler.queues import (
+    SortKey,
+    fair_share_factors,
+    fifo_key,
+    merge_by_share,
+    multifactor_key,
+    priority_key,
+)
+from suanwang.scheduler.quota import UNITS, Verdict
 from suanwang.scheduler.snapshot import PendingJob, Snapshot
+from suanwang.scheduler.state import CycleState, QuotaView
 
 NO_ELIGIBLE_CLUSTER = "no eligible cluster"
-
-_EligibilityKey = tuple[bool, str, ClusterName | None, RegionName | None]
-
-
-@dataclass(slots=True)
-class _CycleState:
-    """Working state of one cycle: pools, the quota ledger, eligible pools by request."""
-
-    pools: tuple[Pool, ...]
-    ledger: QuotaLedger
-    eligible_by_key: dict[_EligibilityKey, tuple[Pool, ...]] = field(default_factory=dict)
-
-    def eligible(self, job: PendingJob) -> tuple[Pool, ...]:
-        """Pools whose nodes match the job's selector, simulated flag and pins."""
-        key = (job.simulated, job.chip, job.cluster, job.region)
-        pools = self.eligible_by_key.get(key)
-        if pools is None:
-            pools = self.eligible_by_key[key] = tuple(p for p in self.pools if p.accepts(job))
-        return pools
+Allowed = list[tuple[Pool, Verdict]]
 
 
-def cycle(snapshot: Snapshot) -> list[Decision]:
-    """Decide, for every pending job, whether it starts now and where.
+def cycle(snapshot: Snapshot, policy: Policy = SUANWANG) -> list[Decision]:
+    """Decide, for every pending job, whether it starts now, where, and at whose cost.
 
     Args:
-        snapshot: Nodes with their free cards, the pending jobs, quotas and usage.
+        snapshot: Nodes with their free cards, pending and running jobs, quotas, usage,
+            links and chip speeds.
+        policy: The rules to apply (see :data:`~.policy.POLICIES`).
 
     Returns:
-        One :class:`Admit` or :class:`Pending` per pending job, in the order the jobs
-        were considered (priority descending, then ``seq``, then id). Admissions never
-        over-allocate a node nor exceed a quota, counting earlier admissions of the cycle.
+        Per pending job, in the order considered: an :class:`Admit`; or a
+        :class:`Pending` with a reason, preceded by the :class:`Preempt` decisions made
+        for it or the :class:`StageDataset` that moves its data. Admissions never
+        over-allocate a node nor exceed a quota, counting earlier decisions of the cycle.
+        Beyond ``Tuning.max_pending_reports`` plain Pendings, jobs that can change
+        nothing this cycle get no decision (see :mod:`~.inert`).
     """
-    state = _CycleState(
-        pools=build_pools(snapshot.nodes),
-        ledger=QuotaLedger(snapshot.quotas, snapshot.usage),
-    )
-    return [_decide(job, state) for job in order_pending(snapshot.pending)]
+    st = CycleState.of(snapshot, policy)
+    decisions: list[Decision] = []
+    deferred: list[PendingJob] = []
+    inert, cap = InertFilter(), policy.tuning.max_pending_reports
+    reports = 0
+    for final, jobs in ((False, snapshot.pending), (True, deferred)):
+        for job in _ordered(jobs, st, dynamic=final):
+            if reports >= cap and inert.is_inert(job, st, final):
+                continue
+            outcome = _decide(job, st, final=final)
+            if outcome is None:
+                deferred.append(job)
+                continue
+            decisions.extend(outcome)
+            reports += len(outcome) == 1 and type(outcome[0]) is Pending
+    return decisions
 
 
-def _decide(job: PendingJob, state: _CycleState) -> Decision:
-    """Admit ``job`` on the best pool it may use and fits in, or say why it waits."""
+def _ordered(jobs: Iterable[PendingJob], st: CycleState, *, dynamic: bool) -> Iterator[PendingJob]:
+    """``jobs`` in the policy's order; under fair sharing, among equal tiers the tenant
+    with the smaller share first. Shares cannot change in the first pass (it admits
+    nothing beyond nominal quotas), so only the borrowing pass merges dynamically."""
+    policy, snapshot = st.policy, st.snapshot
+    key: Callable[[PendingJob], SortKey]
+    if policy.ordering == "fifo":
+        key = fifo_key
+    elif policy.ordering == "multifactor":
+        held: dict[TenantId, float] = {}
+        for (tenant, dim), cards in st.ledger.held.items():
+            if dim != UNITS:
+                held[tenant] = held.get(tenant, 0.0) + cards
+        weights = {t: q.weight for t, q in snapshot.queues.items()}
+        factors = fair_share_factors(held, weights, (j.tenant for j in snapshot.pending))
+        key = multifactor_key(policy, snapshot.now, factors)
+    else:
+        fair = policy.fair_share and not dynamic
+        share = st.ledger.share if fair else None
+        key = priority_key(policy, snapshot.now, _gain_of(st), share)
+    if not policy.fair_share or not any(q.cohort for q in st.ledger.queues.values()):
+        return iter(sorted(jobs, key=key))
+    if dynamic:
+        return merge_by_share(jobs, key, st.ledger.share)
+    if policy.ordering == "priority":
+        return iter(sorted(jobs, key=key))
+    share_of = st.ledger.share
+    return iter(sorted(jobs, key=lambda j: _with_share(key(j), share_of(j.tenant))))
+
+
+def _with_share(key: SortKey, share: float) -> SortKey:
+    return (key[0], share, *key[1:])
+
+
+def _gain_of(st: CycleState) -> Callable[[PendingJob], float] | None:
+    """The high-gain ordering term, when heterogeneity is on and speeds differ
+    (cached per speed table and eligible pools)."""
+    speeds = st.snapshot.chip_speed
+    if not st.policy.heterogeneity:
+        return None
+    if not speeds and not any(j.speed for j in st.snapshot.pending):
+        return None
+    cache: dict[tuple[int, int], float] = {}
+
+    def gain_of(job: PendingJob) -> float:
+        pools = st.eligible(job)
+        key = (id(job.speed) if job.speed else 0, id(pools))
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = gain(job, {p.key.chip for p in pools}, speeds)
+        return found
+
+    return gain_of
+
+
+def _decide(job: PendingJob, st: CycleState, *, final: bool) -> list[Decision] | None:
+    """The decisions for one job, or None to defer it to the borrowing pass."""
     problem = request_problem(job)
     if problem:
-        return Pending(job.id, problem)
-    eligible = state.eligible(job)
-    if not eligible:
-        return Pending(job.id, NO_ELIGIBLE_CLUSTER)
+        return [Pending(job.id, problem, "invalid")]
+    pools = st.eligible(job)
+    if not pools:
+        return [Pending(job.id, NO_ELIGIBLE_CLUSTER, "no_match")]
+    if st.policy.data_aware and job.dataset is not None:
+        pools, waiting = _data_pools(job, pools, st)
+        if waiting is not None:
+            return [waiting]
+    view = st.quota_view(job, pools, cache=pools is st.eligible(job))
+    if not view.allowed:
+        return _quota_blocked(job, view, st)
+    borrowing = view.nominal is not view.allowed
+    allowed = view.allowed if final else view.nominal
+    if st.policy.strict_fifo:
+        free = [(p, v) for p, v in allowed if st.blocked.get(p.key, job.id) == job.id]
+        if allowed and not free:
+            blocker = st.blocked[allowed[0][0].key]
+            return [Pending(job.id, f"waiting behind job {blocker} (strict FIFO)", "blocked")]
+        allowed = free
+    return _place(job, allowed, view, st, defer=not final and borrowing)
+
+
+def _place(
+    job: PendingJob, allowed: Allowed, view: QuotaView, st: CycleState, *, defer: bool
+) -> list[Decision] | None:
+    """Admit, stage, wait for a faster pool, or fall through to :func:`_blocked`."""
+    pools = [p for p, _v in allowed]
+    data_bound = st.policy.data_aware and job.dataset is not None
+    later: Option | None = None
+    if data_bound or (st.fits_somewhere(job) and _fits_now(job, pools, st)):
+        found = options(job, allowed, st)
+        now_choice = pick_now(found, st)
+        later = pick_later(job, found, now_choice, st)
+        if later is not None and not later.local:
+            return _stage(job, later)
+        if later is not None and now_choice is not None and st.reserve(job, later.pool):
+            return [Pending(job.id, _faster_reason(later, now_choice), "capacity")]
+        if now_choice is not None:
+            chosen = now_choice.pool.choose(job.cards_per_node, job.nodes, now_choice.exclude)
+            assert chosen is not None, "a fitting option always has nodes"
+            return [st.admit(job, now_choice.pool, chosen, now_choice.verdict)]
+    _mark_lender_waiting(job, view, pools, st)
+    if defer:
+        return None
+    return _blocked(job, allowed, view, later, st)
+
+
+def _fits_now(job: PendingJob, pools: list[Pool], st: CycleState) -> bool:
+    """Whether the gang fits one of ``pools`` now without delaying a reservation."""
+    per_node, nodes = job.cards_per_node, job.nodes
+    return any(
+        p.fits(per_node, nodes) and p.fits(per_node, nodes, st.exclusion(job, p)) for p in pools
+    )
+
+
+def _blocked(
+    job: PendingJob, allowed: Allowed, view: QuotaView, later: Option | None, st: CycleState
+) -> list[Decision]:
+    """Nothing fits now: preempt, or reserve (backfill) / block (strict FIFO), and wait."""
+    pools = [p for p, _v in allowed]
+    capable = st.capable(job)
+    reason = waiting_reason(job, [p for p in pools if p.key in capable])
+    if reason.startswith("too large"):
+        return [Pending(job.id, reason, "too_large")]
+    if later is None and st.policy.backfill:
+        reservable = [(p, v) for p, v in allowed if p.key not in st.reservations]
+        if reservable:
+            later = pick_later(job, options(job, reservable, st), None, st)
+    preempted = _preempt(job, pools, view, st, waiting=later)
+    if preempted is not None:
+        return preempted
+    if later is not None and later.local and st.reserve(job, later.pool):
+        reason += f"; reserved on {later.pool.key.cluster} from t={later.start:.0f}"
+    if st.policy.strict_fifo:
+        for pool in pools:
+            st.block(pool, job)
+    return [Pending(job.id, reason, "capacity")]
+
+
+def _quota_blocked(job: PendingJob, view: QuotaView, st: CycleState) -> list[Decision]:
+    """No pool is allowed by quota: preempt own or borrowed work if that helps, or wait."""
+    _mark_lender_waiting(job, view, view.refused, st)
+    preempted = _preempt(job, view.refused, view, st)
+    if preempted is not None:
+        return preempted
+    return [Pending(job.id, view.refusal, "quota")]
+
+
+def _preempt(
+    job: PendingJob,
+    pools: list[Pool],
+    view: QuotaView,
+    st: CycleState,
+    waiting: Option | None = None,
+) -> list[Decision] | None:
+    """Preempt for ``job`` on one of ``pools``, or None when no plan exists.
+
+    Only pools that hold the job's data qualify (no preemption for a remote start). Under
+    heterogeneity a plan is dropped when ``waiting`` (a reservation the job can hold)
+    finishes sooner than starting now on the plan's pool: the same comparison that makes
+    a job wait for a fast pool rather than start on a slow one.
+    """
+    policy, victims = st.policy, st.victims
+    if not policy.preemption or not pools:
+        return None
+    if st.preemption_attempts >= policy.tuning.max_preemption_attempts:
+        return None
+    reclaim = any(p.key.family in view.within for p in pools)
+    if not victims.could_serve(job, reclaim):
+        return None
+    dataset = job.dataset if policy.data_aware else None
+    if dataset is not None:
+        pools = [p for p in pools if p.key.region in dataset.replicas]
+    candidates = victims.candidates(job, st.ledger, reclaim)
+    if not candidates:
+        return None
+    st.preemption_attempts += 1
+    targets = [(p, st.exclusion(job, p)) for p in pools]
+    limit = policy.tuning.max_victim_candidates
+    plan = plan_preemption(job, targets, candidates, st.ledger, limit)
+    if plan is None or _sooner_by_waiting(job, plan, waiting, st):
+        return None
+    st.claim(job, plan)
+    return _preemption_decisions(job, plan)
+
+
+def _sooner_by_waiting(job: PendingJob, plan: Plan, waiting: Option | None, st: CycleState) -> bool:
+    """Whether waiting for a reservation beats starting now after the preemption."""
+    if waiting is None or not waiting.local or not st.policy.heterogeneity:
+        return False
+    run_s = st.run_s(job, plan.pool.key.chip) or 0.0
+    return waiting.completion < st.now + run_s
+
+
+def _preemption_decisions(job: PendingJob, plan: Plan) -> list[Decision]:
+    """One :class:`Preempt` per new victim, then the preemptor's :class:`Pending`."""
+    key = plan.pool.key
     cards = job.cards_per_node * job.nodes
-    allowed = [p for p in eligible if state.ledger.allows(job.tenant, p.key.family, cards)]
-    if not allowed:
-        families = (p.key.family for p in eligible)
-        return Pending(job.id, state.ledger.refusal(job.tenant, families, cards))
-    pool = pick_pool(allowed, job.cards_per_node, job.nodes)
-    chosen = None if pool is None else pool.choose(job.cards_per_node, job.nodes)
-    if pool is None or chosen is None:
-        return Pending(job.id, waiting_reason(job, allowed))
-    placements = pool.take(chosen, job.cards_per_node)
-    state.ledger.charge(job.tenant, pool.key.family, cards)
-    key = pool.key
-    return Admit(job.id, key.cluster, key.chip, key.family, placements)
+    decisions: list[Decision] = []
+    for victim in plan.victims:
+        if victim.stopping:
+            continue
+        running = victim.job
+        if running.tenant == job.tenant:
+            why = (
+                f"priority: job {job.id} (priority {job.priority}) needs {cards} {key.chip} "
+                f"cards on {key.cluster}; this job has priority {running.priority}"
+            )
+        else:
+            why = (
+                f"reclaim: tenant {job.tenant} needs its nominal {running.family} quota, "
+                f"lent to tenant {running.tenant}, for job {job.id}"
+            )
+        decisions.append(Preempt(running.id, job.id, why, victim.lost_work_s))
+    fresh = len(decisions)
+    if fresh:
+        reason = f"preempting {fresh} job(s) to start on {key.cluster} ({key.chip})"
+    else:
+        reason = f"waiting for {len(plan.victims)} preempted job(s) to stop on {key.cluster}"
+    decisions.append(Pending(job.id, reason, "preempting"))
+    return decisions
+
+
+def _data_pools(
+    job: PendingJob, pools: tuple[Pool, ...], st: CycleState
+) -> tuple[tuple[Pool, ...], Pending | None]:
+    """Pools the job's data can reach (the staging region's once staged), or a wait."""
+    dataset = job.dataset
+    assert dataset is not None
+    if job.staging_to is not None:
+        if job.staging_to not in dataset.replicas:
+            reason = f"waiting for dataset {dataset.name} to reach {job.staging_to}"
+            return (), Pending(job.id, reason, "staging")
+        there = tuple(p for p in pools if p.key.region == job.staging_to)
+        pools = there or pools
+    reachable = tuple(p for p in pools if st.data.transfer(dataset, p.key.region) is not None)
+    if not reachable:
+        reason = f"{NO_ELIGIBLE_CLUSTER} can reach dataset {dataset.name}"
+        return (), Pending(job.id, reason, "no_match")
+    return reachable, None
+
+
+def _mark_lender_waiting(
+    job: PendingJob, view: QuotaView, pools: Iterable[Pool], st: CycleState
+) -> None:
+    """Record that the job, within its nominal quota, waits for these pools (only those
+    that could ever hold it count)."""
+    if not view.within:
+        return
+    cohort = st.ledger.cohort_of(job.tenant)
+    assert cohort is not None, "only cohort members stay within nominal"
+    capable = st.capable(job)
+    for pool in pools:
+        if pool.key.family in view.within and pool.key in capable:
+            st.mark_lender_waiting(cohort, pool)
+
+
+def _stage(job: PendingJob, option: Option) -> list[Decision]:
+    """Move the job's dataset to the option's region first; the job waits for it."""
+    dataset, transfer = job.dataset, option.transfer
+    assert dataset is not None
+    assert transfer is not None
+    region = option.pool.key.region
+    stage = StageDataset(
+        job.id, dataset.name, transfer.source, region, dataset.size_bytes, transfer.seconds
+    )
+    reason = (
+        f"staging dataset {dataset.name} from {transfer.source} to {region} "
+        f"(about {transfer.seconds:.0f} s)"
+    )
+    return [stage, Pending(job.id, reason, "staging")]
+
+
+def _faster_reason(later: Option, now_choice: Option) -> str:
+    """Why a job waits although it could start now on a slower chip."""
+    fast, slow = later.pool.key, now_choice.pool.key
+    return (
+        f"waiting for faster {fast.chip} cards on {fast.cluster}: expected to finish at "
+        f"t={later.completion:.0f}, not t={now_choice.completion:.0f} on {slow.chip} now"
+    )
 
 
 def request_problem(job: PendingJob) -> str | None:
@@ -94,7 +375,7 @@ def request_problem(job: PendingJob) -> str | None:
     return None
 
 
-def waiting_reason(job: PendingJob, pools: tuple[Pool, ...] | list[Pool]) -> str:
+def waiting_reason(job: PendingJob, pools: Iterable[Pool]) -> str:
     """Why a job with eligible, quota-allowed ``pools`` does not fit any of them now.
 
     Examples: ``"waiting for 16 free ascend-910b cards on 2 nodes (8 per node)"``, or

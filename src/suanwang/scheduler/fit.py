@@ -3,19 +3,25 @@
 A :class:`Pool` is the cycle-local working state of the schedulable nodes of one
 (cluster, chip) pair: their free cards, kept sorted best fit first, overall and per
 network group. :func:`build_pools` makes the pools once per cycle, :func:`pick_pool`
-chooses the pool a gang fits best, :meth:`Pool.choose` picks its nodes and
-:meth:`Pool.take` deducts the cards so later jobs of the same cycle see them gone.
+(best fit) and :func:`first_pool` (first by name) choose among pools a gang fits,
+:meth:`Pool.choose` picks its nodes and :meth:`Pool.take` deducts the cards so later jobs
+of the same cycle see them gone. :meth:`Pool.count_fitting_with` answers "would it fit if
+these cards were freed?" for preemption, without changing the pool.
 
-Costs: building is ``O(N log N)`` for ``N`` nodes; checking whether a pool can host a
-gang is a binary search; taking ``n`` nodes is ``O(n * pool size)`` at worst (list
-inserts), far from the ``O(nodes²)`` a naive search would cost.
+All or nothing: a gang gets ``nodes`` distinct nodes of one pool, each with
+``cards_per_node`` free cards, or nothing. Costs: building is ``O(N log N)`` for ``N``
+nodes; checking whether a pool can host a gang is a binary search; taking ``n`` nodes is
+``O(n * pool size)`` at worst (list inserts). Quotas and time are not this module's
+business.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from suanwang.domain.chips import ANY_CHIP
 from suanwang.domain.ids import ChipFamily, ChipName, ClusterName, NodeId, RegionName
@@ -24,20 +30,19 @@ from suanwang.scheduler.snapshot import NodeView, PendingJob
 
 Slot = tuple[int, NodeId]
 """``(free cards, node id)``: sorting slots puts the best fit (fewest free) first."""
+NO_NODES: frozenset[NodeId] = frozenset()
 
 
-def _free_of(slot: Slot) -> int:
-    return slot[0]
-
-
-def _first_fitting(slots: Sequence[Slot], cards_per_node: int) -> int:
+def _first_fitting(slots: list[Slot], cards_per_node: int) -> int:
     """Index of the first slot with at least ``cards_per_node`` free cards."""
-    return bisect_left(slots, cards_per_node, key=_free_of)
+    return bisect_left(slots, (cards_per_node,))
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class PoolKey:
-    """What all nodes of a pool share. Field order is the deterministic tie-break."""
+class PoolKey(NamedTuple):
+    """What all nodes of a pool share. Field order is the deterministic tie-break.
+
+    A named tuple rather than a dataclass: it is hashed on every lookup of a cycle.
+    """
 
     cluster: ClusterName
     chip: ChipName
@@ -50,43 +55,50 @@ class PoolKey:
 class Pool:
     """Free cards of one (cluster, chip) pair's schedulable nodes, for one cycle.
 
-    Mutable on purpose and local to one :func:`~suanwang.scheduler.cycle.cycle` call.
+    Mutable on purpose and local to one :func:`~suanwang.scheduler.cycle` call.
 
     Attributes:
         key: The cluster, chip, region, family and simulated flag of every node here.
         slots: Every node as a :data:`Slot`, sorted best fit first.
         groups: The same slots split by network group, each list sorted.
         group_of: The network group of each node.
+        free_of: Free cards of each node now.
         group_free_cards: Free cards per network group.
         totals_cards: Every node's ``cards_total``, sorted: what could ever fit.
         free_cards: Free cards over the whole pool (negatives counted as 0).
+        version: Bumped on every change, for caches keyed on the pool's state.
     """
 
     key: PoolKey
     slots: list[Slot] = field(default_factory=list)
     groups: dict[str, list[Slot]] = field(default_factory=dict)
     group_of: dict[NodeId, str] = field(default_factory=dict)
+    free_of: dict[NodeId, int] = field(default_factory=dict)
     group_free_cards: dict[str, int] = field(default_factory=dict)
     totals_cards: list[int] = field(default_factory=list)
     free_cards: int = 0
+    version: int = 0
 
     @classmethod
-    def of(cls, key: PoolKey, nodes: Iterable[NodeView]) -> Pool:
+    def of(cls, key: PoolKey, nodes: list[NodeView]) -> Pool:
         """A pool of ``nodes``, all of which share ``key``; every list sorted once."""
         pool = cls(key)
+        groups, group_of, free_of = pool.groups, pool.group_of, pool.free_of
         for node in nodes:
             slot = (node.cards_free, node.id)
             group = node.network_group
-            pool.slots.append(slot)
-            pool.groups.setdefault(group, []).append(slot)
-            pool.totals_cards.append(node.cards_total)
-            pool.group_of[node.id] = group
-            free = max(node.cards_free, 0)
-            pool.group_free_cards[group] = pool.group_free_cards.get(group, 0) + free
-            pool.free_cards += free
-        pool.totals_cards.sort()
-        for slots in (pool.slots, *pool.groups.values()):
+            slots = groups.get(group)
+            if slots is None:
+                slots = groups[group] = []
+            slots.append(slot)
+            group_of[node.id] = group
+            free_of[node.id] = node.cards_free
+        pool.slots = sorted(zip(free_of.values(), free_of.keys(), strict=True))
+        pool.totals_cards = sorted(node.cards_total for node in nodes)
+        for group, slots in groups.items():
             slots.sort()
+            pool.group_free_cards[group] = sum(max(free, 0) for free, _node in slots)
+        pool.free_cards = sum(pool.group_free_cards.values())
         return pool
 
     def accepts(self, job: PendingJob) -> bool:
@@ -99,81 +111,142 @@ class Pool:
             and (job.region is None or job.region == key.region)
         )
 
-    def count_fitting(self, cards_per_node: int) -> int:
-        """How many nodes have at least ``cards_per_node`` free cards now."""
-        return len(self.slots) - _first_fitting(self.slots, cards_per_node)
+    @property
+    def max_free(self) -> int:
+        """The most free cards on any one node (-1 for an empty pool)."""
+        return self.slots[-1][0] if self.slots else -1
+
+    def count_fitting(self, cards_per_node: int, exclude: Collection[NodeId] = NO_NODES) -> int:
+        """How many nodes (not in ``exclude``) have ``cards_per_node`` free cards now."""
+        count = len(self.slots) - _first_fitting(self.slots, cards_per_node)
+        if exclude:
+            count -= sum(1 for n in exclude if self.free_of.get(n, -1) >= cards_per_node)
+        return count
+
+    def fits(self, cards_per_node: int, nodes: int, exclude: Collection[NodeId] = NO_NODES) -> bool:
+        """Whether a gang of ``nodes`` x ``cards_per_node`` fits now."""
+        if self.max_free < cards_per_node:
+            return False
+        return self.count_fitting(cards_per_node, exclude) >= nodes
 
     def count_capable(self, cards_per_node: int) -> int:
         """How many nodes have at least ``cards_per_node`` cards in total (free or not)."""
         return len(self.totals_cards) - bisect_left(self.totals_cards, cards_per_node)
 
-    def choose(self, cards_per_node: int, nodes: int) -> list[Slot] | None:
+    def count_fitting_with(
+        self, cards_per_node: int, extra: Mapping[NodeId, int], exclude: Collection[NodeId]
+    ) -> int:
+        """How many nodes would fit ``cards_per_node`` if ``extra`` cards were freed."""
+        count = self.count_fitting(cards_per_node, exclude)
+        for node, add in extra.items():
+            free = self.free_of.get(node)
+            if free is not None and node not in exclude and free < cards_per_node <= free + add:
+                count += 1
+        return count
+
+    def choose(
+        self, cards_per_node: int, nodes: int, exclude: Collection[NodeId] = NO_NODES
+    ) -> list[Slot] | None:
         """Pick ``nodes`` distinct nodes with ``cards_per_node`` free cards each, or None.
 
         One network group is preferred: among the groups that can host the whole gang,
         the one with the fewest free cards (best fit), ties by group name. If no group
         can, the gang spans as few groups as possible (largest first, ties by name).
         Within a group, nodes with the fewest free cards go first, ties by node id.
+        Nodes in ``exclude`` are never chosen.
         """
-        if self.count_fitting(cards_per_node) < nodes:
+        if not self.fits(cards_per_node, nodes, exclude):
             return None
-        starts = {g: _first_fitting(s, cards_per_node) for g, s in self.groups.items()}
-        whole = [g for g, s in self.groups.items() if len(s) - starts[g] >= nodes]
+        excluded = Counter(
+            self.group_of[n] for n in exclude if self.free_of.get(n, -1) >= cards_per_node
+        )
+        starts: dict[str, int] = {}
+        fitting: dict[str, int] = {}
+        for group, slots in self.groups.items():
+            if slots and slots[-1][0] >= cards_per_node:
+                start = starts[group] = _first_fitting(slots, cards_per_node)
+                fitting[group] = len(slots) - start - excluded[group]
+        whole = [g for g, count in fitting.items() if count >= nodes]
         if whole:
             group = min(whole, key=lambda g: (self.group_free_cards[g], g))
-            start = starts[group]
-            return self.groups[group][start : start + nodes]
-        return self._spread(starts, nodes)
-
-    def _spread(self, starts: dict[str, int], nodes: int) -> list[Slot]:
-        """Best-fit nodes over as few network groups as possible, largest group first."""
-        fitting = {g: len(self.groups[g]) - start for g, start in starts.items()}
+            return self._slice(group, starts[group], nodes, exclude)
         chosen: list[Slot] = []
         for group in sorted(fitting, key=lambda g: (-fitting[g], g)):
-            start = starts[group]
-            chosen.extend(self.groups[group][start : start + nodes - len(chosen)])
+            chosen.extend(self._slice(group, starts[group], nodes - len(chosen), exclude))
             if len(chosen) == nodes:
                 break
+        return chosen
+
+    def _slice(self, group: str, start: int, count: int, exclude: Collection[NodeId]) -> list[Slot]:
+        """Up to ``count`` slots of ``group`` from ``start`` on, skipping ``exclude``."""
+        slots = self.groups[group]
+        if not exclude:
+            return slots[start : start + count]
+        chosen: list[Slot] = []
+        for slot in slots[start:]:
+            if len(chosen) == count:
+                break
+            if slot[1] not in exclude:
+                chosen.append(slot)
         return chosen
 
     def take(self, chosen: Iterable[Slot], cards_per_node: int) -> tuple[Placement, ...]:
         """Deduct ``cards_per_node`` cards from each chosen node; return the placements."""
         placements: list[Placement] = []
-        for free, node in chosen:
+        for _free, node in chosen:
             placements.append(Placement(node=node, cards=cards_per_node))
-            if cards_per_node:
-                self._deduct((free, node), cards_per_node)
+            self.hold(node, cards_per_node)
         return tuple(placements)
 
-    def _deduct(self, slot: Slot, cards: int) -> None:
-        free, node = slot
+    def hold(self, node: NodeId, cards: int) -> None:
+        """Deduct ``cards`` free cards of ``node`` (an admission or a claim)."""
+        if not cards:
+            return
+        free = self.free_of[node]
         group = self.group_of[node]
         for slots in (self.slots, self.groups[group]):
-            del slots[bisect_left(slots, slot)]
+            del slots[bisect_left(slots, (free, node))]
             insort(slots, (free - cards, node))
-        self.group_free_cards[group] -= cards
-        self.free_cards -= cards
+        self.free_of[node] = free - cards
+        freed_before, freed_after = max(free, 0), max(free - cards, 0)
+        self.group_free_cards[group] += freed_after - freed_before
+        self.free_cards += freed_after - freed_before
+        self.version += 1
 
 
 def build_pools(nodes: Iterable[NodeView]) -> tuple[Pool, ...]:
     """Group the schedulable nodes by (cluster, chip), sorted by :class:`PoolKey`."""
-    members: dict[PoolKey, list[NodeView]] = {}
+    members: dict[tuple[ClusterName, ChipName, RegionName, ChipFamily, bool], list[NodeView]] = {}
     for node in nodes:
         if node.schedulable:
-            key = PoolKey(node.cluster, node.chip, node.region, node.family, node.simulated)
-            members.setdefault(key, []).append(node)
-    return tuple(Pool.of(key, members[key]) for key in sorted(members))
+            key = (node.cluster, node.chip, node.region, node.family, node.simulated)
+            group = members.get(key)
+            if group is None:
+                group = members[key] = []
+            group.append(node)
+    return tuple(Pool.of(PoolKey(*key), members[key]) for key in sorted(members))
 
 
-def pick_pool(pools: Iterable[Pool], cards_per_node: int, nodes: int) -> Pool | None:
+def pick_pool(
+    pools: Iterable[tuple[Pool, Collection[NodeId]]], cards_per_node: int, nodes: int
+) -> Pool | None:
     """The pool that hosts the gang with the fewest free cards left (best fit), or None.
 
-    Ties go to the smallest :class:`PoolKey` (cluster, then chip, ...).
+    Each pool comes with the nodes it may not use. Ties go to the smallest
+    :class:`PoolKey` (cluster, then chip, ...).
     """
     best: Pool | None = None
-    for pool in pools:
-        if pool.count_fitting(cards_per_node) < nodes:
+    for pool, exclude in pools:
+        if not pool.fits(cards_per_node, nodes, exclude):
             continue
         if best is None or (pool.free_cards, pool.key) < (best.free_cards, best.key):
             best = pool
     return best
+
+
+def first_pool(
+    pools: Iterable[tuple[Pool, Collection[NodeId]]], cards_per_node: int, nodes: int
+) -> Pool | None:
+    """The first pool (by :class:`PoolKey`) that hosts the gang now, or None."""
+    fitting = [p for p, exclude in pools if p.fits(cards_per_node, nodes, exclude)]
+    return min(fitting, key=lambda p: p.key) if fitting else None

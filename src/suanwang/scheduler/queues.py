@@ -1,87 +1,143 @@
-"""Queue policy: the order pending jobs are considered in, and the quotas they face.
+"""Queue policy: the order pending jobs are considered in.
 
-:func:`order_pending` sorts the queue (priority first, then submission order, then id);
-:class:`QuotaLedger` tracks, within one cycle, how many cards of each chip family every
-tenant holds (``Snapshot.usage`` plus what the cycle has admitted) against its quota.
+Three orderings (:data:`~.policy.Ordering`), each a static sort key per job:
+
+- ``fifo``: submit time, then ``seq``, then id;
+- ``priority``: higher priority first, then ``seq``, then id; with heterogeneity on,
+  among equal priorities jobs that gain most from a fast chip go first (:func:`~.hetero
+  .gain`), except that jobs waiting longer than ``Tuning.gain_max_wait_s`` go before all
+  those (no starvation);
+- ``multifactor`` (Slurm): higher score first, ``score = priority + age_weight *
+  min(age / age_horizon_s, 1) + fair_share_weight * 2 ** (-usage_share / norm_shares)``.
+
+With fair sharing, :func:`merge_by_share` merges per-tenant queues so that, among equal
+priorities, the tenant with the lowest dominant share (``QuotaLedger.share``, which
+changes as the cycle admits work) goes next, as in Kueue's fair sharing.
+
+Not here: quotas (``quota.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+import heapq
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
-from suanwang.domain.ids import ChipFamily, JobId, TenantId
+from suanwang.domain.ids import JobId, TenantId
+from suanwang.scheduler.policy import Policy
 from suanwang.scheduler.snapshot import PendingJob
+
+SortKey = tuple[Any, ...]
+"""A job's static sort key; its first element is the priority tier."""
 
 
 def queue_key(job: PendingJob) -> tuple[int, int, JobId]:
-    """Sort key of a pending job: higher priority first, then smaller ``seq``, then id."""
+    """Sort key of the ``priority`` ordering: priority, then smaller ``seq``, then id."""
     return (-job.priority, job.seq, job.id)
 
 
 def order_pending(pending: Iterable[PendingJob]) -> list[PendingJob]:
-    """The pending jobs in the order a cycle considers them.
-
-    The order depends only on the jobs, never on the order they were given in.
-
-    Args:
-        pending: Jobs waiting for a placement, in any order.
-
-    Returns:
-        A new list sorted by :func:`queue_key`.
-    """
+    """The pending jobs in ``priority`` order, whatever order they were given in."""
     return sorted(pending, key=queue_key)
 
 
-@dataclass(slots=True)
-class QuotaLedger:
-    """Cards held per tenant and chip family during one cycle, against quotas.
+def fifo_key(job: PendingJob) -> SortKey:
+    """Sort key of the ``fifo`` ordering: submit time, ``seq``, id (one tier)."""
+    return (0, job.submitted_at, job.seq, job.id)
 
-    Mutable on purpose and local to one cycle: :meth:`charge` records an admission so
-    later jobs of the same tenant see it.
 
-    Attributes:
-        quotas: ``quotas[tenant][family]`` caps the cards held at once; a tenant or
-            family missing from the map is unlimited.
-        usage: Cards held when the cycle starts, ``usage[tenant][family]``.
-        admitted_cards: Cards this cycle has admitted so far, by (tenant, family).
+def fair_share_factors(
+    held_cards: Mapping[TenantId, float],
+    weights: Mapping[TenantId, float],
+    tenants: Iterable[TenantId],
+) -> dict[TenantId, float]:
+    """Slurm's classic fair-share factor ``2 ** (-U / S)`` per tenant, in (0, 1].
+
+    ``U`` is the tenant's share of all cards held now, ``S`` its weight's share of the
+    weights of every tenant present (weight 1 when not given). Current holdings stand
+    in for Slurm's decayed historical usage.
     """
+    present = sorted(set(tenants) | set(held_cards))
+    total_held = sum(held_cards.values())
+    total_weight = sum(weights.get(t, 1.0) for t in present)
+    factors: dict[TenantId, float] = {}
+    for tenant in present:
+        weight = weights.get(tenant, 1.0)
+        if total_held <= 0:
+            factors[tenant] = 1.0
+        elif weight <= 0 or total_weight <= 0:
+            factors[tenant] = 0.0
+        else:
+            usage = held_cards.get(tenant, 0.0) / total_held
+            factors[tenant] = 2.0 ** (-usage / (weight / total_weight))
+    return factors
 
-    quotas: Mapping[TenantId, Mapping[ChipFamily, int]]
-    usage: Mapping[TenantId, Mapping[ChipFamily, int]]
-    admitted_cards: dict[tuple[TenantId, ChipFamily], int] = field(default_factory=dict)
 
-    def held_cards(self, tenant: TenantId, family: ChipFamily) -> int:
-        """Cards of ``family`` the tenant holds now, counting this cycle's admissions."""
-        start = self.usage.get(tenant, {}).get(family, 0)
-        return start + self.admitted_cards.get((tenant, family), 0)
+def multifactor_key(
+    policy: Policy, now: float, factors: Mapping[TenantId, float]
+) -> Callable[[PendingJob], SortKey]:
+    """Sort key of the ``multifactor`` ordering at ``now``."""
+    tuning = policy.tuning
 
-    def cap_cards(self, tenant: TenantId, family: ChipFamily) -> int | None:
-        """The tenant's cap on ``family`` cards, or None when unlimited."""
-        return self.quotas.get(tenant, {}).get(family)
+    def key(job: PendingJob) -> SortKey:
+        age = max(0.0, now - job.submitted_at)
+        age_factor = min(age / tuning.age_horizon_s, 1.0) if tuning.age_horizon_s > 0 else 1.0
+        score = (
+            job.priority
+            + tuning.age_weight * age_factor
+            + tuning.fair_share_weight * factors.get(job.tenant, 1.0)
+        )
+        return (-score, job.submitted_at, job.seq, job.id)
 
-    def allows(self, tenant: TenantId, family: ChipFamily, cards: int) -> bool:
-        """Whether the tenant may take ``cards`` more cards of ``family``.
+    return key
 
-        Taking no cards is always allowed, even by a tenant already over its cap.
-        """
-        cap = self.cap_cards(tenant, family)
-        if cap is None or cards <= 0:
-            return True
-        return self.held_cards(tenant, family) + cards <= cap
 
-    def charge(self, tenant: TenantId, family: ChipFamily, cards: int) -> None:
-        """Record that the tenant now also holds ``cards`` cards of ``family``."""
-        key = (tenant, family)
-        self.admitted_cards[key] = self.admitted_cards.get(key, 0) + cards
+def priority_key(
+    policy: Policy,
+    now: float,
+    gain_of: Callable[[PendingJob], float] | None,
+    share_of: Callable[[TenantId], float] | None = None,
+) -> Callable[[PendingJob], SortKey]:
+    """Sort key of the ``priority`` ordering, with the high-gain head start if given,
+    and the tenant's (fixed) share right after the priority if given."""
+    if gain_of is None and share_of is None:
+        return queue_key
+    max_wait_s = policy.tuning.gain_max_wait_s
 
-    def refusal(self, tenant: TenantId, families: Iterable[ChipFamily], cards: int) -> str:
-        """Why the tenant may not take ``cards`` more cards of any of ``families``.
+    def key(job: PendingJob) -> SortKey:
+        share = 0.0 if share_of is None else share_of(job.tenant)
+        if gain_of is None or now - job.submitted_at > max_wait_s:
+            return (-job.priority, share, 0, 0.0, job.seq, job.id)
+        return (-job.priority, share, 1, -gain_of(job), job.seq, job.id)
 
-        Example: ``"quota: tenant acme would hold 24 of 16 ascend cards"``.
-        """
-        parts = []
-        for family in sorted(set(families)):
-            held = self.held_cards(tenant, family) + cards
-            parts.append(f"{held} of {self.cap_cards(tenant, family)} {family} cards")
-        return f"quota: tenant {tenant} would hold " + "; ".join(parts)
+    return key
+
+
+def merge_by_share(
+    jobs: Iterable[PendingJob],
+    key: Callable[[PendingJob], SortKey],
+    share: Callable[[TenantId], float],
+) -> Iterator[PendingJob]:
+    """Jobs by ``key``'s tier, then their tenant's current share, then the rest of ``key``.
+
+    Each tenant's queue is sorted once; a heap holds each tenant's head. ``share`` is
+    asked again for a tenant each time one of its jobs has been handed out (after the
+    caller acted on it), so admissions made meanwhile count.
+    """
+    queues: dict[TenantId, list[tuple[SortKey, PendingJob]]] = {}
+    for job in jobs:
+        queues.setdefault(job.tenant, []).append((key(job), job))
+    heap: list[tuple[Any, float, SortKey, TenantId]] = []
+    for tenant, queue in queues.items():
+        queue.sort(key=lambda entry: entry[0])
+        queue.reverse()  # pop from the end
+        head = queue[-1][0]
+        heap.append((head[0], share(tenant), head[1:], tenant))
+    heapq.heapify(heap)
+    while heap:
+        tenant = heapq.heappop(heap)[3]
+        queue = queues[tenant]
+        yield queue.pop()[1]
+        if queue:
+            head = queue[-1][0]
+            heapq.heappush(heap, (head[0], share(tenant), head[1:], tenant))

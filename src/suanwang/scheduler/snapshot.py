@@ -101,6 +101,9 @@ class RunningJob:
     preemptible: bool = True
     last_checkpoint_at: float | None = None
     checkpoint_interval_s: float | None = None
+    preempted_for: JobId | None = None
+    """A ``Preempt`` for this job was issued in favour of that pending job and it has not
+    stopped yet: its cards are promised to that job and it is never chosen again."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,157 @@
+"""The per-cycle work cap: which pending jobs can change nothing this cycle.
+
+A cycle over 100,000 pending jobs cannot afford a full decision for each: building a
+frozen :class:`~.decisions.Pending` alone costs microseconds. After
+``Tuning.max_pending_reports`` plain ``Pending`` decisions, :class:`InertFilter` lets the
+cycle skip, without any decision, every job that provably can change nothing now (its
+previous reason stands, as with Slurm's ``default_queue_depth`` or Kueue's heads):
+
+- it cannot start: no pool its quota allows can host its gang now (reservations count
+  only if the job cannot end before any of them);
+- it cannot preempt (preemption off, the cycle's search budget spent, or no candidate);
+- it cannot reserve nor block (backfill and strict FIFO off, or every allowed pool that
+  could ever hold it reserved, without a known start, or blocked already);
+- it has no dataset it could stage (or its quota refuses every pool), and, in a cohort,
+  it would not add a lender wait.
+
+Within a cycle all of this is monotone: capacity and reservations' spare cards only
+shrink, held quota only grows once no preemption gives any back, reservations, blocks and
+lender waits only accumulate. So once a job is inert, every later job of the same
+*bucket* (tenant, eligible pools, gang shape, priority while preemption searches remain,
+and whether it can end before a reservation) is inert too, until a preemption claim or a
+started reservation holder changes the picture; the filter then answers in O(1). Every
+job that could start, preempt, reserve, stage or block is still decided in full:
+skipping never changes what happens, it only leaves some reasons unrefreshed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from suanwang.domain.ids import NodeId
+from suanwang.scheduler.fit import Pool
+from suanwang.scheduler.hetero import speed_on
+from suanwang.scheduler.snapshot import PendingJob
+from suanwang.scheduler.state import CycleState
+
+_Bucket = tuple[object, ...]
+
+
+@dataclass(slots=True)
+class InertFilter:
+    """Remembers inert buckets (and what they cost to tell) for one cycle."""
+
+    _inert: dict[_Bucket, tuple[int, int]] = field(default_factory=dict)
+    _latest: dict[int, tuple[int, int, float | None]] = field(default_factory=dict)
+    _fastest: dict[tuple[int, int], float] = field(default_factory=dict)
+
+    def is_inert(self, job: PendingJob, st: CycleState, final: bool) -> bool:
+        """Whether ``job`` can change nothing this cycle (see the module docstring)."""
+        if job.id in st.victims.promised or job.cards_per_node <= 0 or job.nodes <= 0:
+            return False
+        pools = st.eligible(job)
+        if not pools:
+            return False
+        policy = st.policy
+        searching = (
+            policy.preemption and st.preemption_attempts < policy.tuning.max_preemption_attempts
+        )
+        priority = job.priority if searching else None
+        bucket: _Bucket = (job.tenant, id(pools), job.cards_per_node, job.nodes, priority, final)
+        token = (st.claims, st.released)
+        if self._inert.get(bucket) == token:
+            return True
+        if _inert(job, pools, False, st):
+            self._inert[bucket] = token
+            return True
+        if not self._ends_after_reservations(job, pools, st):
+            return False
+        bucket = (*bucket, "long")
+        if self._inert.get(bucket) == token:
+            return True
+        if _inert(job, pools, True, st):
+            self._inert[bucket] = token
+            return True
+        return False
+
+    def _ends_after_reservations(
+        self, job: PendingJob, pools: tuple[Pool, ...], st: CycleState
+    ) -> bool:
+        """Whether the job, wherever it starts now, ends after every reservation of its
+        pools (or has no known end): then their exclusions apply to it in full."""
+        if not st.reservations:
+            return False
+        latest = self._latest_start(pools, st)
+        if latest is None:
+            return False
+        run_s = job.max_runtime_s
+        if job.duration_s is not None:
+            fastest = job.duration_s / self._fastest_speed(job, pools, st)
+            run_s = fastest if run_s is None else min(run_s, fastest)
+        return run_s is None or st.now + run_s > latest
+
+    def _latest_start(self, pools: tuple[Pool, ...], st: CycleState) -> float | None:
+        """The latest reserved start over ``pools`` (None: none reserved), cached."""
+        version = (len(st.reservations), st.released)
+        hit = self._latest.get(id(pools))
+        if hit is not None and hit[:2] == version:
+            return hit[2]
+        starts = [st.reservations[p.key].start for p in pools if p.key in st.reservations]
+        latest = max(starts) if starts else None
+        self._latest[id(pools)] = (*version, latest)
+        return latest
+
+    def _fastest_speed(self, job: PendingJob, pools: tuple[Pool, ...], st: CycleState) -> float:
+        """The job's best speed over the chips of ``pools``, cached per speed table."""
+        key = (id(job.speed) if job.speed else 0, id(pools))
+        fastest = self._fastest.get(key)
+        if fastest is None:
+            speeds = st.snapshot.chip_speed
+            fastest = max(speed_on(job, p.key.chip, speeds) for p in pools)
+            self._fastest[key] = fastest
+        return fastest
+
+
+def _inert(job: PendingJob, pools: tuple[Pool, ...], long: bool, st: CycleState) -> bool:
+    """The full test of the module docstring."""
+    policy = st.policy
+    view = st.quota_view(job, pools, cache=True)
+    if view.allowed and job.dataset is not None and policy.data_aware:
+        return False
+    if any(_fits(job, p, long, st) for p, _verdict in view.allowed):
+        return False
+    cohort = st.ledger.cohort_of(job.tenant)
+    if (
+        policy.preemption
+        and st.preemption_attempts < policy.tuning.max_preemption_attempts
+        and st.victims.could_serve(job, reclaim=cohort is not None)
+    ):
+        return False
+    capable = st.capable(job)
+    allowed = [p for p, _verdict in view.allowed if p.key in capable]
+    if policy.backfill and any(_reservable(job, p, st) for p in allowed):
+        return False
+    if policy.strict_fifo and any(p.key not in st.blocked for p in allowed):
+        return False
+    waits = st.lender_waiting
+    return cohort is None or all(
+        (cohort, p.key) in waits for p in pools if p.key.family in view.within and p.key in capable
+    )
+
+
+def _reservable(job: PendingJob, pool: Pool, st: CycleState) -> bool:
+    """Whether the job could still get ``pool``'s reservation (nobody holds it and a
+    start can be estimated)."""
+    return pool.key not in st.reservations and st.estimate(job, pool) is not None
+
+
+def _fits(job: PendingJob, pool: Pool, long: bool, st: CycleState) -> bool:
+    """Whether the gang fits ``pool`` now (respecting its reservation for long jobs)."""
+    per_node, nodes = job.cards_per_node, job.nodes
+    if not pool.fits(per_node, nodes):
+        return False
+    reservation = st.reservations.get(pool.key)
+    if not long or reservation is None or reservation.job == job.id:
+        return True
+    exclude: frozenset[NodeId] = reservation.exclusion(None, per_node)
+    return pool.fits(per_node, nodes, exclude)

@@ -1,0 +1,176 @@
+"""Placement: which pool a job should use, now or later, and whether its data moves first.
+
+For every pool a job may use (eligible and allowed by its quota) an :class:`Option`
+says whether the gang fits there now (without delaying another job's reservation), how
+long its dataset takes to get there and how fast the job runs on that chip.
+
+- Heterogeneity-blind policies (:func:`pick_now`) choose among the pools that fit now:
+  the first by (cluster, chip) name (``first_fit``) or the one left with the fewest free
+  cards (``best_fit``).
+- Heterogeneity- and data-aware policies (:func:`pick_later`) minimise the expected
+  completion time ``start + duration / speed``, where ``start`` is now for a pool that
+  fits now and holds the data, ``now + transfer`` for a remote pool with room now, and
+  the start estimated from running jobs' expected ends (:func:`~.backfill
+  .earliest_start`) for a local pool that does not fit now.
+  Ties go to the faster chip, then best fit, then name. With an unknown duration only the
+  start counts. A pool that does not fit now is worth waiting for only if the job can
+  reserve it (backfill on, nobody else holds it), so that a wait is never open-ended;
+  data is staged only towards a remote pool with room for the gang now.
+
+Not here: quotas (``quota.py``), acting on the choice (``cycle.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from suanwang.domain.ids import NodeId
+from suanwang.scheduler.data import Transfer
+from suanwang.scheduler.fit import Pool, PoolKey
+from suanwang.scheduler.hetero import speed_on
+from suanwang.scheduler.quota import Verdict
+from suanwang.scheduler.snapshot import PendingJob
+from suanwang.scheduler.state import CycleState
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One pool a job may use, and what using it would mean.
+
+    Attributes:
+        pool: The pool.
+        verdict: The quota verdict for it (``borrowing`` or not).
+        exclude: Nodes the job may not use there (another job's reservation).
+        fits_now: The gang fits now and the data is there.
+        transfer: The dataset transfer to the pool's region (None: no dataset, or
+            data awareness off).
+        run_s: Expected run time there (0 when unknown or heterogeneity is off).
+        speed: The job's relative speed there (1.0 when heterogeneity is off).
+        start: When the job could start there (None: unknown or never).
+    """
+
+    pool: Pool
+    verdict: Verdict
+    exclude: frozenset[NodeId]
+    fits_now: bool
+    transfer: Transfer | None
+    run_s: float
+    speed: float
+    start: float | None
+
+    @property
+    def local(self) -> bool:
+        """No data has to move for the job to run here."""
+        return self.transfer is None or self.transfer.seconds == 0
+
+    @property
+    def completion(self) -> float:
+        """Expected completion time (infinite when the start is unknown)."""
+        return math.inf if self.start is None else self.start + self.run_s
+
+    def starting(self, start: float | None) -> Option:
+        """This option with an estimated ``start``."""
+        return Option(
+            self.pool,
+            self.verdict,
+            self.exclude,
+            self.fits_now,
+            self.transfer,
+            self.run_s,
+            self.speed,
+            start,
+        )
+
+    def rank(self) -> tuple[float, float, int, PoolKey]:
+        """Smaller is better: completion, then faster, then best fit, then name."""
+        return (self.completion, -self.speed, self.pool.free_cards, self.pool.key)
+
+
+def options(
+    job: PendingJob, allowed: Iterable[tuple[Pool, Verdict]], st: CycleState
+) -> list[Option]:
+    """An :class:`Option` per allowed pool, with what is known without estimating."""
+    policy, now = st.policy, st.now
+    hetero = policy.heterogeneity
+    dataset = job.dataset if policy.data_aware else None
+    found: list[Option] = []
+    for pool, verdict in allowed:
+        chip = pool.key.chip
+        transfer = None if dataset is None else st.data.transfer(dataset, pool.key.region)
+        exclude = st.exclusion(job, pool)
+        local = transfer is None or transfer.seconds == 0
+        fits = local and pool.fits(job.cards_per_node, job.nodes, exclude)
+        run_s = (st.run_s(job, chip) or 0.0) if hetero else 0.0
+        speed = speed_on(job, chip, st.snapshot.chip_speed) if hetero else 1.0
+        start = now if fits else None
+        found.append(Option(pool, verdict, exclude, fits, transfer, run_s, speed, start))
+    return found
+
+
+def pick_now(found: list[Option], st: CycleState) -> Option | None:
+    """The option to admit the job on now, by the policy's rule, or None."""
+    fitting = [o for o in found if o.fits_now]
+    if not fitting:
+        return None
+    policy = st.policy
+    if policy.heterogeneity or policy.data_aware:
+        return min(fitting, key=Option.rank)
+    if policy.pool_choice == "first_fit":
+        return min(fitting, key=lambda o: o.pool.key)
+    return min(fitting, key=lambda o: (o.pool.free_cards, o.pool.key))
+
+
+def estimated(job: PendingJob, option: Option, st: CycleState) -> Option:
+    """``option`` with its start estimated: when its data is there for a remote pool
+    with room now, else from the pool's timeline (for a pool the job can reserve);
+    unknown otherwise."""
+    pool = option.pool
+    if option.fits_now:
+        return option
+    if not option.local:
+        if not pool.fits(job.cards_per_node, job.nodes, option.exclude):
+            return option
+        assert option.transfer is not None
+        return option.starting(st.now + option.transfer.seconds)
+    if not can_reserve(job, pool, st):
+        return option
+    start = st.estimate(job, pool)
+    return option.starting(None if start is None else start.at)
+
+
+def pick_later(
+    job: PendingJob, found: list[Option], now_choice: Option | None, st: CycleState
+) -> Option | None:
+    """The best option that means waiting or staging, if it beats ``now_choice``.
+
+    With ``now_choice`` None (nothing fits now) it is simply the best estimated option,
+    which the caller uses to stage data or to reserve a pool.
+    """
+    policy = st.policy
+    aware = policy.heterogeneity or policy.data_aware
+    if not aware and (now_choice is not None or not policy.backfill):
+        return None
+    bound = math.inf if now_choice is None else now_choice.completion
+    best: Option | None = None
+    for option in found:
+        if option.fits_now:
+            continue
+        ready = st.now + (0.0 if option.transfer is None else option.transfer.seconds)
+        if ready + option.run_s >= bound:
+            continue
+        candidate = estimated(job, option, st)
+        if candidate.start is not None and (best is None or candidate.rank() < best.rank()):
+            best = candidate
+    if best is None or (now_choice is not None and best.completion >= now_choice.completion):
+        return None
+    return best
+
+
+def can_reserve(job: PendingJob, pool: Pool, st: CycleState) -> bool:
+    """Whether the job could hold (or holds) the pool's backfill reservation."""
+    if not st.policy.backfill:
+        return False
+    reservation = st.reservations.get(pool.key)
+    return reservation is None or reservation.job == job.id

@@ -1,0 +1,135 @@
+"""Named scheduling policies: which rules one :func:`~suanwang.scheduler.cycle` applies.
+
+A :class:`Policy` is a frozen set of named switches; :data:`POLICIES` holds the four the
+simulator compares. What each switch means is implemented in its own module:
+
+- ``ordering`` and ``fair_share``: :mod:`~suanwang.scheduler.queues`;
+- ``quotas``: :mod:`~suanwang.scheduler.quota`;
+- ``preemption``: :mod:`~suanwang.scheduler.preempt`;
+- ``backfill`` and ``strict_fifo``: :mod:`~suanwang.scheduler.backfill`;
+- ``heterogeneity``, ``data_aware`` and ``pool_choice``: :mod:`~suanwang.scheduler.placement`.
+
+Nothing here runs a cycle; this module is data only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Ordering = Literal["fifo", "priority", "multifactor"]
+"""``fifo``: submit order. ``priority``: priority, then submit order. ``multifactor``:
+Slurm-style score = priority + age factor + fair-share factor."""
+QuotaMode = Literal["caps", "kueue"]
+"""``caps``: a tenant's queue is a hard cap at its nominal quota, no borrowing.
+``kueue``: nominal, borrowing and lending limits within cohorts."""
+PoolChoice = Literal["first_fit", "best_fit"]
+"""How a heterogeneity-blind policy picks among pools the job fits now: the first by
+(cluster, chip) name, or the one left with the fewest free cards."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    """Numeric knobs of a policy; the defaults suit every named policy.
+
+    Attributes:
+        age_weight: Multifactor: weight of the age factor (1.0 = one priority level).
+        age_horizon_s: Multifactor: age at which the age factor reaches 1.0.
+        fair_share_weight: Multifactor: weight of the fair-share factor.
+        gain_max_wait_s: Heterogeneity: jobs waiting longer than this lose their
+            high-gain head start (anti-starvation).
+        max_preemption_attempts: Preemption searches per cycle, at most.
+        max_victim_candidates: Running jobs one preemption search looks at, at most.
+        max_pending_reports: Plain Pending decisions per cycle after which jobs that can
+            change nothing this cycle get no decision (the per-cycle work cap).
+    """
+
+    age_weight: float = 1.0
+    age_horizon_s: float = 7 * 86_400.0
+    fair_share_weight: float = 1.0
+    gain_max_wait_s: float = 3_600.0
+    max_preemption_attempts: int = 64
+    max_victim_candidates: int = 64
+    max_pending_reports: int = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The rules one scheduling cycle applies.
+
+    Attributes:
+        name: Shown in reports.
+        ordering: The order pending jobs are considered in (see :data:`Ordering`).
+        strict_fifo: Head-of-line blocking: a job that waits for capacity blocks every
+            later job from the pools it could use.
+        backfill: EASY backfill: the first job blocked on a pool reserves it; later
+            jobs may use the pool only if they do not delay that reservation.
+        quotas: How tenant queues are enforced (see :data:`QuotaMode`).
+        preemption: Preempt lower-priority work of the tenant, or borrowed work in the
+            cohort, for a job that cannot start otherwise.
+        heterogeneity: Choose the chip type that finishes the job soonest, and let
+            jobs that gain most from a fast chip pick first.
+        data_aware: Add dataset transfer time to remote regions and stage data there.
+        fair_share: Among equal priorities, tenants that borrow least (dominant share,
+            weighted) go first.
+        pool_choice: Heterogeneity-blind pool choice (see :data:`PoolChoice`).
+        tuning: Numeric knobs.
+    """
+
+    name: str = "custom"
+    ordering: Ordering = "priority"
+    strict_fifo: bool = False
+    backfill: bool = False
+    quotas: QuotaMode = "kueue"
+    preemption: bool = False
+    heterogeneity: bool = False
+    data_aware: bool = False
+    fair_share: bool = False
+    pool_choice: PoolChoice = "best_fit"
+    tuning: Tuning = field(default_factory=Tuning)
+
+
+FIFO = Policy(
+    name="fifo",
+    ordering="fifo",
+    strict_fifo=True,
+    quotas="caps",
+    pool_choice="first_fit",
+)
+"""Strict FIFO by submit order, head-of-line blocking, first fitting pool by name."""
+
+SLURM = Policy(
+    name="slurm",
+    ordering="multifactor",
+    backfill=True,
+    quotas="caps",
+    pool_choice="best_fit",
+)
+"""Slurm-like: multifactor priority (priority + age + fair share), EASY backfill."""
+
+KUEUE = Policy(
+    name="kueue",
+    ordering="priority",
+    quotas="kueue",
+    preemption=True,
+    pool_choice="first_fit",
+)
+"""Kueue-like: cohorts with borrowing and lending, reclaim and priority preemption,
+jobs that do not fit are skipped (BestEffortFIFO), first fitting flavor."""
+
+SUANWANG = Policy(
+    name="suanwang",
+    ordering="priority",
+    backfill=True,
+    quotas="kueue",
+    preemption=True,
+    heterogeneity=True,
+    data_aware=True,
+    fair_share=True,
+    pool_choice="best_fit",
+)
+"""Ours: Kueue quotas and preemption, fair sharing, EASY backfill, heterogeneity- and
+data-aware placement."""
+
+POLICIES: dict[str, Policy] = {p.name: p for p in (FIFO, SLURM, KUEUE, SUANWANG)}
+"""The named policies, by name."""

@@ -1,0 +1,337 @@
+"""Preemption: which running jobs to stop so that a blocked job can start.
+
+Who may be preempted for a pending job ``J`` (never a ``preemptible=False`` job):
+
+- **priority**: running jobs of ``J``'s own tenant with a lower priority (Kueue's
+  ``withinClusterQueue: LowerPriority``);
+- **reclaim**: running jobs of other tenants of ``J``'s cohort while their tenant holds
+  more than its nominal quota of that family (or of units), provided ``J`` itself stays
+  within its nominal quota (Kueue's ``reclaimWithinCohort: Any``).
+
+Jobs already stopping for ``J`` (``RunningJob.preempted_for``) come first and cost
+nothing; jobs stopping for a job that is no longer pending are free for anyone.
+
+Victims are chosen to free the fewest cards beyond ``J``'s request and to lose the least
+work: a victim loses the work since its last checkpoint (:func:`lost_work_s`). For each
+pool ``J`` could use, candidates are added greedily until ``J`` fits (all its nodes and
+its quota), once least lost work first and once smallest first; then every victim that is
+not needed is dropped again, last added first (Kueue's minimal set). Of all these plans,
+the one that frees the fewest cards beyond the request wins, then the least lost
+card-seconds, then the fewest victims, then the pool's name. No plan, no preemption:
+nothing is ever preempted for a job that still would not fit.
+
+Not here: issuing decisions and claiming the cards (``cycle.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+
+from suanwang.domain.ids import ChipFamily, JobId, NodeId, TenantId
+from suanwang.scheduler.fit import Pool, PoolKey
+from suanwang.scheduler.quota import UNITS, QuotaLedger, Relief
+from suanwang.scheduler.snapshot import PendingJob, RunningJob
+
+
+def lost_work_s(job: RunningJob, now: float) -> float:
+    """Seconds of work a preemption at ``now`` throws away.
+
+    ``now - max(started_at, last_checkpoint_at, latest multiple of
+    checkpoint_interval_s since the start)``, never negative.
+    """
+    saved = job.started_at
+    if job.last_checkpoint_at is not None:
+        saved = max(saved, job.last_checkpoint_at)
+    interval = job.checkpoint_interval_s
+    if interval and interval > 0 and now > job.started_at:
+        saved = max(
+            saved, job.started_at + math.floor((now - job.started_at) / interval) * interval
+        )
+    return max(0.0, now - saved)
+
+
+@dataclass(frozen=True, slots=True)
+class Victim:
+    """A running job that could be stopped, with what stopping it frees and costs."""
+
+    job: RunningJob
+    cards: int
+    lost_work_s: float
+    pool: PoolKey | None
+
+    @property
+    def stopping(self) -> bool:
+        """Already preempted earlier: free of charge, no new decision needed."""
+        return self.job.preempted_for is not None
+
+    def order(self) -> tuple[bool, float, int, float, JobId]:
+        """Greedy order: stopping first, then least lost work, fewest cards, latest start."""
+        return (not self.stopping, self.lost_work_s, self.cards, -self.job.started_at, self.job.id)
+
+    def order_by_size(self) -> tuple[bool, int, float, float, JobId]:
+        """Second greedy order: stopping first, then fewest cards, least lost work."""
+        return (not self.stopping, self.cards, self.lost_work_s, -self.job.started_at, self.job.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Stop ``victims`` so the job fits on ``nodes`` of ``pool``."""
+
+    pool: Pool
+    victims: tuple[Victim, ...]
+    nodes: tuple[NodeId, ...]
+    cost: tuple[int, float, int, PoolKey]
+    """(cards freed beyond what the job needs from its victims, lost card-seconds, new
+    victims, pool)."""
+
+
+class VictimIndex:
+    """Running jobs that may be preempted this cycle, by tenant, minus claimed ones.
+
+    :class:`Victim` records (with their lost work) are made only for jobs a search
+    actually looks at.
+    """
+
+    def __init__(
+        self,
+        running: Iterable[RunningJob],
+        pool_of_node: Mapping[NodeId, PoolKey],
+        now: float,
+        pending: Collection[JobId],
+    ) -> None:
+        self.pool_of_node, self.now = pool_of_node, now
+        self.by_tenant: dict[TenantId, list[RunningJob]] = {}
+        self.promised: dict[JobId, list[RunningJob]] = {}
+        self.orphans: list[RunningJob] = []
+        self.claimed: set[JobId] = set()
+        self.lowest: dict[TenantId, int] = {}
+        self._victims: dict[JobId, Victim] = {}
+        for job in running:
+            if job.preempted_for is not None:
+                if job.preempted_for in pending:
+                    self.promised.setdefault(job.preempted_for, []).append(job)
+                else:
+                    self.orphans.append(job)
+            elif job.preemptible:
+                self.by_tenant.setdefault(job.tenant, []).append(job)
+                lowest = self.lowest.get(job.tenant, job.priority)
+                self.lowest[job.tenant] = min(lowest, job.priority)
+
+    def victim(self, job: RunningJob) -> Victim:
+        """The :class:`Victim` record of a running job (made once)."""
+        victim = self._victims.get(job.id)
+        if victim is None:
+            first = job.placements[0].node if job.placements else NodeId(-1)
+            cards = sum(p.cards for p in job.placements)
+            pool = self.pool_of_node.get(first)
+            victim = self._victims[job.id] = Victim(job, cards, lost_work_s(job, self.now), pool)
+        return victim
+
+    def could_serve(self, job: PendingJob, reclaim: bool) -> bool:
+        """Cheap test: could any candidate exist for ``job``?"""
+        return (
+            self.has_lower(job.tenant, job.priority)
+            or job.id in self.promised
+            or bool(self.orphans)
+            or (reclaim and bool(self.by_tenant))
+        )
+
+    def has_lower(self, tenant: TenantId, priority: int) -> bool:
+        """Whether the tenant runs any preemptible job below ``priority`` (O(1))."""
+        return self.lowest.get(tenant, priority) < priority
+
+    def candidates(self, job: PendingJob, ledger: QuotaLedger, reclaim: bool) -> list[Victim]:
+        """Who ``job`` may preempt, in greedy order; ``reclaim`` adds cohort borrowers."""
+        found = [*self.promised.get(job.id, ()), *self.orphans]
+        found += [r for r in self.by_tenant.get(job.tenant, ()) if r.priority < job.priority]
+        cohort = ledger.cohort_of(job.tenant)
+        if reclaim and cohort is not None:
+            for tenant, running in self.by_tenant.items():
+                if tenant != job.tenant and ledger.cohort_of(tenant) == cohort:
+                    found += [r for r in running if ledger.is_borrowing(tenant, r.family)]
+        victims = [self.victim(r) for r in found if r.id not in self.claimed]
+        victims.sort(key=Victim.order)
+        return victims
+
+    def claim(self, victims: Iterable[Victim]) -> None:
+        """Take ``victims`` out of the running for later preemptors of this cycle."""
+        self.claimed.update(v.job.id for v in victims)
+
+
+def plan_preemption(
+    job: PendingJob,
+    targets: Iterable[tuple[Pool, Collection[NodeId]]],
+    candidates: list[Victim],
+    ledger: QuotaLedger,
+    limit: int,
+) -> Plan | None:
+    """The cheapest way to make ``job`` fit in one of ``targets``, or None.
+
+    At most ``limit`` useful candidates are tried per pool. Pools the gang fits already
+    need only quota back, which is the same search for every pool of one flavor: only
+    the first of them (by key, the tie-break anyway) is searched.
+    """
+    by_family: dict[ChipFamily, list[Victim]] = {}
+    for victim in candidates:
+        by_family.setdefault(victim.job.family, []).append(victim)
+    queue = ledger.queues.get(job.tenant)
+    units = queue is not None and UNITS in queue.quotas
+    best: Plan | None = None
+    quota_only: set[tuple[ChipFamily, str]] = set()
+    for pool, exclude in sorted(targets, key=lambda target: target[0].key):
+        if pool.fits(job.cards_per_node, job.nodes, exclude):
+            flavor = (pool.key.family, pool.key.chip)
+            if flavor in quota_only:
+                continue
+            quota_only.add(flavor)
+        relevant = candidates if units else by_family.get(pool.key.family, [])
+        by_size = sorted(relevant, key=Victim.order_by_size)
+        for ordered in (relevant, by_size):
+            plan = _plan_in(_Trial(job, pool, exclude, ledger), ordered, limit)
+            if plan is not None and (best is None or plan.cost < best.cost):
+                best = plan
+    return best
+
+
+class _Trial:
+    """The search for one job on one pool: the victims so far and what they free.
+
+    Both halves of the fit test are kept incrementally: how many nodes the victims'
+    cards push over the gang's per-node need, and the quota they give back.
+    """
+
+    def __init__(
+        self, job: PendingJob, pool: Pool, exclude: Collection[NodeId], ledger: QuotaLedger
+    ) -> None:
+        self.job, self.pool, self.exclude, self.ledger = job, pool, exclude, ledger
+        self.freed: dict[NodeId, int] = {}
+        self.relief = Relief(ledger)
+        self.base = pool.count_fitting(job.cards_per_node, exclude)
+        self.crossed = 0
+
+    def add(self, victim: Victim, sign: int = 1) -> None:
+        """Count ``victim``'s cards and quota as freed (``sign=-1``: no longer)."""
+        running = victim.job
+        need = self.job.cards_per_node
+        if victim.pool == self.pool.key:
+            for p in running.placements:
+                free = self.pool.free_of.get(p.node)
+                if free is None or p.node in self.exclude:
+                    continue
+                before = self.freed.get(p.node, 0)
+                after = self.freed[p.node] = before + sign * p.cards
+                was, now = free < need <= free + before, free < need <= free + after
+                self.crossed += int(now) - int(was)
+        self.relief.add(
+            running.tenant,
+            running.family,
+            running.chip,
+            victim.cards,
+            sign,
+            stopping=victim.stopping,
+        )
+
+    def capacity_fits(self) -> bool:
+        """Whether the gang fits the pool once the victims have stopped."""
+        return self.base + self.crossed >= self.job.nodes
+
+    def quota_fits(self) -> bool:
+        """Whether the job's quota allows it once the victims have stopped."""
+        job, key = self.job, self.pool.key
+        cards = job.cards_per_node * job.nodes
+        return self.ledger.check(job.tenant, key.family, key.chip, cards, self.relief).ok
+
+    def fits(self) -> bool:
+        """Whether the job fits the pool and its quota once the victims have stopped."""
+        return self.capacity_fits() and self.quota_fits()
+
+    def reclaimable(self, victim: Victim) -> bool:
+        """Own lower-priority work always; another tenant's only while it still borrows."""
+        running = victim.job
+        if running.tenant == self.job.tenant or victim.stopping:
+            return True
+        return self.ledger.is_borrowing(running.tenant, running.family, self.relief)
+
+
+def _useful(trial: _Trial, candidates: list[Victim], limit: int) -> list[Victim]:
+    """Candidates that can help on this pool: they free its cards if capacity is short,
+    its quota if quota is short; reclaim only when the job stays within nominal."""
+    job, key, ledger = trial.job, trial.pool.key, trial.ledger
+    cards = job.cards_per_node * job.nodes
+    reclaim = ledger.within_nominal(job.tenant, key.family, key.chip, cards)
+    need_quota = not trial.quota_fits()
+    useful: list[Victim] = []
+    for v in candidates:
+        if not (reclaim or v.stopping or v.job.tenant == job.tenant):
+            continue
+        if need_quota or v.pool == key:
+            useful.append(v)
+            if len(useful) == limit:
+                break
+    return useful
+
+
+def _plan_in(trial: _Trial, candidates: list[Victim], limit: int) -> Plan | None:
+    """Greedy then minimal victim set for the trial's job on its pool, or None.
+
+    The greedy step takes the shortest prefix of the (reclaimable) candidates in
+    greedy order after which the job fits; all of them are tried at once first, so a
+    hopeless search costs one pass.
+    """
+    job, pool = trial.job, trial.pool
+    if pool.count_capable(job.cards_per_node) < job.nodes:
+        return None
+    sequence: list[Victim] = []
+    for victim in _useful(trial, candidates, limit):
+        if trial.reclaimable(victim):
+            sequence.append(victim)
+            trial.add(victim)
+    if not sequence or not trial.fits():
+        return None
+    trial = _fresh(trial, [])
+    chosen: list[Victim] = []
+    for victim in sequence:
+        chosen.append(victim)
+        trial.add(victim)
+        if trial.fits():
+            break
+    for victim in reversed(chosen[:-1]):
+        trial.add(victim, -1)
+        if trial.fits():
+            chosen.remove(victim)
+        else:
+            trial.add(victim)
+    return _finish(trial, chosen)
+
+
+def _fresh(trial: _Trial, victims: list[Victim]) -> _Trial:
+    """A new trial of the same job and pool with exactly ``victims``."""
+    fresh = _Trial(trial.job, trial.pool, trial.exclude, trial.ledger)
+    for victim in victims:
+        fresh.add(victim)
+    return fresh
+
+
+def _finish(trial: _Trial, victims: list[Victim]) -> Plan:
+    """The plan's nodes (those the victims free first) and its cost."""
+    job, pool = trial.job, trial.pool
+    per_node = job.cards_per_node
+    freed = trial.freed
+    helped = sorted(
+        (pool.free_of[n] + add, n)
+        for n, add in freed.items()
+        if n not in trial.exclude
+        and n in pool.free_of
+        and pool.free_of[n] < per_node <= pool.free_of[n] + add
+    )
+    nodes = [n for _free, n in helped[: job.nodes]]
+    if len(nodes) < job.nodes:
+        rest = pool.choose(per_node, job.nodes - len(nodes), {*trial.exclude, *nodes}) or []
+        nodes += [n for _free, n in rest]
+    fresh = [v for v in victims if not v.stopping]
+    from_victims = sum(per_node - min(max(pool.free_of[n], 0), per_node) for n in nodes)
+    over = max(0, sum(v.cards for v in victims) - from_victims)
+    lost = sum(v.lost_work_s * v.cards for v in fresh)
+    return Plan(pool, tuple(victims), tuple(nodes), (over, lost, len(fresh), pool.key))

@@ -1,0 +1,376 @@
+"""The working state of one cycle: pools, quotas, timelines, reservations, victims.
+
+:class:`CycleState` is built once per :func:`~suanwang.scheduler.cycle` from the
+snapshot and mutated as the cycle decides: an admission takes cards from a pool, charges
+the tenant's quota, adds a release to the pool's timeline and eats into a reservation's
+spare cards; a preemption claims the victims and the cards the preemptor will use. The
+rules that decide live elsewhere (``cycle.py``, ``placement.py``); this module only keeps
+the books consistent and caches what is asked many times.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from suanwang.domain.ids import (
+    ChipFamily,
+    ChipName,
+    ClusterName,
+    JobId,
+    NodeId,
+    RegionName,
+    TenantId,
+)
+from suanwang.scheduler.backfill import Reservation, Start, Timeline, earliest_start
+from suanwang.scheduler.data import DataMap
+from suanwang.scheduler.decisions import Admit, Placement
+from suanwang.scheduler.fit import Pool, PoolKey, Slot, build_pools
+from suanwang.scheduler.hetero import can_run_on, planned_run_s, run_time_s
+from suanwang.scheduler.policy import Policy
+from suanwang.scheduler.preempt import Plan, VictimIndex
+from suanwang.scheduler.quota import QuotaLedger, Verdict
+from suanwang.scheduler.snapshot import PendingJob, Snapshot
+
+_EligibilityKey = tuple[bool, str, ClusterName | None, RegionName | None, int]
+_StartKey = tuple[PoolKey, int, int, int, int, JobId | None]
+
+
+Allowed = list[tuple[Pool, Verdict]]
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaView:
+    """A job's quota verdict on each pool it is eligible for.
+
+    Attributes:
+        verdicts: Every pool with its verdict.
+        allowed: Pools the quota allows (borrowing refused where a lender waits).
+        nominal: The allowed pools within nominal quota (``allowed`` itself when none
+            of them borrows).
+        refused: Pools the quota refuses.
+        refusal: Why the quota refuses every pool (empty when some pool is allowed).
+        within: Families where the job stays within its nominal quota (cohort members
+            only): where it may reclaim, and where it makes lenders wait.
+    """
+
+    verdicts: Allowed
+    allowed: Allowed
+    nominal: Allowed
+    refused: list[Pool]
+    refusal: str
+    within: frozenset[ChipFamily]
+
+    @classmethod
+    def of(cls, job: PendingJob, pools: tuple[Pool, ...], st: CycleState) -> QuotaView:
+        """Ask the ledger once per flavor (family, chip) of ``pools``."""
+        ledger, tenant = st.ledger, job.tenant
+        cards = job.cards_per_node * job.nodes
+        cohort = ledger.cohort_of(tenant)
+        verdicts: Allowed = []
+        allowed: Allowed = []
+        nominal: Allowed = []
+        refused: list[Pool] = []
+        within: set[ChipFamily] = set()
+        for (family, chip), members in st.flavors(pools):
+            verdict = ledger.check(tenant, family, chip, cards)
+            pairs = [(p, verdict) for p in members]
+            verdicts += pairs
+            if not verdict.ok:
+                refused += members
+            elif verdict.borrowing:
+                allowed += [(p, v) for p, v in pairs if (cohort, p.key) not in st.lender_waiting]
+            else:
+                allowed += pairs
+                nominal += pairs
+            if cohort is not None and ledger.within_nominal(tenant, family, chip, cards):
+                within.add(family)
+        refusal = ""
+        if not allowed:
+            refusal = ledger.refusal(
+                tenant, [(p.key.family, _waits(v, cohort, p, st)) for p, v in verdicts]
+            )
+        if len(nominal) == len(allowed):
+            nominal = allowed
+        return cls(verdicts, allowed, nominal, refused, refusal, frozenset(within))
+
+
+def _waits(verdict: Verdict, cohort: str | None, pool: Pool, st: CycleState) -> Verdict:
+    """``verdict``, or a refusal when it borrows where a lender of the cohort waits."""
+    if not verdict.ok or (cohort, pool.key) not in st.lender_waiting:
+        return verdict
+    reason = f"cohort {cohort} lends no {pool.key.family} cards while a lender waits for them"
+    return Verdict(False, reason=reason)
+
+
+@dataclass(slots=True)
+class CycleState:
+    """Everything one cycle reads and updates while it decides, job after job.
+
+    Attributes:
+        snapshot: The cycle's input.
+        policy: The rules in force.
+        pools: One :class:`~.fit.Pool` per (cluster, chip), sorted by key.
+        pool_of_node: The pool each schedulable node belongs to.
+        pool_by_key: The pools by key.
+        ledger: Quotas and what every tenant holds.
+        timelines: When each pool's cards come free.
+        reservations: At most one backfill reservation per pool.
+        victims: Running jobs that preemption may still choose.
+        data: WAN links for dataset transfers.
+        blocked: Strict FIFO: pools a waiting job has blocked, and by whom.
+        lender_waiting: (cohort, pool) pairs where a job within its nominal quota
+            waits; borrowing there is refused for the rest of the cycle.
+        preemption_attempts: Preemption searches made so far.
+        epoch: Bumped whenever anything above changes.
+        claims: Preemption plans booked so far (each gives quota back).
+        released: Reservations dropped so far (their holder started).
+    """
+
+    snapshot: Snapshot
+    policy: Policy
+    pools: tuple[Pool, ...]
+    pool_of_node: dict[NodeId, Pool]
+    pool_by_key: dict[PoolKey, Pool]
+    ledger: QuotaLedger
+    timelines: dict[PoolKey, Timeline]
+    victims: VictimIndex
+    data: DataMap
+    reservations: dict[PoolKey, Reservation] = field(default_factory=dict)
+    blocked: dict[PoolKey, JobId] = field(default_factory=dict)
+    lender_waiting: set[tuple[str, PoolKey]] = field(default_factory=set)
+    preemption_attempts: int = 0
+    epoch: int = 0
+    claims: int = 0
+    released: int = 0
+    _eligible: dict[_EligibilityKey, tuple[Pool, ...]] = field(default_factory=dict)
+    _starts: dict[_StartKey, Start | None] = field(default_factory=dict)
+    _views: dict[tuple[TenantId, int, int], tuple[tuple[int, int], QuotaView]] = field(
+        default_factory=dict
+    )
+    _fits: dict[tuple[int, int, int], tuple[int, bool]] = field(default_factory=dict)
+    _interned: dict[tuple[PoolKey, ...], tuple[Pool, ...]] = field(default_factory=dict)
+    _job_pools: dict[JobId, tuple[Pool, ...]] = field(default_factory=dict)
+    _flavors: dict[
+        int, tuple[tuple[Pool, ...], list[tuple[tuple[ChipFamily, ChipName], tuple[Pool, ...]]]]
+    ] = field(default_factory=dict)
+    _capable: dict[tuple[int, int, int], frozenset[PoolKey]] = field(default_factory=dict)
+    _slow_chips: bool = False
+
+    @classmethod
+    def of(cls, snapshot: Snapshot, policy: Policy) -> CycleState:
+        """The state at the start of a cycle over ``snapshot``."""
+        pools = build_pools(snapshot.nodes)
+        pool_of_node = {node: pool for pool in pools for node in pool.free_of}
+        pending = {job.id for job in snapshot.pending}
+        timelines = {pool.key: Timeline() for pool in pools}
+        for job in snapshot.running:
+            pool = pool_of_node.get(job.placements[0].node) if job.placements else None
+            if pool is not None and job.preempted_for not in pending:
+                end = None if job.expected_end is None else max(job.expected_end, snapshot.now)
+                if job.preempted_for is not None:
+                    end = snapshot.now
+                timelines[pool.key].add(job.id, end, job.placements)
+        keys = {node: pool.key for node, pool in pool_of_node.items()}
+        ledger = QuotaLedger(snapshot, policy.quotas)
+        return cls(
+            snapshot=snapshot,
+            policy=policy,
+            pools=pools,
+            pool_of_node=pool_of_node,
+            pool_by_key={pool.key: pool for pool in pools},
+            ledger=ledger,
+            timelines=timelines,
+            victims=VictimIndex(snapshot.running, keys, snapshot.now, pending),
+            data=DataMap.of(snapshot.links),
+            _slow_chips=any(s <= 0 for s in snapshot.chip_speed.values()),
+        )
+
+    @property
+    def now(self) -> float:
+        """The snapshot's time."""
+        return self.snapshot.now
+
+    def eligible(self, job: PendingJob) -> tuple[Pool, ...]:
+        """Pools whose nodes match the job's selector, simulated flag and pins, and
+        whose chip the job can run on at all (speed above 0)."""
+        pools = self._job_pools.get(job.id)
+        if pools is not None:
+            return pools
+        key = (job.simulated, job.chip, job.cluster, job.region, id(job.speed) if job.speed else 0)
+        pools = self._eligible.get(key)
+        if pools is None:
+            speeds = self.snapshot.chip_speed
+            pools = tuple(
+                p
+                for p in self.pools
+                if p.accepts(job)
+                and (not (job.speed or self._slow_chips) or can_run_on(job, p.key.chip, speeds))
+            )
+            pools = self._interned.setdefault(tuple(p.key for p in pools), pools)
+            self._eligible[key] = pools
+        self._job_pools[job.id] = pools
+        return pools
+
+    def flavors(
+        self, pools: tuple[Pool, ...]
+    ) -> list[tuple[tuple[ChipFamily, ChipName], tuple[Pool, ...]]]:
+        """``pools`` grouped by flavor (family, chip), in first-seen order (cached)."""
+        found = self._flavors.get(id(pools))
+        if found is None or found[0] is not pools:
+            groups: dict[tuple[ChipFamily, ChipName], list[Pool]] = {}
+            for pool in pools:
+                groups.setdefault((pool.key.family, pool.key.chip), []).append(pool)
+            found = (pools, [(f, tuple(members)) for f, members in groups.items()])
+            self._flavors[id(pools)] = found
+        return found[1]
+
+    def quota_view(self, job: PendingJob, pools: tuple[Pool, ...], *, cache: bool) -> QuotaView:
+        """The job's quota verdicts on ``pools`` (cached per tenant, size and pools while
+        the tenant's cohort and the lender waits do not change)."""
+        cards = job.cards_per_node * job.nodes
+        key = (job.tenant, cards, id(pools))
+        valid = (self.ledger.scope_version(job.tenant), len(self.lender_waiting))
+        hit = self._views.get(key) if cache else None
+        if hit is not None and hit[0] == valid:
+            return hit[1]
+        view = QuotaView.of(job, pools, self)
+        if cache:
+            self._views[key] = (valid, view)
+        return view
+
+    def fits_somewhere(self, job: PendingJob) -> bool:
+        """Whether the gang fits any eligible pool now, ignoring quotas and reservations
+        (cached while those pools do not change)."""
+        pools = self.eligible(job)
+        key = (id(pools), job.cards_per_node, job.nodes)
+        version = sum(p.version for p in pools)
+        hit = self._fits.get(key)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        fits = any(p.fits(job.cards_per_node, job.nodes) for p in pools)
+        self._fits[key] = (version, fits)
+        return fits
+
+    def capable(self, job: PendingJob) -> frozenset[PoolKey]:
+        """Eligible pools with enough nodes big enough for the gang, even if empty."""
+        pools = self.eligible(job)
+        key = (id(pools), job.cards_per_node, job.nodes)
+        capable = self._capable.get(key)
+        if capable is None:
+            per_node, nodes = job.cards_per_node, job.nodes
+            capable = frozenset(p.key for p in pools if p.count_capable(per_node) >= nodes)
+            self._capable[key] = capable
+        return capable
+
+    def run_s(self, job: PendingJob, chip: ChipName) -> float | None:
+        """Expected run time of the job on ``chip`` (None when its duration is unknown)."""
+        return run_time_s(job, chip, self.snapshot.chip_speed)
+
+    def end_if_started(self, job: PendingJob, chip: ChipName) -> float | None:
+        """When the job would release its cards if it started now on ``chip``."""
+        planned = planned_run_s(job, chip, self.snapshot.chip_speed)
+        return None if planned is None else self.now + planned
+
+    def exclusion(self, job: PendingJob, pool: Pool) -> frozenset[NodeId]:
+        """Nodes of ``pool`` the job may not use without delaying another's reservation."""
+        reservation = self.reservations.get(pool.key)
+        if reservation is None or reservation.job == job.id:
+            return frozenset()
+        return reservation.exclusion(self.end_if_started(job, pool.key.chip), job.cards_per_node)
+
+    def estimate(self, job: PendingJob, pool: Pool) -> Start | None:
+        """The job's earliest start on ``pool`` from known releases (cached)."""
+        reservation = self.reservations.get(pool.key)
+        if reservation is not None and reservation.job == job.id:
+            reservation = None
+        timeline = self.timelines[pool.key]
+        key = (
+            pool.key,
+            pool.version,
+            timeline.version,
+            job.cards_per_node,
+            job.nodes,
+            None if reservation is None else reservation.job,
+        )
+        if key not in self._starts:
+            withheld = {} if reservation is None else reservation.need
+            per_node, nodes = job.cards_per_node, job.nodes
+            start = earliest_start(pool, timeline, per_node, nodes, self.now, withheld)
+            self._starts[key] = start
+        return self._starts[key]
+
+    def reserve(self, job: PendingJob, pool: Pool) -> bool:
+        """Give the job the pool's reservation if nobody holds it; True on success."""
+        if not self.policy.backfill or pool.key in self.reservations:
+            return False
+        start = self.estimate(job, pool)
+        if start is None:
+            return False
+        self.reservations[pool.key] = Reservation.of(job.id, start, job.cards_per_node)
+        pool.version += 1
+        self.epoch += 1
+        return True
+
+    def block(self, pool: Pool, job: PendingJob) -> None:
+        """Strict FIFO: nobody after ``job`` may use ``pool`` this cycle."""
+        if pool.key not in self.blocked:
+            self.blocked[pool.key] = job.id
+            self.epoch += 1
+
+    def mark_lender_waiting(self, cohort: str, pool: Pool) -> None:
+        """A job within its nominal quota waits for ``pool`` in ``cohort``."""
+        if (cohort, pool.key) not in self.lender_waiting:
+            self.lender_waiting.add((cohort, pool.key))
+            self.epoch += 1
+
+    def admit(self, job: PendingJob, pool: Pool, chosen: list[Slot], verdict: Verdict) -> Admit:
+        """Take the chosen nodes' cards for the job and record it everywhere."""
+        key = pool.key
+        placements = pool.take(chosen, job.cards_per_node)
+        self._occupy(job, pool, placements)
+        return Admit(
+            job.id,
+            key.cluster,
+            key.chip,
+            key.family,
+            placements,
+            borrowing=verdict.borrowing,
+            expected_duration_s=self.run_s(job, key.chip),
+        )
+
+    def claim(self, job: PendingJob, plan: Plan) -> None:
+        """Book a preemption plan: victims out, their quota back, the job's cards held."""
+        pool = plan.pool
+        self.claims += 1
+        for victim in plan.victims:
+            running = victim.job
+            if victim.pool is not None:
+                self.timelines[victim.pool].remove(running.id)
+                self.pool_by_key[victim.pool].version += 1
+            self.ledger.charge(
+                running.tenant,
+                running.family,
+                running.chip,
+                -victim.cards,
+                stopping=victim.stopping,
+            )
+        self.victims.claim(plan.victims)
+        per_node = job.cards_per_node
+        for node in plan.nodes:
+            pool.hold(node, min(max(pool.free_of[node], 0), per_node))
+        placements = tuple(Placement(node, per_node) for node in plan.nodes)
+        self._occupy(job, pool, placements)
+
+    def _occupy(self, job: PendingJob, pool: Pool, placements: tuple[Placement, ...]) -> None:
+        key = pool.key
+        self.epoch += 1
+        pool.version += 1
+        self.ledger.charge(job.tenant, key.family, key.chip, job.cards_per_node * job.nodes)
+        end = self.end_if_started(job, key.chip)
+        self.timelines[key].add(job.id, end, placements)
+        reservation = self.reservations.get(key)
+        if reservation is not None and reservation.job == job.id:
+            del self.reservations[key]
+            self.released += 1
+        elif reservation is not None:
+            reservation.consume(end, placements)

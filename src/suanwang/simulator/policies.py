@@ -1,0 +1,71 @@
+"""Scheduling policies by name: the adapter between the simulator and the scheduler.
+
+The scheduler package may offer several named policies: ``suanwang.scheduler.policy``
+with ``POLICIES`` (names, or a mapping of name to policy object) and
+``suanwang.scheduler.cycle(snapshot, policy)``. When it does not (yet), the only policy is
+the plain ``cycle(snapshot)``, offered as ``fifo``. ``default`` is always that plain call.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from suanwang.scheduler import Decision, Snapshot, cycle
+from suanwang.simulator.errors import SimulationError
+
+Policy = Callable[[Snapshot], list[Decision]]
+"""A scheduling policy: one cycle from a snapshot to decisions."""
+
+DEFAULT_POLICY = "default"
+"""Always available: ``cycle(snapshot)`` with no policy argument."""
+_POLICY_MODULE = "suanwang.scheduler.policy"
+
+
+def _policy_module() -> Any | None:
+    """``suanwang.scheduler.policy`` if it exists and ``cycle`` takes a policy, else None."""
+    try:
+        module = importlib.import_module(_POLICY_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name != _POLICY_MODULE:
+            raise
+        return None
+    takes_policy = len(inspect.signature(cycle).parameters) >= 2
+    return module if takes_policy else None
+
+
+def available_policies() -> tuple[str, ...]:
+    """Names ``--policy`` accepts, sorted, ``default`` included."""
+    module = _policy_module()
+    names = {"fifo"} if module is None else set(module.POLICIES)
+    return tuple(sorted(names | {DEFAULT_POLICY}))
+
+
+def resolve_policy(name: str) -> Policy:
+    """The policy called ``name``.
+
+    Raises:
+        SimulationError: no policy has that name (the message lists the known ones).
+    """
+    if name not in available_policies():
+        raise SimulationError(
+            f"unknown policy {name!r}",
+            field="--policy",
+            hint=f"use one of: {', '.join(available_policies())}",
+        )
+    module = _policy_module()
+    if module is None or name == DEFAULT_POLICY:
+        return cycle
+    registry = module.POLICIES
+    chosen = registry[name] if isinstance(registry, Mapping) else name
+    # ``cycle`` takes the policy as a second argument once the policy module exists.
+    scheduler_cycle: Any = cycle
+
+    def run(snapshot: Snapshot) -> list[Decision]:
+        decisions: list[Decision] = scheduler_cycle(snapshot, chosen)
+        return decisions
+
+    run.__name__ = f"cycle_{name}"
+    return run

@@ -1,0 +1,198 @@
+"""Mutable state of a simulated job and its attempts, and the views the scheduler sees.
+
+A :class:`SimJob` wraps a :class:`~suanwang.simulator.trace.TraceJob` with its progress;
+an :class:`Attempt` is one stretch of holding cards (admit to completion or preemption).
+:func:`pending_view` and :func:`running_view` build the frozen
+:class:`~suanwang.scheduler.snapshot.PendingJob` and
+:class:`~suanwang.scheduler.snapshot.RunningJob` values a snapshot holds;
+:func:`reduce_selector` turns a job's accepted chips into the one selector the scheduler
+takes. The event loop lives in :mod:`suanwang.simulator.engine`.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from suanwang.domain.chips import ANY_CHIP
+from suanwang.domain.ids import ChipFamily, ChipName, ClusterName, JobId, RegionName
+from suanwang.scheduler.decisions import Placement
+from suanwang.scheduler.snapshot import DatasetRef, PendingJob, RunningJob
+from suanwang.simulator.trace import TraceJob
+
+
+class JobState(enum.StrEnum):
+    """Where a simulated job is. ``completed`` and ``unschedulable`` are terminal."""
+
+    WAITING = "waiting"
+    """Not submitted yet (its submit time is in the future)."""
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    UNSCHEDULABLE = "unschedulable"
+    """Still pending when nothing else could happen: the policy never started it."""
+
+
+TERMINAL_STATES = frozenset({JobState.COMPLETED, JobState.UNSCHEDULABLE})
+
+
+class CostModel(enum.StrEnum):
+    """What preempting a job costs.
+
+    ``realistic``: work since the job's last checkpoint is lost and a restarted job waits
+    ``restart_delay_s`` before it makes progress again. ``free``: nothing is lost and a
+    restart is instant (as research simulators with free time-slicing assume).
+    """
+
+    REALISTIC = "realistic"
+    FREE = "free"
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One stretch of a job holding cards, from admission to completion or preemption.
+
+    ``run_start`` is when it starts making progress (after a restart delay or a data
+    transfer); ``work_s`` is the reference-chip work the attempt kept.
+    """
+
+    job: JobId
+    index: int
+    cluster: ClusterName
+    region: RegionName
+    chip: ChipName
+    family: ChipFamily
+    placements: tuple[Placement, ...]
+    cards: int
+    admitted_at: float
+    run_start: float
+    speed: float
+    expected_end: float
+    ended_at: float | None = None
+    outcome: str = ""
+    work_s: float = 0.0
+    lost_card_s: float = 0.0
+    view: RunningJob | None = None
+    view_until: float = -math.inf
+
+
+@dataclass(slots=True)
+class SimJob:
+    """A trace job and its progress through the simulation."""
+
+    spec: TraceJob
+    seq: int
+    selector: str
+    remaining_s: float
+    state: JobState = JobState.WAITING
+    staging_to: RegionName | None = None
+    first_start: float | None = None
+    end: float | None = None
+    preemptions: int = 0
+    reason: str = ""
+    attempts: list[Attempt] = field(default_factory=list)
+    view: PendingJob | None = None
+
+    @property
+    def attempt(self) -> Attempt:
+        """The current (last) attempt."""
+        return self.attempts[-1]
+
+
+def reduce_selector(
+    chips: tuple[str, ...],
+    speed: Mapping[ChipName, float],
+    fleet_chips: Mapping[ChipName, ChipFamily],
+    chip_speed: Mapping[ChipName, float],
+) -> str:
+    """The one selector (chip, family or ``any``) that stands for a job's accepted chips.
+
+    A single selector is kept as is. A list becomes ``any`` when it accepts every chip of
+    the fleet, a family when it accepts exactly that family's chips in the fleet, and
+    otherwise its fastest accepted chip in the fleet (ties by name): the scheduler takes
+    one selector, so such a job is restricted to one chip type.
+    """
+    if len(chips) == 1 or ANY_CHIP in chips:
+        return chips[0] if len(chips) == 1 else ANY_CHIP
+    accepted = {c for c, fam in fleet_chips.items() if c in chips or fam in chips}
+    if not accepted or accepted == set(fleet_chips):
+        return ANY_CHIP if accepted else chips[0]
+    families = {fleet_chips[c] for c in accepted}
+    if len(families) == 1:
+        (family,) = families
+        if accepted == {c for c, f in fleet_chips.items() if f == family}:
+            return family
+    return min(accepted, key=lambda c: (-speed.get(c, chip_speed.get(c, 1.0)), c))
+
+
+def pending_view(job: SimJob, replicas: Mapping[str, set[RegionName]]) -> PendingJob:
+    """The job as a pending job of a snapshot (remaining work as its duration)."""
+    spec = job.spec
+    dataset = None
+    if spec.dataset is not None:
+        held = tuple(sorted(replicas.get(spec.dataset.name, ())))
+        dataset = DatasetRef(spec.dataset.name, spec.dataset.size_bytes, held)
+    return PendingJob(
+        id=spec.job_id,
+        tenant=spec.tenant,
+        priority=spec.priority,
+        seq=job.seq,
+        chip=job.selector,
+        cards_per_node=spec.cards,
+        nodes=spec.nodes,
+        simulated=True,
+        kind=spec.kind,
+        duration_s=job.remaining_s,
+        max_runtime_s=spec.max_runtime_s,
+        speed=spec.speed,
+        preemptible=spec.preemptible,
+        checkpoint_interval_s=spec.checkpoint_interval_s,
+        dataset=dataset,
+        submitted_at=spec.submit_s,
+        staging_to=job.staging_to,
+    )
+
+
+def last_checkpoint(attempt: Attempt, interval_s: float | None, now: float) -> float:
+    """When the attempt last saved its progress (its run start if it never did)."""
+    ran = now - attempt.run_start
+    if ran <= 0 or not interval_s:
+        return attempt.run_start
+    return attempt.run_start + math.floor(ran / interval_s) * interval_s
+
+
+def running_view(job: SimJob, now: float, cost: CostModel) -> RunningJob:
+    """The job's current attempt as a running job of a snapshot taken at ``now``.
+
+    Under the free cost model every instant is a checkpoint. The view is cached on the
+    attempt until the next checkpoint changes it.
+    """
+    attempt = job.attempt
+    if attempt.view is not None and now < attempt.view_until:
+        return attempt.view
+    interval = job.spec.checkpoint_interval_s
+    if cost is CostModel.FREE:
+        checkpoint, until = now, now
+    else:
+        checkpoint = last_checkpoint(attempt, interval, now)
+        until = (
+            attempt.run_start if now < attempt.run_start else checkpoint + (interval or math.inf)
+        )
+    attempt.view = RunningJob(
+        id=job.spec.job_id,
+        tenant=job.spec.tenant,
+        priority=job.spec.priority,
+        cluster=attempt.cluster,
+        chip=attempt.chip,
+        family=attempt.family,
+        placements=attempt.placements,
+        started_at=attempt.admitted_at,
+        expected_end=attempt.expected_end,
+        preemptible=job.spec.preemptible,
+        last_checkpoint_at=checkpoint,
+        checkpoint_interval_s=interval,
+    )
+    attempt.view_until = until
+    return attempt.view

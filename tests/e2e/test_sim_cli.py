@@ -1,0 +1,113 @@
+"""``suanwang sim`` as a user runs it: a subprocess, no server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+CLI = [sys.executable, "-m", "suanwang.cli.main", "sim"]
+JOBS = [
+    {
+        "job_id": f"j{i}",
+        "tenant": f"t{i % 3}",
+        "submit_s": 60 * i,
+        "cards": 1 + i % 4,
+        "duration_s": 600 + 100 * i,
+        "checkpoint_interval_s": 300,
+    }
+    for i in range(20)
+]
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120"}
+    return subprocess.run(
+        [*CLI, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def write_trace(path: Path, rows: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_sim_run_writes_json_and_html(tmp_path: Path) -> None:
+    trace = write_trace(tmp_path / "trace.jsonl", JOBS)
+    result = run(
+        "run",
+        "--fleet",
+        "gavel-hetero",
+        "--trace",
+        str(trace),
+        "--policy",
+        "fifo",
+        "--policy",
+        "default",
+        "--out",
+        "results",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "avg JCT" in result.stdout
+    data = json.loads((tmp_path / "results" / "results.json").read_text(encoding="utf-8"))
+    assert set(data["results"]) == {"fifo", "default"}
+    assert data["results"]["fifo"]["completed"] == len(JOBS)
+    html = (tmp_path / "results" / "report.html").read_text(encoding="utf-8")
+    assert html.count("<svg") == 3  # JCT CDF + utilisation per policy
+
+
+def test_sim_what_if_reports_the_difference(tmp_path: Path) -> None:
+    trace = write_trace(tmp_path / "trace.jsonl", JOBS)
+    result = run(
+        "what-if",
+        "--fleet",
+        "gavel-hetero",
+        "--trace",
+        str(trace),
+        "--policy",
+        "fifo",
+        "--add-cards",
+        "36:nvidia-v100:gavel",
+        "--json",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert set(data["results"]) == {"fifo: before", "fifo: after"}
+    assert data["differences"]["fifo"]["avg_jct"] <= 0
+    assert (tmp_path / "sim-results" / "what-if" / "report.html").exists()
+
+
+def test_bad_trace_is_one_line_and_no_output(tmp_path: Path) -> None:
+    trace = write_trace(tmp_path / "trace.jsonl", [JOBS[0], {**JOBS[1], "cards": -2}])
+    result = run("run", "--fleet", "gavel-hetero", "--trace", str(trace), cwd=tmp_path)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: ")
+    assert f"{trace}:2: field 'cards'" in lines[0]
+    assert not (tmp_path / "sim-results").exists()
+
+
+def test_import_philly_window(tmp_path: Path) -> None:
+    traces = Path(__file__).resolve().parents[3] / "shared" / "traces"
+    out = tmp_path / "philly.jsonl"
+    result = run(
+        "import-philly",
+        "--trace",
+        str(traces / "philly-gavel-seed0.csv"),
+        "--matrix",
+        str(traces / "throughput-matrix.csv"),
+        "--fleet-kind",
+        "demo",
+        "--max-jobs",
+        "50",
+        "--out",
+        str(out),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 50

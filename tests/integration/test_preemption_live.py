@@ -1,0 +1,104 @@
+"""The live control plane acts on the scheduler's preemptions and records checkpoints.
+
+Two tenants share a cohort on a simulated 16-card cluster: B borrows A's idle quota; when
+A asks for its nominal quota back, B's borrowing job is preempted, requeued, and resumes
+once capacity frees up. A local job that touches $SUANWANG_CHECKPOINT_FILE has its last
+checkpoint recorded on its attempt.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from suanwang.domain.jobs import JobSpec, JobState, Resources
+from suanwang.domain.tenancy import Principal, QuotaSpec, Scope
+from suanwang.services.platform import Platform
+
+FLEET = """
+regions: [{name: r1}, {name: r2}]
+clusters:
+  - {name: sim, region: r1, kind: simulated, nodes: [{name: s1, chip: ascend-910b, cards: 8}, {name: s2, chip: ascend-910b, cards: 8}]}
+  - {name: here, region: r2, kind: real, nodes: [{name: n1, chip: cpu, cards: 2}]}
+"""
+
+
+def principal(platform: Platform, tenant: str) -> Principal:
+    op = Principal("op", Scope.OPERATOR, None)
+    key = platform.tenancy.create_key(
+        op, tenant=tenant, scope=Scope.TENANT_ADMIN, name="", expires_in_s=None
+    )
+    return platform.tenancy.authenticate(key.secret)
+
+
+def state_of(platform: Platform, who: Principal, job_id: str) -> JobState:
+    return platform.jobs.get(who, job_id).job.state
+
+
+def test_borrowed_quota_is_reclaimed_by_preemption(platform: Platform) -> None:
+    platform.fleet.apply_yaml(FLEET)
+    for name in ("aaa", "bbb"):
+        platform.tenancy.create_tenant(name, name, {"ascend": QuotaSpec(8, 8, None)}, cohort="lab")
+    a, b = principal(platform, "aaa"), principal(platform, "bbb")
+    big = JobSpec(
+        name="borrower",
+        command=(),
+        resources=Resources(chip="ascend", cards_per_node=8, nodes=2),
+        simulate_duration_s=3600,
+        checkpoint_interval_s=600,
+    )
+    borrower = platform.jobs.submit(b, big, None).job
+    platform.control.tick()
+    assert state_of(platform, b, borrower.id) is JobState.RUNNING
+    platform.clock.advance(10)  # type: ignore[attr-defined]
+    own = JobSpec(
+        name="owner",
+        command=(),
+        resources=Resources(chip="ascend", cards_per_node=8),
+        simulate_duration_s=60,
+    )
+    owner = platform.jobs.submit(a, own, None).job
+    for _ in range(5):
+        platform.control.tick()
+        platform.clock.advance(1)  # type: ignore[attr-defined]
+    assert state_of(platform, a, owner.id) is JobState.RUNNING
+    detail = platform.jobs.get(b, borrower.id)
+    assert detail.job.state is JobState.QUEUED
+    assert detail.attempts[0].state.value == "preempted"
+    assert any("preempt" in e.reason for e in detail.events)
+    platform.clock.advance(120)  # type: ignore[attr-defined]
+    for _ in range(5):
+        platform.control.tick()
+    assert state_of(platform, a, owner.id) is JobState.SUCCEEDED
+    assert state_of(platform, b, borrower.id) is JobState.RUNNING
+    assert len(platform.jobs.get(b, borrower.id).attempts) == 2
+
+
+def test_checkpoints_are_recorded(platform: Platform, tmp_path: Path) -> None:
+    platform.fleet.apply_yaml(FLEET)
+    platform.tenancy.create_tenant("aaa", "aaa", {})
+    a = principal(platform, "aaa")
+    script = 'touch "$SUANWANG_CHECKPOINT_FILE"; sleep 30'
+    spec = JobSpec(
+        name="ckpt",
+        command=("sh", "-c", script),
+        resources=Resources(chip="cpu"),
+        working_dir=str(tmp_path),
+        checkpoint_interval_s=60,
+    )
+    job = platform.jobs.submit(a, spec, None).job
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        platform.control.tick()
+        attempts = platform.jobs.get(a, job.id).attempts
+        if attempts and attempts[0].last_checkpoint_at:
+            break
+        time.sleep(0.1)
+    assert platform.jobs.get(a, job.id).attempts[0].last_checkpoint_at is not None
+    platform.jobs.cancel(a, job.id)
+    while (
+        state_of(platform, a, job.id) is not JobState.CANCELLED and time.monotonic() < deadline + 10
+    ):
+        platform.control.tick()
+        time.sleep(0.1)
+    assert state_of(platform, a, job.id) is JobState.CANCELLED
