@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ from suanwang.simulator.runner import Inputs, run_policies
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
-TRACES = HERE.parent.parent / "shared" / "traces"
+TRACES = Path(os.environ.get("SUANWANG_TRACES_DIR", HERE.parent.parent / "shared" / "traces"))
 POLICIES = ("fifo", "slurm", "kueue", "suanwang")
 BASELINES = ("fifo", "slurm", "kueue")
 

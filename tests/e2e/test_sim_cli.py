@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from traces import require_traces
+
 CLI = [sys.executable, "-m", "suanwang.cli.main", "sim"]
 JOBS = [
     {
@@ -93,7 +95,7 @@ def test_bad_trace_is_one_line_and_no_output(tmp_path: Path) -> None:
 
 
 def test_import_philly_window(tmp_path: Path) -> None:
-    traces = Path(__file__).resolve().parents[3] / "shared" / "traces"
+    traces = require_traces()
     out = tmp_path / "philly.jsonl"
     result = run(
         "import-philly",

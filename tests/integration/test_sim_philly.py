@@ -24,13 +24,17 @@ from suanwang.simulator import (
 from suanwang.simulator.fleet import QuotaPlan, SimFleet
 from suanwang.simulator.importers import FleetKind, import_philly_gavel
 from suanwang.simulator.policies import DEFAULT_POLICY
+from traces import require_traces, traces_dir
 
-TRACES = Path(__file__).resolve().parents[3] / "shared" / "traces"
+TRACES = traces_dir() or Path("/nonexistent")
 TRACE, MATRIX = TRACES / "philly-gavel-seed0.csv", TRACES / "throughput-matrix.csv"
 WINDOW_JOBS = 300
 FLEETS = {FleetKind.GAVEL: "gavel-hetero", FleetKind.DEMO: "demo"}
 
-pytestmark = pytest.mark.skipif(not TRACE.exists(), reason=f"no trace at {TRACE}")
+
+@pytest.fixture(autouse=True)
+def _needs_traces() -> None:
+    require_traces()
 
 
 @pytest.mark.parametrize("kind", list(FleetKind))

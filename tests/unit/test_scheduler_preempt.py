@@ -175,8 +175,8 @@ def test_each_victim_is_preempted_once_per_cycle() -> None:
         ),
         pytest.param(
             [R("r1", {1: 8}, preempted_for="gone"), R("x", {2: 8}, priority=9)],
-            [("p", "preempting")],
-            id="takes-orphaned-victims",
+            [("p", "capacity")],
+            id="leaves-orphans-to-stop",
         ),
         pytest.param(
             [R("r1", {1: 8}, preempted_for="p", preemptible=False), R("x", {2: 8}, priority=9)],

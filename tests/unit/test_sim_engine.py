@@ -218,7 +218,8 @@ def test_snapshot_carries_running_jobs_links_and_speeds(tmp_path: Path) -> None:
     assert later.chip_speed == {"nvidia-v100": 1.0}
     during = next(s for s in seen if s.now == 700)
     (running,) = during.running
-    assert (running.id, running.expected_end, running.last_checkpoint_at) == ("a", 1000, 600)
+    assert (running.id, running.expected_end, running.started_at) == ("a", 1000, 0)
+    assert (running.last_checkpoint_at, running.checkpoint_interval_s) == (0, 300)
     assert during.usage == {"t": {"nvidia": 4}}
 
 

@@ -178,6 +178,7 @@ def _place(
         if later is not None and not later.local:
             return _stage(job, later)
         if later is not None and now_choice is not None and st.reserve(job, later.pool):
+            st.hold_quota(job, later.pool)
             return [Pending(job.id, _faster_reason(later, now_choice), "capacity")]
         if now_choice is not None:
             chosen = now_choice.pool.choose(job.cards_per_node, job.nodes, now_choice.exclude)

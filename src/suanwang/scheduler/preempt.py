@@ -9,7 +9,9 @@ Who may be preempted for a pending job ``J`` (never a ``preemptible=False`` job)
   within its nominal quota (Kueue's ``reclaimWithinCohort: Any``).
 
 Jobs already stopping for ``J`` (``RunningJob.preempted_for``) come first and cost
-nothing; jobs stopping for a job that is no longer pending are free for anyone.
+nothing. A stopping job is never chosen again, and one whose preemptor is no longer
+pending is left to stop: its cards free up for everyone once it has (claiming it for
+someone else would make the next cycle undo this one's choices).
 
 Victims are chosen to free the fewest cards beyond ``J``'s request and to lose the least
 work: a victim loses the work since its last checkpoint (:func:`lost_work_s`). For each
@@ -104,7 +106,6 @@ class VictimIndex:
         self.pool_of_node, self.now = pool_of_node, now
         self.by_tenant: dict[TenantId, list[RunningJob]] = {}
         self.promised: dict[JobId, list[RunningJob]] = {}
-        self.orphans: list[RunningJob] = []
         self.claimed: set[JobId] = set()
         self.lowest: dict[TenantId, int] = {}
         self._victims: dict[JobId, Victim] = {}
@@ -112,8 +113,6 @@ class VictimIndex:
             if job.preempted_for is not None:
                 if job.preempted_for in pending:
                     self.promised.setdefault(job.preempted_for, []).append(job)
-                else:
-                    self.orphans.append(job)
             elif job.preemptible:
                 self.by_tenant.setdefault(job.tenant, []).append(job)
                 lowest = self.lowest.get(job.tenant, job.priority)
@@ -134,7 +133,6 @@ class VictimIndex:
         return (
             self.has_lower(job.tenant, job.priority)
             or job.id in self.promised
-            or bool(self.orphans)
             or (reclaim and bool(self.by_tenant))
         )
 
@@ -144,7 +142,7 @@ class VictimIndex:
 
     def candidates(self, job: PendingJob, ledger: QuotaLedger, reclaim: bool) -> list[Victim]:
         """Who ``job`` may preempt, in greedy order; ``reclaim`` adds cohort borrowers."""
-        found = [*self.promised.get(job.id, ()), *self.orphans]
+        found = list(self.promised.get(job.id, ()))
         found += [r for r in self.by_tenant.get(job.tenant, ()) if r.priority < job.priority]
         cohort = ledger.cohort_of(job.tenant)
         if reclaim and cohort is not None:

@@ -166,21 +166,17 @@ class QuotaLedger:
         """What ``cards`` cards of ``chip`` weigh, per dimension (family and units)."""
         return {family: float(cards), UNITS: cards * self.units_per_card(chip)}
 
-    def charge(
-        self,
-        tenant: TenantId,
-        family: ChipFamily,
-        chip: ChipName,
-        cards: int,
-        *,
-        stopping: bool = False,
-    ) -> None:
-        """Record that the tenant now holds ``cards`` more (or fewer) cards of ``chip``;
-        ``stopping``: the cards given back were a stopping job's."""
+    def charge(self, tenant: TenantId, family: ChipFamily, chip: ChipName, cards: int) -> None:
+        """Record that the tenant now holds ``cards`` more (or fewer) cards of ``chip``."""
         for dim, amount in self.request_of(family, chip, cards).items():
             self._move((tenant, dim), amount)
-            if stopping:
-                self.stopping[(tenant, dim)] = self.stopping.get((tenant, dim), 0.0) + amount
+
+    def stop(self, tenant: TenantId, family: ChipFamily, chip: ChipName, cards: int) -> None:
+        """Record that a job of ``cards`` cards of ``chip`` was preempted: it still holds
+        them until it stops, but it no longer makes its tenant a borrower."""
+        for dim, amount in self.request_of(family, chip, cards).items():
+            self.stopping[(tenant, dim)] = self.stopping.get((tenant, dim), 0.0) + amount
+        self._shares.clear()
 
     def _move(self, key: Dim, amount: float) -> None:
         tenant, dim = key

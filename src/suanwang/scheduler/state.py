@@ -339,7 +339,9 @@ class CycleState:
         )
 
     def claim(self, job: PendingJob, plan: Plan) -> None:
-        """Book a preemption plan: victims out, their quota back, the job's cards held."""
+        """Book a preemption plan: the victims are stopping, the job's cards and quota
+        are held. The victims' quota is not handed to anyone else this cycle: it is
+        still theirs until they have stopped, and the job counts on it."""
         pool = plan.pool
         self.claims += 1
         for victim in plan.victims:
@@ -347,19 +349,21 @@ class CycleState:
             if victim.pool is not None:
                 self.timelines[victim.pool].remove(running.id)
                 self.pool_by_key[victim.pool].version += 1
-            self.ledger.charge(
-                running.tenant,
-                running.family,
-                running.chip,
-                -victim.cards,
-                stopping=victim.stopping,
-            )
+            if not victim.stopping:
+                self.ledger.stop(running.tenant, running.family, running.chip, victim.cards)
         self.victims.claim(plan.victims)
         per_node = job.cards_per_node
         for node in plan.nodes:
             pool.hold(node, min(max(pool.free_of[node], 0), per_node))
         placements = tuple(Placement(node, per_node) for node in plan.nodes)
         self._occupy(job, pool, placements)
+
+    def hold_quota(self, job: PendingJob, pool: Pool) -> None:
+        """Keep the job's quota for ``pool`` while it waits for it (a faster chip): later
+        jobs of the cycle must not take what it will need."""
+        key = pool.key
+        self.ledger.charge(job.tenant, key.family, key.chip, job.cards_per_node * job.nodes)
+        self.epoch += 1
 
     def _occupy(self, job: PendingJob, pool: Pool, placements: tuple[Placement, ...]) -> None:
         key = pool.key

@@ -166,20 +166,19 @@ def last_checkpoint(attempt: Attempt, interval_s: float | None, now: float) -> f
 def running_view(job: SimJob, now: float, cost: CostModel) -> RunningJob:
     """The job's current attempt as a running job of a snapshot taken at ``now``.
 
-    Under the free cost model every instant is a checkpoint. The view is cached on the
-    attempt until the next checkpoint changes it.
+    ``started_at`` is when the attempt began making progress (after a restart delay or a
+    data transfer) and ``last_checkpoint_at`` the point it resumed from; the periodic
+    checkpoints since follow from ``checkpoint_interval_s`` (the scheduler derives them),
+    so the view holds for the whole attempt. Under the free cost model every instant is a
+    checkpoint: the view holds only at ``now``. ``attempt.view_until`` says until when.
     """
     attempt = job.attempt
     if attempt.view is not None and now < attempt.view_until:
         return attempt.view
-    interval = job.spec.checkpoint_interval_s
     if cost is CostModel.FREE:
         checkpoint, until = now, now
     else:
-        checkpoint = last_checkpoint(attempt, interval, now)
-        until = (
-            attempt.run_start if now < attempt.run_start else checkpoint + (interval or math.inf)
-        )
+        checkpoint, until = attempt.run_start, math.inf
     attempt.view = RunningJob(
         id=job.spec.job_id,
         tenant=job.spec.tenant,
@@ -188,11 +187,11 @@ def running_view(job: SimJob, now: float, cost: CostModel) -> RunningJob:
         chip=attempt.chip,
         family=attempt.family,
         placements=attempt.placements,
-        started_at=attempt.admitted_at,
+        started_at=attempt.run_start,
         expected_end=attempt.expected_end,
         preemptible=job.spec.preemptible,
         last_checkpoint_at=checkpoint,
-        checkpoint_interval_s=interval,
+        checkpoint_interval_s=job.spec.checkpoint_interval_s,
     )
     attempt.view_until = until
     return attempt.view
