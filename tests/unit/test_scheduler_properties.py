@@ -307,8 +307,9 @@ def reference_fits(
     free: Mapping[NodeId, int],
     snapshot: Snapshot,
     extra: Table,
-) -> tuple[bool, bool, bool]:
-    """Brute force: (any eligible node, any quota-allowed family, a gang fits somewhere)."""
+) -> tuple[bool, bool, bool, bool]:
+    """Brute force: (any eligible node, any quota-allowed pool that could ever hold the
+    gang, a gang fits somewhere allowed now, some eligible pool could ever hold it)."""
     eligible = [n for n in nodes if node_accepts(n, job)]
     cards = job.cards_per_node * job.nodes
     allowed = []
@@ -319,8 +320,20 @@ def reference_fits(
         )
         if cap is None or cards == 0 or holding + cards <= cap:
             allowed.append(node)
-    per_pool = Counter((n.cluster, n.chip) for n in allowed if free[n.id] >= job.cards_per_node)
-    return bool(eligible), bool(allowed), any(count >= job.nodes for count in per_pool.values())
+
+    def some_pool(members: Iterable[NodeView], cards_of: Mapping[NodeId, int]) -> bool:
+        per_pool = Counter(
+            (n.cluster, n.chip) for n in members if cards_of[n.id] >= job.cards_per_node
+        )
+        return any(count >= job.nodes for count in per_pool.values())
+
+    total = {n.id: n.cards_total for n in eligible}
+    return (
+        bool(eligible),
+        some_pool(allowed, total),
+        some_pool(allowed, free),
+        some_pool(eligible, total),
+    )
 
 
 @PROPERTY_SETTINGS
@@ -331,7 +344,9 @@ def test_pending_only_when_brute_force_finds_no_placement(snapshot: Snapshot) ->
     extra: Table = {}
     for decision in cycle(snapshot):
         job = jobs[decision.job]
-        any_eligible, any_allowed, fits = reference_fits(job, snapshot.nodes, free, snapshot, extra)
+        any_eligible, allowed_capable, fits, capable = reference_fits(
+            job, snapshot.nodes, free, snapshot, extra
+        )
         if isinstance(decision, Admit):
             assert fits
             for placement in decision.placements:
@@ -344,11 +359,17 @@ def test_pending_only_when_brute_force_finds_no_placement(snapshot: Snapshot) ->
         assert isinstance(decision, Pending)
         if decision.reason == NO_ELIGIBLE_CLUSTER:
             assert not any_eligible
-        elif decision.reason.startswith("quota:"):
+        elif decision.reason.startswith("quota:"):  # only refused pools could hold it
             assert any_eligible
-            assert not any_allowed
+            assert not allowed_capable
+            assert capable or not any(
+                node_accepts(n, job) and n.family not in snapshot.quotas.get(job.tenant, {})
+                for n in snapshot.nodes
+            )
+        elif decision.reason.startswith("too large"):
+            assert not capable
         else:
-            assert any_allowed
+            assert allowed_capable
             assert not fits
 
 
@@ -366,7 +387,7 @@ RUNNING_FIELDS = combos(
     (1, 1, 1, 2),  # nodes
 )
 RICH_JOB = st.tuples(
-    combos(TENANTS, (0, 1, 2, 3, 3), range(6)),  # tenant, priority, seq
+    combos(("t1", "t1", "t2", "t2", "t3"), (0, 1, 2, 3, 3), range(6)),  # tenant, priority, seq
     combos(
         ("ascend", "metax", ANY_CHIP, ANY_CHIP, *CHIPS),  # selector
         (1, 1, 2, 4, 8),  # cards per node
@@ -393,6 +414,7 @@ QUOTA_FIELDS = combos(
     (None, None, 0, 4, 16),  # borrowing limit
     (None, None, 0, 4),  # lending limit
 )
+LENDER_FIELDS = combos((16, 16, 8), (0, None), (None, None, 8))  # t3: mostly an idle lender
 UNIT_VALUES = (0.5, 1.0, 2.0)  # exact in binary: sums do not depend on order
 
 
@@ -491,7 +513,8 @@ def tenant_queues(draw: st.DrawFn) -> list[TenantQueue]:
         if draw(st.integers(0, 3)) == 0:
             continue
         families = draw(st.lists(st.sampled_from(FAMILIES), unique=True, max_size=3))
-        rows: dict[str, Any] = {f: draw(QUOTA_FIELDS) for f in families}
+        fields = LENDER_FIELDS if tenant == "t3" else QUOTA_FIELDS
+        rows: dict[str, Any] = {f: draw(fields) for f in families}
         if draw(st.integers(0, 4)) == 0:
             rows["units"] = draw(QUOTA_FIELDS)
         cohort = draw(st.sampled_from(["co", "co", "co", None]))

@@ -12,8 +12,10 @@ quota ledger which it may use (``quota.py``), and then, in this order:
    blocks later jobs from its pools, and leaves it pending with a reason.
 
 Kueue order: jobs that can start within their tenant's nominal quota go first; a job
-that could only start by borrowing is deferred to a second pass over the queue, and
-borrowing is refused in a pool where a job of the cohort within its nominal quota waits.
+that could only start by borrowing is deferred to a second pass over the queue (with
+every later job of its tenant, which keeps each tenant's own order), and
+borrowing is refused in a family where a job of the cohort within its nominal quota waits
+and reclaim could serve it.
 
 Pure: no I/O, no clock, no randomness, no state kept between calls. Without queues,
 running jobs, speeds or datasets in the snapshot, every policy with ``priority``
@@ -22,7 +24,7 @@ ordering and ``best_fit`` behaves like plain priority + FIFO with best-fit gangs
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 
 from suanwang.domain.chips import ANY_CHIP
 from suanwang.domain.ids import TenantId
@@ -37,11 +39,10 @@ from suanwang.scheduler.queues import (
     SortKey,
     fair_share_factors,
     fifo_key,
-    merge_by_share,
     multifactor_key,
     priority_key,
 )
-from suanwang.scheduler.quota import UNITS, Verdict
+from suanwang.scheduler.quota import Verdict
 from suanwang.scheduler.snapshot import PendingJob, Snapshot
 from suanwang.scheduler.state import CycleState, QuotaView
 
@@ -68,53 +69,47 @@ def cycle(snapshot: Snapshot, policy: Policy = SUANWANG) -> list[Decision]:
     st = CycleState.of(snapshot, policy)
     decisions: list[Decision] = []
     deferred: list[PendingJob] = []
+    deferring: set[TenantId] = set()
     inert, cap = InertFilter(), policy.tuning.max_pending_reports
     reports = 0
     for final, jobs in ((False, snapshot.pending), (True, deferred)):
-        for job in _ordered(jobs, st, dynamic=final):
+        for job in _ordered(jobs, st):
+            if not final and job.tenant in deferring:
+                deferred.append(job)  # keep the tenant's own priority order
+                continue
             if reports >= cap and inert.is_inert(job, st, final):
                 continue
             outcome = _decide(job, st, final=final)
             if outcome is None:
                 deferred.append(job)
+                deferring.add(job.tenant)
                 continue
             decisions.extend(outcome)
             reports += len(outcome) == 1 and type(outcome[0]) is Pending
     return decisions
 
 
-def _ordered(jobs: Iterable[PendingJob], st: CycleState, *, dynamic: bool) -> Iterator[PendingJob]:
-    """``jobs`` in the policy's order; under fair sharing, among equal tiers the tenant
-    with the smaller share first. Shares cannot change in the first pass (it admits
-    nothing beyond nominal quotas), so only the borrowing pass merges dynamically."""
+def _ordered(jobs: Iterable[PendingJob], st: CycleState) -> list[PendingJob]:
+    """``jobs`` in the policy's order. Every key depends only on the job and on work
+    started before ``now``, so a cycle re-run at the same instant orders jobs the same
+    way (fair-share terms included)."""
     policy, snapshot = st.policy, st.snapshot
     key: Callable[[PendingJob], SortKey]
     if policy.ordering == "fifo":
         key = fifo_key
     elif policy.ordering == "multifactor":
-        held: dict[TenantId, float] = {}
-        for (tenant, dim), cards in st.ledger.held.items():
-            if dim != UNITS:
-                held[tenant] = held.get(tenant, 0.0) + cards
+        usage: dict[TenantId, float] = {}
+        for job in snapshot.running:
+            cards = sum(p.cards for p in job.placements)
+            spent = cards * max(0.0, snapshot.now - job.started_at)
+            usage[job.tenant] = usage.get(job.tenant, 0.0) + spent
         weights = {t: q.weight for t, q in snapshot.queues.items()}
-        factors = fair_share_factors(held, weights, (j.tenant for j in snapshot.pending))
+        factors = fair_share_factors(usage, weights, (j.tenant for j in snapshot.pending))
         key = multifactor_key(policy, snapshot.now, factors)
     else:
-        fair = policy.fair_share and not dynamic
-        share = st.ledger.share if fair else None
-        key = priority_key(policy, snapshot.now, _gain_of(st), share)
-    if not policy.fair_share or not any(q.cohort for q in st.ledger.queues.values()):
-        return iter(sorted(jobs, key=key))
-    if dynamic:
-        return merge_by_share(jobs, key, st.ledger.share)
-    if policy.ordering == "priority":
-        return iter(sorted(jobs, key=key))
-    share_of = st.ledger.share
-    return iter(sorted(jobs, key=lambda j: _with_share(key(j), share_of(j.tenant))))
-
-
-def _with_share(key: SortKey, share: float) -> SortKey:
-    return (key[0], share, *key[1:])
+        fair = policy.fair_share and any(q.cohort for q in st.ledger.queues.values())
+        key = priority_key(policy, snapshot.now, _gain_of(st), st.ledger.share if fair else None)
+    return sorted(jobs, key=key)
 
 
 def _gain_of(st: CycleState) -> Callable[[PendingJob], float] | None:
@@ -178,14 +173,13 @@ def _place(
         if later is not None and not later.local:
             return _stage(job, later)
         if later is not None and now_choice is not None and st.reserve(job, later.pool):
-            st.hold_quota(job, later.pool)
             return [Pending(job.id, _faster_reason(later, now_choice), "capacity")]
         if now_choice is not None:
             chosen = now_choice.pool.choose(job.cards_per_node, job.nodes, now_choice.exclude)
             assert chosen is not None, "a fitting option always has nodes"
             return [st.admit(job, now_choice.pool, chosen, now_choice.verdict)]
-    _mark_lender_waiting(job, view, pools, st)
     if defer:
+        _mark_lender_waiting(job, view, pools, st)
         return None
     return _blocked(job, allowed, view, later, st)
 
@@ -206,29 +200,34 @@ def _blocked(
     capable = st.capable(job)
     reason = waiting_reason(job, [p for p in pools if p.key in capable])
     if reason.startswith("too large"):
+        if any(p.key in capable for p in view.refused):
+            return _quota_blocked(job, view, st)
         return [Pending(job.id, reason, "too_large")]
     if later is None and st.policy.backfill:
         reservable = [(p, v) for p, v in allowed if p.key not in st.reservations]
         if reservable:
             later = pick_later(job, options(job, reservable, st), None, st)
-    preempted = _preempt(job, pools, view, st, waiting=later)
+    preempted = _preempt(job, [p for p, _v in view.verdicts], view, st, waiting=later)
     if preempted is not None:
         return preempted
+    _mark_lender_waiting(job, view, pools, st)
     if later is not None and later.local and st.reserve(job, later.pool):
         reason += f"; reserved on {later.pool.key.cluster} from t={later.start:.0f}"
     if st.policy.strict_fifo:
         for pool in pools:
             st.block(pool, job)
+        st.book_quota(job, next(p for p in pools if p.key in capable))
     return [Pending(job.id, reason, "capacity")]
 
 
 def _quota_blocked(job: PendingJob, view: QuotaView, st: CycleState) -> list[Decision]:
     """No pool is allowed by quota: preempt own or borrowed work if that helps, or wait."""
-    _mark_lender_waiting(job, view, view.refused, st)
-    preempted = _preempt(job, view.refused, view, st)
+    preempted = _preempt(job, [p for p, _v in view.verdicts], view, st)
     if preempted is not None:
         return preempted
-    return [Pending(job.id, view.refusal, "quota")]
+    _mark_lender_waiting(job, view, view.refused, st, quota_blocked=True)
+    refused = [(p.key.family, v) for p, v in view.verdicts if not v.ok]
+    return [Pending(job.id, view.refusal or st.ledger.refusal(job.tenant, refused), "quota")]
 
 
 def _preempt(
@@ -326,18 +325,18 @@ def _data_pools(
 
 
 def _mark_lender_waiting(
-    job: PendingJob, view: QuotaView, pools: Iterable[Pool], st: CycleState
+    job: PendingJob,
+    view: QuotaView,
+    pools: Iterable[Pool],
+    st: CycleState,
+    *,
+    quota_blocked: bool = False,
 ) -> None:
-    """Record that the job, within its nominal quota, waits for these pools (only those
-    that could ever hold it count)."""
-    if not view.within:
-        return
-    cohort = st.ledger.cohort_of(job.tenant)
-    assert cohort is not None, "only cohort members stay within nominal"
-    capable = st.capable(job)
-    for pool in pools:
-        if pool.key.family in view.within and pool.key in capable:
-            st.mark_lender_waiting(cohort, pool)
+    """Refuse borrowing, for the rest of the cycle, of the families this job waits for
+    within its nominal quota (see :meth:`CycleState.lender_waits`). Not for a job that
+    booked a preemption: its cards and quota are held already."""
+    for cohort, family in st.lender_waits(job, view, pools, quota_blocked=quota_blocked):
+        st.mark_lender_waiting(cohort, family)
 
 
 def _stage(job: PendingJob, option: Option) -> list[Decision]:

@@ -133,10 +133,8 @@ def _inert(job: PendingJob, pools: tuple[Pool, ...], long: bool, st: CycleState)
         return False
     if policy.strict_fifo and any(p.key not in st.blocked for p in allowed):
         return False
-    waits = st.lender_waiting
-    return cohort is None or all(
-        (cohort, p.key) in waits for p in pools if p.key.family in view.within and p.key in capable
-    )
+    waits = st.lender_waits(job, view, pools, quota_blocked=not view.allowed)
+    return waits <= st.lender_waiting
 
 
 def _reservable(job: PendingJob, pool: Pool, st: CycleState) -> bool:

@@ -108,6 +108,7 @@ class VictimIndex:
         self.promised: dict[JobId, list[RunningJob]] = {}
         self.claimed: set[JobId] = set()
         self.lowest: dict[TenantId, int] = {}
+        self.tenants_in: dict[PoolKey, set[TenantId]] = {}
         self._victims: dict[JobId, Victim] = {}
         for job in running:
             if job.preempted_for is not None:
@@ -117,6 +118,9 @@ class VictimIndex:
                 self.by_tenant.setdefault(job.tenant, []).append(job)
                 lowest = self.lowest.get(job.tenant, job.priority)
                 self.lowest[job.tenant] = min(lowest, job.priority)
+                pool = pool_of_node.get(job.placements[0].node) if job.placements else None
+                if pool is not None:
+                    self.tenants_in.setdefault(pool, set()).add(job.tenant)
 
     def victim(self, job: RunningJob) -> Victim:
         """The :class:`Victim` record of a running job (made once)."""
@@ -134,6 +138,13 @@ class VictimIndex:
             self.has_lower(job.tenant, job.priority)
             or job.id in self.promised
             or (reclaim and bool(self.by_tenant))
+        )
+
+    def others_in(self, pool: PoolKey, tenant: TenantId, cohort: str, ledger: QuotaLedger) -> bool:
+        """Whether other tenants of ``cohort`` run preemptible work on ``pool``."""
+        return any(
+            other != tenant and ledger.cohort_of(other) == cohort
+            for other in self.tenants_in.get(pool, ())
         )
 
     def has_lower(self, tenant: TenantId, priority: int) -> bool:

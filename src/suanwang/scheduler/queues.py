@@ -10,17 +10,17 @@ Three orderings (:data:`~.policy.Ordering`), each a static sort key per job:
 - ``multifactor`` (Slurm): higher score first, ``score = priority + age_weight *
   min(age / age_horizon_s, 1) + fair_share_weight * 2 ** (-usage_share / norm_shares)``.
 
-With fair sharing, :func:`merge_by_share` merges per-tenant queues so that, among equal
-priorities, the tenant with the lowest dominant share (``QuotaLedger.share``, which
-changes as the cycle admits work) goes next, as in Kueue's fair sharing.
+With fair sharing, among equal priorities the tenant with the lowest dominant share
+(``QuotaLedger.share``, Kueue's fair sharing) goes first. Shares are taken from work
+started before ``now`` and fixed for the cycle: a cycle re-run at the same instant orders
+jobs the same way, and the next cycle sees what this one admitted.
 
 Not here: quotas (``quota.py``).
 """
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from suanwang.domain.ids import JobId, TenantId
@@ -111,33 +111,3 @@ def priority_key(
         return (-job.priority, share, 1, -gain_of(job), job.seq, job.id)
 
     return key
-
-
-def merge_by_share(
-    jobs: Iterable[PendingJob],
-    key: Callable[[PendingJob], SortKey],
-    share: Callable[[TenantId], float],
-) -> Iterator[PendingJob]:
-    """Jobs by ``key``'s tier, then their tenant's current share, then the rest of ``key``.
-
-    Each tenant's queue is sorted once; a heap holds each tenant's head. ``share`` is
-    asked again for a tenant each time one of its jobs has been handed out (after the
-    caller acted on it), so admissions made meanwhile count.
-    """
-    queues: dict[TenantId, list[tuple[SortKey, PendingJob]]] = {}
-    for job in jobs:
-        queues.setdefault(job.tenant, []).append((key(job), job))
-    heap: list[tuple[Any, float, SortKey, TenantId]] = []
-    for tenant, queue in queues.items():
-        queue.sort(key=lambda entry: entry[0])
-        queue.reverse()  # pop from the end
-        head = queue[-1][0]
-        heap.append((head[0], share(tenant), head[1:], tenant))
-    heapq.heapify(heap)
-    while heap:
-        tenant = heapq.heappop(heap)[3]
-        queue = queues[tenant]
-        yield queue.pop()[1]
-        if queue:
-            head = queue[-1][0]
-            heapq.heappush(heap, (head[0], share(tenant), head[1:], tenant))

@@ -98,11 +98,14 @@ class QuotaLedger:
         self.held: dict[Dim, float] = {}
         self.stopping: dict[Dim, float] = {}
         """Held by jobs already preempted (stopping): not borrowed for reclaim's sake."""
+        self.recent: dict[Dim, float] = {}
+        """Held by jobs started at ``now`` or later: not counted in ordering shares."""
         self._checked: dict[tuple[TenantId, ChipFamily, ChipName, int], Verdict] = {}
         self._shares: dict[TenantId, float] = {}
         self.version = 0
         self.scope_versions: dict[str, int] = {}
         self._start_holdings(snapshot)
+        self._start = dict(self.held)
         self.capacity: dict[tuple[str, ChipFamily], float] = {}
         self.used: dict[tuple[str, ChipFamily], float] = {}
         for tenant, queue in self.queues.items():
@@ -124,10 +127,12 @@ class QuotaLedger:
             cards = sum(p.cards for p in job.placements)
             running[(job.tenant, job.family)] = running.get((job.tenant, job.family), 0.0) + cards
             self._add((job.tenant, UNITS), cards * self.units_per_card(job.chip))
-            if job.preempted_for is not None:
-                for part, amount in self.request_of(job.family, job.chip, cards).items():
-                    slot = (job.tenant, part)
+            for part, amount in self.request_of(job.family, job.chip, cards).items():
+                slot = (job.tenant, part)
+                if job.preempted_for is not None:
                     self.stopping[slot] = self.stopping.get(slot, 0.0) + amount
+                if job.started_at >= snapshot.now:
+                    self.recent[slot] = self.recent.get(slot, 0.0) + amount
         for tenant, per_family in snapshot.usage.items():
             for family, used in per_family.items():
                 extra = used - running.get((tenant, family), 0.0)
@@ -176,14 +181,12 @@ class QuotaLedger:
         them until it stops, but it no longer makes its tenant a borrower."""
         for dim, amount in self.request_of(family, chip, cards).items():
             self.stopping[(tenant, dim)] = self.stopping.get((tenant, dim), 0.0) + amount
-        self._shares.clear()
 
     def _move(self, key: Dim, amount: float) -> None:
         tenant, dim = key
         queue = self.queues.get(tenant)
         quota = None if queue is None else queue.quotas.get(dim)
         self._checked.clear()
-        self._shares.clear()
         self.version += 1
         scope = self.scope_of(key[0])
         self.scope_versions[scope] = self.scope_versions.get(scope, 0) + 1
@@ -262,23 +265,23 @@ class QuotaLedger:
     ) -> Verdict:
         tenant, quota = queue.tenant, queue.quotas[dim]
         held = self.held.get((tenant, dim), 0.0) - release.given((tenant, dim))
-        after = held + amount
-        within = after <= quota.nominal + EPSILON
+        own = held
+        within = own + amount <= quota.nominal + EPSILON
         limit = float(quota.nominal)
         if queue.cohort is not None:
             limit = math.inf if quota.borrowing_limit is None else limit + quota.borrowing_limit
         noun = "units" if dim == UNITS else f"{dim} cards"
-        if after > limit + EPSILON:
-            reason = f"tenant {tenant} would hold {_num(after)} of {_num(limit)} {noun}"
+        if own + amount > limit + EPSILON:
+            reason = f"tenant {tenant} would hold {_num(own + amount)} of {_num(limit)} {noun}"
             return Verdict(False, within_nominal=False, reason=reason)
         if queue.cohort is None:
             return Verdict(ok=True)
+        after = held + amount
         used = self._cohort_used_after(queue, dim, held, after, release)
         capacity = self.capacity[(queue.cohort, dim)]
         if used > capacity + EPSILON:
-            free = capacity - (
-                used - _over(after, _guaranteed(quota)) + _over(held, _guaranteed(quota))
-            )
+            guaranteed = _guaranteed(quota)
+            free = capacity - (used - _over(after, guaranteed) + _over(held, guaranteed))
             reason = (
                 f"cohort {queue.cohort} has {_num(max(free, 0.0))} of {_num(capacity)} "
                 f"lendable {noun} free"
@@ -333,7 +336,9 @@ class QuotaLedger:
         """Kueue's dominant resource share: the largest borrowed fraction of the cohort's
         lendable quota over the tenant's dimensions, divided by the tenant's weight.
 
-        0 for tenants that borrow nothing or have no cohort.
+        0 for tenants that borrow nothing or have no cohort. Computed from work that
+        started before ``now`` and fixed for the cycle, so that a cycle re-run at the
+        same instant orders jobs the same way.
         """
         share = self._shares.get(tenant)
         if share is None:
@@ -347,7 +352,8 @@ class QuotaLedger:
         share = 0.0
         for dim, quota in queue.quotas.items():
             capacity = self.capacity[(queue.cohort, dim)]
-            borrowed = _over(self.held.get((tenant, dim), 0.0), quota.nominal)
+            before_now = self._start.get((tenant, dim), 0.0) - self.recent.get((tenant, dim), 0.0)
+            borrowed = _over(before_now, quota.nominal)
             if capacity > 0 and borrowed > 0:
                 share = max(share, borrowed / capacity)
         if share == 0.0:

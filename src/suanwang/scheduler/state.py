@@ -10,6 +10,7 @@ the books consistent and caches what is asked many times.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from suanwang.domain.ids import (
@@ -78,7 +79,8 @@ class QuotaView:
             if not verdict.ok:
                 refused += members
             elif verdict.borrowing:
-                allowed += [(p, v) for p, v in pairs if (cohort, p.key) not in st.lender_waiting]
+                if (cohort, family) not in st.lender_waiting:
+                    allowed += pairs
             else:
                 allowed += pairs
                 nominal += pairs
@@ -96,7 +98,7 @@ class QuotaView:
 
 def _waits(verdict: Verdict, cohort: str | None, pool: Pool, st: CycleState) -> Verdict:
     """``verdict``, or a refusal when it borrows where a lender of the cohort waits."""
-    if not verdict.ok or (cohort, pool.key) not in st.lender_waiting:
+    if not verdict.ok or (cohort, pool.key.family) not in st.lender_waiting:
         return verdict
     reason = f"cohort {cohort} lends no {pool.key.family} cards while a lender waits for them"
     return Verdict(False, reason=reason)
@@ -114,12 +116,14 @@ class CycleState:
         pool_by_key: The pools by key.
         ledger: Quotas and what every tenant holds.
         timelines: When each pool's cards come free.
-        reservations: At most one backfill reservation per pool.
+        reservations: At most one backfill reservation per pool; its holder's quota is
+            booked (:meth:`book_quota`).
         victims: Running jobs that preemption may still choose.
         data: WAN links for dataset transfers.
         blocked: Strict FIFO: pools a waiting job has blocked, and by whom.
-        lender_waiting: (cohort, pool) pairs where a job within its nominal quota
-            waits; borrowing there is refused for the rest of the cycle.
+        lender_waiting: (cohort, family) pairs where a job within its nominal quota
+            waits and reclaim could serve it; borrowing there is refused for the rest of
+            the cycle.
         preemption_attempts: Preemption searches made so far.
         epoch: Bumped whenever anything above changes.
         claims: Preemption plans booked so far (each gives quota back).
@@ -137,7 +141,8 @@ class CycleState:
     data: DataMap
     reservations: dict[PoolKey, Reservation] = field(default_factory=dict)
     blocked: dict[PoolKey, JobId] = field(default_factory=dict)
-    lender_waiting: set[tuple[str, PoolKey]] = field(default_factory=set)
+    lender_waiting: set[tuple[str, ChipFamily]] = field(default_factory=set)
+    booked: set[JobId] = field(default_factory=set)
     preemption_attempts: int = 0
     epoch: int = 0
     claims: int = 0
@@ -165,10 +170,10 @@ class CycleState:
         timelines = {pool.key: Timeline() for pool in pools}
         for job in snapshot.running:
             pool = pool_of_node.get(job.placements[0].node) if job.placements else None
-            if pool is not None and job.preempted_for not in pending:
+            if pool is not None and job.preempted_for is None:
+                # A stopping job's cards are its preemptor's (a claim adds the preemptor's
+                # release); an orphan's show up once it has stopped.
                 end = None if job.expected_end is None else max(job.expected_end, snapshot.now)
-                if job.preempted_for is not None:
-                    end = snapshot.now
                 timelines[pool.key].add(job.id, end, job.placements)
         keys = {node: pool.key for node, pool in pool_of_node.items()}
         ledger = QuotaLedger(snapshot, policy.quotas)
@@ -309,6 +314,7 @@ class CycleState:
         self.reservations[pool.key] = Reservation.of(job.id, start, job.cards_per_node)
         pool.version += 1
         self.epoch += 1
+        self.book_quota(job, pool)
         return True
 
     def block(self, pool: Pool, job: PendingJob) -> None:
@@ -317,17 +323,39 @@ class CycleState:
             self.blocked[pool.key] = job.id
             self.epoch += 1
 
-    def mark_lender_waiting(self, cohort: str, pool: Pool) -> None:
-        """A job within its nominal quota waits for ``pool`` in ``cohort``."""
-        if (cohort, pool.key) not in self.lender_waiting:
-            self.lender_waiting.add((cohort, pool.key))
+    def mark_lender_waiting(self, cohort: str, family: ChipFamily) -> None:
+        """A job within its nominal quota waits for ``family`` in ``cohort``."""
+        if (cohort, family) not in self.lender_waiting:
+            self.lender_waiting.add((cohort, family))
             self.epoch += 1
+
+    def lender_waits(
+        self, job: PendingJob, view: QuotaView, pools: Iterable[Pool], *, quota_blocked: bool
+    ) -> set[tuple[str, ChipFamily]]:
+        """The (cohort, family) pairs where ``job``, within its nominal quota, waits and
+        reclaim could serve it: its quota is short (the cohort lent it out), or other
+        cohort members run preemptible work on a pool that could hold it. Borrowing
+        there now would be reclaimed from the next cycle on."""
+        cohort = self.ledger.cohort_of(job.tenant)
+        if not view.within or cohort is None:
+            return set()
+        capable = self.capable(job)
+        found: set[tuple[str, ChipFamily]] = set()
+        for pool in pools:
+            family = pool.key.family
+            if family not in view.within or pool.key not in capable:
+                continue
+            if quota_blocked or self.victims.others_in(pool.key, job.tenant, cohort, self.ledger):
+                found.add((cohort, family))
+        return found
 
     def admit(self, job: PendingJob, pool: Pool, chosen: list[Slot], verdict: Verdict) -> Admit:
         """Take the chosen nodes' cards for the job and record it everywhere."""
         key = pool.key
         placements = pool.take(chosen, job.cards_per_node)
         self._occupy(job, pool, placements)
+        if job.preemptible:  # reclaimable from the next cycle on, like running work
+            self.victims.tenants_in.setdefault(key, set()).add(job.tenant)
         return Admit(
             job.id,
             key.cluster,
@@ -358,9 +386,13 @@ class CycleState:
         placements = tuple(Placement(node, per_node) for node in plan.nodes)
         self._occupy(job, pool, placements)
 
-    def hold_quota(self, job: PendingJob, pool: Pool) -> None:
-        """Keep the job's quota for ``pool`` while it waits for it (a faster chip): later
-        jobs of the cycle must not take what it will need."""
+    def book_quota(self, job: PendingJob, pool: Pool) -> None:
+        """Keep the job's quota for ``pool`` for the rest of the cycle (once per job): it
+        reserved the pool, blocks it (strict FIFO) or waits for it (a faster chip), and
+        later jobs must not delay it by taking its quota instead of its cards."""
+        if job.id in self.booked:
+            return
+        self.booked.add(job.id)
         key = pool.key
         self.ledger.charge(job.tenant, key.family, key.chip, job.cards_per_node * job.nodes)
         self.epoch += 1
