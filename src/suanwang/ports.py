@@ -23,7 +23,9 @@ from suanwang.domain.records import (
     NodeRecord,
     TenantRecord,
 )
+from suanwang.domain.serving import ReplicaView
 from suanwang.domain.tenancy import QuotaSpec
+from suanwang.domain.usage import TokenUsage
 
 Handle = Mapping[str, Any]
 """Backend-specific, JSON-serialisable facts about a run (pid, start time, …)."""
@@ -236,3 +238,24 @@ class UnitOfWork(Protocol):
 
 class UnitOfWorkFactory(Protocol):
     def __call__(self) -> UnitOfWork: ...
+
+
+# --- models as a service: the seams between deployments, the gateway and metering -----------
+class ReplicaDirectory(Protocol):
+    """Where the gateway learns which replicas may serve (implemented over the database)."""
+
+    def ready_replicas(self) -> list[ReplicaView]:
+        """Every replica whose engine passed its last health check, all models."""
+        ...
+
+
+class UsageSink(Protocol):
+    """The metering ledger as the gateway sees it."""
+
+    async def record(self, usage: TokenUsage) -> None:
+        """Append ``usage``; returns only once it is durable. Idempotent on ``entry_id``."""
+        ...
+
+    def tokens_used(self, tenant: str, since: float) -> int:
+        """Prompt + completion tokens the ledger holds for ``tenant`` since ``since``."""
+        ...

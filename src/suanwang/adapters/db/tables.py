@@ -161,3 +161,68 @@ class AllocationRow(Base):
     family: Mapped[str] = mapped_column(String(32))
     cards: Mapped[int] = mapped_column(Integer)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+# --- models as a service (migration 0003) ---------------------------------------------------
+class DeploymentRow(Base):
+    __tablename__ = "deployments"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant: Mapped[str | None] = mapped_column(ForeignKey("tenants.id"), index=True)
+    """Owner; ``None`` for a public deployment run by the operator."""
+    model: Mapped[str] = mapped_column(String(128), index=True)
+    cluster: Mapped[str] = mapped_column(String(64))
+    engine: Mapped[str] = mapped_column(String(32))
+    replicas: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    spec: Mapped[dict[str, object]] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class ReplicaRow(Base):
+    __tablename__ = "replicas"
+    __table_args__ = (UniqueConstraint("deployment", "number", name="uq_replicas_number"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    deployment: Mapped[str] = mapped_column(ForeignKey("deployments.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    job: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), index=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    base_url: Mapped[str] = mapped_column(String(256), default="")
+    simulated: Mapped[bool] = mapped_column(Boolean, default=False)
+    chip: Mapped[str] = mapped_column(String(64), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[float] = mapped_column(Float)
+    ready_at: Mapped[float | None] = mapped_column(Float, default=None)
+    last_health_at: Mapped[float | None] = mapped_column(Float, default=None)
+
+
+# --- metering (migration 0004) ---------------------------------------------------------------
+class UsageLedgerRow(Base):
+    """Append-only: rows are inserted, never updated or deleted."""
+
+    __tablename__ = "usage_ledger"
+    __table_args__ = (Index("ix_usage_ledger_tenant_at", "tenant", "ended_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    entry_id: Mapped[str] = mapped_column(String(96), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    tenant: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(32), default="")
+    model: Mapped[str] = mapped_column(String(128), default="")
+    endpoint: Mapped[str] = mapped_column(String(64), default="")
+    deployment: Mapped[str | None] = mapped_column(String(32), default=None)
+    replica: Mapped[str | None] = mapped_column(String(40), default=None)
+    source: Mapped[str] = mapped_column(String(96), default="")
+    chip: Mapped[str] = mapped_column(String(64), default="")
+    cards: Mapped[int] = mapped_column(Integer, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    card_ms: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[int] = mapped_column(Integer, default=0)
+    outcome: Mapped[str] = mapped_column(String(32), default="")
+    streamed: Mapped[bool] = mapped_column(Boolean, default=False)
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    started_at: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[float] = mapped_column(Float)
+    recorded_at: Mapped[float] = mapped_column(Float)

@@ -1,0 +1,66 @@
+"""Usage records: what the append-only ledger holds, one row per metered event.
+
+Two kinds share the ledger so that one tenant gets one bill: ``tokens`` (one row per
+gateway request, whatever its outcome) and ``compute`` (card-seconds of a job attempt or
+a deployment replica). ``entry_id`` is unique: writing the same record twice is a no-op,
+which is how duplicated settlements and retried writes never double-bill.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class UsageKind(enum.StrEnum):
+    TOKENS = "tokens"
+    COMPUTE = "compute"
+
+
+class Outcome(enum.StrEnum):
+    """How a metered request ended."""
+
+    OK = "ok"
+    CLIENT_DISCONNECT = "client_disconnect"
+    UPSTREAM_ERROR = "upstream_error"
+    REJECTED = "rejected"
+    TIMEOUT = "timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """One gateway request (``entry_id`` is its request id)."""
+
+    entry_id: str
+    tenant: str
+    key_id: str
+    model: str
+    endpoint: str
+    prompt_tokens: int
+    completion_tokens: int
+    status: int
+    outcome: Outcome
+    started_at: float
+    ended_at: float
+    latency_ms: float
+    deployment: str | None = None
+    replica: str | None = None
+    streamed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ComputeUsage:
+    """Cards held by one job attempt or replica between ``started_at`` and ``ended_at``.
+
+    ``entry_id`` is stable per metered interval (e.g. ``attempt:<id>``) so re-metering
+    after a restart cannot double-bill.
+    """
+
+    entry_id: str
+    tenant: str
+    source: str
+    """``job:<id>#<attempt>`` or ``replica:<id>``."""
+    chip: str
+    cards: int
+    started_at: float
+    ended_at: float
