@@ -14,6 +14,7 @@ from typing import Any, Protocol, Self
 
 from suanwang.domain.fleet import ClusterSpec, NodeSpec, RegionSpec, WanLinkSpec
 from suanwang.domain.jobs import AttemptState, JobState
+from suanwang.domain.limits import Limits, Reservation
 from suanwang.domain.records import (
     AttemptRecord,
     ClusterRecord,
@@ -258,4 +259,22 @@ class UsageSink(Protocol):
 
     def tokens_used(self, tenant: str, since: float) -> int:
         """Prompt + completion tokens the ledger holds for ``tenant`` since ``since``."""
+        ...
+
+
+class Limiter(Protocol):
+    """Rate limits and token-quota reservations shared by every gateway process."""
+
+    async def reserve(
+        self, request_id: str, tenant: str, key_id: str, tokens: int, limits: Limits
+    ) -> Reservation:
+        """Count one request and hold ``tokens`` atomically, or raise RateLimited/QuotaExhausted."""
+        ...
+
+    async def settle(self, reservation: Reservation, tokens: int) -> bool:
+        """Turn the hold into ``tokens`` used (0 releases it). False if already settled or swept."""
+        ...
+
+    async def sweep(self) -> int:
+        """Release reservations past their expiry (left by killed processes); how many."""
         ...

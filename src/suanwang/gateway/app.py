@@ -1,0 +1,303 @@
+"""The gateway ASGI app: OpenAI's routes, every error in OpenAI's shape.
+
+Per request: request id → key check (401 before any database read for malformed keys) →
+body validation → model visibility and kind → key allow-list → limits and quota
+reservation → routing with failover → answer → exactly one usage record. Everything after
+the key check is metered, rejections included (with zero tokens).
+
+Collaborators are injected by :func:`suanwang.bootstrap.build_gateway_app`; this package
+never touches the database itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from suanwang.domain.errors import DomainError
+from suanwang.domain.limits import Limits
+from suanwang.domain.serving import ModelKind, ModelSpec
+from suanwang.domain.tenancy import Principal, Scope
+from suanwang.domain.usage import Outcome
+from suanwang.gateway import asgi
+from suanwang.gateway.asgi import Receive, Send
+from suanwang.gateway.asgi import Scope as AsgiScope
+from suanwang.gateway.auth import KeyAuthenticator, TtlCache
+from suanwang.gateway.errors import GatewayError, bad_request, from_domain
+from suanwang.gateway.metering import RequestMeter
+from suanwang.gateway.proxy import Proxy
+from suanwang.gateway.routing import Router
+from suanwang.gateway.schema import Call, parse_call
+from suanwang.gateway.upstream import Upstreams
+from suanwang.ports import Clock, Limiter, UsageSink
+
+log = structlog.get_logger("suanwang.gateway")
+ENDPOINTS = {
+    "/v1/chat/completions": "chat/completions",
+    "/v1/completions": "completions",
+    "/v1/embeddings": "embeddings",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """Timeouts, caches and caps (see docs/gateway.md)."""
+
+    connect_timeout_s: float = 2.0
+    read_timeout_s: float = 120.0
+    max_request_s: float = 600.0
+    auth_cache_s: float = 1.0
+    limits_cache_s: float = 5.0
+    refresh_s: float = 1.0
+    eject_s: float = 5.0
+    sweep_s: float = 15.0
+    max_attempts: int = 3
+    default_max_tokens: int = 1024
+    max_body_bytes: int = 4 << 20
+
+    @property
+    def reservation_ttl_s(self) -> float:
+        """Longer than any request can take, so sweeping never frees a live reservation."""
+        return self.max_request_s + self.connect_timeout_s * self.max_attempts + 60.0
+
+
+@dataclass
+class Gateway:
+    """Everything the app needs, injected."""
+
+    authenticator: KeyAuthenticator
+    limits_for: Callable[[str, str], Limits]
+    """``(tenant, key_id) -> Limits`` (blocking; cached here for ``limits_cache_s``)."""
+    limiter: Limiter
+    router: Router
+    upstreams: Upstreams
+    sink: UsageSink
+    models: Mapping[str, ModelSpec]
+    clock: Clock
+    config: GatewayConfig = field(default_factory=GatewayConfig)
+    on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+class GatewayApp:
+    """The ASGI callable (``uvicorn --factory suanwang.bootstrap:gateway_app_from_env``)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+        cfg = gateway.config
+        self._proxy = Proxy(gateway.router, gateway.upstreams, cfg.max_attempts, cfg.max_request_s)
+        self._limits: TtlCache[tuple[str, str], Limits] = TtlCache(
+            gateway.clock, cfg.limits_cache_s
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        request_id = "req_" + secrets.token_hex(12)
+        client_id = asgi.client_request_id(scope) or request_id
+        started = {"sent": False}
+
+        async def tracked(message: asgi.Message) -> None:
+            started["sent"] = True
+            await send(message)
+
+        try:
+            await self._route(scope, receive, tracked, request_id, client_id)
+        except GatewayError as error:
+            if not started["sent"]:
+                await asgi.send_error(send, error, client_id)
+        except Exception:
+            log.exception("gateway request failed", request_id=request_id)
+            if not started["sent"]:
+                internal = GatewayError(500, "internal error; retry later", code="internal_error")
+                await asgi.send_error(send, internal, client_id)
+
+    async def _route(
+        self, scope: AsgiScope, receive: Receive, send: Send, request_id: str, client_id: str
+    ) -> None:
+        path, method = scope["path"], scope["method"]
+        endpoint = ENDPOINTS.get(path)
+        if endpoint is not None and method == "POST":
+            await self._call(scope, receive, send, endpoint, (request_id, client_id))
+        elif path == "/v1/models" and method == "GET":
+            principal = await self._tenant(scope)
+            await asgi.send_json(send, 200, self._model_list(principal), client_id)
+        elif path.startswith("/v1/models/") and method == "GET":
+            principal = await self._tenant(scope)
+            wanted = path.removeprefix("/v1/models/")
+            found = [m for m in self._model_list(principal)["data"] if m["id"] == wanted]
+            if not found:
+                raise _no_model(wanted)
+            await asgi.send_json(send, 200, found[0], client_id)
+        elif path in ("/health", "/healthz") and method == "GET":
+            await asgi.send_json(send, 200, {"status": "ok"}, client_id)
+        elif endpoint is not None or path.startswith("/v1/models"):
+            raise GatewayError(405, f"{method} is not allowed on {path}", code="method_not_allowed")
+        else:
+            raise GatewayError(404, f"no route {method} {path}", code="unknown_url")
+
+    async def _tenant(self, scope: AsgiScope) -> Principal:
+        principal = await self.gw.authenticator.principal(scope["headers"])
+        if principal.tenant_id is None:
+            raise GatewayError(
+                403, "the gateway serves tenant keys; operator keys cannot call models"
+            )
+        return principal
+
+    def _model_list(self, principal: Principal) -> dict[str, Any]:
+        assert principal.tenant_id is not None
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": "suanwang"}
+            for name in self.gw.router.models(principal.tenant_id)
+        ]
+        return {"object": "list", "data": data}
+
+    async def _call(
+        self,
+        scope: AsgiScope,
+        receive: Receive,
+        send: Send,
+        endpoint: str,
+        ids: tuple[str, str],
+    ) -> None:
+        request_id, client_id = ids
+        gw = self.gw
+        principal = await self._tenant(scope)
+        assert principal.tenant_id is not None
+        meter = RequestMeter(
+            gw.sink,
+            gw.limiter,
+            gw.clock,
+            request_id,
+            principal.tenant_id,
+            principal.key_id,
+            endpoint,
+            gw.clock.now(),
+        )
+        try:
+            await self._serve(scope, receive, send, principal, meter, client_id)
+        except GatewayError as error:
+            outcome = Outcome.REJECTED if error.status < 500 else Outcome.UPSTREAM_ERROR
+            if error.status in (499,):
+                outcome = Outcome.CLIENT_DISCONNECT
+            elif error.status == 504:
+                outcome = Outcome.TIMEOUT
+            await meter.close(error.status, outcome)
+            raise
+        finally:
+            if not meter.closed:  # cancelled or crashed: still exactly one record
+                await asyncio.shield(meter.close(500, Outcome.UPSTREAM_ERROR))
+
+    async def _serve(
+        self,
+        scope: AsgiScope,
+        receive: Receive,
+        send: Send,
+        principal: Principal,
+        meter: RequestMeter,
+        client_id: str,
+    ) -> None:
+        gw, cfg = self.gw, self.gw.config
+        if principal.scope is Scope.READ_ONLY:
+            raise GatewayError(403, "read-only keys cannot call models", code="read_only_key")
+        raw = await asgi.read_body(scope, receive, cfg.max_body_bytes)
+        call = parse_call(meter.endpoint, raw, cfg.default_max_tokens)
+        meter.model = call.model
+        tenant = meter.tenant
+        slots = gw.router.visible(call.model, tenant)
+        spec = gw.models.get(call.model)
+        if not slots and spec is None:
+            raise _no_model(call.model)
+        if spec is not None:
+            _check_model(call, spec)
+        limits = await self._limits.get(
+            (tenant, meter.key_id),
+            lambda: asyncio.to_thread(gw.limits_for, tenant, meter.key_id),
+        )
+        if not limits.key.allows(call.model):
+            message = f"this key may not call {call.model!r}"
+            raise GatewayError(403, message, param="model", code="model_not_allowed")
+        if not slots:
+            raise GatewayError(
+                503, f"no ready replica of {call.model!r}; retry shortly", code="no_replica"
+            )
+        try:
+            meter.reservation = await gw.limiter.reserve(
+                meter.request_id, tenant, meter.key_id, call.reserve_tokens, limits
+            )
+        except DomainError as error:
+            raise from_domain(error) from None
+        response, slot = await self._proxy.open(call, slots, meter.request_id, meter)
+        try:
+            if call.stream:
+                await self._proxy.stream(call, response, slot, meter, (receive, send, client_id))
+            else:
+                await self._proxy.plain(call, response, slot, meter, send)
+        finally:
+            slot.outstanding -= 1
+            await response.aclose()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.gw.router.refresh()
+                self._tasks = [
+                    asyncio.create_task(self.gw.router.run()),
+                    asyncio.create_task(self._sweep()),
+                ]
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = []
+        await self.gw.upstreams.aclose()
+        for close in self.gw.on_close:
+            await close()
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self.gw.config.sweep_s)
+            try:
+                swept = await self.gw.limiter.sweep()
+            except Exception:
+                log.exception("reservation sweep failed")
+                continue
+            if swept:
+                log.warning("released expired reservations", count=swept)
+
+
+def _no_model(model: str) -> GatewayError:
+    return GatewayError(
+        404,
+        f"The model {model!r} does not exist or you do not have access to it.",
+        param="model",
+        code="model_not_found",
+    )
+
+
+def _check_model(call: Call, spec: ModelSpec) -> None:
+    if spec.kind is not call.kind:
+        route = "/v1/embeddings" if spec.kind is ModelKind.EMBEDDING else "/v1/chat/completions"
+        raise bad_request(
+            f"{spec.name!r} is a {spec.kind} model: call it on {route}", "model", "wrong_model_kind"
+        )
+    if call.max_completion > spec.context_length:
+        raise bad_request(
+            f"max_tokens exceeds the context length of {spec.name!r} ({spec.context_length})",
+            "max_tokens",
+            "context_length_exceeded",
+        )

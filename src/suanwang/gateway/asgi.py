@@ -1,0 +1,98 @@
+"""Small raw-ASGI helpers: read a bounded body, send JSON, send errors, watch disconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from suanwang.gateway.errors import GatewayError
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+def client_request_id(scope: Scope) -> str | None:
+    """The caller's ``x-request-id`` if it is short and plain, else None."""
+    raw = header(scope, b"x-request-id")
+    if raw is None:
+        return None
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    return text if REQUEST_ID.match(text) else None
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The whole request body, or a 413 GatewayError past ``limit`` bytes."""
+    declared = header(scope, b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise GatewayError(413, f"the body is larger than {limit} bytes", code="body_too_large")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise GatewayError(499, "client disconnected", code="client_disconnect")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise GatewayError(413, f"the body is larger than {limit} bytes", code="body_too_large")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _headers(content_type: bytes, request_id: str, extra: dict[str, str]) -> list[list[bytes]]:
+    headers = [[b"content-type", content_type], [b"x-request-id", request_id.encode()]]
+    headers += [[k.encode(), v.encode()] for k, v in extra.items()]
+    return headers
+
+
+async def send_bytes(
+    send: Send,
+    status: int,
+    body: bytes,
+    request_id: str,
+    extra: dict[str, str] | None = None,
+) -> None:
+    headers = _headers(b"application/json", request_id, extra or {})
+    headers.append([b"content-length", str(len(body)).encode()])
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_json(send: Send, status: int, payload: Any, request_id: str) -> None:
+    await send_bytes(send, status, json.dumps(payload).encode(), request_id)
+
+
+async def send_error(send: Send, error: GatewayError, request_id: str) -> None:
+    await send_bytes(send, error.status, error.body(), request_id, error.headers)
+
+
+async def start_stream(send: Send, request_id: str) -> None:
+    headers = _headers(b"text/event-stream", request_id, {"cache-control": "no-cache"})
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+
+
+async def wait_disconnect(receive: Receive, disconnected: asyncio.Event) -> None:
+    """Set ``disconnected`` when the client goes away (call after the body was read)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            disconnected.set()
+            return

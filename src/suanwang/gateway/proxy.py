@@ -1,0 +1,258 @@
+"""Forwarding one validated call to an engine: failover, then a plain or streamed answer.
+
+Failover: connect errors, protocol errors before a response, and 5xx answers eject the
+replica and retry on another one (at most ``max_attempts`` replicas); a timeout waiting for
+the first byte is NOT retried (the engine may be working on it) and answers 504.
+
+Streams are forwarded chunk by chunk. Usage fields are stripped from forwarded chunks; the
+gateway bills its trusted usage (:func:`~.metering.trusted_usage`), records it, then — if
+the client asked with ``stream_options.include_usage`` — sends it as the last chunk before
+``[DONE]``. If the client disconnects, the engine request is cancelled and the client is
+billed its prompt plus every completion token received from the engine so far (at least
+what was delivered, never zero for delivered tokens).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from suanwang.domain.usage import Outcome
+from suanwang.gateway.asgi import Receive, Send, send_bytes, start_stream, wait_disconnect
+from suanwang.gateway.errors import GatewayError
+from suanwang.gateway.metering import RequestMeter, estimate_tokens, trusted_usage
+from suanwang.gateway.routing import Router, Slot
+from suanwang.gateway.schema import Call
+from suanwang.gateway.upstream import RETRYABLE, Upstreams
+
+
+class StreamEnd(enum.Enum):
+    COMPLETE = (200, Outcome.OK)
+    UPSTREAM_ERROR = (502, Outcome.UPSTREAM_ERROR)
+    TIMEOUT = (504, Outcome.TIMEOUT)
+    DISCONNECT = (499, Outcome.CLIENT_DISCONNECT)
+
+
+@dataclass(slots=True)
+class Tally:
+    """What the gateway saw of a streamed answer."""
+
+    chunks: int = 0
+    usage: Any = None
+    last: dict[str, Any] = field(default_factory=dict)
+
+
+class Proxy:
+    """Sends calls to replicas chosen by the router."""
+
+    def __init__(
+        self, router: Router, upstreams: Upstreams, max_attempts: int, max_request_s: float
+    ) -> None:
+        self._router = router
+        self._upstreams = upstreams
+        self._max_attempts = max_attempts
+        self._max_request_s = max_request_s
+
+    async def open(
+        self, call: Call, slots: list[Slot], request_id: str, meter: RequestMeter
+    ) -> tuple[httpx.Response, Slot]:
+        """A response (headers read) from the first replica that answers without a 5xx."""
+        payload = json.dumps(call.body).encode()
+        headers = {"content-type": "application/json", "x-request-id": request_id}
+        tried: set[str] = set()
+        for _ in range(self._max_attempts):
+            slot = self._router.pick(slots, call.affinity, tried)
+            if slot is None:
+                break
+            tried.add(slot.replica.replica_id)
+            client, url = self._upstreams.target(slot.replica, call.endpoint)
+            slot.outstanding += 1
+            try:
+                request = client.build_request("POST", url, content=payload, headers=headers)
+                response = await client.send(request, stream=True)
+            except RETRYABLE as exc:
+                slot.outstanding -= 1
+                self._router.eject(slot, type(exc).__name__)
+                continue
+            except httpx.TimeoutException as exc:
+                slot.outstanding -= 1
+                raise GatewayError(
+                    504, "the engine did not answer in time", code="timeout"
+                ) from exc
+            except BaseException:
+                slot.outstanding -= 1
+                raise
+            if response.status_code >= 500:
+                await response.aclose()
+                slot.outstanding -= 1
+                self._router.eject(slot, f"HTTP {response.status_code}")
+                continue
+            meter.deployment = slot.replica.deployment_id
+            meter.replica = slot.replica.replica_id
+            self._router.succeeded(slot)
+            return response, slot
+        raise GatewayError(
+            503, f"no replica of {call.model!r} is answering; retry shortly", code="no_replica"
+        )
+
+    async def own_prompt(self, slot: Slot, call: Call) -> int:
+        counted = await self._upstreams.count_prompt(slot.replica, call.prompt_text)
+        return counted if counted is not None else estimate_tokens(call.prompt_text)
+
+    async def plain(
+        self, call: Call, response: httpx.Response, slot: Slot, meter: RequestMeter, send: Send
+    ) -> None:
+        """Read a non-streamed answer, bill it, then send it."""
+        try:
+            body = await response.aread()
+        except httpx.TimeoutException as exc:
+            raise GatewayError(504, "the engine did not finish in time", code="timeout") from exc
+        except httpx.HTTPError as exc:
+            raise GatewayError(502, "the engine failed mid-answer", code="upstream_error") from exc
+        if response.status_code >= 400:
+            raise _engine_error(response.status_code, body)
+        try:
+            answer = json.loads(body)
+        except ValueError as exc:
+            raise GatewayError(502, "the engine answered non-JSON", code="upstream_error") from exc
+        usage = answer.get("usage") if isinstance(answer, dict) else None
+        counted = _content_tokens(answer) if call.max_completion else 0
+        own = await self.own_prompt(slot, call) if not _has_prompt(usage, call) else 0
+        prompt, completion = trusted_usage(usage, call, counted, own)
+        await meter.close(200, Outcome.OK, prompt, completion)
+        await send_bytes(send, 200, body, meter.request_id, None)
+
+    async def stream(
+        self,
+        call: Call,
+        response: httpx.Response,
+        slot: Slot,
+        meter: RequestMeter,
+        io: tuple[Receive, Send, str],
+    ) -> None:
+        """Forward a streamed answer, bill it, then finish it (see the module docstring)."""
+        receive, send, client_id = io
+        if response.status_code >= 400:
+            raise _engine_error(response.status_code, await response.aread())
+        meter.streamed = True
+        await start_stream(send, client_id)
+        tally = Tally()
+        disconnected = asyncio.Event()
+        watcher = asyncio.create_task(wait_disconnect(receive, disconnected))
+        pump = asyncio.create_task(self._pump(response, send, tally))
+        await asyncio.wait({watcher, pump}, return_when=asyncio.FIRST_COMPLETED)
+        if pump.done():
+            watcher.cancel()
+            end = pump.result()
+        else:
+            pump.cancel()
+            end = StreamEnd.DISCONNECT
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+        await response.aclose()
+        own = await self.own_prompt(slot, call) if not _has_prompt(tally.usage, call) else 0
+        prompt, completion = trusted_usage(
+            tally.usage if end is StreamEnd.COMPLETE else None, call, tally.chunks, own
+        )
+        status, outcome = end.value
+        await meter.close(status, outcome, prompt, completion)
+        if end is StreamEnd.DISCONNECT:
+            return
+        tail = b""
+        if end is not StreamEnd.COMPLETE:
+            error = {"message": "the engine failed mid-stream", "type": "upstream_error"}
+            tail += b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
+        elif call.include_usage:
+            tail += _usage_chunk(tally.last, prompt, completion)
+        tail += b"data: [DONE]\n\n"
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+    async def _pump(self, response: httpx.Response, send: Send, tally: Tally) -> StreamEnd:
+        deadline = time.monotonic() + self._max_request_s
+        try:
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    return StreamEnd.COMPLETE
+                chunk = json.loads(data)
+                if not isinstance(chunk, dict) or "error" in chunk:
+                    return StreamEnd.UPSTREAM_ERROR
+                out = _account(chunk, tally, data)
+                if out:
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
+                if time.monotonic() > deadline:
+                    return StreamEnd.TIMEOUT
+        except httpx.TimeoutException:
+            return StreamEnd.TIMEOUT
+        except (httpx.HTTPError, ValueError):
+            return StreamEnd.UPSTREAM_ERROR
+        return StreamEnd.COMPLETE if tally.last else StreamEnd.UPSTREAM_ERROR
+
+
+def _account(chunk: dict[str, Any], tally: Tally, data: str) -> bytes:
+    """Count a chunk's content tokens, keep its usage; the bytes to forward (b"" for none)."""
+    choices = chunk.get("choices") or []
+    for choice in choices:
+        if isinstance(choice, dict):
+            delta = choice.get("delta")
+            text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+            if text:
+                tally.chunks += 1
+    tally.last = chunk
+    if chunk.get("usage") is None:
+        return b"data: " + data.encode() + b"\n\n"
+    tally.usage = chunk["usage"]
+    if not choices:
+        return b""
+    chunk = {**chunk, "usage": None}
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+def _usage_chunk(last: dict[str, Any], prompt: int, completion: int) -> bytes:
+    usage = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    chunk: dict[str, Any] = {
+        k: v for k, v in last.items() if k in ("id", "object", "created", "model")
+    }
+    chunk["choices"] = []
+    chunk["usage"] = usage
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+def _has_prompt(usage: Any, call: Call) -> bool:
+    prompt = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+    return type(prompt) is int and 0 < prompt <= call.prompt_bound
+
+
+def _content_tokens(answer: Any) -> int:
+    if not isinstance(answer, dict):
+        return 0
+    texts: list[str] = []
+    for choice in answer.get("choices") or []:
+        if isinstance(choice, dict):
+            message = choice.get("message")
+            text = message.get("content") if isinstance(message, dict) else choice.get("text")
+            if isinstance(text, str):
+                texts.append(text)
+    return estimate_tokens("".join(texts)) if texts else 0
+
+
+def _engine_error(status: int, body: bytes) -> GatewayError:
+    try:
+        error = json.loads(body).get("error")
+        message = error.get("message") if isinstance(error, dict) else str(error)
+    except (ValueError, AttributeError):
+        message = body[:200].decode(errors="replace")
+    return GatewayError(status, f"the engine refused the request: {message}", code="engine_error")

@@ -1,0 +1,112 @@
+"""Routing across ready replicas: least outstanding requests with session/prefix affinity.
+
+The replica list comes only from the :class:`~suanwang.ports.ReplicaDirectory` (refreshed
+every ``refresh_s``), never from a request. A caller sees public replicas and its own
+tenant's. Affinity picks a replica by rendezvous hashing of the request's affinity key
+(``user``, else its first message: engines with a prefix cache benefit) unless that replica
+has more than ``AFFINITY_SLACK`` requests more in flight than the least loaded one. A
+replica that fails (connect error, 5xx) is ejected for ``eject_s``; if every replica is
+ejected, ejected ones are tried anyway rather than failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from dataclasses import dataclass
+
+import structlog
+
+from suanwang.domain.serving import ReplicaView
+from suanwang.ports import Clock, ReplicaDirectory
+
+AFFINITY_SLACK = 2
+log = structlog.get_logger("suanwang.gateway")
+
+
+@dataclass(slots=True)
+class Slot:
+    """A replica and what this process knows about its load and health."""
+
+    replica: ReplicaView
+    outstanding: int = 0
+    ejected_until: float = 0.0
+    failures: int = 0
+
+
+class Router:
+    """This process's view of the ready replicas, by model."""
+
+    def __init__(
+        self, directory: ReplicaDirectory, clock: Clock, *, refresh_s: float, eject_s: float
+    ) -> None:
+        self._directory = directory
+        self._clock = clock
+        self.refresh_s = refresh_s
+        self._eject_s = eject_s
+        self._slots: dict[str, Slot] = {}
+        self._by_model: dict[str, list[Slot]] = {}
+
+    async def refresh(self) -> None:
+        """Reload the ready replicas (keeping in-flight counts of those still there)."""
+        replicas = await asyncio.to_thread(self._directory.ready_replicas)
+        self.load(replicas)
+
+    def load(self, replicas: list[ReplicaView]) -> None:
+        slots: dict[str, Slot] = {}
+        by_model: dict[str, list[Slot]] = {}
+        for replica in replicas:
+            old = self._slots.get(replica.replica_id)
+            slot = Slot(replica) if old is None else old
+            slot.replica = replica
+            slots[replica.replica_id] = slot
+            by_model.setdefault(replica.model, []).append(slot)
+        self._slots, self._by_model = slots, by_model
+
+    async def run(self) -> None:
+        """Refresh forever (a background task of the app)."""
+        while True:
+            await asyncio.sleep(self.refresh_s)
+            try:
+                await self.refresh()
+            except OSError as exc:  # database briefly unreachable: keep the last view
+                log.warning("replica refresh failed", error=str(exc))
+
+    def visible(self, model: str, tenant: str) -> list[Slot]:
+        return [
+            s
+            for s in self._by_model.get(model, ())
+            if s.replica.owner_tenant is None or s.replica.owner_tenant == tenant
+        ]
+
+    def models(self, tenant: str) -> list[str]:
+        """Models with at least one ready replica ``tenant`` may call."""
+        return sorted(m for m in self._by_model if self.visible(m, tenant))
+
+    def pick(self, candidates: list[Slot], affinity: str, exclude: set[str]) -> Slot | None:
+        """The replica for the next attempt, or None when every candidate was tried."""
+        now = self._clock.now()
+        left = [s for s in candidates if s.replica.replica_id not in exclude]
+        healthy = [s for s in left if s.ejected_until <= now] or left
+        if not healthy:
+            return None
+        least = min(s.outstanding for s in healthy)
+        key = affinity.encode()
+        preferred = max(healthy, key=lambda s: zlib.crc32(key + s.replica.replica_id.encode()))
+        if preferred.outstanding <= least + AFFINITY_SLACK:
+            return preferred
+        return min(healthy, key=lambda s: s.outstanding)
+
+    def eject(self, slot: Slot, reason: str) -> None:
+        slot.failures += 1
+        slot.ejected_until = self._clock.now() + self._eject_s
+        log.warning(
+            "replica ejected",
+            replica=slot.replica.replica_id,
+            model=slot.replica.model,
+            reason=reason,
+            for_s=self._eject_s,
+        )
+
+    def succeeded(self, slot: Slot) -> None:
+        slot.failures = 0

@@ -1,0 +1,82 @@
+"""HTTP clients to the engines, one pooled client per URL scheme.
+
+``http``/``https`` replicas use one shared connection pool. Other schemes (``sim://`` for
+simulated replicas) need an injected transport, typically
+``httpx.ASGITransport(app=simulated_engine_app)``; their URLs are rewritten to ``http://``
+for httpx. A base URL may end in ``/v1`` or not. URLs come only from
+:class:`~suanwang.domain.serving.ReplicaView`, never from a request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import httpx
+
+from suanwang.domain.serving import ReplicaView
+from suanwang.gateway.errors import GatewayError
+
+LLAMA_CPP = "llama.cpp"
+RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError)
+"""Errors that prove the engine did not start the request: safe to retry elsewhere."""
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect_s: float = 2.0
+    read_s: float = 120.0
+    """Longest wait for the first byte, and between two streamed chunks."""
+
+
+class Upstreams:
+    """The clients; close with :meth:`aclose`."""
+
+    def __init__(
+        self,
+        timeouts: Timeouts,
+        transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+        max_connections: int = 512,
+    ) -> None:
+        timeout = httpx.Timeout(timeouts.read_s, connect=timeouts.connect_s)
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        self._clients: dict[str, httpx.AsyncClient] = {
+            "http": httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False)
+        }
+        self._clients["https"] = self._clients["http"]
+        for scheme, transport in (transports or {}).items():
+            self._clients[scheme] = httpx.AsyncClient(
+                transport=transport, timeout=timeout, trust_env=False
+            )
+
+    def target(self, replica: ReplicaView, path: str) -> tuple[httpx.AsyncClient, str]:
+        """The client and URL for ``path`` (e.g. ``chat/completions``) on ``replica``."""
+        scheme, sep, rest = replica.base_url.partition("://")
+        client = self._clients.get(scheme)
+        if not sep or client is None:
+            raise GatewayError(
+                502, f"replica {replica.replica_id} has an unusable base URL", code="bad_replica"
+            )
+        base = rest.rstrip("/")
+        if not base.endswith("/v1"):
+            base += "/v1"
+        return client, f"{'https' if scheme == 'https' else 'http'}://{base}/{path}"
+
+    async def count_prompt(self, replica: ReplicaView, text: str) -> int | None:
+        """The engine tokenizer's count of ``text`` (llama.cpp only), or None."""
+        if replica.engine != LLAMA_CPP or not text:
+            return None
+        client, url = self.target(replica, "chat/completions")
+        url = url.removesuffix("/v1/chat/completions") + "/extras/tokenize/count"
+        try:
+            response = await client.post(url, json={"input": text}, timeout=5.0)
+            count = response.json().get("count") if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+        return count if type(count) is int and count >= 0 else None
+
+    async def aclose(self) -> None:
+        for client in {id(c): c for c in self._clients.values()}.values():
+            await client.aclose()
