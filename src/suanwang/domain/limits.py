@@ -12,7 +12,7 @@ requests can never overshoot.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from suanwang.domain.errors import DomainError, ValidationError
 
@@ -61,8 +61,8 @@ class KeyLimits:
 class Limits:
     """Everything the gateway enforces for one (tenant, key)."""
 
-    tenant: TenantLimits = TenantLimits()
-    key: KeyLimits = KeyLimits()
+    tenant: TenantLimits = field(default_factory=TenantLimits)
+    key: KeyLimits = field(default_factory=KeyLimits)
 
     @property
     def unlimited(self) -> bool:
