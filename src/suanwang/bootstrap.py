@@ -19,6 +19,7 @@ from suanwang.adapters.backends.probe import local_nodes
 from suanwang.adapters.backends.simulated import SimulatedBackend
 from suanwang.adapters.db.engine import make_engine, migrate
 from suanwang.adapters.db.uow import SqlUnitOfWorkFactory
+from suanwang.adapters.db.usage_ledger import SqlUsageLedger
 from suanwang.adapters.http.app import create_app
 from suanwang.config import Settings
 from suanwang.observability import Metrics
@@ -56,6 +57,18 @@ def build_platform(
         uows=uows,
         local_nodes=tuple(local_nodes()),
     )
+
+
+def build_usage_sink(
+    settings: Settings, clock: Clock | None = None, *, run_migrations: bool = True
+) -> SqlUsageLedger:
+    """The metering ledger (a :class:`~suanwang.ports.UsageSink`) on ``settings``' database.
+
+    Call ``await sink.aclose()`` on shutdown: it flushes queued usage before returning.
+    """
+    if run_migrations:
+        migrate(settings.db_url)
+    return SqlUsageLedger(make_engine(settings.db_url), clock or SystemClock())
 
 
 @dataclass
