@@ -214,10 +214,10 @@ class GatewayApp:
         tenant = meter.tenant
         slots = gw.router.visible(call.model, tenant)
         spec = gw.models.get(call.model)
-        if not slots and spec is None:
-            raise _no_model(call.model)
         if spec is not None:
             _check_model(call, spec)
+        if not slots:  # not in the catalogue, not deployed, or another tenant's: all alike
+            raise _no_model(call.model)
         limits = await self._limits.get(
             (tenant, meter.key_id),
             lambda: asyncio.to_thread(gw.limits_for, tenant, meter.key_id),
@@ -225,10 +225,6 @@ class GatewayApp:
         if not limits.key.allows(call.model):
             message = f"this key may not call {call.model!r}"
             raise GatewayError(403, message, param="model", code="model_not_allowed")
-        if not slots:
-            raise GatewayError(
-                503, f"no ready replica of {call.model!r}; retry shortly", code="no_replica"
-            )
         try:
             meter.reservation = await gw.limiter.reserve(
                 meter.request_id, tenant, meter.key_id, call.reserve_tokens, limits
@@ -240,7 +236,7 @@ class GatewayApp:
             if call.stream:
                 await self._proxy.stream(call, response, slot, meter, (receive, send, client_id))
             else:
-                await self._proxy.plain(call, response, slot, meter, send)
+                await self._proxy.plain(call, response, slot, meter, (send, client_id))
         finally:
             slot.outstanding -= 1
             await response.aclose()

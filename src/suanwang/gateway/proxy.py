@@ -107,7 +107,12 @@ class Proxy:
         return counted if counted is not None else estimate_tokens(call.prompt_text)
 
     async def plain(
-        self, call: Call, response: httpx.Response, slot: Slot, meter: RequestMeter, send: Send
+        self,
+        call: Call,
+        response: httpx.Response,
+        slot: Slot,
+        meter: RequestMeter,
+        io: tuple[Send, str],
     ) -> None:
         """Read a non-streamed answer, bill it, then send it."""
         try:
@@ -127,7 +132,8 @@ class Proxy:
         own = await self.own_prompt(slot, call) if not _has_prompt(usage, call) else 0
         prompt, completion = trusted_usage(usage, call, counted, own)
         await meter.close(200, Outcome.OK, prompt, completion)
-        await send_bytes(send, 200, body, meter.request_id, None)
+        send, client_id = io
+        await send_bytes(send, 200, body, client_id, None)
 
     async def stream(
         self,
