@@ -9,13 +9,9 @@ exactly once, no capacity left allocated, and (SQLite) ``PRAGMA integrity_check`
 
 from __future__ import annotations
 
-import itertools
 import os
 import random
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -26,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from procs import Server, free_port, overlapping_runs
 from sqlalchemy import func, select, text
 
 from suanwang.adapters.db.tables import AllocationRow, JobRow
@@ -41,65 +38,6 @@ clusters:
   - {name: local, region: here, kind: real, nodes: [{name: n1, chip: cpu, cards: 6}]}
   - {name: sim, region: far, kind: simulated, nodes: [{name: s1, chip: ascend-910b, cards: 8}]}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """Starts and SIGKILLs a real control-plane process."""
-
-    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
-        self.env, self.port, self.log = env, port, log
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.ready_s: list[float] = []
-
-    def start(self) -> None:
-        started = time.monotonic()
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "--factory",
-                    "suanwang.bootstrap:app_from_env",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "--log-level",
-                    "warning",
-                ],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = started + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200:
-                    self.ready_s.append(time.monotonic() - started)
-                    return
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise AssertionError(f"server did not come up; see {self.log}")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        assert self.proc is not None
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.kill()
 
 
 class Submitter(threading.Thread):
@@ -166,24 +104,6 @@ def wait_all_terminal(url: str, key: str, ids: set[str], timeout_s: float = 120)
     raise AssertionError(
         f"jobs not terminal: { {k: v for k, v in states.items() if v not in ('succeeded',)} }"
     )
-
-
-def overlapping_runs(launch_log: Path) -> tuple[int, dict[str, int]]:
-    """(jobs with two runs overlapping in time, starts per job) from the launch log."""
-    runs: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
-    starts: dict[str, int] = defaultdict(int)
-    for line in launch_log.read_text().splitlines():
-        what, job, attempt, ns = line.split()
-        runs[(job, attempt)][what] = int(ns)
-        starts[job] += what == "start"
-    by_job: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    for (job, _), marks in runs.items():
-        by_job[job].append((marks.get("start", 0), marks.get("end", 2**63)))
-    overlaps = 0
-    for intervals in by_job.values():
-        intervals.sort()
-        overlaps += any(b[0] < a[1] for a, b in itertools.pairwise(intervals))
-    return overlaps, dict(starts)
 
 
 @pytest.mark.slow

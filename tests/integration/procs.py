@@ -1,0 +1,91 @@
+"""Real control-plane processes for integration tests: start, SIGKILL, and read launch logs."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """Starts and SIGKILLs a real control-plane process."""
+
+    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
+        self.env, self.port, self.log = env, port, log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.ready_s: list[float] = []
+
+    def start(self) -> None:
+        started = time.monotonic()
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "--factory",
+                    "suanwang.bootstrap:app_from_env",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--log-level",
+                    "warning",
+                ],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = started + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200:
+                    self.ready_s.append(time.monotonic() - started)
+                    return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise AssertionError(f"server did not come up; see {self.log}")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        assert self.proc is not None
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+def overlapping_runs(launch_log: Path) -> tuple[int, dict[str, int]]:
+    """(jobs with two runs overlapping in time, starts per job) from the launch log."""
+    runs: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+    starts: dict[str, int] = defaultdict(int)
+    for line in launch_log.read_text().splitlines():
+        what, job, attempt, ns = line.split()
+        runs[(job, attempt)][what] = int(ns)
+        starts[job] += what == "start"
+    by_job: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for (job, _), marks in runs.items():
+        by_job[job].append((marks.get("start", 0), marks.get("end", 2**63)))
+    overlaps = 0
+    for intervals in by_job.values():
+        intervals.sort()
+        overlaps += any(b[0] < a[1] for a, b in itertools.pairwise(intervals))
+    return overlaps, dict(starts)
