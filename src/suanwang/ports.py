@@ -60,6 +60,8 @@ class LaunchRequest:
     working_dir: str | None = None
     max_runtime_s: int | None = None
     simulate_duration_s: float | None = None
+    admitted_at: float | None = None
+    """When the attempt was admitted; lets a stateless backend answer a retried submit alike."""
 
 
 @dataclass(frozen=True, slots=True)

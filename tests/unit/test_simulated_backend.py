@@ -121,3 +121,24 @@ def test_empty_handle_is_lost() -> None:
     status = backend.poll("job-x", 1, {})
     assert status.state is AttemptState.LOST
     assert backend.logs("job-x", 1, {}, 0, 100) == b""
+
+
+def test_a_retried_submit_returns_the_same_run() -> None:
+    clock = FakeClock()
+    backend = SimulatedBackend(clock)
+    admitted = LaunchRequest(
+        job_id="job-x",
+        attempt=1,
+        tenant="t1",
+        cluster="sim-1",
+        command=(),
+        placements=(NodeSlice("n1", 8),),
+        simulate_duration_s=60.0,
+        admitted_at=T0,
+    )
+    first = backend.submit(admitted)
+    clock.advance(45)  # the control plane crashed after dispatching and retries now
+    again = backend.submit(admitted)
+    assert again.handle == first.handle
+    clock.advance(20)
+    assert backend.poll("job-x", 1, again.handle).state is AttemptState.SUCCEEDED

@@ -284,4 +284,5 @@ def _launch_request(job: JobRecord, attempt: AttemptRecord) -> LaunchRequest:
         working_dir=spec.working_dir,
         max_runtime_s=spec.max_runtime_s,
         simulate_duration_s=spec.simulate_duration_s,
+        admitted_at=attempt.admitted_at,
     )

@@ -34,7 +34,11 @@ class SimulatedBackend:
         self.speedup = speedup
 
     def submit(self, request: LaunchRequest) -> RunStatus:
-        """Start a simulated run now; the request must carry ``simulate_duration_s``."""
+        """Start a simulated run; the request must carry ``simulate_duration_s``.
+
+        Idempotent: the run starts at the attempt's admission time when the request carries
+        it, so a dispatch retried after a control-plane crash gets the same run back.
+        """
         duration = request.simulate_duration_s
         if duration is None:
             raise ValueError(
@@ -43,7 +47,7 @@ class SimulatedBackend:
             )
         if not duration > 0:
             raise ValueError("simulate_duration_s must be > 0")
-        now = self.clock.now()
+        now = self.clock.now() if request.admitted_at is None else request.admitted_at
         handle = {
             "started_at": now,
             "duration_s": float(duration),
