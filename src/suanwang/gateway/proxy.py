@@ -30,7 +30,7 @@ from suanwang.gateway.errors import GatewayError
 from suanwang.gateway.metering import RequestMeter, estimate_tokens, trusted_usage
 from suanwang.gateway.routing import Router, Slot
 from suanwang.gateway.schema import Call
-from suanwang.gateway.upstream import RETRYABLE, Upstreams
+from suanwang.gateway.upstream import RETRYABLE, UpstreamResponse, Upstreams
 
 
 class StreamEnd(enum.Enum):
@@ -62,7 +62,7 @@ class Proxy:
 
     async def open(
         self, call: Call, slots: list[Slot], request_id: str, meter: RequestMeter
-    ) -> tuple[httpx.Response, Slot]:
+    ) -> tuple[UpstreamResponse, Slot]:
         """A response (headers read) from the first replica that answers without a 5xx."""
         payload = json.dumps(call.body).encode()
         headers = {"content-type": "application/json", "x-request-id": request_id}
@@ -72,11 +72,9 @@ class Proxy:
             if slot is None:
                 break
             tried.add(slot.replica.replica_id)
-            client, url = self._upstreams.target(slot.replica, call.endpoint)
             slot.outstanding += 1
             try:
-                request = client.build_request("POST", url, content=payload, headers=headers)
-                response = await client.send(request, stream=True)
+                response = await self._upstreams.post(slot.replica, call.endpoint, payload, headers)
             except RETRYABLE as exc:
                 slot.outstanding -= 1
                 self._router.eject(slot, type(exc).__name__)
@@ -109,7 +107,7 @@ class Proxy:
     async def plain(
         self,
         call: Call,
-        response: httpx.Response,
+        response: UpstreamResponse,
         slot: Slot,
         meter: RequestMeter,
         io: tuple[Send, str],
@@ -138,7 +136,7 @@ class Proxy:
     async def stream(
         self,
         call: Call,
-        response: httpx.Response,
+        response: UpstreamResponse,
         slot: Slot,
         meter: RequestMeter,
         io: tuple[Receive, Send, str],
@@ -180,7 +178,7 @@ class Proxy:
         tail += b"data: [DONE]\n\n"
         await send({"type": "http.response.body", "body": tail, "more_body": False})
 
-    async def _pump(self, response: httpx.Response, send: Send, tally: Tally) -> StreamEnd:
+    async def _pump(self, response: UpstreamResponse, send: Send, tally: Tally) -> StreamEnd:
         deadline = time.monotonic() + self._max_request_s
         try:
             async for line in response.aiter_lines():

@@ -9,17 +9,32 @@ for httpx. A base URL may end in ``/v1`` or not. URLs come only from
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import httpx
 
 from suanwang.domain.serving import ReplicaView
 from suanwang.gateway.errors import GatewayError
+from suanwang.gateway.http11 import Http11Pool
 
 LLAMA_CPP = "llama.cpp"
 RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError)
 """Errors that prove the engine did not start the request: safe to retry elsewhere."""
+
+
+class UpstreamResponse(Protocol):
+    """What the proxy reads of an engine's answer (``httpx.Response`` or our own client's)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    async def aread(self) -> bytes: ...
+
+    def aiter_lines(self) -> AsyncIterator[str]: ...
+
+    async def aclose(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +61,7 @@ class Upstreams:
             "http": httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False)
         }
         self._clients["https"] = self._clients["http"]
+        self._pool = Http11Pool(timeouts.connect_s, timeouts.read_s)
         for scheme, transport in (transports or {}).items():
             self._clients[scheme] = httpx.AsyncClient(
                 transport=transport, timeout=timeout, trust_env=False
@@ -64,6 +80,16 @@ class Upstreams:
             base += "/v1"
         return client, f"{'https' if scheme == 'https' else 'http'}://{base}/{path}"
 
+    async def post(
+        self, replica: ReplicaView, path: str, payload: bytes, headers: dict[str, str]
+    ) -> UpstreamResponse:
+        """POST to ``path`` on ``replica``; returns once the answer's headers are read."""
+        client, url = self.target(replica, path)
+        if replica.base_url.startswith("http://"):
+            return await self._pool.post(url, payload, headers)
+        request = client.build_request("POST", url, content=payload, headers=headers)
+        return await client.send(request, stream=True)
+
     async def count_prompt(self, replica: ReplicaView, text: str) -> int | None:
         """The engine tokenizer's count of ``text`` (llama.cpp only), or None."""
         if replica.engine != LLAMA_CPP or not text:
@@ -78,5 +104,6 @@ class Upstreams:
         return count if type(count) is int and count >= 0 else None
 
     async def aclose(self) -> None:
+        await self._pool.aclose()
         for client in {id(c): c for c in self._clients.values()}.values():
             await client.aclose()
