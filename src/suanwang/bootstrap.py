@@ -22,11 +22,14 @@ from suanwang.adapters.db.uow import SqlUnitOfWorkFactory
 from suanwang.adapters.db.usage_ledger import SqlUsageLedger
 from suanwang.adapters.http.app import create_app
 from suanwang.config import Settings
+from suanwang.engines import HttpProbe, LocalEngines
 from suanwang.observability import Metrics
 from suanwang.ports import Backend, Clock
 from suanwang.services.catalogue import default_catalogue
 from suanwang.services.control import ControlLoop
+from suanwang.services.deployments import Deployments
 from suanwang.services.jobs import Jobs
+from suanwang.services.models import default_models
 from suanwang.services.platform import Fleet, Platform
 from suanwang.services.tenancy import Tenancy
 
@@ -46,11 +49,17 @@ def build_platform(
         "local": LocalBackend(settings.runs_dir, clock, grace_s=settings.cancel_grace_s),
         "simulated": SimulatedBackend(clock, speedup=settings.sim_speedup),
     }
+    deployments = Deployments(
+        uows, clock, catalogue, default_models(), LocalEngines(), HttpProbe(timeout_s=1.0)
+    )
     return Platform(
         fleet=Fleet(uows, clock, catalogue),
         tenancy=Tenancy(uows, clock, catalogue),
         jobs=Jobs(uows, clock, catalogue, backends),
-        control=ControlLoop(uows, backends, clock, catalogue),
+        control=ControlLoop(
+            uows, backends, clock, catalogue, after_reconcile=(deployments.converge,)
+        ),
+        deployments=deployments,
         catalogue=catalogue,
         clock=clock,
         backends=backends,
@@ -111,6 +120,33 @@ class ControlThread:
             self._stop.wait(self.period_s)
 
 
+@dataclass
+class HealthThread:
+    """Health-checks model replicas every ``period_s``, beside (not inside) the control loop."""
+
+    platform: Platform
+    period_s: float
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="replica-health", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.platform.deployments.check_health()
+            except Exception:
+                log.exception("replica health check failed; retrying")
+            self._stop.wait(self.period_s)
+
+
 def build_app(settings: Settings, *, control: bool = True, clock: Clock | None = None) -> FastAPI:
     """The API app; with ``control`` it also runs the control loop while serving."""
     platform = build_platform(settings, clock)
@@ -120,12 +156,15 @@ def build_app(settings: Settings, *, control: bool = True, clock: Clock | None =
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         thread = ControlThread(platform, metrics, settings.tick_s) if control else None
-        if thread:
+        health = HealthThread(platform, settings.tick_s) if control else None
+        if thread and health:
             thread.start()
+            health.start()
         try:
             yield
         finally:
-            if thread:
+            if thread and health:
+                health.stop()
                 thread.stop()
 
     return create_app(platform, metrics, max_body_bytes=settings.max_body_bytes, lifespan=lifespan)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, Self
 
+from suanwang.domain.deployments import DeploymentRecord, ReplicaRecord
 from suanwang.domain.fleet import ClusterSpec, NodeSpec, RegionSpec, WanLinkSpec
 from suanwang.domain.jobs import AttemptState, JobState
 from suanwang.domain.limits import Limits, Reservation
@@ -24,7 +25,7 @@ from suanwang.domain.records import (
     NodeRecord,
     TenantRecord,
 )
-from suanwang.domain.serving import ReplicaView
+from suanwang.domain.serving import ModelSpec, ReplicaView
 from suanwang.domain.tenancy import QuotaSpec
 from suanwang.domain.usage import TokenUsage
 
@@ -211,6 +212,36 @@ class JobStore(Protocol):
         ...
 
 
+class DeploymentStore(Protocol):
+    """Reads and writes deployments and their replicas inside one unit of work."""
+
+    def add_deployment(self, deployment: DeploymentRecord) -> None: ...
+
+    def deployment(self, deployment_id: str) -> DeploymentRecord | None: ...
+
+    def deployments(self, tenant: str | None, *, all_tenants: bool) -> list[DeploymentRecord]:
+        """Active deployments: every one (``all_tenants``), else ``tenant``'s and public ones."""
+        ...
+
+    def update_deployment(self, deployment_id: str, now: float, **changes: Any) -> None: ...
+
+    def add_replica(self, replica: ReplicaRecord) -> None: ...
+
+    def replicas(self, deployment_id: str | None = None) -> list[ReplicaRecord]:
+        """Replicas of one deployment (or all), by deployment and number."""
+        ...
+
+    def update_replica(self, replica_id: str, **changes: Any) -> None: ...
+
+    def ports_in_use(self) -> set[int]:
+        """Ports recorded on replicas that are not stopped."""
+        ...
+
+    def ready_views(self) -> list[ReplicaView]:
+        """Ready replicas of active deployments, as the gateway routes to them."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction; rolled back on exit unless :meth:`commit` was called."""
 
@@ -222,6 +253,9 @@ class UnitOfWork(Protocol):
 
     @property
     def jobs(self) -> JobStore: ...
+
+    @property
+    def deployments(self) -> DeploymentStore: ...
 
     def __enter__(self) -> Self: ...
 
@@ -279,4 +313,46 @@ class Limiter(Protocol):
 
     async def sweep(self) -> int:
         """Release reservations past their expiry (left by killed processes); how many."""
+        ...
+
+
+# --- engines: how replicas are launched and health-checked (implemented in suanwang.engines) --
+@dataclass(frozen=True, slots=True)
+class ReplicaLaunch:
+    """What an engine needs to serve one replica of a model on one chip."""
+
+    replica_id: str
+    model: ModelSpec
+    engine: str
+    chip: str
+    family: str
+    cards: int
+    backend: str
+    """The cluster's backend: ``local`` (this machine), ``simulated``, or a real GPU/NPU one."""
+    port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EnginePlan:
+    """The rendered launch: command, environment, container image and where it will answer."""
+
+    command: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    base_url: str
+    image: str = ""
+
+
+class EngineLauncher(Protocol):
+    def plan(self, launch: ReplicaLaunch) -> EnginePlan:
+        """Render the launch of ``launch`` (raises ValidationError if it cannot run here)."""
+        ...
+
+    def free_port(self, taken: set[int]) -> int:
+        """A port on 127.0.0.1 that is free now and not in ``taken``."""
+        ...
+
+
+class EngineProbe(Protocol):
+    def healthy(self, base_urls: list[str]) -> dict[str, bool]:
+        """Health-check every engine at once, each with a bounded timeout."""
         ...

@@ -41,6 +41,7 @@ class World:
     keys: dict[str, str]
     fresh_job: Callable[[], str]
     fresh_key: Callable[[], str]
+    fresh_deployment: Callable[[], str]
 
 
 @pytest.fixture
@@ -87,8 +88,11 @@ def world(settings: Settings, clock: Any) -> Iterator[World]:
             op, tenant="aaa", scope=Scope.READ_ONLY, name="", expires_in_s=None
         ).record.id
 
+    def fresh_deployment() -> str:
+        return platform.deployments.deploy(a, "qwen2.5-72b-instruct", "sim", 0).deployment.id
+
     with TestClient(app) as client:
-        yield World(client, platform, keys, fresh_job, fresh_key)
+        yield World(client, platform, keys, fresh_job, fresh_key, fresh_deployment)
     platform.uows.engine.dispose()  # type: ignore[attr-defined]
 
 
@@ -167,6 +171,34 @@ MATRIX: dict[tuple[str, str], tuple[Callable[[World], str], Any, dict[str, int]]
         lambda w: f"/api/v1/jobs/{w.fresh_job()}/cancel",
         None,
         row(200, 200, 200, 403, 404, 404),
+    ),
+    # models as a service: tenant A's private deployment; public ones are the operator's
+    ("GET", "/api/v1/models"): (lambda w: "/api/v1/models", None, EVERYONE_200),
+    ("GET", "/api/v1/models/{name}"): (
+        lambda w: "/api/v1/models/smollm2-135m-instruct",
+        None,
+        EVERYONE_200,
+    ),
+    ("POST", "/api/v1/deployments"): (
+        lambda w: "/api/v1/deployments",
+        {"model": "qwen2.5-72b-instruct", "cluster": "sim", "replicas": 0},
+        row(201, 201, 403, 403, 201, 403),
+    ),
+    ("GET", "/api/v1/deployments"): (lambda w: "/api/v1/deployments", None, EVERYONE_200),
+    ("GET", "/api/v1/deployments/{deployment_id}"): (
+        lambda w: f"/api/v1/deployments/{w.fresh_deployment()}",
+        None,
+        A_OBJECT_READ,
+    ),
+    ("PUT", "/api/v1/deployments/{deployment_id}/replicas"): (
+        lambda w: f"/api/v1/deployments/{w.fresh_deployment()}/replicas",
+        {"replicas": 0},
+        row(200, 200, 403, 403, 404, 403),
+    ),
+    ("DELETE", "/api/v1/deployments/{deployment_id}"): (
+        lambda w: f"/api/v1/deployments/{w.fresh_deployment()}",
+        None,
+        row(200, 200, 403, 403, 404, 403),
     ),
 }
 

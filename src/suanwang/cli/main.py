@@ -19,6 +19,7 @@ from suanwang.cli.client import DEFAULT_URL, CliError
 from suanwang.cli.common import JsonOpt, State, out, show_error
 from suanwang.cli.fleet import demo_app, fleet_app
 from suanwang.cli.jobs import jobs_app
+from suanwang.cli.models import deployments_app, models_app
 from suanwang.cli.sim import sim_app
 from suanwang.cli.tenants import keys_app, tenants_app
 
@@ -34,6 +35,8 @@ app.add_typer(demo_app, name="demo")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(models_app, name="models")
+app.add_typer(deployments_app, name="deployments")
 app.add_typer(sim_app, name="sim")
 app.command("server")(server_cmds.server)
 app.command("init")(server_cmds.init)

@@ -13,7 +13,7 @@ and safe to interrupt with kill -9:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from suanwang.domain.chips import Catalogue
@@ -64,15 +64,20 @@ class ControlLoop:
         backends: Mapping[str, Backend],
         clock: Clock,
         catalogue: Catalogue,
+        after_reconcile: Sequence[Callable[[], None]] = (),
     ) -> None:
         self._uows = uows
         self._backends = backends
         self._clock = clock
         self._catalogue = catalogue
+        self._after_reconcile = tuple(after_reconcile)
+        """Steps run between reconcile and schedule (deployments: restart and health-check)."""
 
     def tick(self) -> TickReport:
         report = TickReport()
         self.reconcile(report)
+        for step in self._after_reconcile:
+            step()
         self.schedule(report)
         self.dispatch(report)
         return report

@@ -11,6 +11,7 @@ from suanwang.domain.fleet import FleetTotals, RegionSpec, WanLinkSpec
 from suanwang.domain.records import ClusterRecord, NodeRecord
 from suanwang.ports import Backend, Clock, UnitOfWorkFactory
 from suanwang.services.control import ControlLoop
+from suanwang.services.deployments import Deployments
 from suanwang.services.fleet import ApplyResult, apply_fleet, totals_of
 from suanwang.services.fleet_file import parse_fleet_data, parse_fleet_yaml
 from suanwang.services.jobs import Jobs
@@ -62,6 +63,7 @@ class Platform:
     tenancy: Tenancy
     jobs: Jobs
     control: ControlLoop
+    deployments: Deployments
     catalogue: Catalogue
     clock: Clock
     backends: Mapping[str, Backend]

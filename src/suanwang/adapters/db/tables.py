@@ -193,6 +193,8 @@ class ReplicaRow(Base):
     chip: Mapped[str] = mapped_column(String(64), default="")
     reason: Mapped[str] = mapped_column(Text, default="")
     failures: Mapped[int] = mapped_column(Integer, default=0)
+    restarts: Mapped[int] = mapped_column(Integer, default=0)
+    port: Mapped[int | None] = mapped_column(Integer, default=None)
     created_at: Mapped[float] = mapped_column(Float)
     ready_at: Mapped[float | None] = mapped_column(Float, default=None)
     last_health_at: Mapped[float | None] = mapped_column(Float, default=None)

@@ -8,6 +8,7 @@ from typing import Self
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from suanwang.adapters.db.deployments_repo import DeploymentRepository
 from suanwang.adapters.db.fleet_repo import FleetRepository
 from suanwang.adapters.db.jobs_repo import JobRepository
 from suanwang.adapters.db.tenancy_repo import TenancyRepository
@@ -21,6 +22,7 @@ class SqlUnitOfWork:
     fleet: FleetRepository
     tenancy: TenancyRepository
     jobs: JobRepository
+    deployments: DeploymentRepository
 
     def __init__(self, factory: sessionmaker[Session]) -> None:
         self._factory = factory
@@ -31,6 +33,7 @@ class SqlUnitOfWork:
         self.fleet = FleetRepository(self._session)
         self.tenancy = TenancyRepository(self._session)
         self.jobs = JobRepository(self._session)
+        self.deployments = DeploymentRepository(self._session)
         return self
 
     def __exit__(

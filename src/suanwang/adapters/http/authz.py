@@ -40,6 +40,15 @@ ROUTES: Final[dict[tuple[str, str], Rule]] = {
     ("GET", "/api/v1/jobs/{job_id}"): Scope.READ_ONLY,
     ("GET", "/api/v1/jobs/{job_id}/logs"): Scope.READ_ONLY,
     ("POST", "/api/v1/jobs/{job_id}/cancel"): Scope.TENANT_MEMBER,
+    # models as a service: the catalogue is public to keys; the operator deploys public
+    # models, a tenant admin private ones in its own tenant (ownership checked in services)
+    ("GET", "/api/v1/models"): Scope.READ_ONLY,
+    ("GET", "/api/v1/models/{name}"): Scope.READ_ONLY,
+    ("POST", "/api/v1/deployments"): Scope.TENANT_ADMIN,
+    ("GET", "/api/v1/deployments"): Scope.READ_ONLY,
+    ("GET", "/api/v1/deployments/{deployment_id}"): Scope.READ_ONLY,
+    ("PUT", "/api/v1/deployments/{deployment_id}/replicas"): Scope.TENANT_ADMIN,
+    ("DELETE", "/api/v1/deployments/{deployment_id}"): Scope.TENANT_ADMIN,
 }
 
 DOC_ROUTES: Final = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})

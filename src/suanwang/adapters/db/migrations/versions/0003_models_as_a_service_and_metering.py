@@ -83,6 +83,8 @@ def upgrade() -> None:
         sa.Column("chip", sa.String(length=64), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("failures", sa.Integer(), nullable=False),
+        sa.Column("restarts", sa.Integer(), nullable=False),
+        sa.Column("port", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.Column("ready_at", sa.Float(), nullable=True),
         sa.Column("last_health_at", sa.Float(), nullable=True),

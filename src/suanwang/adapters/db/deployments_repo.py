@@ -1,0 +1,175 @@
+"""Deployment and replica rows, and the :class:`ReplicaDirectory` the gateway reads.
+
+A deployment's chip and simulated flag live in its ``spec`` JSON; everything the gateway
+needs to route (``ReplicaView``) comes from one join of ready replicas and active deployments.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from suanwang.adapters.db.tables import DeploymentRow, ReplicaRow
+from suanwang.domain.deployments import DeploymentRecord, DeploymentState, ReplicaRecord
+from suanwang.domain.serving import ReplicaState, ReplicaView
+from suanwang.ports import UnitOfWorkFactory
+
+
+class DeploymentRepository:
+    """Reads and writes deployments and replicas inside one unit of work."""
+
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add_deployment(self, deployment: DeploymentRecord) -> None:
+        d = deployment
+        self._s.add(
+            DeploymentRow(
+                id=d.id,
+                tenant=d.tenant,
+                model=d.model,
+                cluster=d.cluster,
+                engine=d.engine,
+                replicas=d.replicas,
+                state=d.state.value,
+                spec={"chip": d.chip, "simulated": d.simulated},
+                created_at=d.created_at,
+                updated_at=d.updated_at,
+                version=1,
+            )
+        )
+        self._s.flush()
+
+    def deployment(self, deployment_id: str) -> DeploymentRecord | None:
+        row = self._s.get(DeploymentRow, deployment_id)
+        return None if row is None else _deployment(row)
+
+    def deployments(self, tenant: str | None, *, all_tenants: bool) -> list[DeploymentRecord]:
+        query = select(DeploymentRow).where(DeploymentRow.state == DeploymentState.ACTIVE.value)
+        if not all_tenants:
+            query = query.where((DeploymentRow.tenant == tenant) | DeploymentRow.tenant.is_(None))
+        rows = self._s.scalars(query.order_by(DeploymentRow.created_at, DeploymentRow.id))
+        return [_deployment(r) for r in rows]
+
+    def update_deployment(self, deployment_id: str, now: float, **changes: Any) -> None:
+        if "state" in changes:
+            changes["state"] = DeploymentState(changes["state"]).value
+        self._s.execute(
+            update(DeploymentRow)
+            .where(DeploymentRow.id == deployment_id)
+            .values(updated_at=now, version=DeploymentRow.version + 1, **changes)
+        )
+
+    def add_replica(self, replica: ReplicaRecord) -> None:
+        r = replica
+        self._s.add(
+            ReplicaRow(
+                id=r.id,
+                deployment=r.deployment,
+                number=r.number,
+                job=r.job,
+                state=r.state.value,
+                base_url=r.base_url,
+                simulated=r.simulated,
+                chip=r.chip,
+                reason=r.reason,
+                failures=r.failures,
+                restarts=r.restarts,
+                port=r.port,
+                created_at=r.created_at,
+                ready_at=r.ready_at,
+                last_health_at=r.last_health_at,
+            )
+        )
+        self._s.flush()
+
+    def replicas(self, deployment_id: str | None = None) -> list[ReplicaRecord]:
+        query = select(ReplicaRow).order_by(ReplicaRow.deployment, ReplicaRow.number)
+        if deployment_id is not None:
+            query = query.where(ReplicaRow.deployment == deployment_id)
+        return [_replica(r) for r in self._s.scalars(query)]
+
+    def update_replica(self, replica_id: str, **changes: Any) -> None:
+        if "state" in changes:
+            changes["state"] = ReplicaState(changes["state"]).value
+        self._s.execute(update(ReplicaRow).where(ReplicaRow.id == replica_id).values(**changes))
+
+    def ports_in_use(self) -> set[int]:
+        query = select(ReplicaRow.port).where(
+            ReplicaRow.port.is_not(None), ReplicaRow.state != ReplicaState.STOPPED.value
+        )
+        return {int(p) for p in self._s.scalars(query) if p is not None}
+
+    def ready_views(self) -> list[ReplicaView]:
+        query = (
+            select(ReplicaRow, DeploymentRow)
+            .join(DeploymentRow, ReplicaRow.deployment == DeploymentRow.id)
+            .where(
+                ReplicaRow.state == ReplicaState.READY.value,
+                DeploymentRow.state == DeploymentState.ACTIVE.value,
+            )
+            .order_by(ReplicaRow.id)
+        )
+        return [
+            ReplicaView(
+                replica_id=r.id,
+                deployment_id=d.id,
+                model=d.model,
+                engine=d.engine,
+                base_url=r.base_url,
+                owner_tenant=d.tenant,
+                simulated=r.simulated,
+                chip=r.chip,
+            )
+            for r, d in self._s.execute(query)
+        ]
+
+
+class SqlReplicaDirectory:
+    """:class:`suanwang.ports.ReplicaDirectory` over the database (one short read each call)."""
+
+    def __init__(self, uows: UnitOfWorkFactory) -> None:
+        self._uows = uows
+
+    def ready_replicas(self) -> list[ReplicaView]:
+        with self._uows() as uow:
+            return uow.deployments.ready_views()
+
+
+def _deployment(row: DeploymentRow) -> DeploymentRecord:
+    spec = dict(row.spec or {})
+    return DeploymentRecord(
+        id=row.id,
+        tenant=row.tenant,
+        model=row.model,
+        cluster=row.cluster,
+        engine=row.engine,
+        replicas=row.replicas,
+        state=DeploymentState(row.state),
+        chip=str(spec.get("chip", "")),
+        simulated=bool(spec.get("simulated", False)),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _replica(row: ReplicaRow) -> ReplicaRecord:
+    return ReplicaRecord(
+        id=row.id,
+        deployment=row.deployment,
+        number=row.number,
+        job=row.job,
+        state=ReplicaState(row.state),
+        base_url=row.base_url,
+        simulated=row.simulated,
+        chip=row.chip,
+        reason=row.reason,
+        failures=row.failures,
+        restarts=row.restarts,
+        port=row.port,
+        created_at=row.created_at,
+        ready_at=row.ready_at,
+        last_health_at=row.last_health_at,
+    )

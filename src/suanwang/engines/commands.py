@@ -1,0 +1,120 @@
+"""Launch commands and container images of inference engines on real GPU/NPU clusters.
+
+Pure functions: :func:`render` turns (model, engine, chip family, cards, port) into the
+command, environment and image a GPU/NPU node runs. Tensor parallelism spans the replica's
+cards; the cards are made visible with the vendor's variable. Weights are expected at
+``/models/<model name>`` on the node (staged there by the operator or a dataset job).
+
+Images are pinned per engine and chip family in :data:`IMAGES`; an operator overrides them
+with their registry mirror. This module renders; it does not run anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from suanwang.domain.deployments import engine_runs_on
+from suanwang.domain.errors import ValidationError
+from suanwang.domain.serving import ModelSpec
+
+DEFAULT_PORT = 8000
+MODELS_DIR = "/models"
+
+DEVICE_ENV: dict[str, str] = {
+    "nvidia": "CUDA_VISIBLE_DEVICES",
+    "metax": "CUDA_VISIBLE_DEVICES",  # MACA's CUDA-compatible runtime (vendor vLLM images)
+    "hygon-dcu": "HIP_VISIBLE_DEVICES",
+    "ascend": "ASCEND_RT_VISIBLE_DEVICES",
+}
+"""The variable that selects a replica's cards, per chip family."""
+
+IMAGES: dict[tuple[str, str], str] = {
+    ("vllm", "nvidia"): "vllm/vllm-openai:v0.8.5",
+    ("vllm", "metax"): "cr.metax-tech.com/public-ai-release/maca/vllm:maca2.33-py310",
+    ("vllm", "hygon-dcu"): "image.sourcefind.cn:5000/dcu/admin/base/vllm:0.8.5-dtk25.04",
+    ("vllm-ascend", "ascend"): "quay.io/ascend/vllm-ascend:v0.8.5rc1",
+    ("sglang", "nvidia"): "lmsysorg/sglang:v0.4.6.post4-cu124",
+    ("sglang", "hygon-dcu"): "image.sourcefind.cn:5000/dcu/admin/base/sglang:0.4.6-dtk25.04",
+    ("lmdeploy", "nvidia"): "openmmlab/lmdeploy:v0.8.0-cu12",
+    ("lmdeploy", "ascend"): "openmmlab/lmdeploy:v0.8.0-ascend",
+    ("mindie", "ascend"): "swr.cn-south-1.myhuaweicloud.com/ascendhub/mindie:2.0.RC1-800I-A2-py311",
+    ("infinity", "nvidia"): "michaelf34/infinity:0.0.76",
+}
+MINDIE_DAEMON = "/usr/local/Ascend/mindie/latest/mindie-service/bin/mindieservice_daemon"
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """One engine launch for a container runtime or a batch system."""
+
+    image: str
+    command: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    port: int
+
+
+def render(
+    model: ModelSpec, engine: str, family: str, cards: int, port: int = DEFAULT_PORT
+) -> Rendered:
+    """The launch of ``model`` on ``cards`` cards of ``family`` with ``engine``."""
+    if not engine_runs_on(engine, family) or (engine, family) not in IMAGES:
+        raise ValidationError(
+            f"engine {engine!r} has no build for {family} chips",
+            field="engine",
+            hint="see the engine/chip table in docs/models.md",
+        )
+    if cards < 1:
+        raise ValidationError("an engine needs at least one card", field="cards")
+    devices = ",".join(str(i) for i in range(cards))
+    env = [(DEVICE_ENV[family], devices)]
+    path = f"{MODELS_DIR}/{model.name}"
+    ctx = str(model.context_length)
+    command: tuple[str, ...]
+    if engine in ("vllm", "vllm-ascend"):
+        command = (
+            "vllm", "serve", path, "--served-model-name", model.name,
+            "--host", "0.0.0.0", "--port", str(port),
+            "--tensor-parallel-size", str(cards), "--max-model-len", ctx,
+        )  # fmt: skip
+        if model.kind.value == "embedding":
+            command += ("--task", "embed")
+    elif engine == "sglang":
+        command = (
+            "python3", "-m", "sglang.launch_server", "--model-path", path,
+            "--served-model-name", model.name, "--host", "0.0.0.0", "--port", str(port),
+            "--tp", str(cards), "--context-length", ctx,
+        )  # fmt: skip
+    elif engine == "lmdeploy":
+        command = (
+            "lmdeploy", "serve", "api_server", path, "--model-name", model.name,
+            "--server-name", "0.0.0.0", "--server-port", str(port),
+            "--tp", str(cards), "--session-len", ctx,
+        )  # fmt: skip
+        if family == "ascend":
+            command += ("--backend", "pytorch", "--device", "ascend")
+    elif engine == "mindie":
+        command = (MINDIE_DAEMON,)
+        env += _mindie_env(model, cards, port)
+    else:  # infinity
+        command = (
+            "infinity_emb", "v2", "--model-id", path, "--served-model-name", model.name,
+            "--port", str(port),
+        )  # fmt: skip
+    return Rendered(IMAGES[(engine, family)], command, tuple(env), port)
+
+
+def _mindie_env(model: ModelSpec, cards: int, port: int) -> list[tuple[str, str]]:
+    """MindIE reads ``config.json``; the image's entry script fills it from these."""
+    return [
+        ("MINDIE_MODEL_NAME", model.name),
+        ("MINDIE_MODEL_WEIGHT_PATH", f"{MODELS_DIR}/{model.name}"),
+        ("MINDIE_WORLD_SIZE", str(cards)),
+        ("MINDIE_NPU_DEVICE_IDS", "[[" + ",".join(str(i) for i in range(cards)) + "]]"),
+        ("MINDIE_PORT", str(port)),
+        ("MINDIE_MAX_SEQ_LEN", str(model.context_length)),
+    ]
+
+
+def default_engine(model: ModelSpec, family: str) -> str | None:
+    """The first of the model's engines that runs on ``family``."""
+    return next((e for e in model.engines if engine_runs_on(e, family)), None)

@@ -1,0 +1,42 @@
+"""Health checks of engines over HTTP: ``GET <base_url>/v1/models``, bounded timeouts.
+
+All engines are probed at once (one thread each, capped), so one hung engine costs at most
+``timeout_s`` for the whole round. Only ``http(s)://`` URLs are probed; anything else
+(``sim://``) is reported unhealthy, since simulated replicas are never probed.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+MAX_PARALLEL = 16
+
+
+class HttpProbe:
+    """:class:`~suanwang.ports.EngineProbe` over httpx."""
+
+    def __init__(self, timeout_s: float = 1.0) -> None:
+        self._timeout = httpx.Timeout(timeout_s)
+
+    def healthy(self, base_urls: list[str]) -> dict[str, bool]:
+        urls = [u for u in base_urls if u.startswith(("http://", "https://"))]
+        result = dict.fromkeys(base_urls, False)
+        if not urls:
+            return result
+        with (
+            httpx.Client(timeout=self._timeout, trust_env=False) as client,
+            ThreadPoolExecutor(min(MAX_PARALLEL, len(urls))) as pool,
+        ):
+            for url, ok in zip(urls, pool.map(lambda u: _check(client, u), urls), strict=True):
+                result[url] = ok
+        return result
+
+
+def _check(client: httpx.Client, base_url: str) -> bool:
+    try:
+        response = client.get(base_url.rstrip("/") + "/v1/models")
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200

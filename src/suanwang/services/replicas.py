@@ -1,0 +1,292 @@
+"""Keeps replicas in step with their jobs, restarts them by policy and health-checks engines.
+
+:class:`Converger` is the database half (one transaction under the scheduler lock, so two
+control planes never both restart one replica): it creates missing replicas, gives every
+wanted replica a job (a new one when the last ended, per the restart policy ``after_run``),
+stops unwanted ones and maps job states to replica states. :class:`HealthChecker` is the
+network half, run outside any transaction: it probes running engines with bounded timeouts
+and records ready / unhealthy. Both are idempotent, so a kill -9 at any point is recovered
+by the next tick from the database and the backends alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from suanwang.domain.deployments import (
+    MAX_FAST_FAILURES,
+    PUBLIC_TENANT,
+    STARTUP_TIMEOUT_S,
+    DeploymentRecord,
+    DeploymentState,
+    ReplicaRecord,
+    after_probe,
+    after_run,
+    live_state,
+)
+from suanwang.domain.ids import new_job_id
+from suanwang.domain.jobs import MAX_RUNTIME_S, JobSpec, JobState, Resources, validate_job
+from suanwang.domain.records import JobRecord
+from suanwang.domain.serving import ModelSpec, ReplicaState
+from suanwang.ports import (
+    Clock,
+    EngineLauncher,
+    EngineProbe,
+    ReplicaLaunch,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+from suanwang.services.jobs import request_hash, spec_to_dict
+
+REPLICA_PRIORITY = 500
+PROBE_INTERVAL_S = 1.0
+NEW_PORT_AFTER_FAILURES = 2
+"""A local replica that failed fast this often in a row gets a fresh port (its own may be taken)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a deployment's replicas run: chip, family, cards and the cluster's backend."""
+
+    chip: str
+    family: str
+    cards: int
+    backend: str
+
+
+@dataclass(frozen=True, slots=True)
+class Converger:
+    """The database half of reconciliation, for one unit of work."""
+
+    uow: UnitOfWork
+    launcher: EngineLauncher
+    models: dict[str, ModelSpec]
+    placement: Placement
+    now: float
+
+    def run(self, dep: DeploymentRecord) -> None:
+        wanted = dep.replicas if dep.state is DeploymentState.ACTIVE else 0
+        existing = {r.number: r for r in self.uow.deployments.replicas(dep.id)}
+        for number in range(wanted):
+            if number not in existing:
+                self._new_replica(dep, number)  # created with its first job: nothing to keep
+        for replica in existing.values():
+            if replica.number >= wanted:
+                self._stop(replica, "scaled down" if wanted else "deployment stopped")
+            else:
+                self._keep(dep, replica)
+
+    def _new_replica(self, dep: DeploymentRecord, number: int) -> None:
+        port = None
+        if self.placement.backend == "local":
+            port = self.launcher.free_port(self.uow.deployments.ports_in_use())
+        replica = ReplicaRecord(
+            id=f"{dep.id}-{number}",
+            deployment=dep.id,
+            number=number,
+            job=None,
+            state=ReplicaState.PENDING,
+            base_url="",
+            simulated=dep.simulated,
+            chip=self.placement.chip,
+            reason="created",
+            failures=0,
+            restarts=0,
+            port=port,
+            created_at=self.now,
+            ready_at=None,
+            last_health_at=None,
+        )
+        self.uow.deployments.add_replica(replica)
+        self._start(dep, replica, failures=0, reason="starting")
+
+    def _keep(self, dep: DeploymentRecord, replica: ReplicaRecord) -> None:
+        job = self.uow.jobs.job(replica.job) if replica.job else None
+        if replica.state is ReplicaState.STOPPED:
+            if replica.failures < MAX_FAST_FAILURES:  # scaled down earlier, wanted again
+                self._start(dep, replica, failures=0, reason="starting")
+            return
+        if job is None or job.state.terminal:
+            self._restart(dep, replica, job)
+            return
+        state = live_state(replica.state, job.state)
+        if dep.simulated and job.state is JobState.RUNNING:
+            state = ReplicaState.READY
+        reason = job.reason if state is ReplicaState.PENDING else replica.reason
+        if state is ReplicaState.STARTING and replica.state is not ReplicaState.STARTING:
+            reason = "engine starting; waiting for its health check"
+        if state is ReplicaState.STARTING and self._startup_overdue(job):
+            self._cancel(job, f"engine not healthy within {STARTUP_TIMEOUT_S:.0f} s")
+            return
+        if state is not replica.state or reason != replica.reason:
+            ready_at = self.now if state is ReplicaState.READY else replica.ready_at
+            self.uow.deployments.update_replica(
+                replica.id, state=state, reason=reason, ready_at=ready_at
+            )
+
+    def _startup_overdue(self, job: JobRecord) -> bool:
+        attempts = self.uow.jobs.attempts(job.id)
+        started = attempts[-1].started_at if attempts else None
+        return started is not None and self.now - started > STARTUP_TIMEOUT_S
+
+    def _restart(
+        self, dep: DeploymentRecord, replica: ReplicaRecord, job: JobRecord | None
+    ) -> None:
+        state = job.state if job else JobState.FAILED
+        why = job.reason if job else "its job is missing"
+        decision = after_run(replica.failures, state, why, self._ran_s(job))
+        if decision.give_up:
+            self.uow.deployments.update_replica(
+                replica.id,
+                state=ReplicaState.STOPPED,
+                reason=decision.reason,
+                failures=decision.failures,
+                base_url="",
+            )
+            return
+        if replica.port is not None and decision.failures >= NEW_PORT_AFTER_FAILURES:
+            taken = self.uow.deployments.ports_in_use()
+            replica = replace(replica, port=self.launcher.free_port(taken))
+            self.uow.deployments.update_replica(replica.id, port=replica.port)
+        self._start(dep, replica, decision.failures, decision.reason, restart=True)
+
+    def _ran_s(self, job: JobRecord | None) -> float | None:
+        attempts = self.uow.jobs.attempts(job.id) if job else []
+        last = attempts[-1] if attempts else None
+        if last is None or last.started_at is None:
+            return None
+        return (last.ended_at or self.now) - last.started_at
+
+    def _start(
+        self,
+        dep: DeploymentRecord,
+        replica: ReplicaRecord,
+        failures: int,
+        reason: str,
+        *,
+        restart: bool = False,
+    ) -> None:
+        model = self.models[dep.model]
+        p = self.placement
+        plan = self.launcher.plan(
+            ReplicaLaunch(
+                replica.id, model, dep.engine, p.chip, p.family, p.cards, p.backend, replica.port
+            )
+        )
+        spec = validate_job(
+            JobSpec(
+                name=f"replica {replica.id} ({dep.model})",
+                command=plan.command,
+                resources=Resources(
+                    chip=p.chip, cards_per_node=p.cards, nodes=1, cluster=dep.cluster
+                ),
+                env=tuple(sorted(plan.env)),
+                priority=REPLICA_PRIORITY,
+                simulate_duration_s=float(MAX_RUNTIME_S) if dep.simulated else None,
+                preemptible=False,
+            )
+        )
+        job = _job_record(dep.tenant or PUBLIC_TENANT, spec, self.now)
+        self.uow.jobs.add_job(job)
+        self.uow.jobs.add_event(
+            job.id, self.now, JobState.QUEUED, f"replica {replica.id}: {reason}"
+        )
+        changes = {
+            "job": job.id,
+            "state": ReplicaState.PENDING,
+            "reason": reason,
+            "failures": failures,
+            "base_url": plan.base_url,
+            "ready_at": None,
+            "restarts": replica.restarts + (1 if restart else 0),
+        }
+        self.uow.deployments.update_replica(replica.id, **changes)
+
+    def _stop(self, replica: ReplicaRecord, reason: str) -> None:
+        if replica.state is ReplicaState.STOPPED:
+            return
+        job = self.uow.jobs.job(replica.job) if replica.job else None
+        if job is not None and not job.state.terminal:
+            self._cancel(job, reason)
+        self.uow.deployments.update_replica(
+            replica.id, state=ReplicaState.STOPPED, reason=reason, base_url="", failures=0
+        )
+
+    def _cancel(self, job: JobRecord, reason: str) -> None:
+        """Stop a replica's job the way a user's cancel does (the control loop stops the run)."""
+        if job.cancel_requested:
+            return
+        if job.state in (JobState.QUEUED, JobState.PREEMPTED):
+            self.uow.jobs.update_job(
+                job, self.now, state=JobState.CANCELLED, reason=reason, cancel_requested=True
+            )
+            self.uow.jobs.add_event(job.id, self.now, JobState.CANCELLED, reason)
+        else:
+            self.uow.jobs.update_job(job, self.now, cancel_requested=True, reason=reason)
+            self.uow.jobs.add_event(job.id, self.now, job.state, f"cancel requested: {reason}")
+
+
+def _job_record(tenant: str, spec: JobSpec, now: float) -> JobRecord:
+    return JobRecord(
+        id=new_job_id(),
+        tenant=tenant,
+        name=spec.name,
+        state=JobState.QUEUED,
+        reason="waiting for the scheduler",
+        priority=spec.priority,
+        spec=spec_to_dict(spec),
+        idempotency_key=None,
+        request_hash=request_hash(spec),
+        attempts=0,
+        cancel_requested=False,
+        created_at=now,
+        updated_at=now,
+        version=1,
+    )
+
+
+class HealthChecker:
+    """Probes running, non-simulated engines (each at most every ``interval_s``)."""
+
+    def __init__(
+        self, uows: UnitOfWorkFactory, probe: EngineProbe, clock: Clock, interval_s: float
+    ) -> None:
+        self._uows = uows
+        self._probe = probe
+        self._clock = clock
+        self._interval_s = interval_s
+        self._last: dict[str, float] = {}
+
+    def check(self) -> None:
+        now = self._clock.now()
+        probing = (ReplicaState.STARTING, ReplicaState.READY, ReplicaState.UNHEALTHY)
+        with self._uows() as uow:
+            due = [
+                r
+                for r in uow.deployments.replicas()
+                if r.state in probing
+                and not r.simulated
+                and r.base_url
+                and now - self._last.get(r.id, 0.0) >= self._interval_s
+            ]
+        if not due:
+            return
+        results = self._probe.healthy(sorted({r.base_url for r in due}))
+        for r in due:
+            self._last[r.id] = now
+        with self._uows() as uow:
+            current = {r.id: r for r in uow.deployments.replicas()}
+            for r in due:
+                fresh = current.get(r.id)
+                if fresh is None or fresh.job != r.job or fresh.state not in probing:
+                    continue  # restarted or stopped while we probed
+                healthy = results.get(r.base_url, False)
+                state = after_probe(fresh.state, healthy)
+                changes: dict[str, object] = {"last_health_at": now}
+                if state is not fresh.state:
+                    changes["state"] = state
+                    changes["reason"] = "engine answers" if healthy else "health check failed"
+                    if state is ReplicaState.READY:
+                        changes["ready_at"] = now
+                uow.deployments.update_replica(r.id, **changes)
+            uow.commit()
