@@ -6,10 +6,12 @@ Nothing happens at import time; call :func:`build_platform` or :func:`build_app`
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import httpx
+import redis.asyncio as aioredis
 import structlog
 from fastapi import FastAPI
 
@@ -18,17 +20,31 @@ from suanwang.adapters.backends.local import LocalBackend
 from suanwang.adapters.backends.probe import local_nodes
 from suanwang.adapters.backends.simulated import SimulatedBackend
 from suanwang.adapters.db.engine import make_engine, migrate
+from suanwang.adapters.db.deployments_repo import SqlReplicaDirectory
 from suanwang.adapters.db.uow import SqlUnitOfWorkFactory
 from suanwang.adapters.db.usage_ledger import SqlUsageLedger
 from suanwang.adapters.http.app import create_app
 from suanwang.config import Settings
 from suanwang.engines import HttpProbe, LocalEngines
+from suanwang.engines.simulated import create_app as simulated_engine_app
+from suanwang.gateway import (
+    Gateway,
+    GatewayApp,
+    GatewayConfig,
+    InProcessLimiter,
+    KeyAuthenticator,
+    RedisLimiter,
+    Router,
+    Timeouts,
+    Upstreams,
+)
 from suanwang.observability import Metrics
-from suanwang.ports import Backend, Clock
+from suanwang.ports import Backend, Clock, Limiter
 from suanwang.services.catalogue import default_catalogue
 from suanwang.services.control import ControlLoop
 from suanwang.services.deployments import Deployments
 from suanwang.services.jobs import Jobs
+from suanwang.services.limits import GatewayLimits
 from suanwang.services.models import default_models
 from suanwang.services.platform import Fleet, Platform
 from suanwang.services.tenancy import Tenancy
@@ -177,3 +193,63 @@ def app_from_env() -> FastAPI:
 
     configure_logging(settings.log_level, settings.log_json)
     return build_app(settings)
+
+
+def build_gateway_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+    config: GatewayConfig | None = None,
+    run_migrations: bool = True,
+) -> GatewayApp:
+    """The OpenAI-compatible gateway on ``settings``' database (and Redis, if configured).
+
+    ``sim://`` replicas are served by the simulated engine app unless ``transports`` says
+    otherwise. Several gateway processes may share one database; with ``redis_url`` set
+    they also share limits and quota reservations.
+    """
+    clock = clock or SystemClock()
+    config = config or GatewayConfig()
+    sink = build_usage_sink(settings, clock, run_migrations=run_migrations)
+    uows = SqlUnitOfWorkFactory(make_engine(settings.db_url))
+    catalogue = default_catalogue()
+    tenancy = Tenancy(uows, clock, catalogue)
+    limiter: Limiter
+    if settings.redis_url:
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=64, timeout=10
+        )
+        client = aioredis.Redis(connection_pool=pool)
+        limiter = RedisLimiter(
+            client, clock, sink.tokens_used, config.reservation_ttl_s, settings.redis_prefix
+        )
+    else:
+        limiter = InProcessLimiter(clock, sink.tokens_used, config.reservation_ttl_s)
+    if transports is None:
+        engine = simulated_engine_app(default_models(), catalogue)
+        transports = {"sim": httpx.ASGITransport(app=engine)}
+    gateway = Gateway(
+        authenticator=KeyAuthenticator(tenancy.authenticate, clock, config.auth_cache_s),
+        limits_for=GatewayLimits(uows, clock).limits_for,
+        limiter=limiter,
+        router=Router(
+            SqlReplicaDirectory(uows), clock, refresh_s=config.refresh_s, eject_s=config.eject_s
+        ),
+        upstreams=Upstreams(Timeouts(config.connect_timeout_s, config.read_timeout_s), transports),
+        sink=sink,
+        models=default_models(),
+        clock=clock,
+        config=config,
+        on_close=[sink.aclose],
+    )
+    return GatewayApp(gateway)
+
+
+def gateway_app_from_env() -> GatewayApp:
+    """Uvicorn factory: ``uvicorn --factory suanwang.bootstrap:gateway_app_from_env``."""
+    settings = Settings()
+    from suanwang.observability import configure_logging
+
+    configure_logging(settings.log_level, settings.log_json)
+    return build_gateway_app(settings)

@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1 << 20, ge=1024)
     log_level: str = "info"
     log_json: bool = False
+    gateway_port: int = Field(8001, ge=1, le=65535, description="OpenAI-compatible gateway")
+    redis_url: str | None = Field(None, description="shared gateway limits; in-process if unset")
+    redis_prefix: str = Field("suanwang:gw:", min_length=1, max_length=64)
 
     @property
     def db_url(self) -> str:

@@ -15,7 +15,7 @@ from typing import Any, Protocol, Self
 from suanwang.domain.deployments import DeploymentRecord, ReplicaRecord
 from suanwang.domain.fleet import ClusterSpec, NodeSpec, RegionSpec, WanLinkSpec
 from suanwang.domain.jobs import AttemptState, JobState
-from suanwang.domain.limits import Limits, Reservation
+from suanwang.domain.limits import KeyLimits, Limits, Reservation, TenantLimits
 from suanwang.domain.records import (
     AttemptRecord,
     ClusterRecord,
@@ -242,6 +242,18 @@ class DeploymentStore(Protocol):
         ...
 
 
+class LimitsStore(Protocol):
+    """Reads and writes gateway limits inside one unit of work."""
+
+    def tenant_limits(self, tenant: str) -> TenantLimits | None: ...
+
+    def set_tenant_limits(self, tenant: str, limits: TenantLimits, now: float) -> None: ...
+
+    def key_limits(self, key_id: str) -> KeyLimits | None: ...
+
+    def set_key_limits(self, key_id: str, limits: KeyLimits, now: float) -> None: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction; rolled back on exit unless :meth:`commit` was called."""
 
@@ -256,6 +268,9 @@ class UnitOfWork(Protocol):
 
     @property
     def deployments(self) -> DeploymentStore: ...
+
+    @property
+    def limits(self) -> LimitsStore: ...
 
     def __enter__(self) -> Self: ...
 

@@ -151,6 +151,42 @@ MATRIX: dict[tuple[str, str], tuple[Callable[[World], str], Any, dict[str, int]]
         None,
         row(200, 200, 403, 403, 404, 403),
     ),
+    ("GET", "/api/v1/tenants/{name}/limits"): (
+        lambda w: "/api/v1/tenants/aaa/limits",
+        None,
+        A_OBJECT_READ,
+    ),
+    ("PUT", "/api/v1/tenants/{name}/limits"): (
+        lambda w: "/api/v1/tenants/aaa/limits",
+        {"rpm": 100, "token_quota": 10000},
+        OPERATOR_ONLY,
+    ),
+    ("GET", "/api/v1/keys/{key_id}/limits"): (
+        lambda w: f"/api/v1/keys/{w.fresh_key()}/limits",
+        None,
+        row(200, 200, 403, 403, 404, 403),
+    ),
+    ("PUT", "/api/v1/keys/{key_id}/limits"): (
+        lambda w: f"/api/v1/keys/{w.fresh_key()}/limits",
+        {"rpm": 10, "models": ["smollm2-135m-instruct"]},
+        row(200, 200, 403, 403, 404, 403),
+    ),
+    ("GET", "/api/v1/usage"): (lambda w: "/api/v1/usage", None, EVERYONE_200),
+    ("GET", "/api/v1/tenants/{name}/usage"): (
+        lambda w: "/api/v1/tenants/aaa/usage",
+        None,
+        A_OBJECT_READ,
+    ),
+    ("GET", "/api/v1/tenants/{name}/bills/{period}"): (
+        lambda w: "/api/v1/tenants/aaa/bills/2026-11",
+        None,
+        A_OBJECT_READ,
+    ),
+    ("PUT", "/api/v1/tenants/{name}/tier"): (
+        lambda w: "/api/v1/tenants/aaa/tier",
+        {"tier": "edu"},
+        OPERATOR_ONLY,
+    ),
     ("POST", "/api/v1/jobs"): (
         lambda w: "/api/v1/jobs",
         SIM_JOB,

@@ -18,6 +18,8 @@ from suanwang.cli import server as server_cmds
 from suanwang.cli.client import DEFAULT_URL, CliError
 from suanwang.cli.common import JsonOpt, State, out, show_error
 from suanwang.cli.fleet import demo_app, fleet_app
+from suanwang.cli.gateway import gateway
+from suanwang.cli.limits import key_limits, tenant_limits
 from suanwang.cli.jobs import jobs_app
 from suanwang.cli.models import deployments_app, models_app
 from suanwang.cli.sim import sim_app
@@ -39,6 +41,9 @@ app.add_typer(models_app, name="models")
 app.add_typer(deployments_app, name="deployments")
 app.add_typer(sim_app, name="sim")
 app.command("server")(server_cmds.server)
+app.command("gateway")(gateway)
+tenants_app.command("limits")(tenant_limits)
+keys_app.command("limits")(key_limits)
 app.command("init")(server_cmds.init)
 app.command("top")(server_cmds.top)
 

@@ -39,6 +39,20 @@ class Timeline:
     by_job: dict[JobId, list[Event]] = field(default_factory=dict)
     version: int = 0
 
+    @classmethod
+    def of(cls, releases: Iterable[tuple[JobId, float, Iterable[Placement]]]) -> Timeline:
+        """A timeline of ``(job, end, placements)`` releases, sorted once."""
+        timeline = cls()
+        events, by_job = timeline.events, timeline.by_job
+        for job, end, placements in releases:
+            for placement in placements:
+                if placement.cards > 0:
+                    event = (end, placement.node, placement.cards, job)
+                    events.append(event)
+                    by_job.setdefault(job, []).append(event)
+        events.sort()
+        return timeline
+
     def add(self, job: JobId, end: float | None, placements: Iterable[Placement]) -> None:
         """Record that ``job`` frees its ``placements`` at ``end`` (None: never)."""
         if end is None:

@@ -28,7 +28,8 @@ from collections.abc import Callable, Iterable
 
 from suanwang.domain.chips import ANY_CHIP
 from suanwang.domain.ids import TenantId
-from suanwang.scheduler.decisions import Decision, Pending, Preempt, StageDataset
+from suanwang.scheduler.cache import CycleCache
+from suanwang.scheduler.decisions import Admit, Decision, Pending, Preempt, StageDataset
 from suanwang.scheduler.fit import Pool
 from suanwang.scheduler.hetero import gain
 from suanwang.scheduler.inert import InertFilter
@@ -41,6 +42,7 @@ from suanwang.scheduler.queues import (
     fifo_key,
     multifactor_key,
     priority_key,
+    share_key,
 )
 from suanwang.scheduler.quota import Verdict
 from suanwang.scheduler.snapshot import PendingJob, Snapshot
@@ -50,13 +52,17 @@ NO_ELIGIBLE_CLUSTER = "no eligible cluster"
 Allowed = list[tuple[Pool, Verdict]]
 
 
-def cycle(snapshot: Snapshot, policy: Policy = SUANWANG) -> list[Decision]:
+def cycle(
+    snapshot: Snapshot, policy: Policy = SUANWANG, cache: CycleCache | None = None
+) -> list[Decision]:
     """Decide, for every pending job, whether it starts now, where, and at whose cost.
 
     Args:
         snapshot: Nodes with their free cards, pending and running jobs, quotas, usage,
             links and chip speeds.
         policy: The rules to apply (see :data:`~.policy.POLICIES`).
+        cache: Pools carried over from the caller's previous cycle (:mod:`~.cache`);
+            it changes the cost of a cycle, never its decisions.
 
     Returns:
         Per pending job, in the order considered: an :class:`Admit`; or a
@@ -64,16 +70,19 @@ def cycle(snapshot: Snapshot, policy: Policy = SUANWANG) -> list[Decision]:
         for it or the :class:`StageDataset` that moves its data. Admissions never
         over-allocate a node nor exceed a quota, counting earlier decisions of the cycle.
         Beyond ``Tuning.max_pending_reports`` plain Pendings, jobs that can change
-        nothing this cycle get no decision (see :mod:`~.inert`).
+        nothing this cycle get no decision (see :mod:`~.inert`); after
+        ``Tuning.max_admissions_per_cycle`` admissions, no later job gets one.
     """
-    st = CycleState.of(snapshot, policy)
+    st = CycleState.of(snapshot, policy, cache)
     decisions: list[Decision] = []
     deferred: list[PendingJob] = []
     deferring: set[TenantId] = set()
     inert, cap = InertFilter(), policy.tuning.max_pending_reports
-    reports = 0
+    reports = admitted = 0
     for final, jobs in ((False, snapshot.pending), (True, deferred)):
         for job in _ordered(jobs, st):
+            if admitted >= policy.tuning.max_admissions_per_cycle:
+                return decisions
             if not final and job.tenant in deferring:
                 deferred.append(job)  # keep the tenant's own priority order
                 continue
@@ -86,6 +95,7 @@ def cycle(snapshot: Snapshot, policy: Policy = SUANWANG) -> list[Decision]:
                 continue
             decisions.extend(outcome)
             reports += len(outcome) == 1 and type(outcome[0]) is Pending
+            admitted += type(outcome[-1]) is Admit
     return decisions
 
 
@@ -107,8 +117,9 @@ def _ordered(jobs: Iterable[PendingJob], st: CycleState) -> list[PendingJob]:
         factors = fair_share_factors(usage, weights, (j.tenant for j in snapshot.pending))
         key = multifactor_key(policy, snapshot.now, factors)
     else:
-        fair = policy.fair_share and any(q.cohort for q in st.ledger.queues.values())
-        key = priority_key(policy, snapshot.now, _gain_of(st), st.ledger.share if fair else None)
+        fair = any(q.cohort for q in st.ledger.queues.values())
+        share = share_key(policy, snapshot, st.ledger.share if fair else None)
+        key = priority_key(policy, snapshot.now, _gain_of(st), share)
     return sorted(jobs, key=key)
 
 

@@ -64,6 +64,7 @@ class Pool:
         group_of: The network group of each node.
         free_of: Free cards of each node now.
         group_free_cards: Free cards per network group.
+        order: ``(free cards, group)`` of every group, sorted: best fit first.
         totals_cards: Every node's ``cards_total``, sorted: what could ever fit.
         free_cards: Free cards over the whole pool (negatives counted as 0).
         version: Bumped on every change, for caches keyed on the pool's state.
@@ -75,6 +76,7 @@ class Pool:
     group_of: dict[NodeId, str] = field(default_factory=dict)
     free_of: dict[NodeId, int] = field(default_factory=dict)
     group_free_cards: dict[str, int] = field(default_factory=dict)
+    order: list[tuple[int, str]] = field(default_factory=list)
     totals_cards: list[int] = field(default_factory=list)
     free_cards: int = 0
     version: int = 0
@@ -99,7 +101,22 @@ class Pool:
             slots.sort()
             pool.group_free_cards[group] = sum(max(free, 0) for free, _node in slots)
         pool.free_cards = sum(pool.group_free_cards.values())
+        pool.order = sorted((free, group) for group, free in pool.group_free_cards.items())
         return pool
+
+    def copy(self) -> Pool:
+        """A working copy for one cycle: its free cards change apart from this pool's."""
+        return Pool(
+            self.key,
+            list(self.slots),
+            {group: list(slots) for group, slots in self.groups.items()},
+            self.group_of,
+            dict(self.free_of),
+            dict(self.group_free_cards),
+            list(self.order),
+            self.totals_cards,
+            self.free_cards,
+        )
 
     def accepts(self, job: PendingJob) -> bool:
         """Whether the job's selector, simulated flag and pins admit this pool's nodes."""
@@ -157,6 +174,12 @@ class Pool:
         """
         if not self.fits(cards_per_node, nodes, exclude):
             return None
+        if not exclude:
+            group = self._whole_group(cards_per_node, nodes)
+            if group is not None:
+                slots = self.groups[group]
+                start = _first_fitting(slots, cards_per_node)
+                return slots[start : start + nodes]
         excluded = Counter(
             self.group_of[n] for n in exclude if self.free_of.get(n, -1) >= cards_per_node
         )
@@ -176,6 +199,17 @@ class Pool:
             if len(chosen) == nodes:
                 break
         return chosen
+
+    def _whole_group(self, cards_per_node: int, nodes: int) -> str | None:
+        """The best-fit group that hosts the whole gang, or None: the first in
+        :attr:`order` from those with enough free cards at all."""
+        order, groups = self.order, self.groups
+        for index in range(bisect_left(order, (cards_per_node * nodes,)), len(order)):
+            group = order[index][1]
+            slots = groups[group]
+            if len(slots) - _first_fitting(slots, cards_per_node) >= nodes:
+                return group
+        return None
 
     def _slice(self, group: str, start: int, count: int, exclude: Collection[NodeId]) -> list[Slot]:
         """Up to ``count`` slots of ``group`` from ``start`` on, skipping ``exclude``."""
@@ -200,17 +234,29 @@ class Pool:
 
     def hold(self, node: NodeId, cards: int) -> None:
         """Deduct ``cards`` free cards of ``node`` (an admission or a claim)."""
+        if cards:
+            self.set_free(node, self.free_of[node] - cards)
+
+    def set_free(self, node: NodeId, now_free: int) -> None:
+        """Set the free cards of ``node``, keeping every sorted list and total right."""
+        free = self.free_of[node]
+        cards = free - now_free
         if not cards:
             return
-        free = self.free_of[node]
         group = self.group_of[node]
         for slots in (self.slots, self.groups[group]):
             del slots[bisect_left(slots, (free, node))]
             insort(slots, (free - cards, node))
         self.free_of[node] = free - cards
         freed_before, freed_after = max(free, 0), max(free - cards, 0)
-        self.group_free_cards[group] += freed_after - freed_before
-        self.free_cards += freed_after - freed_before
+        if freed_after != freed_before:
+            group_free = self.group_free_cards[group]
+            order = self.order
+            del order[bisect_left(order, (group_free, group))]
+            group_free += freed_after - freed_before
+            insort(order, (group_free, group))
+            self.group_free_cards[group] = group_free
+            self.free_cards += freed_after - freed_before
         self.version += 1
 
 

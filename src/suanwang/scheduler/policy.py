@@ -42,6 +42,9 @@ class Tuning:
         max_victim_candidates: Running jobs one preemption search looks at, at most.
         max_pending_reports: Plain Pending decisions per cycle after which jobs that can
             change nothing this cycle get no decision (the per-cycle work cap).
+        max_admissions_per_cycle: Admissions per cycle, at most (as Slurm's
+            ``sched_max_job_start``): the cycle stops there and later jobs wait for the
+            next one, which keeps a cycle on a large empty fleet under a second.
     """
 
     age_weight: float = 1.0
@@ -51,6 +54,7 @@ class Tuning:
     max_preemption_attempts: int = 64
     max_victim_candidates: int = 64
     max_pending_reports: int = 2_000
+    max_admissions_per_cycle: int = 2_000
 
 
 @dataclass(frozen=True, slots=True)

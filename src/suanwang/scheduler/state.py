@@ -23,6 +23,7 @@ from suanwang.domain.ids import (
     TenantId,
 )
 from suanwang.scheduler.backfill import Reservation, Start, Timeline, earliest_start
+from suanwang.scheduler.cache import CycleCache
 from suanwang.scheduler.data import DataMap
 from suanwang.scheduler.decisions import Admit, Placement
 from suanwang.scheduler.fit import Pool, PoolKey, Slot, build_pools
@@ -162,19 +163,21 @@ class CycleState:
     _slow_chips: bool = False
 
     @classmethod
-    def of(cls, snapshot: Snapshot, policy: Policy) -> CycleState:
-        """The state at the start of a cycle over ``snapshot``."""
-        pools = build_pools(snapshot.nodes)
+    def of(cls, snapshot: Snapshot, policy: Policy, cache: CycleCache | None = None) -> CycleState:
+        """The state at the start of a cycle over ``snapshot`` (pools from ``cache``
+        when given: the same pools, updated rather than rebuilt)."""
+        pools = build_pools(snapshot.nodes) if cache is None else cache.pools(snapshot.nodes)
         pool_of_node = {node: pool for pool in pools for node in pool.free_of}
         pending = {job.id for job in snapshot.pending}
-        timelines = {pool.key: Timeline() for pool in pools}
+        releases: dict[PoolKey, list[tuple[JobId, float, tuple[Placement, ...]]]] = {}
         for job in snapshot.running:
             pool = pool_of_node.get(job.placements[0].node) if job.placements else None
-            if pool is not None and job.preempted_for is None:
+            if pool is not None and job.preempted_for is None and job.expected_end is not None:
                 # A stopping job's cards are its preemptor's (a claim adds the preemptor's
                 # release); an orphan's show up once it has stopped.
-                end = None if job.expected_end is None else max(job.expected_end, snapshot.now)
-                timelines[pool.key].add(job.id, end, job.placements)
+                end = max(job.expected_end, snapshot.now)
+                releases.setdefault(pool.key, []).append((job.id, end, job.placements))
+        timelines = {pool.key: Timeline.of(releases.get(pool.key, ())) for pool in pools}
         keys = {node: pool.key for node, pool in pool_of_node.items()}
         ledger = QuotaLedger(snapshot, policy.quotas)
         return cls(

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from suanwang.domain.ids import JobId, RegionName
+from suanwang.scheduler.cache import CycleCache
 from suanwang.scheduler.decisions import Admit, Decision, Pending, Preempt, StageDataset
 from suanwang.scheduler.snapshot import PendingJob, RunningJob, Snapshot
 from suanwang.simulator.chips import REFERENCE_CHIP, chip_speeds, chip_units
@@ -29,7 +30,7 @@ from suanwang.simulator.cluster import ClusterState
 from suanwang.simulator.errors import InvariantViolation, SimulationError
 from suanwang.simulator.fleet import QuotaPlan, SimFleet, quota_caps
 from suanwang.simulator.outcome import Counters, SimOutcome, attempt_records, job_records
-from suanwang.simulator.policies import Policy
+from suanwang.simulator.policies import Policy, takes_cache
 from suanwang.simulator.state import (
     Attempt,
     CostModel,
@@ -83,6 +84,8 @@ class Simulation:
         """Set up the fleet's nodes, the jobs and the event queue (no event runs yet)."""
         self.config = config
         self.policy = policy
+        self.cache = CycleCache() if takes_cache(policy) else None
+        """Pools carried between cycles (same decisions, less rebuilding)."""
         self.fleet = fleet
         self.cluster = ClusterState(fleet)
         self.speed = chip_speeds(fleet.catalogue, fleet.cards_by_chip(), config.reference_chip)
@@ -185,7 +188,11 @@ class Simulation:
             return
         snapshot = self._snapshot()
         started = time.perf_counter()
-        decisions = self.policy(snapshot)
+        if self.cache is None:
+            decisions = self.policy(snapshot)
+        else:
+            cached: Callable[..., list[Decision]] = self.policy
+            decisions = cached(snapshot, cache=self.cache)
         self.policy_wall_s += time.perf_counter() - started
         self.cycles += 1
         if not self._apply(decisions):

@@ -14,10 +14,22 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from suanwang.scheduler import Decision, Snapshot, cycle
+from suanwang.scheduler.cache import CycleCache
 from suanwang.simulator.errors import SimulationError
 
 Policy = Callable[[Snapshot], list[Decision]]
-"""A scheduling policy: one cycle from a snapshot to decisions."""
+"""A scheduling policy: one cycle from a snapshot to decisions. Those resolved here
+(and ``cycle`` itself) also take a ``cache=`` keyword (:class:`CycleCache`), which the
+engine passes to reuse work between cycles; a policy without it works too."""
+
+
+def takes_cache(policy: Policy) -> bool:
+    """Whether ``policy`` accepts a ``cache=`` keyword argument."""
+    try:
+        return "cache" in inspect.signature(policy).parameters
+    except (TypeError, ValueError):  # builtins and C callables have no signature
+        return False
+
 
 DEFAULT_POLICY = "default"
 """Always available: ``cycle(snapshot)`` with no policy argument."""
@@ -63,8 +75,8 @@ def resolve_policy(name: str) -> Policy:
     # ``cycle`` takes the policy as a second argument once the policy module exists.
     scheduler_cycle: Any = cycle
 
-    def run(snapshot: Snapshot) -> list[Decision]:
-        decisions: list[Decision] = scheduler_cycle(snapshot, chosen)
+    def run(snapshot: Snapshot, cache: CycleCache | None = None) -> list[Decision]:
+        decisions: list[Decision] = scheduler_cycle(snapshot, chosen, cache=cache)
         return decisions
 
     run.__name__ = f"cycle_{name}"

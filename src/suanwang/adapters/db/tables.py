@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Float,
     ForeignKey,
@@ -228,3 +229,27 @@ class UsageLedgerRow(Base):
     started_at: Mapped[float] = mapped_column(Float)
     ended_at: Mapped[float] = mapped_column(Float)
     recorded_at: Mapped[float] = mapped_column(Float)
+
+
+# --- gateway limits (migration 0003) ----------------------------------------------------------
+class TenantLimitsRow(Base):
+    """A tenant's gateway limits; NULL means unlimited."""
+
+    __tablename__ = "tenant_limits"
+    tenant: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    rpm: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    tpm: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    token_quota: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    period_s: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class KeyLimitsRow(Base):
+    """An API key's gateway limits and model allow-list (NULL models: every model)."""
+
+    __tablename__ = "key_limits"
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), primary_key=True)
+    rpm: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    tpm: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    models: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    updated_at: Mapped[float] = mapped_column(Float)

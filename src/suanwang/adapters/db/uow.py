@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from suanwang.adapters.db.deployments_repo import DeploymentRepository
 from suanwang.adapters.db.fleet_repo import FleetRepository
 from suanwang.adapters.db.jobs_repo import JobRepository
+from suanwang.adapters.db.limits_repo import LimitsRepository
 from suanwang.adapters.db.tenancy_repo import TenancyRepository
 
 SCHEDULER_LOCK_ID = 0x5375616E  # "Suan"
@@ -22,6 +23,7 @@ class SqlUnitOfWork:
     fleet: FleetRepository
     tenancy: TenancyRepository
     jobs: JobRepository
+    limits: LimitsRepository
     deployments: DeploymentRepository
 
     def __init__(self, factory: sessionmaker[Session]) -> None:
@@ -33,6 +35,7 @@ class SqlUnitOfWork:
         self.fleet = FleetRepository(self._session)
         self.tenancy = TenancyRepository(self._session)
         self.jobs = JobRepository(self._session)
+        self.limits = LimitsRepository(self._session)
         self.deployments = DeploymentRepository(self._session)
         return self
 

@@ -34,6 +34,11 @@ ROUTES: Final[dict[tuple[str, str], Rule]] = {
     ("POST", "/api/v1/keys"): Scope.TENANT_ADMIN,
     ("GET", "/api/v1/keys"): Scope.TENANT_ADMIN,
     ("DELETE", "/api/v1/keys/{key_id}"): Scope.TENANT_ADMIN,
+    # gateway limits: the operator sets a tenant's, a tenant admin its own keys'
+    ("GET", "/api/v1/tenants/{name}/limits"): Scope.READ_ONLY,
+    ("PUT", "/api/v1/tenants/{name}/limits"): Scope.OPERATOR,
+    ("GET", "/api/v1/keys/{key_id}/limits"): Scope.TENANT_ADMIN,
+    ("PUT", "/api/v1/keys/{key_id}/limits"): Scope.TENANT_ADMIN,
     # jobs
     ("POST", "/api/v1/jobs"): Scope.TENANT_MEMBER,
     ("GET", "/api/v1/jobs"): Scope.READ_ONLY,

@@ -1,0 +1,63 @@
+"""``suanwang gateway``: run the OpenAI-compatible gateway (one or several worker processes).
+
+Workers are stateless: they share the database and, through ``SUANWANG_REDIS_URL``, the
+limits and quota reservations. Without Redis, limits are per process, so more than one
+worker is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from suanwang.cli.client import CliError
+from suanwang.cli.common import load_settings, note
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def gateway(
+    host: Annotated[
+        str | None, typer.Option(help="interface to listen on (SUANWANG_HOST)", show_default=False)
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(help="TCP port (SUANWANG_GATEWAY_PORT, default 8001)", show_default=False),
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="worker processes")] = 1,
+) -> None:
+    """Serve /v1/chat/completions, /v1/completions, /v1/embeddings and /v1/models."""
+    settings = load_settings(host=host, gateway_port=port)
+    level = settings.log_level.lower()
+    if level not in LOG_LEVELS:
+        raise CliError(
+            f"SUANWANG_LOG_LEVEL {settings.log_level!r} is not a log level",
+            field="SUANWANG_LOG_LEVEL",
+            hint=", ".join(LOG_LEVELS),
+        )
+    if workers > 1 and not settings.redis_url:
+        raise CliError(
+            "several gateway workers need shared limits",
+            field="--workers",
+            hint="set SUANWANG_REDIS_URL (e.g. redis://127.0.0.1:6379/0) or use --workers 1",
+        )
+    import uvicorn
+
+    shared = (
+        f"limits in Redis {settings.redis_prefix!r}" if settings.redis_url else "in-process limits"
+    )
+    note(
+        f"suanwang gateway on http://{settings.host}:{settings.gateway_port}/v1 "
+        f"({workers} worker(s), {shared})",
+        style="green",
+    )
+    uvicorn.run(
+        "suanwang.bootstrap:gateway_app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.gateway_port,
+        workers=workers,
+        log_level=level,
+        access_log=False,
+    )

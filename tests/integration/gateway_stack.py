@@ -1,0 +1,235 @@
+"""A live gateway stack for integration tests: mock engines, gateways, database, Redis.
+
+Everything runs as real processes on 127.0.0.1: mock OpenAI engines (benchmarks/
+mock_openai.py) and ``uvicorn --factory suanwang.bootstrap:gateway_app_from_env``
+gateways sharing one SQLite database and one Redis key prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import redis
+import sqlalchemy as sa
+
+from suanwang.bootstrap import build_platform
+from suanwang.config import Settings
+from suanwang.domain.limits import KeyLimits, TenantLimits
+from suanwang.domain.tenancy import Principal, Scope
+from suanwang.services.limits import GatewayLimits
+
+ROOT = Path(__file__).resolve().parents[2]
+REDIS_URL = "redis://127.0.0.1:6379/0"
+CHAT = "smollm2-135m-instruct"
+EMBED = "all-minilm-l6-v2"
+OPERATOR = Principal("system", Scope.OPERATOR, None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_up(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"{url} exited: {log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise AssertionError(f"{url} did not come up; see {log}")
+
+
+@dataclass
+class Stack:
+    tmp: Path
+    settings: Settings
+    prefix: str
+    env: dict[str, str]
+    mocks: dict[str, tuple[int, subprocess.Popen[bytes]]] = field(default_factory=dict)
+    gateways: list[tuple[int, subprocess.Popen[bytes]]] = field(default_factory=list)
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{port}/v1" for port, _ in self.gateways]
+
+    def start_mock(self, name: str, *args: str, port: int | None = None) -> int:
+        port = port or free_port()
+        log = self.tmp / f"mock-{name}.log"
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(ROOT / "benchmarks/mock_openai.py"),
+                    "--port",
+                    str(port),
+                    *args,
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        wait_up(f"http://127.0.0.1:{port}/health", proc, log)
+        self.mocks[name] = (port, proc)
+        return port
+
+    def kill_mock(self, name: str) -> None:
+        _, proc = self.mocks.pop(name)
+        proc.kill()
+        proc.wait(10)
+
+    def start_gateway(self) -> int:
+        port = free_port()
+        log = self.tmp / f"gateway-{len(self.gateways)}.log"
+        out = log.open("ab")
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "suanwang.bootstrap:gateway_app_from_env",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        out.close()
+        wait_up(f"http://127.0.0.1:{port}/health", proc, log)
+        self.gateways.append((port, proc))
+        return port
+
+    def stop(self) -> None:
+        for _, proc in [*self.gateways, *self.mocks.values()]:
+            proc.terminate()
+        for _, proc in [*self.gateways, *self.mocks.values()]:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=f"{self.prefix}*"))
+        if keys:
+            client.delete(*keys)
+
+    # --- data -----------------------------------------------------------------------------
+    def engine(self) -> sa.Engine:
+        return sa.create_engine(self.settings.db_url)
+
+    def add_deployment(
+        self, dep_id: str, model: str, bases: list[str], engine: str = "vllm"
+    ) -> None:
+        now = time.time()
+        with self.engine().begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO deployments (id, tenant, model, cluster, engine, replicas, state,"
+                    " spec, created_at, updated_at, version) VALUES (:id, NULL, :model, 'local',"
+                    " :engine, :n, 'active', '{}', :now, :now, 1)"
+                ),
+                {"id": dep_id, "model": model, "engine": engine, "n": len(bases), "now": now},
+            )
+            for number, base in enumerate(bases):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO replicas (id, deployment, number, job, state, base_url,"
+                        " simulated, chip, reason, failures, restarts, port, created_at, ready_at,"
+                        " last_health_at) VALUES (:id, :dep, :number, NULL, 'ready', :base, 0,"
+                        " '', '', 0, 0, NULL, :now, :now, :now)"
+                    ),
+                    {
+                        "id": f"{dep_id}-{number}",
+                        "dep": dep_id,
+                        "number": number,
+                        "base": base,
+                        "now": now,
+                    },
+                )
+
+    def tenant_with_key(
+        self,
+        name: str,
+        tenant_limits: TenantLimits | None = None,
+        key_limits: KeyLimits | None = None,
+    ) -> tuple[str, str]:
+        """Create ``name`` and a member key; returns (key secret, key id)."""
+        platform = build_platform(self.settings, run_migrations=False)
+        platform.tenancy.create_tenant(name, name, {})
+        new = platform.tenancy.create_key(
+            OPERATOR, tenant=name, scope=Scope.TENANT_MEMBER, name="test", expires_in_s=None
+        )
+        limits = GatewayLimits(platform.uows, platform.clock)
+        if tenant_limits:
+            limits.set_tenant_limits(OPERATOR, name, tenant_limits)
+        if key_limits:
+            limits.set_key_limits(OPERATOR, new.record.id, key_limits)
+        return new.secret, new.record.id
+
+    def ledger(self, tenant: str) -> list[dict[str, object]]:
+        with self.engine().connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT * FROM usage_ledger WHERE tenant = :t AND kind = 'tokens'"),
+                {"t": tenant},
+            )
+            return [dict(r._mapping) for r in rows]
+
+    def redis_balance(self, tenant: str, period_s: int) -> tuple[int, int]:
+        window = int(time.time() // period_s) * period_s
+        client = redis.Redis.from_url(REDIS_URL)
+        used, reserved = client.mget(
+            f"{self.prefix}q:used:{tenant}:{window}", f"{self.prefix}q:res:{tenant}:{window}"
+        )
+        return int(used or 0), int(reserved or 0)
+
+
+def make_stack(tmp: Path) -> Stack:
+    redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
+    data = tmp / "data"
+    data.mkdir()
+    db_url = f"sqlite:///{tmp / 'suanwang.db'}"
+    settings = Settings(data_dir=data, database_url=db_url)
+    prefix = f"test:{secrets.token_hex(6)}:"
+    env = {
+        **os.environ,
+        "SUANWANG_DATA_DIR": str(data),
+        "SUANWANG_DATABASE_URL": db_url,
+        "SUANWANG_REDIS_URL": REDIS_URL,
+        "SUANWANG_REDIS_PREFIX": prefix,
+        "SUANWANG_LOG_LEVEL": "info",
+    }
+    build_platform(settings)  # migrates
+    return Stack(tmp, settings, prefix, env)
+
+
+def _wait_ledger(
+    self: Stack, tenant: str, count: int, timeout_s: float = 10
+) -> list[dict[str, object]]:
+    """The tenant's ledger rows once ``count`` are there (usage is written before the
+    response ends, so this returns at once unless a test raced a disconnect)."""
+    deadline = time.monotonic() + timeout_s
+    rows = self.ledger(tenant)
+    while len(rows) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+        rows = self.ledger(tenant)
+    return rows
+
+
+Stack.wait_ledger = _wait_ledger  # type: ignore[attr-defined]

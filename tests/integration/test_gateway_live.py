@@ -1,0 +1,276 @@
+"""The gateway as real processes: the openai client, R2 quotas and rates across two gateways
+sharing Redis and the database, R3 streaming billing, failover, auth hardening.
+
+One stack per module (two mock engines, two gateways, SQLite, a random Redis prefix).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from gateway_stack import CHAT, EMBED, Stack, make_stack
+
+from suanwang.domain.limits import KeyLimits, TenantLimits
+
+QUOTA = 5000
+PERIOD = 86400
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    built = make_stack(tmp_path_factory.mktemp("gw"))
+    try:
+        a = built.start_mock("a")
+        b = built.start_mock("b")
+        built.add_deployment("dep-chat", CHAT, [f"http://127.0.0.1:{a}", f"http://127.0.0.1:{b}"])
+        built.add_deployment("dep-emb", EMBED, [f"http://127.0.0.1:{a}/v1"])
+        built.start_gateway()
+        built.start_gateway()
+        yield built
+    finally:
+        built.stop()
+
+
+@pytest.fixture(scope="module")
+def acme(stack: Stack) -> str:
+    return stack.tenant_with_key("acme")[0]
+
+
+def test_openai_client_unchanged(stack: Stack, acme: str) -> None:
+    client = openai.OpenAI(base_url=stack.urls[0], api_key=acme, max_retries=0)
+    assert CHAT in [m.id for m in client.models.list()]
+    chat = client.chat.completions.create(
+        model=CHAT, messages=[{"role": "user", "content": "hi"}], max_tokens=5
+    )
+    assert chat.choices[0].message.content
+    assert chat.usage is not None
+    assert chat.usage.completion_tokens == 5
+    chunks = list(
+        client.chat.completions.create(
+            model=CHAT,
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 8
+    emb = client.embeddings.create(model=EMBED, input=["a", "b"])
+    assert len(emb.data) == 2
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=stack.urls[1], api_key="sw_nope", max_retries=0).models.list()
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="gpt-9", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model=CHAT, messages=[])
+
+
+def test_openai_client_sees_429_with_retry_after(stack: Stack) -> None:
+    key, _ = stack.tenant_with_key("ratey", key_limits=KeyLimits(rpm=1))
+    client = openai.OpenAI(base_url=stack.urls[0], api_key=key, max_retries=0)
+    client.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "x"}])
+    assert int(caught.value.response.headers["retry-after"]) >= 1
+
+
+CLIENT = r"""
+import asyncio, json, sys, httpx
+urls, key, n = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+body = {"model": "smollm2-135m-instruct", "max_tokens": 20, "mock": {"chunks": 20},
+        "messages": [{"role": "user", "content": "count to twenty please"}]}
+async def main():
+    async with httpx.AsyncClient(timeout=30) as c:
+        async def one(i):
+            r = await c.post(urls[i % len(urls)] + "/chat/completions", json=body,
+                             headers={"authorization": "Bearer " + key})
+            return r.status_code
+        print(json.dumps(await asyncio.gather(*(one(i) for i in range(n)))))
+asyncio.run(main())
+"""
+
+
+def run_clients(stack: Stack, key: str, processes: int, each: int) -> list[int]:
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLIENT, json.dumps(stack.urls), key, str(each)],
+            stdout=subprocess.PIPE,
+        )
+        for _ in range(processes)
+    ]
+    statuses: list[int] = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=60)
+        statuses += json.loads(out)
+    return statuses
+
+
+def test_r2_quota_across_two_gateways_never_overshoots(stack: Stack) -> None:
+    key, _ = stack.tenant_with_key("quota-t", TenantLimits(token_quota=QUOTA, period_s=PERIOD))
+    statuses = run_clients(stack, key, 8, 50)
+    assert len(statuses) == 400
+    assert set(statuses) <= {200, 429}
+    assert 429 in statuses
+    rows = stack.wait_ledger("quota-t", 400)
+    billed = sum(int(r["prompt_tokens"]) + int(r["completion_tokens"]) for r in rows)
+    assert billed <= QUOTA  # overshoot = 0
+    assert statuses.count(200) >= 50  # the quota admitted a fair share of the burst
+    assert len({r["entry_id"] for r in rows}) == 400  # one row per request
+    used, reserved = stack.redis_balance("quota-t", PERIOD)
+    assert reserved == 0  # no leaked reservations
+    assert used == billed  # ledger exact
+
+
+def test_r2_rate_limit_across_two_gateways(stack: Stack) -> None:
+    if time.time() % 60 > 50:  # keep the 200 requests inside one rate window
+        time.sleep(60 - time.time() % 60 + 0.1)
+    key, _ = stack.tenant_with_key("rate-t", TenantLimits(rpm=50))
+    statuses = run_clients(stack, key, 4, 50)
+    assert statuses.count(200) == 50
+    assert statuses.count(429) == 150
+
+
+def stream_body(**mock: object) -> dict[str, object]:
+    return {
+        "model": CHAT,
+        "messages": [{"role": "user", "content": "stream please"}],
+        "stream": True,
+        "max_tokens": 40,
+        "mock": mock,
+    }
+
+
+async def disconnect_after(url: str, key: str, k: int) -> int:
+    got = 0
+    async with httpx.AsyncClient(timeout=10) as client:
+        headers = {"authorization": f"Bearer {key}"}
+        body = stream_body(chunks=40, gap_ms=20)
+        async with client.stream(
+            "POST", url + "/chat/completions", json=body, headers=headers
+        ) as r:
+            async for line in r.aiter_lines():
+                if line.startswith("data: "):
+                    got += 1
+                    if got >= k:
+                        break
+    return got
+
+
+def test_r3_streaming_billing(stack: Stack) -> None:
+    key, _ = stack.tenant_with_key("stream-t")
+    headers = {"authorization": f"Bearer {key}"}
+    url = stack.urls[1]
+    with httpx.Client(timeout=10) as client:
+        normal = client.post(
+            url + "/chat/completions", json=stream_body(chunks=12), headers=headers
+        )
+        assert normal.text.endswith("data: [DONE]\n\n")
+        failed = client.post(
+            url + "/chat/completions", json=stream_body(chunks=12, fail_after=4), headers=headers
+        )
+        assert '"error"' in failed.text
+        for usage in ("zero", "negative", "none"):
+            client.post(
+                url + "/chat/completions", json=stream_body(chunks=6, usage=usage), headers=headers
+            )
+    for k in (1, 5):
+        assert asyncio.run(disconnect_after(url, key, k)) == k
+    rows = stack.wait_ledger("stream-t", 7)
+    assert len(rows) == 7  # one row per request, whatever happened
+    by = sorted(rows, key=lambda r: float(r["started_at"]))  # type: ignore[arg-type]
+    assert (by[0]["outcome"], by[0]["completion_tokens"]) == ("ok", 12)
+    assert (by[1]["outcome"], by[1]["completion_tokens"]) == ("upstream_error", 4)
+    for row in by[2:5]:
+        assert row["completion_tokens"] == 6
+        assert int(row["prompt_tokens"]) > 0  # type: ignore[call-overload]
+    for row, k in zip(by[5:], (1, 5), strict=True):
+        assert row["outcome"] == "client_disconnect"
+        assert k <= int(row["completion_tokens"]) < 40  # type: ignore[call-overload]
+        assert int(row["prompt_tokens"]) > 0  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"Bearer ' OR '1'='1",
+        b"Bearer sw_abcdefgh_' UNION SELECT secret_hash FROM api_keys --",
+        b"Bearer " + b"x" * 9000,
+        b"Bearer sw_\xc3\x28\xff",
+    ],
+)
+def test_auth_fuzz_is_401_on_every_route(stack: Stack, value: bytes) -> None:
+    with httpx.Client(timeout=10) as client:
+        for path in ("/chat/completions", "/completions", "/embeddings", "/models"):
+            method = "GET" if path == "/models" else "POST"
+            r = client.request(
+                method, stack.urls[0] + path, json={}, headers=[(b"authorization", value)]
+            )
+            assert r.status_code == 401, path
+            assert r.json()["error"]["type"] == "authentication_error"
+
+
+def test_keys_never_in_logs_or_database(stack: Stack, acme: str) -> None:
+    for log in stack.tmp.glob("*.log"):
+        assert acme not in log.read_text(errors="replace")
+    db = Path(stack.settings.db_url.removeprefix("sqlite:///"))
+    for path in db.parent.glob(db.name + "*"):
+        assert acme.encode() not in path.read_bytes()
+
+
+def test_failover_when_a_replica_dies(stack: Stack, acme: str) -> None:
+    async def load() -> list[int]:
+        async with httpx.AsyncClient(timeout=10) as client:
+            sem = asyncio.Semaphore(8)
+
+            async def one(i: int) -> int:
+                async with sem:
+                    r = await client.post(
+                        stack.urls[i % 2] + "/chat/completions",
+                        json={"model": CHAT, "messages": [{"role": "user", "content": f"q{i}"}]},
+                        headers={"authorization": f"Bearer {acme}"},
+                    )
+                    if i == 60:
+                        stack.kill_mock("b")
+                    return r.status_code
+
+            return list(await asyncio.gather(*(one(i) for i in range(200))))
+
+    port_b = stack.mocks["b"][0]
+    try:
+        statuses = asyncio.run(load())
+    finally:
+        if "b" not in stack.mocks:
+            stack.start_mock("b", port=port_b)
+    assert statuses.count(200) == 200
+
+
+def test_revoked_key_is_refused_by_every_gateway_within_a_second(stack: Stack) -> None:
+    from gateway_stack import OPERATOR
+
+    from suanwang.bootstrap import build_platform
+
+    key, key_id = stack.tenant_with_key("revoked-t")
+    body = {"model": CHAT, "messages": [{"role": "user", "content": "x"}]}
+    headers = {"authorization": f"Bearer {key}"}
+    with httpx.Client(timeout=10) as client:
+        for url in stack.urls:  # warm both caches
+            assert (
+                client.post(url + "/chat/completions", json=body, headers=headers).status_code
+                == 200
+            )
+        build_platform(stack.settings, run_migrations=False).tenancy.revoke_key(OPERATOR, key_id)
+        time.sleep(1.2)  # the auth cache lives 1 s
+        for url in stack.urls:
+            assert (
+                client.post(url + "/chat/completions", json=body, headers=headers).status_code
+                == 401
+            )

@@ -1,0 +1,125 @@
+"""The cycle cache: pools updated in place equal pools rebuilt, and a cache (fresh, warm
+from other snapshots, or none) never changes a cycle's decisions."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Sequence
+
+from builders import make_job, make_node, make_snapshot
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_scheduler_properties import applied, rich
+
+from suanwang.domain.ids import NodeId
+from suanwang.scheduler import Admit, Decision, NodeView, Snapshot, cycle
+from suanwang.scheduler.cache import CycleCache
+from suanwang.scheduler.fit import Pool, build_pools
+from suanwang.scheduler.policy import Policy
+
+CACHE_SETTINGS = settings(max_examples=60, deadline=None, database=None)
+
+
+def state_of(pools: Sequence[Pool]) -> list[tuple[object, ...]]:
+    """Everything a pool holds, for comparison (the version is cycle-local)."""
+    return [
+        (
+            p.key,
+            p.slots,
+            p.groups,
+            p.group_of,
+            p.free_of,
+            p.group_free_cards,
+            p.order,
+            p.totals_cards,
+            p.free_cards,
+        )
+        for p in pools
+    ]
+
+
+def keep_unchanged(before: Snapshot, after: Snapshot) -> Snapshot:
+    """``after`` with every node equal to its old view replaced by that very object, as
+    the simulator does (it replaces only the nodes that changed)."""
+    old = {n.id: n for n in before.nodes}
+    nodes = tuple(old[n.id] if old.get(n.id) == n else n for n in after.nodes)
+    return dataclasses.replace(after, nodes=nodes)
+
+
+@st.composite
+def node_changes(draw: st.DrawFn) -> tuple[list[NodeView], list[list[NodeView]]]:
+    """A fleet and a few later versions of it: free cards change, sometimes more."""
+    count = draw(st.integers(1, 12))
+    nodes = [
+        make_node(
+            i + 1,
+            cluster=draw(st.sampled_from(("c1", "c2"))),
+            chip=draw(st.sampled_from(("ascend-910b", "metax-c500"))),
+            cards_total=8,
+            cards_free=draw(st.integers(0, 8)),
+            network_group=draw(st.sampled_from(("", "g1", "g2"))),
+        )
+        for i in range(count)
+    ]
+    versions, current = [], list(nodes)
+    for _ in range(draw(st.integers(1, 5))):
+        current = list(current)
+        for index in draw(st.lists(st.integers(0, len(current) - 1), max_size=4)):
+            node = current[index]
+            change = draw(st.sampled_from(("free", "free", "free", "group", "unschedulable")))
+            if change == "free":
+                node = dataclasses.replace(node, cards_free=draw(st.integers(-2, 8)))
+            elif change == "group":
+                node = dataclasses.replace(node, network_group="g3")
+            else:
+                node = dataclasses.replace(node, schedulable=not node.schedulable)
+            current[index] = node
+        if draw(st.booleans()) and len(current) > 1:
+            current = current[:-1]
+        versions.append(current)
+    return nodes, versions
+
+
+@CACHE_SETTINGS
+@given(node_changes())
+def test_cached_pools_equal_rebuilt_pools(
+    case: tuple[list[NodeView], list[list[NodeView]]],
+) -> None:
+    first, versions = case
+    cache = CycleCache()
+    for nodes in (first, *versions, first):
+        pools = cache.pools(tuple(nodes))
+        assert state_of(pools) == state_of(build_pools(nodes))
+        if pools and pools[0].slots:
+            pools[0].hold(pools[0].slots[-1][1], 1)  # a cycle's changes stay its own
+        assert state_of(cache.pools(tuple(nodes))) == state_of(build_pools(nodes))
+
+
+@CACHE_SETTINGS
+@given(rich())
+def test_a_cache_never_changes_decisions(case: tuple[Snapshot, Policy]) -> None:
+    snapshot, policy = case
+    cache = CycleCache()
+    first = cycle(snapshot, policy, cache)
+    assert first == cycle(snapshot, policy)
+    after = keep_unchanged(snapshot, applied(snapshot, first))
+    assert cycle(after, policy, cache) == cycle(after, policy)
+    assert cycle(snapshot, policy, cache) == first  # back to an older snapshot
+    assert cache.updates >= 1
+
+
+def test_only_changed_nodes_are_updated() -> None:
+    nodes = tuple(make_node(i, cards_total=8, cards_free=8) for i in range(1, 5))
+    jobs = (make_job("a", cards_per_node=8),)
+    cache = CycleCache()
+    decisions: list[Decision] = cycle(make_snapshot(nodes, jobs), cache=cache)
+    (admit,) = [d for d in decisions if isinstance(d, Admit)]
+    taken: Counter[NodeId] = Counter({p.node: p.cards for p in admit.placements})
+    after = tuple(
+        dataclasses.replace(n, cards_free=n.cards_free - taken[n.id]) if taken[n.id] else n
+        for n in nodes
+    )
+    again = cycle(make_snapshot(after, (make_job("b", cards_per_node=8),)), cache=cache)
+    assert (cache.rebuilds, cache.updates) == (1, 1)
+    assert next(d for d in again if isinstance(d, Admit)).placements[0].node not in taken
