@@ -19,8 +19,8 @@ from suanwang.adapters.backends.clocks import SystemClock
 from suanwang.adapters.backends.local import LocalBackend
 from suanwang.adapters.backends.probe import local_nodes
 from suanwang.adapters.backends.simulated import SimulatedBackend
-from suanwang.adapters.db.engine import make_engine, migrate
 from suanwang.adapters.db.deployments_repo import SqlReplicaDirectory
+from suanwang.adapters.db.engine import make_engine, migrate
 from suanwang.adapters.db.uow import SqlUnitOfWorkFactory
 from suanwang.adapters.db.usage_ledger import SqlUsageLedger
 from suanwang.adapters.http.app import create_app

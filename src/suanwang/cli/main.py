@@ -19,8 +19,8 @@ from suanwang.cli.client import DEFAULT_URL, CliError
 from suanwang.cli.common import JsonOpt, State, out, show_error
 from suanwang.cli.fleet import demo_app, fleet_app
 from suanwang.cli.gateway import gateway
-from suanwang.cli.limits import key_limits, tenant_limits
 from suanwang.cli.jobs import jobs_app
+from suanwang.cli.limits import key_limits, tenant_limits
 from suanwang.cli.models import deployments_app, models_app
 from suanwang.cli.sim import sim_app
 from suanwang.cli.tenants import keys_app, tenants_app
