@@ -2,8 +2,9 @@
 
 Per cluster backend:
 
-- ``local`` (this machine): chat models run llama.cpp's OpenAI-compatible server
-  (``python -m llama_cpp.server``), embedding models :mod:`suanwang.engines.embeddings`;
+- ``local`` (this machine): chat models run llama.cpp's OpenAI-compatible server of
+  llama-cpp-python (through :mod:`suanwang.engines.llama`, which only adds a request-id
+  guard), embedding models :mod:`suanwang.engines.embeddings`;
   both on ``127.0.0.1:<port>``, the port recorded on the replica and kept across restarts;
 - ``simulated``: no process; the gateway reaches ``sim://<replica-id>`` through the
   :mod:`suanwang.engines.simulated` ASGI app;
@@ -51,7 +52,7 @@ def artifact_path(artifact: str | None) -> Path:
 class LocalEngines:
     """Renders replica launches; allocates free ports on 127.0.0.1."""
 
-    def __init__(self, python: str = sys.executable, threads: int = 2) -> None:
+    def __init__(self, python: str = sys.executable, threads: int = 1) -> None:
         self._python = python
         self._threads = threads
 
@@ -71,11 +72,11 @@ class LocalEngines:
         command: tuple[str, ...]
         if launch.engine == "llama.cpp":
             command = (
-                self._python, "-m", "llama_cpp.server",
-                "--model", str(artifact_path(model.artifact)), "--model_alias", model.name,
+                self._python, "-m", "suanwang.engines.llama",
+                "--model", str(artifact_path(model.artifact)), "--model-alias", model.name,
                 "--host", LOCAL_HOST, "--port", port,
-                "--n_ctx", str(min(model.context_length, LOCAL_CTX)),
-                "--n_threads", str(self._threads),
+                "--n-ctx", str(min(model.context_length, LOCAL_CTX)),
+                "--n-threads", str(self._threads),
             )  # fmt: skip
             return EnginePlan(command, (), base_url)
         if launch.engine == "sentence-transformers":
