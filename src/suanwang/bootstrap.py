@@ -24,6 +24,7 @@ from suanwang.adapters.db.engine import make_engine, migrate
 from suanwang.adapters.db.uow import SqlUnitOfWorkFactory
 from suanwang.adapters.db.usage_ledger import SqlUsageLedger
 from suanwang.adapters.http.app import create_app
+from suanwang.adapters.journal import JournaledUsageSink
 from suanwang.config import Settings
 from suanwang.engines import HttpProbe, LocalEngines
 from suanwang.engines.simulated import create_app as simulated_engine_app
@@ -211,7 +212,12 @@ def build_gateway_app(
     """
     clock = clock or SystemClock()
     config = config or GatewayConfig()
-    sink = build_usage_sink(settings, clock, run_migrations=run_migrations)
+    sink = JournaledUsageSink(
+        build_usage_sink(settings, clock, run_migrations=run_migrations),
+        settings.usage_journal_dir,
+        fsync=settings.usage_journal_fsync,
+    )
+    sink.recover()  # usage journaled by a gateway that was killed reaches the ledger first
     uows = SqlUnitOfWorkFactory(make_engine(settings.db_url))
     catalogue = default_catalogue()
     tenancy = Tenancy(uows, clock, catalogue)

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     gateway_port: int = Field(8001, ge=1, le=65535, description="OpenAI-compatible gateway")
     redis_url: str | None = Field(None, description="shared gateway limits; in-process if unset")
     redis_prefix: str = Field("suanwang:gw:", min_length=1, max_length=64)
+    usage_journal_fsync: bool = Field(
+        False, description="fsync every usage record (survive a machine crash, not just kill -9)"
+    )
 
     @property
     def db_url(self) -> str:
@@ -36,6 +39,11 @@ class Settings(BaseSettings):
     @property
     def runs_dir(self) -> Path:
         return self.data_dir / "runs"
+
+    @property
+    def usage_journal_dir(self) -> Path:
+        """Where gateways journal usage before the ledger commits it (one per host)."""
+        return self.data_dir / "usage-journal"
 
     @property
     def operator_key_file(self) -> Path:
