@@ -78,6 +78,14 @@ def init(
     demo: Annotated[
         bool, typer.Option("--demo/--no-demo", help="load the demo fleet when the fleet is empty")
     ] = True,
+    models: Annotated[
+        bool,
+        typer.Option(
+            "--models/--no-models",
+            envvar="SUANWANG_DEMO_MODELS",
+            help="deploy the demo models (SmolLM2 on this machine, simulated big models)",
+        ),
+    ] = False,
 ) -> None:
     """Set up this machine: database, operator key file and (by default) the demo fleet."""
     settings = load_settings()
@@ -92,6 +100,11 @@ def init(
     say(f"database ready (data dir: {settings.data_dir.resolve()})")
     say(ensure_operator_key(platform, settings.operator_key_file.resolve()))
     say(_init_fleet(platform, demo))
+    if models and demo:
+        from suanwang.services.demo import deploy_demo_models
+
+        for line in deploy_demo_models(platform):
+            say(f"model: {line}")
     _next_steps(platform)
 
 

@@ -49,6 +49,21 @@ def artifact_path(artifact: str | None) -> Path:
     )
 
 
+_ENGINE_PACKAGES = {
+    "llama.cpp": ("llama_cpp", "llama-cpp-python[server]"),
+    "sentence-transformers": ("sentence_transformers", "sentence-transformers (and torch, CPU)"),
+}
+
+
+def _require(package: tuple[str, str] | None) -> None:
+    if package is not None and importlib.util.find_spec(package[0]) is None:
+        raise ValidationError(
+            f"{package[1]} is not installed on this machine",
+            field="engine",
+            hint=f"install {package[1]} into the environment suanwang runs in",
+        )
+
+
 class LocalEngines:
     """Renders replica launches; allocates free ports on 127.0.0.1."""
 
@@ -67,6 +82,7 @@ class LocalEngines:
     def _local(self, launch: ReplicaLaunch) -> EnginePlan:
         if launch.port is None:
             raise ValidationError("a local replica needs a port", field="port")
+        _require(_ENGINE_PACKAGES.get(launch.engine))
         model, port = launch.model, str(launch.port)
         base_url = f"http://{LOCAL_HOST}:{port}"
         command: tuple[str, ...]

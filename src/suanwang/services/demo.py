@@ -11,7 +11,8 @@ from __future__ import annotations
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
-from suanwang.domain.errors import Conflict
+from suanwang.domain.errors import Conflict, NotFound, ValidationError
+from suanwang.domain.tenancy import Principal, Scope
 
 if TYPE_CHECKING:
     from suanwang.services.fleet import ApplyResult
@@ -101,6 +102,54 @@ def demo_fleet(local_nodes: list[dict[str, Any]] | None = None) -> dict[str, Any
             },
         ],
     }
+
+
+DEMO_MODELS = (
+    ("smollm2-135m-instruct", "local", 1),
+    ("all-minilm-l6-v2", "local", 1),
+    ("qwen2.5-72b-instruct", "lingang-ascend", 4),
+    ("deepseek-r1-distill-qwen-32b", "lingang-nvidia", 2),
+    ("glm-4-9b-chat", "zhongwei-mixed", 2),
+    ("bge-m3", "lingang-nvidia", 2),
+)
+"""(model, cluster, replicas) the demo deploys publicly: real engines on this machine, a
+simulated MaaS fleet elsewhere."""
+LOCAL_SLOTS_KEPT_FOR_JOBS = 1
+
+
+def deploy_demo_models(platform: Platform) -> list[str]:
+    """Deploy :data:`DEMO_MODELS` that are not deployed yet; one line per model.
+
+    Local models take one cpu slot each; they are skipped when fewer than
+    ``LOCAL_SLOTS_KEPT_FOR_JOBS`` slots would remain for jobs, or when their engine or
+    weights are not installed (the line says why).
+    """
+    system = Principal("system", Scope.OPERATOR, None)
+    deployed = [d.deployment for d in platform.deployments.list(system)]
+    existing = {(d.model, d.cluster) for d in deployed}
+    slots = sum(n.cards for n in platform.fleet.nodes("local"))
+    used = sum(d.replicas for d in deployed if d.cluster == "local")
+    free = slots - used - LOCAL_SLOTS_KEPT_FOR_JOBS
+    lines = []
+    for model, cluster, replicas in DEMO_MODELS:
+        if (model, cluster) in existing:
+            lines.append(f"{model} on {cluster}: already deployed")
+            continue
+        if cluster == "local":
+            if free < replicas:
+                lines.append(f"{model} on {cluster}: skipped (keeps a cpu slot free for jobs)")
+                continue
+            free -= replicas
+        try:
+            dep = platform.deployments.deploy(system, model, cluster, replicas).deployment
+        except (ValidationError, NotFound) as exc:
+            lines.append(f"{model} on {cluster}: skipped ({exc.message})")
+            continue
+        kind = "SIMULATED " if dep.simulated else ""
+        lines.append(
+            f"{model} on {cluster}: {replicas} {kind}replica(s) with {dep.engine}, {dep.id}"
+        )
+    return lines
 
 
 def load_demo(platform: Platform) -> ApplyResult:
