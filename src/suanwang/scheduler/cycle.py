@@ -32,7 +32,7 @@ from suanwang.scheduler.cache import CycleCache
 from suanwang.scheduler.decisions import Admit, Decision, Pending, Preempt, StageDataset
 from suanwang.scheduler.fit import Pool
 from suanwang.scheduler.hetero import gain
-from suanwang.scheduler.inert import InertFilter
+from suanwang.scheduler.inert import InertFilter, PendingMemo
 from suanwang.scheduler.placement import Option, options, pick_later, pick_now
 from suanwang.scheduler.policy import SUANWANG, Policy
 from suanwang.scheduler.preempt import Plan, plan_preemption
@@ -77,7 +77,7 @@ def cycle(
     decisions: list[Decision] = []
     deferred: list[PendingJob] = []
     deferring: set[TenantId] = set()
-    inert, cap = InertFilter(), policy.tuning.max_pending_reports
+    inert, memo, cap = InertFilter(), PendingMemo(), policy.tuning.max_pending_reports
     reports = admitted = 0
     for final, jobs in ((False, snapshot.pending), (True, deferred)):
         for job in _ordered(jobs, st):
@@ -88,7 +88,16 @@ def cycle(
                 continue
             if reports >= cap and inert.is_inert(job, st, final):
                 continue
+            shape = memo.shape(job, st, final)
+            memoised = memo.get(shape, job, st)
+            if memoised is not None:
+                decisions.append(memoised)
+                reports += 1
+                continue
+            before = (st.epoch, st.preemption_attempts)
             outcome = _decide(job, st, final=final)
+            if outcome is not None:
+                memo.put(shape, before, outcome, st)
             if outcome is None:
                 deferred.append(job)
                 deferring.add(job.tenant)

@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from suanwang.domain.ids import NodeId
+from suanwang.scheduler.decisions import Decision, Pending
 from suanwang.scheduler.fit import Pool
 from suanwang.scheduler.hetero import speed_on
 from suanwang.scheduler.snapshot import PendingJob
@@ -159,3 +160,63 @@ def _fits(job: PendingJob, pool: Pool, long: bool, st: CycleState) -> bool:
         return True
     exclude: frozenset[NodeId] = reservation.exclusion(None, per_node)
     return pool.fits(per_node, nodes, exclude)
+
+
+_Token = tuple[int, int]
+
+
+@dataclass(slots=True)
+class PendingMemo:
+    """The shape memo: a job exactly like an earlier one of this cycle whose decision was
+    a plain Pending that changed nothing gets the same Pending, while nothing has changed.
+
+    "Exactly like" means equal in every field a decision reads (tenant, selector, pins,
+    gang shape, priority, duration, max runtime, speed table, pass); jobs with a dataset
+    or a promised preemption are never memoised. "Nothing has changed" is the cycle's
+    ``epoch`` (bumped by every admission, claim, reservation, block, quota booking and
+    lender wait) and its preemption search count. The decision would be the same, so the
+    memo changes only what a cycle costs: on a long queue of look-alike jobs that wait
+    (the Philly trace's hundreds of 1-GPU jobs), most decisions become one dict lookup.
+    """
+
+    _known: dict[_Bucket, tuple[_Token, str, str]] = field(default_factory=dict)
+
+    @staticmethod
+    def shape(job: PendingJob, st: CycleState, final: bool) -> _Bucket | None:
+        """The memo key of ``job``, or None when it must be decided in full."""
+        if job.dataset is not None or job.id in st.victims.promised:
+            return None
+        speed = id(job.speed) if job.speed else 0
+        return (
+            job.tenant,
+            job.simulated,
+            job.chip,
+            job.cluster,
+            job.region,
+            speed,
+            job.cards_per_node,
+            job.nodes,
+            job.priority,
+            job.duration_s,
+            job.max_runtime_s,
+            final,
+        )
+
+    def get(self, shape: _Bucket | None, job: PendingJob, st: CycleState) -> Pending | None:
+        """The memoised Pending for ``job``, if its shape has one valid now."""
+        if shape is None:
+            return None
+        known = self._known.get(shape)
+        if known is None or known[0] != (st.epoch, st.preemption_attempts):
+            return None
+        return Pending(job.id, known[1], known[2])
+
+    def put(
+        self, shape: _Bucket | None, before: _Token, outcome: list[Decision], st: CycleState
+    ) -> None:
+        """Remember ``outcome`` if it is one plain Pending that changed nothing."""
+        if shape is None or len(outcome) != 1 or type(outcome[0]) is not Pending:
+            return
+        token = (st.epoch, st.preemption_attempts)
+        if token == before:
+            self._known[shape] = (token, outcome[0].reason, outcome[0].code)

@@ -18,10 +18,10 @@ import gc
 import heapq
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from suanwang.domain.ids import JobId, RegionName
+from suanwang.domain.ids import ChipName, JobId, RegionName
 from suanwang.scheduler.cache import CycleCache
 from suanwang.scheduler.decisions import Admit, Decision, Pending, Preempt, StageDataset
 from suanwang.scheduler.snapshot import PendingJob, RunningJob, Snapshot
@@ -92,7 +92,12 @@ class Simulation:
         self.units = chip_units(self.speed)
         fleet_chips = {n.chip: n.family for n in self.cluster.nodes}
         self.jobs: dict[JobId, SimJob] = {}
+        tables: dict[tuple[tuple[ChipName, float], ...], Mapping[ChipName, float]] = {}
         for seq, spec in enumerate(jobs):
+            # Equal speed tables become one object: the scheduler caches per table.
+            table = tables.setdefault(tuple(sorted(spec.speed.items())), spec.speed)
+            if table is not spec.speed:
+                spec = replace(spec, speed=table)
             selector = reduce_selector(spec.chips, spec.speed, fleet_chips, self.speed)
             self.jobs[spec.job_id] = SimJob(spec, seq, selector, spec.duration_s)
         self.cluster.add_datasets(j.dataset for j in jobs if j.dataset is not None)
