@@ -41,13 +41,16 @@ from suanwang.gateway import (
 )
 from suanwang.observability import Metrics
 from suanwang.ports import Backend, Clock, Limiter
+from suanwang.services.billing import Billing
 from suanwang.services.catalogue import default_catalogue
 from suanwang.services.control import ControlLoop
 from suanwang.services.deployments import Deployments
 from suanwang.services.jobs import Jobs
 from suanwang.services.limits import GatewayLimits
+from suanwang.services.metering import ComputeMeter
 from suanwang.services.models import default_models
 from suanwang.services.platform import Fleet, Platform
+from suanwang.services.prices import default_prices
 from suanwang.services.tenancy import Tenancy
 
 log = structlog.get_logger("suanwang")
@@ -74,13 +77,18 @@ def build_platform(
         tenancy=Tenancy(uows, clock, catalogue),
         jobs=Jobs(uows, clock, catalogue, backends),
         control=ControlLoop(
-            uows, backends, clock, catalogue, after_reconcile=(deployments.converge,)
+            uows,
+            backends,
+            clock,
+            catalogue,
+            after_reconcile=(deployments.converge, ComputeMeter(uows, clock).tick),
         ),
         deployments=deployments,
         catalogue=catalogue,
         clock=clock,
         backends=backends,
         uows=uows,
+        billing=Billing(uows, clock, default_prices()),
         local_nodes=tuple(local_nodes()),
     )
 

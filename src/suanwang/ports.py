@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, Self
 
+from suanwang.domain.billing import UsageTotal
 from suanwang.domain.deployments import DeploymentRecord, ReplicaRecord
 from suanwang.domain.fleet import ClusterSpec, NodeSpec, RegionSpec, WanLinkSpec
 from suanwang.domain.jobs import AttemptState, JobState
 from suanwang.domain.limits import KeyLimits, Limits, Reservation, TenantLimits
+from suanwang.domain.metering import AttemptSpan
 from suanwang.domain.records import (
     AttemptRecord,
     ClusterRecord,
@@ -27,7 +29,7 @@ from suanwang.domain.records import (
 )
 from suanwang.domain.serving import ModelSpec, ReplicaView
 from suanwang.domain.tenancy import QuotaSpec
-from suanwang.domain.usage import TokenUsage
+from suanwang.domain.usage import ComputeUsage, TokenUsage
 
 Handle = Mapping[str, Any]
 """Backend-specific, JSON-serialisable facts about a run (pid, start time, …)."""
@@ -254,6 +256,26 @@ class LimitsStore(Protocol):
     def set_key_limits(self, key_id: str, limits: KeyLimits, now: float) -> None: ...
 
 
+class UsageStore(Protocol):
+    """The metering ledger and compute-metering watermarks inside one unit of work."""
+
+    def append(self, entries: Iterable[TokenUsage | ComputeUsage], recorded_at: float) -> int:
+        """Append ledger rows (known entry ids are skipped); returns how many were new."""
+        ...
+
+    def totals(self, tenant: str | None, start: float, end: float) -> list[UsageTotal]:
+        """Ledger sums by tenant and model or chip for rows with ``start <= ended_at < end``."""
+        ...
+
+    def tier(self, tenant: str) -> str | None: ...
+
+    def set_tier(self, tenant: str, tier: str) -> bool: ...
+
+    def unmetered_attempts(self, boundary: float) -> list[AttemptSpan]: ...
+
+    def set_metered_to(self, attempt_id: int, metered_to: float) -> None: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction; rolled back on exit unless :meth:`commit` was called."""
 
@@ -265,6 +287,9 @@ class UnitOfWork(Protocol):
 
     @property
     def jobs(self) -> JobStore: ...
+
+    @property
+    def usage(self) -> UsageStore: ...
 
     @property
     def deployments(self) -> DeploymentStore: ...

@@ -15,6 +15,7 @@ import typer
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
 from suanwang.cli import server as server_cmds
+from suanwang.cli.billing import bills_app, usage
 from suanwang.cli.client import DEFAULT_URL, CliError
 from suanwang.cli.common import JsonOpt, State, out, show_error
 from suanwang.cli.fleet import demo_app, fleet_app
@@ -40,6 +41,8 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(models_app, name="models")
 app.add_typer(deployments_app, name="deployments")
 app.add_typer(sim_app, name="sim")
+app.add_typer(bills_app, name="bills")
+app.command("usage")(usage)
 app.command("server")(server_cmds.server)
 app.command("gateway")(gateway)
 tenants_app.command("limits")(tenant_limits)

@@ -10,6 +10,7 @@ from suanwang.domain.chips import Catalogue
 from suanwang.domain.fleet import FleetTotals, RegionSpec, WanLinkSpec
 from suanwang.domain.records import ClusterRecord, NodeRecord
 from suanwang.ports import Backend, Clock, UnitOfWorkFactory
+from suanwang.services.billing import Billing
 from suanwang.services.control import ControlLoop
 from suanwang.services.deployments import Deployments
 from suanwang.services.fleet import ApplyResult, apply_fleet, totals_of
@@ -68,6 +69,7 @@ class Platform:
     clock: Clock
     backends: Mapping[str, Backend]
     uows: UnitOfWorkFactory
+    billing: Billing
     local_nodes: tuple[dict[str, Any], ...] = ()
 
     def job_counts(self) -> dict[str, int]:

@@ -72,6 +72,8 @@ class TenantRow(Base):
     created_at: Mapped[float] = mapped_column(Float)
     cohort: Mapped[str | None] = mapped_column(String(64), default=None)
     weight: Mapped[float] = mapped_column(Float, default=1.0, server_default="1.0")
+    tier: Mapped[str] = mapped_column(String(32), default="standard", server_default="standard")
+    """Price tier for bills (``standard`` unless the operator sets another)."""
 
 
 class QuotaRow(Base):
@@ -150,6 +152,8 @@ class AttemptRow(Base):
     started_at: Mapped[float | None] = mapped_column(Float)
     ended_at: Mapped[float | None] = mapped_column(Float)
     last_checkpoint_at: Mapped[float | None] = mapped_column(Float, default=None)
+    metered_to: Mapped[float | None] = mapped_column(Float, default=None)
+    """Compute metering has written this attempt's ledger rows up to here."""
 
 
 class AllocationRow(Base):

@@ -13,6 +13,7 @@ from suanwang.adapters.db.fleet_repo import FleetRepository
 from suanwang.adapters.db.jobs_repo import JobRepository
 from suanwang.adapters.db.limits_repo import LimitsRepository
 from suanwang.adapters.db.tenancy_repo import TenancyRepository
+from suanwang.adapters.db.usage_repo import UsageRepository
 
 SCHEDULER_LOCK_ID = 0x5375616E  # "Suan"
 
@@ -23,6 +24,7 @@ class SqlUnitOfWork:
     fleet: FleetRepository
     tenancy: TenancyRepository
     jobs: JobRepository
+    usage: UsageRepository
     limits: LimitsRepository
     deployments: DeploymentRepository
 
@@ -35,6 +37,7 @@ class SqlUnitOfWork:
         self.fleet = FleetRepository(self._session)
         self.tenancy = TenancyRepository(self._session)
         self.jobs = JobRepository(self._session)
+        self.usage = UsageRepository(self._session)
         self.limits = LimitsRepository(self._session)
         self.deployments = DeploymentRepository(self._session)
         return self

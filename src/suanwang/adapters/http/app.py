@@ -17,6 +17,7 @@ from suanwang.adapters.http import problems
 from suanwang.adapters.http.authz import rule_for
 from suanwang.adapters.http.limits import BodySizeLimit
 from suanwang.adapters.http.routers import fleet, jobs, limits, models, tenants
+from suanwang.adapters.http.routers.billing import router as billing_router
 from suanwang.adapters.http.security import AuthorizedRoute
 from suanwang.domain.errors import DomainError
 from suanwang.observability import Metrics
@@ -45,6 +46,7 @@ def create_app(
     for router in (fleet.router, tenants.router, jobs.router, models.models_router, models.router):
         app.include_router(router)
     app.include_router(limits.router)
+    app.include_router(billing_router)
     _system_routes(app, metrics)
     app.add_exception_handler(DomainError, problems.domain_error)
     app.add_exception_handler(RequestValidationError, problems.validation_error)

@@ -54,6 +54,11 @@ ROUTES: Final[dict[tuple[str, str], Rule]] = {
     ("GET", "/api/v1/deployments/{deployment_id}"): Scope.READ_ONLY,
     ("PUT", "/api/v1/deployments/{deployment_id}/replicas"): Scope.TENANT_ADMIN,
     ("DELETE", "/api/v1/deployments/{deployment_id}"): Scope.TENANT_ADMIN,
+    # metering and bills: a tenant reads its own (checked in services), the operator any
+    ("GET", "/api/v1/usage"): Scope.READ_ONLY,
+    ("GET", "/api/v1/tenants/{name}/usage"): Scope.READ_ONLY,
+    ("GET", "/api/v1/tenants/{name}/bills/{period}"): Scope.READ_ONLY,
+    ("PUT", "/api/v1/tenants/{name}/tier"): Scope.OPERATOR,
 }
 
 DOC_ROUTES: Final = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})

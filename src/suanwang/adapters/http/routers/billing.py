@@ -1,0 +1,212 @@
+"""``/api/v1/usage``, ``/api/v1/tenants/{name}/usage``, ``…/bills/{period}`` and ``…/tier``.
+
+Usage and bills answer JSON, or CSV with ``?format=csv`` or ``Accept: text/csv``. Money is
+integer micro-units (``amount_micro``); ``amount`` repeats it as a decimal string.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from suanwang.adapters.http.security import AuthorizedRoute, current_platform, current_principal
+from suanwang.domain.billing import Bill, Period, format_micro
+from suanwang.domain.tenancy import Principal
+from suanwang.services.billing import UsageReport
+from suanwang.services.platform import Platform
+
+router = APIRouter(prefix="/api/v1", tags=["billing"], route_class=AuthorizedRoute)
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+PlatformDep = Annotated[Platform, Depends(current_platform)]
+PeriodQuery = Annotated[
+    str | None,
+    Query(max_length=40, description="YYYY-MM or YYYY-MM-DD..YYYY-MM-DD; default this month"),
+]
+FormatQuery = Annotated[Literal["json", "csv"] | None, Query(description="json (default) or csv")]
+CSV = "text/csv; charset=utf-8"
+
+
+class PeriodPublic(BaseModel):
+    name: str
+    start: float
+    end: float
+
+
+class UsageTotalPublic(BaseModel):
+    tenant: str
+    kind: str
+    item: str = Field(description="model (tokens) or chip (compute)")
+    entries: int
+    prompt_tokens: int
+    completion_tokens: int
+    card_ms: int
+
+
+class UsagePublic(BaseModel):
+    period: PeriodPublic
+    totals: list[UsageTotalPublic]
+
+
+class BillLinePublic(BaseModel):
+    kind: str
+    item: str
+    meter: str
+    quantity: int
+    unit_price_micro: int
+    per: int = Field(description="the unit price is per this many units of quantity")
+    amount_micro: int
+    amount: str
+    entries: int
+
+
+class BillPublic(BaseModel):
+    tenant: str
+    tier: str
+    period: PeriodPublic
+    lines: list[BillLinePublic]
+    total_micro: int
+    total: str
+
+
+class TierUpdate(BaseModel):
+    tier: str = Field(min_length=1, max_length=32)
+
+
+def _period(p: Period) -> PeriodPublic:
+    return PeriodPublic(name=p.name, start=p.start, end=p.end)
+
+
+def usage_public(report: UsageReport) -> UsagePublic:
+    return UsagePublic(
+        period=_period(report.period),
+        totals=[
+            UsageTotalPublic(
+                tenant=t.tenant,
+                kind=t.kind.value,
+                item=t.item,
+                entries=t.entries,
+                prompt_tokens=t.prompt_tokens,
+                completion_tokens=t.completion_tokens,
+                card_ms=t.card_ms,
+            )
+            for t in report.totals
+        ],
+    )
+
+
+def bill_public(bill: Bill) -> BillPublic:
+    return BillPublic(
+        tenant=bill.tenant,
+        tier=bill.tier,
+        period=_period(bill.period),
+        lines=[
+            BillLinePublic(
+                kind=line.kind.value,
+                item=line.item,
+                meter=line.meter.value,
+                quantity=line.quantity,
+                unit_price_micro=line.unit_price,
+                per=line.per,
+                amount_micro=line.amount,
+                amount=format_micro(line.amount),
+                entries=line.entries,
+            )
+            for line in bill.lines
+        ],
+        total_micro=bill.total,
+        total=format_micro(bill.total),
+    )
+
+
+def wants_csv(request: Request, fmt: str | None) -> bool:
+    """``?format=`` wins; otherwise an ``Accept`` naming text/csv (and not JSON first)."""
+    if fmt is not None:
+        return fmt == "csv"
+    accept = request.headers.get("accept", "")
+    return "text/csv" in accept and "application/json" not in accept.split("text/csv")[0]
+
+
+def usage_csv(usage: UsagePublic) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["period", *UsageTotalPublic.model_fields])
+    for t in usage.totals:
+        writer.writerow([usage.period.name, *t.model_dump().values()])
+    return out.getvalue()
+
+
+def bill_csv(bill: BillPublic) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["tenant", "tier", "period", *BillLinePublic.model_fields])
+    head = [bill.tenant, bill.tier, bill.period.name]
+    for line in bill.lines:
+        writer.writerow([*head, *line.model_dump().values()])
+    writer.writerow([*head, "total", "", "", "", "", "", bill.total_micro, bill.total, ""])
+    return out.getvalue()
+
+
+def _usage(request: Request, report: UsageReport, fmt: str | None) -> UsagePublic | Response:
+    public = usage_public(report)
+    if wants_csv(request, fmt):
+        return Response(usage_csv(public), media_type=CSV)
+    return public
+
+
+@router.get("/usage", response_model=UsagePublic)
+def all_usage(
+    request: Request,
+    principal: PrincipalDep,
+    platform: PlatformDep,
+    tenant: Annotated[str | None, Query(max_length=64)] = None,
+    period: PeriodQuery = None,
+    format: FormatQuery = None,
+) -> UsagePublic | Response:
+    """Ledger sums by tenant and model or chip: every visible tenant, or ``tenant``."""
+    billing = platform.billing
+    report = billing.usage(principal, tenant, billing.period(period))
+    return _usage(request, report, format)
+
+
+@router.get("/tenants/{name}/usage", response_model=UsagePublic)
+def tenant_usage(
+    name: str,
+    request: Request,
+    principal: PrincipalDep,
+    platform: PlatformDep,
+    period: PeriodQuery = None,
+    format: FormatQuery = None,
+) -> UsagePublic | Response:
+    """One tenant's ledger sums by model (tokens) and chip (compute) over a period."""
+    billing = platform.billing
+    report = billing.usage(principal, name, billing.period(period))
+    return _usage(request, report, format)
+
+
+@router.get("/tenants/{name}/bills/{period}", response_model=BillPublic)
+def tenant_bill(
+    name: str,
+    period: str,
+    request: Request,
+    principal: PrincipalDep,
+    platform: PlatformDep,
+    format: FormatQuery = None,
+) -> BillPublic | Response:
+    """The tenant's bill for ``period`` (YYYY-MM or YYYY-MM-DD..YYYY-MM-DD)."""
+    billing = platform.billing
+    public = bill_public(billing.bill(principal, name, billing.period(period)))
+    if wants_csv(request, format):
+        return Response(bill_csv(public), media_type=CSV)
+    return public
+
+
+@router.put("/tenants/{name}/tier", response_model=TierUpdate)
+def set_tier(
+    name: str, body: TierUpdate, principal: PrincipalDep, platform: PlatformDep
+) -> TierUpdate:
+    """Set the tenant's price tier (operator only)."""
+    return TierUpdate(tier=platform.billing.set_tier(principal, name, body.tier))

@@ -1,0 +1,97 @@
+"""Usage reports and bills from the metering ledger, with tenant isolation.
+
+A tenant's keys see only that tenant's usage and bills (anything else is 404, the same
+as a tenant that does not exist); the operator sees every tenant. Quantities come
+straight from ledger sums and bills are priced by :func:`suanwang.domain.billing.make_bill`
+(each line once, integer micro-units, half up). See ``docs/metering.md``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from suanwang.domain.billing import (
+    Bill,
+    Period,
+    PriceBook,
+    UsageTotal,
+    make_bill,
+    month_of,
+    parse_period,
+)
+from suanwang.domain.errors import Forbidden, NotFound, ValidationError
+from suanwang.domain.tenancy import Principal
+from suanwang.ports import Clock, UnitOfWorkFactory
+
+TIER_NAME = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    """Ledger sums over ``period``, by tenant and model or chip."""
+
+    period: Period
+    totals: tuple[UsageTotal, ...]
+
+
+class Billing:
+    """Use cases over the ledger: usage, bills and price tiers."""
+
+    def __init__(self, uows: UnitOfWorkFactory, clock: Clock, prices: PriceBook) -> None:
+        self._uows = uows
+        self._clock = clock
+        self.prices = prices
+
+    def period(self, text: str | None) -> Period:
+        """``text`` parsed (see :func:`parse_period`), or the current month."""
+        return month_of(self._clock.now()) if not text else parse_period(text)
+
+    def usage(
+        self, principal: Principal, tenant: str | None, period: Period | None = None
+    ) -> UsageReport:
+        """Usage over ``period`` (default: this month) of ``tenant``, or of every tenant the
+        principal may see when ``tenant`` is ``None``."""
+        period = period or self.period(None)
+        if tenant is None and not principal.is_operator:
+            tenant = principal.tenant_id
+        with self._uows() as uow:
+            if tenant is not None:
+                self._visible(principal, tenant, uow.usage.tier(tenant))
+            totals = uow.usage.totals(tenant, period.start, period.end)
+        return UsageReport(period, tuple(totals))
+
+    def bill(self, principal: Principal, tenant: str, period: Period) -> Bill:
+        """``tenant``'s bill for ``period`` at its current price tier."""
+        with self._uows() as uow:
+            tier = self._visible(principal, tenant, uow.usage.tier(tenant))
+            totals = uow.usage.totals(tenant, period.start, period.end)
+        return make_bill(tenant, tier, period, totals, self.prices)
+
+    def set_tier(self, principal: Principal, tenant: str, tier: str) -> str:
+        """Set a tenant's price tier (operator only)."""
+        if not principal.is_operator:
+            raise Forbidden("only the operator sets price tiers", field="tier")
+        if not TIER_NAME.match(tier):
+            raise ValidationError(
+                f"invalid tier {tier[:40]!r}",
+                field="tier",
+                hint="2-32 lowercase letters, digits and '-', e.g. standard or edu",
+            )
+        with self._uows() as uow:
+            if not uow.usage.set_tier(tenant, tier):
+                raise _not_found(tenant)
+            uow.commit()
+        return tier
+
+    @staticmethod
+    def _visible(principal: Principal, tenant: str, tier: str | None) -> str:
+        if tier is None or not principal.can_see_tenant(tenant):
+            raise _not_found(tenant)
+        return tier
+
+
+def _not_found(tenant: str) -> NotFound:
+    return NotFound(
+        f"no tenant {tenant[:64]!r}", field="tenant", hint="see 'suanwang tenants list'"
+    )
