@@ -87,7 +87,29 @@ def test_metrics_of_a_two_job_run() -> None:
     assert [(t.tenant, t.share) for t in metrics.tenants] == [("x", 0.2), ("y", 0.8)]
     # Slowdowns 1.0 (x) and 30/20 = 1.5 (y).
     assert metrics.jain_index == pytest.approx(2.5**2 / (2 * (1 + 2.25)))
+    # Finish-time fairness rho: x 10 / 10 = 1.0, y 30 / 20 = 1.5 (one job each).
+    assert [t.ftf for t in metrics.tenants] == [1.0, 1.5]
+    assert metrics.jain_ftf == pytest.approx(metrics.jain_index)
+    assert metrics.max_ftf == 1.5
     assert (metrics.jct_cdf_s[0], metrics.jct_cdf_s[-1]) == (10, 30)
+
+
+def test_finish_time_fairness_weighs_jobs_by_run_time() -> None:
+    """x: a 10 s job that waited 90 s (slowdown 10) and a 1,000 s job that did not wait.
+    Average slowdown says x suffers (5.5); rho says it barely waited (1,100 / 1,010)."""
+    jobs = [
+        record("a", "x", 0, 90, 100),
+        record("b", "x", 0, 0, 1_000),
+        record("c", "y", 0, 0, 100),
+    ]
+    attempts = [attempt("a", 90, 100), attempt("b", 0, 1_000), attempt("c", 0, 100)]
+    metrics = compute_metrics(outcome(jobs, attempts, allocated=10 + 1_000 + 100))
+    x, y = metrics.tenants
+    assert (x.avg_slowdown, y.avg_slowdown) == (5.5, 1.0)
+    assert x.ftf == pytest.approx(1_100 / 1_010)
+    assert y.ftf == 1.0
+    assert metrics.max_ftf == pytest.approx(1_100 / 1_010)
+    assert metrics.jain_ftf > 0.99 > metrics.jain_index
 
 
 def test_conservation_violation_is_raised() -> None:

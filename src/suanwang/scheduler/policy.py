@@ -3,7 +3,7 @@
 A :class:`Policy` is a frozen set of named switches; :data:`POLICIES` holds the four the
 simulator compares. What each switch means is implemented in its own module:
 
-- ``ordering`` and ``fair_share``: :mod:`~suanwang.scheduler.queues`;
+- ``ordering``, ``fair_share`` and ``fleet_share``: :mod:`~suanwang.scheduler.queues`;
 - ``quotas``: :mod:`~suanwang.scheduler.quota`;
 - ``preemption``: :mod:`~suanwang.scheduler.preempt`;
 - ``backfill`` and ``strict_fifo``: :mod:`~suanwang.scheduler.backfill`;
@@ -38,6 +38,8 @@ class Tuning:
         fair_share_weight: Multifactor: weight of the fair-share factor.
         gain_max_wait_s: Heterogeneity: jobs waiting longer than this lose their
             high-gain head start (anti-starvation).
+        fleet_share_step: Fleet share: shares are compared in whole multiples of this
+            fraction of the tenant's fair part of the fleet (0: exactly).
         max_preemption_attempts: Preemption searches per cycle, at most.
         max_victim_candidates: Running jobs one preemption search looks at, at most.
         max_pending_reports: Plain Pending decisions per cycle after which jobs that can
@@ -51,6 +53,7 @@ class Tuning:
     age_horizon_s: float = 7 * 86_400.0
     fair_share_weight: float = 1.0
     gain_max_wait_s: float = 3_600.0
+    fleet_share_step: float = 1.0
     max_preemption_attempts: int = 64
     max_victim_candidates: int = 64
     max_pending_reports: int = 2_000
@@ -76,6 +79,9 @@ class Policy:
         data_aware: Add dataset transfer time to remote regions and stage data there.
         fair_share: Among equal priorities, tenants that borrow least (dominant share,
             weighted) go first.
+        fleet_share: Then (or, without cohorts, instead) the tenant holding the fewest
+            normalised units of the whole fleet, divided by its weight, goes first
+            (DRF-style over every tenant, so no tenant starves behind heavy users).
         pool_choice: Heterogeneity-blind pool choice (see :data:`PoolChoice`).
         tuning: Numeric knobs.
     """
@@ -89,6 +95,7 @@ class Policy:
     heterogeneity: bool = False
     data_aware: bool = False
     fair_share: bool = False
+    fleet_share: bool = False
     pool_choice: PoolChoice = "best_fit"
     tuning: Tuning = field(default_factory=Tuning)
 
@@ -130,10 +137,11 @@ SUANWANG = Policy(
     heterogeneity=True,
     data_aware=True,
     fair_share=True,
+    fleet_share=True,
     pool_choice="best_fit",
 )
-"""Ours: Kueue quotas and preemption, fair sharing, EASY backfill, heterogeneity- and
-data-aware placement."""
+"""Ours: Kueue quotas and preemption, fair sharing (cohort, then fleet), EASY backfill,
+heterogeneity- and data-aware placement."""
 
 POLICIES: dict[str, Policy] = {p.name: p for p in (FIFO, SLURM, KUEUE, SUANWANG)}
 """The named policies, by name."""

@@ -10,22 +10,28 @@ Three orderings (:data:`~.policy.Ordering`), each a static sort key per job:
 - ``multifactor`` (Slurm): higher score first, ``score = priority + age_weight *
   min(age / age_horizon_s, 1) + fair_share_weight * 2 ** (-usage_share / norm_shares)``.
 
-With fair sharing, among equal priorities the tenant with the lowest dominant share
-(``QuotaLedger.share``, Kueue's fair sharing) goes first. Shares are taken from work
-started before ``now`` and fixed for the cycle: a cycle re-run at the same instant orders
-jobs the same way, and the next cycle sees what this one admitted.
+With fair sharing, among equal priorities tenants are ordered by a two-part share
+(:func:`share_key`): first the cohort share (``QuotaLedger.share``, Kueue's fair
+sharing: borrowers behind, the least borrowing first), then the tenant's *fleet share*
+(:func:`fleet_shares`): the normalised compute units it holds over the fleet's, divided
+by its weight (DRF-style, over every tenant, cohort or not), compared in whole multiples
+of its fair part (``Tuning.fleet_share_step``), so that with no cohort at all tenants
+under their fair part still go first and none starves behind heavy users. Shares are
+taken from work started before ``now`` and fixed for the cycle: a cycle re-run at the
+same instant orders jobs the same way, and the next cycle sees what this one admitted.
 
 Not here: quotas (``quota.py``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from suanwang.domain.ids import JobId, TenantId
 from suanwang.scheduler.policy import Policy
-from suanwang.scheduler.snapshot import PendingJob
+from suanwang.scheduler.snapshot import PendingJob, Snapshot
 
 SortKey = tuple[Any, ...]
 """A job's static sort key; its first element is the priority tier."""
@@ -73,6 +79,66 @@ def fair_share_factors(
     return factors
 
 
+def fleet_shares(snapshot: Snapshot) -> dict[TenantId, float]:
+    """Each running tenant's share of the fleet, weighted: units held / fleet units / weight.
+
+    Units are ``Snapshot.chip_units`` per card (1.0 when absent), held by work started
+    before ``now``; the weight is the tenant's queue weight (1.0 without a queue; weight
+    0 or less gives an infinite share). Tenants holding nothing are absent (share 0).
+    """
+    units = snapshot.chip_units
+    fleet = sum(n.cards_total * units.get(n.chip, 1.0) for n in snapshot.nodes)
+    held: dict[TenantId, float] = {}
+    for job in snapshot.running:
+        if job.started_at < snapshot.now:
+            cards = sum(p.cards for p in job.placements)
+            held[job.tenant] = held.get(job.tenant, 0.0) + cards * units.get(job.chip, 1.0)
+    shares: dict[TenantId, float] = {}
+    for tenant, amount in held.items():
+        weight = _weight(snapshot, tenant)
+        if amount <= 0 or fleet <= 0:
+            continue
+        shares[tenant] = amount / fleet / weight if weight > 0 else math.inf
+    return shares
+
+
+def share_key(
+    policy: Policy, snapshot: Snapshot, cohort_share: Callable[[TenantId], float] | None
+) -> Callable[[TenantId], tuple[float, float]] | None:
+    """The fair-share part of a job's sort key, ``(cohort share, fleet share level)``;
+    None when the policy orders by neither (``fair_share`` off or no cohort, and
+    ``fleet_share`` off).
+
+    The level is the tenant's fleet share over its fair part of the fleet (its weight
+    over the weights of every tenant with pending or running work), in whole multiples of
+    ``Tuning.fleet_share_step`` (0: not rounded): tenants under their fair part come
+    first, and tenants of the same level keep the rest of the order (gain, submission),
+    which keeps the tail of long jobs short.
+    """
+    if not policy.fair_share:
+        cohort_share = None
+    if cohort_share is None and not policy.fleet_share:
+        return None
+    fleet = fleet_shares(snapshot) if policy.fleet_share else {}
+    active = {j.tenant for j in snapshot.pending} | {j.tenant for j in snapshot.running}
+    weights = sum(_weight(snapshot, t) for t in active)
+    step = policy.tuning.fleet_share_step
+
+    def key(tenant: TenantId) -> tuple[float, float]:
+        cohort = 0.0 if cohort_share is None else cohort_share(tenant)
+        level = fleet.get(tenant, 0.0) * weights
+        if step > 0 and math.isfinite(level):
+            level = float(math.floor(level / step))
+        return (cohort, level)
+
+    return key
+
+
+def _weight(snapshot: Snapshot, tenant: TenantId) -> float:
+    queue = snapshot.queues.get(tenant)
+    return 1.0 if queue is None else max(queue.weight, 0.0)
+
+
 def multifactor_key(
     policy: Policy, now: float, factors: Mapping[TenantId, float]
 ) -> Callable[[PendingJob], SortKey]:
@@ -96,16 +162,17 @@ def priority_key(
     policy: Policy,
     now: float,
     gain_of: Callable[[PendingJob], float] | None,
-    share_of: Callable[[TenantId], float] | None = None,
+    share_of: Callable[[TenantId], Any] | None = None,
 ) -> Callable[[PendingJob], SortKey]:
     """Sort key of the ``priority`` ordering, with the high-gain head start if given,
-    and the tenant's (fixed) share right after the priority if given."""
+    and the tenant's (fixed) share right after the priority if given (a number or a
+    tuple such as :func:`share_key`'s)."""
     if gain_of is None and share_of is None:
         return queue_key
     max_wait_s = policy.tuning.gain_max_wait_s
 
     def key(job: PendingJob) -> SortKey:
-        share = 0.0 if share_of is None else share_of(job.tenant)
+        share: Any = 0.0 if share_of is None else share_of(job.tenant)
         if gain_of is None or now - job.submitted_at > max_wait_s:
             return (-job.priority, share, 0, 0.0, job.seq, job.id)
         return (-job.priority, share, 1, -gain_of(job), job.seq, job.id)

@@ -8,9 +8,18 @@ costs of preemption and data staging. It first calls :func:`check_invariants`, w
 raises :class:`~suanwang.simulator.errors.InvariantViolation` when a job did not end in
 exactly one terminal state or when card-seconds or work were not conserved.
 
-Fairness: Jain's index is computed over the tenants' average *slowdown* (JCT divided by
-the job's run time alone on the reference chip): 1.0 when every tenant's jobs are slowed
-down alike, 1/n when one tenant bears it all.
+Fairness, two ways (both reported):
+
+- ``jain_index``: Jain's index over the tenants' *average slowdown* (mean over their
+  jobs of JCT / run time alone on the reference chip). Sensitive to tiny jobs: one
+  ten-second job that waited an hour weighs as much as a week-long one.
+- ``jain_ftf`` and ``max_ftf``: over each tenant's *finish-time fairness*
+  ``rho = sum(JCT) / sum(run time alone)`` (Themis, NSDI 2020, with the reference-chip run
+  time standing in for the tenant's run time on its own share): how much longer the
+  tenant's work took than it would alone. ``max_ftf`` is the worst-off tenant's rho, the
+  number Themis minimises; a starved tenant shows up there first.
+
+Jain's index is 1.0 when every tenant fares alike and 1/n when one tenant bears it all.
 """
 
 from __future__ import annotations
@@ -57,6 +66,8 @@ class TenantMetrics:
     avg_slowdown: float
     card_s: float
     share: float
+    ftf: float = 0.0
+    """Finish-time fairness rho: sum of JCT over sum of reference run time (0: none done)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +99,10 @@ class PolicyMetrics:
     policy_wall_s: float
     jct_cdf_s: tuple[float, ...] = field(default_factory=tuple)
     """JCT at quantiles 0, 1, ..., 100 % (for CDF plots)."""
+    jain_ftf: float = 1.0
+    """Jain's index over the tenants' finish-time fairness (``TenantMetrics.ftf``)."""
+    max_ftf: float = 0.0
+    """The worst-off tenant's finish-time fairness."""
 
     @property
     def jobs_per_s(self) -> float:
@@ -199,6 +214,8 @@ def compute_metrics(outcome: SimOutcome) -> PolicyMetrics:
         wall_s=counters.wall_s,
         policy_wall_s=counters.policy_wall_s,
         jct_cdf_s=tuple(percentile(jcts, p) for p in range(CDF_POINTS)) if jcts else (),
+        jain_ftf=jain_index(t.ftf for t in tenants if t.completed),
+        max_ftf=max((t.ftf for t in tenants if t.completed), default=0.0),
     )
 
 
@@ -212,7 +229,8 @@ def _finished(jobs: Iterable[JobRecord]) -> list[tuple[JobRecord, float, float]]
 
 
 def tenant_metrics(outcome: SimOutcome) -> tuple[TenantMetrics, ...]:
-    """Per tenant: jobs, completed, average JCT and slowdown, card-seconds and share."""
+    """Per tenant: jobs, completed, average JCT and slowdown, card-seconds, share and
+    finish-time fairness."""
     card_s: dict[str, float] = {}
     tenant_of = {j.job_id: j.tenant for j in outcome.jobs}
     for a in outcome.attempts:
@@ -228,6 +246,7 @@ def tenant_metrics(outcome: SimOutcome) -> tuple[TenantMetrics, ...]:
         jct = [end - j.submit_s for j, _, end in done]
         slow = [(end - j.submit_s) / j.duration_s for j, _, end in done]
         used = card_s.get(tenant, 0.0)
+        alone = math.fsum(j.duration_s for j, _, _ in done)
         rows.append(
             TenantMetrics(
                 tenant=tenant,
@@ -237,6 +256,7 @@ def tenant_metrics(outcome: SimOutcome) -> tuple[TenantMetrics, ...]:
                 avg_slowdown=math.fsum(slow) / len(slow) if slow else 0.0,
                 card_s=used,
                 share=used / total if total else 0.0,
+                ftf=math.fsum(jct) / alone if alone > 0 else 0.0,
             )
         )
     return tuple(rows)

@@ -98,16 +98,19 @@ def _utilisation_chart(label: str, m: PolicyMetrics) -> str:
 def _tenants_html(label: str, m: PolicyMetrics) -> str:
     lines = [
         "<tr><th>tenant</th><th>jobs</th><th>completed</th><th>avg JCT (h)</th>"
-        "<th>avg slowdown</th><th>share of card-hours</th></tr>"
+        "<th>avg slowdown</th><th>rho (finish-time fairness)</th>"
+        "<th>share of card-hours</th></tr>"
     ]
     for t in m.tenants:
         lines.append(
             f"<tr><td>{escape(t.tenant)}</td><td>{t.jobs:,}</td><td>{t.completed:,}</td>"
             f"<td>{t.avg_jct_s / HOUR_S:,.2f}</td><td>{t.avg_slowdown:,.2f}</td>"
+            f"<td>{t.ftf:,.2f}</td>"
             f"<td>{100 * t.share:.1f} %</td></tr>"
         )
     return (
-        f"<h3>{escape(label)} (Jain {m.jain_index:.3f})</h3><table>" + "".join(lines) + "</table>"
+        f"<h3>{escape(label)} (Jain over slowdown {m.jain_index:.3f}, over rho "
+        f"{m.jain_ftf:.3f}, worst rho {m.max_ftf:,.2f})</h3><table>" + "".join(lines) + "</table>"
     )
 
 
