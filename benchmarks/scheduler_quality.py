@@ -2,20 +2,27 @@
 
 The real Philly-derived trace (``../shared/traces/philly-gavel-seed0.csv``, 15 tenants,
 13,716 jobs) is replayed through the simulator, which runs the same scheduler code as the
-live control plane:
+live control plane, with all four policies in one run per fleet:
 
-(a) on Gavel's heterogeneous fleet (V100 / P100 / K80, ``gavel-hetero``), each job's
-    speed on each type taken from ``throughput-matrix.csv``;
-(b) on the demo fleet (Ascend 910B, H20, MetaX C500, Hygon K100 …), speeds mapped from the
-    matrix as documented in ``docs/simulator.md``. The demo fleet has 12,000+ cards and the
-    trace asks for at most 32, so arrivals are compressed (``--demo-time-scale``) to load it.
+(a) on Gavel's heterogeneous V100 / P100 / K80 mix, each job's speed on each type taken
+    from ``throughput-matrix.csv``: the whole trace on ``gavel-hetero-768`` (768 GPUs,
+    ~527 V100-equivalents), and a window of it (``--small-window``, default the first
+    1,000 jobs) on Gavel's own 108-GPU ``gavel-hetero``, which that window overloads
+    many times over (a stress test of starvation);
+(b) on a 1/50 slice of the demo fleet (``benchmarks/fleets/demo-slice-50.yaml``: the
+    demo's regions, clusters, chip mix and WAN link, 256 cards, ~500 V100-equivalents),
+    speeds mapped from the matrix as documented in ``docs/trace-format.md``. The whole
+    demo fleet (12,500+ cards) never queues this trace (at most 32 cards a job), so every
+    policy ties there; ``--demo-fleet demo --demo-time-scale 0.001`` replays it anyway.
 
-For speed the default replays a window (the first ``--max-jobs`` jobs); ``--max-jobs 0``
-replays the whole trace. Each policy's average / median / p95 JCT, queueing delay,
-makespan, utilisation, Jain's index and per-tenant JCT are written, with our policy's JCT
-as a ratio to each baseline, to ``benchmarks/results/scheduler_quality.{json,md}``.
+Each policy's average / median / p95 JCT, queueing delay, makespan, utilisation, Jain's
+index over the tenants' average slowdown and over their finish-time fairness rho
+(sum of JCT / sum of reference run time), the worst tenant's rho and per-tenant JCT are
+written, with our policy's JCT as a ratio to each baseline, to
+``benchmarks/results/scheduler_quality.{json,md}``.
 
-Run: ``.venv/bin/python benchmarks/scheduler_quality.py [--max-jobs 2000]``.
+Run: ``.venv/bin/python benchmarks/scheduler_quality.py`` (whole trace; ``--max-jobs N``
+replays the first N jobs on the large fleets instead).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import json
 import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +50,20 @@ POLICIES = ("fifo", "slurm", "kueue", "suanwang")
 BASELINES = ("fifo", "slurm", "kueue")
 
 
-def inputs_for(kind: FleetKind, fleet: str, max_jobs: int | None, time_scale: float) -> Inputs:
+DEMO_SLICE = HERE / "fleets" / "demo-slice-50.yaml"
+
+
+def inputs_for(
+    kind: FleetKind, fleet: str, max_jobs: int | None, time_scale: float = 1.0
+) -> Inputs:
     jobs = import_philly_gavel(
         TRACES / "philly-gavel-seed0.csv", TRACES / "throughput-matrix.csv", kind, max_jobs=max_jobs
     )
+    name = f"philly-gavel-seed0 ({len(jobs)} jobs)"
     if time_scale != 1.0:
         jobs = [dataclasses.replace(j, submit_s=j.submit_s * time_scale) for j in jobs]
-    return Inputs(load_fleet(fleet), tuple(jobs), None, f"philly-gavel-seed0 ({len(jobs)} jobs)")
+        name += f", arrivals x {time_scale:g}"
+    return Inputs(load_fleet(fleet), tuple(jobs), None, name)
 
 
 def row(m: PolicyMetrics) -> dict[str, Any]:
@@ -62,6 +77,8 @@ def row(m: PolicyMetrics) -> dict[str, Any]:
         "avg_queueing_h": m.queueing_s.avg / 3600,
         "makespan_h": m.makespan_s / 3600,
         "jain_index": m.jain_index,
+        "jain_ftf": m.jain_ftf,
+        "max_ftf": m.max_ftf,
         "preemptions": m.preemptions,
         "lost_card_h": m.lost_card_s / 3600,
         "utilisation": dict(m.utilisation),
@@ -71,6 +88,8 @@ def row(m: PolicyMetrics) -> dict[str, Any]:
                 "jobs": t.jobs,
                 "avg_jct_h": t.avg_jct_s / 3600,
                 "avg_slowdown": t.avg_slowdown,
+                "ftf": t.ftf,
+                "share": t.share,
             }
             for t in m.tenants
         },
@@ -95,67 +114,127 @@ def markdown(name: str, rows: list[dict[str, Any]], ratios: dict[str, dict[str, 
         f"## {name}",
         "",
         "| policy | avg JCT h | median h | p95 h | avg queue h | makespan h | "
-        "Jain | preemptions | worst tenant avg JCT h |",
-        "|" + "---|" * 9,
+        "Jain (slowdown) | Jain (rho) | worst rho | worst tenant avg JCT h | preemptions |",
+        "|" + "---|" * 11,
     ]
     for r in rows:
         worst = max(t["avg_jct_h"] for t in r["tenants"].values())
         out.append(
             f"| {r['policy']} | {r['avg_jct_h']:.2f} | {r['median_jct_h']:.2f} | "
-            f"{r['p95_jct_h']:.2f} | "
-            f"{r['avg_queueing_h']:.2f} | {r['makespan_h']:.1f} | {r['jain_index']:.3f} | "
-            f"{r['preemptions']} | {worst:.2f} |"
+            f"{r['p95_jct_h']:.2f} | {r['avg_queueing_h']:.2f} | {r['makespan_h']:.1f} | "
+            f"{r['jain_index']:.3f} | {r['jain_ftf']:.3f} | {r['max_ftf']:.2f} | "
+            f"{worst:.2f} | {r['preemptions']} |"
         )
     out.append("")
     out += [
         f"- ours / {b}: avg JCT × {v['avg_jct_ratio']:.2f}, p95 JCT × {v['p95_jct_ratio']:.2f}"
         for b, v in ratios.items()
     ]
+    out += ["", *tenant_table(rows)]
     return "\n".join(out) + "\n"
 
 
-def run(name: str, inputs: Inputs, config: SimConfig) -> dict[str, Any]:
+def tenant_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Per-tenant average JCT (h) and rho under each policy."""
+    tenants = sorted({t for r in rows for t in r["tenants"]})
+    out = [
+        "<details><summary>per-tenant average JCT h (rho)</summary>",
+        "",
+        "| tenant | jobs | " + " | ".join(r["policy"] for r in rows) + " |",
+        "|" + "---|" * (len(rows) + 2),
+    ]
+    for tenant in tenants:
+        cells = []
+        for r in rows:
+            t = r["tenants"].get(tenant)
+            cells.append(f"{t['avg_jct_h']:.1f} ({t['ftf']:.1f})" if t else "-")
+        jobs = next(r["tenants"][tenant]["jobs"] for r in rows if tenant in r["tenants"])
+        out.append(f"| {tenant} | {jobs} | " + " | ".join(cells) + " |")
+    return [*out, "", "</details>", ""]
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """One fleet and window of the trace, replayed under every policy."""
+
+    name: str
+    kind: FleetKind
+    fleet: str
+    max_jobs: int | None
+    time_scale: float = 1.0
+
+
+def run_one(scenario: Scenario, policy: str, config: SimConfig) -> dict[str, Any]:
+    """One policy over one scenario (a worker process's task): its result row."""
     started = time.perf_counter()
+    inputs = inputs_for(scenario.kind, scenario.fleet, scenario.max_jobs, scenario.time_scale)
+    (metrics,) = run_policies(inputs, [policy], config)
+    took = time.perf_counter() - started
+    print(f"  {scenario.name} {policy}: {metrics.jobs} jobs ({took:.0f} s)", file=sys.stderr)
+    return {**row(metrics), "trace": inputs.trace_name}
 
-    def progress(tag: str, done: int, total: int) -> None:
-        if done == total:
-            print(
-                f"  {name} {tag}: {total} jobs done ({time.perf_counter() - started:.0f} s)",
-                file=sys.stderr,
-            )
 
-    rows = [row(m) for m in run_policies(inputs, POLICIES, config, progress)]
-    return {"fleet": name, "trace": inputs.trace_name, "rows": rows, "ratios": compare(rows)}
+def run_all(scenarios: list[Scenario], config: SimConfig, workers: int) -> list[dict[str, Any]]:
+    """Every policy over every scenario, ``workers`` simulations at a time."""
+    tasks = [(s, p) for s in scenarios for p in POLICIES]
+    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = [pool.submit(run_one, s, p, config) for s, p in tasks]
+        done = [f.result() for f in futures]
+    results = []
+    for scenario in scenarios:
+        rows = [r for (s, _p), r in zip(tasks, done, strict=True) if s is scenario]
+        trace = rows[0].pop("trace")
+        for r in rows[1:]:
+            r.pop("trace")
+        results.append(
+            {"fleet": scenario.name, "trace": trace, "rows": rows, "ratios": compare(rows)}
+        )
+    return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--max-jobs", type=int, default=2000, help="0 = the whole trace")
+    parser.add_argument(
+        "--max-jobs", type=int, default=0, help="jobs on the large fleets (0 = whole trace)"
+    )
+    parser.add_argument(
+        "--small-window", type=int, default=1000, help="jobs on gavel-hetero (0 = skip)"
+    )
+    parser.add_argument(
+        "--demo-fleet", default=str(DEMO_SLICE), help="demo fleet (file, or 'demo')"
+    )
     parser.add_argument(
         "--demo-time-scale",
         type=float,
-        default=0.02,
+        default=1.0,
         help="multiply submit times on the demo fleet (compress arrivals)",
     )
     parser.add_argument("--decision-interval-s", type=float, default=60.0)
+    parser.add_argument(
+        "--workers", type=int, default=4, help="simulations run in parallel processes"
+    )
     args = parser.parse_args()
     max_jobs = args.max_jobs or None
     config = SimConfig(decision_interval_s=args.decision_interval_s)
-    results = [
-        run(
-            "gavel-hetero (V100/P100/K80)",
-            inputs_for(FleetKind.GAVEL, "gavel-hetero", max_jobs, 1.0),
-            config,
-        ),
-        run(
-            "demo fleet", inputs_for(FleetKind.DEMO, "demo", max_jobs, args.demo_time_scale), config
+    demo = Path(args.demo_fleet).stem
+    scenarios = [
+        Scenario("gavel-hetero-768 (V100/P100/K80)", FleetKind.GAVEL, "gavel-hetero-768", max_jobs),
+        Scenario("gavel-hetero (108 GPUs)", FleetKind.GAVEL, "gavel-hetero", args.small_window),
+        Scenario(
+            f"demo fleet ({demo})", FleetKind.DEMO, args.demo_fleet, max_jobs, args.demo_time_scale
         ),
     ]
+    if not args.small_window:
+        del scenarios[1]
+    results = run_all(scenarios, config, args.workers)
     RESULTS.mkdir(exist_ok=True)
     payload = {
         "benchmark": "scheduler_quality",
         "max_jobs": max_jobs,
+        "small_window": args.small_window,
+        "demo_fleet": demo,
         "demo_time_scale": args.demo_time_scale,
+        "workers": args.workers,
         "config": config.settings(),
         "results": results,
     }
