@@ -204,13 +204,19 @@ def test_simulated_replicas_and_ownership(world: tuple[Platform, StubEngines, Se
     stranger = Principal("k2", Scope.TENANT_ADMIN, "other")  # type: ignore[arg-type]
     public = platform.deployments.deploy(OP, "qwen2.5-72b-instruct", "sim", 2).deployment
     assert (public.engine, public.simulated) == ("vllm-ascend", True)
-    private = platform.deployments.deploy(admin, "glm-4-9b-chat", "sim", 1).deployment
-    assert private.tenant == "acme"
+    first = platform.deployments.deploy(admin, "glm-4-9b-chat", "sim", 1, idempotency_key="k1")
+    assert first.deployment.tenant == "acme"
+    retried = platform.deployments.deploy(admin, "glm-4-9b-chat", "sim", 1, idempotency_key="k1")
+    assert retried.deployment.id == first.deployment.id
+    with pytest.raises(ValidationError):
+        platform.deployments.deploy(admin, "bge-m3", "sim", 1, idempotency_key="k1")
+    private = first.deployment
     _drive(platform, _ready(platform, public.id, 2))
     _drive(platform, _ready(platform, private.id, 1))
     urls = sorted(v.base_url for v in platform_views(platform))
     assert urls == sorted([f"sim://{public.id}-0", f"sim://{public.id}-1", f"sim://{private.id}-0"])
     assert {d.deployment.id for d in platform.deployments.list(stranger)} == {public.id}
+    assert platform.deployments.replica_counts() == {"ready-simulated": 3}
     with pytest.raises(NotFound):
         platform.deployments.scale(stranger, private.id, 3)
     with pytest.raises(Forbidden):

@@ -63,6 +63,7 @@ class DeploymentRecord:
     simulated: bool
     created_at: float
     updated_at: float
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,14 +80,22 @@ class Deployments:
         replicas: int,
         engine: str | None = None,
         tenant: str | None = None,
+        idempotency_key: str | None = None,
     ) -> DeploymentDetail:
-        """Create a deployment and queue its replicas' jobs (in one transaction)."""
+        """Create a deployment and queue its replicas' jobs (in one transaction).
+
+        A retry with the same ``idempotency_key`` (same owner) returns the deployment the
+        first call made; the check runs under the scheduler lock, so concurrent retries agree.
+        """
         spec = self.model(model)
         check_replicas(replicas)
         owner = _owner(principal, tenant)
         now = self._clock.now()
         with self._uows() as uow:
             uow.lock_scheduler()
+            replay = _replay(uow, owner, idempotency_key, (model, cluster, engine))
+            if replay is not None:
+                return DeploymentDetail(replay, uow.deployments.replicas(replay.id))
             if owner is not None and uow.tenancy.tenant(owner) is None:
                 raise NotFound(f"no tenant {owner!r}", field="tenant")
             if owner is None and uow.tenancy.tenant(PUBLIC_TENANT) is None:
@@ -105,6 +113,7 @@ class Deployments:
                 simulated=simulated,
                 created_at=now,
                 updated_at=now,
+                idempotency_key=idempotency_key,
             )
             uow.deployments.add_deployment(dep)
             self._converger(uow, placement, now).run(dep)
@@ -157,6 +166,15 @@ class Deployments:
         with self._uows() as uow:
             dep = self._visible(uow, principal, deployment_id)
             return DeploymentDetail(dep, uow.deployments.replicas(dep.id))
+
+    def replica_counts(self) -> dict[str, int]:
+        """Replicas by state (``simulated`` ones counted apart), for metrics."""
+        counts: dict[str, int] = {}
+        with self._uows() as uow:
+            for r in uow.deployments.replicas():
+                key = f"{r.state.value}{'-simulated' if r.simulated else ''}"
+                counts[key] = counts.get(key, 0) + 1
+        return counts
 
     # --- the control loop's step --------------------------------------------------------
     def converge(self) -> None:
@@ -253,3 +271,22 @@ def _owner(principal: Principal, tenant: str | None) -> str | None:
     if tenant is not None and tenant != principal.tenant_id:
         raise NotFound(f"no tenant {tenant!r}", field="tenant")
     return principal.tenant_id
+
+
+def _replay(
+    uow: UnitOfWork, owner: str | None, key: str | None, asked: tuple[object, ...]
+) -> DeploymentRecord | None:
+    """The deployment an earlier call with ``key`` made for ``owner``, if any."""
+    if key is None:
+        return None
+    for dep in uow.deployments.deployments(owner, all_tenants=owner is None):
+        if dep.idempotency_key == key and dep.tenant == owner:
+            model, cluster, engine = asked  # replicas may have been scaled since
+            if (dep.model, dep.cluster) != (model, cluster) or engine not in (None, dep.engine):
+                raise ValidationError(
+                    "this Idempotency-Key was used with a different deployment",
+                    field="Idempotency-Key",
+                    hint="use a new key for a new deployment",
+                )
+            return dep
+    return None

@@ -34,7 +34,11 @@ class DeploymentRepository:
                 engine=d.engine,
                 replicas=d.replicas,
                 state=d.state.value,
-                spec={"chip": d.chip, "simulated": d.simulated},
+                spec={
+                    "chip": d.chip,
+                    "simulated": d.simulated,
+                    "idempotency_key": d.idempotency_key,
+                },
                 created_at=d.created_at,
                 updated_at=d.updated_at,
                 version=1,
@@ -152,6 +156,7 @@ def _deployment(row: DeploymentRow) -> DeploymentRecord:
         simulated=bool(spec.get("simulated", False)),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        idempotency_key=str(key) if (key := spec.get("idempotency_key")) else None,
     )
 
 

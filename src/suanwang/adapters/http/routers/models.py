@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Header
 from pydantic import BaseModel, ConfigDict, Field
 
 from suanwang.adapters.http.security import AuthorizedRoute, current_platform, current_principal
@@ -160,10 +160,23 @@ def show_model(name: str, platform: PlatformDep) -> ModelPublic:
 
 
 @router.post("", status_code=201, response_model=DeploymentPublic, summary="Deploy a model")
-def deploy(body: DeployIn, principal: PrincipalDep, platform: PlatformDep) -> DeploymentPublic:
-    """Queue the replicas of a model on a cluster; each is a job the scheduler places."""
+def deploy(
+    body: DeployIn,
+    principal: PrincipalDep,
+    platform: PlatformDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> DeploymentPublic:
+    """Queue the replicas of a model on a cluster; each is a job the scheduler places.
+
+    Retrying with the same ``Idempotency-Key`` returns the same deployment."""
     detail = platform.deployments.deploy(
-        principal, body.model, body.cluster, body.replicas, body.engine, body.tenant
+        principal,
+        body.model,
+        body.cluster,
+        body.replicas,
+        body.engine,
+        body.tenant,
+        idempotency_key=idempotency_key,
     )
     return deployment_public(detail)
 
