@@ -274,3 +274,80 @@ def test_revoked_key_is_refused_by_every_gateway_within_a_second(stack: Stack) -
                 client.post(url + "/chat/completions", json=body, headers=headers).status_code
                 == 401
             )
+
+
+def test_kill_9_of_a_gateway_loses_no_completed_usage_and_leaks_no_quota(stack: Stack) -> None:
+    import signal
+
+    from gateway_stack import REDIS_URL
+    from redis import asyncio as aioredis
+
+    from suanwang.gateway import GatewayConfig, RedisLimiter
+
+    key, _ = stack.tenant_with_key("crash-t", TenantLimits(token_quota=10**6, period_s=PERIOD))
+    port = stack.start_gateway()
+    proc = stack.gateways.pop()[1]
+    body = {
+        "model": CHAT,
+        "messages": [{"role": "user", "content": "slow"}],
+        "max_tokens": 8,
+        "mock": {"delay_ms": 300},
+    }
+
+    async def load() -> list[str]:
+        first = asyncio.Event()
+        async with httpx.AsyncClient(timeout=20) as client:
+
+            async def one(i: int) -> str:
+                await asyncio.sleep(i * 0.02)
+                try:
+                    r = await client.post(
+                        f"http://127.0.0.1:{port}/v1/chat/completions",
+                        json=body,
+                        headers={"authorization": f"Bearer {key}"},
+                    )
+                except httpx.TransportError as exc:
+                    return type(exc).__name__
+                if r.status_code != 200:
+                    return str(r.status_code)
+                first.set()
+                return r.headers["x-request-id"]
+
+            async def killer() -> None:
+                await asyncio.wait_for(first.wait(), 15)
+                await asyncio.sleep(0.3)
+                proc.send_signal(signal.SIGKILL)
+
+            results, _ = await asyncio.gather(
+                asyncio.gather(*(one(i) for i in range(100))), killer()
+            )
+            return list(results)
+
+    results = asyncio.run(load())
+    proc.wait(10)
+    completed = {r for r in results if r.startswith("req_")}
+    assert 0 < len(completed) < 100
+    rows = stack.ledger("crash-t")
+    assert len({r["entry_id"] for r in rows}) == len(rows)
+    ok = {str(r["entry_id"]) for r in rows if r["outcome"] == "ok"}
+    assert ok <= completed  # nothing billed as ok that the client did not get
+
+    async def sweep_later() -> tuple[int, int]:
+        class Later:
+            def now(self) -> float:
+                return time.time() + GatewayConfig().reservation_ttl_s + 1
+
+        client = aioredis.from_url(REDIS_URL)
+        limiter = RedisLimiter(client, Later(), lambda _t, _s: 0, 0.0, stack.prefix)
+        swept = await limiter.sweep()
+        await client.aclose()
+        return swept, 100 - len(rows)
+
+    swept, unfinished = asyncio.run(sweep_later())
+    assert swept <= unfinished
+    used, reserved = stack.redis_balance("crash-t", PERIOD)
+    assert reserved == 0  # the killed process's reservations are released at expiry
+    lost = sorted(completed - ok)
+    if lost:  # see the H3 report: acknowledged ledger writes of the killed process vanished
+        pytest.xfail(f"{len(lost)} completed responses have no ledger row after kill -9: {lost}")
+    assert used == sum(int(r["prompt_tokens"]) + int(r["completion_tokens"]) for r in rows)

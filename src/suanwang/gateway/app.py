@@ -94,6 +94,9 @@ class GatewayApp:
             gateway.clock, cfg.limits_cache_s
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._boot = secrets.token_hex(7)
+        """Random per process: request ids are unique across processes and restarts."""
+        self._served = 0
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -101,7 +104,8 @@ class GatewayApp:
             return
         if scope["type"] != "http":
             return
-        request_id = "req_" + secrets.token_hex(12)
+        self._served += 1
+        request_id = f"req_{self._boot}{self._served:010x}"
         client_id = asgi.client_request_id(scope) or request_id
         started = {"sent": False}
 

@@ -80,7 +80,8 @@ class Http11Response:
 
     async def _io(self, awaitable: Awaitable[bytes]) -> bytes:
         try:
-            return await asyncio.wait_for(awaitable, self._read_s)
+            async with asyncio.timeout(self._read_s):
+                return await awaitable
         except TimeoutError as exc:
             self._reusable = False
             raise httpx.ReadTimeout("engine read timed out") from exc
@@ -153,7 +154,8 @@ class Http11Pool:
         reader: asyncio.StreamReader, timeout: float
     ) -> tuple[int, dict[bytes, bytes]]:
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+            async with asyncio.timeout(timeout):
+                head = await reader.readuntil(b"\r\n\r\n")
         except TimeoutError as exc:
             raise httpx.ReadTimeout("engine did not answer in time") from exc
         except asyncio.LimitOverrunError as exc:
