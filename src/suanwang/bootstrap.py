@@ -177,6 +177,9 @@ def build_app(settings: Settings, *, control: bool = True, clock: Clock | None =
     platform = build_platform(settings, clock)
     metrics = Metrics()
     metrics.add_gauges("suanwang_jobs", "jobs by state", "state", platform.job_counts)
+    metrics.add_gauges(
+        "suanwang_replicas", "model replicas by state", "state", platform.deployments.replica_counts
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
