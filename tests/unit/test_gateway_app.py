@@ -310,3 +310,30 @@ def test_embeddings_and_completions() -> None:
     )
     assert comp.status_code == 200
     assert sorted(r.endpoint for r in sink.rows.values()) == ["completions", "embeddings"]
+
+
+def test_simulated_replicas_are_served_by_the_simulated_engine() -> None:
+    from suanwang.engines.simulated import create_app
+    from suanwang.services.catalogue import default_catalogue
+    from suanwang.services.models import default_models
+
+    engine = create_app(default_models(), default_catalogue(), pace=0.0)
+    app, _, sink, key = setup(
+        [replica("sim-r1", base="sim://sim-r1")],
+        transports={"sim": httpx.ASGITransport(app=engine)},
+    )
+    plain = run(post(app, key, "/v1/chat/completions", chat_body(max_tokens=6)))
+    assert plain.status_code == 200
+    streamed = run(
+        post(
+            app,
+            key,
+            "/v1/chat/completions",
+            chat_body(stream=True, max_tokens=6, stream_options={"include_usage": True}),
+        )
+    )
+    assert streamed.status_code == 200
+    usage = [c for c in chunks_of(streamed.text) if c.get("usage")][-1]["usage"]
+    rows = sorted(sink.rows.values(), key=lambda r: r.started_at)
+    assert rows[1].completion_tokens == usage["completion_tokens"] > 0
+    assert {r.replica for r in rows} == {"sim-r1"}
