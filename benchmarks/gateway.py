@@ -259,17 +259,14 @@ def run(seconds: float, use_redis: bool) -> dict[str, Any]:
                 }
                 print(json.dumps(case))
                 cases.append(case)
-        rows = (
-            sa.create_engine(db_url)
-            .connect()
-            .execute(sa.text("SELECT count(*) FROM usage_ledger WHERE kind = 'tokens'"))
-        )
-        ledger_rows = int(rows.scalar_one())
     finally:
         gateway.terminate()
         mock.terminate()
-        gateway.wait(10)
+        gateway.wait(30)
         mock.wait(10)
+    with sa.create_engine(db_url).connect() as conn:  # after the gateway flushed on exit
+        query = "SELECT count(*) FROM usage_ledger WHERE kind = 'tokens'"
+        ledger_rows = int(conn.execute(sa.text(query)).scalar_one())
     return {
         "benchmark": "gateway",
         "seconds_per_case": seconds,
@@ -288,7 +285,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"Limiter: {result['limiter']}; {result['seconds_per_case']} s per case; "
         f"{result['machine']['cpus']} CPUs; load average at end "
         f"{', '.join(f'{x:.1f}' for x in result['load_average_at_end'])}; "
-        f"ledger rows written: {result['ledger_rows']}.",
+        f"ledger rows written: {result['ledger_rows']} "
+        f"(requests: {sum(c['gateway']['requests'] + 3 for c in result['cases'])}).",
         "",
         "| stream | conc. | direct rps | gateway rps | direct p50 ms | gateway p50 ms "
         "| added p50 ms | gateway p99 ms | gateway CPU ms/req | errors |",

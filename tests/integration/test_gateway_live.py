@@ -327,10 +327,10 @@ def test_kill_9_of_a_gateway_loses_no_completed_usage_and_leaks_no_quota(stack: 
     proc.wait(10)
     completed = {r for r in results if r.startswith("req_")}
     assert 0 < len(completed) < 100
-    rows = stack.ledger("crash-t")
+    stack.start_gateway()  # a restarted gateway replays the killed one's usage journal
+    rows = stack.wait_ledger("crash-t", len(completed))
     assert len({r["entry_id"] for r in rows}) == len(rows)
     ok = {str(r["entry_id"]) for r in rows if r["outcome"] == "ok"}
-    assert ok <= completed  # nothing billed as ok that the client did not get
 
     async def sweep_later() -> tuple[int, int]:
         class Later:
@@ -347,7 +347,7 @@ def test_kill_9_of_a_gateway_loses_no_completed_usage_and_leaks_no_quota(stack: 
     assert swept <= unfinished
     used, reserved = stack.redis_balance("crash-t", PERIOD)
     assert reserved == 0  # the killed process's reservations are released at expiry
-    lost = sorted(completed - ok)
-    if lost:  # see the H3 report: acknowledged ledger writes of the killed process vanished
-        pytest.xfail(f"{len(lost)} completed responses have no ledger row after kill -9: {lost}")
-    assert used == sum(int(r["prompt_tokens"]) + int(r["completion_tokens"]) for r in rows)
+    assert ok == completed  # every completed response billed exactly once
+    billed = sum(int(r["prompt_tokens"]) + int(r["completion_tokens"]) for r in rows)
+    # settled before the kill but never answered: counted as used, never billed (no overshoot)
+    assert billed <= used <= billed + 9 * (100 - len(completed))
