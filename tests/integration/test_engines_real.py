@@ -18,6 +18,8 @@ import importlib.util
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from gateway_stack import Stack, make_stack
+from gateway_stack import Stack, free_port, make_stack, wait_up
 
 from suanwang.bootstrap import build_platform
 from suanwang.domain.serving import ReplicaState
@@ -48,6 +50,7 @@ clusters:
 """
 READY_TIMEOUT_S = 120.0
 CHAT_TIMEOUT_S = 90.0
+SERVER_START_S = 120.0
 
 
 @dataclass
@@ -56,6 +59,7 @@ class Live:
     stack: Stack
     chat: str
     embed: str
+    paused: threading.Event
 
     def replica(self, dep_id: str) -> object:
         return self.platform.deployments.get(OP, dep_id).replicas[0]
@@ -75,19 +79,20 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     stack = make_stack(tmp_path_factory.mktemp("engines"))
     platform = build_platform(stack.settings, run_migrations=False)
     platform.fleet.apply_yaml(FLEET)
-    stop = threading.Event()
+    stop, paused = threading.Event(), threading.Event()
 
     def loop() -> None:
         while not stop.is_set():
-            platform.control.tick()
-            platform.deployments.check_health()
+            if not paused.is_set():
+                platform.control.tick()
+                platform.deployments.check_health()
             stop.wait(0.2)
 
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
     chat = platform.deployments.deploy(OP, CHAT, "local", 1).deployment.id
     embed = platform.deployments.deploy(OP, EMBED, "local", 1).deployment.id
-    world = Live(platform, stack, chat, embed)
+    world = Live(platform, stack, chat, embed, paused)
     try:
         world.wait(lambda: world.ready(chat) and world.ready(embed))
         yield world
@@ -141,7 +146,8 @@ def test_openai_client_through_the_gateway(live: Live) -> None:
     """Acceptance: the official client, unchanged, against a gateway fed by these engines."""
     openai = pytest.importorskip("openai")
     secret, _ = live.stack.tenant_with_key("acme")
-    live.stack.start_gateway()
+    proc, port = _serve(live, "suanwang.bootstrap:gateway_app_from_env", "/health")
+    live.stack.gateways.append((port, proc))  # stopped with the stack
     client = openai.OpenAI(base_url=live.stack.urls[0], api_key=secret, timeout=CHAT_TIMEOUT_S)
     assert {CHAT, EMBED} <= {m.id for m in client.models.list()}
     messages = [{"role": "user", "content": "Name a colour."}]
@@ -166,6 +172,49 @@ def test_openai_client_through_the_gateway(live: Live) -> None:
     assert [len(v.embedding) for v in vectors.data] == [384, 384]
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="no-such-model", messages=messages)
+
+
+def _serve(
+    live: Live, factory: str = "suanwang.bootstrap:app_from_env", health: str = "/healthz"
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a server process on the stack's database (bounded wait: the box may be busy)."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "--factory", factory]
+    log = (live.stack.tmp / f"server-{port}.log").open("ab")
+    proc = subprocess.Popen(
+        [*command, "--port", str(port), "--log-level", "warning"],
+        env={**live.stack.env, "SUANWANG_TICK_S": "0.2"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()
+    url = f"http://127.0.0.1:{port}{health}"
+    wait_up(url, proc, live.stack.tmp / f"server-{port}.log", timeout_s=SERVER_START_S)
+    return proc, port
+
+
+def test_kill_9_of_the_control_plane_leaves_the_engine_serving(live: Live) -> None:
+    """A control-plane process killed with -9 leaves llama.cpp running; the next one re-attaches."""
+    live.paused.set()
+    try:
+        before = live.platform.deployments.get(OP, live.chat).replicas[0]
+        jobs = sorted(_live_jobs(live.platform))
+        first, _ = _serve(live)
+        time.sleep(1.5)  # a few ticks of the real control plane
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        assert httpx.get(f"{before.base_url}/v1/models", timeout=5).status_code == 200
+        second, _ = _serve(live)
+        try:
+            time.sleep(2.0)
+            after = live.platform.deployments.get(OP, live.chat).replicas[0]
+            assert (after.job, after.port, after.state) == (before.job, before.port, before.state)
+            assert sorted(_live_jobs(live.platform)) == jobs
+        finally:
+            second.terminate()
+            second.wait(20)
+    finally:
+        live.paused.clear()
 
 
 def test_killed_engine_is_restarted_and_ready_again(live: Live) -> None:

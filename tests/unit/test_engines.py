@@ -17,6 +17,7 @@ from starlette.testclient import TestClient
 from suanwang.domain.deployments import (
     FAST_FAILURE_S,
     MAX_FAST_FAILURES,
+    UNHEALTHY_AFTER,
     after_probe,
     after_run,
     check_replicas,
@@ -136,17 +137,20 @@ def test_live_state(current: ReplicaState, job: JobState, expected: ReplicaState
 
 
 @pytest.mark.parametrize(
-    ("current", "healthy", "expected"),
+    ("current", "healthy", "misses", "expected"),
     [
-        (ReplicaState.STARTING, True, ReplicaState.READY),
-        (ReplicaState.STARTING, False, ReplicaState.STARTING),
-        (ReplicaState.READY, False, ReplicaState.UNHEALTHY),
-        (ReplicaState.UNHEALTHY, True, ReplicaState.READY),
-        (ReplicaState.UNHEALTHY, False, ReplicaState.UNHEALTHY),
+        (ReplicaState.STARTING, True, 0, ReplicaState.READY),
+        (ReplicaState.STARTING, False, 5, ReplicaState.STARTING),
+        (ReplicaState.READY, False, 1, ReplicaState.READY),
+        (ReplicaState.READY, False, UNHEALTHY_AFTER, ReplicaState.UNHEALTHY),
+        (ReplicaState.UNHEALTHY, True, 0, ReplicaState.READY),
+        (ReplicaState.UNHEALTHY, False, 9, ReplicaState.UNHEALTHY),
     ],
 )
-def test_after_probe(current: ReplicaState, healthy: bool, expected: ReplicaState) -> None:
-    assert after_probe(current, healthy) is expected
+def test_after_probe(
+    current: ReplicaState, healthy: bool, misses: int, expected: ReplicaState
+) -> None:
+    assert after_probe(current, healthy, misses) is expected
 
 
 def test_replica_count_bounds() -> None:

@@ -26,6 +26,8 @@ FAST_FAILURE_S = 60.0
 MAX_FAST_FAILURES = 5
 STARTUP_TIMEOUT_S = 600.0
 """A replica whose engine never answers its health check within this is restarted."""
+UNHEALTHY_AFTER = 3
+"""Failed health checks in a row before a ready replica is taken out of routing."""
 PUBLIC_TENANT = "maas-public"
 """The system tenant that owns the jobs of public (operator) deployments."""
 
@@ -151,10 +153,13 @@ def live_state(current: ReplicaState, job_state: JobState) -> ReplicaState:
     return ReplicaState.PENDING
 
 
-def after_probe(current: ReplicaState, healthy: bool) -> ReplicaState:
-    """The replica state after a health check of a running engine."""
+def after_probe(current: ReplicaState, healthy: bool, misses: int = 1) -> ReplicaState:
+    """The replica state after a health check; ``misses`` failed checks in a row so far.
+
+    One answer makes a replica ready; it becomes unhealthy after :data:`UNHEALTHY_AFTER`
+    failed checks in a row (one slow answer from a busy engine is not an outage)."""
     if healthy:
         return ReplicaState.READY
-    if current is ReplicaState.READY:
+    if current is ReplicaState.READY and misses >= UNHEALTHY_AFTER:
         return ReplicaState.UNHEALTHY
     return current

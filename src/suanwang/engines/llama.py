@@ -5,6 +5,8 @@ server of ``llama_cpp.server`` with one guard in front: llama-cpp-python answers
 an empty body** to any ``X-Request-Id`` that is not a UUID (its request-id plugin validates
 it), and gateways, proxies and SDKs send ids such as ``req_3f9c…``. The guard maps such an
 id to a UUID derived from it (same id, same UUID), so request ids still correlate in logs.
+It also adds ``GET /health``: the server's ``/v1/models`` waits for the model lock, so a
+health check during a long generation would time out and mark a busy replica unhealthy.
 """
 
 from __future__ import annotations
@@ -48,7 +50,13 @@ def build(model: str, alias: str, n_ctx: int, n_threads: int) -> Any:
     settings = ModelSettings(model=model, model_alias=alias, n_ctx=n_ctx, n_threads=n_threads)
     app = create_app(server_settings=ServerSettings(), model_settings=[settings])
     app.add_middleware(RequestIdGuard)
+    app.add_api_route("/health", _health, methods=["GET"])
     return app
+
+
+async def _health() -> dict[str, str]:
+    """Liveness without the model lock (``/v1/models`` waits for a running generation)."""
+    return {"status": "ok"}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,4 +1,8 @@
-"""Health checks of engines over HTTP: ``GET <base_url>/v1/models``, bounded timeouts.
+"""Health checks of engines over HTTP: ``GET <base_url>/health``, bounded timeouts.
+
+``/health`` answers without waiting for the model (vLLM, SGLang, our llama.cpp wrapper and
+embedding server, the simulated engine all serve it); ``/v1/models`` is not used because
+llama-cpp-python serves it only between generations.
 
 All engines are probed at once (one thread each, capped), so one hung engine costs at most
 ``timeout_s`` for the whole round. Only ``http(s)://`` URLs are probed; anything else
@@ -36,7 +40,7 @@ class HttpProbe:
 
 def _check(client: httpx.Client, base_url: str) -> bool:
     try:
-        response = client.get(base_url.rstrip("/") + "/v1/models")
+        response = client.get(base_url.rstrip("/") + "/health")
     except httpx.HTTPError:
         return False
     return response.status_code == 200

@@ -256,6 +256,7 @@ class HealthChecker:
         self._clock = clock
         self._interval_s = interval_s
         self._last: dict[str, float] = {}
+        self._misses: dict[str, int] = {}
 
     def check(self) -> None:
         now = self._clock.now()
@@ -281,7 +282,9 @@ class HealthChecker:
                 if fresh is None or fresh.job != r.job or fresh.state not in probing:
                     continue  # restarted or stopped while we probed
                 healthy = results.get(r.base_url, False)
-                state = after_probe(fresh.state, healthy)
+                misses = 0 if healthy else self._misses.get(r.id, 0) + 1
+                self._misses[r.id] = misses
+                state = after_probe(fresh.state, healthy, misses)
                 changes: dict[str, object] = {"last_health_at": now}
                 if state is not fresh.state:
                     changes["state"] = state
