@@ -224,27 +224,9 @@ def test_bill_json_and_csv_agree_with_usage(
     assert {r["tenant"] for r in csv.DictReader(io.StringIO(usage_csv.text))} == {"aaa", "bbb"}
 
 
-def test_tier_changes_the_price_and_only_the_operator_sets_it(
-    api: tuple[TestClient, Platform, dict[str, str]],
-) -> None:
-    client, _, keys = api
-    body = {"tier": "edu"}
-    assert (
-        client.put("/api/v1/tenants/aaa/tier", json=body, headers=auth(keys, "aaa")).status_code
-        == 403
-    )
-    assert (
-        client.put("/api/v1/tenants/aaa/tier", json=body, headers=auth(keys, "op")).status_code
-        == 200
-    )
-    bill = client.get("/api/v1/tenants/aaa/bills/2026-11", headers=auth(keys, "aaa")).json()
-    assert bill["tier"] == "edu"
-    assert bill["total_micro"] == 33_600_000 + 50_001 + 50_000
-
-
-def test_tenants_see_only_their_own_usage_and_bills(
-    api: tuple[TestClient, Platform, dict[str, str]],
-) -> None:
+def test_isolation_tiers_and_bad_periods(api: tuple[TestClient, Platform, dict[str, str]]) -> None:
+    """Tenants see only their own usage and bills (404 like a missing tenant); only the
+    operator sets tiers, which change prices; bad periods are 422 naming the field."""
     client, _, keys = api
     b = auth(keys, "bbb")
     assert client.get("/api/v1/tenants/aaa/bills/2026-11", headers=b).status_code == 404
@@ -254,11 +236,19 @@ def test_tenants_see_only_their_own_usage_and_bills(
     mine = client.get("/api/v1/usage?period=2026-11", headers=b).json()["totals"]
     assert {t["tenant"] for t in mine} == {"bbb"}
 
+    tier = {"tier": "edu"}
+    assert (
+        client.put("/api/v1/tenants/aaa/tier", json=tier, headers=auth(keys, "aaa")).status_code
+        == 403
+    )
+    assert (
+        client.put("/api/v1/tenants/aaa/tier", json=tier, headers=auth(keys, "op")).status_code
+        == 200
+    )
+    bill = client.get("/api/v1/tenants/aaa/bills/2026-11", headers=auth(keys, "aaa")).json()
+    assert bill["tier"] == "edu"
+    assert bill["total_micro"] == 33_600_000 + 50_001 + 50_000
 
-def test_bad_periods_are_422_naming_the_field(
-    api: tuple[TestClient, Platform, dict[str, str]],
-) -> None:
-    client, _, keys = api
     for path in ("/api/v1/tenants/aaa/bills/2026-13", "/api/v1/usage?period=x"):
         response = client.get(path, headers=auth(keys, "op"))
         assert response.status_code == 422

@@ -95,26 +95,23 @@ def test_many_concurrent_records_are_each_written_once_in_few_batches(
     assert ledger.tokens_used("acme", 0) == n * 15
 
 
-def test_rerecording_an_entry_is_a_no_op(ledger: SqlUsageLedger) -> None:
+def test_duplicates_negatives_and_cancelled_callers(ledger: SqlUsageLedger) -> None:
+    """Re-recording an entry is a no-op; negative usage is refused before it reaches the
+    ledger; a caller cancelled while waiting still gets its usage written."""
+
     async def run() -> None:
         await asyncio.gather(*(ledger.record(usage("same", prompt=100)) for _ in range(20)))
         await ledger.record(usage("same", prompt=999))
-        await ledger.aclose()
-
-    asyncio.run(run())
-    assert ledger_ids(ledger) == Counter({"same": 1})
-    assert ledger.tokens_used("acme", 0) == 105
-
-
-def test_negative_usage_is_refused_before_it_reaches_the_ledger(ledger: SqlUsageLedger) -> None:
-    async def run() -> None:
         with pytest.raises(ValueError, match="negative"):
             await ledger.record(usage("bad", prompt=-1))
-        await ledger.record(usage("good"))
+        task = asyncio.create_task(ledger.record(usage("gone")))
+        await asyncio.sleep(0)
+        task.cancel()
         await ledger.aclose()
 
     asyncio.run(run())
-    assert ledger_ids(ledger) == Counter({"good": 1})
+    assert ledger_ids(ledger) == Counter({"same": 1, "gone": 1})
+    assert ledger.tokens_used("acme", 0) == 105 + 15
 
 
 def test_a_row_the_database_refuses_fails_only_its_own_caller(
@@ -147,17 +144,6 @@ def test_close_flushes_queued_usage_and_refuses_more(ledger: SqlUsageLedger) -> 
 
     asyncio.run(run())
     assert len(ledger_ids(ledger)) == 50
-
-
-def test_a_cancelled_caller_still_gets_its_usage_written(ledger: SqlUsageLedger) -> None:
-    async def run() -> None:
-        task = asyncio.create_task(ledger.record(usage("gone")))
-        await asyncio.sleep(0)
-        task.cancel()
-        await ledger.aclose()
-
-    asyncio.run(run())
-    assert ledger_ids(ledger) == Counter({"gone": 1})
 
 
 def test_compute_rows_share_the_ledger_idempotently(ledger: SqlUsageLedger) -> None:

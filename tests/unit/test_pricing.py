@@ -167,7 +167,7 @@ totals_strategy = st.lists(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(totals=totals_strategy, tier=st.sampled_from(["standard", "edu", "gold"]))
 def test_bill_lines_sum_the_usage_exactly(totals: list[UsageTotal], tier: str) -> None:
     bill = make_bill("acme", tier, NOV, totals, PRICES)
