@@ -119,14 +119,16 @@ class QuotaLedger:
     def _start_holdings(self, snapshot: Snapshot) -> None:
         """Held cards: max(usage, running) per family; units from chips held."""
         family_units: dict[ChipFamily, float] = {}
-        for node in snapshot.nodes:
-            units = self.units_per_card(node.chip)
-            family_units[node.family] = max(family_units.get(node.family, 0.0), units)
+        for family, chip in {(node.family, node.chip) for node in snapshot.nodes}:
+            units = self.units_per_card(chip)
+            family_units[family] = max(family_units.get(family, 0.0), units)
         running: dict[Dim, float] = {}
         for job in snapshot.running:
             cards = sum(p.cards for p in job.placements)
             running[(job.tenant, job.family)] = running.get((job.tenant, job.family), 0.0) + cards
             self._add((job.tenant, UNITS), cards * self.units_per_card(job.chip))
+            if job.preempted_for is None and job.started_at < snapshot.now:
+                continue  # neither stopping nor recent (the common case)
             for part, amount in self.request_of(job.family, job.chip, cards).items():
                 slot = (job.tenant, part)
                 if job.preempted_for is not None:
