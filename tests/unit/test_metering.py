@@ -98,3 +98,29 @@ def test_any_metering_schedule_writes_the_same_pieces_once(
     for piece in ledger.values():
         lo = last_boundary(piece.started_at, interval)
         assert piece.ended_at <= lo + interval  # never straddles a grid boundary
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t = T0
+
+    def now(self) -> float:
+        return self.t
+
+
+def test_the_control_loop_step_runs_at_most_once_per_period() -> None:
+    from suanwang.services.metering import ComputeMeter
+
+    clock = _Clock()
+    runs: list[float] = []
+
+    class Counting(ComputeMeter):
+        def run(self) -> int:
+            runs.append(clock.t - T0)
+            return 0
+
+    meter_ = Counting(lambda: None, clock, min_period_s=2.0)  # type: ignore[arg-type]
+    for step in (0.0, 0.5, 1.0, 2.0, 2.5, 4.0):
+        clock.t = T0 + step
+        meter_.tick()
+    assert runs == [0.0, 2.0, 4.0]

@@ -18,16 +18,27 @@ class ComputeMeter:
     """Meters card-time; call :meth:`run` once per control tick (it is cheap when idle)."""
 
     def __init__(
-        self, uows: UnitOfWorkFactory, clock: Clock, interval_s: float = DEFAULT_INTERVAL_S
+        self,
+        uows: UnitOfWorkFactory,
+        clock: Clock,
+        interval_s: float = DEFAULT_INTERVAL_S,
+        *,
+        min_period_s: float = 2.0,
     ) -> None:
         if interval_s < 0.001:
             raise ValueError("interval_s must be at least a millisecond")
         self._uows = uows
         self._clock = clock
         self.interval_s = interval_s
+        self._min_period_s = min_period_s
+        self._last_run: float | None = None
 
     def tick(self) -> None:
-        """:meth:`run` as a control-loop step."""
+        """:meth:`run` as a control-loop step, at most once per ``min_period_s``."""
+        now = self._clock.now()
+        if self._last_run is not None and now - self._last_run < self._min_period_s:
+            return
+        self._last_run = now
         self.run()
 
     def run(self) -> int:
