@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-run: setup  ## migrate, create the operator key and demo fleet (first time), then serve
-	$(BIN)/suanwang init
+run: setup  ## migrate, create the operator key, demo fleet and demo models (first time), then serve
+	$(BIN)/suanwang init --models
 	$(BIN)/suanwang server
 
 check: setup  ## ruff, mypy --strict, import-linter

@@ -59,6 +59,7 @@ class Server:
     data_dir: Path
     env: dict[str, str]
     log: Path
+    gateway_url: str = ""
 
 
 @dataclass
@@ -127,7 +128,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         check=False,
     )
     assert init.returncode == 0, init.stdout + init.stderr
-    port = free_port()
+    port, gateway_port = free_port(), free_port()
+    env["SUANWANG_GATEWAY_PORT"] = str(gateway_port)
     log = root / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -140,7 +142,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_healthy(url, proc, log)
-        yield Server(url=url, data_dir=data_dir, env=env, log=log)
+        gateway_url = f"http://127.0.0.1:{gateway_port}"
+        yield Server(url=url, data_dir=data_dir, env=env, log=log, gateway_url=gateway_url)
     finally:
         _stop(proc)
 

@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -47,8 +49,16 @@ def server(
     port: Annotated[
         int | None, typer.Option(help="TCP port (SUANWANG_PORT)", show_default=False)
     ] = None,
+    with_gateway: Annotated[
+        bool,
+        typer.Option(
+            "--gateway/--no-gateway",
+            envvar="SUANWANG_SERVE_GATEWAY",
+            help="also run the OpenAI-compatible gateway (SUANWANG_GATEWAY_PORT, default 8001)",
+        ),
+    ] = True,
 ) -> None:
-    """Run the API server and the scheduler on this machine (Ctrl-C stops it)."""
+    """Run the API server, the scheduler and the gateway on this machine (Ctrl-C stops them)."""
     settings = load_settings(host=host, port=port)
     level = settings.log_level.lower()
     if level not in LOG_LEVELS:
@@ -71,7 +81,21 @@ def server(
         f"(data: {settings.data_dir.resolve()})",
         style="green",
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=level)
+    child = _start_gateway(settings.host, settings.gateway_port, level) if with_gateway else None
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level=level)
+    finally:
+        if child is not None:
+            child.terminate()
+            child.wait(timeout=30)
+
+
+def _start_gateway(host: str, port: int, level: str) -> subprocess.Popen[bytes]:
+    """The gateway as a child process on the same settings (its own event loop and GIL)."""
+    note(f"gateway (OpenAI-compatible) on http://{host}:{port}/v1", style="green")
+    argv = [sys.executable, "-m", "uvicorn", "--factory", "suanwang.bootstrap:gateway_app_from_env"]
+    argv += ["--host", host, "--port", str(port), "--log-level", level, "--no-access-log"]
+    return subprocess.Popen(argv)
 
 
 def init(
@@ -167,7 +191,7 @@ def _next_steps(platform: Platform) -> None:
 
     system = Principal("system", Scope.OPERATOR, None)
     has_demo = any(t.id == "demo" for t in platform.tenancy.tenants(system))
-    steps = ["suanwang server        # start the API; leave it running"]
+    steps = ["suanwang server        # start the API and the gateway; leave it running"]
     if not has_demo:
         steps.append("suanwang tenants create demo --quota cpu=4")
     steps += [
