@@ -322,7 +322,8 @@ class ReplicaDirectory(Protocol):
     """Where the gateway learns which replicas may serve (implemented over the database)."""
 
     def ready_replicas(self) -> list[ReplicaView]:
-        """Every replica whose engine passed its last health check, all models."""
+        """Every live replica of an active deployment, all models; ``ready`` tells which
+        passed their last health check (only those are routed to)."""
         ...
 
 

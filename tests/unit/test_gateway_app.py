@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from typing import Any
 
@@ -168,6 +169,18 @@ def test_models_list_shows_public_and_own_deployments_only() -> None:
     assert ids == [CHAT]
     response = run(post(app, key, "/v1/chat/completions", chat_body(model="glm-4-9b-chat")))
     assert response.status_code == 404  # another tenant's deployment: as if it did not exist
+
+
+def test_a_deployed_model_whose_replicas_are_starting_is_503_not_404() -> None:
+    starting = dataclasses.replace(replica("s1", "glm-4-9b-chat"), ready=False)
+    theirs = dataclasses.replace(replica("s2", "bge-m3", owner="other"), ready=False)
+    app, _keys, _, key = setup([replica("r1"), starting, theirs])
+    response = run(post(app, key, "/v1/chat/completions", chat_body(model="glm-4-9b-chat")))
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert error_of(response)["code"] == "model_not_ready"
+    hidden = run(post(app, key, "/v1/embeddings", {"model": "bge-m3", "input": "x"}))
+    assert hidden.status_code == 404  # another tenant's starting replica stays invisible
 
 
 def test_operator_and_read_only_keys_are_refused() -> None:

@@ -92,3 +92,6 @@ class ReplicaView:
     """``None``: a public deployment any tenant may call; else only its owner may."""
     simulated: bool = False
     chip: str = ""
+    ready: bool = True
+    """False while the replica starts or fails its health checks: not routable, but its
+    model counts as deployed (the gateway answers 503 and Retry-After, not 404)."""

@@ -37,6 +37,8 @@ from suanwang.gateway.upstream import Upstreams
 from suanwang.ports import Clock, Limiter, UsageSink
 
 log = structlog.get_logger("suanwang.gateway")
+NOT_READY_RETRY_S = 5
+"""Retry-After of a 503 for a deployed model whose replicas are still starting."""
 ENDPOINTS = {
     "/v1/chat/completions": "chat/completions",
     "/v1/completions": "completions",
@@ -220,6 +222,13 @@ class GatewayApp:
         spec = gw.models.get(call.model)
         if spec is not None:
             _check_model(call, spec)
+        if not slots and gw.router.deployed(call.model, tenant):
+            raise GatewayError(
+                503,
+                f"no replica of {call.model!r} is ready yet; retry shortly",
+                code="model_not_ready",
+                headers={"retry-after": str(NOT_READY_RETRY_S)},
+            )
         if not slots:  # not in the catalogue, not deployed, or another tenant's: all alike
             raise _no_model(call.model)
         limits = await self._limits.get(

@@ -46,6 +46,7 @@ class Router:
         self._eject_s = eject_s
         self._slots: dict[str, Slot] = {}
         self._by_model: dict[str, list[Slot]] = {}
+        self._starting: dict[str, set[str | None]] = {}
 
     async def refresh(self) -> None:
         """Reload the ready replicas (keeping in-flight counts of those still there)."""
@@ -55,13 +56,17 @@ class Router:
     def load(self, replicas: list[ReplicaView]) -> None:
         slots: dict[str, Slot] = {}
         by_model: dict[str, list[Slot]] = {}
+        starting: dict[str, set[str | None]] = {}
         for replica in replicas:
+            if not replica.ready:
+                starting.setdefault(replica.model, set()).add(replica.owner_tenant)
+                continue
             old = self._slots.get(replica.replica_id)
             slot = Slot(replica) if old is None else old
             slot.replica = replica
             slots[replica.replica_id] = slot
             by_model.setdefault(replica.model, []).append(slot)
-        self._slots, self._by_model = slots, by_model
+        self._slots, self._by_model, self._starting = slots, by_model, starting
 
     async def run(self) -> None:
         """Refresh forever (a background task of the app)."""
@@ -78,6 +83,11 @@ class Router:
             for s in self._by_model.get(model, ())
             if s.replica.owner_tenant is None or s.replica.owner_tenant == tenant
         ]
+
+    def deployed(self, model: str, tenant: str) -> bool:
+        """Whether ``tenant`` may call a replica of ``model`` that is not ready yet."""
+        owners = self._starting.get(model, set())
+        return None in owners or tenant in owners
 
     def models(self, tenant: str) -> list[str]:
         """Models with at least one ready replica ``tenant`` may call."""

@@ -111,7 +111,7 @@ class DeploymentRepository:
             select(ReplicaRow, DeploymentRow)
             .join(DeploymentRow, ReplicaRow.deployment == DeploymentRow.id)
             .where(
-                ReplicaRow.state == ReplicaState.READY.value,
+                ReplicaRow.state != ReplicaState.STOPPED.value,
                 DeploymentRow.state == DeploymentState.ACTIVE.value,
             )
             .order_by(ReplicaRow.id)
@@ -126,6 +126,7 @@ class DeploymentRepository:
                 owner_tenant=d.tenant,
                 simulated=r.simulated,
                 chip=r.chip,
+                ready=r.state == ReplicaState.READY.value,
             )
             for r, d in self._s.execute(query)
         ]
