@@ -288,6 +288,9 @@ def test_lists_never_show_foreign_objects(world: World) -> None:
     assert [t["name"] for t in world.client.get("/api/v1/tenants", headers=b).json()] == ["bbb"]
     assert all(k["tenant"] == "bbb" for k in world.client.get("/api/v1/keys", headers=b).json())
     assert world.client.get("/api/v1/keys?tenant=aaa", headers=b).status_code == 404
+    assert world.client.get("/api/v1/usage?tenant=aaa", headers=b).status_code == 404
+    usage = world.client.get("/api/v1/usage", headers=b).json()["totals"]
+    assert all(t["tenant"] == "bbb" for t in usage)
 
 
 @pytest.mark.parametrize(

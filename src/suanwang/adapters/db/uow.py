@@ -25,8 +25,8 @@ class SqlUnitOfWork:
     tenancy: TenancyRepository
     jobs: JobRepository
     usage: UsageRepository
-    limits: LimitsRepository
     deployments: DeploymentRepository
+    limits: LimitsRepository
 
     def __init__(self, factory: sessionmaker[Session]) -> None:
         self._factory = factory
@@ -38,8 +38,8 @@ class SqlUnitOfWork:
         self.tenancy = TenancyRepository(self._session)
         self.jobs = JobRepository(self._session)
         self.usage = UsageRepository(self._session)
-        self.limits = LimitsRepository(self._session)
         self.deployments = DeploymentRepository(self._session)
+        self.limits = LimitsRepository(self._session)
         return self
 
     def __exit__(

@@ -45,8 +45,8 @@ def create_app(
     app.state.metrics = metrics
     for router in (fleet.router, tenants.router, jobs.router, models.models_router, models.router):
         app.include_router(router)
-    app.include_router(limits.router)
     app.include_router(billing_router)
+    app.include_router(limits.router)
     _system_routes(app, metrics)
     app.add_exception_handler(DomainError, problems.domain_error)
     app.add_exception_handler(RequestValidationError, problems.validation_error)
