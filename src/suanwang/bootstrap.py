@@ -6,9 +6,8 @@ Nothing happens at import time; call :func:`build_platform` or :func:`build_app`
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 import httpx
 import redis.asyncio as aioredis
@@ -105,17 +104,19 @@ def build_usage_sink(
     return SqlUsageLedger(make_engine(settings.db_url), clock or SystemClock())
 
 
-@dataclass
-class ControlThread:
-    """Runs ``ControlLoop.tick`` every ``period_s`` in a daemon thread until stopped."""
+class Periodic:
+    """Calls ``step`` every ``period_s`` in a daemon thread until stopped.
 
-    platform: Platform
-    metrics: Metrics
-    period_s: float
+    A failing step is logged (with its traceback) and counted, never fatal: the next
+    period tries again, after a short back-off.
+    """
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self, name: str, step: Callable[[], None], period_s: float, on_error: Callable[[], None]
+    ) -> None:
+        self._name, self._step, self._period_s, self._on_error = name, step, period_s, on_error
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="control-loop", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -127,49 +128,31 @@ class ControlThread:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                report = self.platform.control.tick()
+                self._step()
             except Exception:
-                self.metrics.tick_errors.inc()
-                log.exception("control tick failed; retrying")
-                self._stop.wait(min(5.0, self.period_s * 4))
+                self._on_error()
+                log.exception("periodic step failed; retrying", thread=self._name)
+                self._stop.wait(min(5.0, self._period_s * 4))
                 continue
-            self.metrics.ticks.inc()
-            self.metrics.admitted.inc(len(report.admitted))
-            if report.admitted or report.finished:
-                log.info(
-                    "tick",
-                    admitted=report.admitted,
-                    dispatched=report.dispatched,
-                    finished=report.finished,
-                )
-            self._stop.wait(self.period_s)
+            self._stop.wait(self._period_s)
 
 
-@dataclass
-class HealthThread:
-    """Health-checks model replicas every ``period_s``, beside (not inside) the control loop."""
+def control_step(platform: Platform, metrics: Metrics) -> Callable[[], None]:
+    """One control-loop tick with its metrics and a log line when something happened."""
 
-    platform: Platform
-    period_s: float
+    def step() -> None:
+        report = platform.control.tick()
+        metrics.ticks.inc()
+        metrics.admitted.inc(len(report.admitted))
+        if report.admitted or report.finished:
+            log.info(
+                "tick",
+                admitted=report.admitted,
+                dispatched=report.dispatched,
+                finished=report.finished,
+            )
 
-    def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="replica-health", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.platform.deployments.check_health()
-            except Exception:
-                log.exception("replica health check failed; retrying")
-            self._stop.wait(self.period_s)
+    return step
 
 
 def build_app(settings: Settings, *, control: bool = True, clock: Clock | None = None) -> FastAPI:
@@ -183,16 +166,26 @@ def build_app(settings: Settings, *, control: bool = True, clock: Clock | None =
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        thread = ControlThread(platform, metrics, settings.tick_s) if control else None
-        health = HealthThread(platform, settings.tick_s) if control else None
-        if thread and health:
+        threads = [
+            Periodic(
+                "control-loop",
+                control_step(platform, metrics),
+                settings.tick_s,
+                metrics.tick_errors.inc,
+            ),
+            Periodic(
+                "replica-health",
+                platform.deployments.check_health,
+                settings.tick_s,
+                lambda: None,  # logged; the control loop's error counter stays about ticks
+            ),
+        ]
+        for thread in threads if control else []:
             thread.start()
-            health.start()
         try:
             yield
         finally:
-            if thread and health:
-                health.stop()
+            for thread in reversed(threads) if control else []:
                 thread.stop()
 
     return create_app(platform, metrics, max_body_bytes=settings.max_body_bytes, lifespan=lifespan)

@@ -64,6 +64,21 @@ def load_settings(**overrides: Any) -> Settings:
         raise CliError(f"{name}: {first['msg']}", field=name) from None
 
 
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def log_level(settings: Settings) -> str:
+    """``SUANWANG_LOG_LEVEL`` in lower case, or a CliError listing the levels."""
+    level = settings.log_level.lower()
+    if level not in LOG_LEVELS:
+        raise CliError(
+            f"SUANWANG_LOG_LEVEL {settings.log_level!r} is not a log level",
+            field="SUANWANG_LOG_LEVEL",
+            hint=", ".join(LOG_LEVELS),
+        )
+    return level
+
+
 def local_operator_key() -> str | None:
     """The operator key written by ``suanwang init``, when this machine has one."""
     path = load_settings().operator_key_file

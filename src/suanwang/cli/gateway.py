@@ -12,9 +12,7 @@ from typing import Annotated
 import typer
 
 from suanwang.cli.client import CliError
-from suanwang.cli.common import load_settings, note
-
-LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+from suanwang.cli.common import load_settings, log_level, note
 
 
 def gateway(
@@ -29,13 +27,7 @@ def gateway(
 ) -> None:
     """Serve /v1/chat/completions, /v1/completions, /v1/embeddings and /v1/models."""
     settings = load_settings(host=host, gateway_port=port)
-    level = settings.log_level.lower()
-    if level not in LOG_LEVELS:
-        raise CliError(
-            f"SUANWANG_LOG_LEVEL {settings.log_level!r} is not a log level",
-            field="SUANWANG_LOG_LEVEL",
-            hint=", ".join(LOG_LEVELS),
-        )
+    level = log_level(settings)
     if workers > 1 and not settings.redis_url:
         raise CliError(
             "several gateway workers need shared limits",

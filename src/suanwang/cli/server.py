@@ -25,6 +25,7 @@ from suanwang.cli.common import (
     emit_json,
     err,
     load_settings,
+    log_level,
     new_table,
     note,
     out,
@@ -37,7 +38,6 @@ from suanwang.cli.jobs import jobs_table
 if TYPE_CHECKING:
     from suanwang.services.platform import Platform
 
-LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 JOB_STATES = ("queued", "admitted", "running", "preempted", "succeeded", "failed", "cancelled")
 TOP_SAMPLE = 1000
 
@@ -60,13 +60,7 @@ def server(
 ) -> None:
     """Run the API server, the scheduler and the gateway on this machine (Ctrl-C stops them)."""
     settings = load_settings(host=host, port=port)
-    level = settings.log_level.lower()
-    if level not in LOG_LEVELS:
-        raise CliError(
-            f"SUANWANG_LOG_LEVEL {settings.log_level!r} is not a log level",
-            field="SUANWANG_LOG_LEVEL",
-            hint=", ".join(LOG_LEVELS),
-        )
+    level = log_level(settings)
     import uvicorn
 
     from suanwang.bootstrap import build_app
