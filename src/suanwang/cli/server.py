@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -89,7 +90,19 @@ def _start_gateway(host: str, port: int, level: str) -> subprocess.Popen[bytes]:
     note(f"gateway (OpenAI-compatible) on http://{host}:{port}/v1", style="green")
     argv = [sys.executable, "-m", "uvicorn", "--factory", "suanwang.bootstrap:gateway_app_from_env"]
     argv += ["--host", host, "--port", str(port), "--log-level", level, "--no-access-log"]
-    return subprocess.Popen(argv)
+    return subprocess.Popen(argv, preexec_fn=_die_with_parent)
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the server dies, however it dies (Linux prctl).
+
+    uvicorn re-raises SIGTERM after its own shutdown, so the server's ``finally`` does not
+    always run; without this the gateway would outlive it.
+    """
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def init(
