@@ -274,6 +274,17 @@ def test_supervisor_that_died_before_launch_is_lost(backend: LocalBackend) -> No
     assert (status.state, status.reason) == (AttemptState.LOST, "supervisor died")
 
 
+def test_a_caller_killed_before_spawning_leaves_no_run_behind(backend: LocalBackend) -> None:
+    run_dir = backend.runs_dir / "early" / "1"  # what a SIGKILL before the spawn leaves
+    run_dir.mkdir(parents=True)
+    (run_dir / "lock").touch()
+    (run_dir / "output.log").touch()
+    (run_dir / ".submitted.123.abc.tmp").write_text("{}")
+    backend.submit(request("early", PY, "-c", "print('ran once')"))
+    assert wait_ended(backend, "early").state is AttemptState.SUCCEEDED
+    assert backend.logs("early", 1, {}, 0, 100) == b"ran once\n"
+
+
 def test_logs_with_offsets(backend: LocalBackend) -> None:
     assert backend.logs("nolog", 1, {}, 0, 100) == b""
     backend.submit(request("log", PY, "-c", "print('0123456789')"))

@@ -3,7 +3,7 @@
 Every attempt owns ``runs_dir/<job_id>/<attempt>/``::
 
     lock          flock held (exclusively) for as long as the supervisor or the user command lives
-    submitted     written before the supervisor is spawned: this attempt was started once
+    submitted     written by the supervisor before it starts the user command: it may have run
     launch.json   written by the supervisor: its pid and start time, the user command's pid
     exit.json     written by the supervisor when the user command ended (or by cancel/submit)
     cancel        marker: a cancel was requested; the supervisor and later submits obey it
@@ -133,7 +133,6 @@ class LocalBackend:
         return None
 
     def _spawn(self, request: LaunchRequest, run_dir: Path, fd: int) -> subprocess.Popen[bytes]:
-        write_json_atomic(run_dir / "submitted", {"submitted_at": self.clock.now()})
         log_fd = os.open(run_dir / "output.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             return subprocess.Popen(
@@ -145,9 +144,6 @@ class LocalBackend:
                 pass_fds=(fd,),
                 start_new_session=True,
             )
-        except OSError:
-            (run_dir / "submitted").unlink(missing_ok=True)  # nothing ran: allow a retry
-            raise
         finally:
             os.close(log_fd)
 

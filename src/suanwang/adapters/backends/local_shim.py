@@ -85,6 +85,9 @@ def _on_sigterm(_signum: int, _frame: object) -> None:
 
 def _supervise(args: argparse.Namespace, run_dir: Path, notify_fd: int) -> None:
     started_at = time.time()
+    # From here on the user command may run: a later caller that finds the lock free must
+    # call this attempt lost, never start it again. Before this marker nothing had run.
+    write_json_atomic(run_dir / "submitted", {"submitted_at": started_at})
     if (run_dir / "cancel").exists():
         _finish(run_dir, notify_fd, None, "cancelled", started_at)
         return
