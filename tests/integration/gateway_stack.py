@@ -2,7 +2,9 @@
 
 Everything runs as real processes on 127.0.0.1: mock OpenAI engines (benchmarks/
 mock_openai.py) and ``uvicorn --factory suanwang.bootstrap:gateway_app_from_env``
-gateways sharing one SQLite database and one Redis key prefix.
+gateways sharing one database (SQLite, or a fresh PostgreSQL database) and one Redis key
+prefix. ``factory`` swaps the app factory (tests/integration/naive_gateway.py: the R2
+negative control).
 """
 
 from __future__ import annotations
@@ -13,10 +15,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psycopg
+import pytest
 import redis
 import sqlalchemy as sa
 
@@ -31,6 +37,30 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 CHAT = "smollm2-135m-instruct"
 EMBED = "all-minilm-l6-v2"
 OPERATOR = Principal("system", Scope.OPERATOR, None)
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for a whole stack (like tests/conftest.py's ``db_url``,
+    which is per test): skipped where no server answers, unless SUANWANG_REQUIRE_POSTGRES=1."""
+    admin = os.environ.get(
+        "SUANWANG_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
+    try:
+        psycopg.connect(admin, connect_timeout=3, autocommit=True).close()
+    except psycopg.OperationalError as exc:
+        reason = f"PostgreSQL not reachable at {admin} ({exc.__class__.__name__})"
+        if os.environ.get("SUANWANG_REQUIRE_POSTGRES") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    name = f"suanwang_test_{secrets.token_hex(6)}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')  # generated name, not user input
+    try:
+        yield f"{admin.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def free_port() -> int:
@@ -58,8 +88,10 @@ class Stack:
     settings: Settings
     prefix: str
     env: dict[str, str]
+    factory: str = "suanwang.bootstrap:gateway_app_from_env"
     mocks: dict[str, tuple[int, subprocess.Popen[bytes]]] = field(default_factory=dict)
     gateways: list[tuple[int, subprocess.Popen[bytes]]] = field(default_factory=list)
+    _engine: sa.Engine | None = None
 
     @property
     def urls(self) -> list[str]:
@@ -99,7 +131,7 @@ class Stack:
                 "-m",
                 "uvicorn",
                 "--factory",
-                "suanwang.bootstrap:gateway_app_from_env",
+                self.factory,
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -125,6 +157,8 @@ class Stack:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        if self._engine is not None:
+            self._engine.dispose()
         client = redis.Redis.from_url(REDIS_URL)
         keys = list(client.scan_iter(match=f"{self.prefix}*"))
         if keys:
@@ -132,7 +166,9 @@ class Stack:
 
     # --- data -----------------------------------------------------------------------------
     def engine(self) -> sa.Engine:
-        return sa.create_engine(self.settings.db_url)
+        if self._engine is None:
+            self._engine = sa.create_engine(self.settings.db_url)
+        return self._engine
 
     def add_deployment(
         self, dep_id: str, model: str, bases: list[str], engine: str = "vllm"
@@ -152,7 +188,7 @@ class Stack:
                     sa.text(
                         "INSERT INTO replicas (id, deployment, number, job, state, base_url,"
                         " simulated, chip, reason, failures, restarts, port, created_at, ready_at,"
-                        " last_health_at) VALUES (:id, :dep, :number, NULL, 'ready', :base, 0,"
+                        " last_health_at) VALUES (:id, :dep, :number, NULL, 'ready', :base, false,"
                         " '', '', 0, 0, NULL, :now, :now, :now)"
                     ),
                     {
@@ -172,15 +208,18 @@ class Stack:
     ) -> tuple[str, str]:
         """Create ``name`` and a member key; returns (key secret, key id)."""
         platform = build_platform(self.settings, run_migrations=False)
-        platform.tenancy.create_tenant(name, name, {})
-        new = platform.tenancy.create_key(
-            OPERATOR, tenant=name, scope=Scope.TENANT_MEMBER, name="test", expires_in_s=None
-        )
-        limits = GatewayLimits(platform.uows, platform.clock)
-        if tenant_limits:
-            limits.set_tenant_limits(OPERATOR, name, tenant_limits)
-        if key_limits:
-            limits.set_key_limits(OPERATOR, new.record.id, key_limits)
+        try:
+            platform.tenancy.create_tenant(name, name, {})
+            new = platform.tenancy.create_key(
+                OPERATOR, tenant=name, scope=Scope.TENANT_MEMBER, name="test", expires_in_s=None
+            )
+            limits = GatewayLimits(platform.uows, platform.clock)
+            if tenant_limits:
+                limits.set_tenant_limits(OPERATOR, name, tenant_limits)
+            if key_limits:
+                limits.set_key_limits(OPERATOR, new.record.id, key_limits)
+        finally:
+            platform.uows.engine.dispose()  # type: ignore[attr-defined]
         return new.secret, new.record.id
 
     def ledger(self, tenant: str) -> list[dict[str, object]]:
@@ -200,11 +239,12 @@ class Stack:
         return int(used or 0), int(reserved or 0)
 
 
-def make_stack(tmp: Path) -> Stack:
+def make_stack(tmp: Path, db_url: str | None = None, factory: str | None = None) -> Stack:
+    """A migrated database (SQLite in ``tmp`` unless ``db_url``), no processes yet."""
     redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
     data = tmp / "data"
     data.mkdir()
-    db_url = f"sqlite:///{tmp / 'suanwang.db'}"
+    db_url = db_url or f"sqlite:///{tmp / 'suanwang.db'}"
     settings = Settings(data_dir=data, database_url=db_url)
     prefix = f"test:{secrets.token_hex(6)}:"
     env = {
@@ -214,9 +254,15 @@ def make_stack(tmp: Path) -> Stack:
         "SUANWANG_REDIS_URL": REDIS_URL,
         "SUANWANG_REDIS_PREFIX": prefix,
         "SUANWANG_LOG_LEVEL": "info",
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).parent), *filter(None, [os.environ.get("PYTHONPATH")])]
+        ),
     }
-    build_platform(settings)  # migrates
-    return Stack(tmp, settings, prefix, env)
+    build_platform(settings).uows.engine.dispose()  # type: ignore[attr-defined]  # migrates
+    stack = Stack(tmp, settings, prefix, env)
+    if factory:
+        stack.factory = factory
+    return stack
 
 
 def _wait_ledger(

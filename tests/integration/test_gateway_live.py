@@ -1,7 +1,11 @@
 """The gateway as real processes: the openai client, R2 quotas and rates across two gateways
 sharing Redis and the database, R3 streaming billing, failover, auth hardening.
 
-One stack per module (two mock engines, two gateways, SQLite, a random Redis prefix).
+One stack per module (two mock engines, two gateways, SQLite, a random Redis prefix); the
+tests whose outcome depends on the database (R2 quota and ledger exactness, R3 ledger rows,
+the kill -9 crash) also run on a second stack on a fresh PostgreSQL database (``db_stack``).
+R2's negative control runs the same load through gateways with a check-then-act quota
+(naive_gateway.py) and must see the overshoot.
 """
 
 from __future__ import annotations
@@ -10,14 +14,16 @@ import asyncio
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
-from gateway_stack import CHAT, EMBED, Stack, make_stack
+from gateway_stack import CHAT, EMBED, Stack, make_stack, postgres_database
 
 from suanwang.domain.limits import KeyLimits, TenantLimits
 
@@ -25,19 +31,42 @@ QUOTA = 5000
 PERIOD = 86400
 
 
+def run_stack(built: Stack, gateways: int = 2) -> Stack:
+    """Two mock engines behind one chat deployment, an embedding deployment, ``gateways``."""
+    a = built.start_mock("a")
+    b = built.start_mock("b")
+    built.add_deployment("dep-chat", CHAT, [f"http://127.0.0.1:{a}", f"http://127.0.0.1:{b}"])
+    built.add_deployment("dep-emb", EMBED, [f"http://127.0.0.1:{a}/v1"])
+    for _ in range(gateways):
+        built.start_gateway()
+    return built
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     built = make_stack(tmp_path_factory.mktemp("gw"))
     try:
-        a = built.start_mock("a")
-        b = built.start_mock("b")
-        built.add_deployment("dep-chat", CHAT, [f"http://127.0.0.1:{a}", f"http://127.0.0.1:{b}"])
-        built.add_deployment("dep-emb", EMBED, [f"http://127.0.0.1:{a}/v1"])
-        built.start_gateway()
-        built.start_gateway()
-        yield built
+        yield run_stack(built)
     finally:
         built.stop()
+
+
+@pytest.fixture(scope="module")
+def pg_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with postgres_database() as url:  # skips (or fails under SUANWANG_REQUIRE_POSTGRES=1)
+        built = make_stack(tmp_path_factory.mktemp("gw-pg"), db_url=url)
+        try:
+            yield run_stack(built)
+        finally:
+            built.stop()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def db_stack(request: pytest.FixtureRequest) -> Stack:
+    """The module's stack on SQLite, then the same on PostgreSQL."""
+    name = "stack" if request.param == "sqlite" else "pg_stack"
+    built: Stack = request.getfixturevalue(name)
+    return built
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +115,7 @@ def test_openai_client_sees_429_with_retry_after(stack: Stack) -> None:
 CLIENT = r"""
 import asyncio, json, sys, httpx
 urls, key, n = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-body = {"model": "smollm2-135m-instruct", "max_tokens": 20, "mock": {"chunks": 20},
+body = {"model": "smollm2-135m-instruct", "max_tokens": 20, "mock": {"chunks": 20, "delay_ms": 20},
         "messages": [{"role": "user", "content": "count to twenty please"}]}
 async def main():
     async with httpx.AsyncClient(timeout=30) as c:
@@ -114,20 +143,73 @@ def run_clients(stack: Stack, key: str, processes: int, each: int) -> list[int]:
     return statuses
 
 
-def test_r2_quota_across_two_gateways_never_overshoots(stack: Stack) -> None:
-    key, _ = stack.tenant_with_key("quota-t", TenantLimits(token_quota=QUOTA, period_s=PERIOD))
-    statuses = run_clients(stack, key, 8, 50)
+@dataclass
+class R2:
+    statuses: list[int]
+    billed: int
+    """Tokens billed in the ledger."""
+    used: int
+    reserved: int
+    """Redis counters after the load."""
+    peak: int
+    """Highest used + reserved sampled in Redis during the load."""
+
+
+def r2_quota_load(stack: Stack, tenant: str) -> R2:
+    """R2's load: 8 processes x 50 requests on a quota of QUOTA tokens, across the stack's
+    gateways, while a thread samples used + reserved in Redis (the quota's invariant is that
+    it never exceeds QUOTA; the ledger alone can hide an overdraft, since each request is
+    billed less than it reserved)."""
+    key, _ = stack.tenant_with_key(tenant, TenantLimits(token_quota=QUOTA, period_s=PERIOD))
+    done = threading.Event()
+    peak = [0]
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], sum(stack.redis_balance(tenant, PERIOD)))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        statuses = run_clients(stack, key, 8, 50)
+    finally:
+        done.set()
+        sampler.join()
     assert len(statuses) == 400
     assert set(statuses) <= {200, 429}
-    assert 429 in statuses
-    rows = stack.wait_ledger("quota-t", 400)
-    billed = sum(int(r["prompt_tokens"]) + int(r["completion_tokens"]) for r in rows)
-    assert billed <= QUOTA  # overshoot = 0
-    assert statuses.count(200) >= 50  # the quota admitted a fair share of the burst
+    rows = stack.wait_ledger(tenant, 400)
     assert len({r["entry_id"] for r in rows}) == 400  # one row per request
-    used, reserved = stack.redis_balance("quota-t", PERIOD)
-    assert reserved == 0  # no leaked reservations
-    assert used == billed  # ledger exact
+    billed = sum(int(r["prompt_tokens"]) + int(r["completion_tokens"]) for r in rows)
+    used, reserved = stack.redis_balance(tenant, PERIOD)
+    return R2(statuses, billed, used, reserved, peak[0])
+
+
+def test_r2_quota_across_two_gateways_never_overshoots(db_stack: Stack) -> None:
+    r2 = r2_quota_load(db_stack, "quota-t")
+    assert 429 in r2.statuses
+    assert r2.billed <= QUOTA  # overshoot = 0
+    assert 0 < r2.peak <= QUOTA, r2  # not even for a moment
+    assert r2.statuses.count(200) >= 50  # the quota admitted a fair share of the burst
+    assert r2.reserved == 0  # no leaked reservations
+    assert r2.used == r2.billed  # ledger exact
+
+
+@pytest.fixture(scope="module")
+def naive_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    built = make_stack(
+        tmp_path_factory.mktemp("gw-naive"),
+        factory="naive_gateway:naive_gateway_app_from_env",
+    )
+    try:
+        yield run_stack(built)
+    finally:
+        built.stop()
+
+
+def test_r2_detects_the_overshoot_of_a_check_then_act_quota(naive_stack: Stack) -> None:
+    """Negative control: the same load and measure as R2 against a non-atomic quota check."""
+    r2 = r2_quota_load(naive_stack, "naive-t")
+    assert r2.peak > QUOTA, r2  # R2's "never overshoots" fails here, so it is not vacuous
 
 
 def test_r2_rate_limit_across_two_gateways(stack: Stack) -> None:
@@ -165,7 +247,8 @@ async def disconnect_after(url: str, key: str, k: int) -> int:
     return got
 
 
-def test_r3_streaming_billing(stack: Stack) -> None:
+def test_r3_streaming_billing(db_stack: Stack) -> None:
+    stack = db_stack
     key, _ = stack.tenant_with_key("stream-t")
     headers = {"authorization": f"Bearer {key}"}
     url = stack.urls[1]
@@ -276,8 +359,12 @@ def test_revoked_key_is_refused_by_every_gateway_within_a_second(stack: Stack) -
             )
 
 
-def test_kill_9_of_a_gateway_loses_no_completed_usage_and_leaks_no_quota(stack: Stack) -> None:
+def test_kill_9_of_a_gateway_loses_no_completed_usage_and_leaks_no_quota(
+    db_stack: Stack,
+) -> None:
     import signal
+
+    stack = db_stack
 
     from gateway_stack import REDIS_URL
     from redis import asyncio as aioredis
