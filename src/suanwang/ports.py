@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -30,6 +30,7 @@ from suanwang.domain.records import (
 from suanwang.domain.serving import ModelSpec, ReplicaView
 from suanwang.domain.tenancy import QuotaSpec
 from suanwang.domain.usage import ComputeUsage, TokenUsage
+from suanwang.scheduler.learning import RunObservation
 
 Handle = Mapping[str, Any]
 """Backend-specific, JSON-serialisable facts about a run (pid, start time, …)."""
@@ -199,6 +200,10 @@ class JobStore(Protocol):
 
     def live_attempts(self) -> list[AttemptRecord]:
         """Attempts that have not ended (starting or running)."""
+        ...
+
+    def finished_runs(self, kinds: Collection[str], per_kind: int) -> list[RunObservation]:
+        """The latest ``per_kind`` successful real runs of each kind (to learn chip speeds)."""
         ...
 
     def update_attempt(self, attempt_id: int, **changes: Any) -> None: ...

@@ -190,6 +190,8 @@ def test_missing_fleet_file(cli: Cli, tmp_path: Path) -> None:
         (["--chip", "quantum-9000", "--", "true"], "quantum-9000"),
         (["--env", "NOEQUALS", "--", "true"], "--env"),
         (["--cards", "many", "--", "true"], "--cards"),
+        (["--speed", "nvidia-h20=fast", "--", "true"], "--speed"),
+        (["--speed", "nvidia-h20=-2", "--", "true"], "speed.nvidia-h20"),
     ],
     ids=[
         "negative-cards",
@@ -198,6 +200,8 @@ def test_missing_fleet_file(cli: Cli, tmp_path: Path) -> None:
         "unknown-chip",
         "bad-env",
         "not-a-number",
+        "speed-not-a-number",
+        "negative-speed",
     ],
 )
 def test_bad_job(cli: Cli, demo_key: str, args: list[str], fragment: str) -> None:

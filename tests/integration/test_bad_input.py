@@ -136,6 +136,17 @@ JOB_CASES = [
         "simulate.duration_s",
         id="negative-duration",
     ),
+    pytest.param(
+        {"simulate": {"duration_s": 5}, "speed": {"ascend-910b": -1}},
+        "speed.ascend-910b",
+        id="negative-speed",
+    ),
+    pytest.param(
+        {"simulate": {"duration_s": 5}, "speed": {"ascend-9999": 2}},
+        "speed.ascend-9999",
+        id="speed-on-unknown-chip",
+    ),
+    pytest.param({"simulate": {"duration_s": 5}, "kind": ""}, "kind", id="empty-kind"),
 ]
 
 

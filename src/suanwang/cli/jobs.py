@@ -95,7 +95,24 @@ def submit_body(command: list[str], opts: dict[str, Any]) -> dict[str, Any]:
         "max_runtime_s": opts["max_runtime"],
         "retries": opts["retries"],
         "simulate": {"duration_s": opts["simulate_duration"]} if simulated else None,
+        "expected_duration_s": opts["expected_duration"],
+        "checkpoint_interval_s": opts["checkpoint_interval"],
+        "kind": opts["kind"],
+        "speed": _speeds(opts["speed"] or []),
     }
+
+
+def _speeds(values: list[str]) -> dict[str, float]:
+    """``--speed h20=2.5`` pairs as numbers; CliError naming the option for a bad one."""
+    speeds = {}
+    for chip, text in parse_pairs(values, "--speed", "h20=2.5").items():
+        try:
+            speeds[chip] = float(text)
+        except ValueError:
+            raise CliError(
+                f"--speed {chip}={text!r}: not a number", field="--speed", hint="e.g. h20=2.5"
+            ) from None
+    return speeds
 
 
 @jobs_app.command("submit")
@@ -132,6 +149,20 @@ def submit(
         float | None,
         typer.Option(help="run on a SIMULATED cluster for this many simulated seconds"),
     ] = None,
+    expected_duration: Annotated[
+        float | None,
+        typer.Option(help="your run-time estimate in seconds on the reference chip (backfill)"),
+    ] = None,
+    checkpoint_interval: Annotated[
+        float | None, typer.Option(help="seconds between checkpoints (cheaper to preempt)")
+    ] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="workload kind; jobs of one kind share learned chip speeds")
+    ] = None,
+    speed: Annotated[
+        list[str] | None,
+        typer.Option(help="CHIP=SPEED vs the reference chip, repeatable", show_default=False),
+    ] = None,
     idempotency_key: Annotated[
         str | None, typer.Option(help="retrying with the same key returns the same job")
     ] = None,
@@ -144,6 +175,8 @@ def submit(
         "name": name, "chip": chip, "cards": cards, "nodes": nodes, "cluster": cluster,
         "region": region, "priority": priority, "max_runtime": max_runtime, "retries": retries,
         "env": env, "workdir": workdir, "simulate_duration": simulate_duration,
+        "expected_duration": expected_duration, "checkpoint_interval": checkpoint_interval,
+        "kind": kind, "speed": speed,
     }  # fmt: skip
     body = submit_body(list(command or []), opts)
     st = state(ctx, as_json)

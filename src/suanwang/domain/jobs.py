@@ -20,6 +20,8 @@ MAX_NODES = 4096
 MAX_RETRIES = 10
 MAX_COMMAND_ARGS = 1024
 MAX_RUNTIME_S = 30 * 24 * 3600
+MAX_KIND_LEN = 200
+MAX_SPEED = 100.0
 
 
 class JobState(enum.StrEnum):
@@ -124,6 +126,10 @@ class JobSpec:
     checkpoint_interval_s: float | None = None
     """How often the job checkpoints; preemption prefers victims that lose the least."""
     preemptible: bool = True
+    kind: str | None = None
+    """The workload's kind (e.g. ``llama-7b-finetune``): jobs of one kind share learned speeds."""
+    speed: tuple[tuple[str, float], ...] = ()
+    """Relative speed per chip name (1.0 = the reference chip; 0 = cannot run there)."""
 
     @property
     def simulated(self) -> bool:
@@ -163,6 +169,7 @@ def validate_job(spec: JobSpec) -> JobSpec:
     ):
         if value is not None and not 0 < value <= MAX_RUNTIME_S:
             raise ValidationError(f"{name} must be in (0, 30 days]", field=name)
+    _check_kind_and_speed(spec)
     if len(spec.command) > MAX_COMMAND_ARGS:
         raise ValidationError("too many command arguments", field="command")
     if any("\x00" in part for part in spec.command):
@@ -171,6 +178,20 @@ def validate_job(spec: JobSpec) -> JobSpec:
         if not key or "=" in key or "\x00" in key:
             raise ValidationError(f"invalid environment variable name {key!r}", field="env")
     return spec
+
+
+def _check_kind_and_speed(spec: JobSpec) -> None:
+    if spec.kind is not None and not 0 < len(spec.kind) <= MAX_KIND_LEN:
+        raise ValidationError(
+            f"kind must be 1 to {MAX_KIND_LEN} characters", field="kind", hint="e.g. resnet50"
+        )
+    for chip, speed in spec.speed:
+        if not 0 <= speed <= MAX_SPEED:
+            raise ValidationError(
+                f"speed on {chip} is {speed}, out of range",
+                field=f"speed.{chip}",
+                hint=f"0 (cannot run there) to {MAX_SPEED:g} times the reference chip",
+            )
 
 
 def _bounded(value: int, low: int, high: int, field_name: str, hint: str) -> None:

@@ -34,6 +34,7 @@ from suanwang.ports import (
 from suanwang.scheduler import Admit, Pending, cycle
 from suanwang.scheduler.decisions import Preempt, StageDataset
 from suanwang.services.jobs import spec_from_dict
+from suanwang.services.learning import LearnedSpeeds
 from suanwang.services.snapshots import build_snapshot
 
 
@@ -72,6 +73,7 @@ class ControlLoop:
         self._catalogue = catalogue
         self._after_reconcile = tuple(after_reconcile)
         """Steps run between reconcile and schedule (deployments: restart and health-check)."""
+        self._learned = LearnedSpeeds(clock)
 
     def tick(self) -> TickReport:
         report = TickReport()
@@ -89,7 +91,9 @@ class ControlLoop:
             queued = [j for j in uow.jobs.queued() if not j.cancel_requested]
             if not queued:
                 return
-            snapshot = build_snapshot(uow, queued, self._catalogue, self._clock.now())
+            kinds = {str(j.spec["kind"]) for j in queued if j.spec.get("kind")}
+            learned = self._learned.matrix(uow, kinds)
+            snapshot = build_snapshot(uow, queued, self._catalogue, self._clock.now(), learned)
             by_id = {j.id: j for j in queued}
             names = {n.id: n.name for n in snapshot.nodes}
             backends = {c.name: c.backend for c in uow.fleet.clusters()}

@@ -41,6 +41,12 @@ def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
     data = asdict(spec)
     data["command"] = list(spec.command)
     data["env"] = dict(spec.env)
+    # Left out when unset, so specs stored before these fields existed hash the same.
+    for optional in ("kind", "speed"):
+        if not data[optional]:
+            del data[optional]
+    if spec.speed:
+        data["speed"] = dict(spec.speed)
     return data
 
 
@@ -59,6 +65,8 @@ def spec_from_dict(data: Mapping[str, Any]) -> JobSpec:
         expected_duration_s=data.get("expected_duration_s"),
         checkpoint_interval_s=data.get("checkpoint_interval_s"),
         preemptible=data.get("preemptible", True),
+        kind=data.get("kind"),
+        speed=tuple(sorted(dict(data.get("speed") or {}).items())),
     )
 
 
@@ -117,6 +125,8 @@ class Jobs:
             )
         validate_job(spec)
         self._catalogue.check_selector(spec.resources.chip)
+        for chip, _ in spec.speed:
+            self._catalogue.get(chip, field_name=f"speed.{chip}")
         digest = request_hash(spec)
         with self._uows() as uow:
             replay = self._replay(uow, principal.tenant_id, idempotency_key, digest)

@@ -8,6 +8,8 @@ V100-equivalent: 125 dense FP16 TFLOPS.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from suanwang.domain.chips import Catalogue
 from suanwang.domain.ids import (
     ChipFamily,
@@ -21,15 +23,25 @@ from suanwang.domain.ids import (
 from suanwang.domain.records import AttemptRecord, JobRecord, TenantRecord
 from suanwang.ports import UnitOfWork
 from suanwang.scheduler import NodeView, PendingJob, Placement, Snapshot
+from suanwang.scheduler.learning import SpeedMatrix, merged_speeds
 from suanwang.scheduler.snapshot import FlavorQuota, RunningJob, TenantQueue, WanLinkView
 
 UNIT_TFLOPS = 125.0
 
 
 def build_snapshot(
-    uow: UnitOfWork, queued: list[JobRecord], catalogue: Catalogue, now: float
+    uow: UnitOfWork,
+    queued: list[JobRecord],
+    catalogue: Catalogue,
+    now: float,
+    learned: SpeedMatrix | None = None,
 ) -> Snapshot:
-    """Everything one scheduling cycle needs, read inside the scheduling transaction."""
+    """Everything one scheduling cycle needs, read inside the scheduling transaction.
+
+    ``learned`` holds chip speeds learned from finished jobs, by kind
+    (:class:`~suanwang.services.learning.LearnedSpeeds`); a job's stated speeds win over it.
+    """
+    learned = learned or {}
     nodes = tuple(
         NodeView(
             id=NodeId(n.id),
@@ -55,18 +67,14 @@ def build_snapshot(
     usage = {
         TenantId(t): {ChipFamily(f): c for f, c in u.items()} for t, u in uow.jobs.usage().items()
     }
-    speeds = {
-        ChipName(c.name): c.fp16_tflops / UNIT_TFLOPS
-        for c in catalogue.chips.values()
-        if c.fp16_tflops > 0
-    }
+    speeds = chip_speeds(catalogue)
     return Snapshot(
         now=now,
         nodes=nodes,
-        pending=tuple(pending_job(j) for j in queued),
+        pending=tuple(pending_job(j, learned) for j in queued),
         quotas=caps,
         usage=usage,
-        running=tuple(running_jobs(uow)),
+        running=tuple(running_jobs(uow, learned, speeds)),
         queues=_queues(tenants),
         links=tuple(
             WanLinkView(w.region_a, w.region_b, w.bandwidth_gbps, w.rtt_ms)
@@ -75,6 +83,15 @@ def build_snapshot(
         chip_speed=speeds,
         chip_units=dict(speeds),
     )
+
+
+def chip_speeds(catalogue: Catalogue) -> dict[ChipName, float]:
+    """Default relative speed per chip: its dense FP16 TFLOPS in V100-equivalent units."""
+    return {
+        ChipName(c.name): c.fp16_tflops / UNIT_TFLOPS
+        for c in catalogue.chips.values()
+        if c.fp16_tflops > 0
+    }
 
 
 def _queues(tenants: list[TenantRecord]) -> dict[TenantId, TenantQueue]:
@@ -98,7 +115,13 @@ def _estimate(job: JobRecord) -> float | None:
     return spec.get("expected_duration_s") or spec.get("simulate_duration_s")
 
 
-def pending_job(job: JobRecord) -> PendingJob:
+def job_speeds(job: JobRecord, learned: SpeedMatrix) -> dict[ChipName, float]:
+    """The job's stated per-chip speeds over those learned for its kind."""
+    stated = {ChipName(c): float(v) for c, v in (job.spec.get("speed") or {}).items()}
+    return merged_speeds(job.spec.get("kind"), stated, learned)
+
+
+def pending_job(job: JobRecord, learned: SpeedMatrix | None = None) -> PendingJob:
     """A queued job as the scheduler sees it."""
     res, spec = job.spec["resources"], job.spec
     return PendingJob(
@@ -117,22 +140,46 @@ def pending_job(job: JobRecord) -> PendingJob:
         preemptible=spec.get("preemptible", True),
         checkpoint_interval_s=spec.get("checkpoint_interval_s"),
         submitted_at=job.created_at,
+        kind=spec.get("kind") or "",
+        speed=job_speeds(job, learned or {}),
     )
 
 
-def running_jobs(uow: UnitOfWork) -> list[RunningJob]:
+def running_jobs(
+    uow: UnitOfWork,
+    learned: SpeedMatrix | None = None,
+    defaults: Mapping[ChipName, float] | None = None,
+) -> list[RunningJob]:
     """Work holding cards now (admitted or running attempts)."""
     result = []
     for attempt in uow.jobs.live_attempts():
         job = uow.jobs.job(attempt.job)
         if job is not None:
-            result.append(_running(job, attempt))
+            result.append(_running(job, attempt, learned or {}, defaults or {}))
     return result
 
 
-def _running(job: JobRecord, attempt: AttemptRecord) -> RunningJob:
+def _expected_run_s(
+    job: JobRecord, chip: ChipName, learned: SpeedMatrix, defaults: Mapping[ChipName, float]
+) -> float | None:
+    """The estimate on the reference chip, scaled by the job's speed on ``chip``. Simulated
+    runs last their simulated duration on any chip."""
+    estimate = _estimate(job)
+    if not estimate or job.spec.get("simulate_duration_s") is not None:
+        return estimate
+    speed = job_speeds(job, learned).get(chip, defaults.get(chip, 1.0))
+    return estimate / speed if speed > 0 else None
+
+
+def _running(
+    job: JobRecord,
+    attempt: AttemptRecord,
+    learned: SpeedMatrix,
+    defaults: Mapping[ChipName, float],
+) -> RunningJob:
     started = attempt.started_at or attempt.admitted_at
-    limits = [v for v in (_estimate(job), job.spec.get("max_runtime_s")) if v]
+    run_s = _expected_run_s(job, ChipName(attempt.chip), learned, defaults)
+    limits = [v for v in (run_s, job.spec.get("max_runtime_s")) if v]
     return RunningJob(
         id=JobId(job.id),
         tenant=TenantId(job.tenant),

@@ -6,7 +6,7 @@ control plane) changes nothing and learns it lost the race.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -15,8 +15,10 @@ from sqlalchemy.orm import Session
 
 from suanwang.adapters.db.tables import AllocationRow, AttemptRow, JobEventRow, JobRow
 from suanwang.domain.errors import Conflict
+from suanwang.domain.ids import ChipName
 from suanwang.domain.jobs import AttemptState, JobState, check_transition
 from suanwang.domain.records import AttemptRecord, JobEvent, JobRecord
+from suanwang.scheduler.learning import RunObservation
 
 
 class DuplicateIdempotencyKey(Conflict):
@@ -169,6 +171,30 @@ class JobRepository:
             .where(AllocationRow.attempt == attempt_id, AllocationRow.active.is_(True))
             .values(active=False)
         )
+
+    def finished_runs(self, kinds: Collection[str], per_kind: int) -> list[RunObservation]:
+        """The latest ``per_kind`` successful real runs of each kind, with their estimates."""
+        runs: list[RunObservation] = []
+        for kind in sorted(kinds):
+            query = (
+                select(JobRow.spec, AttemptRow.chip, AttemptRow.started_at, AttemptRow.ended_at)
+                .join(JobRow, JobRow.id == AttemptRow.job)
+                .where(
+                    AttemptRow.state == AttemptState.SUCCEEDED.value,
+                    AttemptRow.started_at.is_not(None),
+                    AttemptRow.ended_at.is_not(None),
+                    JobRow.spec["kind"].as_string() == kind,
+                )
+                .order_by(AttemptRow.ended_at.desc())
+                .limit(per_kind)
+            )
+            for spec, chip, started, ended in self._s.execute(query):
+                reference = spec.get("expected_duration_s")
+                simulated = spec.get("simulate_duration_s") is not None
+                if isinstance(reference, int | float) and not simulated and started and ended:
+                    run_s = float(ended - started)
+                    runs.append(RunObservation(kind, ChipName(chip), reference, run_s, ended))
+        return runs
 
     def usage(self) -> dict[str, dict[str, int]]:
         """Cards held now, by tenant and chip family."""

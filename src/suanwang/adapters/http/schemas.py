@@ -45,6 +45,13 @@ class JobCreate(_In):
         None, description="how often the job checkpoints (preemption prefers losing little work)"
     )
     preemptible: bool = True
+    kind: str | None = Field(
+        None, max_length=200, description="workload kind; jobs of one kind share learned speeds"
+    )
+    speed: dict[Annotated[str, Field(max_length=64)], float] = Field(
+        default_factory=dict,
+        description="relative speed per chip name (1.0 = reference chip, 0 = cannot run there)",
+    )
 
     def to_spec(self) -> JobSpec:
         return JobSpec(
@@ -60,6 +67,8 @@ class JobCreate(_In):
             expected_duration_s=self.expected_duration_s,
             checkpoint_interval_s=self.checkpoint_interval_s,
             preemptible=self.preemptible,
+            kind=self.kind,
+            speed=tuple(sorted(self.speed.items())),
         )
 
 
