@@ -9,11 +9,13 @@ negative control).
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -279,3 +281,79 @@ def _wait_ledger(
 
 
 Stack.wait_ledger = _wait_ledger  # type: ignore[attr-defined]
+
+
+# --- R2 load ---------------------------------------------------------------------------
+QUOTA = 5000
+PERIOD = 86400
+
+CLIENT = r"""
+import asyncio, json, sys, httpx
+urls, key, n = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+body = {"model": "smollm2-135m-instruct", "max_tokens": 20, "mock": {"chunks": 20, "delay_ms": 20},
+        "messages": [{"role": "user", "content": "count to twenty please"}]}
+async def main():
+    async with httpx.AsyncClient(timeout=30) as c:
+        async def one(i):
+            r = await c.post(urls[i % len(urls)] + "/chat/completions", json=body,
+                             headers={"authorization": "Bearer " + key})
+            return r.status_code
+        print(json.dumps(await asyncio.gather(*(one(i) for i in range(n)))))
+asyncio.run(main())
+"""
+
+
+def run_clients(stack: Stack, key: str, processes: int, each: int) -> list[int]:
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLIENT, json.dumps(stack.urls), key, str(each)],
+            stdout=subprocess.PIPE,
+        )
+        for _ in range(processes)
+    ]
+    statuses: list[int] = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=60)
+        statuses += json.loads(out)
+    return statuses
+
+
+@dataclass
+class R2:
+    statuses: list[int]
+    billed: int
+    """Tokens billed in the ledger."""
+    used: int
+    reserved: int
+    """Redis counters after the load."""
+    peak: int
+    """Highest used + reserved sampled in Redis during the load."""
+
+
+def r2_quota_load(stack: Stack, tenant: str) -> R2:
+    """R2's load: 8 processes x 50 requests on a quota of QUOTA tokens, across the stack's
+    gateways, while a thread samples used + reserved in Redis (the quota's invariant is that
+    it never exceeds QUOTA; the ledger alone can hide an overdraft, since each request is
+    billed less than it reserved)."""
+    key, _ = stack.tenant_with_key(tenant, TenantLimits(token_quota=QUOTA, period_s=PERIOD))
+    done = threading.Event()
+    peak = [0]
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], sum(stack.redis_balance(tenant, PERIOD)))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        statuses = run_clients(stack, key, 8, 50)
+    finally:
+        done.set()
+        sampler.join()
+    assert len(statuses) == 400
+    assert set(statuses) <= {200, 429}
+    rows = stack.wait_ledger(tenant, 400)
+    assert len({r["entry_id"] for r in rows}) == 400  # one row per request
+    billed = sum(int(r["prompt_tokens"]) + int(r["completion_tokens"]) for r in rows)
+    used, reserved = stack.redis_balance(tenant, PERIOD)
+    return R2(statuses, billed, used, reserved, peak[0])

@@ -1,0 +1,94 @@
+"""``suanwang gateway --workers 2`` as an operator runs it: both workers serve, and the
+limits and the ledger are those of one gateway (Redis shares the counters)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from gateway_stack import CHAT, Stack, free_port, make_stack, wait_up
+
+from suanwang.domain.limits import TenantLimits
+
+RPM = 50
+PERIOD = 86400
+
+
+def children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[tuple[Stack, str, subprocess.Popen[bytes]]]:
+    stack = make_stack(tmp_path)
+    try:
+        port = stack.start_mock("a")
+        stack.add_deployment("dep-chat", CHAT, [f"http://127.0.0.1:{port}"])
+        gw_port = free_port()
+        log = tmp_path / "gateway-cli.log"
+        with log.open("ab") as out:
+            command = ["gateway", "--workers", "2", "--port", str(gw_port)]
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "suanwang.cli.main", *command],
+                env={**stack.env, "SUANWANG_HOST": "127.0.0.1"},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_up(f"http://127.0.0.1:{gw_port}/health", proc, log, timeout_s=60)
+            yield stack, f"http://127.0.0.1:{gw_port}/v1", proc
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    finally:
+        stack.stop()
+
+
+def test_two_workers_serve_share_limits_and_meter_exactly(
+    workers: tuple[Stack, str, subprocess.Popen[bytes]],
+) -> None:
+    stack, url, proc = workers
+    key, _ = stack.tenant_with_key(
+        "wk-t", TenantLimits(rpm=RPM, token_quota=10**6, period_s=PERIOD)
+    )
+    if time.time() % 60 > 45:  # keep the 200 requests inside one rate window
+        time.sleep(60 - time.time() % 60 + 0.1)
+    body = {"model": CHAT, "max_tokens": 6, "messages": [{"role": "user", "content": "hi"}]}
+
+    async def load() -> list[int]:
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=0)
+        async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+
+            async def one(_: int) -> int:
+                r = await client.post(
+                    url + "/chat/completions",
+                    json=body,
+                    headers={"authorization": f"Bearer {key}"},
+                )
+                return r.status_code
+
+            return list(await asyncio.gather(*(one(i) for i in range(200))))
+
+    statuses = asyncio.run(load())
+    assert statuses.count(200) == RPM  # one limit for both workers, not one each
+    assert statuses.count(429) == 200 - RPM
+    worker_pids = children(proc.pid)
+    journals = {p.name.split("-")[0] for p in stack.settings.usage_journal_dir.glob("*")}
+    served = {int(pid) for pid in journals if pid.isdigit()} & worker_pids
+    assert len(served) == 2, (journals, worker_pids)  # both workers metered requests
+    rows = stack.wait_ledger("wk-t", 200)
+    assert len({r["entry_id"] for r in rows}) == len(rows) == 200  # one row per request
+    assert sum(r["outcome"] == "ok" for r in rows) == RPM
+    billed = sum(int(r["prompt_tokens"]) + int(r["completion_tokens"]) for r in rows)
+    used, reserved = stack.redis_balance("wk-t", PERIOD)
+    assert reserved == 0
+    assert used == billed > 0  # ledger exact
