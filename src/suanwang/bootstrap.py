@@ -41,7 +41,7 @@ from suanwang.gateway import (
 from suanwang.observability import Metrics
 from suanwang.ports import Backend, Clock, Limiter
 from suanwang.services.billing import Billing
-from suanwang.services.catalogue import default_catalogue
+from suanwang.services.catalogue import default_catalogue, load_priority_classes
 from suanwang.services.control import ControlLoop
 from suanwang.services.deployments import Deployments
 from suanwang.services.jobs import Jobs
@@ -74,7 +74,9 @@ def build_platform(
     return Platform(
         fleet=Fleet(uows, clock, catalogue),
         tenancy=Tenancy(uows, clock, catalogue),
-        jobs=Jobs(uows, clock, catalogue, backends),
+        jobs=Jobs(
+            uows, clock, catalogue, backends, load_priority_classes(settings.priority_classes_file)
+        ),
         control=ControlLoop(
             uows,
             backends,

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     gateway_port: int = Field(8001, ge=1, le=65535, description="OpenAI-compatible gateway")
     redis_url: str | None = Field(None, description="shared gateway limits; in-process if unset")
     redis_prefix: str = Field("suanwang:gw:", min_length=1, max_length=64)
+    priority_classes_file: Path | None = Field(
+        None, description="YAML of priority classes (default: the packaged four)"
+    )
     usage_journal_fsync: bool = Field(
         False, description="fsync every usage record (survive a machine crash, not just kill -9)"
     )

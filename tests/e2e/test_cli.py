@@ -192,6 +192,7 @@ def test_missing_fleet_file(cli: Cli, tmp_path: Path) -> None:
         (["--cards", "many", "--", "true"], "--cards"),
         (["--speed", "nvidia-h20=fast", "--", "true"], "--speed"),
         (["--speed", "nvidia-h20=-2", "--", "true"], "speed.nvidia-h20"),
+        (["--priority-class", "urgent", "--", "true"], "unknown priority class 'urgent'"),
     ],
     ids=[
         "negative-cards",
@@ -202,10 +203,25 @@ def test_missing_fleet_file(cli: Cli, tmp_path: Path) -> None:
         "not-a-number",
         "speed-not-a-number",
         "negative-speed",
+        "unknown-priority-class",
     ],
 )
 def test_bad_job(cli: Cli, demo_key: str, args: list[str], fragment: str) -> None:
     assert_error(cli("jobs", "submit", *args, key=demo_key), fragment)
+
+
+def test_priority_classes_from_the_cli(cli: Cli, demo_key: str) -> None:
+    listed = ok(cli("fleet", "classes", key=demo_key))
+    assert "critical" in listed
+    assert "best-effort" in listed
+    args = ["--chip", "ascend-910b", "--simulate-duration", "60", "--priority-class", "critical"]
+    args += ["--kind", "resnet50", "--speed", "ascend-910b=2.5", "-q"]
+    job_id = ok(cli("jobs", "submit", *args, key=demo_key)).strip()
+    job = job_json(cli, job_id, demo_key)
+    assert job["priority"] == 1000
+    spec = job["spec"]
+    assert (spec["priority_class"], spec["preemptible"]) == ("critical", False)
+    assert (spec["kind"], spec["speed"]) == ("resnet50", {"ascend-910b": 2.5})
 
 
 def test_bad_keys_and_tenants(cli: Cli) -> None:

@@ -126,6 +126,11 @@ MATRIX: dict[tuple[str, str], tuple[Callable[[World], str], Any, dict[str, int]]
     ("GET", "/api/v1/fleet/totals"): (lambda w: "/api/v1/fleet/totals", None, EVERYONE_200),
     ("GET", "/api/v1/fleet/nodes"): (lambda w: "/api/v1/fleet/nodes", None, EVERYONE_200),
     ("GET", "/api/v1/chips"): (lambda w: "/api/v1/chips", None, EVERYONE_200),
+    ("GET", "/api/v1/priority-classes"): (
+        lambda w: "/api/v1/priority-classes",
+        None,
+        EVERYONE_200,
+    ),
     ("POST", "/api/v1/fleet/apply"): (lambda w: "/api/v1/fleet/apply", FLEET, OPERATOR_ONLY),
     ("POST", "/api/v1/demo/load"): (lambda w: "/api/v1/demo/load", None, OPERATOR_ONLY),
     ("POST", "/api/v1/tenants"): (

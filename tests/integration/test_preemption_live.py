@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from suanwang.domain.jobs import JobSpec, JobState, Resources
 from suanwang.domain.tenancy import Principal, QuotaSpec, Scope
 from suanwang.services.platform import Platform
@@ -102,3 +104,44 @@ def test_checkpoints_are_recorded(platform: Platform, tmp_path: Path) -> None:
         platform.control.tick()
         time.sleep(0.1)
     assert state_of(platform, a, job.id) is JobState.CANCELLED
+
+
+SOLO = """
+regions: [{name: r1}]
+clusters:
+  - {name: sim, region: r1, kind: simulated, nodes: [{name: s1, chip: ascend-910b, cards: 8}]}
+"""
+
+
+def whole_node(name: str, priority_class: str) -> JobSpec:
+    return JobSpec(
+        name=name,
+        command=(),
+        resources=Resources(chip="ascend", cards_per_node=8),
+        simulate_duration_s=3600,
+        priority_class=priority_class,
+    )
+
+
+@pytest.mark.parametrize(
+    ("holder_class", "preempted"),
+    [("best-effort", True), ("critical", False)],
+    ids=["best-effort-gives-way", "critical-is-never-preempted"],
+)
+def test_priority_classes_decide_preemption(
+    platform: Platform, holder_class: str, preempted: bool
+) -> None:
+    platform.fleet.apply_yaml(SOLO)
+    platform.tenancy.create_tenant("aaa", "aaa", {})
+    a = principal(platform, "aaa")
+    holder = platform.jobs.submit(a, whole_node("holder", holder_class), None).job
+    platform.control.tick()
+    assert state_of(platform, a, holder.id) is JobState.RUNNING
+    urgent = platform.jobs.submit(a, whole_node("urgent", "high"), None).job
+    assert urgent.priority == 100
+    for _ in range(5):
+        platform.control.tick()
+        platform.clock.advance(1)  # type: ignore[attr-defined]
+    assert (state_of(platform, a, urgent.id) is JobState.RUNNING) is preempted
+    holder_state = state_of(platform, a, holder.id)
+    assert (holder_state is JobState.QUEUED) is preempted, holder_state

@@ -219,6 +219,27 @@ def chips(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     out.print(table)
 
 
+@fleet_app.command("classes")
+def priority_classes(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """The priority classes a job may name (suanwang jobs submit --priority-class NAME)."""
+    st = state(ctx, as_json)
+    with st.client() as api:
+        data = api.call("GET", "/api/v1/priority-classes")
+    if st.json:
+        emit_json(data)
+        return
+    table = new_table(
+        "Priority classes", ("Class", "Priority", "Preemptible", "Description"),
+        numbers=("Priority",), wrap=("Description",),
+    )  # fmt: skip
+    for c in data:
+        table.add_row(
+            cell(c["name"]), str(c["value"]), "yes" if c["preemptible"] else "no",
+            cell(c["description"]),
+        )  # fmt: skip
+    out.print(table)
+
+
 @demo_app.command("load")
 def load(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Apply the demo fleet (simulated Lingang and Ningxia clusters plus this machine)."""

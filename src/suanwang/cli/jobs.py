@@ -92,6 +92,7 @@ def submit_body(command: list[str], opts: dict[str, Any]) -> dict[str, Any]:
             "region": opts["region"],
         },
         "priority": opts["priority"],
+        "priority_class": opts["priority_class"],
         "max_runtime_s": opts["max_runtime"],
         "retries": opts["retries"],
         "simulate": {"duration_s": opts["simulate_duration"]} if simulated else None,
@@ -131,6 +132,9 @@ def submit(
     cluster: Annotated[str | None, typer.Option(help="only this cluster")] = None,
     region: Annotated[str | None, typer.Option(help="only this region")] = None,
     priority: Annotated[int, typer.Option(help="-1000 to 1000; higher runs first")] = 0,
+    priority_class: Annotated[
+        str | None, typer.Option(help="a named class instead of --priority (fleet classes)")
+    ] = None,
     max_runtime: Annotated[
         int | None, typer.Option(help="seconds before the job is stopped")
     ] = None,
@@ -176,7 +180,7 @@ def submit(
         "region": region, "priority": priority, "max_runtime": max_runtime, "retries": retries,
         "env": env, "workdir": workdir, "simulate_duration": simulate_duration,
         "expected_duration": expected_duration, "checkpoint_interval": checkpoint_interval,
-        "kind": kind, "speed": speed,
+        "kind": kind, "speed": speed, "priority_class": priority_class,
     }  # fmt: skip
     body = submit_body(list(command or []), opts)
     st = state(ctx, as_json)

@@ -130,6 +130,8 @@ class JobSpec:
     """The workload's kind (e.g. ``llama-7b-finetune``): jobs of one kind share learned speeds."""
     speed: tuple[tuple[str, float], ...] = ()
     """Relative speed per chip name (1.0 = the reference chip; 0 = cannot run there)."""
+    priority_class: str | None = None
+    """A named class (``domain/priorities.py``) that sets ``priority`` and may forbid preemption."""
 
     @property
     def simulated(self) -> bool:

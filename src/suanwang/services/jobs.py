@@ -16,6 +16,7 @@ from suanwang.domain.chips import Catalogue, selector_matches
 from suanwang.domain.errors import Conflict, NotFound, ValidationError
 from suanwang.domain.ids import new_job_id
 from suanwang.domain.jobs import JobSpec, JobState, Resources, validate_job
+from suanwang.domain.priorities import PriorityClasses
 from suanwang.domain.records import AttemptRecord, JobEvent, JobRecord, NodeRecord
 from suanwang.domain.tenancy import Principal
 from suanwang.ports import Backend, Clock, UnitOfWork, UnitOfWorkFactory
@@ -42,7 +43,7 @@ def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
     data["command"] = list(spec.command)
     data["env"] = dict(spec.env)
     # Left out when unset, so specs stored before these fields existed hash the same.
-    for optional in ("kind", "speed"):
+    for optional in ("kind", "speed", "priority_class"):
         if not data[optional]:
             del data[optional]
     if spec.speed:
@@ -66,6 +67,7 @@ def spec_from_dict(data: Mapping[str, Any]) -> JobSpec:
         checkpoint_interval_s=data.get("checkpoint_interval_s"),
         preemptible=data.get("preemptible", True),
         kind=data.get("kind"),
+        priority_class=data.get("priority_class"),
         speed=tuple(sorted(dict(data.get("speed") or {}).items())),
     )
 
@@ -111,11 +113,13 @@ class Jobs:
         clock: Clock,
         catalogue: Catalogue,
         backends: Mapping[str, Backend],
+        priority_classes: PriorityClasses | None = None,
     ) -> None:
         self._uows = uows
         self._clock = clock
         self._catalogue = catalogue
         self._backends = backends
+        self.priority_classes = priority_classes or PriorityClasses.of(())
 
     def submit(self, principal: Principal, spec: JobSpec, idempotency_key: str | None) -> Submitted:
         """Validate and durably queue a job, or replay the one stored under the same key."""
@@ -123,7 +127,7 @@ class Jobs:
             raise ValidationError(
                 "jobs belong to a tenant; use a tenant key", field="Authorization"
             )
-        validate_job(spec)
+        spec = self.priority_classes.apply(validate_job(spec))
         self._catalogue.check_selector(spec.resources.chip)
         for chip, _ in spec.speed:
             self._catalogue.get(chip, field_name=f"speed.{chip}")

@@ -23,6 +23,7 @@ ROUTES: Final[dict[tuple[str, str], Rule]] = {
     ("GET", "/api/v1/fleet/totals"): Scope.READ_ONLY,
     ("GET", "/api/v1/fleet/nodes"): Scope.READ_ONLY,
     ("GET", "/api/v1/chips"): Scope.READ_ONLY,
+    ("GET", "/api/v1/priority-classes"): Scope.READ_ONLY,
     ("POST", "/api/v1/fleet/apply"): Scope.OPERATOR,
     ("POST", "/api/v1/demo/load"): Scope.OPERATOR,
     # tenants: the operator manages them; a tenant may read itself

@@ -35,6 +35,9 @@ class JobCreate(_In):
     working_dir: str | None = Field(None, max_length=4096)
     resources: ResourcesIn = Field(default_factory=ResourcesIn)
     priority: int = 0
+    priority_class: str | None = Field(
+        None, max_length=63, description="a named class (GET /api/v1/priority-classes)"
+    )
     max_runtime_s: int | None = None
     retries: int = 0
     simulate: SimulateIn | None = None
@@ -68,8 +71,16 @@ class JobCreate(_In):
             checkpoint_interval_s=self.checkpoint_interval_s,
             preemptible=self.preemptible,
             kind=self.kind,
+            priority_class=self.priority_class,
             speed=tuple(sorted(self.speed.items())),
         )
+
+
+class PriorityClassPublic(BaseModel):
+    name: str
+    value: int
+    preemptible: bool
+    description: str
 
 
 class AttemptPublic(BaseModel):

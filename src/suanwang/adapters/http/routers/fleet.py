@@ -1,4 +1,4 @@
-"""``/api/v1/fleet``, ``/api/v1/chips`` and ``/api/v1/demo``."""
+"""``/api/v1/fleet``, ``/api/v1/chips``, ``/api/v1/priority-classes`` and ``/api/v1/demo``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from suanwang.adapters.http.schemas import (
     FleetPublic,
     FleetTotalsPublic,
     NodePublic,
+    PriorityClassPublic,
     RegionPublic,
     TotalsPublic,
     WanLinkPublic,
@@ -150,6 +151,17 @@ def list_chips(platform: PlatformDep) -> list[ChipPublic]:
             figures_uncertain=c.figures_uncertain,
         )
         for c in sorted(platform.catalogue.chips.values(), key=lambda c: c.name)
+    ]
+
+
+@router.get("/priority-classes", response_model=list[PriorityClassPublic])
+def list_priority_classes(platform: PlatformDep) -> list[PriorityClassPublic]:
+    """The priority classes a job may name, highest first."""
+    return [
+        PriorityClassPublic(
+            name=pc.name, value=pc.value, preemptible=pc.preemptible, description=pc.description
+        )
+        for pc in platform.jobs.priority_classes.ordered()
     ]
 
 
