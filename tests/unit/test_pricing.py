@@ -21,11 +21,13 @@ from suanwang.domain.billing import (
     parse_period,
     price,
 )
+from suanwang.domain.chips import Catalogue, ChipType
 from suanwang.domain.errors import ValidationError
+from suanwang.domain.ids import ChipFamily, ChipName
 from suanwang.domain.serving import TokenPrice
 from suanwang.domain.usage import UsageKind
 from suanwang.services.catalogue import default_catalogue
-from suanwang.services.prices import default_prices
+from suanwang.services.prices import compute_prices, default_prices
 
 PRICES = PriceBook(
     tokens={
@@ -189,3 +191,35 @@ def test_format_micro_round_trips(amount: int) -> None:
     assert round(float(text) * 1_000_000) == amount or abs(amount) > 10**14
     whole, frac = text.lstrip("-").split(".")
     assert (-1 if text.startswith("-") else 1) * (int(whole) * 1_000_000 + int(frac)) == amount
+
+
+def _chip(name: str, tflops: float) -> ChipType:
+    return ChipType(ChipName(name), "v", ChipFamily("f"), 64, tflops, tflops, "s", "", "")
+
+
+UNIT_CASES = [
+    # (chip TFLOPS, per-unit-hour price, card-hour price)
+    pytest.param(125.0, 3_600_000, 3_600_000, id="one-unit-pays-the-unit-price"),
+    pytest.param(280.0, 3_600_000, 8_064_000, id="910b-is-2.24-units"),
+    pytest.param(119.5, 1_000_000, 956_000, id="decimal-tflops-stay-exact"),
+    pytest.param(0.5, 125, 1, id="half-a-micro-unit-rounds-up"),
+    pytest.param(0.5, 124, 0, id="under-half-rounds-down"),
+]
+
+
+@pytest.mark.parametrize(("tflops", "unit_price", "expected"), UNIT_CASES)
+def test_chips_priced_per_unit_hour(tflops: float, unit_price: int, expected: int) -> None:
+    catalogue = Catalogue.of([_chip("x", tflops)])
+    prices = compute_prices({}, {"standard": unit_price}, catalogue)
+    assert prices["x"] == {"standard": expected}
+
+
+def test_a_chip_line_wins_over_the_unit_price_and_cpu_needs_a_line() -> None:
+    catalogue = Catalogue.of([_chip("a", 250.0), _chip("b", 250.0), _chip("cpu", 0.0)])
+    prices = compute_prices({"a": {"standard": 7}}, {"standard": 1_000, "edu": 500}, catalogue)
+    assert prices == {"a": {"standard": 7}, "b": {"standard": 2_000, "edu": 1_000}}
+
+
+def test_the_packaged_book_prices_some_chips_by_units() -> None:
+    compute = default_prices().compute
+    assert compute["kunlunxin-p800"] == {"standard": 9_936_000, "edu": 6_955_200}  # 2.76 units

@@ -19,9 +19,11 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import enum
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 
 from suanwang.domain.errors import ValidationError
 from suanwang.domain.serving import TokenPrice
@@ -126,6 +128,14 @@ class PriceBook:
         """Micro-units per card-hour of ``chip`` for ``tier`` (else ``standard``, else 0)."""
         by_tier = self.compute.get(chip, {})
         return by_tier.get(tier, by_tier.get(DEFAULT_TIER, 0))
+
+
+def card_hour_from_units(units: Fraction, unit_hour_price: int) -> int:
+    """The card-hour price of a chip of ``units`` normalised units, priced per unit-hour:
+    ``units × unit_hour_price`` rounded half up to a micro-unit (exact: no floats)."""
+    if units < 0 or unit_hour_price < 0:
+        raise ValueError("units and prices cannot be negative")
+    return math.floor(units * unit_hour_price + Fraction(1, 2))
 
 
 def price(quantity: int, unit_price: int, per: int) -> int:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 from suanwang.domain.errors import ValidationError
 from suanwang.domain.ids import ChipFamily, ChipName
 
 ANY_CHIP = "any"
+UNIT_TFLOPS = 125.0
+"""One vendor-neutral compute unit: a V100-equivalent, 125 dense FP16 TFLOPS."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +34,16 @@ class ChipType:
     hami_resource: str
     figures_uncertain: bool = False
     sources: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def units(self) -> float:
+        """Normalised compute units per card (0 for a ``cpu`` slot)."""
+        return self.fp16_tflops / UNIT_TFLOPS
+
+    @property
+    def exact_units(self) -> Fraction:
+        """:attr:`units` as an exact fraction of the figures as written (for money)."""
+        return Fraction(str(self.fp16_tflops)) / Fraction(str(UNIT_TFLOPS))
 
 
 @dataclass(frozen=True, slots=True)

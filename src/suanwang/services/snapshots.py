@@ -26,8 +26,6 @@ from suanwang.scheduler import NodeView, PendingJob, Placement, Snapshot
 from suanwang.scheduler.learning import SpeedMatrix, merged_speeds
 from suanwang.scheduler.snapshot import FlavorQuota, RunningJob, TenantQueue, WanLinkView
 
-UNIT_TFLOPS = 125.0
-
 
 def build_snapshot(
     uow: UnitOfWork,
@@ -87,11 +85,7 @@ def build_snapshot(
 
 def chip_speeds(catalogue: Catalogue) -> dict[ChipName, float]:
     """Default relative speed per chip: its dense FP16 TFLOPS in V100-equivalent units."""
-    return {
-        ChipName(c.name): c.fp16_tflops / UNIT_TFLOPS
-        for c in catalogue.chips.values()
-        if c.fp16_tflops > 0
-    }
+    return {ChipName(c.name): c.units for c in catalogue.chips.values() if c.units > 0}
 
 
 def _queues(tenants: list[TenantRecord]) -> dict[TenantId, TenantQueue]:
