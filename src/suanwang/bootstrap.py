@@ -38,6 +38,7 @@ from suanwang.gateway import (
     Timeouts,
     Upstreams,
 )
+from suanwang.gateway.metrics import GatewayMetrics
 from suanwang.observability import Metrics
 from suanwang.ports import Backend, Clock, Limiter
 from suanwang.services.billing import Billing
@@ -254,6 +255,7 @@ def build_gateway_app(
         clock=clock,
         config=config,
         on_close=[sink.aclose],
+        metrics=GatewayMetrics(default_models()),
     )
     return GatewayApp(gateway)
 

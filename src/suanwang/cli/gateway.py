@@ -7,6 +7,9 @@ worker is refused.
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -34,6 +37,8 @@ def gateway(
             field="--workers",
             hint="set SUANWANG_REDIS_URL (e.g. redis://127.0.0.1:6379/0) or use --workers 1",
         )
+    if workers > 1:
+        shared_metrics(settings.data_dir / "gateway-metrics")
     import uvicorn
 
     shared = (
@@ -53,3 +58,13 @@ def gateway(
         log_level=level,
         access_log=False,
     )
+
+
+def shared_metrics(directory: Path) -> None:
+    """Workers sum their metrics through files in ``directory`` (emptied: counts restart
+    with the gateway), unless the operator set ``PROMETHEUS_MULTIPROC_DIR`` already."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,7 @@ from suanwang.gateway.asgi import Scope as AsgiScope
 from suanwang.gateway.auth import KeyAuthenticator, TtlCache
 from suanwang.gateway.errors import GatewayError, bad_request, from_domain
 from suanwang.gateway.metering import RequestMeter
+from suanwang.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from suanwang.gateway.proxy import Proxy
 from suanwang.gateway.routing import Router
 from suanwang.gateway.schema import Call, parse_call
@@ -83,6 +85,20 @@ class Gateway:
     clock: Clock
     config: GatewayConfig = field(default_factory=GatewayConfig)
     on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    metrics: GatewayMetrics | None = None
+    """Default: this process's metrics, labelled with the catalogue's models."""
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One HTTP request as the app's outer layer sees it (ids, status, model)."""
+
+    request_id: str
+    client_id: str
+    status: int = 499
+    """The answer's status; 499 until one is sent (a client that went away)."""
+    sent: bool = False
+    model: str = ""
 
 
 class GatewayApp:
@@ -91,7 +107,10 @@ class GatewayApp:
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
         cfg = gateway.config
-        self._proxy = Proxy(gateway.router, gateway.upstreams, cfg.max_attempts, cfg.max_request_s)
+        self.metrics = gateway.metrics or GatewayMetrics(gateway.models)
+        self._proxy = Proxy(
+            gateway.router, gateway.upstreams, cfg.max_attempts, cfg.max_request_s, self.metrics
+        )
         self._limits: TtlCache[tuple[str, str], Limits] = TtlCache(
             gateway.clock, cfg.limits_cache_s
         )
@@ -106,33 +125,35 @@ class GatewayApp:
             return
         if scope["type"] != "http":
             return
+        began = time.perf_counter()
         self._served += 1
         request_id = f"req_{self._boot}{self._served:010x}"
-        client_id = asgi.client_request_id(scope) or request_id
-        started = {"sent": False}
+        ex = Exchange(request_id, asgi.client_request_id(scope) or request_id)
 
         async def tracked(message: asgi.Message) -> None:
-            started["sent"] = True
+            if not ex.sent:
+                ex.sent, ex.status = True, message.get("status", 200)
             await send(message)
 
         try:
-            await self._route(scope, receive, tracked, request_id, client_id)
+            await self._route(scope, receive, tracked, ex)
         except GatewayError as error:
-            if not started["sent"]:
-                await asgi.send_error(send, error, client_id)
+            if not ex.sent:
+                await asgi.send_error(tracked, error, ex.client_id)
         except Exception:
             log.exception("gateway request failed", request_id=request_id)
-            if not started["sent"]:
+            if not ex.sent:
                 internal = GatewayError(500, "internal error; retry later", code="internal_error")
-                await asgi.send_error(send, internal, client_id)
+                await asgi.send_error(tracked, internal, ex.client_id)
+        finally:
+            route = _route_label(scope["path"])
+            self.metrics.request(route, ex.model, ex.status, time.perf_counter() - began)
 
-    async def _route(
-        self, scope: AsgiScope, receive: Receive, send: Send, request_id: str, client_id: str
-    ) -> None:
-        path, method = scope["path"], scope["method"]
+    async def _route(self, scope: AsgiScope, receive: Receive, send: Send, ex: Exchange) -> None:
+        path, method, client_id = scope["path"], scope["method"], ex.client_id
         endpoint = ENDPOINTS.get(path)
         if endpoint is not None and method == "POST":
-            await self._call(scope, receive, send, endpoint, (request_id, client_id))
+            await self._call(scope, receive, send, endpoint, ex)
         elif path == "/v1/models" and method == "GET":
             principal = await self._tenant(scope)
             await asgi.send_json(send, 200, self._model_list(principal), client_id)
@@ -145,6 +166,8 @@ class GatewayApp:
             await asgi.send_json(send, 200, found[0], client_id)
         elif path in ("/health", "/healthz") and method == "GET":
             await asgi.send_json(send, 200, {"status": "ok"}, client_id)
+        elif path == "/metrics" and method == "GET":
+            await asgi.send_bytes(send, 200, self.metrics.render(), client_id, None, CONTENT_TYPE)
         elif endpoint is not None or path.startswith("/v1/models"):
             raise GatewayError(405, f"{method} is not allowed on {path}", code="method_not_allowed")
         else:
@@ -172,9 +195,9 @@ class GatewayApp:
         receive: Receive,
         send: Send,
         endpoint: str,
-        ids: tuple[str, str],
+        ex: Exchange,
     ) -> None:
-        request_id, client_id = ids
+        request_id, client_id = ex.request_id, ex.client_id
         gw = self.gw
         principal = await self._tenant(scope)
         assert principal.tenant_id is not None
@@ -187,6 +210,7 @@ class GatewayApp:
             principal.key_id,
             endpoint,
             gw.clock.now(),
+            metrics=self.metrics,
         )
         try:
             await self._serve(scope, receive, send, principal, meter, client_id)
@@ -199,6 +223,7 @@ class GatewayApp:
             await meter.close(error.status, outcome)
             raise
         finally:
+            ex.model = meter.model
             if not meter.closed:  # cancelled or crashed: still exactly one record
                 await asyncio.shield(meter.close(500, Outcome.UPSTREAM_ERROR))
 
@@ -243,6 +268,7 @@ class GatewayApp:
                 meter.request_id, tenant, meter.key_id, call.reserve_tokens, limits
             )
         except DomainError as error:
+            self.metrics.rejected(error.field)
             raise from_domain(error) from None
         response, slot = await self._proxy.open(call, slots, meter.request_id, meter)
         try:
@@ -287,6 +313,16 @@ class GatewayApp:
                 continue
             if swept:
                 log.warning("released expired reservations", count=swept)
+
+
+def _route_label(path: str) -> str:
+    """A bounded label for ``path``: the route it hit, or ``other``."""
+    endpoint = ENDPOINTS.get(path)
+    if endpoint is not None:
+        return endpoint
+    if path.startswith("/v1/models"):
+        return "models"
+    return path[1:] if path in ("/health", "/healthz", "/metrics") else "other"
 
 
 def _no_model(model: str) -> GatewayError:

@@ -69,8 +69,9 @@ async def send_bytes(
     body: bytes,
     request_id: str,
     extra: dict[str, str] | None = None,
+    content_type: str = "application/json",
 ) -> None:
-    headers = _headers(b"application/json", request_id, extra or {})
+    headers = _headers(content_type.encode(), request_id, extra or {})
     headers.append([b"content-length", str(len(body)).encode()])
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -23,6 +23,7 @@ import structlog
 
 from suanwang.domain.limits import Reservation
 from suanwang.domain.usage import Outcome, TokenUsage
+from suanwang.gateway.metrics import GatewayMetrics
 from suanwang.gateway.schema import Call
 from suanwang.ports import Clock, Limiter, UsageSink
 
@@ -77,6 +78,7 @@ class RequestMeter:
     replica: str | None = None
     streamed: bool = False
     closed: bool = False
+    metrics: GatewayMetrics | None = None
 
     async def close(
         self, status: int, outcome: Outcome, prompt_tokens: int = 0, completion_tokens: int = 0
@@ -91,6 +93,8 @@ class RequestMeter:
             prompt = min(prompt, cap)
             completion = min(completion, cap - prompt)
             await self.limiter.settle(self.reservation, prompt + completion)
+        if self.metrics is not None:
+            self.metrics.billed(self.model, prompt, completion)
         ended = self.clock.now()
         await self.sink.record(
             TokenUsage(

@@ -28,6 +28,7 @@ from suanwang.domain.usage import Outcome
 from suanwang.gateway.asgi import Receive, Send, send_bytes, start_stream, wait_disconnect
 from suanwang.gateway.errors import GatewayError
 from suanwang.gateway.metering import RequestMeter, estimate_tokens, trusted_usage
+from suanwang.gateway.metrics import GatewayMetrics
 from suanwang.gateway.routing import Router, Slot
 from suanwang.gateway.schema import Call
 from suanwang.gateway.upstream import RETRYABLE, UpstreamResponse, Upstreams
@@ -53,9 +54,15 @@ class Proxy:
     """Sends calls to replicas chosen by the router."""
 
     def __init__(
-        self, router: Router, upstreams: Upstreams, max_attempts: int, max_request_s: float
+        self,
+        router: Router,
+        upstreams: Upstreams,
+        max_attempts: int,
+        max_request_s: float,
+        metrics: GatewayMetrics,
     ) -> None:
         self._router = router
+        self._metrics = metrics
         self._upstreams = upstreams
         self._max_attempts = max_attempts
         self._max_request_s = max_request_s
@@ -71,16 +78,19 @@ class Proxy:
             slot = self._router.pick(slots, call.affinity, tried)
             if slot is None:
                 break
+            if tried:
+                self._metrics.failover(call.model)
             tried.add(slot.replica.replica_id)
             slot.outstanding += 1
             try:
                 response = await self._upstreams.post(slot.replica, call.endpoint, payload, headers)
             except RETRYABLE as exc:
                 slot.outstanding -= 1
-                self._router.eject(slot, type(exc).__name__)
+                self._eject(slot, call.model, type(exc).__name__)
                 continue
             except httpx.TimeoutException as exc:
                 slot.outstanding -= 1
+                self._metrics.upstream_error(call.model, "timeout")
                 raise GatewayError(
                     504, "the engine did not answer in time", code="timeout"
                 ) from exc
@@ -90,7 +100,7 @@ class Proxy:
             if response.status_code >= 500:
                 await response.aclose()
                 slot.outstanding -= 1
-                self._router.eject(slot, f"HTTP {response.status_code}")
+                self._eject(slot, call.model, f"HTTP {response.status_code}")
                 continue
             meter.deployment = slot.replica.deployment_id
             meter.replica = slot.replica.replica_id
@@ -99,6 +109,11 @@ class Proxy:
         raise GatewayError(
             503, f"no replica of {call.model!r} is answering; retry shortly", code="no_replica"
         )
+
+    def _eject(self, slot: Slot, model: str, reason: str) -> None:
+        self._router.eject(slot, reason)
+        self._metrics.upstream_error(model, reason)
+        self._metrics.ejected(model, slot.replica.replica_id)
 
     async def own_prompt(self, slot: Slot, call: Call) -> int:
         counted = await self._upstreams.count_prompt(slot.replica, call.prompt_text)
@@ -166,6 +181,8 @@ class Proxy:
             tally.usage if end is StreamEnd.COMPLETE else None, call, tally.chunks, own
         )
         status, outcome = end.value
+        if end in (StreamEnd.UPSTREAM_ERROR, StreamEnd.TIMEOUT):
+            self._metrics.upstream_error(call.model, f"mid-stream {end.name.lower()}")
         await meter.close(status, outcome, prompt, completion)
         if end is StreamEnd.DISCONNECT:
             return
