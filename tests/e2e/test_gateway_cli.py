@@ -21,6 +21,14 @@ def test_limits_commands(cli: Cli) -> None:
     ok(cli("tenants", "limits", "limited", "--tpm", "9000"))  # changes only what is given
     limits = json.loads(ok(cli("tenants", "limits", "limited", "--json")))
     assert (limits["rpm"], limits["tpm"], limits["token_quota"]) == (60, 9000, 5000)
+    assert limits["period"] == "seconds"  # the default: fixed windows of period_s
+    ok(cli("tenants", "limits", "limited", "--period", "month"))
+    monthly = json.loads(ok(cli("tenants", "limits", "limited", "--json")))
+    assert (monthly["period"], monthly["token_quota"]) == ("month", 5000)
+    ok(cli("tenants", "limits", "limited", "--period-s", "86400"))  # alone: fixed windows again
+    daily = json.loads(ok(cli("tenants", "limits", "limited", "--json")))
+    assert (daily["period"], daily["period_s"]) == ("seconds", 86400)
+    assert cli("tenants", "limits", "limited", "--period", "week").returncode != 0
 
     admin = ok(cli("keys", "create", "--tenant", "limited", "--scope", "tenant-admin", "-q"))
     member = json.loads(

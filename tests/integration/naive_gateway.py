@@ -10,7 +10,7 @@ path). The R2 test must see this gateway overshoot, or R2 proves nothing.
 from __future__ import annotations
 
 from suanwang import bootstrap
-from suanwang.domain.limits import Limits, Reservation, minute_of, quota_window_of
+from suanwang.domain.limits import Limits, Reservation, minute_of, quota_span_s, quota_window
 from suanwang.gateway import RedisLimiter
 from suanwang.gateway.app import GatewayApp
 from suanwang.gateway.limits import quota_error
@@ -26,14 +26,14 @@ class NaiveRedisLimiter(RedisLimiter):
         quota = limits.tenant.token_quota
         if quota is None:
             return await super().reserve(request_id, tenant, key_id, tokens, limits)
-        window = quota_window_of(now, limits.tenant.period_s)
+        window = quota_window(now, limits.tenant)
         hold = Reservation(
             request_id, tenant, key_id, tokens, minute_of(now), window, now + self._ttl_s, True
         )
         p = self._prefix
         used_key, res_key = f"{p}q:used:{tenant}:{window}", f"{p}q:res:{tenant}:{window}"
         if await self._redis.get(used_key) is None:
-            await self._load(used_key, tenant, window, limits.tenant.period_s)
+            await self._load(used_key, tenant, window, quota_span_s(limits.tenant))
         used = int(await self._redis.get(used_key) or 0)
         reserved = int(await self._redis.get(res_key) or 0)
         if used + reserved + tokens > quota:  # check ...

@@ -10,6 +10,7 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -21,8 +22,11 @@ from suanwang.domain.limits import (
     KeyLimits,
     Limits,
     QuotaExhausted,
+    QuotaPeriod,
     RateLimited,
     TenantLimits,
+    month_start,
+    quota_window,
     quota_window_of,
 )
 from suanwang.gateway import InProcessLimiter, RedisLimiter
@@ -136,6 +140,63 @@ def test_settle_releases_the_difference_and_only_once(kind: str) -> None:
 async def balance(limiter: Any, window: int) -> tuple[int, int]:
     result = limiter.balance("acme", window)
     return tuple(await result) if asyncio.iscoroutine(result) else tuple(result)  # type: ignore[return-value]
+
+
+def utc(*when: int) -> float:
+    return datetime(*when, tzinfo=UTC).timestamp()  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("now", "start"),
+    [
+        (utc(2027, 2, 28, 23, 59, 59), utc(2027, 2, 1)),
+        (utc(2027, 3, 1), utc(2027, 3, 1)),
+        (utc(2027, 12, 31, 23, 59, 59) + 0.999, utc(2027, 12, 1)),
+        (utc(2028, 1, 1), utc(2028, 1, 1)),
+        (utc(2028, 2, 29, 12), utc(2028, 2, 1)),
+    ],
+)
+def test_month_start_is_the_first_of_the_month_utc(now: float, start: float) -> None:
+    assert month_start(now) == start
+    month = TenantLimits(token_quota=1, period=QuotaPeriod.MONTH)
+    assert quota_window(now, month) == start
+
+
+# (last second of a month, the month's first second after it): a 28-day February, a year end
+BOUNDARIES = [
+    (utc(2027, 2, 28, 23, 59, 59), utc(2027, 3, 1)),
+    (utc(2027, 12, 31, 23, 59, 59), utc(2028, 1, 1)),
+]
+
+
+@pytest.mark.parametrize(("last", "first"), BOUNDARIES, ids=["february", "year-end"])
+def test_a_monthly_quota_renews_at_the_month_boundary(kind: str, last: float, first: float) -> None:
+    """Exhausted until the last instant of the month, whole again at 00:00 UTC on the 1st;
+    the same times with 30-day windows do not renew (so the test sees the period used)."""
+
+    async def go(period: QuotaPeriod) -> list[str]:
+        clock = Clock()
+        clock.t = last
+        limits = Limits(tenant=TenantLimits(token_quota=100, period=period))
+        got: list[str] = []
+        async with limiter_of(kind, clock) as limiter:
+            hold = await limiter.reserve("r1", "acme", "k1", 100, limits)
+            await limiter.settle(hold, 100)
+            for i, t in enumerate((last + 0.999, first, first + 86400)):
+                clock.t = t
+                try:
+                    hold = await limiter.reserve(f"r{i + 2}", "acme", "k1", 60, limits)
+                    await limiter.settle(hold, 60)
+                    got.append("ok")
+                except QuotaExhausted:
+                    got.append("quota")
+            window = quota_window(first, limits.tenant)
+            used, reserved = await balance(limiter, window)
+            got.append(f"{used}/{reserved}")
+        return got
+
+    assert asyncio.run(go(QuotaPeriod.MONTH)) == ["quota", "ok", "quota", "60/0"]
+    assert asyncio.run(go(QuotaPeriod.SECONDS)) == ["quota", "quota", "quota", "100/0"]
 
 
 def test_rate_windows_reset_each_minute(kind: str) -> None:

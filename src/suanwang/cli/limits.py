@@ -43,6 +43,14 @@ def tenant_limits(
     rpm: Annotated[int | None, typer.Option(min=0, help="requests per minute")] = None,
     tpm: Annotated[int | None, typer.Option(min=0, help="tokens per minute")] = None,
     token_quota: Annotated[int | None, typer.Option(min=0, help="tokens per period")] = None,
+    period: Annotated[
+        str | None,
+        typer.Option(
+            help="quota period: 'month' (calendar months, UTC) or 'seconds' (fixed windows "
+            "of --period-s; the default)",
+            show_default=False,
+        ),
+    ] = None,
     period_s: Annotated[
         int | None, typer.Option(min=60, help="quota period in seconds (default 30 days)")
     ] = None,
@@ -50,6 +58,8 @@ def tenant_limits(
     as_json: JsonOpt = False,
 ) -> None:
     """Show or change a tenant's gateway limits (changing them: operator)."""
+    if period_s is not None and period is None:
+        period = "seconds"  # --period-s alone means fixed windows of that length
     changes = {
         k: v
         for k, v in {
@@ -57,6 +67,7 @@ def tenant_limits(
             "tpm": tpm,
             "token_quota": token_quota,
             "period_s": period_s,
+            "period": period,
         }.items()
         if v is not None
     }

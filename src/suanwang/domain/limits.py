@@ -1,10 +1,12 @@
 """Gateway limits: rates per key and tenant, and a tenant's token quota per period.
 
 Rates (requests and tokens per minute) are counted in fixed 60-second windows aligned to
-the epoch. A tenant's token quota is counted in fixed windows of ``period_s`` seconds, also
-aligned to the epoch. Quota is enforced by *reservation*: before calling an engine the
-gateway reserves an upper bound of the request's tokens; afterwards it settles the
-reservation to the tokens actually billed (never more than reserved), or releases it.
+the epoch. A tenant's token quota is counted per period: calendar months in UTC
+(``period="month"``, what operators bill by) or fixed windows of ``period_s`` seconds aligned
+to the epoch (``period="seconds"``, the default, kept for existing limits). Quota is
+enforced by *reservation*: before calling an engine the gateway reserves an upper bound of
+the request's tokens; afterwards it settles the reservation to the tokens actually billed
+(never more than reserved), or releases it.
 ``used + reserved + asked <= quota`` is checked and applied atomically, so concurrent
 requests can never overshoot.
 """
@@ -13,12 +15,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
 
 from suanwang.domain.errors import DomainError, ValidationError
 
 RATE_WINDOW_S = 60
 DEFAULT_PERIOD_S = 30 * 24 * 3600
 MAX_LIMIT = 10**15
+
+
+class QuotaPeriod(StrEnum):
+    """How a tenant's token quota is renewed."""
+
+    SECONDS = "seconds"
+    """Fixed windows of ``period_s`` seconds aligned to the epoch."""
+    MONTH = "month"
+    """Calendar months, UTC: the quota renews at 00:00 UTC on the 1st (``period_s`` unused)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +42,7 @@ class TenantLimits:
     tpm: int | None = None
     token_quota: int | None = None
     period_s: int = DEFAULT_PERIOD_S
+    period: QuotaPeriod = QuotaPeriod.SECONDS
 
     def __post_init__(self) -> None:
         for name in ("rpm", "tpm", "token_quota"):
@@ -109,6 +123,24 @@ def minute_of(now: float) -> int:
 
 def quota_window_of(now: float, period_s: int) -> int:
     return int(now // period_s) * period_s
+
+
+def month_start(now: float) -> int:
+    """The epoch second at which the calendar month (UTC) containing ``now`` began."""
+    day = datetime.fromtimestamp(now, UTC)
+    return int(datetime(day.year, day.month, 1, tzinfo=UTC).timestamp())
+
+
+def quota_window(now: float, tenant: TenantLimits) -> int:
+    """The start of ``tenant``'s quota period containing ``now`` (epoch seconds)."""
+    if tenant.period is QuotaPeriod.MONTH:
+        return month_start(now)
+    return quota_window_of(now, tenant.period_s)
+
+
+def quota_span_s(tenant: TenantLimits) -> int:
+    """The longest a quota period of ``tenant`` lasts (31 days for calendar months)."""
+    return 31 * 86400 if tenant.period is QuotaPeriod.MONTH else tenant.period_s
 
 
 def retry_after(now: float) -> int:

@@ -20,7 +20,7 @@ from suanwang.domain.limits import (
     RateLimited,
     Reservation,
     minute_of,
-    quota_window_of,
+    quota_window,
     retry_after,
 )
 from suanwang.ports import Clock
@@ -86,7 +86,7 @@ class InProcessLimiter:
         now = self._clock.now()
         minute = minute_of(now)
         quota = limits.tenant.token_quota
-        window = quota_window_of(now, limits.tenant.period_s) if quota is not None else 0
+        window = quota_window(now, limits.tenant) if quota is not None else 0
         hold = Reservation(
             request_id, tenant, key_id, tokens, minute, window, now + self._ttl_s, True
         )

@@ -23,7 +23,8 @@ from suanwang.domain.limits import (
     Limits,
     Reservation,
     minute_of,
-    quota_window_of,
+    quota_span_s,
+    quota_window,
 )
 from suanwang.gateway.limits import LoadUsed, quota_error, rate_checks, rate_error
 from suanwang.ports import Clock
@@ -118,7 +119,7 @@ class RedisLimiter:
         now = self._clock.now()
         minute = minute_of(now)
         quota = limits.tenant.token_quota
-        window = quota_window_of(now, limits.tenant.period_s) if quota is not None else 0
+        window = quota_window(now, limits.tenant) if quota is not None else 0
         hold = Reservation(
             request_id, tenant, key_id, tokens, minute, window, now + self._ttl_s, quota is not None
         )
@@ -130,7 +131,8 @@ class RedisLimiter:
         keys += [f"{p}q:used:{tenant}:{window}", f"{p}q:res:{tenant}:{window}"]
         keys += [f"{p}res", f"{p}resexp"]
         args: list[Any] = [tokens, -1 if quota is None else quota]
-        args += [limits.tenant.period_s + 86400, request_id]
+        span_s = quota_span_s(limits.tenant)
+        args += [span_s + 86400, request_id]
         for c in checks:
             args += [-1 if c.limit is None else c.limit, c.amount]
         args.append(hold.expires_at)
@@ -142,7 +144,7 @@ class RedisLimiter:
                 raise rate_error(checks[int(index) - 1].field, now)
             if code == 2:
                 raise quota_error(tenant)
-            await self._load(keys[-4], tenant, window, limits.tenant.period_s)
+            await self._load(keys[-4], tenant, window, span_s)
         raise RuntimeError("quota counter vanished from Redis while reserving")
 
     async def _load(self, used_key: str, tenant: str, window: int, period_s: int) -> None:

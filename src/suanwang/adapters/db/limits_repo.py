@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from suanwang.adapters.db.tables import KeyLimitsRow, TenantLimitsRow
-from suanwang.domain.limits import KeyLimits, TenantLimits
+from suanwang.domain.limits import KeyLimits, QuotaPeriod, TenantLimits
 
 
 class LimitsRepository:
@@ -18,7 +18,9 @@ class LimitsRepository:
         row = self._s.get(TenantLimitsRow, tenant)
         if row is None:
             return None
-        return TenantLimits(row.rpm, row.tpm, row.token_quota, row.period_s)
+        return TenantLimits(
+            row.rpm, row.tpm, row.token_quota, row.period_s, QuotaPeriod(row.period)
+        )
 
     def set_tenant_limits(self, tenant: str, limits: TenantLimits, now: float) -> None:
         self._s.merge(
@@ -28,6 +30,7 @@ class LimitsRepository:
                 tpm=limits.tpm,
                 token_quota=limits.token_quota,
                 period_s=limits.period_s,
+                period=limits.period.value,
                 updated_at=now,
             )
         )

@@ -245,6 +245,8 @@ class TenantLimitsRow(Base):
     tpm: Mapped[int | None] = mapped_column(BigInteger, default=None)
     token_quota: Mapped[int | None] = mapped_column(BigInteger, default=None)
     period_s: Mapped[int] = mapped_column(Integer)
+    period: Mapped[str] = mapped_column(String(16), server_default="seconds")
+    """``seconds`` (fixed windows of period_s) or ``month`` (calendar months, UTC); 0004."""
     updated_at: Mapped[float] = mapped_column(Float)
 
 

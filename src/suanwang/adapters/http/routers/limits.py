@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from suanwang.adapters.http.security import AuthorizedRoute, current_platform, current_principal
-from suanwang.domain.limits import DEFAULT_PERIOD_S, KeyLimits, TenantLimits
+from suanwang.domain.limits import DEFAULT_PERIOD_S, KeyLimits, QuotaPeriod, TenantLimits
 from suanwang.domain.tenancy import Principal
 from suanwang.services.limits import GatewayLimits
 from suanwang.services.platform import Platform
@@ -27,7 +27,13 @@ class TenantLimitsBody(BaseModel):
     rpm: Limit = Field(None, description="requests per minute")
     tpm: Limit = Field(None, description="tokens per minute (reserved upper bounds)")
     token_quota: Limit = Field(None, description="tokens per period")
-    period_s: int = Field(DEFAULT_PERIOD_S, ge=60, le=366 * 86400, description="quota period")
+    period_s: int = Field(
+        DEFAULT_PERIOD_S, ge=60, le=366 * 86400, description="quota period (period=seconds)"
+    )
+    period: QuotaPeriod = Field(
+        QuotaPeriod.SECONDS,
+        description="month: calendar months in UTC; seconds: fixed windows of period_s",
+    )
 
 
 class KeyLimitsBody(BaseModel):
@@ -47,7 +53,11 @@ def _service(platform: Platform) -> GatewayLimits:
 
 def _tenant_body(limits: TenantLimits) -> TenantLimitsBody:
     return TenantLimitsBody(
-        rpm=limits.rpm, tpm=limits.tpm, token_quota=limits.token_quota, period_s=limits.period_s
+        rpm=limits.rpm,
+        tpm=limits.tpm,
+        token_quota=limits.token_quota,
+        period_s=limits.period_s,
+        period=limits.period,
     )
 
 
@@ -66,7 +76,7 @@ def set_tenant_limits(
     name: str, body: TenantLimitsBody, principal: PrincipalDep, platform: PlatformDep
 ) -> TenantLimitsBody:
     """Replace a tenant's limits; gateways apply them within a few seconds."""
-    limits = TenantLimits(body.rpm, body.tpm, body.token_quota, body.period_s)
+    limits = TenantLimits(body.rpm, body.tpm, body.token_quota, body.period_s, body.period)
     return _tenant_body(_service(platform).set_tenant_limits(principal, name, limits))
 
 
