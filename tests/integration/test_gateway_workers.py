@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from gateway_stack import CHAT, Stack, free_port, make_stack, wait_up
 
 from suanwang.domain.limits import TenantLimits
@@ -92,3 +93,14 @@ def test_two_workers_serve_share_limits_and_meter_exactly(
     used, reserved = stack.redis_balance("wk-t", PERIOD)
     assert reserved == 0
     assert used == billed > 0  # ledger exact
+    # metrics: whichever worker answers the scrape sums both (PROMETHEUS_MULTIPROC_DIR)
+    for _ in range(3):
+        scraped = httpx.get(url.removesuffix("/v1") + "/metrics", timeout=10).text
+        counts = {
+            (s.labels["status"]): s.value
+            for family in text_string_to_metric_families(scraped)
+            for s in family.samples
+            if s.name == "suanwang_gateway_requests_total"
+            and s.labels["route"] == "chat/completions"
+        }
+        assert counts == {"200": RPM, "429": 200 - RPM}
