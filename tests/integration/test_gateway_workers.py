@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from gateway_stack import CHAT, Stack, free_port, make_stack, wait_up
+from prometheus_client.parser import text_string_to_metric_families
 
 from suanwang.domain.limits import TenantLimits
 
