@@ -51,9 +51,13 @@ class Ledger(Protocol):
     async def aclose(self) -> None: ...
 
 
+_FIELDS = tuple(f.name for f in dataclasses.fields(TokenUsage))
+
+
 def encode(usage: TokenUsage) -> bytes:
-    """One journal line."""
-    return (json.dumps(dataclasses.asdict(usage), separators=(",", ":")) + "\n").encode()
+    """One journal line (fields are plain values: no deep copy as ``dataclasses.asdict``)."""
+    record = {name: getattr(usage, name) for name in _FIELDS}
+    return (json.dumps(record, separators=(",", ":")) + "\n").encode()
 
 
 def decode(line: bytes) -> TokenUsage:

@@ -2,9 +2,11 @@
 
 httpx costs a few CPU milliseconds per request on a busy 2-core machine; this client does
 only what the gateway needs (POST a JSON body, read a Content-Length or chunked answer,
-optionally line by line) over pooled asyncio streams, and raises httpx's exception types
-so the failover logic treats both clients alike. Responses expose the part of
-``httpx.Response`` the proxy uses: ``status_code``, ``aread``, ``aiter_lines``, ``aclose``.
+whole or piece by piece as it arrives) over pooled asyncio streams, and raises httpx's
+exception types so the failover logic treats both clients alike. Responses expose the part
+of ``httpx.Response`` the proxy uses: ``status_code``, ``aread``, ``aiter_bytes``,
+``aclose``. A streamed body is read with one ``read`` (and one timeout) per arrival, not
+per chunk, and the connection is reused after a stream as after a plain answer.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from urllib.parse import urlsplit
 import httpx
 
 MAX_IDLE_PER_HOST = 256
+READ_BYTES = 65536
+MAX_CHUNK_LINE = 4096
 Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
@@ -37,46 +41,78 @@ class Http11Response:
         self._read_s = read_s
         self._done = False
         self._reusable = headers.get(b"connection", b"").lower() != b"close"
+        self._decoder = ChunkedDecoder()
+        self._chunked = b"content-length" not in headers and (
+            headers.get(b"transfer-encoding", b"").lower() == b"chunked"
+        )
 
-    async def aiter_raw(self) -> AsyncIterator[bytes]:
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """The body (chunked framing removed) in pieces: all that arrived in one read each.
+
+        The connection goes back to the pool as soon as the end of the body is read, before
+        the last piece is yielded; a caller that stops at its own end marker (``[DONE]``)
+        before that calls :meth:`drain` to keep the connection.
+        """
         reader = self._conn[0]
         try:
             length = self._headers.get(b"content-length")
             if length is not None:
-                yield await self._io(reader.readexactly(int(length)))
-            elif self._headers.get(b"transfer-encoding", b"").lower() == b"chunked":
-                while True:
-                    size = int((await self._io(reader.readline())).split(b";")[0].strip(), 16)
-                    data = await self._io(reader.readexactly(size + 2))
-                    if size == 0:
-                        break
-                    yield data[:-2]
+                body = await self._io(reader.readexactly(int(length)))
+                self._finish()
+                yield body
+            elif self._chunked:
+                async for piece in self._chunks(reader):
+                    yield piece
             else:
                 self._reusable = False
-                while chunk := await self._io(reader.read(65536)):
+                while chunk := await self._io(reader.read(READ_BYTES)):
                     yield chunk
+                self._finish()
         except (asyncio.IncompleteReadError, ConnectionError, ValueError) as exc:
             self._reusable = False
             raise httpx.RemoteProtocolError(f"engine connection broke: {exc}") from exc
-        self._finish()
+
+    async def _chunks(self, reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+        decoder = self._decoder
+        while True:
+            data = await self._io(reader.read(READ_BYTES))
+            if not data:
+                raise asyncio.IncompleteReadError(b"", None)
+            piece = decoder.feed(data)
+            if decoder.ended:
+                self._reusable = self._reusable and not decoder.extra
+                self._finish()
+            if piece:
+                yield piece
+            if decoder.ended:
+                return
 
     async def aread(self) -> bytes:
-        return b"".join([chunk async for chunk in self.aiter_raw()])
-
-    async def aiter_lines(self) -> AsyncIterator[str]:
-        pending = b""
-        async for chunk in self.aiter_raw():
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                yield line.rstrip(b"\r").decode()
-        if pending:
-            yield pending.decode()
+        return b"".join([piece async for piece in self.aiter_bytes()])
 
     async def aclose(self) -> None:
+        """Give the connection back if the body was read to its end, else close it."""
         if not self._done:
             self._reusable = False
             self._finish()
+
+    async def drain(self, within_s: float) -> None:
+        """End an answer whose content the caller has in full: read the rest of a chunked
+        body (its terminator) to keep the connection, or close it if content still follows
+        or the rest takes longer than ``within_s``."""
+        reader, decoder = self._conn[0], self._decoder
+        try:
+            async with asyncio.timeout(within_s):
+                while self._chunked and not self._done and not decoder.ended:
+                    data = await reader.read(READ_BYTES)
+                    if not data or decoder.feed(data):
+                        break
+        except (TimeoutError, ConnectionError, ValueError):
+            pass  # not reusable: closed below
+        if decoder.ended and not self._done:
+            self._reusable = self._reusable and not decoder.extra
+            self._finish()
+        await self.aclose()
 
     async def _io(self, awaitable: Awaitable[bytes]) -> bytes:
         try:
@@ -91,6 +127,47 @@ class Http11Response:
             return
         self._done = True
         self._pool.release(self._key, self._conn, self._reusable)
+
+
+class ChunkedDecoder:
+    """Incremental ``Transfer-Encoding: chunked`` decoding (ValueError on bad framing)."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self.ended = False
+        self.extra = False
+        """Bytes followed the last chunk (the connection is then not reusable)."""
+
+    def feed(self, data: bytes) -> bytes:
+        """The payload of every chunk completed by ``data``, joined."""
+        buf = self._buf
+        buf += data
+        pieces: list[bytes] = []
+        pos = 0
+        while not self.ended:
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                if len(buf) - pos > MAX_CHUNK_LINE:
+                    raise ValueError("chunk size line too long")
+                break
+            size = int(buf[pos:eol].split(b";", 1)[0], 16)
+            if size == 0:
+                end = buf.find(b"\r\n\r\n", eol)  # the empty line after optional trailers
+                if end < 0:
+                    break
+                self.ended = True
+                self.extra = end + 4 < len(buf)
+                pos = end + 4
+                break
+            start, stop = eol + 2, eol + 2 + size
+            if len(buf) < stop + 2:
+                break
+            if buf[stop : stop + 2] != b"\r\n":
+                raise ValueError("chunk not followed by CRLF")
+            pieces.append(bytes(buf[start:stop]))
+            pos = stop + 2
+        del buf[:pos]
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 class Http11Pool:

@@ -4,12 +4,14 @@ Failover: connect errors, protocol errors before a response, and 5xx answers eje
 replica and retry on another one (at most ``max_attempts`` replicas); a timeout waiting for
 the first byte is NOT retried (the engine may be working on it) and answers 504.
 
-Streams are forwarded chunk by chunk. Usage fields are stripped from forwarded chunks; the
-gateway bills its trusted usage (:func:`~.metering.trusted_usage`), records it, then — if
-the client asked with ``stream_options.include_usage`` — sends it as the last chunk before
-``[DONE]``. If the client disconnects, the engine request is cancelled and the client is
-billed its prompt plus every completion token received from the engine so far (at least
-what was delivered, never zero for delivered tokens).
+Streams are forwarded as they arrive: the events of each read from the engine go to the
+client in one send (:mod:`.sse` counts their tokens by bytes). Usage fields are stripped
+from forwarded chunks; the gateway bills its trusted usage
+(:func:`~.metering.trusted_usage`), records it, then — if the client asked with
+``stream_options.include_usage`` — sends it as the last chunk before ``[DONE]``. If the
+client disconnects, the engine request is cancelled and the client is billed its prompt
+plus every completion token received from the engine so far (at least what was
+delivered, never zero for delivered tokens).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import contextlib
 import enum
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -31,7 +33,8 @@ from suanwang.gateway.metering import RequestMeter, estimate_tokens, trusted_usa
 from suanwang.gateway.metrics import GatewayMetrics
 from suanwang.gateway.routing import Router, Slot
 from suanwang.gateway.schema import Call
-from suanwang.gateway.upstream import RETRYABLE, UpstreamResponse, Upstreams
+from suanwang.gateway.sse import SseLines, content_tokens
+from suanwang.gateway.upstream import RETRYABLE, UpstreamResponse, Upstreams, finish
 
 
 class StreamEnd(enum.Enum):
@@ -46,8 +49,12 @@ class Tally:
     """What the gateway saw of a streamed answer."""
 
     chunks: int = 0
+    """Content tokens received (one per choice with content in a chunk)."""
     usage: Any = None
-    last: dict[str, Any] = field(default_factory=dict)
+    last: bytes = b""
+    """The JSON of the last chunk."""
+    held: bytes = b""
+    """Events received with the end of the stream, not forwarded yet."""
 
 
 class Proxy:
@@ -175,7 +182,8 @@ class Proxy:
             end = StreamEnd.DISCONNECT
             with contextlib.suppress(asyncio.CancelledError):
                 await pump
-        await response.aclose()
+        if end is not StreamEnd.COMPLETE:
+            await response.aclose()  # cancels the engine's work
         own = await self.own_prompt(slot, call) if not _has_prompt(tally.usage, call) else 0
         prompt, completion = trusted_usage(
             tally.usage if end is StreamEnd.COMPLETE else None, call, tally.chunks, own
@@ -186,7 +194,7 @@ class Proxy:
         await meter.close(status, outcome, prompt, completion)
         if end is StreamEnd.DISCONNECT:
             return
-        tail = b""
+        tail = tally.held
         if end is not StreamEnd.COMPLETE:
             error = {"message": "the engine failed mid-stream", "type": "upstream_error"}
             tail += b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
@@ -194,33 +202,67 @@ class Proxy:
             tail += _usage_chunk(tally.last, prompt, completion)
         tail += b"data: [DONE]\n\n"
         await send({"type": "http.response.body", "body": tail, "more_body": False})
+        if end is StreamEnd.COMPLETE:
+            await finish(response)  # after the answer: keeps the engine connection
 
     async def _pump(self, response: UpstreamResponse, send: Send, tally: Tally) -> StreamEnd:
+        """Forward the engine's events as they arrive: one send per read, not per event."""
         deadline = time.monotonic() + self._max_request_s
+        lines = SseLines()
         try:
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    return StreamEnd.COMPLETE
-                chunk = json.loads(data)
-                if not isinstance(chunk, dict) or "error" in chunk:
-                    return StreamEnd.UPSTREAM_ERROR
-                out = _account(chunk, tally, data)
+            async for piece in response.aiter_bytes():
+                out, end = _forward(lines.feed(piece), tally)
+                if end is not None:
+                    tally.held = out  # sent with the tail, after billing: one write less
+                    return end
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
                 if time.monotonic() > deadline:
                     return StreamEnd.TIMEOUT
         except httpx.TimeoutException:
             return StreamEnd.TIMEOUT
-        except (httpx.HTTPError, ValueError):
+        except httpx.HTTPError:
             return StreamEnd.UPSTREAM_ERROR
-        return StreamEnd.COMPLETE if tally.last else StreamEnd.UPSTREAM_ERROR
+        tally.held, end = _forward(lines.rest(), tally)
+        return end or (StreamEnd.COMPLETE if tally.last else StreamEnd.UPSTREAM_ERROR)
 
 
-def _account(chunk: dict[str, Any], tally: Tally, data: str) -> bytes:
-    """Count a chunk's content tokens, keep its usage; the bytes to forward (b"" for none)."""
+def _forward(lines: list[bytes], tally: Tally) -> tuple[bytes, StreamEnd | None]:
+    """The events of ``lines`` to forward, and how the stream ended if it did."""
+    parts: list[bytes] = []
+    end = None
+    for line in lines:
+        if not line.startswith(b"data:"):
+            continue
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            end = StreamEnd.COMPLETE
+            break
+        try:
+            out = _account(data, tally)
+        except ValueError:
+            out = None
+        if out is None:
+            end = StreamEnd.UPSTREAM_ERROR
+            break
+        if out:
+            parts += (b"data: ", out, b"\n\n")
+    return b"".join(parts), end
+
+
+def _account(data: bytes, tally: Tally) -> bytes | None:
+    """Count a chunk's content tokens, keep its usage; the JSON to forward (b"" for none).
+
+    None for an error chunk; ValueError for one that is not JSON.
+    """
+    tokens = content_tokens(data)
+    if tokens is not None:
+        tally.chunks += tokens
+        tally.last = data
+        return data
+    chunk = json.loads(data)
+    if not isinstance(chunk, dict) or "error" in chunk:
+        return None
     choices = chunk.get("choices") or []
     for choice in choices:
         if isinstance(choice, dict):
@@ -228,24 +270,27 @@ def _account(chunk: dict[str, Any], tally: Tally, data: str) -> bytes:
             text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
             if text:
                 tally.chunks += 1
-    tally.last = chunk
+    tally.last = data
     if chunk.get("usage") is None:
-        return b"data: " + data.encode() + b"\n\n"
+        return data
     tally.usage = chunk["usage"]
     if not choices:
         return b""
-    chunk = {**chunk, "usage": None}
-    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+    return json.dumps({**chunk, "usage": None}).encode()
 
 
-def _usage_chunk(last: dict[str, Any], prompt: int, completion: int) -> bytes:
+def _usage_chunk(last: bytes, prompt: int, completion: int) -> bytes:
+    try:
+        fields = json.loads(last)
+    except ValueError:
+        fields = {}
     usage = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
     }
     chunk: dict[str, Any] = {
-        k: v for k, v in last.items() if k in ("id", "object", "created", "model")
+        k: v for k, v in fields.items() if k in ("id", "object", "created", "model")
     }
     chunk["choices"] = []
     chunk["usage"] = usage

@@ -17,9 +17,11 @@ import httpx
 
 from suanwang.domain.serving import ReplicaView
 from suanwang.gateway.errors import GatewayError
-from suanwang.gateway.http11 import Http11Pool
+from suanwang.gateway.http11 import Http11Pool, Http11Response
 
 LLAMA_CPP = "llama.cpp"
+DRAIN_S = 0.5
+"""How long a finished stream may take to send its last bytes and keep its connection."""
 RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError)
 """Errors that prove the engine did not start the request: safe to retry elsewhere."""
 
@@ -32,7 +34,7 @@ class UpstreamResponse(Protocol):
 
     async def aread(self) -> bytes: ...
 
-    def aiter_lines(self) -> AsyncIterator[str]: ...
+    def aiter_bytes(self) -> AsyncIterator[bytes]: ...
 
     async def aclose(self) -> None: ...
 
@@ -107,3 +109,11 @@ class Upstreams:
         await self._pool.aclose()
         for client in {id(c): c for c in self._clients.values()}.values():
             await client.aclose()
+
+
+async def finish(response: UpstreamResponse) -> None:
+    """Close an answer whose content was read in full, keeping its connection if possible."""
+    if isinstance(response, Http11Response):
+        await response.drain(DRAIN_S)
+    else:
+        await response.aclose()

@@ -1,0 +1,230 @@
+"""The streaming hot path: token counting by bytes, chunked decoding, keep-alive after a stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from suanwang.gateway.http11 import ChunkedDecoder, Http11Pool
+from suanwang.gateway.sse import SseLines, content_tokens
+
+
+def reference_tokens(chunk: Any) -> int:
+    """The rule, read from parsed JSON: choices whose delta.content (or text) is non-empty."""
+    count = 0
+    for choice in chunk.get("choices") or []:
+        if isinstance(choice, dict):
+            delta = choice.get("delta")
+            text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+            count += bool(text)
+    return count
+
+
+texts = st.one_of(
+    st.none(),
+    st.just(""),
+    st.text(max_size=12),
+    st.sampled_from(['"content": "x"', '\\"', 'say "error', '{"text":"y"}', "\n\n", "data: "]),
+)
+deltas = st.fixed_dictionaries(
+    {},
+    optional={
+        "role": st.just("assistant"),
+        "content": st.one_of(texts, st.just([{"type": "text"}]), st.integers()),
+        "tool_calls": st.just([{"function": {"arguments": '{"content": "z"}'}}]),
+    },
+)
+choices = st.fixed_dictionaries(
+    {"index": st.integers(0, 3)},
+    optional={
+        "delta": deltas,
+        "message": st.fixed_dictionaries({"content": texts}),
+        "text": texts,
+        "finish_reason": st.sampled_from([None, "stop"]),
+        "logprobs": st.sampled_from([None, {"content": [{"token": "a"}]}, {"text_offset": [0]}]),
+    },
+)
+chunks = st.fixed_dictionaries(
+    {"id": st.just("c1"), "choices": st.lists(choices, max_size=3)},
+    optional={
+        "usage": st.sampled_from([None, {"prompt_tokens": 3, "completion_tokens": 2}]),
+        "error": st.just({"message": "boom"}),
+    },
+)
+
+
+@given(chunks, st.booleans())
+def test_bytes_count_agrees_with_json_whenever_it_answers(chunk: Any, compact: bool) -> None:
+    data = json.dumps(chunk, separators=(",", ":") if compact else None).encode()
+    tokens = content_tokens(data)
+    if tokens is not None:
+        assert tokens == reference_tokens(chunk)
+        assert "error" not in chunk
+        assert chunk.get("usage") is None
+
+
+@pytest.mark.parametrize(
+    ("data", "tokens"),
+    [  # the shapes engines send all the time are answered without JSON
+        (b'{"choices":[{"index":0,"delta":{"content":"t0 "},"finish_reason":null}]}', 1),
+        (b'{"choices": [{"index": 0, "delta": {"content": "\\"q\\""}}], "usage": null}', 1),
+        (b'{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}', 0),
+        (b'{"choices":[{"index":0,"delta":{"role":"assistant","content":null}}]}', 0),
+        (b'{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}', 0),
+        (b'{"choices":[{"index":0,"text":"t1 ","logprobs":null}]}', 1),
+        (b'{"choices":[{"index":0,"delta":{"content":"He said \\"content\\": 2"}}]}', 1),
+    ],
+)
+def test_usual_chunks_take_the_bytes_path(data: bytes, tokens: int) -> None:
+    assert content_tokens(data) == tokens
+
+
+@pytest.mark.parametrize(
+    "data",
+    [  # usage, errors, several choices, odd values or no object: parsed as JSON instead
+        b'{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}',
+        b'{"error":{"message":"boom"}}',
+        b'{"choices":[{"delta":{"content":"a"}},{"delta":{"content":"b"}}]}',
+        b'{"choices":[{"delta":{"content":["a"]}}]}',
+        b'{"choices":[{"message":{"content":"a"}}]}',
+        b"[1, 2]",
+        b"not json",
+    ],
+)
+def test_unusual_chunks_are_left_to_json(data: bytes) -> None:
+    assert content_tokens(data) is None
+
+
+@given(st.lists(st.binary(min_size=1, max_size=40), max_size=6), st.data())
+def test_sse_lines_are_the_same_however_the_body_is_cut(pieces: list[bytes], data: Any) -> None:
+    body = b"".join(pieces)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(body)), max_size=5)))
+    splitter = SseLines()
+    lines: list[bytes] = []
+    for start, stop in zip([0, *cuts], [*cuts, len(body)], strict=True):
+        lines += splitter.feed(body[start:stop])
+    lines += splitter.rest()
+    expected = body.split(b"\n")
+    if expected[-1] == b"":
+        expected.pop()
+    assert lines == expected
+
+
+def chunked(payloads: list[bytes], trailer: bytes = b"") -> bytes:
+    framed = b"".join(b"%x;ext=1\r\n" % len(p) + p + b"\r\n" for p in payloads if p)
+    return framed + b"0\r\n" + trailer + b"\r\n"
+
+
+@given(
+    st.lists(st.binary(min_size=1, max_size=30), max_size=6),
+    st.sampled_from([b"", b"X-Trailer: 1\r\n"]),
+    st.data(),
+)
+def test_chunked_decoding_is_the_same_however_the_bytes_arrive(
+    payloads: list[bytes], trailer: bytes, data: Any
+) -> None:
+    wire = chunked(payloads, trailer)
+    cuts = sorted(data.draw(st.lists(st.integers(1, len(wire) - 1), max_size=6)))
+    decoder = ChunkedDecoder()
+    body = b""
+    for start, stop in zip([0, *cuts], [*cuts, len(wire)], strict=True):
+        assert not decoder.ended
+        body += decoder.feed(wire[start:stop])
+    assert decoder.ended
+    assert not decoder.extra
+    assert body == b"".join(payloads)
+
+
+def test_chunked_decoding_flags_trailing_bytes_and_rejects_bad_framing() -> None:
+    decoder = ChunkedDecoder()
+    assert decoder.feed(chunked([b"abc"]) + b"HTTP/1.1") == b"abc"
+    assert decoder.ended
+    assert decoder.extra
+    for bad in (b"zz\r\nabc\r\n", b"3\r\nabcX\r\n", b"9" * 5000):
+        with pytest.raises(ValueError, match=r"base 16|CRLF|too long"):
+            ChunkedDecoder().feed(bad)
+
+
+SSE_EVENTS = [b'data: {"choices":[{"delta":{"content":"t%d "}}]}\n\n' % i for i in range(8)]
+
+
+async def serve_streams(connections: list[asyncio.Task[None]], gap_s: float) -> asyncio.Server:
+    """An engine answering each request with a chunked event stream; it sends the body's
+    terminator ``gap_s`` after ``[DONE]`` (llama.cpp writes them separately)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        connections.append(task)
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            length = next(
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length")
+            )
+            await reader.readexactly(length)
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            for event in [*SSE_EVENTS, b"data: [DONE]\n\n"]:
+                writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+            await asyncio.sleep(gap_s)
+            writer.write(b"0\r\n\r\n")
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+async def stream_three_times(gap_s: float, drain_s: float | None) -> tuple[list[bytes], int]:
+    connections: list[asyncio.Task[None]] = []
+    server = await serve_streams(connections, gap_s)
+    port = server.sockets[0].getsockname()[1]
+    pool = Http11Pool(1.0, 5.0)
+    bodies = []
+    try:
+        for _ in range(3):
+            response = await pool.post(f"http://127.0.0.1:{port}/v1/x", b"{}", {})
+            body = b""
+            async for piece in response.aiter_bytes():
+                body += piece
+                if body.endswith(b"[DONE]\n\n"):
+                    break  # as the proxy does: stop at the marker
+            await (response.aclose() if drain_s is None else response.drain(drain_s))
+            bodies.append(body)
+    finally:
+        await pool.aclose()
+        server.close()
+        await server.wait_closed()
+        await asyncio.gather(*connections)
+    return bodies, len(connections)
+
+
+@pytest.mark.parametrize(
+    ("gap_s", "drain_s", "connections"),
+    [
+        (0.0, 1.0, 1),
+        (0.02, 1.0, 1),  # the terminator comes late: drain waits for it
+        (0.02, None, 3),  # closed before its end: the connection cannot be reused
+    ],
+)
+def test_a_stream_read_to_its_end_marker_keeps_its_connection_when_drained(
+    gap_s: float, drain_s: float | None, connections: int
+) -> None:
+    bodies, opened = asyncio.run(stream_three_times(gap_s, drain_s))
+    assert bodies == [b"".join(SSE_EVENTS) + b"data: [DONE]\n\n"] * 3
+    assert opened == connections
+
+
+def test_drain_gives_up_on_an_engine_that_keeps_streaming() -> None:
+    _, opened = asyncio.run(stream_three_times(0.3, 0.05))
+    assert opened == 3
