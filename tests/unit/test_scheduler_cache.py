@@ -12,11 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_scheduler_properties import applied, rich
 
-from suanwang.domain.ids import NodeId
+from suanwang.domain.ids import JobId, NodeId, TenantId
 from suanwang.scheduler import Admit, Decision, NodeView, Snapshot, cycle
 from suanwang.scheduler.cache import CycleCache
 from suanwang.scheduler.fit import Pool, build_pools
 from suanwang.scheduler.policy import Policy
+from suanwang.scheduler.quota import UNITS, QuotaLedger
+from suanwang.scheduler.running import RunningWork
 
 CACHE_SETTINGS = settings(max_examples=60, deadline=None, database=None)
 
@@ -123,3 +125,109 @@ def test_only_changed_nodes_are_updated() -> None:
     again = cycle(make_snapshot(after, (make_job("b", cards_per_node=8),)), cache=cache)
     assert (cache.rebuilds, cache.updates) == (1, 1)
     assert next(d for d in again if isinstance(d, Admit)).placements[0].node not in taken
+
+
+def keep_running(before: Snapshot, after: Snapshot) -> Snapshot:
+    """``after`` with every running job equal to its old view replaced by that very
+    object, as the simulator and the control loop do."""
+    old = {j.id: j for j in before.running}
+    running = tuple(old[j.id] if old.get(j.id) == j else j for j in after.running)
+    return dataclasses.replace(after, running=running)
+
+
+@st.composite
+def running_changes(draw: st.DrawFn) -> tuple[Snapshot, Policy, list[Snapshot]]:
+    """A rich snapshot and later ones: decisions applied, time moved on, running jobs
+    dropped, reordered, preempted, restarted or given other ends and units."""
+    snapshot, policy = draw(rich())
+    later, current = [], snapshot
+    for _ in range(draw(st.integers(1, 4))):
+        current = applied(current, cycle(current, policy))
+        running = list(current.running)
+        for index in draw(st.lists(st.integers(0, 15), max_size=4)):
+            if not running:
+                break
+            job = running[index % len(running)]
+            change = draw(st.sampled_from(("drop", "end", "start", "stop", "move")))
+            if change == "drop":
+                running.remove(job)
+                continue
+            if change == "move":
+                running.remove(job)
+                running.insert(0, job)
+                continue
+            if change == "end":
+                job = dataclasses.replace(job, expected_end=current.now + draw(ENDS))
+            elif change == "start":
+                job = dataclasses.replace(job, started_at=current.now + draw(ENDS))
+            else:
+                job = dataclasses.replace(job, preempted_for=JobId("j0"))
+            running[index % len(running)] = job
+        now = current.now + draw(st.sampled_from((0.0, 60.0, 5_000.0)))
+        units = current.chip_units
+        if draw(st.integers(0, 4)) == 0:
+            units = {chip: value * 2 for chip, value in units.items()} or {"nvidia-a100": 2.0}
+        current = dataclasses.replace(current, running=tuple(running), now=now, chip_units=units)
+        later.append(current)
+    return snapshot, policy, later
+
+
+ENDS = st.sampled_from((-100.0, 0.0, 30.0, 10_000.0))
+
+
+@CACHE_SETTINGS
+@given(running_changes())
+def test_kept_running_work_never_changes_decisions(
+    case: tuple[Snapshot, Policy, list[Snapshot]],
+) -> None:
+    first, policy, later = case
+    cache = CycleCache()
+    assert cycle(first, policy, cache) == cycle(first, policy)
+    before = first
+    for snapshot in later:
+        kept = keep_running(before, keep_unchanged(before, snapshot))
+        assert cycle(kept, policy, cache) == cycle(kept, policy)
+        before = kept
+    assert cycle(first, policy, cache) == cycle(first, policy)  # back to an older one
+
+
+@CACHE_SETTINGS
+@given(running_changes())
+def test_kept_running_work_equals_work_made_afresh(
+    case: tuple[Snapshot, Policy, list[Snapshot]],
+) -> None:
+    first, _policy, later = case
+    cache = CycleCache()
+    before = first
+    for snapshot in (first, *later):
+        kept = keep_running(before, keep_unchanged(before, snapshot))
+        cache.pools(kept.nodes)
+        work = cache.running(kept)
+        fresh = RunningWork.of(kept.running, kept.chip_units, cache.node_keys())
+        assert work.tenants == fresh.tenants
+        assert work.fleet_held(kept.now) == fresh.fleet_held(kept.now)
+        keys = sorted(set(cache.node_keys().values()))
+        assert work.timelines(keys, kept.now) == fresh.timelines(keys, kept.now)
+        before = kept
+
+
+@CACHE_SETTINGS
+@given(running_changes())
+def test_holdings_sum_job_after_job_in_snapshot_order(
+    case: tuple[Snapshot, Policy, list[Snapshot]],
+) -> None:
+    """Sums per tenant equal the plain sums over the snapshot's running jobs, to the
+    last bit (floating-point sums depend on their order)."""
+    for snapshot in (case[0], *case[2]):
+        units = snapshot.chip_units
+        held: dict[tuple[TenantId, str], float] = {}
+        before_now: dict[TenantId, float] = {}
+        for job in snapshot.running:
+            amount = sum(p.cards for p in job.placements) * units.get(job.chip, 1.0)
+            held[(job.tenant, UNITS)] = held.get((job.tenant, UNITS), 0.0) + amount
+            if job.started_at < snapshot.now:
+                before_now[job.tenant] = before_now.get(job.tenant, 0.0) + amount
+        ledger = QuotaLedger(dataclasses.replace(snapshot, usage={}))
+        assert {k: v for k, v in ledger.held.items() if k[1] == UNITS} == held
+        work = RunningWork.of(snapshot.running, units, {})
+        assert work.fleet_held(snapshot.now) == before_now

@@ -33,23 +33,23 @@ Event = tuple[float, NodeId, int, JobId]
 
 @dataclass(slots=True)
 class Timeline:
-    """Release events of one pool, sorted by time (then node, cards, job)."""
+    """Release events of one pool, sorted by time (then node, cards, job).
+
+    ``events`` must be sorted; the events of each job are indexed on first removal."""
 
     events: list[Event] = field(default_factory=list)
-    by_job: dict[JobId, list[Event]] = field(default_factory=dict)
     version: int = 0
+    _by_job: dict[JobId, list[Event]] | None = None
 
     @classmethod
     def of(cls, releases: Iterable[tuple[JobId, float, Iterable[Placement]]]) -> Timeline:
         """A timeline of ``(job, end, placements)`` releases, sorted once."""
         timeline = cls()
-        events, by_job = timeline.events, timeline.by_job
+        events = timeline.events
         for job, end, placements in releases:
             for placement in placements:
                 if placement.cards > 0:
-                    event = (end, placement.node, placement.cards, job)
-                    events.append(event)
-                    by_job.setdefault(job, []).append(event)
+                    events.append((end, placement.node, placement.cards, job))
         events.sort()
         return timeline
 
@@ -62,12 +62,17 @@ class Timeline:
             if placement.cards > 0:
                 event = (end, placement.node, placement.cards, job)
                 insort(self.events, event)
-                self.by_job.setdefault(job, []).append(event)
+                if self._by_job is not None:
+                    self._by_job.setdefault(job, []).append(event)
 
     def remove(self, job: JobId) -> None:
         """Forget ``job``'s releases (it was preempted: its cards go to the preemptor)."""
         self.version += 1
-        for event in self.by_job.pop(job, ()):
+        if self._by_job is None:
+            self._by_job = {}
+            for event in self.events:
+                self._by_job.setdefault(event[3], []).append(event)
+        for event in self._by_job.pop(job, ()):
             del self.events[bisect_left(self.events, event)]
 
 

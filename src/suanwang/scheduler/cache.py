@@ -7,6 +7,11 @@ the last snapshot's nodes and, for the next snapshot, updates only the nodes who
 everything only when a node appeared, vanished or changed more than its free cards.
 Each cycle works on copies, so the kept pools always describe the nodes exactly.
 
+It also keeps each tenant's :class:`~.running.TenantWork` (its running jobs' holdings,
+victims and releases) and makes a new one only for a tenant whose running jobs changed
+(other objects or another order), or for every tenant when the pools were rebuilt or the
+chip units changed.
+
 The cache holds no decisions and nothing policy-dependent: :func:`~.cycle.cycle` makes the
 same decisions from the same snapshot with a fresh cache, a used one, or none. It is an
 explicit argument, never module state; one cache serves one caller (the simulator keeps
@@ -15,16 +20,19 @@ one per run).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from suanwang.domain.ids import NodeId
-from suanwang.scheduler.fit import Pool, build_pools
-from suanwang.scheduler.snapshot import NodeView
+from suanwang.domain.ids import ChipName, NodeId, TenantId
+from suanwang.scheduler.fit import Pool, PoolKey, build_pools
+from suanwang.scheduler.running import RunningWork, TenantWork
+from suanwang.scheduler.snapshot import NodeView, Snapshot
 
 
 @dataclass(slots=True)
 class CycleCache:
-    """Pools of the last snapshot's nodes, updated in place as nodes change.
+    """Pools of the last snapshot's nodes, updated in place as nodes change, and the
+    running work of each tenant.
 
     Attributes:
         rebuilds: Full rebuilds so far (first use, or a change beyond free cards).
@@ -36,15 +44,35 @@ class CycleCache:
     _nodes: tuple[NodeView, ...] | None = None
     _pools: tuple[Pool, ...] = ()
     _pool_of: dict[NodeId, Pool] = field(default_factory=dict)
+    _keys: dict[NodeId, PoolKey] = field(default_factory=dict)
+    _tenants: dict[TenantId, TenantWork] = field(default_factory=dict)
+    _units: dict[ChipName, float] = field(default_factory=dict)
 
     def pools(self, nodes: tuple[NodeView, ...]) -> tuple[Pool, ...]:
         """Fresh working pools for ``nodes``, equal to ``build_pools(nodes)``."""
         if not self._update(nodes):
             self._pools = build_pools(nodes)
             self._pool_of = {node: pool for pool in self._pools for node in pool.free_of}
+            self._keys = {node: pool.key for node, pool in self._pool_of.items()}
+            self._tenants = {}  # their pools may have changed
             self.rebuilds += 1
         self._nodes = nodes
         return tuple(pool.copy() for pool in self._pools)
+
+    def node_keys(self) -> Mapping[NodeId, PoolKey]:
+        """The pool key of each schedulable node of the last :meth:`pools` (read only)."""
+        return self._keys
+
+    def running(self, snapshot: Snapshot) -> RunningWork:
+        """The snapshot's :class:`~.running.RunningWork`, equal to one made afresh, after
+        :meth:`pools` for the same snapshot: tenants whose running jobs did not change
+        keep the last cycle's work."""
+        if self._units != snapshot.chip_units:
+            self._tenants = {}
+            self._units = dict(snapshot.chip_units)
+        work = RunningWork.of(snapshot.running, self._units, self._keys, self._tenants)
+        self._tenants = work.tenants
+        return work
 
     def _update(self, nodes: tuple[NodeView, ...]) -> bool:
         """Apply the free-card changes since the last nodes; False when that is not enough."""

@@ -79,8 +79,9 @@ def cycle(
     deferring: set[TenantId] = set()
     inert, memo, cap = InertFilter(), PendingMemo(), policy.tuning.max_pending_reports
     reports = admitted = 0
+    key = _order_key(st)
     for final, jobs in ((False, snapshot.pending), (True, deferred)):
-        for job in _ordered(jobs, st):
+        for job in sorted(jobs, key=key):
             if admitted >= policy.tuning.max_admissions_per_cycle:
                 return decisions
             if not final and job.tenant in deferring:
@@ -108,28 +109,29 @@ def cycle(
     return decisions
 
 
-def _ordered(jobs: Iterable[PendingJob], st: CycleState) -> list[PendingJob]:
-    """``jobs`` in the policy's order. Every key depends only on the job and on work
-    started before ``now``, so a cycle re-run at the same instant orders jobs the same
-    way (fair-share terms included)."""
+def _order_key(st: CycleState) -> Callable[[PendingJob], SortKey]:
+    """The policy's sort key, made once per cycle (both passes use it). Every key
+    depends only on the job and on work started before ``now``, so a cycle re-run at
+    the same instant orders jobs the same way (fair-share terms included)."""
     policy, snapshot = st.policy, st.snapshot
     key: Callable[[PendingJob], SortKey]
     if policy.ordering == "fifo":
         key = fifo_key
     elif policy.ordering == "multifactor":
         usage: dict[TenantId, float] = {}
-        for job in snapshot.running:
-            cards = sum(p.cards for p in job.placements)
-            spent = cards * max(0.0, snapshot.now - job.started_at)
-            usage[job.tenant] = usage.get(job.tenant, 0.0) + spent
+        for tenant, work in st.work.tenants.items():
+            for job, cards in zip(work.jobs, work.cards, strict=True):
+                spent = cards * max(0.0, snapshot.now - job.started_at)
+                usage[tenant] = usage.get(tenant, 0.0) + spent
         weights = {t: q.weight for t, q in snapshot.queues.items()}
         factors = fair_share_factors(usage, weights, (j.tenant for j in snapshot.pending))
         key = multifactor_key(policy, snapshot.now, factors)
     else:
         fair = any(q.cohort for q in st.ledger.queues.values())
-        share = share_key(policy, snapshot, st.ledger.share if fair else None)
+        held = st.work.fleet_held(snapshot.now) if policy.fleet_share else None
+        share = share_key(policy, snapshot, st.ledger.share if fair else None, held)
         key = priority_key(policy, snapshot.now, _gain_of(st), share)
-    return sorted(jobs, key=key)
+    return key
 
 
 def _gain_of(st: CycleState) -> Callable[[PendingJob], float] | None:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from suanwang.domain.ids import ChipFamily, JobId, NodeId, TenantId
 from suanwang.scheduler.fit import Pool, PoolKey
 from suanwang.scheduler.quota import UNITS, QuotaLedger, Relief
+from suanwang.scheduler.running import RunningWork
 from suanwang.scheduler.snapshot import PendingJob, RunningJob
 
 
@@ -98,29 +99,25 @@ class VictimIndex:
 
     def __init__(
         self,
-        running: Iterable[RunningJob],
+        work: RunningWork,
         pool_of_node: Mapping[NodeId, PoolKey],
         now: float,
         pending: Collection[JobId],
     ) -> None:
         self.pool_of_node, self.now = pool_of_node, now
         self.by_tenant: dict[TenantId, list[RunningJob]] = {}
-        self.promised: dict[JobId, list[RunningJob]] = {}
+        self.promised = work.promised(pending)
         self.claimed: set[JobId] = set()
         self.lowest: dict[TenantId, int] = {}
         self.tenants_in: dict[PoolKey, set[TenantId]] = {}
         self._victims: dict[JobId, Victim] = {}
-        for job in running:
-            if job.preempted_for is not None:
-                if job.preempted_for in pending:
-                    self.promised.setdefault(job.preempted_for, []).append(job)
-            elif job.preemptible:
-                self.by_tenant.setdefault(job.tenant, []).append(job)
-                lowest = self.lowest.get(job.tenant, job.priority)
-                self.lowest[job.tenant] = min(lowest, job.priority)
-                pool = pool_of_node.get(job.placements[0].node) if job.placements else None
-                if pool is not None:
-                    self.tenants_in.setdefault(pool, set()).add(job.tenant)
+        for tenant, tenant_work in work.tenants.items():
+            if tenant_work.lowest is None:
+                continue
+            self.by_tenant[tenant] = tenant_work.preemptible  # shared: never changed here
+            self.lowest[tenant] = tenant_work.lowest
+            for pool in tenant_work.pools:
+                self.tenants_in.setdefault(pool, set()).add(tenant)
 
     def victim(self, job: RunningJob) -> Victim:
         """The :class:`Victim` record of a running job (made once)."""

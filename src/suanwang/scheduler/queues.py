@@ -79,20 +79,21 @@ def fair_share_factors(
     return factors
 
 
-def fleet_shares(snapshot: Snapshot) -> dict[TenantId, float]:
+def fleet_shares(
+    snapshot: Snapshot, held: Mapping[TenantId, float] | None = None
+) -> dict[TenantId, float]:
     """Each running tenant's share of the fleet, weighted: units held / fleet units / weight.
 
     Units are ``Snapshot.chip_units`` per card (1.0 when absent), held by work started
-    before ``now``; the weight is the tenant's queue weight (1.0 without a queue; weight
-    0 or less gives an infinite share). Tenants holding nothing are absent (share 0).
+    before ``now`` (``held``, when the caller summed them already, e.g.
+    ``RunningWork.fleet_held``); the weight is the tenant's queue weight (1.0 without a
+    queue; weight 0 or less gives an infinite share). Tenants holding nothing are absent
+    (share 0).
     """
     units = snapshot.chip_units
     fleet = sum(n.cards_total * units.get(n.chip, 1.0) for n in snapshot.nodes)
-    held: dict[TenantId, float] = {}
-    for job in snapshot.running:
-        if job.started_at < snapshot.now:
-            cards = sum(p.cards for p in job.placements)
-            held[job.tenant] = held.get(job.tenant, 0.0) + cards * units.get(job.chip, 1.0)
+    if held is None:
+        held = _held_before_now(snapshot)
     shares: dict[TenantId, float] = {}
     for tenant, amount in held.items():
         weight = _weight(snapshot, tenant)
@@ -102,8 +103,21 @@ def fleet_shares(snapshot: Snapshot) -> dict[TenantId, float]:
     return shares
 
 
+def _held_before_now(snapshot: Snapshot) -> dict[TenantId, float]:
+    units = snapshot.chip_units
+    held: dict[TenantId, float] = {}
+    for job in snapshot.running:
+        if job.started_at < snapshot.now:
+            cards = sum(p.cards for p in job.placements)
+            held[job.tenant] = held.get(job.tenant, 0.0) + cards * units.get(job.chip, 1.0)
+    return held
+
+
 def share_key(
-    policy: Policy, snapshot: Snapshot, cohort_share: Callable[[TenantId], float] | None
+    policy: Policy,
+    snapshot: Snapshot,
+    cohort_share: Callable[[TenantId], float] | None,
+    held: Mapping[TenantId, float] | None = None,
 ) -> Callable[[TenantId], tuple[float, float]] | None:
     """The fair-share part of a job's sort key, ``(cohort share, fleet share level)``;
     None when the policy orders by neither (``fair_share`` off or no cohort, and
@@ -119,7 +133,7 @@ def share_key(
         cohort_share = None
     if cohort_share is None and not policy.fleet_share:
         return None
-    fleet = fleet_shares(snapshot) if policy.fleet_share else {}
+    fleet = fleet_shares(snapshot, held) if policy.fleet_share else {}
     active = {j.tenant for j in snapshot.pending} | {j.tenant for j in snapshot.running}
     weights = sum(_weight(snapshot, t) for t in active)
     step = policy.tuning.fleet_share_step

@@ -31,10 +31,10 @@ from dataclasses import dataclass
 
 from suanwang.domain.ids import ChipFamily, ChipName, TenantId
 from suanwang.scheduler.policy import QuotaMode
+from suanwang.scheduler.running import UNITS as UNITS
+from suanwang.scheduler.running import RunningWork
 from suanwang.scheduler.snapshot import FlavorQuota, Snapshot, TenantQueue
 
-UNITS = ChipFamily("units")
-"""Pseudo-family of normalised compute units (``Snapshot.chip_units`` per card)."""
 EPSILON = 1e-9
 Dim = tuple[TenantId, ChipFamily]
 
@@ -84,7 +84,9 @@ def caps_of(queue: TenantQueue, families: Iterable[ChipFamily]) -> dict[ChipFami
 class QuotaLedger:
     """Cards and units held per tenant during one cycle, against caps and queues."""
 
-    def __init__(self, snapshot: Snapshot, mode: QuotaMode = "kueue") -> None:
+    def __init__(
+        self, snapshot: Snapshot, mode: QuotaMode = "kueue", work: RunningWork | None = None
+    ) -> None:
         self.caps: Mapping[TenantId, Mapping[ChipFamily, float | int]] = snapshot.quotas
         self.queues = dict(snapshot.queues)
         if mode == "caps":
@@ -104,7 +106,7 @@ class QuotaLedger:
         self._shares: dict[TenantId, float] = {}
         self.version = 0
         self.scope_versions: dict[str, int] = {}
-        self._start_holdings(snapshot)
+        self._start_holdings(snapshot, work)
         self._start = dict(self.held)
         self.capacity: dict[tuple[str, ChipFamily], float] = {}
         self.used: dict[tuple[str, ChipFamily], float] = {}
@@ -116,25 +118,23 @@ class QuotaLedger:
                     over = _over(self.held.get((tenant, dim), 0.0), _guaranteed(quota))
                     self.used[key] = self.used.get(key, 0.0) + over
 
-    def _start_holdings(self, snapshot: Snapshot) -> None:
+    def _start_holdings(self, snapshot: Snapshot, work: RunningWork | None) -> None:
         """Held cards: max(usage, running) per family; units from chips held."""
+        if work is None:
+            work = RunningWork.of(snapshot.running, snapshot.chip_units, {})
         family_units: dict[ChipFamily, float] = {}
         for family, chip in {(node.family, node.chip) for node in snapshot.nodes}:
             units = self.units_per_card(chip)
             family_units[family] = max(family_units.get(family, 0.0), units)
         running: dict[Dim, float] = {}
-        for job in snapshot.running:
-            cards = sum(p.cards for p in job.placements)
-            running[(job.tenant, job.family)] = running.get((job.tenant, job.family), 0.0) + cards
-            self._add((job.tenant, UNITS), cards * self.units_per_card(job.chip))
-            if job.preempted_for is None and job.started_at < snapshot.now:
-                continue  # neither stopping nor recent (the common case)
-            for part, amount in self.request_of(job.family, job.chip, cards).items():
-                slot = (job.tenant, part)
-                if job.preempted_for is not None:
-                    self.stopping[slot] = self.stopping.get(slot, 0.0) + amount
-                if job.started_at >= snapshot.now:
-                    self.recent[slot] = self.recent.get(slot, 0.0) + amount
+        for tenant, tenant_work in work.tenants.items():
+            self._add((tenant, UNITS), tenant_work.units)
+            for family, cards in tenant_work.families.items():
+                running[(tenant, family)] = cards
+            for part, amount in tenant_work.stopping.items():
+                self.stopping[(tenant, part)] = amount
+            for part, amount in tenant_work.recent(snapshot.now, self.chip_units).items():
+                self.recent[(tenant, part)] = amount
         for tenant, per_family in snapshot.usage.items():
             for family, used in per_family.items():
                 extra = used - running.get((tenant, family), 0.0)

@@ -10,7 +10,7 @@ the books consistent and caches what is asked many times.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from suanwang.domain.ids import (
@@ -31,6 +31,7 @@ from suanwang.scheduler.hetero import can_run_on, planned_run_s, run_time_s
 from suanwang.scheduler.policy import Policy
 from suanwang.scheduler.preempt import Plan, VictimIndex
 from suanwang.scheduler.quota import QuotaLedger, Verdict
+from suanwang.scheduler.running import RunningWork
 from suanwang.scheduler.snapshot import PendingJob, Snapshot
 
 _EligibilityKey = tuple[bool, str, ClusterName | None, RegionName | None, int]
@@ -120,6 +121,7 @@ class CycleState:
         reservations: At most one backfill reservation per pool; its holder's quota is
             booked (:meth:`book_quota`).
         victims: Running jobs that preemption may still choose.
+        work: The running jobs by tenant, with their sums (:mod:`~.running`).
         data: WAN links for dataset transfers.
         blocked: Strict FIFO: pools a waiting job has blocked, and by whom.
         lender_waiting: (cohort, family) pairs where a job within its nominal quota
@@ -140,6 +142,7 @@ class CycleState:
     timelines: dict[PoolKey, Timeline]
     victims: VictimIndex
     data: DataMap
+    work: RunningWork
     reservations: dict[PoolKey, Reservation] = field(default_factory=dict)
     blocked: dict[PoolKey, JobId] = field(default_factory=dict)
     lender_waiting: set[tuple[str, ChipFamily]] = field(default_factory=set)
@@ -166,29 +169,29 @@ class CycleState:
     def of(cls, snapshot: Snapshot, policy: Policy, cache: CycleCache | None = None) -> CycleState:
         """The state at the start of a cycle over ``snapshot`` (pools from ``cache``
         when given: the same pools, updated rather than rebuilt)."""
-        pools = build_pools(snapshot.nodes) if cache is None else cache.pools(snapshot.nodes)
+        keys: Mapping[NodeId, PoolKey]
+        if cache is None:
+            pools = build_pools(snapshot.nodes)
+            keys = {node: pool.key for pool in pools for node in pool.free_of}
+            work = RunningWork.of(snapshot.running, snapshot.chip_units, keys)
+        else:
+            pools = cache.pools(snapshot.nodes)
+            keys, work = cache.node_keys(), cache.running(snapshot)
         pool_of_node = {node: pool for pool in pools for node in pool.free_of}
         pending = {job.id for job in snapshot.pending}
-        releases: dict[PoolKey, list[tuple[JobId, float, tuple[Placement, ...]]]] = {}
-        for job in snapshot.running:
-            pool = pool_of_node.get(job.placements[0].node) if job.placements else None
-            if pool is not None and job.preempted_for is None and job.expected_end is not None:
-                # A stopping job's cards are its preemptor's (a claim adds the preemptor's
-                # release); an orphan's show up once it has stopped.
-                end = max(job.expected_end, snapshot.now)
-                releases.setdefault(pool.key, []).append((job.id, end, job.placements))
-        timelines = {pool.key: Timeline.of(releases.get(pool.key, ())) for pool in pools}
-        keys = {node: pool.key for node, pool in pool_of_node.items()}
-        ledger = QuotaLedger(snapshot, policy.quotas)
+        # A stopping job's cards are its preemptor's (a claim adds the preemptor's
+        # release); an orphan's show up once it has stopped.
+        timelines = work.timelines((pool.key for pool in pools), snapshot.now)
         return cls(
             snapshot=snapshot,
             policy=policy,
             pools=pools,
             pool_of_node=pool_of_node,
             pool_by_key={pool.key: pool for pool in pools},
-            ledger=ledger,
+            ledger=QuotaLedger(snapshot, policy.quotas, work),
             timelines=timelines,
-            victims=VictimIndex(snapshot.running, keys, snapshot.now, pending),
+            victims=VictimIndex(work, keys, snapshot.now, pending),
+            work=work,
             data=DataMap.of(snapshot.links),
             _slow_chips=any(s <= 0 for s in snapshot.chip_speed.values()),
         )
