@@ -3,7 +3,8 @@
 A :class:`Policy` is a frozen set of named switches; :data:`POLICIES` holds the four the
 simulator compares. What each switch means is implemented in its own module:
 
-- ``ordering``, ``fair_share`` and ``fleet_share``: :mod:`~suanwang.scheduler.queues`;
+- ``ordering``, ``fair_share``, ``fleet_share`` and ``starvation_guard``:
+  :mod:`~suanwang.scheduler.queues`;
 - ``quotas``: :mod:`~suanwang.scheduler.quota`;
 - ``preemption``: :mod:`~suanwang.scheduler.preempt`;
 - ``backfill`` and ``strict_fifo``: :mod:`~suanwang.scheduler.backfill`;
@@ -40,6 +41,10 @@ class Tuning:
             high-gain head start (anti-starvation).
         fleet_share_step: Fleet share: shares are compared in whole multiples of this
             fraction of the tenant's fair part of the fleet (0: exactly).
+        starvation_factor: Starvation guard: a job is overdue once it has waited longer
+            than this many times its run time (0: never).
+        starvation_floor_s: Starvation guard: run times shorter than this count as this
+            long (the bound of bounded slowdown), so short jobs are not overdue at once.
         max_preemption_attempts: Preemption searches per cycle, at most.
         max_victim_candidates: Running jobs one preemption search looks at, at most.
         max_pending_reports: Plain Pending decisions per cycle after which jobs that can
@@ -54,6 +59,8 @@ class Tuning:
     fair_share_weight: float = 1.0
     gain_max_wait_s: float = 3_600.0
     fleet_share_step: float = 1.0
+    starvation_factor: float = 10.0
+    starvation_floor_s: float = 86_400.0
     max_preemption_attempts: int = 64
     max_victim_candidates: int = 64
     max_pending_reports: int = 2_000
@@ -82,6 +89,10 @@ class Policy:
         fleet_share: Then (or, without cohorts, instead) the tenant holding the fewest
             normalised units of the whole fleet, divided by its weight, goes first
             (DRF-style over every tenant, so no tenant starves behind heavy users).
+        starvation_guard: Overdue jobs (see ``Tuning.starvation_factor``) go before
+            every other job of their priority (by share, then oldest first), so a gang
+            that lighter tenants' jobs keep passing becomes the head job that holds its
+            pool's backfill reservation.
         pool_choice: Heterogeneity-blind pool choice (see :data:`PoolChoice`).
         tuning: Numeric knobs.
     """
@@ -96,6 +107,7 @@ class Policy:
     data_aware: bool = False
     fair_share: bool = False
     fleet_share: bool = False
+    starvation_guard: bool = False
     pool_choice: PoolChoice = "best_fit"
     tuning: Tuning = field(default_factory=Tuning)
 
@@ -138,10 +150,11 @@ SUANWANG = Policy(
     data_aware=True,
     fair_share=True,
     fleet_share=True,
+    starvation_guard=True,
     pool_choice="best_fit",
 )
-"""Ours: Kueue quotas and preemption, fair sharing (cohort, then fleet), EASY backfill,
-heterogeneity- and data-aware placement."""
+"""Ours: Kueue quotas and preemption, fair sharing (cohort, then fleet) with a starvation
+guard, EASY backfill, heterogeneity- and data-aware placement."""
 
 POLICIES: dict[str, Policy] = {p.name: p for p in (FIFO, SLURM, KUEUE, SUANWANG)}
 """The named policies, by name."""

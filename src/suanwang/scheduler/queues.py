@@ -172,6 +172,18 @@ def multifactor_key(
     return key
 
 
+def overdue(job: PendingJob, now: float, policy: Policy) -> bool:
+    """Whether the starvation guard puts ``job`` first: it has waited longer than
+    ``starvation_factor`` times its run time on the reference chip (its duration, else
+    its max runtime), run times under ``starvation_floor_s`` counting as that floor."""
+    tuning = policy.tuning
+    if not policy.starvation_guard or tuning.starvation_factor <= 0:
+        return False
+    run_s = job.duration_s if job.duration_s is not None else job.max_runtime_s
+    bound = max(run_s or 0.0, tuning.starvation_floor_s)
+    return now - job.submitted_at > tuning.starvation_factor * bound
+
+
 def priority_key(
     policy: Policy,
     now: float,
@@ -180,15 +192,19 @@ def priority_key(
 ) -> Callable[[PendingJob], SortKey]:
     """Sort key of the ``priority`` ordering, with the high-gain head start if given,
     and the tenant's (fixed) share right after the priority if given (a number or a
-    tuple such as :func:`share_key`'s)."""
-    if gain_of is None and share_of is None:
+    tuple such as :func:`share_key`'s). With the starvation guard, overdue jobs
+    (:func:`overdue`) go before the others of their priority: by share, then oldest
+    first (no high-gain head start)."""
+    if gain_of is None and share_of is None and not policy.starvation_guard:
         return queue_key
     max_wait_s = policy.tuning.gain_max_wait_s
 
     def key(job: PendingJob) -> SortKey:
         share: Any = 0.0 if share_of is None else share_of(job.tenant)
+        if overdue(job, now, policy):
+            return (-job.priority, 0, share, job.submitted_at, 0, 0.0, job.seq, job.id)
         if gain_of is None or now - job.submitted_at > max_wait_s:
-            return (-job.priority, share, 0, 0.0, job.seq, job.id)
-        return (-job.priority, share, 1, -gain_of(job), job.seq, job.id)
+            return (-job.priority, 1, share, 0.0, 0, 0.0, job.seq, job.id)
+        return (-job.priority, 1, share, 0.0, 1, -gain_of(job), job.seq, job.id)
 
     return key
