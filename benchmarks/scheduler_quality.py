@@ -19,10 +19,12 @@ Each policy's average / median / p95 JCT, queueing delay, makespan, utilisation,
 index over the tenants' average slowdown and over their finish-time fairness rho
 (sum of JCT / sum of reference run time), the worst tenant's rho and per-tenant JCT are
 written, with our policy's JCT as a ratio to each baseline, to
-``benchmarks/results/scheduler_quality.{json,md}``.
+``benchmarks/results/scheduler_quality.{json,md}`` (``--name`` for another name).
 
 Run: ``.venv/bin/python benchmarks/scheduler_quality.py`` (whole trace; ``--max-jobs N``
-replays the first N jobs on the large fleets instead).
+replays the first N jobs on the large fleets instead). ``--workers N`` runs N simulations
+at a time, each in a child process of this script (``--task``) that prints its result row
+as JSON; nothing is pickled.
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ import argparse
 import dataclasses
 import json
 import os
+import resource
+import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -114,8 +118,9 @@ def markdown(name: str, rows: list[dict[str, Any]], ratios: dict[str, dict[str, 
         f"## {name}",
         "",
         "| policy | avg JCT h | median h | p95 h | avg queue h | makespan h | "
-        "Jain (slowdown) | Jain (rho) | worst rho | worst tenant avg JCT h | preemptions |",
-        "|" + "---|" * 11,
+        "Jain (slowdown) | Jain (rho) | worst rho | worst tenant avg JCT h | preemptions | "
+        "CPU s |",
+        "|" + "---|" * 12,
     ]
     for r in rows:
         worst = max(t["avg_jct_h"] for t in r["tenants"].values())
@@ -123,7 +128,7 @@ def markdown(name: str, rows: list[dict[str, Any]], ratios: dict[str, dict[str, 
             f"| {r['policy']} | {r['avg_jct_h']:.2f} | {r['median_jct_h']:.2f} | "
             f"{r['p95_jct_h']:.2f} | {r['avg_queueing_h']:.2f} | {r['makespan_h']:.1f} | "
             f"{r['jain_index']:.3f} | {r['jain_ftf']:.3f} | {r['max_ftf']:.2f} | "
-            f"{worst:.2f} | {r['preemptions']} |"
+            f"{worst:.2f} | {r['preemptions']} | {r.get('cpu_s', 0.0):.0f} |"
         )
     out.append("")
     out += [
@@ -165,21 +170,51 @@ class Scenario:
 
 
 def run_one(scenario: Scenario, policy: str, config: SimConfig) -> dict[str, Any]:
-    """One policy over one scenario (a worker process's task): its result row."""
-    started = time.perf_counter()
+    """One policy over one scenario: its result row, with the CPU seconds it took."""
+    started, cpu = time.perf_counter(), time.process_time()
     inputs = inputs_for(scenario.kind, scenario.fleet, scenario.max_jobs, scenario.time_scale)
     (metrics,) = run_policies(inputs, [policy], config)
-    took = time.perf_counter() - started
-    print(f"  {scenario.name} {policy}: {metrics.jobs} jobs ({took:.0f} s)", file=sys.stderr)
-    return {**row(metrics), "trace": inputs.trace_name}
+    took, cpu = time.perf_counter() - started, time.process_time() - cpu
+    print(
+        f"  {scenario.name} {policy}: {metrics.jobs} jobs ({took:.0f} s, {cpu:.0f} s CPU)",
+        file=sys.stderr,
+    )
+    return {**row(metrics), "cpu_s": cpu, "trace": inputs.trace_name}
+
+
+def task_json(scenario: Scenario, policy: str, config: SimConfig) -> str:
+    """The ``--task`` argument of a child run: plain JSON."""
+    spec = {**dataclasses.asdict(scenario), "kind": str(scenario.kind)}
+    task = {"scenario": spec, "policy": policy}
+    return json.dumps({**task, "decision_interval_s": config.decision_interval_s})
+
+
+def run_task(text: str) -> None:
+    """``--task``: run one policy over one scenario and print its row as JSON."""
+    task = json.loads(text)
+    spec = task["scenario"]
+    scenario = Scenario(**{**spec, "kind": FleetKind(spec["kind"])})
+    config = SimConfig(decision_interval_s=task["decision_interval_s"])
+    print(json.dumps(run_one(scenario, task["policy"], config)))
+
+
+def run_child(scenario: Scenario, policy: str, config: SimConfig) -> dict[str, Any]:
+    """One task in a child process of this script; its row read back from JSON."""
+    command = [sys.executable, __file__, "--task", task_json(scenario, policy, config)]
+    done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
 
 
 def run_all(scenarios: list[Scenario], config: SimConfig, workers: int) -> list[dict[str, Any]]:
-    """Every policy over every scenario, ``workers`` simulations at a time."""
+    """Every policy over every scenario: in this process, or ``workers`` child processes
+    at a time."""
     tasks = [(s, p) for s in scenarios for p in POLICIES]
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(run_one, s, p, config) for s, p in tasks]
-        done = [f.result() for f in futures]
+    if workers <= 1:
+        done = [run_one(s, p, config) for s, p in tasks]
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            done = list(pool.map(lambda task: run_child(*task, config), tasks))
     results = []
     for scenario in scenarios:
         rows = [r for (s, _p), r in zip(tasks, done, strict=True) if s is scenario]
@@ -190,6 +225,15 @@ def run_all(scenarios: list[Scenario], config: SimConfig, workers: int) -> list[
             {"fleet": scenario.name, "trace": trace, "rows": rows, "ratios": compare(rows)}
         )
     return results
+
+
+def resource_cpu_s() -> float:
+    """CPU seconds used so far by this process and its finished children."""
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def main() -> None:
@@ -211,9 +255,17 @@ def main() -> None:
     )
     parser.add_argument("--decision-interval-s", type=float, default=60.0)
     parser.add_argument(
-        "--workers", type=int, default=4, help="simulations run in parallel processes"
+        "--workers", type=int, default=1, help="simulations run at a time (child processes)"
     )
+    parser.add_argument(
+        "--name", default="scheduler_quality", help="results file name (without .json / .md)"
+    )
+    parser.add_argument("--task", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.task:
+        run_task(args.task)
+        return
+    load_before, cpu_before = os.getloadavg(), resource_cpu_s()
     max_jobs = args.max_jobs or None
     config = SimConfig(decision_interval_s=args.decision_interval_s)
     demo = Path(args.demo_fleet).stem
@@ -235,14 +287,25 @@ def main() -> None:
         "demo_fleet": demo,
         "demo_time_scale": args.demo_time_scale,
         "workers": args.workers,
+        "command": " ".join(sys.argv),
+        "load_avg_before": load_before,
+        "load_avg_after": os.getloadavg(),
+        "cpu_s_total": resource_cpu_s() - cpu_before,
         "config": config.settings(),
         "results": results,
     }
-    (RESULTS / "scheduler_quality.json").write_text(json.dumps(payload, indent=2, default=str))
-    text = "# scheduler_quality\n\n" + "\n".join(
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(payload, indent=2, default=str))
+    load = ", ".join(
+        f"{a:.1f} → {b:.1f}" for a, b in zip(load_before, os.getloadavg(), strict=True)
+    )
+    head = (
+        f"# scheduler_quality\n\n`{payload['command']}`; load average (1, 5, 15 min) "
+        f"{load}; {payload['cpu_s_total']:.0f} CPU s in all\n\n"
+    )
+    text = head + "\n".join(
         markdown(r["fleet"] + f" — {r['trace']}", r["rows"], r["ratios"]) for r in results
     )
-    (RESULTS / "scheduler_quality.md").write_text(text)
+    (RESULTS / f"{args.name}.md").write_text(text)
     print(text)
 
 
