@@ -20,6 +20,12 @@ under their fair part still go first and none starves behind heavy users. Shares
 taken from work started before ``now`` and fixed for the cycle: a cycle re-run at the
 same instant orders jobs the same way, and the next cycle sees what this one admitted.
 
+With the starvation guard (``Policy.starvation_guard``), a job that has waited longer than
+``Tuning.starvation_factor`` times its run time (at least ``starvation_floor_s``) is
+*overdue* (:func:`overdue`) and goes before every other job of its priority, by share then
+oldest first: it becomes the first blocked job of its pool, which holds the pool's
+backfill reservation, whatever its tenant's share.
+
 Not here: quotas (``quota.py``).
 """
 
