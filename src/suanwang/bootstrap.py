@@ -6,7 +6,7 @@ Nothing happens at import time; call :func:`build_platform` or :func:`build_app`
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 
 import httpx
@@ -39,6 +39,7 @@ from suanwang.gateway import (
     Upstreams,
 )
 from suanwang.gateway.metrics import GatewayMetrics
+from suanwang.gateway.resp import lean_scripts_for
 from suanwang.observability import Metrics
 from suanwang.ports import Backend, Clock, Limiter
 from suanwang.services.billing import Billing
@@ -229,14 +230,23 @@ def build_gateway_app(
     catalogue = default_catalogue()
     tenancy = Tenancy(uows, clock, catalogue)
     limiter: Limiter
+    on_close: list[Callable[[], Awaitable[None]]] = [sink.aclose]
     if settings.redis_url:
         pool = aioredis.BlockingConnectionPool.from_url(
             settings.redis_url, max_connections=64, timeout=10
         )
         client = aioredis.Redis(connection_pool=pool)
+        lean = lean_scripts_for(settings.redis_url)  # reserve and settle, the hot path
         limiter = RedisLimiter(
-            client, clock, sink.tokens_used, config.reservation_ttl_s, settings.redis_prefix
+            client,
+            clock,
+            sink.tokens_used,
+            config.reservation_ttl_s,
+            settings.redis_prefix,
+            scripts=lean,
         )
+        if lean is not None:
+            on_close.append(lean.aclose)
     else:
         limiter = InProcessLimiter(clock, sink.tokens_used, config.reservation_ttl_s)
     if transports is None:
@@ -254,7 +264,7 @@ def build_gateway_app(
         models=default_models(),
         clock=clock,
         config=config,
-        on_close=[sink.aclose],
+        on_close=on_close,
         metrics=GatewayMetrics(default_models()),
     )
     return GatewayApp(gateway)

@@ -30,6 +30,7 @@ from suanwang.domain.limits import (
     quota_window_of,
 )
 from suanwang.gateway import InProcessLimiter, RedisLimiter
+from suanwang.gateway.resp import lean_scripts_for
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 T0 = 1_800_000_000.0  # a minute boundary
@@ -61,21 +62,24 @@ async def limiter_of(kind: str, clock: Clock, used: int = 0) -> AsyncIterator[An
         return
     prefix = f"test:{secrets.token_hex(6)}:"
     client = aioredis.from_url(REDIS_URL)
+    lean = lean_scripts_for(REDIS_URL) if kind == "redis-lean" else None
     try:
-        yield RedisLimiter(client, clock, load_used, TTL, prefix)
+        yield RedisLimiter(client, clock, load_used, TTL, prefix, scripts=lean)
     finally:
         keys = [k async for k in client.scan_iter(match=f"{prefix}*")]
         if keys:
             await client.delete(*keys)
         await client.aclose()
+        if lean is not None:
+            await lean.aclose()
 
 
-KINDS = ["memory", "redis"]
+KINDS = ["memory", "redis", "redis-lean"]
 
 
 @pytest.fixture(params=KINDS)
 def kind(request: pytest.FixtureRequest) -> str:
-    if request.param == "redis":
+    if request.param != "memory":
         _redis_or_skip()
     return str(request.param)
 

@@ -27,6 +27,7 @@ from suanwang.domain.limits import (
     quota_window,
 )
 from suanwang.gateway.limits import LoadUsed, quota_error, rate_checks, rate_error
+from suanwang.gateway.resp import LeanScripts
 from suanwang.ports import Clock
 
 _RESERVE = """
@@ -103,8 +104,11 @@ class RedisLimiter:
         load_used: LoadUsed,
         reservation_ttl_s: float,
         prefix: str = "suanwang:gw:",
+        scripts: LeanScripts | None = None,
     ) -> None:
         self._redis = client
+        self._lean = scripts
+        """Runs reserve and settle when given (see :mod:`.resp`); redis-py otherwise."""
         self._clock = clock
         self._load_used = load_used
         self._ttl_s = reservation_ttl_s
@@ -137,7 +141,7 @@ class RedisLimiter:
             args += [-1 if c.limit is None else c.limit, c.amount]
         args.append(hold.expires_at)
         for _ in range(3):
-            code, index = await self._reserve(keys=keys, args=args)
+            code, index = await self._run(_RESERVE, self._reserve, keys, args)
             if code == 0:
                 return hold
             if code == 1:
@@ -159,8 +163,13 @@ class RedisLimiter:
         if minute_of(self._clock.now()) == reservation.minute:
             m = reservation.minute
             keys += [f"{p}tpm:k:{reservation.key_id}:{m}", f"{p}tpm:t:{reservation.tenant}:{m}"]
-        done = await self._settle(keys=keys, args=[reservation.id, max(0, tokens)])
+        done = await self._run(_SETTLE, self._settle, keys, [reservation.id, max(0, tokens)])
         return bool(done)
+
+    async def _run(self, script: str, registered: Any, keys: list[str], args: list[Any]) -> Any:
+        if self._lean is not None:
+            return await self._lean.run(script, keys, args)
+        return await registered(keys=keys, args=args)
 
     async def sweep(self) -> int:
         p = self._prefix
