@@ -174,6 +174,30 @@ def test_openai_client_through_the_gateway(live: Live) -> None:
         client.chat.completions.create(model="no-such-model", messages=messages)
 
 
+def test_streamed_prompt_tokens_equal_the_unstreamed_usage(live: Live) -> None:
+    """llama.cpp streams no usage: the gateway counts the prompt with the chat template
+    applied (engines/llama.py), so streaming bills what the engine reports unstreamed."""
+    if not live.stack.gateways:
+        proc, port = _serve(live, "suanwang.bootstrap:gateway_app_from_env", "/health")
+        live.stack.gateways.append((port, proc))
+    secret, _ = live.stack.tenant_with_key("templated")
+    headers = {"authorization": f"Bearer {secret}"}
+    body = {"model": CHAT, "messages": [{"role": "user", "content": "Name a colour."}]}
+    body["max_tokens"] = 4
+    url = live.stack.urls[0] + "/chat/completions"
+    answer = httpx.post(url, json=body, headers=headers, timeout=CHAT_TIMEOUT_S)
+    assert answer.status_code == 200, answer.text
+    plain = answer.json()["usage"]
+    streaming = body | {"stream": True, "stream_options": {"include_usage": True}}
+    streamed = httpx.post(url, json=streaming, headers=headers, timeout=CHAT_TIMEOUT_S)
+    events = [json.loads(line[6:]) for line in streamed.text.splitlines() if line[6:7] == "{"]
+    (usage,) = [e["usage"] for e in events if e.get("usage")]
+    raw = httpx.post(
+        f"{_base(live, live.chat)}/extras/tokenize/count", json={"input": "Name a colour."}
+    ).json()["count"]
+    assert usage["prompt_tokens"] == plain["prompt_tokens"] > raw  # the template counts
+
+
 def _serve(
     live: Live, factory: str = "suanwang.bootstrap:app_from_env", health: str = "/healthz"
 ) -> tuple[subprocess.Popen[bytes], int]:

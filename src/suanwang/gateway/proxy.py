@@ -123,7 +123,7 @@ class Proxy:
         self._metrics.ejected(model, slot.replica.replica_id)
 
     async def own_prompt(self, slot: Slot, call: Call) -> int:
-        counted = await self._upstreams.count_prompt(slot.replica, call.prompt_text)
+        counted = await self._upstreams.count_prompt(slot.replica, call)
         return counted if counted is not None else estimate_tokens(call.prompt_text)
 
     async def plain(

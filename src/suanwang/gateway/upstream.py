@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
 from suanwang.domain.serving import ReplicaView
 from suanwang.gateway.errors import GatewayError
 from suanwang.gateway.http11 import Http11Pool, Http11Response
+from suanwang.gateway.schema import Call
 
 LLAMA_CPP = "llama.cpp"
 DRAIN_S = 0.5
@@ -92,18 +93,24 @@ class Upstreams:
         request = client.build_request("POST", url, content=payload, headers=headers)
         return await client.send(request, stream=True)
 
-    async def count_prompt(self, replica: ReplicaView, text: str) -> int | None:
-        """The engine tokenizer's count of ``text`` (llama.cpp only), or None."""
-        if replica.engine != LLAMA_CPP or not text:
+    async def count_prompt(self, replica: ReplicaView, call: Call) -> int | None:
+        """The prompt tokens of ``call`` as the engine counts them (llama.cpp only), or None.
+
+        Chat: ``/extras/chat/tokenize/count`` of our llama.cpp wrapper (engines/llama.py)
+        applies the model's chat template as a completion would, so a stream is billed the
+        ``usage.prompt_tokens`` the same request gets unstreamed. Otherwise (or from an
+        engine without that route) the tokenizer's count of the raw prompt text.
+        """
+        if replica.engine != LLAMA_CPP or not call.prompt_text:
             return None
         client, url = self.target(replica, "chat/completions")
-        url = url.removesuffix("/v1/chat/completions") + "/extras/tokenize/count"
-        try:
-            response = await client.post(url, json={"input": text}, timeout=5.0)
-            count = response.json().get("count") if response.status_code == 200 else None
-        except (httpx.HTTPError, ValueError):
-            return None
-        return count if type(count) is int and count >= 0 else None
+        root = url.removesuffix("/v1/chat/completions")
+        if isinstance(call.body.get("messages"), list):
+            chat = {k: v for k, v in call.body.items() if k == "model" or k in CHAT_FIELDS}
+            count = await _count(client, f"{root}/extras/chat/tokenize/count", chat)
+            if count is not None:
+                return count
+        return await _count(client, f"{root}/extras/tokenize/count", {"input": call.prompt_text})
 
     async def aclose(self) -> None:
         await self._pool.aclose()
@@ -117,3 +124,16 @@ async def finish(response: UpstreamResponse) -> None:
         await response.drain(DRAIN_S)
     else:
         await response.aclose()
+
+
+CHAT_FIELDS = ("messages", "functions", "function_call", "tools", "tool_choice")
+"""What a chat template sees of a request."""
+
+
+async def _count(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> int | None:
+    try:
+        response = await client.post(url, json=body, timeout=5.0)
+        count = response.json().get("count") if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+    return count if type(count) is int and count >= 0 else None
