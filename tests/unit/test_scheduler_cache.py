@@ -7,6 +7,7 @@ import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 
+import pytest
 from builders import make_job, make_node, make_snapshot
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,7 +17,8 @@ from suanwang.domain.ids import JobId, NodeId, TenantId
 from suanwang.scheduler import Admit, Decision, NodeView, Snapshot, cycle
 from suanwang.scheduler.cache import CycleCache
 from suanwang.scheduler.fit import Pool, build_pools
-from suanwang.scheduler.policy import Policy
+from suanwang.scheduler.inert import PendingMemo
+from suanwang.scheduler.policy import POLICIES, Policy
 from suanwang.scheduler.quota import UNITS, QuotaLedger
 from suanwang.scheduler.running import RunningWork
 
@@ -231,3 +233,33 @@ def test_holdings_sum_job_after_job_in_snapshot_order(
         assert {k: v for k, v in ledger.held.items() if k[1] == UNITS} == held
         work = RunningWork.of(snapshot.running, units, {})
         assert work.fleet_held(snapshot.now) == before_now
+
+
+@st.composite
+def look_alike_queues(draw: st.DrawFn) -> tuple[Snapshot, Policy]:
+    """A rich snapshot whose queue repeats its jobs with other priorities, durations and
+    submission order (look-alikes for the shape and behind memos)."""
+    snapshot, policy = draw(rich())
+    copies = []
+    for index, job in enumerate(snapshot.pending * draw(st.integers(1, 3))):
+        copies.append(
+            dataclasses.replace(
+                job,
+                id=JobId(f"c{index}"),
+                priority=draw(st.sampled_from((0, 0, 1))),
+                seq=job.seq + index,
+                duration_s=draw(st.sampled_from((None, 100.0, 5_000.0))),
+            )
+        )
+    policy = draw(st.sampled_from((policy, POLICIES["fifo"])))
+    return dataclasses.replace(snapshot, pending=(*snapshot.pending, *copies)), policy
+
+
+@CACHE_SETTINGS
+@given(look_alike_queues())
+def test_the_pending_memos_never_change_decisions(case: tuple[Snapshot, Policy]) -> None:
+    snapshot, policy = case
+    memoised = cycle(snapshot, policy)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(PendingMemo, "get", lambda *_args: None)
+        assert cycle(snapshot, policy) == memoised

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from suanwang.domain.ids import ChipName, NodeId, TenantId
 from suanwang.scheduler.fit import Pool, PoolKey, build_pools
 from suanwang.scheduler.running import RunningWork, TenantWork
-from suanwang.scheduler.snapshot import NodeView, Snapshot
+from suanwang.scheduler.snapshot import NodeView, RunningJob, Snapshot
 
 
 @dataclass(slots=True)
@@ -47,6 +47,8 @@ class CycleCache:
     _keys: dict[NodeId, PoolKey] = field(default_factory=dict)
     _tenants: dict[TenantId, TenantWork] = field(default_factory=dict)
     _units: dict[ChipName, float] = field(default_factory=dict)
+    _running: tuple[RunningJob, ...] = ()
+    _work: RunningWork | None = None
 
     def pools(self, nodes: tuple[NodeView, ...]) -> tuple[Pool, ...]:
         """Fresh working pools for ``nodes``, equal to ``build_pools(nodes)``."""
@@ -68,10 +70,14 @@ class CycleCache:
         :meth:`pools` for the same snapshot: tenants whose running jobs did not change
         keep the last cycle's work."""
         if self._units != snapshot.chip_units:
-            self._tenants = {}
+            self._tenants, self._work = {}, None
             self._units = dict(snapshot.chip_units)
+        kept = self._work
+        # Compared by identity first: cheap when the running jobs are kept.
+        if kept is not None and kept.tenants is self._tenants and self._running == snapshot.running:
+            return kept
         work = RunningWork.of(snapshot.running, self._units, self._keys, self._tenants)
-        self._tenants = work.tenants
+        self._tenants, self._running, self._work = work.tenants, snapshot.running, work
         return work
 
     def _update(self, nodes: tuple[NodeView, ...]) -> bool:

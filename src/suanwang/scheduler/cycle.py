@@ -98,7 +98,7 @@ def cycle(
             before = (st.epoch, st.preemption_attempts)
             outcome = _decide(job, st, final=final)
             if outcome is not None:
-                memo.put(shape, before, outcome, st)
+                memo.put(shape, before, outcome, st, job)
             if outcome is None:
                 deferred.append(job)
                 deferring.add(job.tenant)
@@ -160,14 +160,14 @@ def _decide(job: PendingJob, st: CycleState, *, final: bool) -> list[Decision] |
     problem = request_problem(job)
     if problem:
         return [Pending(job.id, problem, "invalid")]
-    pools = st.eligible(job)
+    pools = eligible = st.eligible(job)
     if not pools:
         return [Pending(job.id, NO_ELIGIBLE_CLUSTER, "no_match")]
     if st.policy.data_aware and job.dataset is not None:
         pools, waiting = _data_pools(job, pools, st)
         if waiting is not None:
             return [waiting]
-    view = st.quota_view(job, pools, cache=pools is st.eligible(job))
+    view = st.quota_view(job, pools, cache=pools is eligible)
     if not view.allowed:
         return _quota_blocked(job, view, st)
     borrowing = view.nominal is not view.allowed

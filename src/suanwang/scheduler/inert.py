@@ -177,9 +177,16 @@ class PendingMemo:
     lender wait) and its preemption search count. The decision would be the same, so the
     memo changes only what a cycle costs: on a long queue of look-alike jobs that wait
     (the Philly trace's hundreds of 1-GPU jobs), most decisions become one dict lookup.
+
+    Under strict FIFO a job whose allowed pools are all blocked waits behind their
+    blocker, whatever its priority, duration or speeds: that decision reads only the
+    tenant, the gang, the simulated flag, the eligible pools and the pass (and the
+    cycle's state), so it is memoised on those alone (the *behind* memo): most of a
+    FIFO queue, where every job has its own duration.
     """
 
     _known: dict[_Bucket, tuple[_Token, str, str]] = field(default_factory=dict)
+    _behind: dict[_Bucket, tuple[_Token, str]] = field(default_factory=dict)
 
     @staticmethod
     def shape(job: PendingJob, st: CycleState, final: bool) -> _Bucket | None:
@@ -206,17 +213,40 @@ class PendingMemo:
         """The memoised Pending for ``job``, if its shape has one valid now."""
         if shape is None:
             return None
+        token = (st.epoch, st.preemption_attempts)
+        if st.policy.strict_fifo:
+            behind = self._behind.get(_behind_key(job, st, shape))
+            if behind is not None and behind[0] == token:
+                return Pending(job.id, behind[1], BLOCKED)
         known = self._known.get(shape)
-        if known is None or known[0] != (st.epoch, st.preemption_attempts):
+        if known is None or known[0] != token:
             return None
         return Pending(job.id, known[1], known[2])
 
     def put(
-        self, shape: _Bucket | None, before: _Token, outcome: list[Decision], st: CycleState
+        self,
+        shape: _Bucket | None,
+        before: _Token,
+        outcome: list[Decision],
+        st: CycleState,
+        job: PendingJob,
     ) -> None:
         """Remember ``outcome`` if it is one plain Pending that changed nothing."""
         if shape is None or len(outcome) != 1 or type(outcome[0]) is not Pending:
             return
         token = (st.epoch, st.preemption_attempts)
         if token == before:
-            self._known[shape] = (token, outcome[0].reason, outcome[0].code)
+            pending = outcome[0]
+            self._known[shape] = (token, pending.reason, pending.code)
+            if pending.code == BLOCKED and st.policy.strict_fifo:
+                self._behind[_behind_key(job, st, shape)] = (token, pending.reason)
+
+
+BLOCKED = "blocked"
+"""The code of a strict-FIFO job waiting behind another."""
+
+
+def _behind_key(job: PendingJob, st: CycleState, shape: _Bucket) -> _Bucket:
+    """The behind memo's key (``shape[-1]`` is the pass)."""
+    pools = id(st.eligible(job))
+    return (job.tenant, job.cards_per_node, job.nodes, job.simulated, pools, shape[-1])

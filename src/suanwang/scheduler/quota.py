@@ -106,6 +106,7 @@ class QuotaLedger:
         self._shares: dict[TenantId, float] = {}
         self.version = 0
         self.scope_versions: dict[str, int] = {}
+        self._scopes: dict[TenantId, str] = {}
         self._start_holdings(snapshot, work)
         self._start = dict(self.held)
         self.capacity: dict[tuple[str, ChipFamily], float] = {}
@@ -152,9 +153,14 @@ class QuotaLedger:
         return self.chip_units.get(chip, 1.0)
 
     def scope_of(self, tenant: TenantId) -> str:
-        """What a tenant's verdicts depend on: its cohort, or the tenant alone."""
-        cohort = self.cohort_of(tenant)
-        return f"cohort:{cohort}" if cohort is not None else f"tenant:{tenant}"
+        """What a tenant's verdicts depend on: its cohort, or the tenant alone (cached:
+        queues do not change within a cycle)."""
+        scope = self._scopes.get(tenant)
+        if scope is None:
+            cohort = self.cohort_of(tenant)
+            scope = f"cohort:{cohort}" if cohort is not None else f"tenant:{tenant}"
+            self._scopes[tenant] = scope
+        return scope
 
     def scope_version(self, tenant: TenantId) -> int:
         """Bumped whenever anything the tenant's verdicts depend on changes."""
