@@ -11,6 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway_support import FakeKeys, MemorySink, chat_body, make_gateway, replica
+from suanwang.domain.usage import Outcome
 from suanwang.gateway.http11 import ChunkedDecoder, Http11Pool
 from suanwang.gateway.sse import SseLines, content_tokens
 
@@ -154,7 +156,9 @@ def test_chunked_decoding_flags_trailing_bytes_and_rejects_bad_framing() -> None
 SSE_EVENTS = [b'data: {"choices":[{"delta":{"content":"t%d "}}]}\n\n' % i for i in range(8)]
 
 
-async def serve_streams(connections: list[asyncio.Task[None]], gap_s: float) -> asyncio.Server:
+async def serve_streams(
+    connections: list[asyncio.Task[None]], gap_s: float, repeat: int = 1
+) -> asyncio.Server:
     """An engine answering each request with a chunked event stream; it sends the body's
     terminator ``gap_s`` after ``[DONE]`` (llama.cpp writes them separately)."""
 
@@ -174,8 +178,10 @@ async def serve_streams(connections: list[asyncio.Task[None]], gap_s: float) -> 
             )
             await reader.readexactly(length)
             writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
-            for event in [*SSE_EVENTS, b"data: [DONE]\n\n"]:
+            for event in [*SSE_EVENTS * repeat, b"data: [DONE]\n\n"]:
                 writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+                if repeat > 1:
+                    await asyncio.sleep(0.01)  # a slow engine
             await asyncio.sleep(gap_s)
             writer.write(b"0\r\n\r\n")
         writer.close()
@@ -228,3 +234,48 @@ def test_a_stream_read_to_its_end_marker_keeps_its_connection_when_drained(
 def test_drain_gives_up_on_an_engine_that_keeps_streaming() -> None:
     _, opened = asyncio.run(stream_three_times(0.3, 0.05))
     assert opened == 3
+
+
+def test_a_client_that_leaves_mid_stream_is_billed_once_as_a_disconnect() -> None:
+    keys, sink = FakeKeys(), MemorySink()
+    key = keys.add("acme")
+    raw = json.dumps(chat_body(stream=True, max_tokens=100)).encode()
+    sent: list[dict[str, Any]] = []
+    started = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        if not sent:
+            return {"type": "http.request", "body": raw, "more_body": False}
+        await started.wait()
+        await asyncio.sleep(0.1)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        started.set()
+
+    async def scenario() -> None:
+        handlers: list[asyncio.Task[None]] = []
+        engine = await serve_streams(handlers, 0.0, repeat=10)  # 80 events, 10 ms apart
+        port = engine.sockets[0].getsockname()[1]
+        app = make_gateway([replica("r1", base=f"http://127.0.0.1:{port}")], keys=keys, sink=sink)
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/v1/chat/completions",
+            "headers": [(b"authorization", f"Bearer {key}".encode())],
+        }
+        try:
+            await asyncio.wait_for(app(scope, receive, send), 5)  # returns, not cancelled
+        finally:
+            await app.aclose()
+            engine.close()
+            await engine.wait_closed()
+            await asyncio.gather(*handlers)
+
+    asyncio.run(scenario())
+    (row,) = sink.rows.values()
+    assert (row.status, row.outcome) == (499, Outcome.CLIENT_DISCONNECT)
+    delivered = sum(m.get("body", b"").count(b"data: ") for m in sent)
+    assert 0 < delivered <= row.completion_tokens < 80
+    assert not any(m.get("more_body") is False for m in sent)  # no [DONE] after leaving

@@ -17,7 +17,6 @@ delivered, never zero for delivered tokens).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import json
 import time
@@ -170,18 +169,7 @@ class Proxy:
         meter.streamed = True
         await start_stream(send, client_id)
         tally = Tally()
-        disconnected = asyncio.Event()
-        watcher = asyncio.create_task(wait_disconnect(receive, disconnected))
-        pump = asyncio.create_task(self._pump(response, send, tally))
-        await asyncio.wait({watcher, pump}, return_when=asyncio.FIRST_COMPLETED)
-        if pump.done():
-            watcher.cancel()
-            end = pump.result()
-        else:
-            pump.cancel()
-            end = StreamEnd.DISCONNECT
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
+        end = await self._pump_until_disconnect(response, receive, send, tally)
         if end is not StreamEnd.COMPLETE:
             await response.aclose()  # cancels the engine's work
         own = await self.own_prompt(slot, call) if not _has_prompt(tally.usage, call) else 0
@@ -205,6 +193,24 @@ class Proxy:
         if end is StreamEnd.COMPLETE:
             await finish(response)  # after the answer: keeps the engine connection
 
+    async def _pump_until_disconnect(
+        self, response: UpstreamResponse, receive: Receive, send: Send, tally: Tally
+    ) -> StreamEnd:
+        """Pump in this task; a watcher cancels it if the client goes away (no second task
+        for the pump: like ``asyncio.timeout``, the cancellation is told apart and undone)."""
+        task = asyncio.current_task()
+        assert task is not None
+        gone = asyncio.Event()
+        watcher = asyncio.create_task(_cancel_on_disconnect(receive, task, gone))
+        try:
+            return await self._pump(response, send, tally)
+        except asyncio.CancelledError:
+            if not gone.is_set() or task.uncancel() > 0:
+                raise  # cancelled by someone else too
+            return StreamEnd.DISCONNECT
+        finally:
+            watcher.cancel()
+
     async def _pump(self, response: UpstreamResponse, send: Send, tally: Tally) -> StreamEnd:
         """Forward the engine's events as they arrive: one send per read, not per event."""
         deadline = time.monotonic() + self._max_request_s
@@ -225,6 +231,13 @@ class Proxy:
             return StreamEnd.UPSTREAM_ERROR
         tally.held, end = _forward(lines.rest(), tally)
         return end or (StreamEnd.COMPLETE if tally.last else StreamEnd.UPSTREAM_ERROR)
+
+
+async def _cancel_on_disconnect(
+    receive: Receive, task: asyncio.Task[Any], gone: asyncio.Event
+) -> None:
+    await wait_disconnect(receive, gone)
+    task.cancel()
 
 
 def _forward(lines: list[bytes], tally: Tally) -> tuple[bytes, StreamEnd | None]:
