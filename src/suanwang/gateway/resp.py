@@ -3,10 +3,11 @@
 redis-py (without hiredis) spent ~0.4 ms of CPU per command in its pool, retry and parser
 layers, twice per request; the scripts themselves take microseconds in Redis. This client
 does only what the hot path needs: ``EVALSHA`` (``EVAL`` once when Redis does not know
-the script) over ONE connection per process, pipelined: commands are written as they
-come and replies, which Redis sends in order, resolve the callers' futures in order
-(RESP2, parsed straight from the protocol's buffer). A lost connection fails the calls in
-flight with :class:`ConnectionError`; the next call reconnects. A call that gets no reply
+the script) over ONE connection per process, pipelined: the commands of one turn of the
+event loop go out in one write and replies, which Redis sends in order, resolve the
+callers' futures in order (RESP2, parsed straight from the protocol's buffer). A lost
+connection fails the calls in flight with :class:`ConnectionError`; the next call
+reconnects. A call that gets no reply
 within ``timeout_s`` raises :class:`TimeoutError` and drops the connection, so a reply
 can never be matched to the wrong caller.
 
@@ -78,6 +79,19 @@ class _Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.waiting: deque[asyncio.Future[Any]] = deque()
         self._buf = bytearray()
+        self._out: list[bytes] = []
+
+    def send(self, command: bytes, future: asyncio.Future[Any]) -> None:
+        """Queue ``command``; everything queued in one turn of the loop goes in one write."""
+        self.waiting.append(future)
+        self._out.append(command)
+        if len(self._out) == 1:
+            future.get_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if self.transport is not None:
+            self.transport.write(b"".join(out))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -106,6 +120,7 @@ class _Protocol(asyncio.Protocol):
     def fail(self, error: Exception) -> None:
         """Fail every call in flight and drop the connection (no later reply may match)."""
         transport, self.transport = self.transport, None
+        self._out = []
         while self.waiting:
             future = self.waiting.popleft()
             if not future.done():
@@ -154,8 +169,7 @@ class LeanScripts:
             protocol = await self._connect()
         assert protocol.transport is not None
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        protocol.waiting.append(future)
-        protocol.transport.write(command)
+        protocol.send(command, future)
         try:
             async with asyncio.timeout(self._timeout_s):
                 reply = await future
