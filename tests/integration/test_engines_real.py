@@ -123,7 +123,9 @@ def test_chat_answered_by_llama_cpp_at_the_replica(live: Live) -> None:
     assert response.status_code == 200
     answer = response.json()
     assert answer["choices"][0]["message"]["content"]
-    assert 0 < answer["usage"]["completion_tokens"] <= 8
+    # llama.cpp finishes a multi-byte character split across tokens (an emoji) past
+    # max_tokens and counts those tokens: seen 10 for max_tokens=8 ("Oh, hi there! 😊🌟")
+    assert 0 < answer["usage"]["completion_tokens"] <= 8 + 3
 
 
 def test_embeddings_one_vector_per_input(live: Live) -> None:
