@@ -3,6 +3,7 @@ from other snapshots, or none) never changes a cycle's decisions."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections import Counter
 from collections.abc import Sequence
@@ -190,6 +191,9 @@ def test_kept_running_work_never_changes_decisions(
         kept = keep_running(before, keep_unchanged(before, snapshot))
         assert cycle(kept, policy, cache) == cycle(kept, policy)
         before = kept
+    for snapshot in later:  # the control loop's case: every view a new object
+        fresh = copy.deepcopy(snapshot)
+        assert cycle(fresh, policy, cache) == cycle(fresh, policy)
     assert cycle(first, policy, cache) == cycle(first, policy)  # back to an older one
 
 

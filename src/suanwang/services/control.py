@@ -32,6 +32,7 @@ from suanwang.ports import (
     UnitOfWorkFactory,
 )
 from suanwang.scheduler import Admit, Pending, cycle
+from suanwang.scheduler.cache import CycleCache
 from suanwang.scheduler.decisions import Preempt, StageDataset
 from suanwang.services.jobs import spec_from_dict
 from suanwang.services.learning import LearnedSpeeds
@@ -74,6 +75,9 @@ class ControlLoop:
         self._after_reconcile = tuple(after_reconcile)
         """Steps run between reconcile and schedule (deployments: restart and health-check)."""
         self._learned = LearnedSpeeds(clock)
+        self._cache = CycleCache()
+        """Kept across ticks: each snapshot is new, so equal nodes and running jobs are
+        recognised by value; it changes what a tick costs, never its decisions."""
 
     def tick(self) -> TickReport:
         report = TickReport()
@@ -98,7 +102,7 @@ class ControlLoop:
             names = {n.id: n.name for n in snapshot.nodes}
             backends = {c.name: c.backend for c in uow.fleet.clusters()}
             now = self._clock.now()
-            for decision in cycle(snapshot):
+            for decision in cycle(snapshot, cache=self._cache):
                 if isinstance(decision, Preempt):
                     self._request_preemption(uow, decision, now)
                     continue
