@@ -141,7 +141,7 @@ def share_key(
         return None
     fleet = fleet_shares(snapshot, held) if policy.fleet_share else {}
     active = {j.tenant for j in snapshot.pending} | {j.tenant for j in snapshot.running}
-    weights = sum(_weight(snapshot, t) for t in active)
+    weights = sum(_weight(snapshot, t) for t in sorted(active))  # sorted: same float always
     step = policy.tuning.fleet_share_step
 
     def key(tenant: TenantId) -> tuple[float, float]:
