@@ -43,7 +43,7 @@ def load_priority_classes(path: Path | None = None) -> PriorityClasses:
     """The classes in ``path``, or the packaged ones; a bad file names itself and the field."""
     source = str(path) if path else "suanwang/data/priority_classes.yaml"
     if path is None:
-        text = resources.files("suanwang").joinpath("data/priority_classes.yaml").read_text()
+        text = resources.files("suanwang").joinpath("data/priority_classes.yaml").read_text("utf-8")
     else:
         text = path.read_text(encoding="utf-8")
     try:

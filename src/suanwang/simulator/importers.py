@@ -30,8 +30,6 @@ from suanwang.simulator.chips import simulation_catalogue
 from suanwang.simulator.errors import TraceError, unreadable
 from suanwang.simulator.trace import TraceJob
 
-V100_FP16_TFLOPS = 125.0
-"""The reference V100's dense FP16 tensor TFLOPS (SXM2)."""
 GAVEL_CHIPS = {
     "v100": ChipName("nvidia-v100"),
     "p100": ChipName("nvidia-p100"),
@@ -157,7 +155,7 @@ def _demo_speeds(
     cap = max(1.0, gain)
     speed: dict[ChipName, float] = {}
     for chip in chips:
-        ratio = catalogue.get(chip).fp16_tflops / V100_FP16_TFLOPS
+        ratio = catalogue.get(chip).units  # TFLOPS over the V100's 125: one unit
         speed[chip] = round(min(ratio, cap) if ratio >= 1.0 else ratio, 6)
     return (ANY_CHIP,), speed
 
