@@ -187,7 +187,11 @@ class JobStore(Protocol):
     def count_by_state(self) -> dict[str, int]: ...
 
     def update_job(self, job: JobRecord, now: float, **changes: Any) -> bool:
-        """Compare-and-set: apply ``changes`` only if the row still has ``job.version``."""
+        """Compare-and-set: apply ``changes`` only if the row still has ``job.version``.
+
+        Only persists: a caller changing the state checks the move with
+        :func:`~suanwang.domain.jobs.check_transition` first.
+        """
         ...
 
     def add_event(self, job_id: str, at: float, state: str, reason: str) -> None: ...

@@ -20,7 +20,7 @@ from suanwang.domain.chips import Catalogue
 from suanwang.domain.ids import (
     NodeId,
 )
-from suanwang.domain.jobs import ACTIVE, AttemptState, JobState
+from suanwang.domain.jobs import ACTIVE, AttemptState, JobState, check_transition
 from suanwang.domain.records import AttemptRecord, JobRecord
 from suanwang.ports import (
     Backend,
@@ -129,6 +129,7 @@ class ControlLoop:
     def _admit(self, uow: UnitOfWork, job: JobRecord, placed: _Placed, now: float) -> bool:
         decision = placed.decision
         number = job.attempts + 1
+        check_transition(job.state, JobState.ADMITTED)
         if not uow.jobs.update_job(
             job,
             now,
@@ -199,6 +200,7 @@ class ControlLoop:
             current = uow.jobs.job(job.id)
             if current is None or current.state is not JobState.ADMITTED:
                 return
+            check_transition(current.state, JobState.RUNNING)
             uow.jobs.update_attempt(
                 attempt.id,
                 dispatched=True,
@@ -242,6 +244,7 @@ class ControlLoop:
             if job is None or job.state.terminal:
                 return
             target, reason = _outcome(job, attempt, status)
+            check_transition(job.state, target)
             if not uow.jobs.update_job(job, now, state=target, reason=reason, preempt_reason=None):
                 return
             preempted = target is JobState.QUEUED and job.preempt_reason is not None

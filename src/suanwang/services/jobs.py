@@ -15,7 +15,7 @@ from typing import Any
 from suanwang.domain.chips import Catalogue, selector_matches
 from suanwang.domain.errors import Conflict, NotFound, ValidationError
 from suanwang.domain.ids import new_job_id
-from suanwang.domain.jobs import JobSpec, JobState, Resources, validate_job
+from suanwang.domain.jobs import JobSpec, JobState, Resources, check_transition, validate_job
 from suanwang.domain.priorities import PriorityClasses
 from suanwang.domain.records import AttemptRecord, JobEvent, JobRecord, NodeRecord
 from suanwang.domain.tenancy import Principal
@@ -221,6 +221,7 @@ class Jobs:
             if job.cancel_requested:
                 return job
             if job.state in (JobState.QUEUED, JobState.PREEMPTED):
+                check_transition(job.state, JobState.CANCELLED)
                 uow.jobs.update_job(
                     job,
                     now,

@@ -25,7 +25,14 @@ from suanwang.domain.deployments import (
     live_state,
 )
 from suanwang.domain.ids import new_job_id
-from suanwang.domain.jobs import MAX_RUNTIME_S, JobSpec, JobState, Resources, validate_job
+from suanwang.domain.jobs import (
+    MAX_RUNTIME_S,
+    JobSpec,
+    JobState,
+    Resources,
+    check_transition,
+    validate_job,
+)
 from suanwang.domain.records import JobRecord
 from suanwang.domain.serving import ModelSpec, ReplicaState
 from suanwang.ports import (
@@ -217,6 +224,7 @@ class Converger:
         if job.cancel_requested:
             return
         if job.state in (JobState.QUEUED, JobState.PREEMPTED):
+            check_transition(job.state, JobState.CANCELLED)
             self.uow.jobs.update_job(
                 job, self.now, state=JobState.CANCELLED, reason=reason, cancel_requested=True
             )
