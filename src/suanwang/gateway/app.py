@@ -24,7 +24,7 @@ from suanwang.domain.errors import DomainError
 from suanwang.domain.limits import Limits
 from suanwang.domain.serving import ModelKind, ModelSpec
 from suanwang.domain.tenancy import Principal, Scope
-from suanwang.domain.usage import Outcome
+from suanwang.domain.usage import Outcome, ledger_model
 from suanwang.gateway import asgi
 from suanwang.gateway.asgi import Receive, Send
 from suanwang.gateway.asgi import Scope as AsgiScope
@@ -241,7 +241,7 @@ class GatewayApp:
             raise GatewayError(403, "read-only keys cannot call models", code="read_only_key")
         raw = await asgi.read_body(scope, receive, cfg.max_body_bytes)
         call = parse_call(meter.endpoint, raw, cfg.default_max_tokens)
-        meter.model = call.model
+        meter.model = ledger_model(call.model, gw.models)
         tenant = meter.tenant
         slots = gw.router.visible(call.model, tenant)
         spec = gw.models.get(call.model)

@@ -1,14 +1,16 @@
 """``/api/v1/usage``, ``/api/v1/tenants/{name}/usage``, ``…/bills/{period}`` and ``…/tier``.
 
 Usage and bills answer JSON, or CSV with ``?format=csv`` or ``Accept: text/csv``. Money is
-integer micro-units (``amount_micro``); ``amount`` repeats it as a decimal string.
+integer micro-units (``amount_micro``); ``amount`` repeats it as a decimal string. CSV text
+cells are escaped against formula injection (:func:`spreadsheet_cell`).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from typing import Annotated, Literal
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
@@ -28,6 +30,9 @@ PeriodQuery = Annotated[
 ]
 FormatQuery = Annotated[Literal["json", "csv"] | None, Query(description="json (default) or csv")]
 CSV = "text/csv; charset=utf-8"
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
+"""A spreadsheet may read a cell starting with one of these as a formula (OWASP CSV
+injection; ASVS 1.2.10 adds NUL)."""
 
 
 class PeriodPublic(BaseModel):
@@ -130,24 +135,32 @@ def wants_csv(request: Request, fmt: str | None) -> bool:
     return "text/csv" in accept and "application/json" not in accept.split("text/csv")[0]
 
 
-def usage_csv(usage: UsagePublic) -> str:
+def spreadsheet_cell(value: Any) -> Any:
+    """``value`` safe for a spreadsheet: text starting like a formula gets a leading ``'``
+    (OWASP's CSV injection rule), so ``=HYPERLINK(…)`` shows as text instead of running."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def _csv(header: list[str], rows: Iterable[list[Any]]) -> str:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["period", *UsageTotalPublic.model_fields])
-    for t in usage.totals:
-        writer.writerow([usage.period.name, *t.model_dump().values()])
+    writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180; and CR or LF in a cell is quoted
+    writer.writerow(header)
+    writer.writerows([spreadsheet_cell(cell) for cell in row] for row in rows)
     return out.getvalue()
+
+
+def usage_csv(usage: UsagePublic) -> str:
+    rows = ([usage.period.name, *t.model_dump().values()] for t in usage.totals)
+    return _csv(["period", *UsageTotalPublic.model_fields], rows)
 
 
 def bill_csv(bill: BillPublic) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["tenant", "tier", "period", *BillLinePublic.model_fields])
     head = [bill.tenant, bill.tier, bill.period.name]
-    for line in bill.lines:
-        writer.writerow([*head, *line.model_dump().values()])
-    writer.writerow([*head, "total", "", "", "", "", "", bill.total_micro, bill.total, ""])
-    return out.getvalue()
+    rows = [[*head, *line.model_dump().values()] for line in bill.lines]
+    rows.append([*head, "total", "", "", "", "", "", bill.total_micro, bill.total, ""])
+    return _csv(["tenant", "tier", "period", *BillLinePublic.model_fields], rows)
 
 
 def _usage(request: Request, report: UsageReport, fmt: str | None) -> UsagePublic | Response:
