@@ -199,6 +199,35 @@ def test_models_list_shows_public_and_own_deployments_only() -> None:
     assert response.status_code == 404  # another tenant's deployment: as if it did not exist
 
 
+def test_models_list_shows_only_what_each_key_may_call() -> None:
+    """Two keys of one tenant with different allow-lists each see only their models; a
+    model outside the list is 404 like a missing one (and 403 when called)."""
+    app, keys, _, everything = setup([replica("r1"), replica("e1", EMBED), replica("g1", "bge-m3")])
+    chat_only, embed_only = keys.add("acme"), keys.add("acme")
+    allow = {"key-1": (CHAT,), "key-2": (EMBED, "no-such-model")}
+    app.gw.limits_for = lambda _t, key_id: Limits(key=KeyLimits(models=allow.get(key_id)))
+
+    async def get(key: str, path: str) -> httpx.Response:
+        async with client_for(app) as client:
+            return await client.get(path, headers={"authorization": f"Bearer {key}"})
+
+    async def listed(key: str) -> list[str]:
+        responses = await asyncio.gather(*(get(key, "/v1/models") for _ in range(8)))
+        ids = {tuple(m["id"] for m in r.json()["data"]) for r in responses}
+        assert len(ids) == 1
+        return list(ids.pop())
+
+    assert run(listed(everything)) == sorted([CHAT, EMBED, "bge-m3"])
+    assert run(listed(chat_only)) == [CHAT]
+    assert run(listed(embed_only)) == [EMBED]
+    assert run(get(chat_only, f"/v1/models/{CHAT}")).json()["id"] == CHAT
+    hidden = run(get(chat_only, f"/v1/models/{EMBED}"))
+    missing = run(get(chat_only, "/v1/models/no-such-model"))
+    assert hidden.status_code == missing.status_code == 404
+    assert error_of(hidden)["code"] == error_of(missing)["code"] == "model_not_found"
+    assert run(get(embed_only, f"/v1/models/{CHAT}")).status_code == 404
+
+
 def test_a_deployed_model_whose_replicas_are_starting_is_503_not_404() -> None:
     starting = dataclasses.replace(replica("s1", "glm-4-9b-chat"), ready=False)
     theirs = dataclasses.replace(replica("s2", "bge-m3", owner="other"), ready=False)

@@ -156,11 +156,11 @@ class GatewayApp:
             await self._call(scope, receive, send, endpoint, ex)
         elif path == "/v1/models" and method == "GET":
             principal = await self._tenant(scope)
-            await asgi.send_json(send, 200, self._model_list(principal), client_id)
+            await asgi.send_json(send, 200, await self._model_list(principal), client_id)
         elif path.startswith("/v1/models/") and method == "GET":
             principal = await self._tenant(scope)
             wanted = path.removeprefix("/v1/models/")
-            found = [m for m in self._model_list(principal)["data"] if m["id"] == wanted]
+            found = [m for m in (await self._model_list(principal))["data"] if m["id"] == wanted]
             if not found:
                 raise _no_model(wanted)
             await asgi.send_json(send, 200, found[0], client_id)
@@ -181,13 +181,21 @@ class GatewayApp:
             )
         return principal
 
-    def _model_list(self, principal: Principal) -> dict[str, Any]:
+    async def _model_list(self, principal: Principal) -> dict[str, Any]:
+        """The models ``principal`` may call: visible to its tenant and on its key's list."""
         assert principal.tenant_id is not None
+        limits = await self._limits_of(principal.tenant_id, principal.key_id)
         data = [
             {"id": name, "object": "model", "created": 0, "owned_by": "suanwang"}
             for name in self.gw.router.models(principal.tenant_id)
+            if limits.key.allows(name)
         ]
         return {"object": "list", "data": data}
+
+    async def _limits_of(self, tenant: str, key_id: str) -> Limits:
+        return await self._limits.get(
+            (tenant, key_id), lambda: asyncio.to_thread(self.gw.limits_for, tenant, key_id)
+        )
 
     async def _call(
         self,
@@ -256,10 +264,7 @@ class GatewayApp:
             )
         if not slots:  # not in the catalogue, not deployed, or another tenant's: all alike
             raise _no_model(call.model)
-        limits = await self._limits.get(
-            (tenant, meter.key_id),
-            lambda: asyncio.to_thread(gw.limits_for, tenant, meter.key_id),
-        )
+        limits = await self._limits_of(tenant, meter.key_id)
         if not limits.key.allows(call.model):
             message = f"this key may not call {call.model!r}"
             raise GatewayError(403, message, param="model", code="model_not_allowed")
