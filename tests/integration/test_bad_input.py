@@ -147,6 +147,19 @@ JOB_CASES = [
         id="speed-on-unknown-chip",
     ),
     pytest.param({"simulate": {"duration_s": 5}, "kind": ""}, "kind", id="empty-kind"),
+    pytest.param(
+        {"command": ["true"], "working_dir": "/tmp\x00/x"}, "working_dir", id="nul-in-working-dir"
+    ),
+    pytest.param(
+        {"command": ["true"], "working_dir": "/tmp\n/x"}, "working_dir", id="newline-in-working-dir"
+    ),
+    pytest.param({"command": ["true"], "env": {"A": "x\x00y"}}, "env.A", id="nul-in-env-value"),
+    pytest.param({"command": ["true"], "env": {"A\x00": "x"}}, "env", id="nul-in-env-name"),
+    pytest.param({"command": ["true"], "env": {"A\x1b": "x"}}, "env", id="escape-in-env-name"),
+    pytest.param({"command": ["tr\x00ue"]}, "command", id="nul-in-command"),
+    pytest.param(
+        {"command": ["true"], "env": {f"V{i}": "x" for i in range(1025)}}, "env", id="env-count"
+    ),
 ]
 
 

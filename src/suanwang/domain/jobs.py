@@ -11,6 +11,7 @@ A job may be cancelled from any non-terminal state. Each time it is admitted, a 
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 
 from suanwang.domain.errors import Conflict, ValidationError
@@ -19,9 +20,15 @@ MAX_PRIORITY = 1000
 MAX_NODES = 4096
 MAX_RETRIES = 10
 MAX_COMMAND_ARGS = 1024
+MAX_ENV_VARS = 1024
 MAX_RUNTIME_S = 30 * 24 * 3600
 MAX_KIND_LEN = 200
 MAX_SPEED = 100.0
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+"""NUL and the other control characters: none belongs in a name or a path."""
+_NUL_HINT = "exec(2) ends a string at NUL; remove the byte (\\u0000 in JSON)"
 
 
 class JobState(enum.StrEnum):
@@ -172,14 +179,38 @@ def validate_job(spec: JobSpec) -> JobSpec:
         if value is not None and not 0 < value <= MAX_RUNTIME_S:
             raise ValidationError(f"{name} must be in (0, 30 days]", field=name)
     _check_kind_and_speed(spec)
+    _check_exec_strings(spec)
+    return spec
+
+
+def _check_exec_strings(spec: JobSpec) -> None:
+    """Argv, environment and working directory go to exec(2), which cannot take a NUL."""
     if len(spec.command) > MAX_COMMAND_ARGS:
         raise ValidationError("too many command arguments", field="command")
-    if any("\x00" in part for part in spec.command):
-        raise ValidationError("command arguments cannot contain NUL bytes", field="command")
-    for key, _ in spec.env:
-        if not key or "=" in key or "\x00" in key:
-            raise ValidationError(f"invalid environment variable name {key!r}", field="env")
-    return spec
+    for i, part in enumerate(spec.command):
+        if "\x00" in part:
+            raise ValidationError(
+                f"command[{i}] contains a NUL byte", field="command", hint=_NUL_HINT
+            )
+    if len(spec.env) > MAX_ENV_VARS:
+        raise ValidationError(f"more than {MAX_ENV_VARS} environment variables", field="env")
+    for key, value in spec.env:
+        if not key or "=" in key or _CONTROL.search(key):
+            raise ValidationError(
+                f"invalid environment variable name {key!r}",
+                field="env",
+                hint="a name without '=', NUL or control characters",
+            )
+        if "\x00" in value:
+            raise ValidationError(
+                f"the value of {key} contains a NUL byte", field=f"env.{key}", hint=_NUL_HINT
+            )
+    if spec.working_dir is not None and _CONTROL.search(spec.working_dir):
+        raise ValidationError(
+            "working_dir contains a NUL byte or a control character",
+            field="working_dir",
+            hint="a plain path, e.g. src/train",
+        )
 
 
 def _check_kind_and_speed(spec: JobSpec) -> None:

@@ -9,12 +9,18 @@ and safe to interrupt with kill -9:
   dispatched, so a crash between launch and bookkeeping re-attaches instead of relaunching;
 - *reconcile* polls live attempts and finishes them; a job's version column makes every
   state change compare-and-set, so two control planes cannot both finish one attempt.
+
+A backend that raises while launching or polling one attempt fails that job alone (logged,
+with the error as its reason and event, no retry): one bad job cannot stop the tick for the
+others.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+
+import structlog
 
 from suanwang.domain.chips import Catalogue
 from suanwang.domain.ids import (
@@ -37,6 +43,10 @@ from suanwang.scheduler.decisions import Preempt, StageDataset
 from suanwang.services.jobs import spec_from_dict
 from suanwang.services.learning import LearnedSpeeds
 from suanwang.services.snapshots import build_snapshot
+
+log = structlog.get_logger("suanwang.control")
+MAX_ERROR_REASON = 500
+"""Characters of a backend error kept in a failed job's reason."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +200,12 @@ class ControlLoop:
                 stopped = RunStatus(AttemptState.CANCELLED, reason="stopped before start")
                 self._finish(attempt, stopped)
                 continue
-            status = self._backends[attempt.backend].submit(_launch_request(job, attempt))
+            try:
+                status = self._backends[attempt.backend].submit(_launch_request(job, attempt))
+            except Exception as exc:
+                log.exception("launch raised; failing this job alone", job=job.id)
+                self._fail_alone(attempt, "dispatch", exc)
+                continue
             self._record_dispatch(job, attempt, status)
             report.dispatched.append(job.id)
 
@@ -220,30 +235,55 @@ class ControlLoop:
             live = [a for a in uow.jobs.live_attempts() if a.dispatched]
             stop = {a.job: why for a in live if (why := _stop_reason(uow.jobs.job(a.job)))}
         for attempt in live:
-            backend = self._backends[attempt.backend]
-            status = backend.poll(attempt.job, attempt.number, attempt.handle)
-            if not status.state.ended and attempt.job in stop:
-                backend.cancel(attempt.job, attempt.number, attempt.handle)
-                if attempt.backend == "simulated":
-                    status = RunStatus(AttemptState.CANCELLED, reason=stop[attempt.job])
+            try:
+                status = self._poll(attempt, stop.get(attempt.job))
+            except Exception as exc:
+                log.exception("poll raised; failing this job alone", job=attempt.job)
+                self._fail_alone(attempt, "poll", exc)
+                report.finished.append(attempt.job)
+                continue
             if status.state.ended:
                 self._finish(attempt, status)
                 report.finished.append(attempt.job)
             elif status.checkpoint_at and status.checkpoint_at != attempt.last_checkpoint_at:
                 self._record_checkpoint(attempt, status.checkpoint_at)
 
+    def _poll(self, attempt: AttemptRecord, stop_reason: str | None) -> RunStatus:
+        """The attempt's status from its backend, after asking it to stop if it must."""
+        backend = self._backends[attempt.backend]
+        status = backend.poll(attempt.job, attempt.number, attempt.handle)
+        if not status.state.ended and stop_reason is not None:
+            backend.cancel(attempt.job, attempt.number, attempt.handle)
+            if attempt.backend == "simulated":
+                status = RunStatus(AttemptState.CANCELLED, reason=stop_reason)
+        return status
+
+    def _fail_alone(self, attempt: AttemptRecord, step: str, error: Exception) -> None:
+        """Fail the job of an attempt whose backend raised (no retry), the error as reason.
+
+        After a failed poll the run is asked to stop, so no process outlives the cards it
+        no longer holds.
+        """
+        reason = f"{step} failed: {type(error).__name__}: {error}"[:MAX_ERROR_REASON]
+        if step == "poll":
+            try:
+                self._backends[attempt.backend].cancel(attempt.job, attempt.number, attempt.handle)
+            except Exception:
+                log.exception("cancel after a failed poll raised too", job=attempt.job)
+        self._finish(attempt, RunStatus(AttemptState.FAILED, reason=reason), retry=False)
+
     def _record_checkpoint(self, attempt: AttemptRecord, at: float) -> None:
         with self._uows() as uow:
             uow.jobs.update_attempt(attempt.id, last_checkpoint_at=at)
             uow.commit()
 
-    def _finish(self, attempt: AttemptRecord, status: RunStatus) -> None:
+    def _finish(self, attempt: AttemptRecord, status: RunStatus, *, retry: bool = True) -> None:
         now = self._clock.now()
         with self._uows() as uow:
             job = uow.jobs.job(attempt.job)
             if job is None or job.state.terminal:
                 return
-            target, reason = _outcome(job, attempt, status)
+            target, reason = _outcome(job, attempt, status, retry=retry)
             check_transition(job.state, target)
             if not uow.jobs.update_job(job, now, state=target, reason=reason, preempt_reason=None):
                 return
@@ -270,8 +310,10 @@ def _stop_reason(job: JobRecord | None) -> str | None:
     return job.preempt_reason
 
 
-def _outcome(job: JobRecord, attempt: AttemptRecord, status: RunStatus) -> tuple[JobState, str]:
-    retries_left = job.spec.get("retries", 0) >= attempt.number
+def _outcome(
+    job: JobRecord, attempt: AttemptRecord, status: RunStatus, *, retry: bool = True
+) -> tuple[JobState, str]:
+    retries_left = retry and job.spec.get("retries", 0) >= attempt.number
     if status.state is AttemptState.SUCCEEDED:
         return JobState.SUCCEEDED, f"attempt {attempt.number} exited 0"
     if job.cancel_requested:
@@ -281,6 +323,8 @@ def _outcome(job: JobRecord, attempt: AttemptRecord, status: RunStatus) -> tuple
     if status.state is AttemptState.CANCELLED:
         return JobState.CANCELLED, status.reason or "cancelled"
     what = "was lost" if status.state is AttemptState.LOST else f"exited {status.exit_code}"
+    if status.state is AttemptState.FAILED and status.exit_code is None:
+        what = "failed"
     detail = f"attempt {attempt.number} {what}" + (f": {status.reason}" if status.reason else "")
     if retries_left:
         return JobState.QUEUED, f"{detail}; retrying"
