@@ -2,7 +2,8 @@
 
 Two tenants share a cohort on a simulated 16-card cluster: B borrows A's idle quota; when
 A asks for its nominal quota back, B's borrowing job is preempted, requeued, and resumes
-once capacity frees up. A local job that touches $SUANWANG_CHECKPOINT_FILE has its last
+once capacity frees up, even when B marked it non-preemptible (the flag protects work
+within B's own nominal quota only). A local job that touches $SUANWANG_CHECKPOINT_FILE has its last
 checkpoint recorded on its attempt.
 """
 
@@ -74,6 +75,49 @@ def test_borrowed_quota_is_reclaimed_by_preemption(platform: Platform) -> None:
     assert state_of(platform, a, owner.id) is JobState.SUCCEEDED
     assert state_of(platform, b, borrower.id) is JobState.RUNNING
     assert len(platform.jobs.get(b, borrower.id).attempts) == 2
+
+
+@pytest.mark.parametrize(
+    "protection",
+    [{"preemptible": False}, {"priority_class": "critical"}],
+    ids=["preemptible-false", "critical-class"],
+)
+def test_non_preemptible_borrowed_work_is_reclaimed(
+    platform: Platform, protection: dict[str, object]
+) -> None:
+    """B borrows A's idle quota with a job it marks non-preemptible; the flag protects it
+    within B's own nominal quota only, so A's job still gets A's quota back."""
+    platform.fleet.apply_yaml(FLEET)
+    for name in ("aaa", "bbb"):
+        platform.tenancy.create_tenant(name, name, {"ascend": QuotaSpec(8, 8, None)}, cohort="lab")
+    a, b = principal(platform, "aaa"), principal(platform, "bbb")
+    big = JobSpec(
+        name="borrower",
+        command=(),
+        resources=Resources(chip="ascend", cards_per_node=8, nodes=2),
+        simulate_duration_s=3600,
+        **protection,  # type: ignore[arg-type]
+    )
+    borrower = platform.jobs.submit(b, big, None).job
+    assert not borrower.spec["preemptible"]
+    platform.control.tick()
+    assert state_of(platform, b, borrower.id) is JobState.RUNNING
+    platform.clock.advance(10)  # type: ignore[attr-defined]
+    own = JobSpec(
+        name="owner",
+        command=(),
+        resources=Resources(chip="ascend", cards_per_node=8),
+        simulate_duration_s=60,
+    )
+    owner = platform.jobs.submit(a, own, None).job
+    for _ in range(5):
+        platform.control.tick()
+        platform.clock.advance(1)  # type: ignore[attr-defined]
+    assert state_of(platform, a, owner.id) is JobState.RUNNING
+    detail = platform.jobs.get(b, borrower.id)
+    assert detail.job.state is JobState.QUEUED
+    assert detail.attempts[0].state.value == "preempted"
+    assert any("reclaim: tenant aaa" in e.reason for e in detail.events)
 
 
 def test_checkpoints_are_recorded(platform: Platform, tmp_path: Path) -> None:

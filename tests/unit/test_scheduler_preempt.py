@@ -7,16 +7,20 @@ start at 0 unless a row says otherwise. Rows list every decision of the cycle wi
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from builders import Brief, brief, make_queue, make_running, make_snapshot
 from builders import make_job as J
 from builders import make_node as N
 from builders import make_running as R
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from suanwang.domain.ids import JobId
-from suanwang.scheduler import NodeView, Pending, PendingJob, cycle
+from suanwang.scheduler import Admit, Decision, NodeView, Pending, PendingJob, Snapshot, cycle
 from suanwang.scheduler.decisions import Preempt
-from suanwang.scheduler.policy import FIFO, KUEUE, SLURM, SUANWANG, Policy
+from suanwang.scheduler.policy import FIFO, KUEUE, POLICIES, SLURM, SUANWANG, Policy
 from suanwang.scheduler.preempt import lost_work_s
 from suanwang.scheduler.snapshot import RunningJob, TenantQueue
 
@@ -237,6 +241,86 @@ def test_reclaim(running: list[RunningJob], job: PendingJob, expected: list[Brie
     assert decide(TWO, running, [job], cohort(8)) == expected
 
 
+@pytest.mark.parametrize(
+    ("running", "job", "lender", "expected"),
+    [
+        pytest.param(
+            [
+                R("b1", {1: 8}, tenant="b", preemptible=False),
+                R("b2", {2: 8}, tenant="b", preemptible=False, started_at=500),
+            ],
+            J("p", tenant="a", cards_per_node=8),
+            8,
+            [("b2", "preempt:p"), ("p", "preempting")],
+            id="non-preemptible-borrowed-work-is-reclaimed",
+        ),
+        pytest.param(
+            [
+                R("b1", {1: 8}, tenant="b", preemptible=False, priority=1000),
+                R("b2", {2: 8}, tenant="b", preemptible=False, priority=1000, started_at=500),
+            ],
+            J("p", tenant="a", cards_per_node=8),
+            8,
+            [("b2", "preempt:p"), ("p", "preempting")],
+            id="critical-class-borrowed-work-is-reclaimed",
+        ),
+        pytest.param(
+            [
+                R("b1", {1: 8}, tenant="b", preemptible=False, started_at=900),
+                R("b2", {2: 8}, tenant="b"),
+            ],
+            J("p", tenant="a", cards_per_node=8),
+            8,
+            [("b2", "preempt:p"), ("p", "preempting")],
+            id="preemptible-borrowed-work-goes-first",
+        ),
+        pytest.param(
+            [
+                R("b1", {1: 8}, tenant="b", preemptible=False),
+                R("b2", {2: 4}, tenant="b", preemptible=False, started_at=500),
+            ],
+            J("p", tenant="a", cards_per_node=8),
+            8,
+            [("b2", "preempt:p"), ("p", "preempting")],
+            id="only-what-is-beyond-the-borrowers-nominal",
+        ),
+        pytest.param(
+            [
+                R("b1", {1: 8}, tenant="b", preemptible=False),
+                R("b2", {2: 4}, tenant="b", preemptible=False, started_at=500),
+            ],
+            J("p", tenant="a", cards_per_node=8, nodes=2),
+            16,
+            [("p", "quota")],
+            id="never-non-preemptible-work-within-the-borrowers-nominal",
+        ),
+    ],
+)
+def test_reclaim_ignores_the_borrowers_preemptible_flag(
+    running: list[RunningJob], job: PendingJob, lender: int, expected: list[Brief]
+) -> None:
+    """Borrowed quota stays reclaimable: ``preemptible=False`` (or a non-preemptible
+    priority class) protects a job only within its tenant's nominal quota."""
+    assert decide(TWO, running, [job], cohort(lender)) == expected
+
+
+def test_a_reclaimed_non_preemptible_job_is_told_why() -> None:
+    borrowed = [
+        R("b1", {1: 8}, tenant="b", preemptible=False),
+        R("b2", {2: 8}, tenant="b", preemptible=False, started_at=500),
+    ]
+    snapshot = make_snapshot(
+        TWO, [J("p", tenant="a", cards_per_node=8)], running=borrowed, queues=cohort(8), now=NOW
+    )
+    [preempt, _pending] = cycle(snapshot)
+    assert preempt == Preempt(
+        JobId("b2"),
+        JobId("p"),
+        "reclaim: tenant a needs its nominal ascend quota, lent to tenant b, for job p",
+        500.0,
+    )
+
+
 def test_no_reclaim_when_the_job_itself_would_borrow() -> None:
     running = [R("b1", {1: 8}, tenant="b"), R("b2", {2: 8}, tenant="b")]
     job = J("p", tenant="a", cards_per_node=8)
@@ -315,3 +399,106 @@ def test_waiting_reason_names_the_stopping_jobs() -> None:
 )
 def test_lost_work(running: RunningJob, lost: float) -> None:
     assert lost_work_s(running, NOW) == pytest.approx(lost)
+
+
+# --- property: a lender always gets its nominal quota back ------------------------------
+RECLAIMING = [p for p in POLICIES.values() if p.preemption and p.quotas == "kueue"]
+BORROWED_JOB = st.tuples(
+    st.integers(1, 8),  # cards
+    st.booleans(),  # preemptible
+    st.sampled_from([0, 100, 1000]),  # priority (1000: like the critical class)
+)
+
+
+@st.composite
+def lent_out(draw: st.DrawFn) -> tuple[list[NodeView], list[RunningJob], list[TenantQueue], int]:
+    """A cohort of a lender ``a`` and a borrower ``b`` that may borrow without limit, on
+    8-card nodes; ``b`` runs work of every kind packed first-fit, perhaps far beyond its
+    nominal quota. Returns the nodes, b's jobs, the queues and a's nominal quota (>= 1)."""
+    nodes = [N(i) for i in range(1, draw(st.integers(1, 4)) + 1)]
+    total = 8 * len(nodes)
+    b_nominal = draw(st.integers(0, total - 1))
+    free = {n.id: n.cards_total for n in nodes}
+    running = []
+    for index, (cards, preemptible, priority) in enumerate(draw(st.lists(BORROWED_JOB))):
+        node = next((n for n, left in free.items() if left >= cards), None)
+        if node is not None:
+            free[node] -= cards
+            started = 10.0 * index
+            running.append(
+                R(
+                    f"b{index}",
+                    {node: cards},
+                    tenant="b",
+                    preemptible=preemptible,
+                    priority=priority,
+                    started_at=started,
+                )
+            )
+    queues = [
+        make_queue("a", {"ascend": (total - b_nominal, 0, None)}),
+        make_queue("b", {"ascend": (b_nominal, None, None)}),
+    ]
+    return nodes, running, queues, total - b_nominal
+
+
+def act(
+    snapshot: Snapshot, decisions: list[Decision], waiting: dict[JobId, PendingJob]
+) -> Snapshot:
+    """The next snapshot once the decisions are acted on and the victims have stopped:
+    admitted jobs run, victims give their cards back and queue again."""
+    pending = {j.id: j for j in snapshot.pending}
+    running = {r.id: r for r in snapshot.running}
+    for decision in decisions:
+        if isinstance(decision, Preempt):
+            victim = running.pop(decision.job)
+            cards = sum(p.cards for p in victim.placements)
+            requeued = J(
+                str(victim.id),
+                tenant=victim.tenant,
+                cards_per_node=cards,
+                priority=victim.priority,
+                seq=len(waiting),
+            )
+            waiting[victim.id] = dataclasses.replace(requeued, preemptible=victim.preemptible)
+            pending[victim.id] = waiting[victim.id]
+        elif isinstance(decision, Admit):
+            job = pending.pop(decision.job)
+            on = {int(p.node): p.cards for p in decision.placements}
+            running[job.id] = R(
+                str(job.id),
+                on,
+                tenant=job.tenant,
+                priority=job.priority,
+                preemptible=job.preemptible,
+                started_at=snapshot.now,
+            )
+    nodes = [dataclasses.replace(n, cards_free=n.cards_total) for n in snapshot.nodes]
+    return make_snapshot(
+        nodes,
+        list(pending.values()),
+        running=list(running.values()),
+        queues=snapshot.queues.values(),
+        now=snapshot.now + 1,
+    )
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(lent_out(), st.data(), st.sampled_from(RECLAIMING))
+def test_a_lender_always_gets_its_nominal_quota_back(
+    case: tuple[list[NodeView], list[RunningJob], list[TenantQueue], int],
+    data: st.DataObject,
+    policy: Policy,
+) -> None:
+    """Whatever the borrower's flags and priorities, the lender's jobs within its nominal
+    quota (one card each: no fragmentation) all run within a few cycles: no borrowed
+    card is beyond reclaim."""
+    nodes, running, queues, nominal = case
+    count = data.draw(st.integers(1, nominal))
+    own = {JobId(f"a{i}"): J(f"a{i}", tenant="a", seq=i) for i in range(count)}
+    snapshot = make_snapshot(nodes, own.values(), running=running, queues=queues, now=NOW)
+    waiting: dict[JobId, PendingJob] = {}
+    for _ in range(count + 2):
+        snapshot = act(snapshot, cycle(snapshot, policy), waiting)
+    started = {r.id for r in snapshot.running if r.tenant == "a"}
+    assert started == set(own), [(j.id, j.tenant) for j in snapshot.pending]

@@ -10,8 +10,8 @@ Two families of snapshots:
 - *rich* ones (running jobs, Kueue queues in a cohort, speeds, units, datasets, links)
   under every named policy: the same capacity and gang invariants counting running jobs
   minus preempted ones, no tenant above nominal + borrowing limit (nor a cohort above
-  what it can lend, nor a cap), only lower-priority or borrowed, preemptible work
-  preempted, determinism under shuffled inputs, and a second cycle after applying the
+  what it can lend, nor a cap), only lower-priority preemptible work or borrowed work
+  preempted (non-preemptible work only beyond its tenant's nominal quota), determinism under shuffled inputs, and a second cycle after applying the
   decisions admits, preempts and stages nothing new.
 """
 
@@ -636,9 +636,22 @@ def check_rich_quotas(snapshot: Snapshot, decisions: Sequence[Decision], policy:
         assert lent <= lendable + 1e-9
 
 
+def protected_holding(snapshot: Snapshot, tenant: TenantId) -> Counter[str]:
+    """Cards (and units) the tenant's non-preemptible running jobs hold, stopping ones
+    left out."""
+    held: Counter[str] = Counter()
+    for job in snapshot.running:
+        if job.tenant == tenant and not job.preemptible and job.preempted_for is None:
+            cards = sum(p.cards for p in job.placements)
+            held.update(dims_of(job.chip, job.family, cards, snapshot.chip_units))
+    return held
+
+
 def check_preemptions(snapshot: Snapshot, decisions: Sequence[Decision], policy: Policy) -> None:
-    """Only preemptible, lower-priority work of the tenant or borrowed work of the cohort,
-    each victim once, for a pending job that is not admitted in the same cycle."""
+    """Only preemptible, lower-priority work of the tenant or borrowed work of the cohort
+    (non-preemptible work only while the tenant's non-preemptible jobs alone hold more
+    than its nominal quota), each victim once, for a pending job that is not admitted in
+    the same cycle."""
     preempts = [d for d in decisions if isinstance(d, Preempt)]
     if not policy.preemption:
         assert not preempts
@@ -650,11 +663,11 @@ def check_preemptions(snapshot: Snapshot, decisions: Sequence[Decision], policy:
     grown = holdings(snapshot, [d for d in decisions if isinstance(d, Admit)])
     for preempt in preempts:
         victim, job = running[preempt.job], jobs[preempt.for_job]
-        assert victim.preemptible
         assert victim.preempted_for is None
         assert job.id not in admitted
         assert preempt.reason
         if victim.tenant == job.tenant:
+            assert victim.preemptible
             assert victim.priority < job.priority
             continue
         mine, theirs = snapshot.queues.get(job.tenant), snapshot.queues.get(victim.tenant)
@@ -664,6 +677,8 @@ def check_preemptions(snapshot: Snapshot, decisions: Sequence[Decision], policy:
         assert mine.cohort == theirs.cohort
         assert policy.quotas == "kueue"
         most = grown[victim.tenant]  # an upper bound of its holding at the time
+        if not victim.preemptible:
+            most = protected_holding(snapshot, victim.tenant)
         borrowing = [
             dim
             for dim in (victim.family, UNITS)

@@ -7,19 +7,21 @@ depend only on the engine (the real policies are exercised in integration tests)
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from suanwang.domain.ids import JobId, NodeId, RegionName, TenantId
+from suanwang.domain.ids import ChipFamily, JobId, NodeId, RegionName, TenantId
 from suanwang.scheduler.decisions import Admit, Decision, Pending, Placement, Preempt, StageDataset
-from suanwang.scheduler.snapshot import NodeView, PendingJob, Snapshot
+from suanwang.scheduler.snapshot import FlavorQuota, NodeView, PendingJob, Snapshot, TenantQueue
 from suanwang.simulator.engine import SimConfig, simulate
 from suanwang.simulator.errors import InvariantViolation, SimulationError
-from suanwang.simulator.fleet import SimFleet, load_fleet
+from suanwang.simulator.fleet import QuotaPlan, SimFleet, load_fleet
 from suanwang.simulator.metrics import compute_metrics
 from suanwang.simulator.outcome import SimOutcome
+from suanwang.simulator.policies import resolve_policy
 from suanwang.simulator.state import CostModel
 from suanwang.simulator.trace import DatasetSpec, TraceJob
 
@@ -132,6 +134,58 @@ def test_preempting_a_non_preemptible_job_is_an_invariant_violation(tmp_path: Pa
     jobs = [job("a", 0, 1, 1000, preemptible=False), job("b", 500, 1, 100, priority=1)]
     with pytest.raises(InvariantViolation, match="non-preemptible"):
         simulate(fleet(tmp_path, cards=1), jobs, preempt_a_for_b, EVENTS)
+
+
+def lent(nominal_b: int) -> QuotaPlan:
+    """Tenants a (4 cards' nominal, lends all) and b (``nominal_b``, borrows freely)."""
+    nvidia = ChipFamily("nvidia")
+    a = TenantQueue(TenantId("a"), {nvidia: FlavorQuota(4, 0, None)}, cohort="co")
+    b = TenantQueue(TenantId("b"), {nvidia: FlavorQuota(nominal_b, None, None)}, cohort="co")
+    return QuotaPlan(tenants={TenantId("a"): a, TenantId("b"): b})
+
+
+def test_the_lender_reclaims_a_non_preemptible_borrower(tmp_path: Path) -> None:
+    """b runs a non-preemptible job on a's idle quota; a's job reclaims it at once and
+    b's job runs again after a's."""
+    jobs = [
+        TraceJob(JobId("b"), TenantId("b"), 0, 4, 1000, preemptible=False, priority=1000),
+        TraceJob(JobId("a"), TenantId("a"), 10, 4, 100),
+    ]
+    outcome = simulate(
+        fleet(tmp_path, cards=4), jobs, resolve_policy("suanwang"), EVENTS, quotas=lent(0)
+    )
+    assert ends(outcome)["a"] == 110
+    compute_metrics(outcome)
+    (b_job,) = [j for j in outcome.jobs if j.job_id == "b"]
+    assert b_job.preemptions == 1
+
+
+def preempt_b_for_a(snapshot: Snapshot) -> list[Decision]:
+    """FIFO, but job a, once pending, preempts a running job b."""
+    if "a" in {j.id for j in snapshot.pending} and "b" in {r.id for r in snapshot.running}:
+        return [Preempt(JobId("b"), JobId("a"), "reclaim")]
+    return strict_fifo(snapshot)
+
+
+@pytest.mark.parametrize(
+    ("nominal_b", "allowed"),
+    [pytest.param(0, True, id="borrowed-reclaimable"), pytest.param(4, False, id="own-quota")],
+)
+def test_a_non_preemptible_victim_must_hold_borrowed_quota(
+    tmp_path: Path, nominal_b: int, allowed: bool
+) -> None:
+    jobs = [
+        TraceJob(JobId("b"), TenantId("b"), 0, 4, 1000, preemptible=False),
+        TraceJob(JobId("a"), TenantId("a"), 10, 4, 100),
+    ]
+    run = partial(
+        simulate, fleet(tmp_path, cards=4), jobs, preempt_b_for_a, EVENTS, quotas=lent(nominal_b)
+    )
+    if allowed:
+        assert compute_metrics(run()).preemptions == 1
+    else:
+        with pytest.raises(InvariantViolation, match="non-preemptible"):
+            run()
 
 
 def stage_then_admit(snapshot: Snapshot) -> list[Decision]:

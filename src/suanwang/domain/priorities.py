@@ -2,9 +2,11 @@
 
 A job names a class (``priority_class: high``) instead of a bare number; the class gives
 its ``priority`` and may make it non-preemptible (``preemptible: false``: such jobs are
-never chosen as victims). The operator defines the classes in a YAML file; the packaged
-default (``suanwang/data/priority_classes.yaml``) has ``best-effort``, ``normal``, ``high``
-and ``critical``. A job may still give a raw ``priority`` instead, but not both.
+never chosen as victims within their tenant's nominal quota; work on borrowed quota
+stays reclaimable, see ``scheduler/preempt.py``). The operator defines the classes in a
+YAML file; the packaged default (``suanwang/data/priority_classes.yaml``) has
+``best-effort``, ``normal``, ``high`` and ``critical``. A job may still give a raw
+``priority`` instead, but not both.
 """
 
 from __future__ import annotations

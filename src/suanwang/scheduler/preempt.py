@@ -1,12 +1,16 @@
 """Preemption: which running jobs to stop so that a blocked job can start.
 
-Who may be preempted for a pending job ``J`` (never a ``preemptible=False`` job):
+Who may be preempted for a pending job ``J``:
 
-- **priority**: running jobs of ``J``'s own tenant with a lower priority (Kueue's
-  ``withinClusterQueue: LowerPriority``);
+- **priority**: preemptible running jobs of ``J``'s own tenant with a lower priority
+  (Kueue's ``withinClusterQueue: LowerPriority``); never a ``preemptible=False`` job;
 - **reclaim**: running jobs of other tenants of ``J``'s cohort while their tenant holds
   more than its nominal quota of that family (or of units), provided ``J`` itself stays
-  within its nominal quota (Kueue's ``reclaimWithinCohort: Any``).
+  within its nominal quota (Kueue's ``reclaimWithinCohort: Any``). Borrowed quota is
+  always reclaimable, whatever the borrower's flag: a tenant's non-preemptible jobs fill
+  its nominal quota first, so they are reclaimed only while they alone hold more than it
+  (and after its preemptible jobs, in greedy order); ``preemptible=False`` protects a job
+  from preemption within its tenant's nominal quota, not from the lender.
 
 Jobs already stopping for ``J`` (``RunningJob.preempted_for``) come first and cost
 nothing. A stopping job is never chosen again, and one whose preemptor is no longer
@@ -69,13 +73,36 @@ class Victim:
         """Already preempted earlier: free of charge, no new decision needed."""
         return self.job.preempted_for is not None
 
-    def order(self) -> tuple[bool, float, int, float, JobId]:
-        """Greedy order: stopping first, then least lost work, fewest cards, latest start."""
-        return (not self.stopping, self.lost_work_s, self.cards, -self.job.started_at, self.job.id)
+    @property
+    def protected(self) -> bool:
+        """Non-preemptible and not stopping: only reclaim may choose it."""
+        return not (self.job.preemptible or self.stopping)
 
-    def order_by_size(self) -> tuple[bool, int, float, float, JobId]:
-        """Second greedy order: stopping first, then fewest cards, least lost work."""
-        return (not self.stopping, self.cards, self.lost_work_s, -self.job.started_at, self.job.id)
+    def order(self) -> tuple[bool, bool, float, int, float, JobId]:
+        """Greedy order: stopping first, preemptible before non-preemptible, then least
+        lost work, fewest cards, latest start."""
+        job = self.job
+        return (
+            not self.stopping,
+            self.protected,
+            self.lost_work_s,
+            self.cards,
+            -job.started_at,
+            job.id,
+        )
+
+    def order_by_size(self) -> tuple[bool, bool, int, float, float, JobId]:
+        """Second greedy order: stopping first, preemptible before non-preemptible, then
+        fewest cards, least lost work."""
+        job = self.job
+        return (
+            not self.stopping,
+            self.protected,
+            self.cards,
+            self.lost_work_s,
+            -job.started_at,
+            job.id,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +118,9 @@ class Plan:
 
 
 class VictimIndex:
-    """Running jobs that may be preempted this cycle, by tenant, minus claimed ones.
+    """Running jobs that may be preempted this cycle, by tenant, minus claimed ones:
+    preemptible jobs (``by_tenant``) and non-preemptible ones that only reclaim may
+    choose (``protected``).
 
     :class:`Victim` records (with their lost work) are made only for jobs a search
     actually looks at.
@@ -106,16 +135,18 @@ class VictimIndex:
     ) -> None:
         self.pool_of_node, self.now = pool_of_node, now
         self.by_tenant: dict[TenantId, list[RunningJob]] = {}
+        self.protected: dict[TenantId, list[RunningJob]] = {}
         self.promised = work.promised(pending)
         self.claimed: set[JobId] = set()
         self.lowest: dict[TenantId, int] = {}
         self.tenants_in: dict[PoolKey, set[TenantId]] = {}
         self._victims: dict[JobId, Victim] = {}
         for tenant, tenant_work in work.tenants.items():
-            if tenant_work.lowest is None:
-                continue
-            self.by_tenant[tenant] = tenant_work.preemptible  # shared: never changed here
-            self.lowest[tenant] = tenant_work.lowest
+            if tenant_work.lowest is not None:
+                self.by_tenant[tenant] = tenant_work.preemptible  # shared: never changed here
+                self.lowest[tenant] = tenant_work.lowest
+            if tenant_work.protected:
+                self.protected[tenant] = tenant_work.protected  # shared too
             for pool in tenant_work.pools:
                 self.tenants_in.setdefault(pool, set()).add(tenant)
 
@@ -134,11 +165,12 @@ class VictimIndex:
         return (
             self.has_lower(job.tenant, job.priority)
             or job.id in self.promised
-            or (reclaim and bool(self.by_tenant))
+            or (reclaim and bool(self.by_tenant or self.protected))
         )
 
     def others_in(self, pool: PoolKey, tenant: TenantId, cohort: str, ledger: QuotaLedger) -> bool:
-        """Whether other tenants of ``cohort`` run preemptible work on ``pool``."""
+        """Whether other tenants of ``cohort`` run work on ``pool`` that a reclaim might
+        stop (not yet preempted; borrowing or not)."""
         return any(
             other != tenant and ledger.cohort_of(other) == cohort
             for other in self.tenants_in.get(pool, ())
@@ -154,9 +186,14 @@ class VictimIndex:
         found += [r for r in self.by_tenant.get(job.tenant, ()) if r.priority < job.priority]
         cohort = ledger.cohort_of(job.tenant)
         if reclaim and cohort is not None:
-            for tenant, running in self.by_tenant.items():
-                if tenant != job.tenant and ledger.cohort_of(tenant) == cohort:
-                    found += [r for r in running if ledger.is_borrowing(tenant, r.family)]
+            for group, protected in ((self.by_tenant, False), (self.protected, True)):
+                for tenant, running in group.items():
+                    if tenant != job.tenant and ledger.cohort_of(tenant) == cohort:
+                        found += [
+                            r
+                            for r in running
+                            if ledger.is_borrowing(tenant, r.family, protected=protected)
+                        ]
         victims = [self.victim(r) for r in found if r.id not in self.claimed]
         victims.sort(key=Victim.order)
         return victims
@@ -237,6 +274,7 @@ class _Trial:
             victim.cards,
             sign,
             stopping=victim.stopping,
+            protected=victim.protected,
         )
 
     def capacity_fits(self) -> bool:
@@ -254,11 +292,14 @@ class _Trial:
         return self.capacity_fits() and self.quota_fits()
 
     def reclaimable(self, victim: Victim) -> bool:
-        """Own lower-priority work always; another tenant's only while it still borrows."""
+        """Own lower-priority work always; another tenant's only while it still borrows
+        (a non-preemptible job: while its tenant's non-preemptible work does)."""
         running = victim.job
         if running.tenant == self.job.tenant or victim.stopping:
             return True
-        return self.ledger.is_borrowing(running.tenant, running.family, self.relief)
+        return self.ledger.is_borrowing(
+            running.tenant, running.family, self.relief, protected=victim.protected
+        )
 
 
 def _useful(trial: _Trial, candidates: list[Victim], limit: int) -> list[Victim]:

@@ -16,7 +16,10 @@ Two regimes, per tenant:
   absent from the queue may not be used, unless the queue has a :data:`UNITS` quota,
   which then governs every family. Under the ``caps`` policy mode (policies that ignore
   cohorts) a tenant's ``Snapshot.quotas`` entry wins; a tenant with only a queue is
-  capped at nominal + borrowing limit (:func:`caps_of`).
+  capped at nominal + borrowing limit (:func:`caps_of`). A tenant's non-preemptible
+  running jobs fill its nominal quota first: the borrowed part of its holding is its
+  preemptible work's, and only what non-preemptible work holds beyond the nominal quota is
+  borrowed by it (``is_borrowing(..., protected=True)``).
 
 Held cards start from the larger of ``Snapshot.usage`` and the tenant's running jobs, so
 callers may give either or both. Not here: ordering (``queues.py``), victims
@@ -33,7 +36,7 @@ from suanwang.domain.ids import ChipFamily, ChipName, TenantId
 from suanwang.scheduler.policy import QuotaMode
 from suanwang.scheduler.running import UNITS as UNITS
 from suanwang.scheduler.running import RunningWork
-from suanwang.scheduler.snapshot import FlavorQuota, Snapshot, TenantQueue
+from suanwang.scheduler.snapshot import FlavorQuota, RunningJob, Snapshot, TenantQueue
 
 EPSILON = 1e-9
 Dim = tuple[TenantId, ChipFamily]
@@ -68,6 +71,30 @@ def _num(value: float) -> str:
     return f"{value:g}"
 
 
+def protected_over_nominal(
+    queue: TenantQueue,
+    running: Iterable[RunningJob],
+    chip_units: Mapping[ChipName, float],
+    family: ChipFamily,
+) -> bool:
+    """Whether the non-preemptible jobs among ``running`` (the queue's tenant's, none
+    stopping) hold more than its nominal ``family`` (or units) quota, in a cohort: the
+    condition under which a cohort member may reclaim one of them. A plain restatement of
+    :meth:`QuotaLedger.is_borrowing` with ``protected=True``, for checkers."""
+    if queue.cohort is None:
+        return False
+    held = {family: 0.0, UNITS: 0.0}
+    for job in running:
+        if not job.preemptible and job.preempted_for is None:
+            cards = sum(p.cards for p in job.placements)
+            if job.family == family:
+                held[family] += cards
+            held[UNITS] += cards * chip_units.get(job.chip, 1.0)
+    return any(
+        dim in queue.quotas and held[dim] > queue.quotas[dim].nominal + EPSILON for dim in held
+    )
+
+
 def caps_of(queue: TenantQueue, families: Iterable[ChipFamily]) -> dict[ChipFamily, float | int]:
     """A queue as plain caps (the ``caps`` mode): nominal + borrowing limit per
     dimension (no limit: no cap), and 0 for the fleet's other families unless a units
@@ -100,6 +127,9 @@ class QuotaLedger:
         self.held: dict[Dim, float] = {}
         self.stopping: dict[Dim, float] = {}
         """Held by jobs already preempted (stopping): not borrowed for reclaim's sake."""
+        self.protected: dict[Dim, float] = {}
+        """Held by non-preemptible running jobs (not stopping): they fill the tenant's
+        nominal quota first, so only what they hold beyond it is borrowed by them."""
         self.recent: dict[Dim, float] = {}
         """Held by jobs started at ``now`` or later: not counted in ordering shares."""
         self._checked: dict[tuple[TenantId, ChipFamily, ChipName, int], Verdict] = {}
@@ -134,6 +164,8 @@ class QuotaLedger:
                 running[(tenant, family)] = cards
             for part, amount in tenant_work.stopping.items():
                 self.stopping[(tenant, part)] = amount
+            for part, amount in tenant_work.protected_held.items():
+                self.protected[(tenant, part)] = amount
             for part, amount in tenant_work.recent(snapshot.now, self.chip_units).items():
                 self.recent[(tenant, part)] = amount
         for tenant, per_family in snapshot.usage.items():
@@ -184,11 +216,22 @@ class QuotaLedger:
         for dim, amount in self.request_of(family, chip, cards).items():
             self._move((tenant, dim), amount)
 
-    def stop(self, tenant: TenantId, family: ChipFamily, chip: ChipName, cards: int) -> None:
+    def stop(
+        self,
+        tenant: TenantId,
+        family: ChipFamily,
+        chip: ChipName,
+        cards: int,
+        *,
+        protected: bool = False,
+    ) -> None:
         """Record that a job of ``cards`` cards of ``chip`` was preempted: it still holds
-        them until it stops, but it no longer makes its tenant a borrower."""
+        them until it stops, but it no longer makes its tenant a borrower;
+        ``protected``: a non-preemptible job (reclaimed)."""
         for dim, amount in self.request_of(family, chip, cards).items():
             self.stopping[(tenant, dim)] = self.stopping.get((tenant, dim), 0.0) + amount
+            if protected:
+                self.protected[(tenant, dim)] = self.protected.get((tenant, dim), 0.0) - amount
 
     def _move(self, key: Dim, amount: float) -> None:
         tenant, dim = key
@@ -307,11 +350,22 @@ class QuotaLedger:
         return used + _over(after, guaranteed) - _over(held, guaranteed)
 
     def is_borrowing(
-        self, tenant: TenantId, family: ChipFamily, release: Relief | None = None
+        self,
+        tenant: TenantId,
+        family: ChipFamily,
+        release: Relief | None = None,
+        *,
+        protected: bool = False,
     ) -> bool:
         """Whether the tenant holds more than its nominal ``family`` (or units) quota,
         counting ``release`` and jobs already stopping as given back. Only cohort
-        members borrow."""
+        members borrow.
+
+        ``protected``: whether its non-preemptible jobs alone hold more than that. They
+        fill the nominal quota first: what the tenant borrows is held by its preemptible
+        jobs first, and a non-preemptible job runs on borrowed quota (and may be
+        reclaimed) only while this holds.
+        """
         queue = self.queues.get(tenant)
         if queue is None or queue.cohort is None:
             return False
@@ -319,8 +373,11 @@ class QuotaLedger:
         for dim in (family, UNITS):
             quota = queue.quotas.get(dim)
             key = (tenant, dim)
-            stopping = self.stopping.get(key, 0.0) - release.stopping.get(key, 0.0)
-            held = self.held.get(key, 0.0) - release.given(key) - stopping
+            if protected:
+                held = self.protected.get(key, 0.0) - release.protected.get(key, 0.0)
+            else:
+                stopping = self.stopping.get(key, 0.0) - release.stopping.get(key, 0.0)
+                held = self.held.get(key, 0.0) - release.given(key) - stopping
             if quota is not None and held > quota.nominal + EPSILON:
                 return True
         return False
@@ -390,15 +447,18 @@ class Relief:
     Attributes:
         released: Cards (or units) given back, by (tenant, dimension).
         stopping: The part of ``released`` that stopping jobs give back.
+        protected: The part of ``released`` that non-preemptible jobs (not stopping)
+            give back.
         cohort: How much less each (cohort, dimension) would have lent out.
     """
 
-    __slots__ = ("cohort", "ledger", "released", "stopping")
+    __slots__ = ("cohort", "ledger", "protected", "released", "stopping")
 
     def __init__(self, ledger: QuotaLedger | None) -> None:
         self.ledger = ledger
         self.released: dict[Dim, float] = {}
         self.stopping: dict[Dim, float] = {}
+        self.protected: dict[Dim, float] = {}
         self.cohort: dict[tuple[str, ChipFamily], float] = {}
 
     def given(self, key: Dim) -> float:
@@ -414,9 +474,11 @@ class Relief:
         sign: int = 1,
         *,
         stopping: bool = False,
+        protected: bool = False,
     ) -> None:
         """Count a victim of ``cards`` cards of ``chip`` (``sign=-1``: no longer);
-        ``stopping``: one that was preempted earlier."""
+        ``stopping``: one that was preempted earlier; ``protected``: a non-preemptible
+        one (not stopping)."""
         ledger = self.ledger
         assert ledger is not None, "NO_RELIEF is read-only"
         queue = ledger.queues.get(tenant)
@@ -427,6 +489,8 @@ class Relief:
             self.released[key] = after
             if stopping:
                 self.stopping[key] = self.stopping.get(key, 0.0) + sign * amount
+            elif protected:
+                self.protected[key] = self.protected.get(key, 0.0) + sign * amount
             quota = None if queue is None else queue.quotas.get(dim)
             if queue is not None and queue.cohort is not None and quota is not None:
                 held, guaranteed = ledger.held.get(key, 0.0), _guaranteed(quota)

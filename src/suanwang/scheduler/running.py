@@ -1,10 +1,10 @@
 """Running work by tenant: what every cycle derives from the running jobs, made once.
 
 A cycle reads the running jobs several times: the quota ledger sums what each tenant
-holds, the fleet shares sum the units each tenant holds, the victim index groups the
-preemptible jobs, and the timelines list when each pool's cards come free. A
-:class:`TenantWork` makes all of that once for one tenant's running jobs; a
-:class:`RunningWork` is every tenant's, for one snapshot.
+holds (and what its non-preemptible jobs hold), the fleet shares sum the units each
+tenant holds, the victim index groups the jobs a preemption may stop, and the timelines
+list when each pool's cards come free. A :class:`TenantWork` makes all of that once for
+one tenant's running jobs; a :class:`RunningWork` is every tenant's, for one snapshot.
 
 Between cycles most tenants run exactly the same jobs (the same :class:`RunningJob`
 objects, as the simulator and the control loop keep them), so a
@@ -44,9 +44,12 @@ class TenantWork:
         stopping: Per family and units: held by jobs already preempted.
         latest_start: The latest ``started_at`` (jobs at or after ``now`` are recent).
         preemptible: Jobs a preemption may still choose (preemptible, not preempted).
+        protected: Non-preemptible jobs not preempted: only a cohort peer's reclaim may
+            stop them, while they hold more than their tenant's nominal quota.
+        protected_held: Per family and units: held by ``protected`` jobs.
         preempted: Jobs already preempted (stopping).
         lowest: The lowest priority of ``preemptible`` (None when empty).
-        pools: Pools where ``preemptible`` jobs run.
+        pools: Pools where ``preemptible`` or ``protected`` jobs run.
         releases: Per pool, ``(expected end, node, cards, job)`` of every job that
             releases cards there (not preempted, known end), unsorted, ends not clamped.
     """
@@ -58,6 +61,8 @@ class TenantWork:
     stopping: dict[ChipFamily, float] = field(default_factory=dict)
     latest_start: float = float("-inf")
     preemptible: list[RunningJob] = field(default_factory=list)
+    protected: list[RunningJob] = field(default_factory=list)
+    protected_held: dict[ChipFamily, float] = field(default_factory=dict)
     preempted: list[RunningJob] = field(default_factory=list)
     lowest: int | None = None
     pools: set[PoolKey] = field(default_factory=set)
@@ -89,8 +94,12 @@ class TenantWork:
                 work.preemptible.append(job)
                 lowest = work.lowest
                 work.lowest = job.priority if lowest is None else min(lowest, job.priority)
-                if pool is not None:
-                    work.pools.add(pool)
+            else:
+                work.protected.append(job)
+                _add(work.protected_held, job.family, float(cards))
+                _add(work.protected_held, UNITS, units)
+            if pool is not None:
+                work.pools.add(pool)
             if pool is not None and job.expected_end is not None:
                 events = work.releases.setdefault(pool, [])
                 for placement in job.placements:

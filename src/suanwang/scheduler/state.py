@@ -340,7 +340,7 @@ class CycleState:
     ) -> set[tuple[str, ChipFamily]]:
         """The (cohort, family) pairs where ``job``, within its nominal quota, waits and
         reclaim could serve it: its quota is short (the cohort lent it out), or other
-        cohort members run preemptible work on a pool that could hold it. Borrowing
+        cohort members run work on a pool that could hold it. Borrowing
         there now would be reclaimed from the next cycle on."""
         cohort = self.ledger.cohort_of(job.tenant)
         if not view.within or cohort is None:
@@ -360,8 +360,8 @@ class CycleState:
         key = pool.key
         placements = pool.take(chosen, job.cards_per_node)
         self._occupy(job, pool, placements)
-        if job.preemptible:  # reclaimable from the next cycle on, like running work
-            self.victims.tenants_in.setdefault(key, set()).add(job.tenant)
+        # reclaimable from the next cycle on (if borrowed), like running work
+        self.victims.tenants_in.setdefault(key, set()).add(job.tenant)
         return Admit(
             job.id,
             key.cluster,
@@ -384,7 +384,13 @@ class CycleState:
                 self.timelines[victim.pool].remove(running.id)
                 self.pool_by_key[victim.pool].version += 1
             if not victim.stopping:
-                self.ledger.stop(running.tenant, running.family, running.chip, victim.cards)
+                self.ledger.stop(
+                    running.tenant,
+                    running.family,
+                    running.chip,
+                    victim.cards,
+                    protected=victim.protected,
+                )
         self.victims.claim(plan.victims)
         per_node = job.cards_per_node
         for node in plan.nodes:

@@ -8,7 +8,8 @@ left some pending job without a decision. Between changes no cycle runs: nothing
 would differ. The engine applies the policy's
 decisions (``Preempt`` first, then ``Admit``, then ``StageDataset``) and raises
 :class:`~suanwang.simulator.errors.InvariantViolation` when a decision is impossible
-(over-allocation, a broken gang, a non-preemptible victim). Deterministic: no randomness,
+(over-allocation, a broken gang, a non-preemptible victim that did not hold borrowed
+quota). Deterministic: no randomness,
 no wall clock in the results. No database, no backends: only the scheduler and the fleet.
 """
 
@@ -24,6 +25,7 @@ from dataclasses import dataclass, replace
 from suanwang.domain.ids import ChipName, JobId, RegionName
 from suanwang.scheduler.cache import CycleCache
 from suanwang.scheduler.decisions import Admit, Decision, Pending, Preempt, StageDataset
+from suanwang.scheduler.quota import protected_over_nominal
 from suanwang.scheduler.snapshot import PendingJob, RunningJob, Snapshot
 from suanwang.simulator.chips import REFERENCE_CHIP, chip_speeds, chip_units
 from suanwang.simulator.cluster import ClusterState
@@ -330,8 +332,11 @@ class Simulation:
         job = self.running.get(decision.job)
         if job is None:
             raise InvariantViolation(f"the policy preempted job {decision.job}, not running")
-        if not job.spec.preemptible:
-            raise InvariantViolation(f"the policy preempted non-preemptible job {decision.job}")
+        if not job.spec.preemptible and not self._reclaims_borrowed(decision):
+            raise InvariantViolation(
+                f"the policy preempted non-preemptible job {decision.job} "
+                "(not a cohort member reclaiming borrowed quota)"
+            )
         attempt = job.attempt
         ran = max(0.0, self.now - attempt.run_start)
         kept = ran
@@ -349,6 +354,21 @@ class Simulation:
         self.preemptions += 1
         self._refresh_pending(job)
         self.pending[job.spec.job_id] = job
+
+    def _reclaims_borrowed(self, decision: Preempt) -> bool:
+        """Whether ``decision`` stops a non-preemptible job that holds borrowed quota
+        (its tenant's non-preemptible work holds more than its nominal quota) for
+        another tenant of its cohort: the one case a non-preemptible job may stop."""
+        victim = self.running_views[decision.job]
+        preemptor = self.jobs.get(decision.for_job)
+        theirs = self.queues.get(victim.tenant)
+        if preemptor is None or theirs is None or preemptor.spec.tenant == victim.tenant:
+            return False
+        mine = self.queues.get(preemptor.spec.tenant)
+        if mine is None or mine.cohort is None or mine.cohort != theirs.cohort:
+            return False
+        held = (r for r in self.running_views.values() if r.tenant == victim.tenant)
+        return protected_over_nominal(theirs, held, self.units, victim.family)
 
     def _end_attempt(self, job: SimJob, outcome: str) -> None:
         attempt = job.attempt
