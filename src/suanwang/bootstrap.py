@@ -85,6 +85,7 @@ def build_platform(
             clock,
             catalogue,
             after_reconcile=(deployments.converge, ComputeMeter(uows, clock).tick),
+            benchmark_tenant=settings.benchmark_tenant or None,
         ),
         deployments=deployments,
         catalogue=catalogue,

@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from suanwang.domain.deployments import PUBLIC_TENANT
+
 
 class Settings(BaseSettings):
     """Every knob of a suanwang process. Bad values fail fast with the variable's name."""
@@ -28,6 +30,10 @@ class Settings(BaseSettings):
     redis_prefix: str = Field("suanwang:gw:", min_length=1, max_length=64)
     priority_classes_file: Path | None = Field(
         None, description="YAML of priority classes (default: the packaged four)"
+    )
+    benchmark_tenant: str = Field(
+        PUBLIC_TENANT,
+        description="tenant whose finished runs teach chip speeds to every tenant (empty: none)",
     )
     usage_journal_fsync: bool = Field(
         False, description="fsync every usage record (survive a machine crash, not just kill -9)"

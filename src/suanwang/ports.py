@@ -206,8 +206,11 @@ class JobStore(Protocol):
         """Attempts that have not ended (starting or running)."""
         ...
 
-    def finished_runs(self, kinds: Collection[str], per_kind: int) -> list[RunObservation]:
-        """The latest ``per_kind`` successful real runs of each kind (to learn chip speeds)."""
+    def finished_runs(
+        self, pairs: Collection[tuple[str, str]], per_pair: int
+    ) -> list[RunObservation]:
+        """The latest ``per_pair`` successful real runs of each (tenant, kind) (to learn
+        chip speeds)."""
         ...
 
     def update_attempt(self, attempt_id: int, **changes: Any) -> None: ...

@@ -1,16 +1,19 @@
-"""The live control plane learns chip speeds per job kind from finished runs.
+"""The live control plane learns chip speeds per tenant and job kind from finished runs.
 
 A real (local) cluster has one node of nvidia-h20 (148 TFLOPS) and one of ascend-910b
 (280 TFLOPS): by the catalogue, the 910B is the faster chip. History says that jobs of
 kind ``sparse-embed`` ran almost twice as fast on the H20. A queued job of that kind that
 accepts any chip goes to the H20; a job of another kind, or one that states its own
-speeds, does not. Real database (both), real scheduler, real local processes.
+speeds, does not. Another tenant's history of the kind changes nothing; the operator's
+(the platform tenant ``maas-public``) teaches everyone. Real database (both), real
+scheduler, real local processes.
 """
 
 from __future__ import annotations
 
 import pytest
 
+from suanwang.domain.deployments import PUBLIC_TENANT
 from suanwang.domain.ids import new_job_id
 from suanwang.domain.jobs import AttemptState, JobSpec, JobState, Resources
 from suanwang.domain.records import AttemptRecord, JobRecord
@@ -31,11 +34,11 @@ clusters:
 KIND = "sparse-embed"
 
 
-def tenant_principal(platform: Platform) -> Principal:
+def tenant_principal(platform: Platform, tenant: str = "acme") -> Principal:
     op = Principal("op", Scope.OPERATOR, None)
-    platform.tenancy.create_tenant("acme", "Acme", {})
+    platform.tenancy.create_tenant(tenant, tenant.title(), {})
     key = platform.tenancy.create_key(
-        op, tenant="acme", scope=Scope.TENANT_ADMIN, name="", expires_in_s=None
+        op, tenant=tenant, scope=Scope.TENANT_ADMIN, name="", expires_in_s=None
     )
     return platform.tenancy.authenticate(key.secret)
 
@@ -109,3 +112,28 @@ def test_chip_choice_follows_learned_speeds(
     job = submit(platform, who, kind=kind, speed=stated)
     platform.control.tick()
     assert chip_of(platform, who, job) == expected
+
+
+WHOSE = [
+    # (whose runs on the H20 are in history, the chip acme's job goes to)
+    pytest.param("acme", "nvidia-h20", id="acmes-own-history-teaches-acme"),
+    pytest.param("rival", "ascend-910b", id="another-tenants-history-changes-nothing"),
+    pytest.param(PUBLIC_TENANT, "nvidia-h20", id="the-operators-history-teaches-everyone"),
+]
+
+
+@pytest.mark.parametrize(("whose", "expected"), WHOSE)
+def test_only_trusted_history_steers_a_tenants_placement(
+    platform: Platform, whose: str, expected: str
+) -> None:
+    """Tenant ``rival`` (or the operator) ran ``sparse-embed`` ten times, each finished in
+    5 s against an estimate of 100 s on the H20 (speed 20): only acme's own runs and the
+    operator's may move acme's job off the 910B the catalogue prefers."""
+    platform.fleet.apply_yaml(FLEET)
+    acme = tenant_principal(platform)
+    if whose != "acme":
+        platform.tenancy.create_tenant(whose, whose, {})
+    record_history(platform, whose, "nvidia-h20", run_s=5.0, count=10)
+    job = submit(platform, acme, kind=KIND)
+    platform.control.tick()
+    assert chip_of(platform, acme, job) == expected

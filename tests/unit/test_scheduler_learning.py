@@ -12,6 +12,8 @@ from suanwang.domain.ids import ChipName
 from suanwang.scheduler.learning import (
     MAX_SPEED,
     RunObservation,
+    SpeedBook,
+    learn_book,
     learn_speeds,
     merged_speeds,
 )
@@ -20,9 +22,14 @@ H20, B910 = ChipName("nvidia-h20"), ChipName("ascend-910b")
 
 
 def run(
-    chip: ChipName, reference: float, actual: float, at: float = 0.0, kind: str = "k"
+    chip: ChipName,
+    reference: float,
+    actual: float,
+    at: float = 0.0,
+    kind: str = "k",
+    tenant: str = "a",
 ) -> RunObservation:
-    return RunObservation(kind, chip, reference, actual, at)
+    return RunObservation(tenant, kind, chip, reference, actual, at)
 
 
 CASES = [
@@ -62,12 +69,37 @@ def test_only_the_latest_window_counts() -> None:
     assert learn_speeds(old + new, window=15)["k"][H20] == 1.0  # the median of 15: old wins
 
 
+def own(speeds: dict[ChipName, float], tenant: str = "a", kind: str = "k") -> SpeedBook:
+    return SpeedBook(own={(tenant, kind): speeds})
+
+
+def shared(speeds: dict[ChipName, float], kind: str = "k") -> SpeedBook:
+    return SpeedBook(shared={kind: speeds})
+
+
 MERGES = [
-    pytest.param("k", {}, {"k": {H20: 4.0}}, {H20: 4.0}, id="learned-fills-in"),
-    pytest.param("k", {H20: 1.5}, {"k": {H20: 4.0}}, {H20: 1.5}, id="stated-wins"),
-    pytest.param("k", {B910: 2.0}, {"k": {H20: 4.0}}, {H20: 4.0, B910: 2.0}, id="union-of-chips"),
-    pytest.param(None, {}, {"k": {H20: 4.0}}, {}, id="no-kind-learns-nothing"),
-    pytest.param("other", {}, {"k": {H20: 4.0}}, {}, id="another-kind-learns-nothing"),
+    # (the job's kind, its stated speeds, what was learned, its speeds); the job is a's
+    pytest.param("k", {}, own({H20: 4.0}), {H20: 4.0}, id="learned-fills-in"),
+    pytest.param("k", {H20: 1.5}, own({H20: 4.0}), {H20: 1.5}, id="stated-wins"),
+    pytest.param("k", {B910: 2.0}, own({H20: 4.0}), {H20: 4.0, B910: 2.0}, id="union-of-chips"),
+    pytest.param(None, {}, own({H20: 4.0}), {}, id="no-kind-learns-nothing"),
+    pytest.param("other", {}, own({H20: 4.0}), {}, id="another-kind-learns-nothing"),
+    pytest.param("k", {}, own({H20: 4.0}, "b"), {}, id="another-tenants-runs-teach-nothing"),
+    pytest.param("k", {}, shared({H20: 4.0}), {H20: 4.0}, id="the-operators-runs-are-a-fallback"),
+    pytest.param(
+        "k",
+        {},
+        SpeedBook(own={("a", "k"): {H20: 1.5}}, shared={"k": {H20: 4.0, B910: 2.0}}),
+        {H20: 1.5, B910: 2.0},
+        id="own-runs-win-over-the-operators-chip-by-chip",
+    ),
+    pytest.param(
+        "k",
+        {H20: 9.0},
+        SpeedBook(own={("a", "k"): {H20: 1.5}}, shared={"k": {H20: 4.0}}),
+        {H20: 9.0},
+        id="stated-wins-over-both",
+    ),
 ]
 
 
@@ -75,15 +107,30 @@ MERGES = [
 def test_merged_speeds(
     kind: str | None,
     stated: dict[ChipName, float],
-    learned: dict[str, dict[ChipName, float]],
+    learned: SpeedBook,
     expected: dict[ChipName, float],
 ) -> None:
-    assert merged_speeds(kind, stated, learned) == expected
+    assert merged_speeds("a", kind, stated, learned) == expected
+
+
+def test_each_tenant_learns_from_its_own_runs_and_everyone_from_the_operators() -> None:
+    runs = (
+        [run(H20, 100, 25, tenant="a")] * 3  # a: 4.0 on the H20
+        + [run(H20, 100, 200, tenant="b")] * 10  # b: 0.5, slow on purpose
+        + [run(B910, 100, 50, tenant="ops")] * 3  # the operator's benchmark: 2.0
+    )
+    book = learn_book(runs, operator="ops")
+    assert book.own == {("a", "k"): {H20: 4.0}, ("b", "k"): {H20: 0.5}, ("ops", "k"): {B910: 2.0}}
+    assert book.shared == {"k": {B910: 2.0}}
+    assert book.speeds("a", "k") == {H20: 4.0, B910: 2.0}
+    assert book.speeds("c", "k") == {B910: 2.0}
+    assert learn_book(runs, operator=None).shared == {}
 
 
 observations = st.lists(
     st.builds(
         RunObservation,
+        tenant=st.sampled_from(["t1", "t2", "ops"]),
         kind=st.sampled_from(["a", "b"]),
         chip=st.sampled_from([H20, B910]),
         reference_s=st.floats(1, 1e6),
@@ -108,3 +155,12 @@ def test_a_learned_speed_lies_within_what_was_observed(runs: list[RunObservation
 def test_learning_ignores_the_order_runs_arrive_in(runs: list[RunObservation]) -> None:
     by_time = sorted(runs, key=lambda r: (r.ended_at, r.kind, r.chip, r.reference_s, r.actual_s))
     assert learn_speeds(list(reversed(by_time)), window=1000) == learn_speeds(by_time, window=1000)
+
+
+@given(observations)
+def test_a_tenant_learns_exactly_what_its_own_runs_teach(runs: list[RunObservation]) -> None:
+    book = learn_book(runs, operator="ops", window=1000)
+    for tenant in ("t1", "t2", "ops"):
+        theirs = learn_speeds([r for r in runs if r.tenant == tenant], window=1000)
+        assert {k: s for (t, k), s in book.own.items() if t == tenant} == theirs
+    assert book.shared == learn_speeds([r for r in runs if r.tenant == "ops"], window=1000)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from suanwang.domain.chips import Catalogue
+from suanwang.domain.deployments import PUBLIC_TENANT
 from suanwang.domain.ids import (
     NodeId,
 )
@@ -77,6 +78,7 @@ class ControlLoop:
         clock: Clock,
         catalogue: Catalogue,
         after_reconcile: Sequence[Callable[[], None]] = (),
+        benchmark_tenant: str | None = PUBLIC_TENANT,
     ) -> None:
         self._uows = uows
         self._backends = backends
@@ -84,7 +86,8 @@ class ControlLoop:
         self._catalogue = catalogue
         self._after_reconcile = tuple(after_reconcile)
         """Steps run between reconcile and schedule (deployments: restart and health-check)."""
-        self._learned = LearnedSpeeds(clock)
+        self._learned = LearnedSpeeds(clock, operator=benchmark_tenant)
+        """Chip speeds learned per tenant; ``benchmark_tenant``'s runs teach everyone."""
         self._cache = CycleCache()
         """Kept across ticks: each snapshot is new, so equal nodes and running jobs are
         recognised by value; it changes what a tick costs, never its decisions."""
@@ -105,8 +108,8 @@ class ControlLoop:
             queued = [j for j in uow.jobs.queued() if not j.cancel_requested]
             if not queued:
                 return
-            kinds = {str(j.spec["kind"]) for j in queued if j.spec.get("kind")}
-            learned = self._learned.matrix(uow, kinds)
+            wanted = {(j.tenant, str(j.spec["kind"])) for j in queued if j.spec.get("kind")}
+            learned = self._learned.book(uow, wanted)
             snapshot = build_snapshot(uow, queued, self._catalogue, self._clock.now(), learned)
             by_id = {j.id: j for j in queued}
             names = {n.id: n.name for n in snapshot.nodes}

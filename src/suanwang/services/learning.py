@@ -1,9 +1,14 @@
 """Chip speeds learned from finished jobs, kept fresh for the control loop.
 
-Reading the history of a kind costs one indexed query, so the control loop does not repeat it
-every tick: each kind's learned speeds are kept for ``refresh_s`` seconds of the clock, and
-only the kinds that jobs in the queue name are ever read. The learning itself is the pure
-:func:`suanwang.scheduler.learning.learn_speeds`.
+Speeds are learned per (tenant, kind): a tenant's runs teach that tenant only, and the
+runs of the operator's benchmark tenant (``operator``, by default the platform's own
+``maas-public``) teach every tenant, as the fallback before the catalogue default.
+
+Reading the history of one (tenant, kind) costs one query, so the control loop does not
+repeat it every tick: each pair's learned speeds are kept for ``refresh_s`` seconds of the
+clock, and only the pairs that jobs in the queue name (and the operator's pair of each of
+their kinds) are ever read. The learning itself is the pure
+:func:`suanwang.scheduler.learning.learn_book`.
 """
 
 from __future__ import annotations
@@ -11,13 +16,18 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from suanwang.domain.deployments import PUBLIC_TENANT
 from suanwang.domain.ids import ChipName
 from suanwang.ports import Clock, UnitOfWork
-from suanwang.scheduler.learning import MIN_SAMPLES, WINDOW, SpeedMatrix, learn_speeds
+from suanwang.scheduler.learning import MIN_SAMPLES, WINDOW, SpeedBook, learn_book
 
 REFRESH_S = 60.0
-PER_KIND = 500
-"""Runs read per kind at most: enough for ``WINDOW`` runs on each of ten chip types."""
+PER_PAIR = 500
+"""Runs read per (tenant, kind) at most: enough for ``WINDOW`` runs on each of ten chip
+types."""
+
+Pair = tuple[str, str]
+"""(tenant, kind)."""
 
 
 @dataclass(slots=True)
@@ -27,27 +37,44 @@ class _Learned:
 
 
 class LearnedSpeeds:
-    """Per-kind speed matrix, re-learned at most every ``refresh_s`` seconds per kind."""
+    """Per-(tenant, kind) speeds, re-learned at most every ``refresh_s`` seconds per pair.
+
+    Args:
+        clock: What "every ``refresh_s`` seconds" is measured with.
+        operator: The tenant whose runs teach everyone (None: nobody's do).
+    """
 
     def __init__(
-        self, clock: Clock, refresh_s: float = REFRESH_S, min_samples: int = MIN_SAMPLES
+        self,
+        clock: Clock,
+        refresh_s: float = REFRESH_S,
+        min_samples: int = MIN_SAMPLES,
+        operator: str | None = PUBLIC_TENANT,
     ) -> None:
         self._clock = clock
         self._refresh_s = refresh_s
         self._min_samples = min_samples
-        self._by_kind: dict[str, _Learned] = {}
+        self._operator = operator
+        self._by_pair: dict[Pair, _Learned] = {}
 
-    def matrix(self, uow: UnitOfWork, kinds: Collection[str]) -> SpeedMatrix:
-        """Learned speeds for ``kinds`` (kinds without enough history are absent)."""
+    def book(self, uow: UnitOfWork, wanted: Collection[Pair]) -> SpeedBook:
+        """Learned speeds for the (tenant, kind) pairs ``wanted`` and the operator's for
+        their kinds (pairs without enough history are absent)."""
+        kinds = {kind for _tenant, kind in wanted if kind}
+        pairs = {(t, k) for t, k in wanted if k}
+        if self._operator is not None:
+            pairs |= {(self._operator, kind) for kind in kinds}
         now = self._clock.now()
         stale = {
-            k
-            for k in kinds
-            if k and (k not in self._by_kind or now - self._by_kind[k].at >= self._refresh_s)
+            p
+            for p in pairs
+            if p not in self._by_pair or now - self._by_pair[p].at >= self._refresh_s
         }
         if stale:
-            runs = uow.jobs.finished_runs(stale, PER_KIND)
-            fresh = learn_speeds(runs, self._min_samples, WINDOW)
-            for kind in stale:
-                self._by_kind[kind] = _Learned(now, fresh.get(kind, {}))
-        return {k: self._by_kind[k].speeds for k in kinds if k and self._by_kind[k].speeds}
+            runs = uow.jobs.finished_runs(stale, PER_PAIR)
+            fresh = learn_book(runs, self._operator, self._min_samples, WINDOW)
+            for pair in stale:
+                self._by_pair[pair] = _Learned(now, dict(fresh.own.get(pair, {})))
+        own = {p: self._by_pair[p].speeds for p in pairs if self._by_pair[p].speeds}
+        shared = {k: s for (t, k), s in own.items() if t == self._operator}
+        return SpeedBook(own, shared)

@@ -23,7 +23,7 @@ from suanwang.domain.ids import (
 from suanwang.domain.records import AttemptRecord, JobRecord, TenantRecord
 from suanwang.ports import UnitOfWork
 from suanwang.scheduler import NodeView, PendingJob, Placement, Snapshot
-from suanwang.scheduler.learning import SpeedMatrix, merged_speeds
+from suanwang.scheduler.learning import NOTHING_LEARNED, SpeedBook, merged_speeds
 from suanwang.scheduler.snapshot import FlavorQuota, RunningJob, TenantQueue, WanLinkView
 
 
@@ -32,14 +32,15 @@ def build_snapshot(
     queued: list[JobRecord],
     catalogue: Catalogue,
     now: float,
-    learned: SpeedMatrix | None = None,
+    learned: SpeedBook | None = None,
 ) -> Snapshot:
     """Everything one scheduling cycle needs, read inside the scheduling transaction.
 
-    ``learned`` holds chip speeds learned from finished jobs, by kind
-    (:class:`~suanwang.services.learning.LearnedSpeeds`); a job's stated speeds win over it.
+    ``learned`` holds chip speeds learned from finished jobs, per tenant and kind, and the
+    operator's shared ones (:class:`~suanwang.services.learning.LearnedSpeeds`); a job's
+    stated speeds win over them.
     """
-    learned = learned or {}
+    learned = learned or NOTHING_LEARNED
     nodes = tuple(
         NodeView(
             id=NodeId(n.id),
@@ -109,13 +110,13 @@ def _estimate(job: JobRecord) -> float | None:
     return spec.get("expected_duration_s") or spec.get("simulate_duration_s")
 
 
-def job_speeds(job: JobRecord, learned: SpeedMatrix) -> dict[ChipName, float]:
-    """The job's stated per-chip speeds over those learned for its kind."""
+def job_speeds(job: JobRecord, learned: SpeedBook) -> dict[ChipName, float]:
+    """The job's stated per-chip speeds over those learned for its tenant and kind."""
     stated = {ChipName(c): float(v) for c, v in (job.spec.get("speed") or {}).items()}
-    return merged_speeds(job.spec.get("kind"), stated, learned)
+    return merged_speeds(job.tenant, job.spec.get("kind"), stated, learned)
 
 
-def pending_job(job: JobRecord, learned: SpeedMatrix | None = None) -> PendingJob:
+def pending_job(job: JobRecord, learned: SpeedBook | None = None) -> PendingJob:
     """A queued job as the scheduler sees it."""
     res, spec = job.spec["resources"], job.spec
     return PendingJob(
@@ -135,13 +136,13 @@ def pending_job(job: JobRecord, learned: SpeedMatrix | None = None) -> PendingJo
         checkpoint_interval_s=spec.get("checkpoint_interval_s"),
         submitted_at=job.created_at,
         kind=spec.get("kind") or "",
-        speed=job_speeds(job, learned or {}),
+        speed=job_speeds(job, learned or NOTHING_LEARNED),
     )
 
 
 def running_jobs(
     uow: UnitOfWork,
-    learned: SpeedMatrix | None = None,
+    learned: SpeedBook | None = None,
     defaults: Mapping[ChipName, float] | None = None,
 ) -> list[RunningJob]:
     """Work holding cards now (admitted or running attempts)."""
@@ -149,12 +150,12 @@ def running_jobs(
     for attempt in uow.jobs.live_attempts():
         job = uow.jobs.job(attempt.job)
         if job is not None:
-            result.append(_running(job, attempt, learned or {}, defaults or {}))
+            result.append(_running(job, attempt, learned or NOTHING_LEARNED, defaults or {}))
     return result
 
 
 def _expected_run_s(
-    job: JobRecord, chip: ChipName, learned: SpeedMatrix, defaults: Mapping[ChipName, float]
+    job: JobRecord, chip: ChipName, learned: SpeedBook, defaults: Mapping[ChipName, float]
 ) -> float | None:
     """The estimate on the reference chip, scaled by the job's speed on ``chip``. Simulated
     runs last their simulated duration on any chip."""
@@ -168,7 +169,7 @@ def _expected_run_s(
 def _running(
     job: JobRecord,
     attempt: AttemptRecord,
-    learned: SpeedMatrix,
+    learned: SpeedBook,
     defaults: Mapping[ChipName, float],
 ) -> RunningJob:
     started = attempt.started_at or attempt.admitted_at

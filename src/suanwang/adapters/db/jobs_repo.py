@@ -169,28 +169,34 @@ class JobRepository:
             .values(active=False)
         )
 
-    def finished_runs(self, kinds: Collection[str], per_kind: int) -> list[RunObservation]:
-        """The latest ``per_kind`` successful real runs of each kind, with their estimates."""
+    def finished_runs(
+        self, pairs: Collection[tuple[str, str]], per_pair: int
+    ) -> list[RunObservation]:
+        """The latest ``per_pair`` successful real runs of each (tenant, kind), with their
+        estimates."""
         runs: list[RunObservation] = []
-        for kind in sorted(kinds):
+        for tenant, kind in sorted(pairs):
             query = (
                 select(JobRow.spec, AttemptRow.chip, AttemptRow.started_at, AttemptRow.ended_at)
                 .join(JobRow, JobRow.id == AttemptRow.job)
                 .where(
+                    JobRow.tenant == tenant,
                     AttemptRow.state == AttemptState.SUCCEEDED.value,
                     AttemptRow.started_at.is_not(None),
                     AttemptRow.ended_at.is_not(None),
                     JobRow.spec["kind"].as_string() == kind,
                 )
                 .order_by(AttemptRow.ended_at.desc())
-                .limit(per_kind)
+                .limit(per_pair)
             )
             for spec, chip, started, ended in self._s.execute(query):
                 reference = spec.get("expected_duration_s")
                 simulated = spec.get("simulate_duration_s") is not None
                 if isinstance(reference, int | float) and not simulated and started and ended:
                     run_s = float(ended - started)
-                    runs.append(RunObservation(kind, ChipName(chip), reference, run_s, ended))
+                    runs.append(
+                        RunObservation(tenant, kind, ChipName(chip), reference, run_s, ended)
+                    )
         return runs
 
     def usage(self) -> dict[str, dict[str, int]]:
