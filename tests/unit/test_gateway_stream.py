@@ -1,19 +1,31 @@
-"""The streaming hot path: token counting by bytes, chunked decoding, keep-alive after a stream."""
+"""The streaming hot path: token counting by bytes, chunked decoding, keep-alive after a stream;
+clients that leave before their answer is complete."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import time
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway_support import FakeKeys, MemorySink, chat_body, make_gateway, replica
+from gateway_support import (
+    FakeKeys,
+    MemorySink,
+    SystemClockForTests,
+    chat_body,
+    make_gateway,
+    replica,
+)
+from suanwang.domain.limits import Limits, TenantLimits, quota_window
 from suanwang.domain.usage import Outcome
+from suanwang.gateway import GatewayConfig, InProcessLimiter
 from suanwang.gateway.http11 import ChunkedDecoder, Http11Pool
+from suanwang.gateway.metering import estimate_tokens
 from suanwang.gateway.sse import SseLines, content_tokens
 
 
@@ -279,3 +291,116 @@ def test_a_client_that_leaves_mid_stream_is_billed_once_as_a_disconnect() -> Non
     delivered = sum(m.get("body", b"").count(b"data: ") for m in sent)
     assert 0 < delivered <= row.completion_tokens < 80
     assert not any(m.get("more_body") is False for m in sent)  # no [DONE] after leaving
+
+
+ANSWER = json.dumps(
+    {
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "word " * 50}}],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 50, "total_tokens": 59},
+    }
+).encode()
+
+
+async def serve_slowly(delay_s: float, seen: list[str]) -> asyncio.Server:
+    """An engine answering a non-streamed chat ``delay_s`` after the request, unless the
+    gateway closes the connection first (``seen`` gets "answered" or "cancelled")."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        )
+        await reader.readexactly(length)
+        try:
+            await asyncio.wait_for(reader.read(1), delay_s)  # b"" once the gateway hangs up
+            seen.append("cancelled")
+        except TimeoutError:
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(ANSWER), ANSWER))
+            seen.append("answered")
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+def test_clients_that_leave_before_a_plain_answer_cancel_it_and_pay_their_prompt() -> None:
+    """8 clients leave 0.1 s into non-streamed requests to an engine that needs 1.5 s: each
+    engine request is cancelled, each row is ``client_disconnect`` (499) billing the prompt
+    alone, nothing is sent, the quota keeps only those prompts. A 9th client that stays is
+    answered and billed in full."""
+    keys, sink = FakeKeys(), MemorySink()
+    key = keys.add("acme")
+    limits = Limits(tenant=TenantLimits(token_quota=100_000))
+    limiter = InProcessLimiter(
+        SystemClockForTests(), sink.tokens_used, GatewayConfig().reservation_ttl_s
+    )
+    raw = json.dumps(chat_body("please write at length", max_tokens=200)).encode()
+    seen: list[str] = []
+
+    async def client(app: Any, leave_after_s: float | None) -> list[dict[str, Any]]:
+        sent: list[dict[str, Any]] = []
+        asked = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal asked
+            if not asked:
+                asked = True
+                return {"type": "http.request", "body": raw, "more_body": False}
+            if leave_after_s is None:
+                await asyncio.Event().wait()  # stays until the app stops listening
+            await asyncio.sleep(leave_after_s or 0)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/v1/chat/completions",
+            "headers": [(b"authorization", f"Bearer {key}".encode())],
+        }
+        await app(scope, receive, send)
+        return sent
+
+    async def scenario() -> tuple[list[list[dict[str, Any]]], float, int]:
+        engine = await serve_slowly(1.5, seen)
+        port = engine.sockets[0].getsockname()[1]
+        app = make_gateway(
+            [replica("r1", base=f"http://127.0.0.1:{port}")],
+            keys=keys,
+            sink=sink,
+            limits=limits,
+            limiter=limiter,
+        )
+        began = time.monotonic()
+        try:
+            leaving = [asyncio.create_task(client(app, 0.1)) for _ in range(8)]
+            staying = asyncio.create_task(client(app, None))
+            done = await asyncio.wait_for(asyncio.gather(*leaving), 10)
+            left_after_s = time.monotonic() - began
+            await asyncio.wait_for(staying, 10)
+            (slot,) = app.gw.router.visible("smollm2-135m-instruct", "acme")
+            return [*done, staying.result()], left_after_s, slot.outstanding
+        finally:
+            await app.aclose()
+            engine.close()
+            await engine.wait_closed()
+
+    sent, left_after_s, outstanding = asyncio.run(scenario())
+    assert left_after_s < 1.0  # the gateway did not wait for the engine's answer
+    assert sorted(seen) == ["answered"] + ["cancelled"] * 8
+    assert all(messages == [] for messages in sent[:8])  # nothing sent to a gone client
+    assert sent[8][0]["status"] == 200
+    rows = sorted(sink.rows.values(), key=lambda row: -row.status)  # the 8 who left first
+    prompt = estimate_tokens("please write at length")
+    left = [(r.status, r.outcome, r.prompt_tokens, r.completion_tokens) for r in rows[:8]]
+    assert left == [(499, Outcome.CLIENT_DISCONNECT, prompt, 0)] * 8
+    assert (rows[8].status, rows[8].outcome, rows[8].completion_tokens) == (200, Outcome.OK, 50)
+    used = 8 * prompt + rows[8].prompt_tokens + 50
+    assert limiter.balance("acme", quota_window(time.time(), limits.tenant)) == (used, 0)
+    assert outstanding == 0

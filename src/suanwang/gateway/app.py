@@ -275,15 +275,8 @@ class GatewayApp:
         except DomainError as error:
             self.metrics.rejected(error.field)
             raise from_domain(error) from None
-        response, slot = await self._proxy.open(call, slots, meter.request_id, meter)
-        try:
-            if call.stream:
-                await self._proxy.stream(call, response, slot, meter, (receive, send, client_id))
-            else:
-                await self._proxy.plain(call, response, slot, meter, (send, client_id))
-        finally:
-            slot.outstanding -= 1
-            await response.aclose()
+        answer = self._proxy.stream if call.stream else self._proxy.plain
+        await answer(call, slots, meter, (receive, send, client_id))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

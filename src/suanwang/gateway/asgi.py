@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
+from types import TracebackType
 from typing import Any
 
 from suanwang.gateway.errors import GatewayError
@@ -97,3 +98,48 @@ async def wait_disconnect(receive: Receive, disconnected: asyncio.Event) -> None
         if message["type"] == "http.disconnect":
             disconnected.set()
             return
+
+
+class DisconnectWatch:
+    """Cancel a block when the client goes away (enter it after the request body was read).
+
+    ``async with DisconnectWatch(receive) as watch:`` runs the block in the current task; a
+    watcher cancels it on ``http.disconnect``. That cancellation ends the block quietly, with
+    :attr:`gone` true; any other cancellation propagates (the counting of
+    ``asyncio.timeout``: the task is uncancelled once for the watcher's request).
+    """
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._disconnected = asyncio.Event()
+        self._task: asyncio.Task[Any] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+
+    @property
+    def gone(self) -> bool:
+        """Whether the client went away while the block ran."""
+        return self._disconnected.is_set()
+
+    async def __aenter__(self) -> DisconnectWatch:
+        self._task = asyncio.current_task()
+        self._watcher = asyncio.create_task(self._watch())
+        return self
+
+    async def _watch(self) -> None:
+        await wait_disconnect(self._receive, self._disconnected)
+        assert self._task is not None
+        self._task.cancel()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        assert self._watcher is not None
+        assert self._task is not None
+        self._watcher.cancel()  # synchronous: it cannot cancel this task any more
+        if not self.gone:
+            return False
+        others = self._task.uncancel()
+        return exc_type is not None and issubclass(exc_type, asyncio.CancelledError) and not others

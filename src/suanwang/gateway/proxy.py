@@ -8,25 +8,29 @@ Streams are forwarded as they arrive: the events of each read from the engine go
 client in one send (:mod:`.sse` counts their tokens by bytes). Usage fields are stripped
 from forwarded chunks; the gateway bills its trusted usage
 (:func:`~.metering.trusted_usage`), records it, then — if the client asked with
-``stream_options.include_usage`` — sends it as the last chunk before ``[DONE]``. If the
-client disconnects, the engine request is cancelled and the client is billed its prompt
-plus every completion token received from the engine so far (at least what was
-delivered, never zero for delivered tokens).
+``stream_options.include_usage`` — sends it as the last chunk before ``[DONE]``.
+
+If the client disconnects before its answer is complete (a stream mid-way, or a
+non-streamed answer before the engine's answer was read), the engine request is cancelled
+(its connection closed) and the client is billed its prompt plus every completion token
+received from the engine so far (at least what was delivered, never zero for delivered
+tokens; nothing for a non-streamed answer), as ``client_disconnect`` (499).
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from suanwang.domain.usage import Outcome
-from suanwang.gateway.asgi import Receive, Send, send_bytes, start_stream, wait_disconnect
+from suanwang.gateway.asgi import DisconnectWatch, Receive, Send, send_bytes, start_stream
 from suanwang.gateway.errors import GatewayError
 from suanwang.gateway.metering import RequestMeter, estimate_tokens, trusted_usage
 from suanwang.gateway.metrics import GatewayMetrics
@@ -125,21 +129,32 @@ class Proxy:
         counted = await self._upstreams.count_prompt(slot.replica, call)
         return counted if counted is not None else estimate_tokens(call.prompt_text)
 
-    async def plain(
-        self,
-        call: Call,
-        response: UpstreamResponse,
-        slot: Slot,
-        meter: RequestMeter,
-        io: tuple[Send, str],
-    ) -> None:
-        """Read a non-streamed answer, bill it, then send it."""
+    @asynccontextmanager
+    async def _opened(
+        self, call: Call, slots: list[Slot], meter: RequestMeter
+    ) -> AsyncIterator[tuple[UpstreamResponse, Slot]]:
+        """An engine's answer (see :meth:`open`), closed and its replica's count released
+        after the block."""
+        response, slot = await self.open(call, slots, meter.request_id, meter)
         try:
-            body = await response.aread()
-        except httpx.TimeoutException as exc:
-            raise GatewayError(504, "the engine did not finish in time", code="timeout") from exc
-        except httpx.HTTPError as exc:
-            raise GatewayError(502, "the engine failed mid-answer", code="upstream_error") from exc
+            yield response, slot
+        finally:
+            slot.outstanding -= 1
+            await response.aclose()
+
+    async def plain(
+        self, call: Call, slots: list[Slot], meter: RequestMeter, io: tuple[Receive, Send, str]
+    ) -> None:
+        """Get a non-streamed answer, bill it, then send it (see the module docstring for a
+        client that leaves first)."""
+        receive, send, client_id = io
+        async with DisconnectWatch(receive) as watch, self._opened(call, slots, meter) as opened:
+            response, slot = opened
+            body = await _read_all(response)
+        if watch.gone:
+            prompt = await self.own_prompt(slots[0], call)
+            await meter.close(499, Outcome.CLIENT_DISCONNECT, prompt, 0)
+            return
         if response.status_code >= 400:
             raise _engine_error(response.status_code, body)
         try:
@@ -151,10 +166,16 @@ class Proxy:
         own = await self.own_prompt(slot, call) if not _has_prompt(usage, call) else 0
         prompt, completion = trusted_usage(usage, call, counted, own)
         await meter.close(200, Outcome.OK, prompt, completion)
-        send, client_id = io
         await send_bytes(send, 200, body, client_id, None)
 
     async def stream(
+        self, call: Call, slots: list[Slot], meter: RequestMeter, io: tuple[Receive, Send, str]
+    ) -> None:
+        """Forward a streamed answer, bill it, then finish it (see the module docstring)."""
+        async with self._opened(call, slots, meter) as (response, slot):
+            await self._stream(call, response, slot, meter, io)
+
+    async def _stream(
         self,
         call: Call,
         response: UpstreamResponse,
@@ -162,7 +183,6 @@ class Proxy:
         meter: RequestMeter,
         io: tuple[Receive, Send, str],
     ) -> None:
-        """Forward a streamed answer, bill it, then finish it (see the module docstring)."""
         receive, send, client_id = io
         if response.status_code >= 400:
             raise _engine_error(response.status_code, await response.aread())
@@ -196,20 +216,10 @@ class Proxy:
     async def _pump_until_disconnect(
         self, response: UpstreamResponse, receive: Receive, send: Send, tally: Tally
     ) -> StreamEnd:
-        """Pump in this task; a watcher cancels it if the client goes away (no second task
-        for the pump: like ``asyncio.timeout``, the cancellation is told apart and undone)."""
-        task = asyncio.current_task()
-        assert task is not None
-        gone = asyncio.Event()
-        watcher = asyncio.create_task(_cancel_on_disconnect(receive, task, gone))
-        try:
+        """Pump in this task until the end of the stream or of the client."""
+        async with DisconnectWatch(receive):
             return await self._pump(response, send, tally)
-        except asyncio.CancelledError:
-            if not gone.is_set() or task.uncancel() > 0:
-                raise  # cancelled by someone else too
-            return StreamEnd.DISCONNECT
-        finally:
-            watcher.cancel()
+        return StreamEnd.DISCONNECT
 
     async def _pump(self, response: UpstreamResponse, send: Send, tally: Tally) -> StreamEnd:
         """Forward the engine's events as they arrive: one send per read, not per event."""
@@ -233,11 +243,13 @@ class Proxy:
         return end or (StreamEnd.COMPLETE if tally.last else StreamEnd.UPSTREAM_ERROR)
 
 
-async def _cancel_on_disconnect(
-    receive: Receive, task: asyncio.Task[Any], gone: asyncio.Event
-) -> None:
-    await wait_disconnect(receive, gone)
-    task.cancel()
+async def _read_all(response: UpstreamResponse) -> bytes:
+    try:
+        return await response.aread()
+    except httpx.TimeoutException as exc:
+        raise GatewayError(504, "the engine did not finish in time", code="timeout") from exc
+    except httpx.HTTPError as exc:
+        raise GatewayError(502, "the engine failed mid-answer", code="upstream_error") from exc
 
 
 def _forward(lines: list[bytes], tally: Tally) -> tuple[bytes, StreamEnd | None]:
