@@ -23,6 +23,7 @@ from suanwang.adapters.db.engine import make_engine, migrate
 from suanwang.adapters.db.uow import SqlUnitOfWorkFactory
 from suanwang.adapters.db.usage_ledger import SqlUsageLedger
 from suanwang.adapters.http.app import create_app
+from suanwang.adapters.http.follow import FollowSlots
 from suanwang.adapters.journal import JournaledUsageSink
 from suanwang.config import Settings
 from suanwang.engines import HttpProbe, LocalEngines
@@ -193,7 +194,13 @@ def build_app(settings: Settings, *, control: bool = True, clock: Clock | None =
             for thread in reversed(threads) if control else []:
                 thread.stop()
 
-    return create_app(platform, metrics, max_body_bytes=settings.max_body_bytes, lifespan=lifespan)
+    return create_app(
+        platform,
+        metrics,
+        max_body_bytes=settings.max_body_bytes,
+        lifespan=lifespan,
+        follow_slots=FollowSlots(settings.log_follow_per_key, settings.log_follow_max),
+    )
 
 
 def app_from_env() -> FastAPI:

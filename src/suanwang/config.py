@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     sim_speedup: float = Field(1.0, gt=0, le=1e6, description="simulated clock speed")
     cancel_grace_s: float = Field(10.0, ge=0, le=3600)
     max_body_bytes: int = Field(1 << 20, ge=1024)
+    log_follow_per_key: int = Field(4, ge=1, le=10_000, description="log follow streams per key")
+    log_follow_max: int = Field(64, ge=1, le=100_000, description="log follow streams in all")
     log_level: str = "info"
     log_json: bool = False
     gateway_port: int = Field(8001, ge=1, le=65535, description="OpenAI-compatible gateway")

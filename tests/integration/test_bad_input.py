@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -200,3 +201,29 @@ def test_oversized_job_body(api: Any) -> None:
     )
     assert response.status_code == 413
     assert fingerprint(platform) == before
+
+
+def test_log_offsets_past_the_end_and_impossible(api: Any) -> None:
+    """Past the end: 200 and empty (a 500 at 2**44 before); not an offset at all: 422."""
+    client, platform, _, tenant = api
+    real = "{name: here, region: r1, kind: real, nodes: [{name: n1, chip: cpu, cards: 1}]}"
+    platform.fleet.apply_yaml(FLEET.replace("}]}]", "}]}, " + real + "]"))
+    job = client.post(
+        "/api/v1/jobs",
+        headers=tenant,
+        json={"command": ["echo", "hello"], "resources": {"chip": "cpu"}},
+    ).json()["id"]
+    deadline = time.monotonic() + 20
+    while client.get(f"/api/v1/jobs/{job}", headers=tenant).json()["state"] != "succeeded":
+        assert time.monotonic() < deadline, "the job did not finish"
+        platform.control.tick()
+        time.sleep(0.05)
+    logs = f"/api/v1/jobs/{job}/logs"
+    assert client.get(logs, headers=tenant, params={"offset": 2}).content == b"llo\n"
+    for offset in (6, 2**44, 2**62, 2**63 - 1):
+        response = client.get(logs, headers=tenant, params={"offset": offset})
+        assert (response.status_code, response.content) == (200, b""), offset
+    for offset in ("-1", str(2**63), "9" * 5000):
+        response = client.get(logs, headers=tenant, params={"offset": offset})
+        assert response.status_code == 422, offset
+        assert response.json()["field"] == "query.offset"

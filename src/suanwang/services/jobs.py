@@ -22,6 +22,9 @@ from suanwang.domain.tenancy import Principal
 from suanwang.ports import Backend, Clock, UnitOfWork, UnitOfWorkFactory
 
 MAX_LIST = 1000
+MAX_LOG_OFFSET = 2**63 - 1
+"""The largest file offset there is; a larger ``offset`` is refused (422), a smaller one past
+the end of the log reads nothing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +32,17 @@ class JobDetail:
     job: JobRecord
     attempts: list[AttemptRecord]
     events: list[JobEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class LogTail:
+    """One read of a followed log: ``chunk`` starts at ``offset`` of attempt ``attempt``."""
+
+    chunk: bytes
+    attempt: int | None
+    offset: int
+    ended: bool
+    """The job was terminal before the read, so an empty chunk means the log is complete."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +256,7 @@ class Jobs:
         self, principal: Principal, job_id: str, offset: int, limit: int, attempt: int | None = None
     ) -> tuple[bytes, AttemptRecord | None]:
         """Output of an attempt (the latest by default) from ``offset``."""
+        _check_offset(offset)
         with self._uows() as uow:
             self._visible(uow, principal, job_id)
             attempts = uow.jobs.attempts(job_id)
@@ -253,3 +268,30 @@ class Jobs:
         latest = chosen[-1]
         backend = self._backends[latest.backend]
         return backend.logs(job_id, latest.number, latest.handle, max(0, offset), limit), latest
+
+    def tail(
+        self, principal: Principal, job_id: str, offset: int, limit: int, attempt: int | None
+    ) -> LogTail:
+        """The next chunk of the latest attempt's log for a follower that read ``attempt``
+        up to ``offset``; a newer attempt is read from its start."""
+        _check_offset(offset)
+        with self._uows() as uow:
+            job = self._visible(uow, principal, job_id)
+            attempts = uow.jobs.attempts(job_id)
+        if not attempts:
+            return LogTail(b"", None, offset, job.state.terminal)
+        latest = attempts[-1]
+        if attempt is not None and latest.number != attempt:
+            offset = 0
+        backend = self._backends[latest.backend]
+        chunk = backend.logs(job_id, latest.number, latest.handle, offset, limit)
+        return LogTail(chunk, latest.number, offset, job.state.terminal)
+
+
+def _check_offset(offset: int) -> None:
+    if not 0 <= offset <= MAX_LOG_OFFSET:
+        raise ValidationError(
+            f"offset must be 0 to {MAX_LOG_OFFSET}",
+            field="offset",
+            hint="a byte offset into the log; past its end reads nothing",
+        )

@@ -108,6 +108,8 @@ class LocalBackend:
             raise ValueError("offset and limit must be >= 0")
         try:
             with open(self._run_dir(job_id, attempt) / "output.log", "rb") as log:
+                if offset >= os.fstat(log.fileno()).st_size:
+                    return b""  # seeking far past the end fails (EINVAL at 2**44 on ext4)
                 log.seek(offset)
                 return log.read(limit)
         except FileNotFoundError:

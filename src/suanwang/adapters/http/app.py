@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from suanwang import __version__
 from suanwang.adapters.http import problems
 from suanwang.adapters.http.authz import rule_for
+from suanwang.adapters.http.follow import FollowSlots
 from suanwang.adapters.http.limits import BodySizeLimit
 from suanwang.adapters.http.routers import fleet, jobs, limits, models, tenants
 from suanwang.adapters.http.routers.billing import router as billing_router
@@ -32,6 +33,7 @@ def create_app(
     *,
     max_body_bytes: int = 1 << 20,
     lifespan: Lifespan | None = None,
+    follow_slots: FollowSlots | None = None,
 ) -> FastAPI:
     """The REST API over ``platform``. Refuses to build if a route lacks an authorization rule."""
     app = FastAPI(
@@ -43,6 +45,7 @@ def create_app(
     )
     app.state.platform = platform
     app.state.metrics = metrics
+    app.state.follow_slots = follow_slots or FollowSlots(per_key=4, total=64)
     for router in (fleet.router, tenants.router, jobs.router, models.models_router, models.router):
         app.include_router(router)
     app.include_router(billing_router)

@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
+from suanwang.adapters.http.follow import TEXT, FollowResponse, FollowSlots
+from suanwang.adapters.http.follow import follow as follow_log
 from suanwang.adapters.http.schemas import AttemptPublic, EventPublic, JobCreate, JobPublic
 from suanwang.adapters.http.security import AuthorizedRoute, current_platform, current_principal
 from suanwang.domain.errors import ValidationError
 from suanwang.domain.jobs import JobState
 from suanwang.domain.records import AttemptRecord, JobRecord
 from suanwang.domain.tenancy import Principal
-from suanwang.services.jobs import JobDetail
+from suanwang.services.jobs import MAX_LOG_OFFSET, JobDetail, LogTail
 from suanwang.services.platform import Platform
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], route_class=AuthorizedRoute)
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 PlatformDep = Annotated[Platform, Depends(current_platform)]
 LOG_CHUNK = 64 * 1024
-FOLLOW_POLL_S = 0.25
-FOLLOW_MAX_S = 3600.0
 
 
 def job_public(job: JobRecord, detail: JobDetail | None = None) -> JobPublic:
@@ -107,42 +106,34 @@ def cancel_job(job_id: str, principal: PrincipalDep, platform: PlatformDep) -> J
     "/{job_id}/logs",
     summary="Output of the latest (or a given) attempt",
     response_class=StreamingResponse,
+    responses={429: {"description": "too many follow streams (per key or overall)"}},
 )
-def job_logs(
+async def job_logs(
+    request: Request,
     job_id: str,
     principal: PrincipalDep,
     platform: PlatformDep,
     follow: bool = False,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_LOG_OFFSET)] = 0,
     attempt: Annotated[int | None, Query(ge=1)] = None,
-) -> StreamingResponse:
-    """Plain text. With ``follow=true`` the response streams until the job ends."""
+) -> Response:
+    """Plain text from byte ``offset`` (past the end: empty). With ``follow=true`` the
+    response streams the latest attempt until the job ends; follow streams are capped per
+    key and overall (429 with Retry-After)."""
     if follow and attempt is not None:
         raise ValidationError("follow streams the latest attempt", field="attempt")
-    first, _ = platform.jobs.logs(principal, job_id, offset, LOG_CHUNK, attempt)
     if not follow:
-        return StreamingResponse(iter([first]), media_type="text/plain; charset=utf-8")
-    return StreamingResponse(
-        _follow(platform, principal, job_id, offset, first), media_type="text/plain; charset=utf-8"
-    )
+        chunk, _ = await run_in_threadpool(
+            platform.jobs.logs, principal, job_id, offset, LOG_CHUNK, attempt
+        )
+        return Response(chunk, media_type=TEXT)
 
+    async def read(at: int, seen: int | None) -> LogTail:
+        return await run_in_threadpool(platform.jobs.tail, principal, job_id, at, LOG_CHUNK, seen)
 
-def _follow(
-    platform: Platform, principal: Principal, job_id: str, offset: int, first: bytes
-) -> Iterator[bytes]:
-    deadline = time.monotonic() + FOLLOW_MAX_S
-    chunk, attempt_seen = first, None
-    while time.monotonic() < deadline:
-        if chunk:
-            yield chunk
-            offset += len(chunk)
-        detail = platform.jobs.get(principal, job_id)
-        latest = detail.attempts[-1].number if detail.attempts else None
-        if latest != attempt_seen and attempt_seen is not None:
-            offset = 0  # a new attempt has its own log
-        attempt_seen = latest
-        chunk, _ = platform.jobs.logs(principal, job_id, offset, LOG_CHUNK)
-        if not chunk and detail.job.state.terminal:
-            return
-        if not chunk:
-            time.sleep(FOLLOW_POLL_S)
+    first = await read(offset, None)
+    slots: FollowSlots = request.app.state.follow_slots
+    refusal = slots.refusal(principal.key_id)
+    if refusal is not None:
+        return refusal
+    return FollowResponse(follow_log(request, read, first), slots.take(principal.key_id))
