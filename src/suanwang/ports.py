@@ -13,14 +13,21 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from suanwang.domain.billing import UsageTotal
-from suanwang.domain.deployments import DeploymentRecord, ReplicaRecord
+from suanwang.domain.deployments import (
+    DeploymentChange,
+    DeploymentRecord,
+    ReplicaChange,
+    ReplicaRecord,
+)
 from suanwang.domain.fleet import ClusterSpec, NodeSpec, RegionSpec, WanLinkSpec
 from suanwang.domain.jobs import AttemptState, JobState
 from suanwang.domain.limits import KeyLimits, Limits, Reservation, TenantLimits
 from suanwang.domain.metering import AttemptSpan
 from suanwang.domain.records import (
+    AttemptChange,
     AttemptRecord,
     ClusterRecord,
+    JobChange,
     JobEvent,
     JobRecord,
     KeyRecord,
@@ -186,8 +193,8 @@ class JobStore(Protocol):
 
     def count_by_state(self) -> dict[str, int]: ...
 
-    def update_job(self, job: JobRecord, now: float, **changes: Any) -> bool:
-        """Compare-and-set: apply ``changes`` only if the row still has ``job.version``.
+    def update_job(self, job: JobRecord, now: float, change: JobChange) -> bool:
+        """Compare-and-set: apply ``change`` only if the row still has ``job.version``.
 
         Only persists: a caller changing the state checks the move with
         :func:`~suanwang.domain.jobs.check_transition` first.
@@ -213,7 +220,7 @@ class JobStore(Protocol):
         chip speeds)."""
         ...
 
-    def update_attempt(self, attempt_id: int, **changes: Any) -> None: ...
+    def update_attempt(self, attempt_id: int, change: AttemptChange) -> None: ...
 
     def add_allocations(
         self, attempt_id: int, tenant: str, family: str, placements: list[tuple[int, int]]
@@ -237,7 +244,9 @@ class DeploymentStore(Protocol):
         """Active deployments: every one (``all_tenants``), else ``tenant``'s and public ones."""
         ...
 
-    def update_deployment(self, deployment_id: str, now: float, **changes: Any) -> None: ...
+    def update_deployment(
+        self, deployment_id: str, now: float, change: DeploymentChange
+    ) -> None: ...
 
     def add_replica(self, replica: ReplicaRecord) -> None: ...
 
@@ -245,7 +254,7 @@ class DeploymentStore(Protocol):
         """Replicas of one deployment (or all), by deployment and number."""
         ...
 
-    def update_replica(self, replica_id: str, **changes: Any) -> None: ...
+    def update_replica(self, replica_id: str, change: ReplicaChange) -> None: ...
 
     def ports_in_use(self) -> set[int]:
         """Ports recorded on replicas that are not stopped."""

@@ -16,7 +16,7 @@ import pytest
 from suanwang.domain.deployments import PUBLIC_TENANT
 from suanwang.domain.ids import new_job_id
 from suanwang.domain.jobs import AttemptState, JobSpec, JobState, Resources
-from suanwang.domain.records import AttemptRecord, JobRecord
+from suanwang.domain.records import AttemptChange, AttemptRecord, JobRecord
 from suanwang.domain.tenancy import Principal, Scope
 from suanwang.services.jobs import spec_to_dict
 from suanwang.services.platform import Platform
@@ -64,7 +64,9 @@ def record_history(platform: Platform, tenant: str, chip: str, run_s: float, cou
             )  # fmt: skip
             attempt = uow.jobs.add_attempt(record)
             ended = 1_000.0 + i
-            uow.jobs.update_attempt(attempt, started_at=ended - run_s, ended_at=ended)
+            uow.jobs.update_attempt(
+                attempt, AttemptChange(started_at=ended - run_s, ended_at=ended)
+            )
         uow.commit()
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from suanwang.domain.changes import changed_fields
 from suanwang.domain.chips import selector_matches
+from suanwang.domain.deployments import ReplicaChange
 from suanwang.domain.errors import Conflict, ValidationError
 from suanwang.domain.fleet import (
     ClusterKind,
@@ -20,7 +22,7 @@ from suanwang.domain.fleet import (
 )
 from suanwang.domain.ids import ChipName, ClusterName, RegionName
 from suanwang.domain.jobs import JobSpec, JobState, Resources, check_transition, validate_job
-from suanwang.domain.records import KeyRecord
+from suanwang.domain.records import JobChange, KeyRecord
 from suanwang.domain.tenancy import Principal, Scope, check_quota, check_tenant_name
 from suanwang.services.catalogue import default_catalogue
 
@@ -176,6 +178,17 @@ def test_state_machine(current: JobState, target: JobState, ok: bool) -> None:
             check_transition(current, target)
     assert JobState.FAILED.terminal
     assert not JobState.RUNNING.terminal
+
+
+def test_a_change_sets_only_the_fields_it_names_and_none_is_a_value() -> None:
+    assert changed_fields(JobChange()) == {}
+    finished = JobChange(state=JobState.FAILED, reason="exited 1", preempt_reason=None)
+    assert changed_fields(finished) == {
+        "state": JobState.FAILED,
+        "reason": "exited 1",
+        "preempt_reason": None,
+    }
+    assert changed_fields(ReplicaChange(port=None, failures=0)) == {"port": None, "failures": 0}
 
 
 @pytest.mark.parametrize("name", ["ab", "A-corp", "9lives", "x" * 41, "bad_name", "end-"])

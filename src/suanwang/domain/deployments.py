@@ -18,6 +18,7 @@ import enum
 import re
 from dataclasses import dataclass
 
+from suanwang.domain.changes import UNCHANGED, Unchanged
 from suanwang.domain.errors import ValidationError
 from suanwang.domain.jobs import JobState
 from suanwang.domain.serving import MAX_REPLICAS, ReplicaState
@@ -86,6 +87,29 @@ class ReplicaRecord:
     created_at: float
     ready_at: float | None
     last_health_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentChange:
+    """Fields of a deployment to set; the rest keep their values (see :mod:`.changes`)."""
+
+    replicas: int | Unchanged = UNCHANGED
+    state: DeploymentState | Unchanged = UNCHANGED
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaChange:
+    """Fields of a replica to set; the rest keep their values (see :mod:`.changes`)."""
+
+    job: str | Unchanged | None = UNCHANGED
+    state: ReplicaState | Unchanged = UNCHANGED
+    reason: str | Unchanged = UNCHANGED
+    base_url: str | Unchanged = UNCHANGED
+    failures: int | Unchanged = UNCHANGED
+    restarts: int | Unchanged = UNCHANGED
+    port: int | Unchanged | None = UNCHANGED
+    ready_at: float | Unchanged | None = UNCHANGED
+    last_health_at: float | Unchanged | None = UNCHANGED
 
 
 def check_replicas(n: int) -> int:

@@ -1,10 +1,12 @@
-"""Read models: plain records that repositories return and services pass around."""
+"""Read models: plain records that repositories return and services pass around, and the
+typed changes services ask stores to make to jobs and attempts (see :mod:`.changes`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from suanwang.domain.changes import UNCHANGED, Unchanged
 from suanwang.domain.jobs import AttemptState, JobState
 from suanwang.domain.tenancy import QuotaSpec, Scope
 
@@ -81,6 +83,21 @@ class JobRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class JobChange:
+    """Fields of a job to set; the rest keep their values.
+
+    A store applies it compare-and-set on the job's version. A caller that sets ``state``
+    checks the move with :func:`~suanwang.domain.jobs.check_transition` first.
+    """
+
+    state: JobState | Unchanged = UNCHANGED
+    reason: str | Unchanged = UNCHANGED
+    attempts: int | Unchanged = UNCHANGED
+    cancel_requested: bool | Unchanged = UNCHANGED
+    preempt_reason: str | Unchanged | None = UNCHANGED
+
+
+@dataclass(frozen=True, slots=True)
 class AttemptRecord:
     id: int
     job: str
@@ -100,6 +117,20 @@ class AttemptRecord:
     started_at: float | None
     ended_at: float | None
     last_checkpoint_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptChange:
+    """Fields of an attempt to set; the rest keep their values."""
+
+    state: AttemptState | Unchanged = UNCHANGED
+    dispatched: bool | Unchanged = UNCHANGED
+    handle: dict[str, Any] | Unchanged = UNCHANGED
+    exit_code: int | Unchanged | None = UNCHANGED
+    reason: str | Unchanged = UNCHANGED
+    started_at: float | Unchanged = UNCHANGED
+    ended_at: float | Unchanged = UNCHANGED
+    last_checkpoint_at: float | Unchanged = UNCHANGED
 
 
 @dataclass(frozen=True, slots=True)

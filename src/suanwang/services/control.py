@@ -28,7 +28,7 @@ from suanwang.domain.ids import (
     NodeId,
 )
 from suanwang.domain.jobs import ACTIVE, AttemptState, JobState, check_transition
-from suanwang.domain.records import AttemptRecord, JobRecord
+from suanwang.domain.records import AttemptChange, AttemptRecord, JobChange, JobRecord
 from suanwang.ports import (
     Backend,
     Clock,
@@ -127,7 +127,7 @@ class ControlLoop:
                     if self._admit(uow, job, placed, now):
                         report.admitted.append(job.id)
                 elif isinstance(decision, Pending) and decision.reason != job.reason:
-                    uow.jobs.update_job(job, now, reason=decision.reason)
+                    uow.jobs.update_job(job, now, JobChange(reason=decision.reason))
             uow.commit()
 
     def _request_preemption(self, uow: UnitOfWork, decision: Preempt, now: float) -> None:
@@ -136,20 +136,17 @@ class ControlLoop:
         if victim is None or victim.preempt_reason or victim.state not in ACTIVE:
             return
         reason = f"preempted for {decision.for_job}: {decision.reason}"
-        if uow.jobs.update_job(victim, now, preempt_reason=reason):
+        if uow.jobs.update_job(victim, now, JobChange(preempt_reason=reason)):
             uow.jobs.add_event(victim.id, now, victim.state, f"preemption requested: {reason}")
 
     def _admit(self, uow: UnitOfWork, job: JobRecord, placed: _Placed, now: float) -> bool:
         decision = placed.decision
         number = job.attempts + 1
         check_transition(job.state, JobState.ADMITTED)
-        if not uow.jobs.update_job(
-            job,
-            now,
-            state=JobState.ADMITTED,
-            attempts=number,
-            reason=f"admitted to {decision.cluster}",
-        ):
+        admitted = JobChange(
+            state=JobState.ADMITTED, attempts=number, reason=f"admitted to {decision.cluster}"
+        )
+        if not uow.jobs.update_job(job, now, admitted):
             return False
         placements = [
             {"node_id": p.node, "node": placed.node_names[p.node], "cards": p.cards}
@@ -219,16 +216,15 @@ class ControlLoop:
             if current is None or current.state is not JobState.ADMITTED:
                 return
             check_transition(current.state, JobState.RUNNING)
-            uow.jobs.update_attempt(
-                attempt.id,
+            started = AttemptChange(
                 dispatched=True,
                 handle=dict(status.handle),
                 state=AttemptState.RUNNING,
                 started_at=status.started_at or now,
             )
-            uow.jobs.update_job(
-                current, now, state=JobState.RUNNING, reason=f"running on {attempt.cluster}"
-            )
+            uow.jobs.update_attempt(attempt.id, started)
+            running = JobChange(state=JobState.RUNNING, reason=f"running on {attempt.cluster}")
+            uow.jobs.update_job(current, now, running)
             uow.jobs.add_event(job.id, now, JobState.RUNNING, f"attempt {attempt.number} started")
             uow.commit()
 
@@ -277,7 +273,7 @@ class ControlLoop:
 
     def _record_checkpoint(self, attempt: AttemptRecord, at: float) -> None:
         with self._uows() as uow:
-            uow.jobs.update_attempt(attempt.id, last_checkpoint_at=at)
+            uow.jobs.update_attempt(attempt.id, AttemptChange(last_checkpoint_at=at))
             uow.commit()
 
     def _finish(self, attempt: AttemptRecord, status: RunStatus, *, retry: bool = True) -> None:
@@ -288,17 +284,18 @@ class ControlLoop:
                 return
             target, reason = _outcome(job, attempt, status, retry=retry)
             check_transition(job.state, target)
-            if not uow.jobs.update_job(job, now, state=target, reason=reason, preempt_reason=None):
+            finished = JobChange(state=target, reason=reason, preempt_reason=None)
+            if not uow.jobs.update_job(job, now, finished):
                 return
             preempted = target is JobState.QUEUED and job.preempt_reason is not None
-            uow.jobs.update_attempt(
-                attempt.id,
+            ended = AttemptChange(
                 state=AttemptState.PREEMPTED if preempted else status.state,
                 exit_code=status.exit_code,
                 reason=status.reason,
                 ended_at=status.ended_at or now,
                 dispatched=True,
             )
+            uow.jobs.update_attempt(attempt.id, ended)
             uow.jobs.release_allocations(attempt.id)
             uow.jobs.add_event(job.id, now, target, reason)
             uow.commit()

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from suanwang.domain.chips import Catalogue
 from suanwang.domain.deployments import (
     PUBLIC_TENANT,
+    DeploymentChange,
     DeploymentRecord,
     DeploymentState,
+    ReplicaChange,
     ReplicaRecord,
     check_deployment_id,
     check_replicas,
@@ -127,10 +129,10 @@ class Deployments:
         with self._uows() as uow:
             uow.lock_scheduler()
             dep = self._managed(uow, principal, deployment_id)
-            uow.deployments.update_deployment(dep.id, now, replicas=replicas)
+            uow.deployments.update_deployment(dep.id, now, DeploymentChange(replicas=replicas))
             for r in uow.deployments.replicas(dep.id):
                 if r.number < replicas and r.failures:
-                    uow.deployments.update_replica(r.id, failures=0)
+                    uow.deployments.update_replica(r.id, ReplicaChange(failures=0))
             fresh = uow.deployments.deployment(dep.id)
             assert fresh is not None
             self._converger(uow, self._placement_of(uow, fresh), now).run(fresh)
@@ -144,7 +146,8 @@ class Deployments:
             uow.lock_scheduler()
             dep = self._managed(uow, principal, deployment_id, deleted_ok=True)
             if dep.state is DeploymentState.ACTIVE:
-                uow.deployments.update_deployment(dep.id, now, state=DeploymentState.DELETED)
+                deleted = DeploymentChange(state=DeploymentState.DELETED)
+                uow.deployments.update_deployment(dep.id, now, deleted)
                 fresh = uow.deployments.deployment(dep.id)
                 assert fresh is not None
                 self._converger(uow, self._placement_of(uow, fresh), now).run(fresh)

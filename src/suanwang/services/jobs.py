@@ -17,7 +17,7 @@ from suanwang.domain.errors import Conflict, NotFound, ValidationError
 from suanwang.domain.ids import new_job_id
 from suanwang.domain.jobs import JobSpec, JobState, Resources, check_transition, validate_job
 from suanwang.domain.priorities import PriorityClasses
-from suanwang.domain.records import AttemptRecord, JobEvent, JobRecord, NodeRecord
+from suanwang.domain.records import AttemptRecord, JobChange, JobEvent, JobRecord, NodeRecord
 from suanwang.domain.tenancy import Principal
 from suanwang.ports import Backend, Clock, UnitOfWork, UnitOfWorkFactory
 
@@ -236,16 +236,13 @@ class Jobs:
                 return job
             if job.state in (JobState.QUEUED, JobState.PREEMPTED):
                 check_transition(job.state, JobState.CANCELLED)
-                uow.jobs.update_job(
-                    job,
-                    now,
-                    state=JobState.CANCELLED,
-                    reason="cancelled by user",
-                    cancel_requested=True,
+                cancelled = JobChange(
+                    state=JobState.CANCELLED, reason="cancelled by user", cancel_requested=True
                 )
+                uow.jobs.update_job(job, now, cancelled)
                 uow.jobs.add_event(job_id, now, JobState.CANCELLED, "cancelled by user")
             else:
-                uow.jobs.update_job(job, now, cancel_requested=True, reason="cancelling")
+                uow.jobs.update_job(job, now, JobChange(cancel_requested=True, reason="cancelling"))
                 uow.jobs.add_event(job_id, now, job.state, "cancel requested")
             uow.commit()
             updated = uow.jobs.job(job_id)

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from suanwang.domain.changes import UNCHANGED
 from suanwang.domain.deployments import (
     MAX_FAST_FAILURES,
     PUBLIC_TENANT,
     STARTUP_TIMEOUT_S,
     DeploymentRecord,
     DeploymentState,
+    ReplicaChange,
     ReplicaRecord,
     after_probe,
     after_run,
@@ -33,7 +35,7 @@ from suanwang.domain.jobs import (
     check_transition,
     validate_job,
 )
-from suanwang.domain.records import JobRecord
+from suanwang.domain.records import JobChange, JobRecord
 from suanwang.domain.serving import ModelSpec, ReplicaState
 from suanwang.ports import (
     Clock,
@@ -128,7 +130,7 @@ class Converger:
         if state is not replica.state or reason != replica.reason:
             ready_at = self.now if state is ReplicaState.READY else replica.ready_at
             self.uow.deployments.update_replica(
-                replica.id, state=state, reason=reason, ready_at=ready_at
+                replica.id, ReplicaChange(state=state, reason=reason, ready_at=ready_at)
             )
 
     def _startup_overdue(self, job: JobRecord) -> bool:
@@ -143,18 +145,18 @@ class Converger:
         why = job.reason if job else "its job is missing"
         decision = after_run(replica.failures, state, why, self._ran_s(job))
         if decision.give_up:
-            self.uow.deployments.update_replica(
-                replica.id,
+            given_up = ReplicaChange(
                 state=ReplicaState.STOPPED,
                 reason=decision.reason,
                 failures=decision.failures,
                 base_url="",
             )
+            self.uow.deployments.update_replica(replica.id, given_up)
             return
         if replica.port is not None and decision.failures >= NEW_PORT_AFTER_FAILURES:
             taken = self.uow.deployments.ports_in_use()
             replica = replace(replica, port=self.launcher.free_port(taken))
-            self.uow.deployments.update_replica(replica.id, port=replica.port)
+            self.uow.deployments.update_replica(replica.id, ReplicaChange(port=replica.port))
         self._start(dep, replica, decision.failures, decision.reason, restart=True)
 
     def _ran_s(self, job: JobRecord | None) -> float | None:
@@ -198,16 +200,16 @@ class Converger:
         self.uow.jobs.add_event(
             job.id, self.now, JobState.QUEUED, f"replica {replica.id}: {reason}"
         )
-        changes = {
-            "job": job.id,
-            "state": ReplicaState.PENDING,
-            "reason": reason,
-            "failures": failures,
-            "base_url": plan.base_url,
-            "ready_at": None,
-            "restarts": replica.restarts + (1 if restart else 0),
-        }
-        self.uow.deployments.update_replica(replica.id, **changes)
+        started = ReplicaChange(
+            job=job.id,
+            state=ReplicaState.PENDING,
+            reason=reason,
+            failures=failures,
+            base_url=plan.base_url,
+            ready_at=None,
+            restarts=replica.restarts + (1 if restart else 0),
+        )
+        self.uow.deployments.update_replica(replica.id, started)
 
     def _stop(self, replica: ReplicaRecord, reason: str) -> None:
         if replica.state is ReplicaState.STOPPED:
@@ -215,9 +217,8 @@ class Converger:
         job = self.uow.jobs.job(replica.job) if replica.job else None
         if job is not None and not job.state.terminal:
             self._cancel(job, reason)
-        self.uow.deployments.update_replica(
-            replica.id, state=ReplicaState.STOPPED, reason=reason, base_url="", failures=0
-        )
+        stopped = ReplicaChange(state=ReplicaState.STOPPED, reason=reason, base_url="", failures=0)
+        self.uow.deployments.update_replica(replica.id, stopped)
 
     def _cancel(self, job: JobRecord, reason: str) -> None:
         """Stop a replica's job the way a user's cancel does (the control loop stops the run)."""
@@ -225,12 +226,11 @@ class Converger:
             return
         if job.state in (JobState.QUEUED, JobState.PREEMPTED):
             check_transition(job.state, JobState.CANCELLED)
-            self.uow.jobs.update_job(
-                job, self.now, state=JobState.CANCELLED, reason=reason, cancel_requested=True
-            )
+            cancelled = JobChange(state=JobState.CANCELLED, reason=reason, cancel_requested=True)
+            self.uow.jobs.update_job(job, self.now, cancelled)
             self.uow.jobs.add_event(job.id, self.now, JobState.CANCELLED, reason)
         else:
-            self.uow.jobs.update_job(job, self.now, cancel_requested=True, reason=reason)
+            self.uow.jobs.update_job(job, self.now, JobChange(cancel_requested=True, reason=reason))
             self.uow.jobs.add_event(job.id, self.now, job.state, f"cancel requested: {reason}")
 
 
@@ -250,6 +250,20 @@ def _job_record(tenant: str, spec: JobSpec, now: float) -> JobRecord:
         created_at=now,
         updated_at=now,
         version=1,
+    )
+
+
+def _probed(
+    replica: ReplicaRecord, state: ReplicaState, healthy: bool, now: float
+) -> ReplicaChange:
+    """The change a health check at ``now`` makes to ``replica``, now in ``state``."""
+    if state is replica.state:
+        return ReplicaChange(last_health_at=now)
+    return ReplicaChange(
+        last_health_at=now,
+        state=state,
+        reason="engine answers" if healthy else "health check failed",
+        ready_at=now if state is ReplicaState.READY else UNCHANGED,
     )
 
 
@@ -293,11 +307,5 @@ class HealthChecker:
                 misses = 0 if healthy else self._misses.get(r.id, 0) + 1
                 self._misses[r.id] = misses
                 state = after_probe(fresh.state, healthy, misses)
-                changes: dict[str, object] = {"last_health_at": now}
-                if state is not fresh.state:
-                    changes["state"] = state
-                    changes["reason"] = "engine answers" if healthy else "health check failed"
-                    if state is ReplicaState.READY:
-                        changes["ready_at"] = now
-                uow.deployments.update_replica(r.id, **changes)
+                uow.deployments.update_replica(r.id, _probed(fresh, state, healthy, now))
             uow.commit()

@@ -6,13 +6,17 @@ needs to route (``ReplicaView``) comes from one join of ready replicas and activ
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from suanwang.adapters.db.tables import DeploymentRow, ReplicaRow
-from suanwang.domain.deployments import DeploymentRecord, DeploymentState, ReplicaRecord
+from suanwang.adapters.db.tables import DeploymentRow, ReplicaRow, column_values
+from suanwang.domain.deployments import (
+    DeploymentChange,
+    DeploymentRecord,
+    DeploymentState,
+    ReplicaChange,
+    ReplicaRecord,
+)
 from suanwang.domain.serving import ReplicaState, ReplicaView
 from suanwang.ports import UnitOfWorkFactory
 
@@ -57,13 +61,11 @@ class DeploymentRepository:
         rows = self._s.scalars(query.order_by(DeploymentRow.created_at, DeploymentRow.id))
         return [_deployment(r) for r in rows]
 
-    def update_deployment(self, deployment_id: str, now: float, **changes: Any) -> None:
-        if "state" in changes:
-            changes["state"] = DeploymentState(changes["state"]).value
+    def update_deployment(self, deployment_id: str, now: float, change: DeploymentChange) -> None:
         self._s.execute(
             update(DeploymentRow)
             .where(DeploymentRow.id == deployment_id)
-            .values(updated_at=now, version=DeploymentRow.version + 1, **changes)
+            .values(updated_at=now, version=DeploymentRow.version + 1, **column_values(change))
         )
 
     def add_replica(self, replica: ReplicaRecord) -> None:
@@ -95,10 +97,9 @@ class DeploymentRepository:
             query = query.where(ReplicaRow.deployment == deployment_id)
         return [_replica(r) for r in self._s.scalars(query)]
 
-    def update_replica(self, replica_id: str, **changes: Any) -> None:
-        if "state" in changes:
-            changes["state"] = ReplicaState(changes["state"]).value
-        self._s.execute(update(ReplicaRow).where(ReplicaRow.id == replica_id).values(**changes))
+    def update_replica(self, replica_id: str, change: ReplicaChange) -> None:
+        query = update(ReplicaRow).where(ReplicaRow.id == replica_id)
+        self._s.execute(query.values(**column_values(change)))
 
     def ports_in_use(self) -> set[int]:
         query = select(ReplicaRow.port).where(

@@ -9,17 +9,22 @@ services before they ask for it; this module only persists.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from suanwang.adapters.db.tables import AllocationRow, AttemptRow, JobEventRow, JobRow
+from suanwang.adapters.db.tables import (
+    AllocationRow,
+    AttemptRow,
+    JobEventRow,
+    JobRow,
+    column_values,
+)
 from suanwang.domain.errors import Conflict
 from suanwang.domain.ids import ChipName
 from suanwang.domain.jobs import AttemptState, JobState
-from suanwang.domain.records import AttemptRecord, JobEvent, JobRecord
+from suanwang.domain.records import AttemptChange, AttemptRecord, JobChange, JobEvent, JobRecord
 from suanwang.scheduler.learning import RunObservation
 
 
@@ -91,14 +96,12 @@ class JobRepository:
         rows = self._s.execute(select(JobRow.state, func.count()).group_by(JobRow.state))
         return {state: int(n) for state, n in rows}
 
-    def update_job(self, job: JobRecord, now: float, **changes: Any) -> bool:
-        """Compare-and-set: apply ``changes`` only if the row still has ``job.version``."""
-        if "state" in changes:
-            changes["state"] = JobState(changes["state"]).value
+    def update_job(self, job: JobRecord, now: float, change: JobChange) -> bool:
+        """Compare-and-set: apply ``change`` only if the row still has ``job.version``."""
         result = self._s.execute(
             update(JobRow)
             .where(JobRow.id == job.id, JobRow.version == job.version)
-            .values(**changes, updated_at=now, version=job.version + 1)
+            .values(**column_values(change), updated_at=now, version=job.version + 1)
         )
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
@@ -142,10 +145,9 @@ class JobRepository:
         query = select(AttemptRow).where(AttemptRow.state.in_(live)).order_by(AttemptRow.id)
         return [_attempt(r) for r in self._s.scalars(query)]
 
-    def update_attempt(self, attempt_id: int, **changes: Any) -> None:
-        if "state" in changes:
-            changes["state"] = AttemptState(changes["state"]).value
-        self._s.execute(update(AttemptRow).where(AttemptRow.id == attempt_id).values(**changes))
+    def update_attempt(self, attempt_id: int, change: AttemptChange) -> None:
+        query = update(AttemptRow).where(AttemptRow.id == attempt_id)
+        self._s.execute(query.values(**column_values(change)))
 
     def add_allocations(
         self, attempt_id: int, tenant: str, family: str, placements: list[tuple[int, int]]

@@ -6,6 +6,9 @@ hold plain data, never pickles.
 
 from __future__ import annotations
 
+import enum
+from typing import TYPE_CHECKING
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -19,6 +22,11 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from suanwang.domain.changes import changed_fields
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 class Base(DeclarativeBase):
@@ -259,3 +267,11 @@ class KeyLimitsRow(Base):
     tpm: Mapped[int | None] = mapped_column(BigInteger, default=None)
     models: Mapped[list[str] | None] = mapped_column(JSON, default=None)
     updated_at: Mapped[float] = mapped_column(Float)
+
+
+def column_values(change: DataclassInstance) -> dict[str, object]:
+    """What a typed change (:mod:`suanwang.domain.changes`) sets, as column values."""
+    return {
+        name: value.value if isinstance(value, enum.Enum) else value
+        for name, value in changed_fields(change).items()
+    }
