@@ -220,20 +220,16 @@ class GatewayApp:
             gw.clock.now(),
             metrics=self.metrics,
         )
+        ending = (500, Outcome.UPSTREAM_ERROR)  # unless told otherwise: cancelled or crashed
         try:
             await self._serve(scope, receive, send, principal, meter, client_id)
         except GatewayError as error:
-            outcome = Outcome.REJECTED if error.status < 500 else Outcome.UPSTREAM_ERROR
-            if error.status in (499,):
-                outcome = Outcome.CLIENT_DISCONNECT
-            elif error.status == 504:
-                outcome = Outcome.TIMEOUT
-            await meter.close(error.status, outcome)
+            ending = _ending(error)
             raise
         finally:
             ex.model = meter.model
-            if not meter.closed:  # cancelled or crashed: still exactly one record
-                await asyncio.shield(meter.close(500, Outcome.UPSTREAM_ERROR))
+            if not meter.closed:  # an answer the proxy billed is closed already
+                await asyncio.shield(meter.close(*ending))
 
     async def _serve(
         self,
@@ -321,6 +317,15 @@ def _route_label(path: str) -> str:
     if path.startswith("/v1/models"):
         return "models"
     return path[1:] if path in ("/health", "/healthz", "/metrics") else "other"
+
+
+def _ending(error: GatewayError) -> tuple[int, Outcome]:
+    """The status and outcome billed for a request refused or failed with ``error``."""
+    if error.status == 499:
+        return 499, Outcome.CLIENT_DISCONNECT
+    if error.status == 504:
+        return 504, Outcome.TIMEOUT
+    return error.status, Outcome.REJECTED if error.status < 500 else Outcome.UPSTREAM_ERROR
 
 
 def _no_model(model: str) -> GatewayError:

@@ -22,6 +22,7 @@ from typing import Any
 import structlog
 
 from suanwang.domain.limits import Reservation
+from suanwang.domain.serving import ReplicaView
 from suanwang.domain.usage import Outcome, TokenUsage
 from suanwang.gateway.metrics import GatewayMetrics
 from suanwang.gateway.schema import Call
@@ -62,7 +63,12 @@ def trusted_usage(
 
 @dataclass(slots=True)
 class RequestMeter:
-    """The usage record of one request, written once by :meth:`close`."""
+    """The usage record of one request, written once by :meth:`close`.
+
+    Who fills what: the app sets ``model`` and ``reservation`` as it checks the call, the
+    proxy reports the replica that answered (:meth:`routed`) and whether the answer was
+    streamed; :meth:`close` adds the status, outcome and tokens and writes the record.
+    """
 
     sink: UsageSink
     limiter: Limiter
@@ -79,6 +85,11 @@ class RequestMeter:
     streamed: bool = False
     closed: bool = False
     metrics: GatewayMetrics | None = None
+
+    def routed(self, replica: ReplicaView) -> None:
+        """Record the replica (and its deployment) that is answering the request."""
+        self.deployment = replica.deployment_id
+        self.replica = replica.replica_id
 
     async def close(
         self, status: int, outcome: Outcome, prompt_tokens: int = 0, completion_tokens: int = 0

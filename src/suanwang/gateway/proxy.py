@@ -77,12 +77,17 @@ class Proxy:
         self._max_attempts = max_attempts
         self._max_request_s = max_request_s
 
-    async def open(
-        self, call: Call, slots: list[Slot], request_id: str, meter: RequestMeter
-    ) -> tuple[UpstreamResponse, Slot]:
-        """A response (headers read) from the first replica that answers without a 5xx."""
+    @asynccontextmanager
+    async def _opened(
+        self, call: Call, slots: list[Slot], meter: RequestMeter
+    ) -> AsyncIterator[tuple[UpstreamResponse, Slot]]:
+        """A response (headers read) from the first replica that answers without a 5xx.
+
+        The replica holds the request in flight (its router lease) and the response stays
+        open until the block ends.
+        """
         payload = json.dumps(call.body).encode()
-        headers = {"content-type": "application/json", "x-request-id": request_id}
+        headers = {"content-type": "application/json", "x-request-id": meter.request_id}
         tried: set[str] = set()
         for _ in range(self._max_attempts):
             slot = self._router.pick(slots, call.affinity, tried)
@@ -91,34 +96,38 @@ class Proxy:
             if tried:
                 self._metrics.failover(call.model)
             tried.add(slot.replica.replica_id)
-            slot.outstanding += 1
-            try:
-                response = await self._upstreams.post(slot.replica, call.endpoint, payload, headers)
-            except RETRYABLE as exc:
-                slot.outstanding -= 1
-                self._eject(slot, call.model, type(exc).__name__)
-                continue
-            except httpx.TimeoutException as exc:
-                slot.outstanding -= 1
-                self._metrics.upstream_error(call.model, "timeout")
-                raise GatewayError(
-                    504, "the engine did not answer in time", code="timeout"
-                ) from exc
-            except BaseException:
-                slot.outstanding -= 1
-                raise
-            if response.status_code >= 500:
-                await response.aclose()
-                slot.outstanding -= 1
-                self._eject(slot, call.model, f"HTTP {response.status_code}")
-                continue
-            meter.deployment = slot.replica.deployment_id
-            meter.replica = slot.replica.replica_id
-            self._router.succeeded(slot)
-            return response, slot
+            with self._router.lease(slot):
+                response = await self._post(slot, call, payload, headers)
+                if response is None:
+                    continue
+                meter.routed(slot.replica)
+                self._router.succeeded(slot)
+                try:
+                    yield response, slot
+                finally:
+                    await response.aclose()
+                return
         raise GatewayError(
             503, f"no replica of {call.model!r} is answering; retry shortly", code="no_replica"
         )
+
+    async def _post(
+        self, slot: Slot, call: Call, payload: bytes, headers: dict[str, str]
+    ) -> UpstreamResponse | None:
+        """The replica's response, or None once it failed and was ejected (try another)."""
+        try:
+            response = await self._upstreams.post(slot.replica, call.endpoint, payload, headers)
+        except RETRYABLE as exc:
+            self._eject(slot, call.model, type(exc).__name__)
+            return None
+        except httpx.TimeoutException as exc:
+            self._metrics.upstream_error(call.model, "timeout")
+            raise GatewayError(504, "the engine did not answer in time", code="timeout") from exc
+        if response.status_code >= 500:
+            await response.aclose()
+            self._eject(slot, call.model, f"HTTP {response.status_code}")
+            return None
+        return response
 
     def _eject(self, slot: Slot, model: str, reason: str) -> None:
         self._router.eject(slot, reason)
@@ -128,19 +137,6 @@ class Proxy:
     async def own_prompt(self, slot: Slot, call: Call) -> int:
         counted = await self._upstreams.count_prompt(slot.replica, call)
         return counted if counted is not None else estimate_tokens(call.prompt_text)
-
-    @asynccontextmanager
-    async def _opened(
-        self, call: Call, slots: list[Slot], meter: RequestMeter
-    ) -> AsyncIterator[tuple[UpstreamResponse, Slot]]:
-        """An engine's answer (see :meth:`open`), closed and its replica's count released
-        after the block."""
-        response, slot = await self.open(call, slots, meter.request_id, meter)
-        try:
-            yield response, slot
-        finally:
-            slot.outstanding -= 1
-            await response.aclose()
 
     async def plain(
         self, call: Call, slots: list[Slot], meter: RequestMeter, io: tuple[Receive, Send, str]

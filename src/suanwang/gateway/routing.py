@@ -7,12 +7,17 @@ tenant's. Affinity picks a replica by rendezvous hashing of the request's affini
 has more than ``AFFINITY_SLACK`` requests more in flight than the least loaded one. A
 replica that fails (connect error, 5xx) is ejected for ``eject_s``; if every replica is
 ejected, ejected ones are tried anyway rather than failing.
+
+The router owns each replica's in-flight count: a request holds :meth:`Router.lease` on
+its replica while it is sent and answered, and nothing else changes the count.
 """
 
 from __future__ import annotations
 
 import asyncio
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import structlog
@@ -30,6 +35,7 @@ class Slot:
 
     replica: ReplicaView
     outstanding: int = 0
+    """Requests in flight on this replica from this process (see :meth:`Router.lease`)."""
     ejected_until: float = 0.0
     failures: int = 0
 
@@ -106,6 +112,15 @@ class Router:
         if preferred.outstanding <= least + AFFINITY_SLACK:
             return preferred
         return min(healthy, key=lambda s: s.outstanding)
+
+    @contextmanager
+    def lease(self, slot: Slot) -> Iterator[Slot]:
+        """Count one request in flight on ``slot`` until the block ends, however it ends."""
+        slot.outstanding += 1
+        try:
+            yield slot
+        finally:
+            slot.outstanding -= 1
 
     def eject(self, slot: Slot, reason: str) -> None:
         slot.failures += 1
