@@ -15,10 +15,9 @@ import pytest
 
 from suanwang.domain.deployments import PUBLIC_TENANT
 from suanwang.domain.ids import new_job_id
-from suanwang.domain.jobs import AttemptState, JobSpec, JobState, Resources
+from suanwang.domain.jobs import AttemptState, JobSpec, JobState, Resources, spec_to_dict
 from suanwang.domain.records import AttemptChange, AttemptRecord, JobRecord
 from suanwang.domain.tenancy import Principal, Scope
-from suanwang.services.jobs import spec_to_dict
 from suanwang.services.platform import Platform
 
 FLEET = """

@@ -14,11 +14,10 @@ import pytest
 from builders import make_node, make_snapshot
 
 from suanwang.domain.ids import ChipName, new_job_id
-from suanwang.domain.jobs import JobSpec, JobState, Resources
+from suanwang.domain.jobs import JobSpec, JobState, Resources, spec_to_dict
 from suanwang.domain.records import JobRecord
 from suanwang.scheduler import Admit, cycle
 from suanwang.scheduler.learning import RunObservation
-from suanwang.services.jobs import spec_to_dict
 from suanwang.services.learning import LearnedSpeeds
 from suanwang.services.snapshots import pending_job
 

@@ -6,13 +6,17 @@
 
 A job may be cancelled from any non-terminal state. Each time it is admitted, a new
 *attempt* starts; attempts are numbered from 1 and never reused.
+
+A :class:`JobSpec` is stored and shown as the plain dict of :func:`spec_to_dict`.
 """
 
 from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from suanwang.domain.errors import Conflict, ValidationError
 
@@ -143,6 +147,41 @@ class JobSpec:
     @property
     def simulated(self) -> bool:
         return self.simulate_duration_s is not None
+
+
+def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
+    """A JSON-ready form of a spec (the stored shape)."""
+    data = asdict(spec)
+    data["command"] = list(spec.command)
+    data["env"] = dict(spec.env)
+    # Left out when unset, so specs stored before these fields existed hash the same.
+    for optional in ("kind", "speed", "priority_class"):
+        if not data[optional]:
+            del data[optional]
+    if spec.speed:
+        data["speed"] = dict(spec.speed)
+    return data
+
+
+def spec_from_dict(data: Mapping[str, Any]) -> JobSpec:
+    """The inverse of :func:`spec_to_dict`."""
+    return JobSpec(
+        name=data["name"],
+        command=tuple(data["command"]),
+        resources=Resources(**data["resources"]),
+        env=tuple(sorted(dict(data["env"]).items())),
+        working_dir=data["working_dir"],
+        priority=data["priority"],
+        max_runtime_s=data["max_runtime_s"],
+        retries=data["retries"],
+        simulate_duration_s=data["simulate_duration_s"],
+        expected_duration_s=data.get("expected_duration_s"),
+        checkpoint_interval_s=data.get("checkpoint_interval_s"),
+        preemptible=data.get("preemptible", True),
+        kind=data.get("kind"),
+        priority_class=data.get("priority_class"),
+        speed=tuple(sorted(dict(data.get("speed") or {}).items())),
+    )
 
 
 def validate_job(spec: JobSpec) -> JobSpec:

@@ -27,7 +27,7 @@ from suanwang.domain.deployments import PUBLIC_TENANT
 from suanwang.domain.ids import (
     NodeId,
 )
-from suanwang.domain.jobs import ACTIVE, AttemptState, JobState, check_transition
+from suanwang.domain.jobs import ACTIVE, AttemptState, JobState, check_transition, spec_from_dict
 from suanwang.domain.records import AttemptChange, AttemptRecord, JobChange, JobRecord
 from suanwang.ports import (
     Backend,
@@ -41,7 +41,6 @@ from suanwang.ports import (
 from suanwang.scheduler import Admit, Pending, cycle
 from suanwang.scheduler.cache import CycleCache
 from suanwang.scheduler.decisions import Preempt, StageDataset
-from suanwang.services.jobs import spec_from_dict
 from suanwang.services.learning import LearnedSpeeds
 from suanwang.services.snapshots import build_snapshot
 

@@ -9,13 +9,18 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from suanwang.domain.chips import Catalogue, selector_matches
 from suanwang.domain.errors import Conflict, NotFound, ValidationError
 from suanwang.domain.ids import new_job_id
-from suanwang.domain.jobs import JobSpec, JobState, Resources, check_transition, validate_job
+from suanwang.domain.jobs import (
+    JobSpec,
+    JobState,
+    check_transition,
+    spec_to_dict,
+    validate_job,
+)
 from suanwang.domain.priorities import PriorityClasses
 from suanwang.domain.records import AttemptRecord, JobChange, JobEvent, JobRecord, NodeRecord
 from suanwang.domain.tenancy import Principal
@@ -49,41 +54,6 @@ class LogTail:
 class Submitted:
     job: JobRecord
     replayed: bool
-
-
-def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
-    """A JSON-ready form of a spec (the stored shape)."""
-    data = asdict(spec)
-    data["command"] = list(spec.command)
-    data["env"] = dict(spec.env)
-    # Left out when unset, so specs stored before these fields existed hash the same.
-    for optional in ("kind", "speed", "priority_class"):
-        if not data[optional]:
-            del data[optional]
-    if spec.speed:
-        data["speed"] = dict(spec.speed)
-    return data
-
-
-def spec_from_dict(data: Mapping[str, Any]) -> JobSpec:
-    """The inverse of :func:`spec_to_dict`."""
-    return JobSpec(
-        name=data["name"],
-        command=tuple(data["command"]),
-        resources=Resources(**data["resources"]),
-        env=tuple(sorted(dict(data["env"]).items())),
-        working_dir=data["working_dir"],
-        priority=data["priority"],
-        max_runtime_s=data["max_runtime_s"],
-        retries=data["retries"],
-        simulate_duration_s=data["simulate_duration_s"],
-        expected_duration_s=data.get("expected_duration_s"),
-        checkpoint_interval_s=data.get("checkpoint_interval_s"),
-        preemptible=data.get("preemptible", True),
-        kind=data.get("kind"),
-        priority_class=data.get("priority_class"),
-        speed=tuple(sorted(dict(data.get("speed") or {}).items())),
-    )
 
 
 def request_hash(spec: JobSpec) -> str:

@@ -33,6 +33,7 @@ from suanwang.domain.jobs import (
     JobState,
     Resources,
     check_transition,
+    spec_to_dict,
     validate_job,
 )
 from suanwang.domain.records import JobChange, JobRecord
@@ -45,7 +46,7 @@ from suanwang.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
-from suanwang.services.jobs import request_hash, spec_to_dict
+from suanwang.services.jobs import request_hash
 
 REPLICA_PRIORITY = 500
 PROBE_INTERVAL_S = 1.0
