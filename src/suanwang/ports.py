@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, Self
 
+from suanwang.domain.audit import AuditEntry, AuditQuery
 from suanwang.domain.billing import UsageTotal
 from suanwang.domain.deployments import (
     DeploymentChange,
@@ -297,6 +298,18 @@ class UsageStore(Protocol):
     def set_metered_to(self, attempt_id: int, metered_to: float) -> None: ...
 
 
+class AuditStore(Protocol):
+    """The append-only audit log inside one unit of work (no update, no delete)."""
+
+    def append(self, entry: AuditEntry) -> int:
+        """Add ``entry``; returns its id (larger than every earlier entry's)."""
+        ...
+
+    def entries(self, query: AuditQuery) -> list[AuditEntry]:
+        """Entries matching ``query``, newest first."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction; rolled back on exit unless :meth:`commit` was called."""
 
@@ -317,6 +330,9 @@ class UnitOfWork(Protocol):
 
     @property
     def limits(self) -> LimitsStore: ...
+
+    @property
+    def audit(self) -> AuditStore: ...
 
     def __enter__(self) -> Self: ...
 

@@ -241,6 +241,8 @@ MATRIX: dict[tuple[str, str], tuple[Callable[[World], str], Any, dict[str, int]]
         None,
         row(200, 200, 403, 403, 404, 403),
     ),
+    # the audit log: the operator reads it all, a tenant admin its own tenant's entries
+    ("GET", "/api/v1/audit"): (lambda w: "/api/v1/audit", None, row(200, 200, 403, 403, 200, 403)),
 }
 
 

@@ -15,6 +15,7 @@ import typer
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
 from suanwang.cli import server as server_cmds
+from suanwang.cli.audit import audit
 from suanwang.cli.billing import bills_app, usage
 from suanwang.cli.client import DEFAULT_URL, CliError
 from suanwang.cli.common import JsonOpt, State, out, show_error
@@ -49,6 +50,7 @@ tenants_app.command("limits")(tenant_limits)
 keys_app.command("limits")(key_limits)
 app.command("init")(server_cmds.init)
 app.command("top")(server_cmds.top)
+app.command("audit")(audit)
 
 
 @app.callback()

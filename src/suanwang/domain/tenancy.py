@@ -38,11 +38,17 @@ class Scope(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: a key's id, scope and tenant (``None`` for the operator)."""
+    """Who is calling: a key's id, scope and tenant (``None`` for the operator).
+
+    ``key_prefix`` is the key's public prefix; ``request_id`` names the API request it came
+    with (the audit log records both).
+    """
 
     key_id: str
     scope: Scope
     tenant_id: TenantId | None
+    key_prefix: str | None = None
+    request_id: str | None = None
 
     @property
     def is_operator(self) -> bool:
@@ -51,6 +57,10 @@ class Principal:
     def can_see_tenant(self, tenant_id: str) -> bool:
         """Operators see every tenant; everyone else only their own."""
         return self.is_operator or self.tenant_id == tenant_id
+
+
+LOCAL_OPERATOR = Principal("system", Scope.OPERATOR, None)
+"""The operator acting on the server's machine without a key (``suanwang init``)."""
 
 
 def check_tenant_name(name: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from suanwang.domain.audit import AuditAction
 from suanwang.domain.billing import (
     Bill,
     Period,
@@ -23,6 +24,7 @@ from suanwang.domain.billing import (
 from suanwang.domain.errors import Forbidden, NotFound, ValidationError
 from suanwang.domain.tenancy import Principal
 from suanwang.ports import Clock, UnitOfWorkFactory
+from suanwang.services import audit
 
 TIER_NAME = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
 
@@ -79,8 +81,19 @@ class Billing:
                 hint="2-32 lowercase letters, digits and '-', e.g. standard or edu",
             )
         with self._uows() as uow:
+            old = uow.usage.tier(tenant)
             if not uow.usage.set_tier(tenant, tier):
                 raise _not_found(tenant)
+            audit.record(
+                uow,
+                principal,
+                AuditAction.TIER_UPDATE,
+                tenant,
+                tenant=tenant,
+                at=self._clock.now(),
+                before={"tier": old},
+                after={"tier": tier},
+            )
             uow.commit()
         return tier
 

@@ -12,7 +12,7 @@ from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from suanwang.domain.errors import Conflict, NotFound, ValidationError
-from suanwang.domain.tenancy import Principal, Scope
+from suanwang.domain.tenancy import LOCAL_OPERATOR, Principal
 
 if TYPE_CHECKING:
     from suanwang.services.fleet import ApplyResult
@@ -124,7 +124,7 @@ def deploy_demo_models(platform: Platform) -> list[str]:
     ``LOCAL_SLOTS_KEPT_FOR_JOBS`` slots would remain for jobs, or when their engine or
     weights are not installed (the line says why).
     """
-    system = Principal("system", Scope.OPERATOR, None)
+    system = LOCAL_OPERATOR
     deployed = [d.deployment for d in platform.deployments.list(system)]
     existing = {(d.model, d.cluster) for d in deployed}
     slots = sum(n.cards for n in platform.fleet.nodes("local"))
@@ -152,9 +152,10 @@ def deploy_demo_models(platform: Platform) -> list[str]:
     return lines
 
 
-def load_demo(platform: Platform) -> ApplyResult:
-    """Apply the demo fleet (with this machine's nodes) and create the demo tenant if missing."""
-    result = platform.fleet.apply_data(demo_fleet(list(platform.local_nodes)))
+def load_demo(platform: Platform, actor: Principal = LOCAL_OPERATOR) -> ApplyResult:
+    """Apply the demo fleet (with this machine's nodes) and create the demo tenant if missing
+    (each change audited as ``actor``'s)."""
+    result = platform.fleet.apply_data(demo_fleet(list(platform.local_nodes)), actor)
     with suppress(Conflict):  # already there: loading the demo twice is a no-op
-        platform.tenancy.create_tenant(DEMO_TENANT, "Demo tenant", DEMO_QUOTA)
+        platform.tenancy.create_tenant(DEMO_TENANT, "Demo tenant", DEMO_QUOTA, actor=actor)
     return result

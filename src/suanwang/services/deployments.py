@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from suanwang.domain.audit import AuditAction
 from suanwang.domain.chips import Catalogue
 from suanwang.domain.deployments import (
     PUBLIC_TENANT,
@@ -31,6 +32,7 @@ from suanwang.domain.errors import Conflict, Forbidden, NotFound, ValidationErro
 from suanwang.domain.serving import ModelSpec
 from suanwang.domain.tenancy import Principal
 from suanwang.ports import Clock, EngineLauncher, EngineProbe, UnitOfWork, UnitOfWorkFactory
+from suanwang.services import audit
 from suanwang.services.replicas import PROBE_INTERVAL_S, Converger, HealthChecker, Placement
 
 
@@ -119,6 +121,15 @@ class Deployments:
             )
             uow.deployments.add_deployment(dep)
             self._converger(uow, placement, now).run(dep)
+            audit.record(
+                uow,
+                principal,
+                AuditAction.DEPLOYMENT_CREATE,
+                dep.id,
+                tenant=owner,
+                at=now,
+                after=audit.deployment_value(dep),
+            )
             uow.commit()
             return DeploymentDetail(dep, uow.deployments.replicas(dep.id))
 
@@ -136,6 +147,16 @@ class Deployments:
             fresh = uow.deployments.deployment(dep.id)
             assert fresh is not None
             self._converger(uow, self._placement_of(uow, fresh), now).run(fresh)
+            audit.record(
+                uow,
+                principal,
+                AuditAction.DEPLOYMENT_SCALE,
+                dep.id,
+                tenant=dep.tenant,
+                at=now,
+                before=audit.deployment_value(dep),
+                after=audit.deployment_value(fresh),
+            )
             uow.commit()
             return DeploymentDetail(fresh, uow.deployments.replicas(dep.id))
 
@@ -151,6 +172,16 @@ class Deployments:
                 fresh = uow.deployments.deployment(dep.id)
                 assert fresh is not None
                 self._converger(uow, self._placement_of(uow, fresh), now).run(fresh)
+                audit.record(
+                    uow,
+                    principal,
+                    AuditAction.DEPLOYMENT_DELETE,
+                    dep.id,
+                    tenant=dep.tenant,
+                    at=now,
+                    before=audit.deployment_value(dep),
+                    after=audit.deployment_value(fresh),
+                )
                 dep = fresh
                 uow.commit()
             return DeploymentDetail(dep, uow.deployments.replicas(dep.id))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from suanwang.domain.audit import AuditAction
 from suanwang.domain.chips import Catalogue
 from suanwang.domain.errors import Conflict
 from suanwang.domain.fleet import (
@@ -21,7 +22,9 @@ from suanwang.domain.fleet import (
     fleet_totals,
 )
 from suanwang.domain.records import NodeRecord
+from suanwang.domain.tenancy import LOCAL_OPERATOR, Principal
 from suanwang.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from suanwang.services import audit, fleet_audit
 
 
 @dataclass(slots=True)
@@ -38,12 +41,16 @@ class ApplyResult:
         return bool(self.created or self.updated or self.deleted)
 
 
-def apply_fleet(uows: UnitOfWorkFactory, spec: FleetSpec, clock: Clock) -> ApplyResult:
-    """Make the stored fleet match ``spec`` for everything ``spec`` names, in one transaction."""
+def apply_fleet(
+    uows: UnitOfWorkFactory, spec: FleetSpec, clock: Clock, actor: Principal = LOCAL_OPERATOR
+) -> ApplyResult:
+    """Make the stored fleet match ``spec`` for everything ``spec`` names, in one transaction
+    (audited as ``actor``'s ``fleet.apply`` when it changes anything)."""
     result = ApplyResult()
     now = clock.now()
     with uows() as uow:
         uow.lock_scheduler()
+        stored = fleet_audit.stored_state(uow, spec)
         _apply_regions(uow, spec, now, result)
         existing_clusters = {c.name: c for c in uow.fleet.clusters()}
         for cluster in spec.clusters:
@@ -62,6 +69,17 @@ def apply_fleet(uows: UnitOfWorkFactory, spec: FleetSpec, clock: Clock) -> Apply
             _apply_nodes(uow, cluster, result)
         _apply_links(uow, spec, result)
         if result.changed:
+            before, after = fleet_audit.change_values(result, stored, fleet_audit.spec_state(spec))
+            audit.record(
+                uow,
+                actor,
+                AuditAction.FLEET_APPLY,
+                None,
+                tenant=None,
+                at=now,
+                before=before,
+                after=after,
+            )
             uow.commit()
     return result
 

@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from suanwang.domain.audit import AuditAction
 from suanwang.domain.chips import Catalogue, selector_matches
 from suanwang.domain.errors import Conflict, NotFound, ValidationError
 from suanwang.domain.ids import new_job_id
@@ -25,6 +26,7 @@ from suanwang.domain.priorities import PriorityClasses
 from suanwang.domain.records import AttemptRecord, JobChange, JobEvent, JobRecord, NodeRecord
 from suanwang.domain.tenancy import Principal
 from suanwang.ports import Backend, Clock, UnitOfWork, UnitOfWorkFactory
+from suanwang.services import audit
 
 MAX_LIST = 1000
 MAX_LOG_OFFSET = 2**63 - 1
@@ -130,6 +132,15 @@ class Jobs:
                 lost_race = True  # another request with this key committed first
             else:
                 uow.jobs.add_event(job.id, job.created_at, JobState.QUEUED, "submitted")
+                audit.record(
+                    uow,
+                    principal,
+                    AuditAction.JOB_SUBMIT,
+                    job.id,
+                    tenant=job.tenant,
+                    at=job.created_at,
+                    after=audit.job_value(job),
+                )
                 uow.commit()
                 return Submitted(job, replayed=False)
         assert lost_race
@@ -214,9 +225,19 @@ class Jobs:
             else:
                 uow.jobs.update_job(job, now, JobChange(cancel_requested=True, reason="cancelling"))
                 uow.jobs.add_event(job_id, now, job.state, "cancel requested")
-            uow.commit()
             updated = uow.jobs.job(job_id)
-        assert updated is not None
+            assert updated is not None
+            audit.record(
+                uow,
+                principal,
+                AuditAction.JOB_CANCEL,
+                job_id,
+                tenant=job.tenant,
+                at=now,
+                before=audit.job_state_value(job),
+                after=audit.job_state_value(updated),
+            )
+            uow.commit()
         return updated
 
     def logs(

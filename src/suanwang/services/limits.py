@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import structlog
 
+from suanwang.domain.audit import AuditAction
 from suanwang.domain.errors import Forbidden, NotFound
 from suanwang.domain.limits import KeyLimits, Limits, TenantLimits
 from suanwang.domain.records import KeyRecord
 from suanwang.domain.tenancy import Principal
 from suanwang.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from suanwang.services import audit
 
 log = structlog.get_logger("suanwang.limits")
 
@@ -48,7 +50,19 @@ class GatewayLimits:
         with self._uows() as uow:
             if uow.tenancy.tenant(tenant) is None:
                 raise NotFound(f"no tenant {tenant!r}", field="name")
-            uow.limits.set_tenant_limits(tenant, limits, self._clock.now())
+            now = self._clock.now()
+            old = uow.limits.tenant_limits(tenant)
+            uow.limits.set_tenant_limits(tenant, limits, now)
+            audit.record(
+                uow,
+                principal,
+                AuditAction.TENANT_LIMITS_UPDATE,
+                tenant,
+                tenant=tenant,
+                at=now,
+                before=audit.limits_value(old),
+                after=audit.limits_value(limits),
+            )
             uow.commit()
         log.info("tenant limits set", tenant=tenant, by=principal.key_id)
         return limits
@@ -61,8 +75,20 @@ class GatewayLimits:
     def set_key_limits(self, principal: Principal, key_id: str, limits: KeyLimits) -> KeyLimits:
         """Replace one key's limits (the operator, or an admin of the key's tenant)."""
         with self._uows() as uow:
-            self._visible_key(uow, principal, key_id)
-            uow.limits.set_key_limits(key_id, limits, self._clock.now())
+            key = self._visible_key(uow, principal, key_id)
+            now = self._clock.now()
+            old = uow.limits.key_limits(key_id)
+            uow.limits.set_key_limits(key_id, limits, now)
+            audit.record(
+                uow,
+                principal,
+                AuditAction.KEY_LIMITS_UPDATE,
+                key_id,
+                tenant=key.tenant,
+                at=now,
+                before=audit.limits_value(old),
+                after=audit.limits_value(limits),
+            )
             uow.commit()
         log.info("key limits set", key_id=key_id, by=principal.key_id)
         return limits

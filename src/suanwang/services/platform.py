@@ -9,6 +9,7 @@ from typing import Any
 from suanwang.domain.chips import Catalogue
 from suanwang.domain.fleet import FleetTotals, RegionSpec, WanLinkSpec
 from suanwang.domain.records import ClusterRecord, NodeRecord
+from suanwang.domain.tenancy import LOCAL_OPERATOR, Principal
 from suanwang.ports import Backend, Clock, UnitOfWorkFactory
 from suanwang.services.billing import Billing
 from suanwang.services.control import ControlLoop
@@ -34,11 +35,13 @@ class Fleet:
         self._clock = clock
         self.catalogue = catalogue
 
-    def apply_yaml(self, text: str) -> ApplyResult:
-        return apply_fleet(self._uows, parse_fleet_yaml(text, self.catalogue), self._clock)
+    def apply_yaml(self, text: str, actor: Principal = LOCAL_OPERATOR) -> ApplyResult:
+        spec = parse_fleet_yaml(text, self.catalogue)
+        return apply_fleet(self._uows, spec, self._clock, actor)
 
-    def apply_data(self, data: Any) -> ApplyResult:
-        return apply_fleet(self._uows, parse_fleet_data(data, self.catalogue), self._clock)
+    def apply_data(self, data: Any, actor: Principal = LOCAL_OPERATOR) -> ApplyResult:
+        spec = parse_fleet_data(data, self.catalogue)
+        return apply_fleet(self._uows, spec, self._clock, actor)
 
     def view(self) -> FleetView:
         with self._uows() as uow:

@@ -8,6 +8,7 @@ is the right tool (passwords, which are not, would need Argon2id).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import re
@@ -17,11 +18,13 @@ from dataclasses import dataclass
 
 import structlog
 
+from suanwang.domain.audit import AuditAction
 from suanwang.domain.chips import Catalogue
 from suanwang.domain.errors import Conflict, Forbidden, NotFound, Unauthenticated, ValidationError
 from suanwang.domain.ids import TenantId, new_key_id
 from suanwang.domain.records import KeyRecord, TenantRecord
 from suanwang.domain.tenancy import (
+    LOCAL_OPERATOR,
     UNITS,
     Principal,
     QuotaSpec,
@@ -31,6 +34,7 @@ from suanwang.domain.tenancy import (
     check_tenant_name,
 )
 from suanwang.ports import Clock, UnitOfWorkFactory
+from suanwang.services import audit
 
 KEY_SHAPE = re.compile(r"^(sw_[A-Za-z0-9]{8})_[A-Za-z0-9_-]{43}$")
 MAX_KEY_LIFETIME_S = 5 * 365 * 24 * 3600
@@ -80,9 +84,8 @@ class Tenancy:
             )
         if not record.usable_at(self._clock.now()):
             raise Unauthenticated("API key revoked or expired", hint="create a new key")
-        return Principal(
-            record.id, record.scope, TenantId(record.tenant) if record.tenant else None
-        )
+        tenant = TenantId(record.tenant) if record.tenant else None
+        return Principal(record.id, record.scope, tenant, key_prefix=record.prefix)
 
     def create_tenant(
         self,
@@ -91,20 +94,32 @@ class Tenancy:
         quota: Mapping[str, int | QuotaSpec],
         cohort: str | None = None,
         weight: float = 1.0,
+        *,
+        actor: Principal = LOCAL_OPERATOR,
     ) -> TenantRecord:
         """Create a tenant with its quota (cards per chip family, or QuotaSpecs) and queue."""
         check_tenant_name(name)
         specs = self._specs(quota)
         cohort, weight = check_queue(cohort, weight)
+        now = self._clock.now()
         with self._uows() as uow:
             if uow.tenancy.tenant(name) is not None:
                 raise Conflict(f"tenant {name!r} already exists", field="name")
-            uow.tenancy.add_tenant(name, display_name or name, self._clock.now())
+            uow.tenancy.add_tenant(name, display_name or name, now)
             uow.tenancy.set_quota(name, specs)
             uow.tenancy.set_queue(name, cohort, weight)
-            uow.commit()
             record = uow.tenancy.tenant(name)
-        assert record is not None
+            assert record is not None
+            audit.record(
+                uow,
+                actor,
+                AuditAction.TENANT_CREATE,
+                name,
+                tenant=name,
+                at=now,
+                after=audit.tenant_value(record),
+            )
+            uow.commit()
         return record
 
     def _specs(self, quota: Mapping[str, int | QuotaSpec]) -> dict[str, QuotaSpec]:
@@ -129,18 +144,32 @@ class Tenancy:
         quota: Mapping[str, int | QuotaSpec],
         cohort: str | None = None,
         weight: float = 1.0,
+        *,
+        actor: Principal = LOCAL_OPERATOR,
     ) -> TenantRecord:
         """Replace a tenant's quota map and queue settings (cohort, fair-share weight)."""
         specs = self._specs(quota)
         cohort, weight = check_queue(cohort, weight)
         with self._uows() as uow:
-            if uow.tenancy.tenant(name) is None:
+            uow.lock_scheduler()  # a quota is a scheduling input; and concurrent replacements
+            old = uow.tenancy.tenant(name)  # of one quota map would collide on PostgreSQL
+            if old is None:
                 raise NotFound(f"no tenant {name!r}", field="name")
             uow.tenancy.set_quota(name, specs)
             uow.tenancy.set_queue(name, cohort, weight)
-            uow.commit()
             record = uow.tenancy.tenant(name)
-        assert record is not None
+            assert record is not None
+            audit.record(
+                uow,
+                actor,
+                AuditAction.QUOTA_UPDATE,
+                name,
+                tenant=name,
+                at=self._clock.now(),
+                before=audit.tenant_value(old),
+                after=audit.tenant_value(record),
+            )
+            uow.commit()
         return record
 
     def create_key(
@@ -176,6 +205,15 @@ class Tenancy:
             if tenant is not None and uow.tenancy.tenant(tenant) is None:
                 raise NotFound(f"no tenant {tenant!r}", field="tenant")
             uow.tenancy.add_key(record)
+            audit.record(
+                uow,
+                creator,
+                AuditAction.KEY_CREATE,
+                record.id,
+                tenant=tenant,
+                at=now,
+                after=audit.key_value(record),
+            )
             uow.commit()
         log.info(
             "api key created",
@@ -219,8 +257,20 @@ class Tenancy:
             )
             if record is None or not visible:
                 raise NotFound(f"no key {key_id!r}", field="key_id")
-            uow.tenancy.revoke_key(key_id, self._clock.now())
-            uow.commit()
+            if record.revoked_at is None:
+                now = self._clock.now()
+                uow.tenancy.revoke_key(key_id, now)
+                audit.record(
+                    uow,
+                    principal,
+                    AuditAction.KEY_REVOKE,
+                    key_id,
+                    tenant=record.tenant,
+                    at=now,
+                    before=audit.key_value(record),
+                    after=audit.key_value(dataclasses.replace(record, revoked_at=now)),
+                )
+                uow.commit()
         log.info("api key revoked", key_id=key_id, revoked_by=principal.key_id)
         with self._uows() as uow:
             revoked = uow.tenancy.key(key_id)
@@ -229,7 +279,6 @@ class Tenancy:
 
     def bootstrap_operator_key(self, name: str = "bootstrap") -> NewKey:
         """Create an operator key without a caller (local admin command; used once at set-up)."""
-        system = Principal("system", Scope.OPERATOR, None)
         return self.create_key(
-            system, tenant=None, scope=Scope.OPERATOR, name=name, expires_in_s=None
+            LOCAL_OPERATOR, tenant=None, scope=Scope.OPERATOR, name=name, expires_in_s=None
         )

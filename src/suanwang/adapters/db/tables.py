@@ -269,6 +269,35 @@ class KeyLimitsRow(Base):
     updated_at: Mapped[float] = mapped_column(Float)
 
 
+# --- audit log (migration 0005) ---------------------------------------------------------------
+class AuditRow(Base):
+    """Append-only: rows are inserted, never updated or deleted (database triggers refuse both).
+
+    ``tenant`` is the tenant the change concerns (no foreign key: the log outlives what it
+    describes); ``before``/``after`` are JSON with secrets removed.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_tenant_id", "tenant", "id"),
+        Index("ix_audit_log_at", "at"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float)
+    actor_key_id: Mapped[str] = mapped_column(String(64))
+    actor_key_prefix: Mapped[str | None] = mapped_column(String(32))
+    actor_scope: Mapped[str] = mapped_column(String(16))
+    actor_tenant: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(40), index=True)
+    resource: Mapped[str] = mapped_column(String(32))
+    resource_id: Mapped[str | None] = mapped_column(String(200))
+    tenant: Mapped[str | None] = mapped_column(String(64))
+    before: Mapped[dict[str, object] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, object] | None] = mapped_column(JSON)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+
+
 def column_values(change: DataclassInstance) -> dict[str, object]:
     """What a typed change (:mod:`suanwang.domain.changes`) sets, as column values."""
     return {

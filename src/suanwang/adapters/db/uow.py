@@ -8,6 +8,7 @@ from typing import Self
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from suanwang.adapters.db.audit_repo import AuditRepository
 from suanwang.adapters.db.deployments_repo import DeploymentRepository
 from suanwang.adapters.db.fleet_repo import FleetRepository
 from suanwang.adapters.db.jobs_repo import JobRepository
@@ -19,7 +20,7 @@ SCHEDULER_LOCK_ID = 0x5375616E  # "Suan"
 
 
 class SqlUnitOfWork:
-    """A transaction with the fleet, tenancy and job repositories bound to it."""
+    """A transaction with every repository (fleet, tenancy, jobs, …, the audit log) bound to it."""
 
     fleet: FleetRepository
     tenancy: TenancyRepository
@@ -27,6 +28,7 @@ class SqlUnitOfWork:
     usage: UsageRepository
     deployments: DeploymentRepository
     limits: LimitsRepository
+    audit: AuditRepository
 
     def __init__(self, factory: sessionmaker[Session]) -> None:
         self._factory = factory
@@ -40,6 +42,7 @@ class SqlUnitOfWork:
         self.usage = UsageRepository(self._session)
         self.deployments = DeploymentRepository(self._session)
         self.limits = LimitsRepository(self._session)
+        self.audit = AuditRepository(self._session)
         return self
 
     def __exit__(

@@ -17,9 +17,9 @@ from suanwang.adapters.http import problems
 from suanwang.adapters.http.authz import rule_for
 from suanwang.adapters.http.follow import FollowSlots
 from suanwang.adapters.http.limits import BodySizeLimit
-from suanwang.adapters.http.routers import fleet, jobs, limits, models, tenants
+from suanwang.adapters.http.routers import audit, fleet, jobs, limits, models, tenants
 from suanwang.adapters.http.routers.billing import router as billing_router
-from suanwang.adapters.http.security import AuthorizedRoute
+from suanwang.adapters.http.security import AuthorizedRoute, tag_request
 from suanwang.domain.errors import DomainError
 from suanwang.observability import Metrics
 from suanwang.services.platform import Platform
@@ -50,11 +50,13 @@ def create_app(
         app.include_router(router)
     app.include_router(billing_router)
     app.include_router(limits.router)
+    app.include_router(audit.router)
     _system_routes(app, metrics)
     app.add_exception_handler(DomainError, problems.domain_error)
     app.add_exception_handler(RequestValidationError, problems.validation_error)
     app.add_exception_handler(HTTPException, problems.http_error)
     app.middleware("http")(_measure(metrics))
+    app.middleware("http")(tag_request)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     check_authorization_table(app)
     return app

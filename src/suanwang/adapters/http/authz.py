@@ -60,6 +60,8 @@ ROUTES: Final[dict[tuple[str, str], Rule]] = {
     ("GET", "/api/v1/tenants/{name}/usage"): Scope.READ_ONLY,
     ("GET", "/api/v1/tenants/{name}/bills/{period}"): Scope.READ_ONLY,
     ("PUT", "/api/v1/tenants/{name}/tier"): Scope.OPERATOR,
+    # the audit log: the operator reads all, a tenant admin its own tenant's (services)
+    ("GET", "/api/v1/audit"): Scope.TENANT_ADMIN,
 }
 
 DOC_ROUTES: Final = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})

@@ -1,9 +1,18 @@
 """Authentication and authorization at the edge: every route is checked against the table
-in :mod:`authz` before its body is even parsed."""
+in :mod:`authz` before its body is even parsed.
+
+Each request gets an id (:func:`tag_request`): the caller's ``X-Request-Id`` when it is a
+short token, else a new one. It comes back in every answer's ``X-Request-Id`` and rides on
+the :class:`~suanwang.domain.tenancy.Principal`, so audit entries name the request that made
+them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+import dataclasses
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
@@ -14,6 +23,29 @@ from suanwang.adapters.http.authz import PUBLIC, rule_for
 from suanwang.domain.errors import Forbidden
 from suanwang.domain.tenancy import Principal, Scope
 from suanwang.services.platform import Platform
+
+REQUEST_ID_HEADER = "X-Request-Id"
+REQUEST_ID_SHAPE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def request_id(request: Request) -> str:
+    """The request's id: set by :func:`tag_request`, else the caller's ``X-Request-Id`` if it
+    is a token of 1-64 safe characters, else a new one."""
+    tagged: Any = getattr(request.state, "request_id", None)
+    if isinstance(tagged, str):
+        return tagged
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    return given if REQUEST_ID_SHAPE.match(given) else uuid.uuid4().hex
+
+
+async def tag_request(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """HTTP middleware: give the request its id and put it on the answer, errors included."""
+    rid = request.state.request_id = request_id(request)
+    response = await call_next(request)
+    response.headers[REQUEST_ID_HEADER] = rid
+    return response
 
 
 def bearer_token(request: Request) -> str | None:
@@ -34,6 +66,7 @@ class AuthorizedRoute(APIRoute):
             raise RuntimeError(f"route {method} {self.path_format} has no authorization rule")
 
         async def authorized(request: Request) -> Response:
+            rid = request_id(request)
             if rule != PUBLIC:
                 platform: Platform = request.app.state.platform
                 principal = await run_in_threadpool(
@@ -45,7 +78,7 @@ class AuthorizedRoute(APIRoute):
                         f"this route needs a {rule} key; yours is {principal.scope}",
                         field="Authorization",
                     )
-                request.state.principal = principal
+                request.state.principal = dataclasses.replace(principal, request_id=rid)
             return await handler(request)
 
         return authorized

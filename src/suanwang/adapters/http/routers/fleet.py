@@ -20,15 +20,17 @@ from suanwang.adapters.http.schemas import (
     TotalsPublic,
     WanLinkPublic,
 )
-from suanwang.adapters.http.security import AuthorizedRoute, current_platform
+from suanwang.adapters.http.security import AuthorizedRoute, current_platform, current_principal
 from suanwang.domain.errors import ValidationError
 from suanwang.domain.fleet import FleetTotals
+from suanwang.domain.tenancy import Principal
 from suanwang.services.demo import load_demo
 from suanwang.services.fleet import ApplyResult
 from suanwang.services.platform import Platform
 
 router = APIRouter(prefix="/api/v1", route_class=AuthorizedRoute, tags=["fleet"])
 PlatformDep = Annotated[Platform, Depends(current_platform)]
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 
 def apply_public(result: ApplyResult) -> ApplyResultPublic:
@@ -53,7 +55,9 @@ def _totals(t: FleetTotals) -> TotalsPublic:
 
 
 @router.post("/fleet/apply", response_model=ApplyResultPublic)
-async def apply_fleet(request: Request, platform: PlatformDep) -> ApplyResultPublic:
+async def apply_fleet(
+    request: Request, principal: PrincipalDep, platform: PlatformDep
+) -> ApplyResultPublic:
     """Apply a fleet file (YAML or JSON body). Idempotent: applying it twice changes nothing."""
     raw = await request.body()
     try:
@@ -62,7 +66,7 @@ async def apply_fleet(request: Request, platform: PlatformDep) -> ApplyResultPub
         raise ValidationError(
             "the fleet file is not UTF-8 text", field="body", hint="save the file as UTF-8"
         ) from exc
-    return apply_public(await run_in_threadpool(platform.fleet.apply_yaml, text))
+    return apply_public(await run_in_threadpool(platform.fleet.apply_yaml, text, principal))
 
 
 @router.get("/fleet", response_model=FleetPublic)
@@ -166,6 +170,6 @@ def list_priority_classes(platform: PlatformDep) -> list[PriorityClassPublic]:
 
 
 @router.post("/demo/load", response_model=ApplyResultPublic)
-def load_demo_fleet(platform: PlatformDep) -> ApplyResultPublic:
+def load_demo_fleet(principal: PrincipalDep, platform: PlatformDep) -> ApplyResultPublic:
     """Apply the demo fleet (simulated Lingang and Ningxia clusters plus this machine)."""
-    return apply_public(load_demo(platform))
+    return apply_public(load_demo(platform, principal))

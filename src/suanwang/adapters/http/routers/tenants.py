@@ -55,10 +55,17 @@ def key_public(k: KeyRecord) -> KeyPublic:
 
 
 @router.post("/tenants", status_code=201, response_model=TenantPublic, tags=["tenants"])
-def create_tenant(body: TenantCreate, platform: PlatformDep) -> TenantPublic:
+def create_tenant(
+    body: TenantCreate, principal: PrincipalDep, platform: PlatformDep
+) -> TenantPublic:
     """Create a tenant with an optional quota (cards per chip family; absent = unlimited)."""
     tenant = platform.tenancy.create_tenant(
-        body.name, body.display_name, quota_specs(body.quota), body.cohort, body.weight
+        body.name,
+        body.display_name,
+        quota_specs(body.quota),
+        body.cohort,
+        body.weight,
+        actor=principal,
     )
     return tenant_public(tenant)
 
@@ -75,9 +82,12 @@ def show_tenant(name: str, principal: PrincipalDep, platform: PlatformDep) -> Te
 
 
 @router.put("/tenants/{name}/quota", response_model=TenantPublic, tags=["tenants"])
-def set_quota(name: str, body: QuotaUpdate, platform: PlatformDep) -> TenantPublic:
+def set_quota(
+    name: str, body: QuotaUpdate, principal: PrincipalDep, platform: PlatformDep
+) -> TenantPublic:
     """Replace a tenant's quota map, cohort and fair-share weight."""
-    tenant = platform.tenancy.set_quota(name, quota_specs(body.quota), body.cohort, body.weight)
+    quota = quota_specs(body.quota)
+    tenant = platform.tenancy.set_quota(name, quota, body.cohort, body.weight, actor=principal)
     return tenant_public(tenant)
 
 
