@@ -60,22 +60,22 @@ def _short(value: Any) -> str:
 
 
 def audit_table(entries: list[dict[str, Any]]) -> Table:
-    """A Rich table of audit entries (newest first, as the API gives them)."""
-    columns = ("When", "Actor", "Action", "Resource", "Tenant", "Change", "Request")
-    table = new_table("Audit log", columns, wrap=("Change",))
+    """A Rich table of audit entries (newest first, as the API gives them); request ids and
+    whole values are in ``--json``."""
+    table = new_table("Audit log", ("When", "Who", "Action", "Object", "Change"), wrap=("Change",))
     for e in entries:
         actor = e["actor"]
         who = Text(actor["key_prefix"] or actor["key_id"])
-        who.append(f" ({actor['scope']})", style="dim")
-        resource = e["resource"] + (f"/{e['resource_id']}" if e["resource_id"] else "")
+        who.append(f"\n{actor['scope']}", style="dim")
+        what = Text(e["resource_id"] or e["resource"])
+        if e["tenant"] and e["tenant"] != e["resource_id"]:
+            what.append(f"\ntenant {e['tenant']}", style="dim")
         table.add_row(
             when(e["at"], short=True),
             who,
             cell(e["action"]),
-            cell(resource),
-            cell(e["tenant"]),
+            what,
             cell(change_text(e["before"], e["after"])),
-            cell(e["request_id"]),
         )
     if not entries:
         table.caption = "no entries"
