@@ -193,6 +193,36 @@ def test_undecodable_job_bodies(api: Any, content: bytes, ctype: str) -> None:
     assert fingerprint(platform) == before
 
 
+SIMULATED = '"simulate": {"duration_s": 5}, "resources": {"chip": "ascend"}'
+RAW_JOB_CASES = [
+    pytest.param('{"command": ' + "[" * 1000 + "]" * 1000 + "}", 400, "body", id="nested-1000"),
+    pytest.param(
+        '{"priority": ' + "9" * 5000 + ", " + SIMULATED + "}", 400, "body", id="5000-digits"
+    ),
+    pytest.param(
+        '{"priority": ' + "9" * 4000 + ", " + SIMULATED + "}", 422, "priority", id="4000-digits"
+    ),
+    pytest.param('{"name": "\\ud800", ' + SIMULATED + "}", 422, "name", id="surrogate-in-name"),
+    pytest.param(
+        '{"command": ["\\udfff"], ' + SIMULATED + "}", 422, "command.0", id="surrogate-in-argv"
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "field"), RAW_JOB_CASES)
+def test_hostile_json_in_job_bodies(api: Any, body: str, status: int, field: str) -> None:
+    """Written by hand: json.dumps cannot write a lone surrogate or a 5,000-digit number."""
+    client, platform, _, tenant = api
+    before = fingerprint(platform)
+    headers = tenant | {"content-type": "application/json"}
+    response = client.post("/api/v1/jobs", headers=headers, content=body.encode())
+    assert response.status_code == status, response.text
+    problem = response.json()
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert (problem["field"], bool(problem["hint"])) == (field, True)
+    assert fingerprint(platform) == before
+
+
 def test_oversized_job_body(api: Any) -> None:
     client, platform, _, tenant = api
     before = fingerprint(platform)

@@ -231,6 +231,53 @@ def test_auth_fuzz_is_401_on_every_route(stack: Stack, value: bytes) -> None:
             assert r.json()["error"]["type"] == "authentication_error"
 
 
+def chat_raw(fields: str) -> bytes:
+    return f'{{"model": "{CHAT}", {fields}}}'.encode()
+
+
+HOSTILE_BODIES = {
+    "nested 1,000 deep": (chat_raw('"messages": ' + "[" * 1000 + "]" * 1000), "invalid_json", None),
+    "lone surrogate": (
+        chat_raw(r'"messages": [{"role": "user", "content": "\ud800"}]'),
+        "invalid_unicode",
+        "messages[0].content",
+    ),
+    "5,000-digit max_tokens": (
+        chat_raw('"messages": [{"role": "user", "content": "x"}], "max_tokens": ' + "9" * 5000),
+        "invalid_json",
+        "max_tokens",
+    ),
+}
+
+
+def test_hostile_bodies_are_400_in_openai_shape(stack: Stack, acme: str) -> None:
+    """Each was a 500 before; eight of each at once, then an ordinary call still works."""
+
+    async def send_all() -> list[httpx.Response]:
+        headers = {"authorization": f"Bearer {acme}", "content-type": "application/json"}
+        async with httpx.AsyncClient(timeout=30, headers=headers) as client:
+            url = stack.urls[0] + "/chat/completions"
+            bodies = [body for body, _, _ in HOSTILE_BODIES.values() for _ in range(8)]
+            return await asyncio.gather(*(client.post(url, content=b) for b in bodies))
+
+    responses = asyncio.run(send_all())
+    expected = [(code, param) for _, code, param in HOSTILE_BODIES.values() for _ in range(8)]
+    for response, (code, param) in zip(responses, expected, strict=True):
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"}
+        assert (error["type"], error["code"], error["param"]) == (
+            "invalid_request_error",
+            code,
+            param,
+        )
+    client = openai.OpenAI(base_url=stack.urls[0], api_key=acme, max_retries=0)
+    answer = client.chat.completions.create(
+        model=CHAT, messages=[{"role": "user", "content": "still there?"}], max_tokens=4
+    )
+    assert answer.choices[0].message.content
+
+
 def test_keys_never_in_logs_or_database(stack: Stack, acme: str) -> None:
     for log in stack.tmp.glob("*.log"):
         assert acme not in log.read_text(errors="replace")

@@ -53,6 +53,21 @@ async def post(app: Any, key: str | None, path: str, body: Any, **headers: str) 
         return await client.post(path, json=body, headers=h)
 
 
+def raw_body(model: str, fields: str) -> bytes:
+    """A body written by hand: json.dumps cannot write a lone surrogate or a huge number."""
+    return f'{{"model": "{model}", {fields}}}'.encode()
+
+
+def raw_chat(content: str, extra: str = '"max_tokens": 8') -> bytes:
+    messages = f'"messages": [{{"role": "user", "content": {content}}}]'
+    return raw_body(CHAT, f"{messages}, {extra}")
+
+
+def nested(depth: int) -> bytes:
+    """A chat body whose ``tools`` nest ``depth`` arrays deep."""
+    return raw_chat('"x"', '"tools": ' + "[" * depth + "]" * depth)
+
+
 def error_of(response: httpx.Response) -> dict[str, Any]:
     body = response.json()
     assert set(body) == {"error"}
@@ -102,6 +117,14 @@ def test_client_request_id_is_echoed_but_never_the_ledger_id() -> None:
         ("/v1/chat/completions", chat_body(temperature="hot"), 400, "temperature"),
         ("/v1/chat/completions", chat_body(stream="yes"), 400, "stream"),
         ("/v1/completions", {"model": CHAT}, 400, "prompt"),
+        ("/v1/chat/completions", nested(1000), 400, None),
+        ("/v1/chat/completions", nested(100_000), 400, None),
+        ("/v1/chat/completions", nested(65), 400, None),
+        ("/v1/chat/completions", raw_chat(r'"\ud800"'), 400, "messages[0].content"),
+        ("/v1/chat/completions", raw_chat(r'"ok \uDFFF\ud83d"'), 400, "messages[0].content"),
+        ("/v1/embeddings", raw_body(EMBED, r'"input": ["x", "\udc00"]'), 400, "input[1]"),
+        ("/v1/chat/completions", raw_chat('"x"', '"max_tokens": ' + "9" * 5000), 400, "max_tokens"),
+        ("/v1/chat/completions", raw_chat('"x"', '"n": -' + "1" * 4400), 400, "n"),
     ],
 )
 def test_bad_requests_get_openai_errors_and_one_rejected_record(
@@ -407,3 +430,19 @@ def test_simulated_replicas_are_served_by_the_simulated_engine() -> None:
     rows = sorted(sink.rows.values(), key=lambda r: r.started_at)
     assert rows[1].completion_tokens == usage["completion_tokens"] > 0
     assert {r.replica for r in rows} == {"sim-r1"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        raw_chat(r'"smile \ud83d\ude00"'),  # an escaped surrogate pair is text
+        raw_chat('"x"', '"max_tokens": 8, "tools": ' + "[" * 60 + "]" * 60),
+        raw_chat('"x"', '"max_tokens": 8, "user": ' + r'"\\ud800"'),  # a backslash: text
+    ],
+)
+def test_unusual_but_valid_bodies_are_served(body: bytes) -> None:
+    app, _, sink, key = setup()
+    response = run(post(app, key, "/v1/chat/completions", body))
+    assert response.status_code == 200, response.text
+    (row,) = sink.rows.values()
+    assert row.outcome is Outcome.OK

@@ -5,12 +5,19 @@ upper bound of the prompt's tokens (UTF-8 bytes plus per-message overhead: a BPE
 at least one byte) and the completion bound, and returns the body to forward: with
 ``max_tokens`` set (the caller's, or the documented cap), ``stream_options.include_usage``
 always asked of the engine when streaming, and client-supplied endpoints removed.
+
+A body is refused (400) before any of that if it is not JSON, nests deeper than
+``MAX_NESTING`` (json's RecursionError, or a depth that later encoding would trip on),
+holds a number past Python's int-string conversion limit, or holds a string that is not
+Unicode text (a lone surrogate such as ``"\\ud800"``, which cannot be re-encoded).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +29,12 @@ PER_MESSAGE_TOKENS = 8
 PER_REQUEST_TOKENS = 16
 MAX_CHOICES = 8
 _DROPPED = ("api_base", "base_url", "api_key", "stream_options")
+MAX_NESTING = 64
+"""Deepest nesting of objects and arrays in a body (tools' JSON schemas need a dozen)."""
+_JOIN_AT = 16
+"""Past this many strings in one container, checking them joined is cheaper."""
+_SEARCH_HUGE_NUMBER_BELOW = 256 * 1024
+"""Bodies this large are parsed a second time to name a too-long number's param."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +63,7 @@ class Call:
 
 def parse_call(endpoint: str, raw: bytes, default_max_tokens: int) -> Call:
     """Parse and check ``raw`` for ``endpoint``, or raise a 400 GatewayError."""
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise bad_request(f"the body is not valid JSON: {exc}", code="invalid_json") from exc
+    body = load_json(raw)
     if not isinstance(body, dict):
         raise bad_request("the body must be a JSON object", code="invalid_json")
     model = body.get("model")
@@ -97,6 +107,119 @@ def parse_call(endpoint: str, raw: bytes, default_max_tokens: int) -> Call:
         prompt_text=text,
         affinity=_affinity(body, first),
     )
+
+
+def load_json(raw: bytes) -> Any:
+    """The JSON value in ``raw``, refused with a 400 that says what is wrong with it."""
+    try:
+        body = json.loads(raw)
+    except RecursionError:
+        raise _too_deep() from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise bad_request(f"the body is not valid JSON: {exc}", code="invalid_json") from exc
+    except ValueError as exc:  # only the int-string conversion limit is left
+        where = _path_of_huge_number(raw)
+        message = f"a number has more than {sys.get_int_max_str_digits()} digits"
+        raise bad_request(message, where, "invalid_json") from exc
+    try:
+        _check_tree(body)
+    except UnicodeEncodeError:
+        where = _first_path(body, _not_unicode) or ""  # a key may hold the surrogate:
+        where = where.encode(errors="backslashreplace").decode()  # the param is text
+        message = "a string holds a lone surrogate escape (such as \\ud800), not text"
+        raise bad_request(message, where or None, "invalid_unicode") from None
+    return body
+
+
+def _too_deep() -> Exception:
+    message = f"the body nests objects and arrays deeper than {MAX_NESTING} levels"
+    return bad_request(message, None, "invalid_json")
+
+
+def _check_tree(body: Any) -> None:
+    """Refuse nesting past MAX_NESTING (400) and raise UnicodeEncodeError for a key or
+    string that is not text, level by level without recursion. A container without
+    strings or containers (a token list) costs one C-speed pass over its types."""
+    level: list[Any] = [body] if type(body) is list or type(body) is dict else []
+    for _ in range(MAX_NESTING):
+        deeper: list[Any] = []
+        for node in level:
+            if type(node) is dict:
+                _check_text(node, only_strings=True)  # JSON keys are strings
+                children = node.values()
+            else:
+                children = node
+            kinds = set(map(type, children))
+            if str in kinds:
+                _check_text(children, only_strings=len(kinds) == 1)
+            if list in kinds or dict in kinds:
+                deeper += [c for c in children if type(c) is list or type(c) is dict]
+        if not deeper:
+            return
+        level = deeper
+    raise _too_deep()
+
+
+def _check_text(items: Collection[Any], *, only_strings: bool) -> None:
+    """UnicodeEncodeError if a string among ``items`` holds a lone surrogate. ``isascii``
+    is O(1), so only non-ASCII text is encoded; many strings are joined and checked once."""
+    if only_strings and len(items) > _JOIN_AT:
+        joined = "".join(items)
+        if not joined.isascii():
+            joined.encode()
+        return
+    for item in items:
+        if type(item) is str and not item.isascii():
+            item.encode()
+
+
+def _not_unicode(value: Any) -> bool:
+    if type(value) is not str or value.isascii():
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _path_of_huge_number(raw: bytes) -> str | None:
+    """Where the first number past the int-string conversion limit is, as a param (None
+    for a body too large to parse twice cheaply, or one that fails further on)."""
+    if len(raw) > _SEARCH_HUGE_NUMBER_BELOW:
+        return None
+    limit = sys.get_int_max_str_digits()
+    huge = object()
+
+    def parse_int(text: str) -> object:
+        return huge if len(text.lstrip("-")) > limit else int(text)
+
+    try:
+        body = json.loads(raw, parse_int=parse_int)
+    except (RecursionError, ValueError):
+        return None
+    return _first_path(body, lambda value: value is huge) or None
+
+
+def _first_path(body: Any, bad: Callable[[Any], bool]) -> str | None:
+    """The param path (``messages[0].content``) of the first key or value that is ``bad``;
+    ``""`` for the body itself, None if there is none."""
+    stack: list[tuple[str, Any, Any]] = [("", None, body)]
+    while stack:
+        path, key, node = stack.pop()
+        if bad(key) or bad(node):
+            return path
+        stack.extend(reversed(list(_children(path, node))))
+    return None
+
+
+def _children(path: str, node: Any) -> Iterator[tuple[str, Any, Any]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield (f"{path}.{key}" if path else str(key)), key, value
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield f"{path}[{i}]", None, value
 
 
 def _embeddings(body: dict[str, Any], model: str) -> Call:

@@ -79,4 +79,22 @@ async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    cause = type(exc.__cause__) if exc.__cause__ is not None else None
+    unparsable = _UNPARSABLE.get(cause) if exc.status_code == 400 else None
+    if unparsable is not None:  # FastAPI's json.loads raised (it says only "error parsing")
+        detail, hint = unparsable
+        return problem(400, "Bad Request", detail, field="body", hint=hint)
     return problem(exc.status_code, _TITLES.get(exc.status_code, "Error"), str(exc.detail))
+
+
+_UNPARSABLE: dict[type[BaseException] | None, tuple[str, str]] = {
+    RecursionError: (
+        "the body nests arrays or objects too deeply to parse",
+        "no request needs more than a few levels",
+    ),
+    ValueError: (
+        "the body holds a number with thousands of digits, more than can be converted",
+        "send numbers in their documented ranges",
+    ),
+}
+"""Why json.loads gave up on a body (its other failures are 422 json_invalid)."""
