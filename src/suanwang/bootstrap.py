@@ -17,9 +17,11 @@ from fastapi import FastAPI
 from suanwang.adapters.backends.clocks import SystemClock
 from suanwang.adapters.backends.local import LocalBackend
 from suanwang.adapters.backends.probe import local_nodes
+from suanwang.adapters.backends.sandbox import Isolation, IsolationMode, JobLimits
 from suanwang.adapters.backends.simulated import SimulatedBackend
+from suanwang.adapters.data_dir import secure_data_dir
 from suanwang.adapters.db.deployments_repo import SqlReplicaDirectory
-from suanwang.adapters.db.engine import make_engine, migrate
+from suanwang.adapters.db.engine import make_engine, migrate, sqlite_file
 from suanwang.adapters.db.uow import SqlUnitOfWorkFactory
 from suanwang.adapters.db.usage_ledger import SqlUsageLedger
 from suanwang.adapters.http.app import create_app
@@ -42,11 +44,12 @@ from suanwang.gateway import (
 from suanwang.gateway.metrics import GatewayMetrics
 from suanwang.gateway.resp import lean_scripts_for
 from suanwang.observability import Metrics
-from suanwang.ports import Backend, Clock, Limiter
+from suanwang.ports import Backend, Clock, Limiter, TenantUids
 from suanwang.services.billing import Billing
 from suanwang.services.catalogue import default_catalogue, load_priority_classes
 from suanwang.services.control import ControlLoop
 from suanwang.services.deployments import Deployments
+from suanwang.services.identities import TenantUidAllocator
 from suanwang.services.jobs import Jobs
 from suanwang.services.limits import GatewayLimits
 from suanwang.services.metering import ComputeMeter
@@ -62,13 +65,20 @@ def build_platform(
     settings: Settings, clock: Clock | None = None, *, run_migrations: bool = True
 ) -> Platform:
     """Wire the platform for ``settings`` (migrating the database first by default)."""
+    secure_data_dir(settings.data_dir, sqlite_file(settings.db_url))
     if run_migrations:
         migrate(settings.db_url)
     clock = clock or SystemClock()
     uows = SqlUnitOfWorkFactory(make_engine(settings.db_url))
     catalogue = default_catalogue()
+    tenant_uids = TenantUidAllocator(uows, clock, settings.tenant_uids)
     backends: dict[str, Backend] = {
-        "local": LocalBackend(settings.runs_dir, clock, grace_s=settings.cancel_grace_s),
+        "local": LocalBackend(
+            settings.runs_dir,
+            clock,
+            isolation=local_isolation(settings, tenant_uids),
+            grace_s=settings.cancel_grace_s,
+        ),
         "simulated": SimulatedBackend(clock, speedup=settings.sim_speedup),
     }
     deployments = Deployments(
@@ -98,6 +108,22 @@ def build_platform(
     )
 
 
+def local_isolation(settings: Settings, tenant_uids: TenantUids) -> Isolation:
+    """How the local backend confines runs, from ``SUANWANG_LOCAL_ISOLATION`` and limits."""
+    mode = IsolationMode(settings.local_isolation)
+    if mode is IsolationMode.SINGLE_USER_DEV:
+        log.warning(
+            "SUANWANG_LOCAL_ISOLATION=single-user-dev: local jobs run UNCONFINED as this "
+            "process's user and can read and change all platform state; development only"
+        )
+    limits = JobLimits(
+        processes=settings.job_max_processes,
+        memory_bytes=settings.job_max_memory_bytes,
+        disk_bytes=settings.job_max_disk_bytes,
+    )
+    return Isolation(mode, tenant_uids, settings.engine_uid, limits)
+
+
 def build_usage_sink(
     settings: Settings, clock: Clock | None = None, *, run_migrations: bool = True
 ) -> SqlUsageLedger:
@@ -105,6 +131,7 @@ def build_usage_sink(
 
     Call ``await sink.aclose()`` on shutdown: it flushes queued usage before returning.
     """
+    secure_data_dir(settings.data_dir, sqlite_file(settings.db_url))
     if run_migrations:
         migrate(settings.db_url)
     return SqlUsageLedger(make_engine(settings.db_url), clock or SystemClock())

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from suanwang.domain.deployments import PUBLIC_TENANT
+from suanwang.domain.workloads import UidRange
 
 
 class Settings(BaseSettings):
@@ -40,6 +42,35 @@ class Settings(BaseSettings):
     usage_journal_fsync: bool = Field(
         False, description="fsync every usage record (survive a machine crash, not just kill -9)"
     )
+    local_isolation: Literal["sandbox", "single-user-dev"] = Field(
+        "sandbox",
+        description="sandbox: local jobs run as per-tenant uids in bubblewrap; single-user-dev: "
+        "as this process's own user, for development only",
+    )
+    tenant_uid_range: str = Field(
+        "200000-299999", description="numeric uids given to tenants (no user accounts needed)"
+    )
+    engine_uid: int = Field(199999, ge=1, le=2**31 - 2, description="uid of platform engines")
+    job_max_processes: int = Field(256, ge=8, le=1 << 22, description="per local job")
+    job_max_memory_bytes: int = Field(4 << 30, ge=16 << 20, description="per local job")
+    job_max_disk_bytes: int = Field(1 << 30, ge=1 << 20, description="per local job's directory")
+
+    @field_validator("tenant_uid_range")
+    @classmethod
+    def _uid_range(cls, value: str) -> str:
+        return str(UidRange.parse(value))
+
+    @model_validator(mode="after")
+    def _engine_uid_outside_tenants(self) -> Settings:
+        if self.engine_uid in self.tenant_uids:
+            raise ValueError(
+                f"SUANWANG_ENGINE_UID {self.engine_uid} lies inside SUANWANG_TENANT_UID_RANGE"
+            )
+        return self
+
+    @property
+    def tenant_uids(self) -> UidRange:
+        return UidRange.parse(self.tenant_uid_range)
 
     @property
     def db_url(self) -> str:

@@ -3,6 +3,7 @@
 - :class:`Backend` runs workloads (local processes, the simulated clock, later Ray, Slurm,
   Kubernetes). Every verb is idempotent, keyed by ``(job_id, attempt)``.
 - :class:`Clock` tells time; tests and the simulator pass a fake one.
+- :class:`TenantUids` gives each tenant its own numeric uid on hosts that sandbox runs.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from suanwang.domain.records import (
 from suanwang.domain.serving import ModelSpec, ReplicaView
 from suanwang.domain.tenancy import QuotaSpec
 from suanwang.domain.usage import ComputeUsage, TokenUsage
+from suanwang.domain.workloads import Workload
 from suanwang.scheduler.learning import RunObservation
 
 Handle = Mapping[str, Any]
@@ -74,6 +76,8 @@ class LaunchRequest:
     simulate_duration_s: float | None = None
     admitted_at: float | None = None
     """When the attempt was admitted; lets a stateless backend answer a retried submit alike."""
+    workload: Workload = Workload.TENANT_JOB
+    """Tenant code or a platform engine (set by the service layer from the stored job)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +117,18 @@ class Backend(Protocol):
 
     def logs(self, job_id: str, attempt: int, handle: Handle, offset: int, limit: int) -> bytes:
         """Up to ``limit`` bytes of the run's combined output starting at ``offset``."""
+        ...
+
+    def refusal(self, workload: Workload) -> str | None:
+        """Why this backend cannot run ``workload`` on this host at all (None if it can)."""
+        ...
+
+
+class TenantUids(Protocol):
+    """The numeric uid each tenant's local runs use (allocated once, never reused)."""
+
+    def uid_for(self, tenant: str) -> int:
+        """The tenant's uid, allocating one from the configured range on first use."""
         ...
 
 
@@ -173,6 +189,14 @@ class TenancyStore(Protocol):
         ...
 
     def revoke_key(self, key_id: str, now: float) -> None: ...
+
+    def local_uid(self, tenant_id: str) -> int | None:
+        """The uid the tenant's local runs use, if one was allocated."""
+        ...
+
+    def highest_local_uid(self, first: int, last: int) -> int | None: ...
+
+    def add_local_uid(self, tenant_id: str, uid: int, now: float) -> None: ...
 
 
 class JobStore(Protocol):

@@ -70,7 +70,7 @@ def wait_state(cli: Cli, job_id: str, key: str, states: set[str], timeout: float
         time.sleep(0.2)
 
 
-def test_acceptance_path(cli: Cli, tmp_path: Path) -> None:
+def test_acceptance_path(cli: Cli) -> None:
     ok(cli("tenants", "create", "acme", "--quota", "cpu=2"))
     key = ok(cli("keys", "create", "--tenant", "acme", "--scope", "tenant-admin", "-q")).strip()
     assert KEY.match(key)
@@ -81,8 +81,6 @@ def test_acceptance_path(cli: Cli, tmp_path: Path) -> None:
         "submit",
         "--chip",
         "cpu",
-        "--workdir",
-        str(tmp_path),
         "--wait",
         "-q",
         "--",
@@ -93,7 +91,7 @@ def test_acceptance_path(cli: Cli, tmp_path: Path) -> None:
     )
     job_id = ok(submitted).strip()
     assert job_id.startswith("job-")
-    assert (tmp_path / "out.txt").read_text() == "ok"
+    assert (cli.server.data_dir / "runs" / job_id / "work" / "out.txt").read_text() == "ok"
     assert "hello from acme" in ok(cli("jobs", "logs", job_id, key=key))
     shown = ok(cli("jobs", "show", job_id, key=key))
     assert "succeeded" in shown
@@ -275,7 +273,7 @@ def test_fleet_apply_twice_is_a_no_op(cli: Cli, tmp_path: Path) -> None:
     assert any(line.startswith("local ") and " real " in line for line in shown)
 
 
-def test_cancel_running_job(cli: Cli, demo_key: str, tmp_path: Path) -> None:
+def test_cancel_running_job(cli: Cli, demo_key: str) -> None:
     program = "import time; print('sleeping', flush=True); time.sleep(60)"
     job_id = ok(
         cli(
@@ -283,8 +281,6 @@ def test_cancel_running_job(cli: Cli, demo_key: str, tmp_path: Path) -> None:
             "submit",
             "--chip",
             "cpu",
-            "--workdir",
-            str(tmp_path),
             "-q",
             "--",
             sys.executable,

@@ -73,11 +73,27 @@ class Server:
             self.kill()
 
 
-def overlapping_runs(launch_log: Path) -> tuple[int, dict[str, int]]:
-    """(jobs with two runs overlapping in time, starts per job) from the launch log."""
+LAUNCH_MARK = 'echo "{} $SUANWANG_JOB_ID $SUANWANG_ATTEMPT $(date +%s%N)"'
+"""A shell line a local job runs to print a ``start``/``end`` mark into its own log."""
+
+
+def launch_marks(data_dir: Path) -> list[str]:
+    """The ``start``/``end`` marks local jobs printed, from every attempt's ``output.log``.
+
+    Jobs are sandboxed and cannot write a shared file; the platform keeps their logs.
+    """
+    lines: list[str] = []
+    for log in sorted(data_dir.glob("runs/*/[0-9]*/output.log")):
+        text = log.read_text(errors="replace")
+        lines += [line for line in text.splitlines() if line.startswith(("start ", "end "))]
+    return lines
+
+
+def overlapping_runs(marks: list[str]) -> tuple[int, dict[str, int]]:
+    """(jobs with two runs overlapping in time, starts per job) from the launch marks."""
     runs: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
     starts: dict[str, int] = defaultdict(int)
-    for line in launch_log.read_text().splitlines():
+    for line in marks:
         what, job, attempt, ns = line.split()
         runs[(job, attempt)][what] = int(ns)
         starts[job] += what == "start"

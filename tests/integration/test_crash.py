@@ -1,8 +1,8 @@
 """kill -9 of the control plane at random moments while clients submit jobs (suite R1).
 
 A real server process (uvicorn) is killed with SIGKILL 30 times at random moments while two
-clients submit jobs with Idempotency-Keys and retry on any failure. Local jobs append
-``start``/``end`` lines to a shared log, so a double run would be visible. Afterwards:
+clients submit jobs with Idempotency-Keys and retry on any failure. Local jobs (sandboxed)
+print ``start``/``end`` lines into their logs, so a double run would be visible. Afterwards:
 0 lost acknowledged jobs, 0 duplicates, 0 jobs running twice at once, every job succeeded
 exactly once, no capacity left allocated, and (SQLite) ``PRAGMA integrity_check`` is ok.
 """
@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
-from procs import Server, free_port, overlapping_runs
+from procs import LAUNCH_MARK, Server, free_port, launch_marks, overlapping_runs
 from sqlalchemy import func, select, text
 
 from suanwang.adapters.db.tables import AllocationRow, JobRow
@@ -43,11 +43,9 @@ clusters:
 class Submitter(threading.Thread):
     """Submits jobs with Idempotency-Keys, retrying each until acknowledged."""
 
-    def __init__(
-        self, url: str, key: str, launch_log: Path, rng: random.Random, stop: threading.Event
-    ) -> None:
+    def __init__(self, url: str, key: str, rng: random.Random, stop: threading.Event) -> None:
         super().__init__(daemon=True)
-        self.url, self.key, self.launch_log, self.rng, self.stop = url, key, launch_log, rng, stop
+        self.url, self.key, self.rng, self.stop = url, key, rng, stop
         self.acked: dict[str, str] = {}
         self.retries = 0
 
@@ -58,10 +56,7 @@ class Submitter(threading.Thread):
                 "resources": {"chip": "ascend-910b"},
                 "simulate": {"duration_s": 0.5},
             }
-        mark = 'echo "{} $SUANWANG_JOB_ID $SUANWANG_ATTEMPT $(date +%s%N)" >> ' + str(
-            self.launch_log
-        )
-        script = f"{mark.format('start')}; sleep 0.3; {mark.format('end')}"
+        script = f"{LAUNCH_MARK.format('start')}; sleep 0.3; {LAUNCH_MARK.format('end')}"
         return {"name": "local", "command": ["sh", "-c", script], "resources": {"chip": "cpu"}}
 
     def run(self) -> None:
@@ -130,12 +125,10 @@ def test_kill_dash_nine_loses_nothing(db_url: str, tmp_path: Path) -> None:
         "SUANWANG_LOG_LEVEL": "warning",
     }
     server = Server(env, port, tmp_path / "server.log")
-    launch_log = tmp_path / "launches.log"
-    launch_log.touch()
     rng = random.Random(SEED)
     stop = threading.Event()
     url = f"http://127.0.0.1:{port}"
-    clients = [Submitter(url, key, launch_log, random.Random(SEED + i), stop) for i in range(2)]
+    clients = [Submitter(url, key, random.Random(SEED + i), stop) for i in range(2)]
     server.start()
     for c in clients:
         c.start()
@@ -167,7 +160,7 @@ def test_kill_dash_nine_loses_nothing(db_url: str, tmp_path: Path) -> None:
         stored[idem].append(job_id)
     lost = [k for k, v in acked.items() if stored.get(k) != [v]]
     duplicates = [k for k, v in stored.items() if len(v) > 1]
-    overlaps, starts = overlapping_runs(launch_log)
+    overlaps, starts = overlapping_runs(launch_marks(data))
     local_ids = {j for j in acked.values() if j in starts}
     twice = [j for j, n in starts.items() if n > 1]
     not_succeeded = {j: s for j, s in states.items() if s != "succeeded"}

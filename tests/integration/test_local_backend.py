@@ -1,4 +1,9 @@
-"""LocalBackend against real processes: fencing, limits, cancel, re-attach, crash recovery."""
+"""LocalBackend against real processes: fencing, limits, cancel, re-attach, crash recovery.
+
+Every test runs twice: sandboxed (bubblewrap, a tenant uid, cgroups; needs root) and in
+single-user development mode. Jobs leave marks in their own directory (``$HOME``), which
+the test reads on the host at ``runs/<job>/work``.
+"""
 
 from __future__ import annotations
 
@@ -17,10 +22,13 @@ import pytest
 
 from suanwang.adapters.backends.clocks import SystemClock
 from suanwang.adapters.backends.local import LocalBackend, group_alive, process_alive
+from suanwang.adapters.backends.local_shim import kill_cgroup
+from suanwang.adapters.backends.sandbox import Isolation, IsolationMode, probe_host, sandbox_refusal
 from suanwang.domain.jobs import AttemptState
 from suanwang.ports import LaunchRequest, NodeSlice, RunStatus
 
 PY = sys.executable
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 def request(job_id: str, *command: str, attempt: int = 1, **kwargs: object) -> LaunchRequest:
@@ -57,6 +65,27 @@ def launch_record(backend: LocalBackend, job_id: str, attempt: int = 1) -> dict[
     return record
 
 
+class FixedUids:
+    """Tenant uids without a database."""
+
+    def uid_for(self, tenant: str) -> int:
+        return {"t1": 200901, "t2": 200902}[tenant]
+
+
+def isolation(mode: str) -> Isolation:
+    if mode == "dev":
+        return Isolation.development()
+    refusal = sandbox_refusal(probe_host())
+    if refusal:
+        pytest.skip(refusal)
+    return Isolation(IsolationMode.SANDBOX, FixedUids())
+
+
+@pytest.fixture(params=["sandbox", "dev"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
 def runs_dir(tmp_path: Path) -> Iterator[Path]:
     runs = tmp_path / "runs"
@@ -67,25 +96,30 @@ def runs_dir(tmp_path: Path) -> Iterator[Path]:
             os.killpg(record["pgid"], signal.SIGKILL)
         if process_alive(record["shim_pid"], record["shim_start_time"]):
             os.kill(record["shim_pid"], signal.SIGKILL)
+        request_record = json.loads((path.parent / "request.json").read_text())
+        kill_cgroup({k: Path(v) for k, v in request_record["cgroups"].items()})
 
 
 @pytest.fixture
-def backend(runs_dir: Path) -> LocalBackend:
-    return LocalBackend(runs_dir, SystemClock(), grace_s=0.5)
+def backend(runs_dir: Path, mode: str) -> LocalBackend:
+    return LocalBackend(runs_dir, SystemClock(), isolation=isolation(mode), grace_s=0.5)
 
 
-def test_success_in_working_dir_captures_output(backend: LocalBackend, tmp_path: Path) -> None:
-    work = tmp_path / "work"
-    work.mkdir()
+def work(backend: LocalBackend, job_id: str) -> Path:
+    """The job's own directory on the host ($HOME and /job inside the job)."""
+    return backend.runs_dir / job_id / "work"
+
+
+def test_success_in_its_own_directory_captures_output(backend: LocalBackend) -> None:
     script = (
         "import sys; open('out.txt', 'w').write('ok'); print('hello out'); "
         "sys.stderr.write('err\\n')"
     )
-    first = backend.submit(request("ok", PY, "-c", script, working_dir=str(work)))
+    first = backend.submit(request("ok", PY, "-c", script))
     assert first.state in {AttemptState.STARTING, AttemptState.RUNNING, AttemptState.SUCCEEDED}
     status = wait_ended(backend, "ok")
     assert (status.state, status.exit_code, status.reason) == (AttemptState.SUCCEEDED, 0, "exited")
-    assert (work / "out.txt").read_text() == "ok"
+    assert (work(backend, "ok") / "out.txt").read_text() == "ok"
     output = backend.logs("ok", 1, status.handle, 0, 10_000)
     assert b"hello out\n" in output
     assert b"err\n" in output
@@ -110,11 +144,30 @@ def test_command_not_found(backend: LocalBackend) -> None:
     assert b"could not start" in backend.logs("nf", 1, {}, 0, 1000)
 
 
-def test_bad_working_dir(backend: LocalBackend, tmp_path: Path) -> None:
-    backend.submit(request("cwd", PY, "-c", "pass", working_dir=str(tmp_path / "missing")))
+def test_working_dir_made_by_an_earlier_attempt(backend: LocalBackend) -> None:
+    backend.submit(request("wd", "mkdir", "-p", "sub/dir"))
+    assert wait_ended(backend, "wd").state is AttemptState.SUCCEEDED
+    for attempt, working_dir in ((2, "sub/dir"), (3, "/job/sub/dir")):
+        script = f"open('from-{attempt}', 'w').close()"
+        backend.submit(request("wd", PY, "-c", script, attempt=attempt, working_dir=working_dir))
+        assert wait_ended(backend, "wd", attempt).state is AttemptState.SUCCEEDED
+        assert (work(backend, "wd") / "sub" / "dir" / f"from-{attempt}").exists()
+
+
+@pytest.mark.parametrize(
+    ("working_dir", "fragment"),
+    [
+        ("missing", "No such file or directory"),
+        ("../1", "not inside the job's own directory"),
+        ("/tmp", "not inside the job's own directory"),
+    ],
+)
+def test_bad_working_dir(backend: LocalBackend, working_dir: str, fragment: str) -> None:
+    backend.submit(request("cwd", PY, "-c", "pass", working_dir=working_dir))
     status = wait_ended(backend, "cwd")
     assert (status.state, status.exit_code) == (AttemptState.FAILED, 127)
-    assert "could not start" in status.reason
+    assert status.reason.startswith("could not start"), status.reason
+    assert fragment in status.reason
 
 
 def test_environment_is_passed(backend: LocalBackend) -> None:
@@ -160,16 +213,13 @@ def test_cancel_running(backend: LocalBackend) -> None:
     assert backend.poll("c1", 1, {}).state is AttemptState.CANCELLED
 
 
-def test_cancel_ignoring_sigterm_is_killed_after_grace(
-    backend: LocalBackend, tmp_path: Path
-) -> None:
-    ready = tmp_path / "ready"
+def test_cancel_ignoring_sigterm_is_killed_after_grace(backend: LocalBackend) -> None:
     script = (
         "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-        f"open({str(ready)!r}, 'w').close(); time.sleep(30)"
+        "open('ready', 'w').close(); time.sleep(30)"
     )
     backend.submit(request("stubborn", PY, "-c", script))
-    wait_until(ready.exists)
+    wait_until((work(backend, "stubborn") / "ready").exists)
     started = time.monotonic()
     backend.cancel("stubborn", 1, {})
     ended = wait_ended(backend, "stubborn")
@@ -184,10 +234,12 @@ def test_cancel_before_submit_fences_the_attempt(backend: LocalBackend) -> None:
     assert backend.logs("early", 1, {}, 0, 100) == b""
 
 
-def test_submit_twice_runs_once(runs_dir: Path, tmp_path: Path) -> None:
-    pids = tmp_path / "pids"
-    req = request("once", "sh", "-c", f"echo $$ >> {pids}; sleep 0.5")
-    backends = [LocalBackend(runs_dir, SystemClock(), grace_s=0.5) for _ in range(4)]
+def test_submit_twice_runs_once(runs_dir: Path, mode: str) -> None:
+    req = request("once", "sh", "-c", "echo $$ >> $HOME/pids; sleep 0.5")
+    backends = [
+        LocalBackend(runs_dir, SystemClock(), isolation=isolation(mode), grace_s=0.5)
+        for _ in range(4)
+    ]
     results: list[RunStatus] = []
     threads = [threading.Thread(target=lambda b=b: results.append(b.submit(req))) for b in backends]
     for thread in threads:
@@ -198,14 +250,14 @@ def test_submit_twice_runs_once(runs_dir: Path, tmp_path: Path) -> None:
     assert backends[0].submit(req).state is AttemptState.RUNNING
     assert wait_ended(backends[0], "once").state is AttemptState.SUCCEEDED
     assert backends[1].submit(req).state is AttemptState.SUCCEEDED  # ended: not started again
-    assert len(pids.read_text().split()) == 1
+    assert len((runs_dir / "once" / "work" / "pids").read_text().split()) == 1
 
 
-def test_restarted_control_plane_reattaches(runs_dir: Path) -> None:
-    first = LocalBackend(runs_dir, SystemClock(), grace_s=0.5)
+def test_restarted_control_plane_reattaches(runs_dir: Path, mode: str) -> None:
+    first = LocalBackend(runs_dir, SystemClock(), isolation=isolation(mode), grace_s=0.5)
     first.submit(request("re", PY, "-c", "import time; time.sleep(0.5); print('done')"))
     del first
-    second = LocalBackend(runs_dir, SystemClock(), grace_s=0.5)
+    second = LocalBackend(runs_dir, SystemClock(), isolation=isolation(mode), grace_s=0.5)
     status = second.poll("re", 1, {})
     assert status.state is AttemptState.RUNNING
     assert status.handle["pid"] > 0
@@ -215,27 +267,34 @@ def test_restarted_control_plane_reattaches(runs_dir: Path) -> None:
     assert second.logs("re", 1, {}, 0, 100) == b"done\n"
 
 
-def test_control_plane_killed_after_submit(runs_dir: Path, tmp_path: Path) -> None:
-    marker = tmp_path / "runs.txt"
-    command = ("sh", "-c", f"echo run >> {marker}; sleep 0.5; echo survived")
+def test_control_plane_killed_after_submit(runs_dir: Path, mode: str) -> None:
+    command = ("sh", "-c", "echo run >> $HOME/runs.txt; sleep 0.5; echo survived")
     control_plane = (
         "import os, pathlib, sys\n"
         "from suanwang.adapters.backends import LocalBackend, SystemClock\n"
+        "from suanwang.adapters.backends.sandbox import Isolation, IsolationMode\n"
         "from suanwang.ports import LaunchRequest\n"
-        "backend = LocalBackend(pathlib.Path(sys.argv[1]), SystemClock())\n"
-        "backend.submit(LaunchRequest('crash', 1, 't1', 'local', tuple(sys.argv[2:]), ()))\n"
+        "class Uids:\n"
+        "    def uid_for(self, tenant): return 200901\n"
+        "mode = IsolationMode(sys.argv[2])\n"
+        "isolation = Isolation(mode, Uids() if mode is IsolationMode.SANDBOX else None)\n"
+        "backend = LocalBackend(pathlib.Path(sys.argv[1]), SystemClock(), isolation=isolation)\n"
+        "backend.submit(LaunchRequest('crash', 1, 't1', 'local', tuple(sys.argv[3:]), ()))\n"
         "os.kill(os.getpid(), 9)\n"
     )
-    killed = subprocess.run([PY, "-c", control_plane, str(runs_dir), *command], check=False)
+    backend_mode = isolation(mode).mode.value
+    argv = [PY, "-c", control_plane, str(runs_dir), backend_mode, *command]
+    killed = subprocess.run(argv, check=False, env={**os.environ, "PYTHONPATH": SRC})
     assert killed.returncode == -signal.SIGKILL
-    restarted = LocalBackend(runs_dir, SystemClock(), grace_s=0.5)
+    restarted = LocalBackend(runs_dir, SystemClock(), isolation=isolation(mode), grace_s=0.5)
     assert restarted.submit(request("crash", *command)).state is AttemptState.RUNNING
     assert wait_ended(restarted, "crash").state is AttemptState.SUCCEEDED
     assert restarted.logs("crash", 1, {}, 0, 100) == b"survived\n"
     assert restarted.submit(request("crash", *command)).state is AttemptState.SUCCEEDED
-    assert marker.read_text() == "run\n"
+    assert (runs_dir / "crash" / "work" / "runs.txt").read_text() == "run\n"
 
 
+@pytest.mark.parametrize("mode", ["dev"], indirect=True)
 def test_supervisor_killed_child_keeps_lock_then_lost(backend: LocalBackend) -> None:
     backend.submit(request("orphan", "sleep", "30"))
     record = launch_record(backend, "orphan")
@@ -250,6 +309,7 @@ def test_supervisor_killed_child_keeps_lock_then_lost(backend: LocalBackend) -> 
     assert again.state is AttemptState.LOST  # never restarted for the same attempt
 
 
+@pytest.mark.parametrize("mode", ["dev"], indirect=True)
 def test_cancel_kills_orphaned_command(backend: LocalBackend) -> None:
     backend.submit(request("orphan2", "sleep", "30"))
     record = launch_record(backend, "orphan2")
@@ -311,24 +371,21 @@ def test_unsafe_job_ids_are_rejected(backend: LocalBackend, job_id: str) -> None
         backend.submit(request(job_id, PY, "-c", "pass"))
 
 
-def test_leftover_processes_are_killed_when_the_command_exits(
-    backend: LocalBackend, tmp_path: Path
-) -> None:
-    bg = tmp_path / "bg"
-    backend.submit(request("bg", "sh", "-c", f"sleep 30 & echo $! > {bg}"))
+def test_leftover_processes_are_killed_when_the_command_exits(backend: LocalBackend) -> None:
+    nap = f"{30 + os.getpid() % 1000 / 1000:.3f}"  # a sleep no other test starts
+    backend.submit(request("bg", "sh", "-c", f"sleep {nap} & setsid sleep {nap} & echo started"))
     status = wait_ended(backend, "bg")
     assert status.state is AttemptState.SUCCEEDED
-    pid = int(bg.read_text())
-    wait_until(lambda: not Path(f"/proc/{pid}").exists() or _zombie(pid))
+    wait_until(lambda: not _processes_running("sleep", nap))
     assert not _lock_busy(backend.runs_dir / "bg" / "1" / "lock")
 
 
-def test_cancel_reaches_the_whole_process_group(backend: LocalBackend, tmp_path: Path) -> None:
-    done, ready = tmp_path / "done", tmp_path / "ready"
+def test_cancel_reaches_the_whole_process_group(backend: LocalBackend) -> None:
+    done, ready = work(backend, "tree") / "done", work(backend, "tree") / "ready"
     script = (
         "import signal, sys, time; "
-        f"signal.signal(signal.SIGTERM, lambda *_: (open({str(done)!r}, 'w').close(), "
-        f"sys.exit(0))); open({str(ready)!r}, 'w').close(); time.sleep(30)"
+        "signal.signal(signal.SIGTERM, lambda *_: (open('done', 'w').close(), "
+        "sys.exit(0))); open('ready', 'w').close(); time.sleep(30)"
     )
     wrapper = f"{PY} -c {script!r} & wait"  # a shell that does not forward SIGTERM itself
     backend.submit(request("tree", "sh", "-c", wrapper))
@@ -339,12 +396,18 @@ def test_cancel_reaches_the_whole_process_group(backend: LocalBackend, tmp_path:
     wait_until(done.exists)  # the grandchild got SIGTERM and shut down gracefully
 
 
-def _zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat[stat.rindex(")") + 2] == "Z"
+def _processes_running(*argv: str) -> bool:
+    """True if a live process on this host has exactly this command line."""
+    wanted = "\0".join(argv).encode() + b"\0"
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and (proc / "cmdline").read_bytes() == wanted:
+                stat = (proc / "stat").read_text()
+                if stat[stat.rindex(")") + 2] != "Z":
+                    return True
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return False
 
 
 def _lock_busy(path: Path) -> bool:

@@ -10,7 +10,6 @@ checkpoint recorded on its attempt.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
@@ -120,7 +119,7 @@ def test_non_preemptible_borrowed_work_is_reclaimed(
     assert any("reclaim: tenant aaa" in e.reason for e in detail.events)
 
 
-def test_checkpoints_are_recorded(platform: Platform, tmp_path: Path) -> None:
+def test_checkpoints_are_recorded(platform: Platform) -> None:
     platform.fleet.apply_yaml(FLEET)
     platform.tenancy.create_tenant("aaa", "aaa", {})
     a = principal(platform, "aaa")
@@ -129,7 +128,6 @@ def test_checkpoints_are_recorded(platform: Platform, tmp_path: Path) -> None:
         name="ckpt",
         command=("sh", "-c", script),
         resources=Resources(chip="cpu"),
-        working_dir=str(tmp_path),
         checkpoint_interval_s=60,
     )
     job = platform.jobs.submit(a, spec, None).job

@@ -4,10 +4,10 @@ tenants and keys, job submission, scheduling, real local execution, cancel, retr
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
+from suanwang.config import Settings
 from suanwang.domain.errors import Conflict, NotFound, Unauthenticated, ValidationError
 from suanwang.domain.jobs import JobSpec, JobState, Resources
 from suanwang.domain.tenancy import Principal, Scope
@@ -87,14 +87,13 @@ def test_demo_fleet_totals(platform: Platform) -> None:
     assert {c.name: c.kind for c in platform.fleet.view().clusters}["local"] == "real"
 
 
-def test_node_with_running_work_is_never_deleted(platform: Platform, tmp_path: Path) -> None:
+def test_node_with_running_work_is_never_deleted(platform: Platform) -> None:
     platform.fleet.apply_yaml(SMALL_FLEET)
     acme = tenant_principal(platform)
     spec = JobSpec(
         name="sleep",
         command=("sleep", "30"),
         resources=Resources(chip="cpu"),
-        working_dir=str(tmp_path),
     )
     job = platform.jobs.submit(acme, spec, None).job
     run_until(platform, job.id, acme, {JobState.RUNNING})
@@ -108,21 +107,21 @@ def test_node_with_running_work_is_never_deleted(platform: Platform, tmp_path: P
     assert platform.fleet.nodes("here") == []
 
 
-def test_local_job_really_runs(platform: Platform, tmp_path: Path) -> None:
+def test_local_job_really_runs(platform: Platform, settings: Settings) -> None:
     platform.fleet.apply_yaml(SMALL_FLEET)
     acme = tenant_principal(platform)
     spec = JobSpec(
         name="write",
         command=("python", "-c", "open('out.txt','w').write('ok'); print('hi')"),
         resources=Resources(chip="cpu"),
-        working_dir=str(tmp_path),
     )
     job = platform.jobs.submit(acme, spec, None).job
     assert (
         run_until(platform, job.id, acme, {JobState.SUCCEEDED, JobState.FAILED})
         is JobState.SUCCEEDED
     )
-    assert (tmp_path / "out.txt").read_text() == "ok"
+    work = settings.runs_dir / job.id / "work"  # the job's own directory
+    assert (work / "out.txt").read_text() == "ok"
     output, attempt = platform.jobs.logs(acme, job.id, 0, 1000)
     assert b"hi" in output
     assert attempt is not None
@@ -132,14 +131,13 @@ def test_local_job_really_runs(platform: Platform, tmp_path: Path) -> None:
     assert platform.fleet.nodes("here")[0].cards_used == 0
 
 
-def test_failed_job_retries_then_fails(platform: Platform, tmp_path: Path) -> None:
+def test_failed_job_retries_then_fails(platform: Platform) -> None:
     platform.fleet.apply_yaml(SMALL_FLEET)
     acme = tenant_principal(platform)
     spec = JobSpec(
         name="bad",
         command=("sh", "-c", "exit 3"),
         resources=Resources(chip="cpu"),
-        working_dir=str(tmp_path),
         retries=1,
     )
     job = platform.jobs.submit(acme, spec, None).job
@@ -241,8 +239,9 @@ def test_tenant_cannot_see_other_tenants_jobs(platform: Platform) -> None:
     assert platform.jobs.list(b, None, 100) == []
 
 
-def test_lost_run_is_requeued_by_retry_policy(platform: Platform, tmp_path: Path) -> None:
+def test_lost_run_is_requeued_by_retry_policy(platform: Platform) -> None:
     """A run that dies without an exit record (its host 'crashed') is retried, never doubled."""
+    import contextlib
     import json
     import os
     import signal
@@ -254,7 +253,6 @@ def test_lost_run_is_requeued_by_retry_policy(platform: Platform, tmp_path: Path
         name="flaky-host",
         command=("sh", "-c", script),
         resources=Resources(chip="cpu"),
-        working_dir=str(tmp_path),
         retries=1,
     )
     job = platform.jobs.submit(acme, spec, None).job
@@ -262,7 +260,8 @@ def test_lost_run_is_requeued_by_retry_policy(platform: Platform, tmp_path: Path
     runs = platform.backends["local"].runs_dir  # type: ignore[attr-defined]
     launch = json.loads((runs / job.id / "1" / "launch.json").read_text())
     os.kill(launch["shim_pid"], signal.SIGKILL)
-    os.killpg(launch["pgid"], signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):  # a sandboxed run dies with its supervisor
+        os.killpg(launch["pgid"], signal.SIGKILL)
     assert (
         run_until(platform, job.id, acme, {JobState.SUCCEEDED, JobState.FAILED})
         is JobState.SUCCEEDED

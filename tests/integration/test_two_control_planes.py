@@ -1,8 +1,8 @@
 """Two control planes on one database at once (suite R1, split brain).
 
 Two real server processes share the database and the run directory, both ticking. Jobs are
-submitted to both. Each local job appends ``start``/``end`` lines to a shared log, so a job
-run twice, or more runs at once than the node has cards, would be visible. Afterwards every
+submitted to both. Each local job (sandboxed) prints ``start``/``end`` lines into its log, so
+a job run twice, or more runs at once than the node has cards, would be visible. Afterwards every
 job succeeded exactly once, with one attempt, and no capacity is left allocated.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from procs import Server, free_port, overlapping_runs
+from procs import LAUNCH_MARK, Server, free_port, launch_marks, overlapping_runs
 from sqlalchemy import func, select
 
 from suanwang.adapters.db.tables import AllocationRow, AttemptRow
@@ -31,10 +31,10 @@ clusters:
 """
 
 
-def max_concurrent_runs(launch_log: Path) -> int:
+def max_concurrent_runs(marks: list[str]) -> int:
     """The largest number of runs between their ``start`` and ``end`` marks at one moment."""
     events: list[tuple[int, int]] = []
-    for line in launch_log.read_text().splitlines():
+    for line in marks:
         what, _job, _attempt, ns = line.split()
         events.append((int(ns), 1 if what == "start" else -1))
     peak = running = 0
@@ -44,9 +44,8 @@ def max_concurrent_runs(launch_log: Path) -> int:
     return peak
 
 
-def submit(url: str, key: str, launch_log: Path, n: int) -> str:
-    mark = 'echo "{} $SUANWANG_JOB_ID $SUANWANG_ATTEMPT $(date +%s%N)" >> ' + str(launch_log)
-    script = f"{mark.format('start')}; sleep 0.3; {mark.format('end')}"
+def submit(url: str, key: str, n: int) -> str:
+    script = f"{LAUNCH_MARK.format('start')}; sleep 0.3; {LAUNCH_MARK.format('end')}"
     response = httpx.post(
         f"{url}/api/v1/jobs",
         json={"name": f"j{n}", "command": ["sh", "-c", script], "resources": {"chip": "cpu"}},
@@ -99,11 +98,9 @@ def test_two_control_planes_never_run_a_job_twice(db_url: str, tmp_path: Path) -
     servers = [Server(env, free_port(), tmp_path / f"server{i}.log") for i in range(2)]
     for server in servers:
         server.start()
-    launch_log = tmp_path / "launches.log"
-    launch_log.touch()
     try:
         urls = [f"http://127.0.0.1:{s.port}" for s in servers]
-        ids = {submit(urls[n % 2], key, launch_log, n) for n in range(JOBS)}
+        ids = {submit(urls[n % 2], key, n) for n in range(JOBS)}
         states = wait_terminal(urls[0], key, ids)
     finally:
         for server in servers:
@@ -118,10 +115,11 @@ def test_two_control_planes_never_run_a_job_twice(db_url: str, tmp_path: Path) -
             select(func.count()).select_from(AllocationRow).where(AllocationRow.active.is_(True))
         ).scalar_one()
     engine.dispose()
-    overlaps, starts = overlapping_runs(launch_log)
+    marks = launch_marks(data)
+    overlaps, starts = overlapping_runs(marks)
     assert states == dict.fromkeys(ids, "succeeded")
     assert starts == dict.fromkeys(ids, 1), "a job started more than once"
     assert attempts == dict.fromkeys(ids, 1), "a job was admitted more than once"
     assert overlaps == 0
-    assert max_concurrent_runs(launch_log) <= CARDS, "more runs at once than cards"
+    assert max_concurrent_runs(marks) <= CARDS, "more runs at once than cards"
     assert active == 0

@@ -107,7 +107,7 @@ class JournaledUsageSink:
         self._fsync = fsync
         self._segment: _Segment | None = None
         self._segments: list[_Segment] = []
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def recover(self) -> int:
         """Replay the segments of dead writers into the ledger; returns records replayed."""

@@ -76,14 +76,11 @@ def _default_name(command: list[str], simulated: bool) -> str:
 def submit_body(command: list[str], opts: dict[str, Any]) -> dict[str, Any]:
     """The JSON body of ``POST /api/v1/jobs`` from the command and the submit options."""
     simulated = opts["simulate_duration"] is not None
-    workdir = opts["workdir"]
-    if workdir is None and not simulated:
-        workdir = Path.cwd()
     return {
         "name": opts["name"] or _default_name(command, simulated),
         "command": command,
         "env": parse_pairs(opts["env"] or [], "--env", "KEY=VALUE"),
-        "working_dir": str(Path(workdir).resolve()) if workdir is not None else None,
+        "working_dir": opts["workdir"],
         "resources": {
             "chip": opts["chip"],
             "cards_per_node": opts["cards"],
@@ -144,9 +141,11 @@ def submit(
         typer.Option("--env", "-e", help="KEY=VALUE, repeatable", show_default=False),
     ] = None,
     workdir: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            help="working directory (default: the current one, for real jobs)", show_default=False
+            help="working directory inside the job's own directory: relative, or under /job "
+            "(default: /job)",
+            show_default=False,
         ),
     ] = None,
     simulate_duration: Annotated[

@@ -39,6 +39,11 @@ from suanwang.cli.jobs import jobs_table
 if TYPE_CHECKING:
     from suanwang.services.platform import Platform
 
+DEV_MODE_WARNING = (
+    "WARNING: SUANWANG_LOCAL_ISOLATION=single-user-dev: jobs on the local cluster run "
+    "unconfined as this server's own user and can read the database, the operator key and "
+    "every tenant's files. For development only; unset it to sandbox jobs."
+)
 JOB_STATES = ("queued", "admitted", "running", "preempted", "succeeded", "failed", "cancelled")
 TOP_SAMPLE = 1000
 
@@ -68,6 +73,9 @@ def server(
     from suanwang.observability import configure_logging
 
     configure_logging(level, settings.log_json)
+    os.umask(0o077)  # state, logs and journals are the service user's alone
+    if settings.local_isolation == "single-user-dev":
+        note(DEV_MODE_WARNING, style="bold red")
     app = build_app(settings)
     if not settings.operator_key_file.exists():
         note("no operator key yet: run 'suanwang init' to create one", style="yellow")
@@ -120,7 +128,7 @@ def init(
 ) -> None:
     """Set up this machine: database, operator key file and (by default) the demo fleet."""
     settings = load_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    os.umask(0o077)
     from suanwang.bootstrap import build_platform
     from suanwang.observability import configure_logging
 

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from suanwang.domain.errors import Conflict, ValidationError
+from suanwang.domain.workloads import Workload, job_area_parts
 
 MAX_PRIORITY = 1000
 MAX_NODES = 4096
@@ -143,6 +144,8 @@ class JobSpec:
     """Relative speed per chip name (1.0 = the reference chip; 0 = cannot run there)."""
     priority_class: str | None = None
     """A named class (``domain/priorities.py``) that sets ``priority`` and may forbid preemption."""
+    workload: Workload = Workload.TENANT_JOB
+    """Set by the platform for its own engines (replicas); never taken from a request."""
 
     @property
     def simulated(self) -> bool:
@@ -160,6 +163,10 @@ def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
             del data[optional]
     if spec.speed:
         data["speed"] = dict(spec.speed)
+    if spec.workload is Workload.TENANT_JOB:
+        del data["workload"]
+    else:
+        data["workload"] = spec.workload.value
     return data
 
 
@@ -181,6 +188,7 @@ def spec_from_dict(data: Mapping[str, Any]) -> JobSpec:
         kind=data.get("kind"),
         priority_class=data.get("priority_class"),
         speed=tuple(sorted(dict(data.get("speed") or {}).items())),
+        workload=Workload(data.get("workload", Workload.TENANT_JOB)),
     )
 
 
@@ -219,6 +227,7 @@ def validate_job(spec: JobSpec) -> JobSpec:
             raise ValidationError(f"{name} must be in (0, 30 days]", field=name)
     _check_kind_and_speed(spec)
     _check_exec_strings(spec)
+    job_area_parts(spec.working_dir)
     return spec
 
 

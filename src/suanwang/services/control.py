@@ -344,4 +344,5 @@ def _launch_request(job: JobRecord, attempt: AttemptRecord) -> LaunchRequest:
         max_runtime_s=spec.max_runtime_s,
         simulate_duration_s=spec.simulate_duration_s,
         admitted_at=attempt.admitted_at,
+        workload=spec.workload,
     )

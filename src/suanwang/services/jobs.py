@@ -64,8 +64,9 @@ def request_hash(spec: JobSpec) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def check_fits_fleet(spec: JobSpec, nodes: list[NodeRecord], catalogue: Catalogue) -> None:
-    """Reject a job that no cluster could ever run, even when empty."""
+def check_fits_fleet(spec: JobSpec, nodes: list[NodeRecord], catalogue: Catalogue) -> set[str]:
+    """Reject a job that no cluster could ever run, even when empty; else the clusters that
+    could."""
     res = spec.resources
     per_cluster_chip: dict[tuple[str, str], int] = {}
     for node in nodes:
@@ -88,6 +89,7 @@ def check_fits_fleet(spec: JobSpec, nodes: list[NodeRecord], catalogue: Catalogu
             hint="ask for fewer cards or nodes, another chip, or (for simulated clusters) "
             "set simulate.duration_s",
         )
+    return {cluster for (cluster, _), count in per_cluster_chip.items() if count >= res.nodes}
 
 
 class Jobs:
@@ -122,7 +124,8 @@ class Jobs:
             replay = self._replay(uow, principal.tenant_id, idempotency_key, digest)
             if replay is not None:
                 return Submitted(replay, replayed=True)
-            check_fits_fleet(spec, uow.fleet.nodes(), self._catalogue)
+            fitting = check_fits_fleet(spec, uow.fleet.nodes(), self._catalogue)
+            self._check_runnable(uow, spec, fitting)
             job = self._new_job(principal.tenant_id, spec, idempotency_key, digest)
             try:
                 uow.jobs.add_job(job)
@@ -148,6 +151,24 @@ class Jobs:
             winner = self._replay(uow, principal.tenant_id, idempotency_key, digest)
         assert winner is not None
         return Submitted(winner, replayed=True)
+
+    def _check_runnable(self, uow: UnitOfWork, spec: JobSpec, fitting: set[str]) -> None:
+        """422 if every cluster the job fits on refuses it (a local cluster that cannot
+        sandbox tenant jobs on this host)."""
+        backends = {c.name: self._backends.get(c.backend) for c in uow.fleet.clusters()}
+        refusals = []
+        for name in sorted(fitting):
+            backend = backends.get(name)
+            why = backend.refusal(spec.workload) if backend is not None else None
+            if why is None:
+                return
+            refusals.append(f"cluster {name!r} cannot run this job: {why}")
+        if refusals:
+            raise ValidationError(
+                refusals[0],
+                field="resources.cluster",
+                hint="choose another cluster, or see docs/jobs.md (the local cluster)",
+            )
 
     def _replay(
         self, uow: UnitOfWork, tenant: str, key: str | None, digest: str

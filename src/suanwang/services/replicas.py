@@ -38,6 +38,7 @@ from suanwang.domain.jobs import (
 )
 from suanwang.domain.records import JobChange, JobRecord
 from suanwang.domain.serving import ModelSpec, ReplicaState
+from suanwang.domain.workloads import Workload
 from suanwang.ports import (
     Clock,
     EngineLauncher,
@@ -194,6 +195,7 @@ class Converger:
                 priority=REPLICA_PRIORITY,
                 simulate_duration_s=float(MAX_RUNTIME_S) if dep.simulated else None,
                 preemptible=False,
+                workload=Workload.PLATFORM_ENGINE,
             )
         )
         job = _job_record(dep.tenant or PUBLIC_TENANT, spec, self.now)

@@ -1,25 +1,38 @@
-"""Local backend: runs each attempt as real OS processes on this host, crash-safe.
+"""Local backend: runs each attempt as real OS processes on this host, confined and crash-safe.
 
-Every attempt owns ``runs_dir/<job_id>/<attempt>/``::
+Every job owns ``runs_dir/<job_id>/`` (root-owned, 0700; files 0600)::
 
-    lock          flock held (exclusively) for as long as the supervisor or the user command lives
-    submitted     written by the supervisor before it starts the user command: it may have run
-    launch.json   written by the supervisor: its pid and start time, the user command's pid
-    exit.json     written by the supervisor when the user command ended (or by cancel/submit)
-    cancel        marker: a cancel was requested; the supervisor and later submits obey it
-    output.log    stdout and stderr of the user command (and of the supervisor)
+    work/         the job's own directory: /job in its sandbox, owned by its uid (0700),
+                  shared by its attempts; the only part of the data directory a job sees
+    <attempt>/    the attempt's control directory, never visible to the job:
+        lock          flock held (exclusively) for as long as the supervisor lives
+        request.json  written by submit: what the supervisor is to start, and its limits
+        submitted     written by the supervisor before it starts the command: it may have run
+        launch.json   written by the supervisor: its pid and start time, the command's pid
+        exit.json     written by the supervisor when the run ended (or by cancel/submit)
+        cancel        marker: a cancel was requested; the supervisor and later submits obey it
+        output.log    stdout and stderr of the command (the job holds only the descriptor)
 
 The lock is the fence: :meth:`LocalBackend.submit` spawns only while holding it and hands it
-to the supervisor (``local_shim.py``), which hands it on to the user command. So a run is never
-started twice for one attempt, and the caller may be SIGKILLed at any point: a later caller
-(or a second control plane) re-attaches from the files alone. Probes take a *shared* lock for
-an instant; :meth:`submit` retries briefly so a probe is not mistaken for a live run.
+to the supervisor (``local_shim.py``). So a run is never started twice for one attempt, and
+the caller may be SIGKILLed at any point: a later caller (or a second control plane)
+re-attaches from the files alone. Probes take a *shared* lock for an instant; :meth:`submit`
+retries briefly so a probe is not mistaken for a live run.
+
+Sandboxed runs (``IsolationMode.SANDBOX``, see ``sandbox.py``) do **not** get the lock: a
+job holding the descriptor could ``flock(LOCK_UN)`` it (one open file description, shared)
+and make a live run look ended. Instead the run cannot outlive its supervisor: bubblewrap
+runs with ``--die-with-parent`` (the kernel SIGKILLs it when the supervisor dies) and its
+pid 1 takes the whole PID namespace with it; every process is also in the attempt's cgroup,
+which poll and cancel empty (SIGKILL) whenever they find the supervisor gone. So "lock
+free" means "nothing of the run is left", and a kill -9 of the supervisor ends the attempt
+as lost (never run again). In single-user development mode the command inherits the lock as
+before, and an orphaned command is found and killed by its process group.
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import signal
 import subprocess
@@ -28,15 +41,27 @@ import time
 from pathlib import Path
 from typing import Any
 
-from suanwang.adapters.backends.local_shim import write_json_atomic
+from suanwang.adapters.backends.local_records import (
+    alive_status,
+    as_int,
+    ended_status,
+    group_alive,
+    process_alive,
+    read_json,
+)
+from suanwang.adapters.backends.local_shim import kill_cgroup, remove_cgroups, write_json_atomic
+from suanwang.adapters.backends.local_start import Preparer
+from suanwang.adapters.backends.sandbox import HostFacts, Isolation, probe_host
 from suanwang.domain.jobs import AttemptState
+from suanwang.domain.workloads import Workload
 from suanwang.ports import Clock, Handle, LaunchRequest, RunStatus
 
+__all__ = ["LocalBackend", "group_alive", "process_alive"]
+
 _SHIM = Path(__file__).with_name("local_shim.py")
-CHECKPOINT_MARK = "checkpoint"
-"""A run touches this file (``$SUANWANG_CHECKPOINT_FILE``) each time it saves a checkpoint."""
 _BUSY_RETRY_DELAYS_S = (0.005, 0.01, 0.02, 0.04, 0.08)
 _SPAWN_WAIT_S = 30.0
+_SHIM_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 
 
 class LocalBackend:
@@ -44,26 +69,43 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, runs_dir: Path, clock: Clock, grace_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        runs_dir: Path,
+        clock: Clock,
+        *,
+        isolation: Isolation,
+        grace_s: float = 10.0,
+        host: HostFacts | None = None,
+    ) -> None:
         """Create a backend keeping its run directories under ``runs_dir``.
 
         Args:
-            runs_dir: Root of the per-attempt run directories (created on demand).
+            runs_dir: Root of the per-job directories (created on demand, 0700).
             clock: Source of time for records this backend writes itself.
+            isolation: Sandbox (per-tenant uids, bubblewrap, cgroups) or development mode.
             grace_s: Seconds between SIGTERM and SIGKILL on cancel or timeout.
+            host: What this host allows (default: probed); tests pass other facts.
         """
         if grace_s < 0:
             raise ValueError("grace_s must be >= 0")
         self.runs_dir = Path(runs_dir)
         self.clock = clock
         self.grace_s = grace_s
+        self._preparer = Preparer(self.runs_dir, isolation, grace_s, host or probe_host())
+
+    def refusal(self, workload: Workload) -> str | None:  # noqa: ARG002 (Backend protocol)
+        """Why no run can start here (sandbox mode without the privilege to confine it)."""
+        return self._preparer.refusal
 
     def submit(self, request: LaunchRequest) -> RunStatus:
         """Start the attempt unless it was started before; returns its status either way."""
         if not request.command:
             raise ValueError("the local backend needs a command")
         run_dir = self._run_dir(request.job_id, request.attempt)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        _private_dir(self.runs_dir)
+        _private_dir(run_dir.parent)
+        _private_dir(run_dir)
         fd = _lock_exclusive(run_dir / "lock")
         if fd is None:  # held by a live run (or a concurrent submit that will start it)
             return ended_status(run_dir) or alive_status(run_dir)
@@ -71,7 +113,12 @@ class LocalBackend:
             previous = self._previous_outcome(run_dir)
             if previous is not None:
                 return previous
-            launcher = self._spawn(request, run_dir, fd)
+            problem = self._preparer.write_request(request, run_dir)
+            if problem is not None:
+                _append_log(run_dir, f"suanwang: {problem}\n")
+                self._record_exit(run_dir, problem, exit_code=127)
+                return ended_status(run_dir) or self._lost(run_dir)
+            launcher = self._spawn(run_dir, fd)
         finally:
             os.close(fd)
         _reap(launcher)
@@ -90,17 +137,19 @@ class LocalBackend:
     def cancel(self, job_id: str, attempt: int, handle: Handle) -> None:  # noqa: ARG002 (Backend protocol)
         """Mark the attempt cancelled and stop whatever of it still runs. Idempotent."""
         run_dir = self._run_dir(job_id, attempt)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        _private_dir(run_dir.parent)
+        _private_dir(run_dir)
         if not (run_dir / "cancel").exists():
             write_json_atomic(run_dir / "cancel", {"requested_at": self.clock.now()})
         launch = read_json(run_dir / "launch.json")
         if (run_dir / "exit.json").exists() or not launch:
             return  # ended, or not launched yet: the supervisor or a later submit sees the marker
-        shim_pid = _int(launch.get("shim_pid"))
-        if shim_pid and process_alive(shim_pid, _int(launch.get("shim_start_time"))):
+        shim_pid = as_int(launch.get("shim_pid"))
+        if shim_pid and process_alive(shim_pid, as_int(launch.get("shim_start_time"))):
             _kill(shim_pid, signal.SIGTERM, group=False)  # the supervisor does grace and SIGKILL
             return
-        self._kill_orphans(run_dir, launch)
+        if self._kill_orphans(run_dir, launch):
+            self._record_exit(run_dir, "cancelled")
 
     def logs(self, job_id: str, attempt: int, handle: Handle, offset: int, limit: int) -> bytes:  # noqa: ARG002 (Backend protocol)
         """Up to ``limit`` bytes of ``output.log`` from ``offset``; empty if there is none."""
@@ -134,48 +183,47 @@ class LocalBackend:
             return ended_status(run_dir)
         return None
 
-    def _spawn(self, request: LaunchRequest, run_dir: Path, fd: int) -> subprocess.Popen[bytes]:
-        log_fd = os.open(run_dir / "output.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    def _spawn(self, run_dir: Path, fd: int) -> subprocess.Popen[bytes]:
+        log_fd = os.open(run_dir / "output.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        argv = [sys.executable, "-I", str(_SHIM), "--run-dir", str(run_dir)]
         try:
             return subprocess.Popen(
-                self._shim_argv(request, run_dir, fd),
+                [*argv, "--lock-fd", str(fd)],
                 stdin=subprocess.DEVNULL,
                 stdout=log_fd,
                 stderr=log_fd,
-                env=_environment(request, run_dir),
+                env=_SHIM_ENV,
                 pass_fds=(fd,),
                 start_new_session=True,
             )
         finally:
             os.close(log_fd)
 
-    def _shim_argv(self, request: LaunchRequest, run_dir: Path, fd: int) -> list[str]:
-        argv = [sys.executable, "-I", str(_SHIM), "--run-dir", str(run_dir)]
-        argv += ["--lock-fd", str(fd), "--grace-s", repr(self.grace_s)]
-        if request.max_runtime_s is not None:
-            argv += ["--max-runtime-s", repr(float(request.max_runtime_s))]
-        if request.working_dir is not None:
-            argv += ["--cwd", request.working_dir]
-        return [*argv, "--", *request.command]
+    def _kill_orphans(self, run_dir: Path, launch: dict[str, Any]) -> bool:
+        """The supervisor is gone but some of the run may live on: kill it. True if any was."""
+        killed = False
+        pgid, sid = as_int(launch.get("pgid")), as_int(launch.get("sid"))
+        if pgid and sid and _lock_held(run_dir / "lock") and group_alive(pgid, sid):
+            _kill(pgid, signal.SIGKILL, group=True)  # development mode: it holds the lock
+            killed = True
+        cgroups = _cgroups(run_dir)
+        if cgroups:
+            killed = kill_cgroup(cgroups) or killed
+            remove_cgroups(cgroups)
+        return killed
 
-    def _kill_orphans(self, run_dir: Path, launch: dict[str, Any]) -> None:
-        """The supervisor is gone but its user command may live on: kill its process group."""
-        pgid, sid = _int(launch.get("pgid")), _int(launch.get("sid"))
-        if not pgid or not sid or not _lock_held(run_dir / "lock"):
-            return
-        if group_alive(pgid, sid):
-            _kill(pgid, signal.SIGKILL, group=True)
-            self._record_exit(run_dir, "cancelled")
-
-    def _record_exit(self, run_dir: Path, reason: str) -> None:
-        now = self.clock.now()
+    def _record_exit(self, run_dir: Path, reason: str, exit_code: int | None = None) -> None:
         launch = read_json(run_dir / "launch.json") or {}
-        record = {"exit_code": None, "reason": reason, "ended_at": now}
+        record = {"exit_code": exit_code, "reason": reason, "ended_at": self.clock.now()}
         record["started_at"] = launch.get("started_at")
         write_json_atomic(run_dir / "exit.json", record)
 
     def _lost(self, run_dir: Path) -> RunStatus:
         started = (run_dir / "launch.json").exists() or (run_dir / "submitted").exists()
+        cgroups = _cgroups(run_dir)
+        if cgroups:  # the supervisor died: nothing of its run may outlive it
+            kill_cgroup(cgroups)
+            remove_cgroups(cgroups)
         status = alive_status(run_dir)
         reason = "supervisor died" if started else "no run was started for this attempt"
         return RunStatus(
@@ -187,19 +235,37 @@ class LocalBackend:
         )
 
 
-def _environment(request: LaunchRequest, run_dir: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(request.env)
-    env["SUANWANG_JOB_ID"] = request.job_id
-    env["SUANWANG_ATTEMPT"] = str(request.attempt)
-    env["SUANWANG_CARDS"] = str(sum(p.cards for p in request.placements))
-    env["SUANWANG_CHECKPOINT_FILE"] = str(run_dir / CHECKPOINT_MARK)
-    return env
+def _cgroups(run_dir: Path) -> dict[str, Path]:
+    """The attempt's cgroup directories, from its (root-only) request."""
+    request = read_json(run_dir / "request.json") or {}
+    groups = request.get("cgroups")
+    return {str(k): Path(v) for k, v in groups.items()} if isinstance(groups, dict) else {}
+
+
+def _append_log(run_dir: Path, text: str) -> None:
+    """Add a line of the platform's own to the run's ``output.log`` (0600)."""
+    fd = os.open(run_dir / "output.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, text.encode("utf-8", "replace"))
+    finally:
+        os.close(fd)
+
+
+def _private_dir(path: Path) -> None:
+    """Create ``path`` (0700) or tighten it to 0700 if it exists."""
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o700)
+    except FileNotFoundError:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, exist_ok=True)
 
 
 def _lock_exclusive(path: Path) -> int | None:
     """Open ``path`` and lock it exclusively; None if a run (not a brief probe) holds it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     for delay in (*_BUSY_RETRY_DELAYS_S, None):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -244,104 +310,3 @@ def _kill(pid: int, sig: signal.Signals, *, group: bool) -> None:
             os.kill(pid, sig)
     except ProcessLookupError:
         pass
-
-
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object in ``path``; None if missing, ``{}`` if unreadable."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except FileNotFoundError:
-        return None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def alive_status(run_dir: Path) -> RunStatus:
-    """RUNNING with the launch facts, or STARTING before ``launch.json`` exists."""
-    launch = read_json(run_dir / "launch.json")
-    handle: dict[str, Any] = {"run_dir": str(run_dir)}
-    if launch is None:
-        return RunStatus(state=AttemptState.STARTING, handle=handle)
-    handle["pid"] = _int(launch.get("shim_pid"))
-    handle["pid_start_time"] = _int(launch.get("shim_start_time"))
-    handle["child_pid"] = _int(launch.get("child_pid"))
-    started_at = _float(launch.get("started_at"))
-    return RunStatus(
-        state=AttemptState.RUNNING,
-        handle=handle,
-        started_at=started_at,
-        checkpoint_at=checkpoint_time(run_dir),
-    )
-
-
-def checkpoint_time(run_dir: Path) -> float | None:
-    """When the run last touched ``$SUANWANG_CHECKPOINT_FILE`` (None if never)."""
-    try:
-        return (run_dir / CHECKPOINT_MARK).stat().st_mtime
-    except FileNotFoundError:
-        return None
-
-
-def ended_status(run_dir: Path) -> RunStatus | None:
-    """How the run ended according to ``exit.json``; None while there is no such file."""
-    record = read_json(run_dir / "exit.json")
-    if record is None:
-        return None
-    code = _int(record.get("exit_code"))
-    reason = str(record.get("reason") or "exit record unreadable")
-    if reason == "cancelled":
-        state = AttemptState.CANCELLED
-    elif code == 0 and reason == "exited":
-        state = AttemptState.SUCCEEDED
-    else:
-        state = AttemptState.FAILED
-    alive = alive_status(run_dir)
-    return RunStatus(
-        state=state,
-        handle=alive.handle,
-        exit_code=code,
-        reason=reason,
-        started_at=alive.started_at or _float(record.get("started_at")),
-        ended_at=_float(record.get("ended_at")),
-    )
-
-
-def process_alive(pid: int, start_time: int | None) -> bool:
-    """True if ``pid`` is a live (non-zombie) process that started at ``start_time``."""
-    fields = _stat_fields(pid)
-    return fields is not None and fields[0] != "Z" and int(fields[19]) == start_time
-
-
-def group_alive(pgid: int, sid: int) -> bool:
-    """True if a live process is in process group ``pgid`` of session ``sid``.
-
-    Neither id can be reused while such a process exists, so a hit proves the group is ours.
-    """
-    with os.scandir("/proc") as entries:
-        for entry in entries:
-            fields = _stat_fields(int(entry.name)) if entry.name.isdigit() else None
-            if fields and fields[0] != "Z" and (int(fields[2]), int(fields[3])) == (pgid, sid):
-                return True
-    return False
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    """Fields 3.. of ``/proc/<pid>/stat`` (state, ppid, pgrp, session, ...), None if gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            data = handle.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return data[data.rindex(b")") + 2 :].decode("ascii", "replace").split()
-
-
-def _float(value: object) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return None

@@ -2,17 +2,27 @@
 
 Run by :class:`~suanwang.adapters.backends.local.LocalBackend` as::
 
-    python -I .../local_shim.py --run-dir D --lock-fd N [--max-runtime-s S] [--grace-s G]
-        [--cwd W] -- argv...
+    python -I .../local_shim.py --run-dir D --lock-fd N
 
-The shim forks once so that the process that launched it can reap it at once (no zombies
-in the control plane); the forked supervisor becomes a session leader, starts the user
-command in a process group of its own (pgid = the command's pid), writes ``launch.json``,
-waits, and writes ``exit.json``. On cancel (the ``cancel`` marker, checked after
-``launch.json`` is written and then every 0.1 s) or when the max runtime is reached, the
-whole group gets SIGTERM, then SIGKILL after the grace period; processes left in the group
-when the command exits are killed too. The inherited lock ``N`` stays open in the supervisor
-and in the user command, so the lock is held exactly as long as any of them lives.
+and told everything else by ``D/request.json`` (written by the backend, root-only like the
+rest of ``D``): the argv to start (``bwrap … setpriv … env -i … command`` when sandboxed,
+the bare command in single-user development mode), its environment and working directory,
+the limits, the job's cgroup directories and the paths whose size counts against the disk
+limit. Nothing in the request reaches this process's own environment.
+
+The shim forks once so that the process that launched it can reap it at once; the forked
+supervisor becomes a session leader, sets umask 077, starts the command in a process group
+of its own, writes ``launch.json``, waits, and writes ``exit.json``. The command joins the
+job's cgroup (``pids.max``, ``memory.limit_in_bytes``) before it execs, and gets
+``RLIMIT_FSIZE`` (the disk limit) and no core files. Stop reasons, checked every 0.1 s:
+the ``cancel`` marker, SIGTERM to the supervisor, the max runtime (SIGTERM, then SIGKILL
+after the grace period), and a limit (a failed fork in the cgroup, an OOM kill in it, or
+the job's files over the disk limit, measured every few seconds: SIGKILL at once). At the
+end every process left in the cgroup is killed and the cgroup removed.
+
+Sandboxed runs get SIGTERM on every process of the cgroup but bubblewrap's own two (which
+would kill the rest at once with SIGKILL); the lock ``N`` stays in the supervisor only.
+Unsandboxed runs get signals by process group and inherit ``N`` (see ``local.py``).
 
 Stdlib only and small on purpose: it starts on every launch.
 """
@@ -23,6 +33,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import select
 import signal
 import subprocess
@@ -30,10 +41,13 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 NOTIFY_TIMEOUT_S = 10.0
 """How long the launching process waits for the supervisor to write ``launch.json``."""
-
+DISK_CHECK_MIN_S = 2.0
+"""Least time between two measurements of the job's files (10x the last walk, if longer)."""
+_SIGNAL_EXIT_BASE = 128
 _terminate_requested = False
 
 
@@ -41,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse arguments, detach, supervise; returns the launching process's exit code."""
     args = _parse(sys.argv[1:] if argv is None else argv)
     run_dir = Path(args.run_dir)
+    request = read_request(run_dir)
     read_fd, write_fd = os.pipe()
     if os.fork():
         os.close(write_fd)
@@ -48,31 +63,30 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     os.close(read_fd)
     os.setsid()
+    os.umask(0o077)
     _redirect_output(run_dir)
     signal.signal(signal.SIGTERM, _on_sigterm)
-    _supervise(args, run_dir, write_fd)
+    _supervise(request, args.lock_fd, run_dir, write_fd)
     os._exit(0)
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    """Options before ``--``; everything after it is the user command, untouched."""
     parser = argparse.ArgumentParser(prog="local_shim")
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--lock-fd", type=int, required=True)
-    parser.add_argument("--max-runtime-s", type=float, default=None)
-    parser.add_argument("--grace-s", type=float, default=10.0)
-    parser.add_argument("--cwd", default=None)
-    split = argv.index("--") if "--" in argv else len(argv)
-    args = parser.parse_args(argv[:split])
-    args.command = argv[split + 1 :]
-    if not args.command:
-        parser.error("a command is required after --")
-    return args
+    return parser.parse_args(argv)
+
+
+def read_request(run_dir: Path) -> dict[str, Any]:
+    """``request.json`` of the run (written by the backend before it starts the shim)."""
+    with open(run_dir / "request.json", encoding="utf-8") as handle:
+        request: dict[str, Any] = json.load(handle)
+    return request
 
 
 def _redirect_output(run_dir: Path) -> None:
-    """Point our stdout and stderr (inherited by the user command) at ``output.log``."""
-    fd = os.open(run_dir / "output.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    """Point our stdout and stderr (inherited by the command) at ``output.log`` (0600)."""
+    fd = os.open(run_dir / "output.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
@@ -83,7 +97,7 @@ def _on_sigterm(_signum: int, _frame: object) -> None:
     _terminate_requested = True
 
 
-def _supervise(args: argparse.Namespace, run_dir: Path, notify_fd: int) -> None:
+def _supervise(request: dict[str, Any], lock_fd: int, run_dir: Path, notify_fd: int) -> None:
     started_at = time.time()
     # From here on the user command may run: a later caller that finds the lock free must
     # call this attempt lost, never start it again. Before this marker nothing had run.
@@ -91,17 +105,14 @@ def _supervise(args: argparse.Namespace, run_dir: Path, notify_fd: int) -> None:
     if (run_dir / "cancel").exists():
         _finish(run_dir, notify_fd, None, "cancelled", started_at)
         return
+    cgroups = {name: Path(p) for name, p in (request.get("cgroups") or {}).items()}
     try:
-        child = subprocess.Popen(
-            args.command,
-            stdin=subprocess.DEVNULL,
-            cwd=args.cwd,
-            pass_fds=(args.lock_fd,),
-            process_group=0,
-        )
+        make_cgroups(cgroups, request["limits"])
+        child = _start(request, lock_fd, cgroups)
     except (OSError, ValueError) as exc:
-        sys.stderr.write(f"suanwang: could not start {args.command[0]!r}: {exc}\n")
+        sys.stderr.write(f"suanwang: could not start {request['command_name']!r}: {exc}\n")
         sys.stderr.flush()
+        remove_cgroups(cgroups)
         _finish(run_dir, notify_fd, 127, f"could not start: {exc}", started_at)
         return
     me = os.getpid()
@@ -116,51 +127,223 @@ def _supervise(args: argparse.Namespace, run_dir: Path, notify_fd: int) -> None:
     }
     write_json_atomic(run_dir / "launch.json", launch)
     _notify(notify_fd)
-    code, reason = _wait(child, args, run_dir)
+    code, reason = Watch(child, request, run_dir, cgroups).wait()
+    remove_cgroups(cgroups)
     _finish(run_dir, None, code, reason, started_at)
 
 
-def _wait(
-    child: subprocess.Popen[bytes], args: argparse.Namespace, run_dir: Path
-) -> tuple[int, str]:
-    """Wait for the child, stopping it on cancel or timeout; returns (exit code, reason)."""
-    begun = time.monotonic()
-    deadline = None if args.max_runtime_s is None else begun + args.max_runtime_s
-    reason, kill_at, delay = "exited", None, 0.005
-    while not _exited(child.pid):
-        now = time.monotonic()
-        if kill_at is None:
-            stop = _stop_reason(run_dir, deadline, now)
-            if stop:
-                reason, kill_at = stop, now + args.grace_s
-                _signal_group(child.pid, signal.SIGTERM)
-        elif now >= kill_at:
-            _signal_group(child.pid, signal.SIGKILL)
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
-    _signal_group(child.pid, signal.SIGKILL)  # leftovers; the zombie leader pins the pgid
-    return child.wait(), reason
+def _start(
+    request: dict[str, Any], lock_fd: int, cgroups: Mapping[str, Path]
+) -> subprocess.Popen[bytes]:
+    """Start the command in its own process group, inside the job's cgroup."""
+    file_size = int(request["limits"]["disk_bytes"])
+
+    def in_child() -> None:  # after fork, before exec: the supervisor has no threads
+        for directory in cgroups.values():
+            (directory / "cgroup.procs").write_text(str(os.getpid()))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    return subprocess.Popen(
+        request["argv"],
+        stdin=subprocess.DEVNULL,
+        env=request["env"],
+        cwd=request.get("cwd"),
+        pass_fds=() if request["sandboxed"] else (lock_fd,),
+        process_group=0,
+        preexec_fn=in_child,
+    )
 
 
-def _stop_reason(run_dir: Path, deadline: float | None, now: float) -> str:
-    if (run_dir / "cancel").exists():
-        return "cancelled"
-    if _terminate_requested:
-        return "terminated (SIGTERM to supervisor)"
-    if deadline is not None and now >= deadline:
-        return "max runtime exceeded"
-    return ""
+class Watch:
+    """Waits for the command, stopping it on cancel, timeout or a limit."""
+
+    def __init__(
+        self,
+        child: subprocess.Popen[bytes],
+        request: dict[str, Any],
+        run_dir: Path,
+        cgroups: Mapping[str, Path],
+    ) -> None:
+        self.child, self.run_dir, self.cgroups = child, run_dir, cgroups
+        self.sandboxed = bool(request["sandboxed"])
+        self.grace_s = float(request["grace_s"])
+        self.limits: Mapping[str, int] = request["limits"]
+        self.measure = [Path(p) for p in request.get("measure") or ()]
+        runtime = request.get("max_runtime_s")
+        self.deadline = None if runtime is None else time.monotonic() + float(runtime)
+        self.next_disk_check = time.monotonic() + DISK_CHECK_MIN_S
+
+    def wait(self) -> tuple[int, str]:
+        """Returns (exit code, reason) once the command has exited and its job is gone."""
+        reason, kill_at, delay = "exited", None, 0.005
+        while not _exited(self.child.pid):
+            now = time.monotonic()
+            if kill_at is None and (stop := self._stop_reason(now)):
+                reason, graceful = stop
+                kill_at = now + self.grace_s if graceful else now
+                if graceful:
+                    self._signal(signal.SIGTERM)
+            if kill_at is not None and now >= kill_at:
+                self._signal(signal.SIGKILL)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        self._signal(signal.SIGKILL)  # leftovers; the zombie leader pins the pgid
+        kill_cgroup(self.cgroups)
+        code = self._exit_code(self.child.wait())
+        return code, reason if reason != "exited" else self._limit_hit(code) or reason
+
+    def _stop_reason(self, now: float) -> tuple[str, bool] | None:
+        """(reason, graceful) if the job must stop now."""
+        if (self.run_dir / "cancel").exists():
+            return "cancelled", True
+        if _terminate_requested:
+            return "terminated (SIGTERM to supervisor)", True
+        if self.deadline is not None and now >= self.deadline:
+            return "max runtime exceeded", True
+        limit = self._limit_hit(None)
+        if limit is None and now >= self.next_disk_check:
+            limit = self._disk_over(now)
+        return (limit, False) if limit else None
+
+    def _limit_hit(self, code: int | None) -> str | None:
+        """The limit the job ran into, from its cgroup's counters (or SIGXFSZ)."""
+        if code == -signal.SIGXFSZ:
+            return _limit_reason("disk", self.limits)
+        pids, memory = self.cgroups.get("pids"), self.cgroups.get("memory")
+        if pids and _counter(pids / "pids.events", "max"):
+            return _limit_reason("processes", self.limits)
+        if memory and _counter(memory / "memory.oom_control", "oom_kill"):
+            return _limit_reason("memory_bytes", self.limits)
+        return None
+
+    def _disk_over(self, now: float) -> str | None:
+        walked = time.monotonic()
+        used = sum(disk_usage(path) for path in self.measure)
+        self.next_disk_check = now + max(DISK_CHECK_MIN_S, 10 * (time.monotonic() - walked))
+        return _limit_reason("disk", self.limits) if used > self.limits["disk_bytes"] else None
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if not self.sandboxed:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.child.pid, sig)
+        if "pids" in self.cgroups:
+            keep = _bwrap_pids(self.child.pid) if self.sandboxed and sig != signal.SIGKILL else ()
+            signal_cgroup(self.cgroups["pids"], sig, keep)
+
+    def _exit_code(self, code: int) -> int:
+        """bubblewrap reports death by signal N as 128 + N, like a shell: map it back."""
+        if self.sandboxed and _SIGNAL_EXIT_BASE < code <= _SIGNAL_EXIT_BASE + 64:
+            return -(code - _SIGNAL_EXIT_BASE)
+        return code
+
+
+_LIMIT_SETTINGS = {
+    "processes": ("process", "SUANWANG_JOB_MAX_PROCESSES"),
+    "memory_bytes": ("memory", "SUANWANG_JOB_MAX_MEMORY_BYTES"),
+    "disk": ("disk", "SUANWANG_JOB_MAX_DISK_BYTES"),
+}
+
+
+def _limit_reason(which: str, limits: Mapping[str, int]) -> str:
+    what, setting = _LIMIT_SETTINGS[which]
+    value = limits["disk_bytes" if which == "disk" else which]
+    return f"{what} limit exceeded ({setting}={value})"
+
+
+def _bwrap_pids(outer: int) -> set[int]:
+    """bubblewrap's own processes: the one we started and its child, the sandbox's pid 1."""
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        children = Path(f"/proc/{outer}/task/{outer}/children").read_text().split()
+        return {outer, *(int(pid) for pid in children)}
+    return {outer}
+
+
+def make_cgroups(directories: Mapping[str, Path], limits: Mapping[str, int]) -> None:
+    """Create the job's cgroups (by controller: ``pids``, ``memory``) and set their limits."""
+    writes = {"pids.max": limits["processes"], "memory.limit_in_bytes": limits["memory_bytes"]}
+    for directory in directories.values():
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, value in writes.items():
+            if (directory / name).exists():
+                (directory / name).write_text(str(value))
+        swap = directory / "memory.memsw.limit_in_bytes"
+        with contextlib.suppress(OSError):  # only where swap accounting is on
+            swap.write_text(str(limits["memory_bytes"]))
+
+
+def signal_cgroup(directory: Path, sig: signal.Signals, keep: set[int] | tuple[()] = ()) -> int:
+    """Send ``sig`` to every process in the cgroup but ``keep``; returns how many got it."""
+    try:
+        pids = [int(p) for p in (directory / "cgroup.procs").read_text().split()]
+    except FileNotFoundError:
+        return 0
+    sent = 0
+    for pid in pids:
+        if pid not in keep:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+                sent += 1
+    return sent
+
+
+def kill_cgroup(directories: Mapping[str, Path], rounds: int = 200) -> bool:
+    """SIGKILL every process of the job's cgroup until none is left (forks race the kill).
+
+    Returns True if there was any process to kill.
+    """
+    pids = directories.get("pids")
+    killed = False
+    for _ in range(rounds if pids is not None else 0):
+        if pids is None or not signal_cgroup(pids, signal.SIGKILL):
+            break
+        killed = True
+        time.sleep(0.005)
+    return killed
+
+
+def remove_cgroups(directories: Mapping[str, Path]) -> None:
+    """Remove the job's (empty) cgroups; one that is gone already is fine."""
+    for directory in directories.values():
+        with contextlib.suppress(FileNotFoundError):
+            directory.rmdir()
+
+
+def _counter(path: Path, name: str) -> int:
+    """The counter ``name`` in a ``key value`` cgroup file (0 if absent)."""
+    with contextlib.suppress(FileNotFoundError):
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == name:
+                return int(value)
+    return 0
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes allocated to ``path`` and everything below it, never following a symlink.
+
+    ``os.fwalk`` opens each directory relative to its parent and checks it is the one it
+    listed, so a job that swaps a directory for a symlink mid-walk is not followed.
+    """
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return 0
+    if not os.path.isdir(path) or os.path.islink(path):
+        return info.st_blocks * 512
+    total = 0
+    for _, _, files, dir_fd in os.fwalk(path, follow_symlinks=False):
+        total += os.stat(dir_fd).st_blocks * 512
+        for name in files:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_blocks * 512
+    return total
 
 
 def _exited(pid: int) -> bool:
     """True once ``pid`` has exited; it is left a zombie so its pgid cannot be reused."""
     result = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
     return result is not None
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, sig)
 
 
 def _finish(
@@ -197,9 +380,10 @@ def start_time(pid: int) -> int | None:
 
 
 def write_json_atomic(path: Path, payload: Mapping[str, object]) -> None:
-    """Write ``payload`` to ``path`` so readers see the old file or the whole new one."""
+    """Write ``payload`` to ``path`` (mode 0600) so readers see the old or the whole new file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with open(fd, "w", encoding="utf-8") as handle:
         json.dump(payload, handle, sort_keys=True)
         handle.flush()
         os.fsync(handle.fileno())

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from suanwang.domain.jobs import AttemptState
+from suanwang.domain.workloads import Workload
 from suanwang.ports import Clock, Handle, LaunchRequest, RunStatus
 
 
@@ -78,6 +79,10 @@ class SimulatedBackend:
 
     def cancel(self, job_id: str, attempt: int, handle: Handle) -> None:  # noqa: ARG002 (Backend protocol)
         """Nothing to stop: the control plane records the cancellation itself."""
+        return None
+
+    def refusal(self, workload: Workload) -> str | None:  # noqa: ARG002 (Backend protocol)
+        """Simulated runs run nothing, so every kind of workload is accepted."""
         return None
 
     def logs(self, job_id: str, attempt: int, handle: Handle, offset: int, limit: int) -> bytes:

@@ -84,6 +84,15 @@ class TenantRow(Base):
     """Price tier for bills (``standard`` unless the operator sets another)."""
 
 
+class TenantUidRow(Base):
+    """The numeric uid a tenant's local runs use; rows are never deleted or reassigned."""
+
+    __tablename__ = "tenant_uids"
+    tenant: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    uid: Mapped[int] = mapped_column(Integer, unique=True)
+    allocated_at: Mapped[float] = mapped_column(Float)
+
+
 class QuotaRow(Base):
     __tablename__ = "quotas"
     tenant: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from suanwang.adapters.db.tables import ApiKeyRow, QuotaRow, TenantRow
+from suanwang.adapters.db.tables import ApiKeyRow, QuotaRow, TenantRow, TenantUidRow
 from suanwang.domain.records import KeyRecord, TenantRecord
 from suanwang.domain.tenancy import QuotaSpec, Scope
 
@@ -99,6 +99,20 @@ class TenancyRepository:
         elif operator_keys:
             query = query.where(ApiKeyRow.tenant.is_(None))
         return [_key(r) for r in self._s.scalars(query)]
+
+    def local_uid(self, tenant_id: str) -> int | None:
+        row = self._s.get(TenantUidRow, tenant_id)
+        return None if row is None else row.uid
+
+    def highest_local_uid(self, first: int, last: int) -> int | None:
+        """The highest uid handed out within ``first..last`` (None if none was)."""
+        return self._s.scalar(
+            select(func.max(TenantUidRow.uid)).where(TenantUidRow.uid.between(first, last))
+        )
+
+    def add_local_uid(self, tenant_id: str, uid: int, now: float) -> None:
+        self._s.add(TenantUidRow(tenant=tenant_id, uid=uid, allocated_at=now))
+        self._s.flush()
 
     def revoke_key(self, key_id: str, now: float) -> None:
         row = self._s.get(ApiKeyRow, key_id)

@@ -32,7 +32,12 @@ class JobCreate(_In):
     name: Name = "job"
     command: list[Annotated[str, Field(max_length=32_768)]] = Field(default_factory=list)
     env: dict[Annotated[str, Field(max_length=256)], Annotated[str, Field(max_length=32_768)]] = {}
-    working_dir: str | None = Field(None, max_length=4096)
+    working_dir: str | None = Field(
+        None,
+        max_length=4096,
+        description="where the command starts, inside the job's own directory: relative to "
+        "it, or absolute under /job (default: /job itself)",
+    )
     resources: ResourcesIn = Field(default_factory=ResourcesIn)
     priority: int = 0
     priority_class: str | None = Field(
