@@ -22,7 +22,7 @@ import pytest
 
 from suanwang.adapters.backends.clocks import SystemClock
 from suanwang.adapters.backends.local import LocalBackend, group_alive, process_alive
-from suanwang.adapters.backends.local_shim import kill_cgroup
+from suanwang.adapters.backends.local_limits import JobCgroups
 from suanwang.adapters.backends.sandbox import Isolation, IsolationMode, probe_host, sandbox_refusal
 from suanwang.domain.jobs import AttemptState
 from suanwang.ports import LaunchRequest, NodeSlice, RunStatus
@@ -97,7 +97,7 @@ def runs_dir(tmp_path: Path) -> Iterator[Path]:
         if process_alive(record["shim_pid"], record["shim_start_time"]):
             os.kill(record["shim_pid"], signal.SIGKILL)
         request_record = json.loads((path.parent / "request.json").read_text())
-        kill_cgroup({k: Path(v) for k, v in request_record["cgroups"].items()})
+        JobCgroups(request_record["cgroups"]).kill_all()
 
 
 @pytest.fixture

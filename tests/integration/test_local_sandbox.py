@@ -20,7 +20,7 @@ import pytest
 
 from suanwang.adapters.backends.clocks import SystemClock
 from suanwang.adapters.backends.local import LocalBackend
-from suanwang.adapters.backends.local_shim import kill_cgroup
+from suanwang.adapters.backends.local_limits import JobCgroups
 from suanwang.adapters.backends.sandbox import (
     NEEDED_CAPS,
     HostFacts,
@@ -68,7 +68,7 @@ def backend(tmp_path: Path) -> Iterator[LocalBackend]:
     )
     yield backend
     for path in backend.runs_dir.glob("*/*/request.json"):
-        kill_cgroup({k: Path(v) for k, v in json.loads(path.read_text())["cgroups"].items()})
+        JobCgroups(json.loads(path.read_text())["cgroups"]).kill_all()
 
 
 def wait_ended(
@@ -272,14 +272,20 @@ def test_memory_over_the_limit_fails_the_job_naming_the_limit(backend: LocalBack
     assert status.reason == f"memory limit exceeded (SUANWANG_JOB_MAX_MEMORY_BYTES={160 << 20})"
 
 
+FILL = "for i in $(seq 1 64); do head -c 1M /dev/zero > {}/f$i || exit 1; done"
+
+
 @pytest.mark.parametrize(
     "script",
     [
         "head -c 64M /dev/zero > big",
-        "for i in $(seq 1 40); do head -c 1M /dev/zero > f$i; done; sleep 30",
-        "python3 -c 'print(\"x\" * (1 << 20))' ; for i in $(seq 1 40); do head -c 1M /dev/zero; done; sleep 30",
+        FILL.format(".") + "; sleep 30",
+        FILL.format("."),
+        "for i in $(seq 1 64); do head -c 1M /dev/zero; done; sleep 30",
+        FILL.format("/tmp"),
+        FILL.format("/dev/shm"),
     ],
-    ids=["one-big-file", "many-files", "log"],
+    ids=["one-big-file", "many-files", "many-files-then-exit-0", "log", "tmp", "shm"],
 )
 def test_filling_the_disk_fails_the_job_naming_the_limit(
     backend: LocalBackend, script: str
@@ -290,6 +296,8 @@ def test_filling_the_disk_fails_the_job_naming_the_limit(
     assert status.state is AttemptState.FAILED
     assert status.reason == f"disk limit exceeded (SUANWANG_JOB_MAX_DISK_BYTES={16 << 20})"
     assert time.monotonic() - started < 15
+    held = sum(f.stat().st_size for f in (backend.runs_dir / "disk").rglob("*") if f.is_file())
+    assert held < 4 * LIMITS.disk_bytes  # overshoot: what it writes in one 0.1 s check period
 
 
 def test_death_by_signal_is_reported_as_such(backend: LocalBackend) -> None:

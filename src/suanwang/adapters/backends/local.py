@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from suanwang.adapters.backends.local_limits import JobCgroups
 from suanwang.adapters.backends.local_records import (
     alive_status,
     as_int,
@@ -49,7 +50,7 @@ from suanwang.adapters.backends.local_records import (
     process_alive,
     read_json,
 )
-from suanwang.adapters.backends.local_shim import kill_cgroup, remove_cgroups, write_json_atomic
+from suanwang.adapters.backends.local_shim import write_json_atomic
 from suanwang.adapters.backends.local_start import Preparer
 from suanwang.adapters.backends.sandbox import HostFacts, Isolation, probe_host
 from suanwang.domain.jobs import AttemptState
@@ -207,9 +208,8 @@ class LocalBackend:
             _kill(pgid, signal.SIGKILL, group=True)  # development mode: it holds the lock
             killed = True
         cgroups = _cgroups(run_dir)
-        if cgroups:
-            killed = kill_cgroup(cgroups) or killed
-            remove_cgroups(cgroups)
+        killed = cgroups.kill_all() or killed
+        cgroups.remove()
         return killed
 
     def _record_exit(self, run_dir: Path, reason: str, exit_code: int | None = None) -> None:
@@ -220,10 +220,9 @@ class LocalBackend:
 
     def _lost(self, run_dir: Path) -> RunStatus:
         started = (run_dir / "launch.json").exists() or (run_dir / "submitted").exists()
-        cgroups = _cgroups(run_dir)
-        if cgroups:  # the supervisor died: nothing of its run may outlive it
-            kill_cgroup(cgroups)
-            remove_cgroups(cgroups)
+        cgroups = _cgroups(run_dir)  # the supervisor died: nothing of its run may outlive it
+        cgroups.kill_all()
+        cgroups.remove()
         status = alive_status(run_dir)
         reason = "supervisor died" if started else "no run was started for this attempt"
         return RunStatus(
@@ -235,11 +234,13 @@ class LocalBackend:
         )
 
 
-def _cgroups(run_dir: Path) -> dict[str, Path]:
-    """The attempt's cgroup directories, from its (root-only) request."""
+def _cgroups(run_dir: Path) -> JobCgroups:
+    """The attempt's cgroups, from its (root-only) request; none if it has no request."""
     request = read_json(run_dir / "request.json") or {}
     groups = request.get("cgroups")
-    return {str(k): Path(v) for k, v in groups.items()} if isinstance(groups, dict) else {}
+    return JobCgroups(
+        {str(k): str(v) for k, v in groups.items()} if isinstance(groups, dict) else {}
+    )
 
 
 def _append_log(run_dir: Path, text: str) -> None:

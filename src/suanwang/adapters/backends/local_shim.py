@@ -43,10 +43,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+if __package__:
+    from suanwang.adapters.backends.local_limits import DiskMeter, JobCgroups, limit_reason
+else:  # run as a script (python -I): its stdlib-only sibling, without the package's imports
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from local_limits import (  # type: ignore[import-not-found,no-redef]
+        DiskMeter,
+        JobCgroups,
+        limit_reason,
+    )
+
 NOTIFY_TIMEOUT_S = 10.0
 """How long the launching process waits for the supervisor to write ``launch.json``."""
-DISK_CHECK_MIN_S = 2.0
-"""Least time between two measurements of the job's files (10x the last walk, if longer)."""
 _SIGNAL_EXIT_BASE = 128
 _terminate_requested = False
 
@@ -105,14 +113,14 @@ def _supervise(request: dict[str, Any], lock_fd: int, run_dir: Path, notify_fd: 
     if (run_dir / "cancel").exists():
         _finish(run_dir, notify_fd, None, "cancelled", started_at)
         return
-    cgroups = {name: Path(p) for name, p in (request.get("cgroups") or {}).items()}
+    cgroups = JobCgroups(request.get("cgroups") or {})
     try:
-        make_cgroups(cgroups, request["limits"])
+        cgroups.create(request["limits"])
         child = _start(request, lock_fd, cgroups)
     except (OSError, ValueError) as exc:
         sys.stderr.write(f"suanwang: could not start {request['command_name']!r}: {exc}\n")
         sys.stderr.flush()
-        remove_cgroups(cgroups)
+        cgroups.remove()
         _finish(run_dir, notify_fd, 127, f"could not start: {exc}", started_at)
         return
     me = os.getpid()
@@ -128,19 +136,16 @@ def _supervise(request: dict[str, Any], lock_fd: int, run_dir: Path, notify_fd: 
     write_json_atomic(run_dir / "launch.json", launch)
     _notify(notify_fd)
     code, reason = Watch(child, request, run_dir, cgroups).wait()
-    remove_cgroups(cgroups)
+    cgroups.remove()
     _finish(run_dir, None, code, reason, started_at)
 
 
-def _start(
-    request: dict[str, Any], lock_fd: int, cgroups: Mapping[str, Path]
-) -> subprocess.Popen[bytes]:
+def _start(request: dict[str, Any], lock_fd: int, cgroups: JobCgroups) -> subprocess.Popen[bytes]:
     """Start the command in its own process group, inside the job's cgroup."""
     file_size = int(request["limits"]["disk_bytes"])
 
     def in_child() -> None:  # after fork, before exec: the supervisor has no threads
-        for directory in cgroups.values():
-            (directory / "cgroup.procs").write_text(str(os.getpid()))
+        cgroups.join(os.getpid())
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
@@ -163,16 +168,16 @@ class Watch:
         child: subprocess.Popen[bytes],
         request: dict[str, Any],
         run_dir: Path,
-        cgroups: Mapping[str, Path],
+        cgroups: JobCgroups,
     ) -> None:
         self.child, self.run_dir, self.cgroups = child, run_dir, cgroups
         self.sandboxed = bool(request["sandboxed"])
         self.grace_s = float(request["grace_s"])
         self.limits: Mapping[str, int] = request["limits"]
-        self.measure = [Path(p) for p in request.get("measure") or ()]
+        tmpfs = request.get("tmpfs") or ()
+        self.disk = DiskMeter(request.get("measure") or (), tmpfs, self.limits["disk_bytes"])
         runtime = request.get("max_runtime_s")
         self.deadline = None if runtime is None else time.monotonic() + float(runtime)
-        self.next_disk_check = time.monotonic() + DISK_CHECK_MIN_S
 
     def wait(self) -> tuple[int, str]:
         """Returns (exit code, reason) once the command has exited and its job is gone."""
@@ -189,9 +194,12 @@ class Watch:
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
         self._signal(signal.SIGKILL)  # leftovers; the zombie leader pins the pgid
-        kill_cgroup(self.cgroups)
+        self.cgroups.kill_all()
         code = self._exit_code(self.child.wait())
-        return code, reason if reason != "exited" else self._limit_hit(code) or reason
+        if reason == "exited":
+            reason = self._limit_hit(code, final=True) or reason
+        self.disk.close()
+        return code, reason
 
     def _stop_reason(self, now: float) -> tuple[str, bool] | None:
         """(reason, graceful) if the job must stop now."""
@@ -201,35 +209,33 @@ class Watch:
             return "terminated (SIGTERM to supervisor)", True
         if self.deadline is not None and now >= self.deadline:
             return "max runtime exceeded", True
+        if self.sandboxed:
+            self._hold_tmpfs()
         limit = self._limit_hit(None)
-        if limit is None and now >= self.next_disk_check:
-            limit = self._disk_over(now)
+        if limit is None and self.disk.over(now):
+            limit = limit_reason("disk_bytes", self.limits)
         return (limit, False) if limit else None
 
-    def _limit_hit(self, code: int | None) -> str | None:
-        """The limit the job ran into, from its cgroup's counters (or SIGXFSZ)."""
-        if code == -signal.SIGXFSZ:
-            return _limit_reason("disk", self.limits)
-        pids, memory = self.cgroups.get("pids"), self.cgroups.get("memory")
-        if pids and _counter(pids / "pids.events", "max"):
-            return _limit_reason("processes", self.limits)
-        if memory and _counter(memory / "memory.oom_control", "oom_kill"):
-            return _limit_reason("memory_bytes", self.limits)
-        return None
+    def _hold_tmpfs(self) -> None:
+        """Once bubblewrap's pid 1 exists, keep hold of the sandbox's /tmp and /dev/shm."""
+        inner = _bwrap_pids(self.child.pid) - {self.child.pid}
+        if inner:
+            self.disk.hold_tmpfs(min(inner), self.limits["disk_bytes"])
 
-    def _disk_over(self, now: float) -> str | None:
-        walked = time.monotonic()
-        used = sum(disk_usage(path) for path in self.measure)
-        self.next_disk_check = now + max(DISK_CHECK_MIN_S, 10 * (time.monotonic() - walked))
-        return _limit_reason("disk", self.limits) if used > self.limits["disk_bytes"] else None
+    def _limit_hit(self, code: int | None, *, final: bool = False) -> str | None:
+        """The limit the job ran into: its cgroups' counters, SIGXFSZ, or (at the end) its
+        files' size."""
+        over = code == -signal.SIGXFSZ or (final and self.disk.over(0.0, final=True))
+        if over:
+            return limit_reason("disk_bytes", self.limits)
+        return self.cgroups.hit(self.limits)
 
     def _signal(self, sig: signal.Signals) -> None:
         if not self.sandboxed:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.child.pid, sig)
-        if "pids" in self.cgroups:
-            keep = _bwrap_pids(self.child.pid) if self.sandboxed and sig != signal.SIGKILL else ()
-            signal_cgroup(self.cgroups["pids"], sig, keep)
+        keep = _bwrap_pids(self.child.pid) if self.sandboxed and sig != signal.SIGKILL else ()
+        self.cgroups.signal(sig, keep)
 
     def _exit_code(self, code: int) -> int:
         """bubblewrap reports death by signal N as 128 + N, like a shell: map it back."""
@@ -238,106 +244,12 @@ class Watch:
         return code
 
 
-_LIMIT_SETTINGS = {
-    "processes": ("process", "SUANWANG_JOB_MAX_PROCESSES"),
-    "memory_bytes": ("memory", "SUANWANG_JOB_MAX_MEMORY_BYTES"),
-    "disk": ("disk", "SUANWANG_JOB_MAX_DISK_BYTES"),
-}
-
-
-def _limit_reason(which: str, limits: Mapping[str, int]) -> str:
-    what, setting = _LIMIT_SETTINGS[which]
-    value = limits["disk_bytes" if which == "disk" else which]
-    return f"{what} limit exceeded ({setting}={value})"
-
-
 def _bwrap_pids(outer: int) -> set[int]:
     """bubblewrap's own processes: the one we started and its child, the sandbox's pid 1."""
     with contextlib.suppress(FileNotFoundError, ProcessLookupError):
         children = Path(f"/proc/{outer}/task/{outer}/children").read_text().split()
         return {outer, *(int(pid) for pid in children)}
     return {outer}
-
-
-def make_cgroups(directories: Mapping[str, Path], limits: Mapping[str, int]) -> None:
-    """Create the job's cgroups (by controller: ``pids``, ``memory``) and set their limits."""
-    writes = {"pids.max": limits["processes"], "memory.limit_in_bytes": limits["memory_bytes"]}
-    for directory in directories.values():
-        directory.mkdir(parents=True, exist_ok=True)
-        for name, value in writes.items():
-            if (directory / name).exists():
-                (directory / name).write_text(str(value))
-        swap = directory / "memory.memsw.limit_in_bytes"
-        with contextlib.suppress(OSError):  # only where swap accounting is on
-            swap.write_text(str(limits["memory_bytes"]))
-
-
-def signal_cgroup(directory: Path, sig: signal.Signals, keep: set[int] | tuple[()] = ()) -> int:
-    """Send ``sig`` to every process in the cgroup but ``keep``; returns how many got it."""
-    try:
-        pids = [int(p) for p in (directory / "cgroup.procs").read_text().split()]
-    except FileNotFoundError:
-        return 0
-    sent = 0
-    for pid in pids:
-        if pid not in keep:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-                sent += 1
-    return sent
-
-
-def kill_cgroup(directories: Mapping[str, Path], rounds: int = 200) -> bool:
-    """SIGKILL every process of the job's cgroup until none is left (forks race the kill).
-
-    Returns True if there was any process to kill.
-    """
-    pids = directories.get("pids")
-    killed = False
-    for _ in range(rounds if pids is not None else 0):
-        if pids is None or not signal_cgroup(pids, signal.SIGKILL):
-            break
-        killed = True
-        time.sleep(0.005)
-    return killed
-
-
-def remove_cgroups(directories: Mapping[str, Path]) -> None:
-    """Remove the job's (empty) cgroups; one that is gone already is fine."""
-    for directory in directories.values():
-        with contextlib.suppress(FileNotFoundError):
-            directory.rmdir()
-
-
-def _counter(path: Path, name: str) -> int:
-    """The counter ``name`` in a ``key value`` cgroup file (0 if absent)."""
-    with contextlib.suppress(FileNotFoundError):
-        for line in path.read_text().splitlines():
-            key, _, value = line.partition(" ")
-            if key == name:
-                return int(value)
-    return 0
-
-
-def disk_usage(path: Path) -> int:
-    """Bytes allocated to ``path`` and everything below it, never following a symlink.
-
-    ``os.fwalk`` opens each directory relative to its parent and checks it is the one it
-    listed, so a job that swaps a directory for a symlink mid-walk is not followed.
-    """
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        return 0
-    if not os.path.isdir(path) or os.path.islink(path):
-        return info.st_blocks * 512
-    total = 0
-    for _, _, files, dir_fd in os.fwalk(path, follow_symlinks=False):
-        total += os.stat(dir_fd).st_blocks * 512
-        for name in files:
-            with contextlib.suppress(FileNotFoundError):
-                total += os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_blocks * 512
-    return total
 
 
 def _exited(pid: int) -> bool:

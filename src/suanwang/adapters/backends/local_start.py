@@ -123,8 +123,14 @@ class Preparer:
         assert facts.env
         argv = [facts.bwrap, *bwrap_args(self._layout, confinement)]
         argv += user_command(facts.setpriv, facts.env, uid, env, request.command)
-        bwrap_env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-        return {"argv": argv, "env": bwrap_env, "cwd": None, "sandboxed": True, "job_path": path}
+        return {
+            "argv": argv,
+            "env": {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+            "cwd": None,
+            "sandboxed": True,
+            "tmpfs": ["/tmp", "/dev/shm"],
+            "job_path": path,
+        }
 
     def _development(
         self, request: LaunchRequest, work: Path, parts: tuple[str, ...]
