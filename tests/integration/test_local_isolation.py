@@ -190,3 +190,29 @@ def test_state_left_readable_by_an_older_version_is_tightened(settings: Settings
         assert mode(directory) == 0o700, directory
     if settings.db_url.startswith("sqlite"):
         assert mode(Path(settings.db_url.removeprefix("sqlite:///"))) == 0o600
+
+
+@pytest.mark.parametrize("isolation", ["single-user-dev", "sandbox"])
+def test_the_server_names_the_development_mode_on_every_start(
+    isolation: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import uvicorn
+
+    from suanwang.cli import server as server_cmds
+
+    monkeypatch.setenv("SUANWANG_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SUANWANG_LOCAL_ISOLATION", isolation)
+    monkeypatch.setattr(uvicorn, "run", lambda *_args, **_kwargs: None)
+    umask = os.umask(0o022)
+    try:
+        for _ in range(2):
+            server_cmds.server(host=None, port=None, with_gateway=False)
+    finally:
+        os.umask(umask)
+    shown = capsys.readouterr()
+    printed = shown.err.count("WARNING: SUANWANG_LOCAL_ISOLATION=single-user-dev")
+    logged = (shown.out + shown.err).count("local jobs run UNCONFINED")
+    assert (printed, logged) == ((2, 2) if isolation == "single-user-dev" else (0, 0))
