@@ -410,7 +410,8 @@ class Limiter(Protocol):
         ...
 
     async def settle(self, reservation: Reservation, tokens: int) -> bool:
-        """Turn the hold into ``tokens`` used (0 releases it). False if already settled or swept."""
+        """Turn the hold into ``tokens`` used (0 releases it). False if nothing was held (no
+        token limit applies), or it was already settled or swept."""
         ...
 
     async def sweep(self) -> int:

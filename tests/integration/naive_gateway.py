@@ -10,10 +10,17 @@ path). The R2 test must see this gateway overshoot, or R2 proves nothing.
 from __future__ import annotations
 
 from suanwang import bootstrap
-from suanwang.domain.limits import Limits, Reservation, minute_of, quota_span_s, quota_window
+from suanwang.domain.limits import (
+    QUOTA_FIELD,
+    Limits,
+    Reservation,
+    minute_of,
+    quota_span_s,
+    quota_window,
+    refused,
+)
 from suanwang.gateway import RedisLimiter
 from suanwang.gateway.app import GatewayApp
-from suanwang.gateway.limits import quota_error
 
 
 class NaiveRedisLimiter(RedisLimiter):
@@ -28,7 +35,14 @@ class NaiveRedisLimiter(RedisLimiter):
             return await super().reserve(request_id, tenant, key_id, tokens, limits)
         window = quota_window(now, limits.tenant)
         hold = Reservation(
-            request_id, tenant, key_id, tokens, minute_of(now), window, now + self._ttl_s, True
+            request_id,
+            tenant,
+            key_id,
+            tokens,
+            minute_of(now),
+            window,
+            now + self._ttl_s,
+            quota=True,
         )
         p = self._prefix
         used_key, res_key = f"{p}q:used:{tenant}:{window}", f"{p}q:res:{tenant}:{window}"
@@ -37,7 +51,7 @@ class NaiveRedisLimiter(RedisLimiter):
         used = int(await self._redis.get(used_key) or 0)
         reserved = int(await self._redis.get(res_key) or 0)
         if used + reserved + tokens > quota:  # check ...
-            raise quota_error(tenant)
+            raise refused(QUOTA_FIELD, tenant, now)
         await self._redis.incrby(res_key, tokens)  # ... then act: another request got in between
         await self._redis.hset(f"{p}res", request_id, f"{res_key}|{tokens}|{used_key}")
         await self._redis.zadd(f"{p}resexp", {request_id: hold.expires_at})

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio as aioredis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from suanwang.domain.errors import ValidationError
 from suanwang.domain.limits import (
@@ -25,9 +27,12 @@ from suanwang.domain.limits import (
     QuotaPeriod,
     RateLimited,
     TenantLimits,
+    admission,
+    expiry,
     month_start,
     quota_window,
     quota_window_of,
+    settlement,
 )
 from suanwang.gateway import InProcessLimiter, RedisLimiter
 from suanwang.gateway.resp import lean_scripts_for
@@ -84,43 +89,212 @@ def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-# (limits, requests as token counts, expected outcome per request: "ok" | "rate" | "quota")
-CASES: list[tuple[str, Limits, list[int], list[str]]] = [
-    ("unlimited", Limits(), [10, 10, 10], ["ok", "ok", "ok"]),
-    ("key rpm", Limits(key=KeyLimits(rpm=2)), [1, 1, 1], ["ok", "ok", "rate"]),
-    ("tenant rpm", Limits(tenant=TenantLimits(rpm=1)), [1, 1], ["ok", "rate"]),
-    ("key tpm", Limits(key=KeyLimits(tpm=25)), [10, 10, 10], ["ok", "ok", "rate"]),
-    ("tenant tpm", Limits(tenant=TenantLimits(tpm=15)), [10, 5, 1], ["ok", "ok", "rate"]),
-    ("quota", Limits(tenant=TenantLimits(token_quota=30)), [10, 20, 1], ["ok", "ok", "quota"]),
-    ("zero quota", Limits(tenant=TenantLimits(token_quota=0)), [1], ["quota"]),
+# A step of a table case: ask(n) reserves n tokens for the next request (r0, r1, ...),
+# use(i, n) settles request i to n billed tokens, wait(s) moves the clock s seconds.
+Step = tuple[str, int, int]
+
+
+def ask(tokens: int) -> Step:
+    return ("ask", tokens, 0)
+
+
+def use(request: int, tokens: int) -> Step:
+    return ("use", request, tokens)
+
+
+def wait(seconds: int) -> Step:
+    return ("wait", seconds, 0)
+
+
+MONTH = QuotaPeriod.MONTH
+# (name, limits, steps, expected per step: ask -> "ok" | "rate" | "quota";
+#  use -> "settled" | "none" (nothing held, or settled already); wait -> "")
+CASES: list[tuple[str, Limits, list[Step], list[str]]] = [
+    ("unlimited", Limits(), [ask(10), ask(10), ask(10)], ["ok", "ok", "ok"]),
+    ("key rpm", Limits(key=KeyLimits(rpm=2)), [ask(1), ask(1), ask(1)], ["ok", "ok", "rate"]),
+    ("tenant rpm", Limits(tenant=TenantLimits(rpm=1)), [ask(1), ask(1)], ["ok", "rate"]),
+    ("key tpm", Limits(key=KeyLimits(tpm=25)), [ask(10)] * 3, ["ok", "ok", "rate"]),
+    (
+        "tenant tpm",
+        Limits(tenant=TenantLimits(tpm=15)),
+        [ask(10), ask(5), ask(1)],
+        ["ok", "ok", "rate"],
+    ),
+    (
+        "quota",
+        Limits(tenant=TenantLimits(token_quota=30)),
+        [ask(10), ask(20), ask(1)],
+        ["ok", "ok", "quota"],
+    ),
+    ("zero quota", Limits(tenant=TenantLimits(token_quota=0)), [ask(1)], ["quota"]),
     (
         "rate before quota",
         Limits(tenant=TenantLimits(rpm=1, token_quota=5)),
-        [10, 1],
+        [ask(10), ask(1)],
         ["quota", "ok"],
+    ),
+    (  # issue 9: Redis never corrected a TPM reservation without a quota
+        "tenant tpm without quota: settled down to the tokens used",
+        Limits(tenant=TenantLimits(tpm=100)),
+        [ask(80), use(0, 10), ask(80), ask(11)],
+        ["ok", "settled", "ok", "rate"],
+    ),
+    (
+        "key tpm without quota: settled down to the tokens used",
+        Limits(key=KeyLimits(tpm=100)),
+        [ask(80), use(0, 10), ask(80), use(1, 80), ask(11)],
+        ["ok", "settled", "ok", "settled", "rate"],
+    ),
+    (
+        "tpm settled twice counts once",
+        Limits(tenant=TenantLimits(tpm=100)),
+        [ask(80), use(0, 10), use(0, 10), ask(90), ask(1)],
+        ["ok", "settled", "none", "ok", "rate"],
+    ),
+    (
+        "tpm settled in a later minute corrects nothing",
+        Limits(tenant=TenantLimits(tpm=100)),
+        [ask(80), wait(60), ask(90), use(0, 10), ask(11)],
+        ["ok", "", "ok", "settled", "rate"],
+    ),
+    (
+        "tpm with quota",
+        Limits(tenant=TenantLimits(tpm=100, token_quota=200)),
+        [ask(80), use(0, 10), ask(80), use(1, 80), ask(30), wait(60), ask(100), use(3, 100)],
+        ["ok", "settled", "ok", "settled", "rate", "", "ok", "settled"],
+    ),
+    (
+        "quota refuses within the tpm",
+        Limits(tenant=TenantLimits(tpm=100, token_quota=200)),
+        [ask(90), use(0, 90), wait(60), ask(100), use(1, 100), wait(60), ask(11), ask(10)],
+        ["ok", "settled", "", "ok", "settled", "", "quota", "ok"],
+    ),
+    (
+        "rpm only: nothing held, a request stays counted",
+        Limits(key=KeyLimits(rpm=2), tenant=TenantLimits(rpm=5)),
+        [ask(50), use(0, 1), ask(50), ask(50)],
+        ["ok", "none", "ok", "rate"],
+    ),
+    (
+        "month period",
+        Limits(tenant=TenantLimits(token_quota=100, period=MONTH)),
+        [ask(80), use(0, 10), ask(80), ask(20), use(1, 0), ask(90), ask(1)],
+        ["ok", "settled", "ok", "quota", "settled", "ok", "quota"],
     ),
 ]
 
 
-@pytest.mark.parametrize(("name", "limits", "asks", "expected"), CASES, ids=[c[0] for c in CASES])
+async def run_steps(
+    limiter: Any, clock: Clock, limits: Limits, steps: list[Step], balances: bool = False
+) -> list[str]:
+    """Each step's outcome (see CASES); with ``balances``, followed by the quota period's
+    (used, reserved) after the step. ``sweep`` sweeps; ``use`` of a request that was
+    refused or never made is "none"."""
+    got: list[str] = []
+    holds: list[Any] = []
+    for verb, a, b in steps:
+        if verb == "wait":
+            clock.t += a
+            got.append("")
+        elif verb == "sweep":
+            got.append(f"swept {await limiter.sweep()}")
+        elif verb == "use":
+            hold = holds[a] if a < len(holds) else None
+            got.append("settled" if hold and await limiter.settle(hold, b) else "none")
+        else:
+            request = f"r{len(holds)}"
+            try:
+                holds.append(await limiter.reserve(request, "acme", "k1", a, limits))
+                got.append("ok")
+            except RateLimited as exc:
+                holds.append(None)
+                got.append("rate" if 1 <= exc.retry_after_s <= 60 else "bad retry-after")
+            except QuotaExhausted:
+                holds.append(None)
+                got.append("quota")
+        if balances:
+            window = quota_window(clock.now(), limits.tenant)
+            used, reserved = await balance(limiter, window)
+            got[-1] += f" {used}/{reserved}"
+    return got
+
+
+@pytest.mark.parametrize(("name", "limits", "steps", "expected"), CASES, ids=[c[0] for c in CASES])
 def test_limit_table(
-    kind: str, name: str, limits: Limits, asks: list[int], expected: list[str]
+    kind: str, name: str, limits: Limits, steps: list[Step], expected: list[str]
 ) -> None:
     async def go() -> list[str]:
         clock = Clock()
-        got: list[str] = []
         async with limiter_of(kind, clock) as limiter:
-            for i, tokens in enumerate(asks):
-                try:
-                    await limiter.reserve(f"r{i}", "acme", "k1", tokens, limits)
-                    got.append("ok")
-                except RateLimited as exc:
-                    got.append("rate" if 1 <= exc.retry_after_s <= 60 else "bad retry-after")
-                except QuotaExhausted:
-                    got.append("quota")
-        return got
+            return await run_steps(limiter, clock, limits, steps)
 
     assert asyncio.run(go()) == expected
+
+
+small = st.one_of(st.none(), st.integers(0, 6))
+large = st.one_of(st.none(), st.integers(0, 150))
+programs = st.lists(
+    st.one_of(
+        st.tuples(st.just("ask"), st.integers(0, 60), st.just(0)),
+        st.tuples(st.just("use"), st.integers(0, 15), st.integers(-5, 70)),
+        st.tuples(st.just("wait"), st.sampled_from([1, 20, 45, 61, 101]), st.just(0)),
+        st.tuples(st.just("sweep"), st.just(0), st.just(0)),
+    ),
+    max_size=25,
+)
+random_limits = st.builds(
+    Limits,
+    tenant=st.builds(
+        TenantLimits,
+        rpm=small,
+        tpm=large,
+        token_quota=st.one_of(st.none(), st.integers(0, 400)),
+        period=st.sampled_from(QuotaPeriod),
+    ),
+    key=st.builds(KeyLimits, rpm=small, tpm=large),
+)
+
+
+@settings(max_examples=60)
+@given(limits=random_limits, steps=programs)
+def test_both_limiters_give_the_same_answers(limits: Limits, steps: list[Step]) -> None:
+    """Random limits and programs of reserve/settle/wait/sweep: the Redis limiter (its Lua
+    over Redis keys) answers and counts exactly as the in-process one over the same pure
+    core, step by step, balances included."""
+    _redis_or_skip()
+
+    async def trace(kind: str) -> list[str]:
+        clock = Clock()
+        async with limiter_of(kind, clock) as limiter:
+            return await run_steps(limiter, clock, limits, steps, balances=True)
+
+    memory = asyncio.run(trace("memory"))
+    assert asyncio.run(trace("redis")) == memory
+    assert asyncio.run(trace("redis-lean")) == memory
+
+
+@given(
+    tokens=st.integers(0, 10**6),
+    billed=st.integers(-(10**6), 2 * 10**6),
+    later_s=st.integers(0, 200),
+    limits=random_limits,
+)
+def test_a_settlement_moves_at_most_the_reservation(
+    tokens: int, billed: int, later_s: int, limits: Limits
+) -> None:
+    """The pure core: settling releases exactly the reservation from ``reserved``, adds at
+    most that to ``used``, and corrects only the TPM counters charged, only downwards and
+    only in the reservation's minute."""
+    plan = admission("r", "acme", "k1", tokens, limits, T0 + 1, TTL)
+    change = settlement(plan.hold, billed, T0 + 1 + later_s)
+    charged = {check.counter for check in plan.rates if check.field.endswith("tpm")}
+    assert change.reserved == (-tokens if limits.tenant.token_quota is not None else 0)
+    assert 0 <= change.used <= -change.reserved
+    assert {counter for counter, _ in change.rates} <= charged
+    assert all(-tokens <= delta < 0 for _, delta in change.rates)
+    assert not change.rates or later_s < 59
+    assert expiry(plan.hold).used == 0
+    assert expiry(plan.hold).reserved == change.reserved
 
 
 def test_settle_releases_the_difference_and_only_once(kind: str) -> None:

@@ -6,64 +6,31 @@ each process enforces the limits on its own and the tenant gets N times its limi
 
 Consumed quota is initialised, once per tenant and period, from the ledger
 (``load_used``, i.e. ``UsageSink.tokens_used``), so a restart does not reset a quota.
+
+What is checked, held and settled is decided by :mod:`suanwang.domain.limits`
+(``admission``, ``refusal``, ``settlement``, ``expiry``); this module only keeps the
+counters, as the Redis limiter does in Redis.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from suanwang.domain.limits import (
     Limits,
-    QuotaExhausted,
-    RateLimited,
     Reservation,
-    minute_of,
-    quota_window,
-    retry_after,
+    Settlement,
+    admission,
+    expiry,
+    refusal,
+    refused,
+    settlement,
 )
 from suanwang.ports import Clock
 
 LoadUsed = Callable[[str, float], int]
 """``(tenant, since) -> tokens already used``, read from the ledger."""
-
-
-@dataclass(frozen=True, slots=True)
-class RateCheck:
-    """One rate counter to test and bump: (counter name, limit, amount, field)."""
-
-    counter: str
-    limit: int | None
-    amount: int
-    field: str
-
-
-def rate_checks(tenant: str, key_id: str, tokens: int, limits: Limits) -> list[RateCheck]:
-    """The four rate counters of a request, key first (the error names the narrower one)."""
-    return [
-        RateCheck(f"rpm:k:{key_id}", limits.key.rpm, 1, "key.rpm"),
-        RateCheck(f"rpm:t:{tenant}", limits.tenant.rpm, 1, "tenant.rpm"),
-        RateCheck(f"tpm:k:{key_id}", limits.key.tpm, tokens, "key.tpm"),
-        RateCheck(f"tpm:t:{tenant}", limits.tenant.tpm, tokens, "tenant.tpm"),
-    ]
-
-
-def rate_error(field: str, now: float) -> RateLimited:
-    what = "requests" if field.endswith("rpm") else "tokens"
-    return RateLimited(
-        f"rate limit reached: {field} ({what} per minute)",
-        retry_after_s=retry_after(now),
-        field=field,
-    )
-
-
-def quota_error(tenant: str) -> QuotaExhausted:
-    return QuotaExhausted(
-        f"token quota of tenant {tenant!r} is exhausted for this period",
-        field="tenant.token_quota",
-        hint="ask the operator for a larger quota, or lower max_tokens",
-    )
 
 
 class InProcessLimiter:
@@ -75,6 +42,7 @@ class InProcessLimiter:
         self._ttl_s = reservation_ttl_s
         self._minute = 0
         self._rates: dict[str, int] = {}
+        """The rate counters of ``_minute``."""
         self._used: dict[tuple[str, int], int] = {}
         self._reserved: dict[tuple[str, int], int] = {}
         self._holds: dict[str, Reservation] = {}
@@ -84,41 +52,31 @@ class InProcessLimiter:
         self, request_id: str, tenant: str, key_id: str, tokens: int, limits: Limits
     ) -> Reservation:
         now = self._clock.now()
-        minute = minute_of(now)
-        quota = limits.tenant.token_quota
-        window = quota_window(now, limits.tenant) if quota is not None else 0
-        hold = Reservation(
-            request_id, tenant, key_id, tokens, minute, window, now + self._ttl_s, True
-        )
-        if limits.unlimited:
-            return Reservation(request_id, tenant, key_id, tokens, minute, 0, now, counted=False)
-        if quota is not None:
-            await self._ensure_used(tenant, window)
+        plan = admission(request_id, tenant, key_id, tokens, limits, now, self._ttl_s)
+        hold = plan.hold
+        if plan.free:
+            return hold
+        qkey = (tenant, hold.quota_window)
+        if hold.quota:
+            await self._ensure_used(*qkey)
         # --- from here to the return: no await, hence atomic on this event loop ---
-        if minute != self._minute:
-            self._minute, self._rates = minute, {}
-        checks = rate_checks(tenant, key_id, tokens, limits)
-        for check in checks:
-            if check.limit is not None and self._rates.get(check.counter, 0) + check.amount > (
-                check.limit
-            ):
-                raise rate_error(check.field, now)
-        qkey = (tenant, window)
-        if quota is not None and self._used[qkey] + self._reserved.get(qkey, 0) + tokens > quota:
-            raise quota_error(tenant)
-        for check in checks:
+        if hold.minute != self._minute:
+            self._minute, self._rates = hold.minute, {}
+        field = refusal(plan, self._rates, self._used.get(qkey, 0), self._reserved.get(qkey, 0))
+        if field is not None:
+            raise refused(field, tenant, now)
+        for check in plan.rates:
             self._rates[check.counter] = self._rates.get(check.counter, 0) + check.amount
-        if quota is not None:
-            self._reserved[qkey] = self._reserved.get(qkey, 0) + tokens
-        self._holds[request_id] = hold
+        if hold.quota:
+            self._reserved[qkey] += tokens
+        if hold.counted:
+            self._holds[request_id] = hold
         return hold
 
     async def settle(self, reservation: Reservation, tokens: int) -> bool:
-        if not reservation.counted:
-            return False
         if self._holds.pop(reservation.id, None) is None:
             return False
-        self._release(reservation, max(0, tokens))
+        self._apply(reservation, settlement(reservation, tokens, self._clock.now()))
         return True
 
     async def sweep(self) -> int:
@@ -126,18 +84,18 @@ class InProcessLimiter:
         expired = [r for r in self._holds.values() if r.expires_at <= now]
         for hold in expired:
             del self._holds[hold.id]
-            self._release(hold, 0)
+            self._apply(hold, expiry(hold))
         return len(expired)
 
-    def _release(self, hold: Reservation, used: int) -> None:
+    def _apply(self, hold: Reservation, change: Settlement) -> None:
         if hold.minute == self._minute:
-            for counter in (f"tpm:k:{hold.key_id}", f"tpm:t:{hold.tenant}"):
+            for counter, delta in change.rates:
                 if counter in self._rates:
-                    self._rates[counter] += used - hold.tokens
+                    self._rates[counter] += delta
         qkey = (hold.tenant, hold.quota_window)
-        if qkey in self._reserved:
-            self._reserved[qkey] -= hold.tokens
-            self._used[qkey] += used
+        if qkey in self._used:
+            self._reserved[qkey] += change.reserved
+            self._used[qkey] += change.used
 
     def balance(self, tenant: str, window: int) -> tuple[int, int]:
         """(used, reserved) tokens of ``tenant`` in the quota period starting at ``window``."""

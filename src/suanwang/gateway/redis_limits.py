@@ -7,9 +7,18 @@ across processes and hosts. Keys (all under ``prefix``):
   expiring two minutes after their window;
 - ``q:used:<tenant>:<window>`` / ``q:res:<tenant>:<window>``: tokens used and reserved in
   a quota period (``used`` is loaded from the ledger the first time a period is seen);
-- ``res`` (hash id → ``<q:res key>|<tokens>``) and ``resexp`` (sorted set id → expiry):
-  live reservations. Settling deletes the hash field first, so a reservation settles once;
+- ``res`` (hash id → ``<q:res key>|<tokens>|<q:used key>``, the keys empty for a
+  reservation without quota) and ``resexp`` (sorted set id → expiry): live reservations.
+  Settling deletes the hash field first, so a reservation settles once;
   :meth:`RedisLimiter.sweep` releases the ones whose expiry passed (killed processes).
+
+What is checked, held and settled is decided by :mod:`suanwang.domain.limits`
+(``admission``, ``refusal``, ``settlement``, ``expiry``), as for the in-process limiter:
+the reserve script is ``refusal`` and its apply step over Redis keys, the settle script
+applies a ``settlement`` computed in Python (finding the quota keys in the reservation's
+value), the sweep script applies ``expiry``. The
+shared table and the differential property in ``tests/unit/test_gateway_limits.py`` hold
+the two to the same answers.
 """
 
 from __future__ import annotations
@@ -20,27 +29,32 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from suanwang.domain.limits import (
+    QUOTA_FIELD,
     Limits,
     Reservation,
-    minute_of,
+    admission,
     quota_span_s,
-    quota_window,
+    refused,
+    settlement,
 )
-from suanwang.gateway.limits import LoadUsed, quota_error, rate_checks, rate_error
+from suanwang.gateway.limits import LoadUsed
 from suanwang.gateway.resp import LeanScripts
 from suanwang.ports import Clock
 
+# refusal() and the apply step of the in-process limiter, over Redis keys.
+# KEYS: the n rate counters of plan.rates, then q:used, q:res, res, resexp.
+# ARGV: id, tokens, quota (-1: none), quota keys' ttl, held (1: keep the reservation),
+#       expiry, then (limit, amount) per rate counter. Rate counters live 2 minutes.
 _RESERVE = """
 local n = #KEYS - 4
-local tokens = tonumber(ARGV[1])
+local tokens = tonumber(ARGV[2])
 for i = 1, n do
-  local limit = tonumber(ARGV[4 + 2 * i - 1])
-  local amount = tonumber(ARGV[4 + 2 * i])
-  if limit >= 0 and tonumber(redis.call('GET', KEYS[i]) or '0') + amount > limit then
+  local limit, amount = tonumber(ARGV[5 + 2 * i]), tonumber(ARGV[6 + 2 * i])
+  if tonumber(redis.call('GET', KEYS[i]) or '0') + amount > limit then
     return {1, i}
   end
 end
-local quota = tonumber(ARGV[2])
+local quota = tonumber(ARGV[3])
 local used_key, res_key = KEYS[n + 1], KEYS[n + 2]
 if quota >= 0 then
   local used = redis.call('GET', used_key)
@@ -49,43 +63,53 @@ if quota >= 0 then
     return {2, 0}
   end
   redis.call('INCRBY', res_key, tokens)
-  redis.call('EXPIRE', res_key, ARGV[3])
-  redis.call('HSET', KEYS[n + 3], ARGV[4], res_key .. '|' .. tokens .. '|' .. used_key)
-  redis.call('ZADD', KEYS[n + 4], ARGV[4 + 2 * n + 1], ARGV[4])
+  redis.call('EXPIRE', res_key, ARGV[4])
+else
+  used_key, res_key = '', ''
+end
+if ARGV[5] == '1' then
+  redis.call('HSET', KEYS[n + 3], ARGV[1], res_key .. '|' .. tokens .. '|' .. used_key)
+  redis.call('ZADD', KEYS[n + 4], ARGV[6], ARGV[1])
 end
 for i = 1, n do
-  local amount = tonumber(ARGV[4 + 2 * i])
-  if tonumber(ARGV[4 + 2 * i - 1]) >= 0 then
-    redis.call('INCRBY', KEYS[i], amount)
-    redis.call('EXPIRE', KEYS[i], 2 * 60)
-  end
+  redis.call('INCRBY', KEYS[i], tonumber(ARGV[6 + 2 * i]))
+  redis.call('EXPIRE', KEYS[i], 120)
 end
 return {0, 0}
 """
 
+# Applies a settlement() once: the first settle deletes the reservation, later ones do
+# nothing. The quota keys come from the reservation's value. KEYS: res, resexp, then the
+# rate counters to change; ARGV: id, reserved change, used change, then the rates' changes.
 _SETTLE = """
 local value = redis.call('HGET', KEYS[1], ARGV[1])
 if not value then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
-local res_key, tokens, used_key = string.match(value, '^(.*)|(%d+)|(.*)$')
-redis.call('DECRBY', res_key, tokens)
-redis.call('INCRBY', used_key, ARGV[2])
+local res_key, used_key = string.match(value, '^(.*)|%d+|(.*)$')
+if res_key ~= '' then
+  if redis.call('EXISTS', res_key) == 1 then redis.call('INCRBY', res_key, ARGV[2]) end
+  if redis.call('EXISTS', used_key) == 1 then redis.call('INCRBY', used_key, ARGV[3]) end
+end
 for i = 3, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 1 then
-    redis.call('INCRBY', KEYS[i], tonumber(ARGV[2]) - tonumber(tokens))
+    redis.call('INCRBY', KEYS[i], ARGV[i + 1])
   end
 end
 return 1
 """
 
+# Applies expiry() to reservations whose expiry passed: the hold value is
+# '<q:res key>|<tokens>|<q:used key>' (empty keys for a hold without quota).
 _SWEEP = """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, 500)
 for _, id in ipairs(ids) do
   local value = redis.call('HGET', KEYS[1], id)
   if value then
     local res_key, tokens = string.match(value, '^(.*)|(%d+)|')
-    redis.call('DECRBY', res_key, tokens)
+    if res_key ~= '' and redis.call('EXISTS', res_key) == 1 then
+      redis.call('DECRBY', res_key, tokens)
+    end
     redis.call('HDEL', KEYS[1], id)
   end
   redis.call('ZREM', KEYS[2], id)
@@ -121,34 +145,29 @@ class RedisLimiter:
         self, request_id: str, tenant: str, key_id: str, tokens: int, limits: Limits
     ) -> Reservation:
         now = self._clock.now()
-        minute = minute_of(now)
-        quota = limits.tenant.token_quota
-        window = quota_window(now, limits.tenant) if quota is not None else 0
-        hold = Reservation(
-            request_id, tenant, key_id, tokens, minute, window, now + self._ttl_s, quota is not None
-        )
-        if limits.unlimited:
+        plan = admission(request_id, tenant, key_id, tokens, limits, now, self._ttl_s)
+        hold = plan.hold
+        if plan.free:
             return hold
-        checks = rate_checks(tenant, key_id, tokens, limits)
-        p = self._prefix
-        keys = [f"{p}{c.counter}:{minute}" for c in checks]
-        keys += [f"{p}q:used:{tenant}:{window}", f"{p}q:res:{tenant}:{window}"]
-        keys += [f"{p}res", f"{p}resexp"]
-        args: list[Any] = [tokens, -1 if quota is None else quota]
+        p, window = self._prefix, hold.quota_window
+        used_key = f"{p}q:used:{tenant}:{window}"
+        keys = [f"{p}{check.counter}:{hold.minute}" for check in plan.rates]
+        keys += [used_key, f"{p}q:res:{tenant}:{window}", f"{p}res", f"{p}resexp"]
         span_s = quota_span_s(limits.tenant)
-        args += [span_s + 86400, request_id]
-        for c in checks:
-            args += [-1 if c.limit is None else c.limit, c.amount]
-        args.append(hold.expires_at)
+        quota = -1 if plan.quota is None else plan.quota
+        held = 1 if hold.counted else 0
+        args: list[Any] = [request_id, tokens, quota, span_s + 86400, held, hold.expires_at]
+        for check in plan.rates:
+            args += [check.limit, check.amount]
         for _ in range(3):
             code, index = await self._run(_RESERVE, self._reserve, keys, args)
             if code == 0:
                 return hold
             if code == 1:
-                raise rate_error(checks[int(index) - 1].field, now)
+                raise refused(plan.rates[int(index) - 1].field, tenant, now)
             if code == 2:
-                raise quota_error(tenant)
-            await self._load(keys[-4], tenant, window, span_s)
+                raise refused(QUOTA_FIELD, tenant, now)
+            await self._load(used_key, tenant, hold.quota_window, span_s)
         raise RuntimeError("quota counter vanished from Redis while reserving")
 
     async def _load(self, used_key: str, tenant: str, window: int, period_s: int) -> None:
@@ -158,12 +177,14 @@ class RedisLimiter:
     async def settle(self, reservation: Reservation, tokens: int) -> bool:
         if not reservation.counted:
             return False
-        p = self._prefix
+        change = settlement(reservation, tokens, self._clock.now())
+        p, minute = self._prefix, reservation.minute
         keys = [f"{p}res", f"{p}resexp"]
-        if minute_of(self._clock.now()) == reservation.minute:
-            m = reservation.minute
-            keys += [f"{p}tpm:k:{reservation.key_id}:{m}", f"{p}tpm:t:{reservation.tenant}:{m}"]
-        done = await self._run(_SETTLE, self._settle, keys, [reservation.id, max(0, tokens)])
+        args: list[Any] = [reservation.id, change.reserved, change.used]
+        for counter, delta in change.rates:
+            keys.append(f"{p}{counter}:{minute}")
+            args.append(delta)
+        done = await self._run(_SETTLE, self._settle, keys, args)
         return bool(done)
 
     async def _run(self, script: str, registered: Any, keys: list[str], args: list[Any]) -> Any:
