@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -33,6 +33,7 @@ from suanwang.domain.records import (
     JobEvent,
     JobRecord,
     KeyRecord,
+    NodeCards,
     NodeRecord,
     TenantRecord,
 )
@@ -248,7 +249,7 @@ class JobStore(Protocol):
     def update_attempt(self, attempt_id: int, change: AttemptChange) -> None: ...
 
     def add_allocations(
-        self, attempt_id: int, tenant: str, family: str, placements: list[tuple[int, int]]
+        self, attempt_id: int, tenant: str, family: str, placements: Sequence[NodeCards]
     ) -> None: ...
 
     def release_allocations(self, attempt_id: int) -> None: ...

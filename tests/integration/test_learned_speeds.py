@@ -15,7 +15,7 @@ import pytest
 
 from suanwang.domain.deployments import PUBLIC_TENANT
 from suanwang.domain.ids import new_job_id
-from suanwang.domain.jobs import AttemptState, JobSpec, JobState, Resources, spec_to_dict
+from suanwang.domain.jobs import AttemptState, JobSpec, JobState, Resources
 from suanwang.domain.records import AttemptChange, AttemptRecord, JobRecord
 from suanwang.domain.tenancy import Principal, Scope
 from suanwang.services.platform import Platform
@@ -44,9 +44,7 @@ def tenant_principal(platform: Platform, tenant: str = "acme") -> Principal:
 
 def record_history(platform: Platform, tenant: str, chip: str, run_s: float, count: int) -> None:
     """``count`` succeeded runs of KIND on ``chip``, each estimated at 100 s, lasting ``run_s``."""
-    spec = spec_to_dict(
-        JobSpec(name="history", command=("true",), kind=KIND, expected_duration_s=100.0)
-    )
+    spec = JobSpec(name="history", command=("true",), kind=KIND, expected_duration_s=100.0)
     with platform.uows() as uow:
         for i in range(count):
             job = JobRecord(
@@ -57,7 +55,7 @@ def record_history(platform: Platform, tenant: str, chip: str, run_s: float, cou
             uow.jobs.add_job(job)
             record = AttemptRecord(
                 id=0, job=job.id, number=1, state=AttemptState.SUCCEEDED, cluster="here",
-                backend="local", chip=chip, family="x", cards=1, placements=[], handle={},
+                backend="local", chip=chip, family="x", cards=1, placements=(), handle={},
                 dispatched=True, exit_code=0, reason="", admitted_at=0.0, started_at=None,
                 ended_at=None,
             )  # fmt: skip

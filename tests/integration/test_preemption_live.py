@@ -98,7 +98,7 @@ def test_non_preemptible_borrowed_work_is_reclaimed(
         **protection,  # type: ignore[arg-type]
     )
     borrower = platform.jobs.submit(b, big, None).job
-    assert not borrower.spec["preemptible"]
+    assert not borrower.spec.preemptible
     platform.control.tick()
     assert state_of(platform, b, borrower.id) is JobState.RUNNING
     platform.clock.advance(10)  # type: ignore[attr-defined]

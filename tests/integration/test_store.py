@@ -10,6 +10,7 @@ import pytest
 from suanwang.config import Settings
 from suanwang.domain.errors import Conflict, NotFound, Unauthenticated, ValidationError
 from suanwang.domain.jobs import JobSpec, JobState, Resources
+from suanwang.domain.records import NodeCards
 from suanwang.domain.tenancy import Principal, Scope
 from suanwang.services.demo import load_demo
 from suanwang.services.platform import Platform
@@ -168,7 +169,36 @@ def test_simulated_job_completes_on_simulated_clock(platform: Platform) -> None:
     attempt = platform.jobs.get(acme, job.id).attempts[0]
     assert attempt.backend == "simulated"
     assert attempt.cluster == "sim"
-    assert len({p["node"] for p in attempt.placements}) == 2
+    assert len({p.node for p in attempt.placements}) == 2
+
+
+def test_jobs_and_attempts_come_back_typed_as_they_were_submitted(platform: Platform) -> None:
+    """The repository decodes the stored spec and placements once: a JobSpec equal to the
+    one submitted, and the placements as NodeCards (node id and name) that hold the cards."""
+    platform.fleet.apply_yaml(SMALL_FLEET)
+    acme = tenant_principal(platform)
+    spec = JobSpec(
+        name="train",
+        command=(),
+        resources=Resources(chip="ascend", cards_per_node=8, nodes=2, region="r1"),
+        env=(("A", "1"), ("B", "two")),
+        simulate_duration_s=3600,
+        expected_duration_s=1800.0,
+        checkpoint_interval_s=60.0,
+        kind="resnet",
+        speed=(("ascend-910b", 1.5),),
+        retries=2,
+    )
+    job = platform.jobs.submit(acme, spec, None).job
+    run_until(platform, job.id, acme, {JobState.RUNNING})
+    detail = platform.jobs.get(acme, job.id)
+    assert detail.job.spec == spec
+    (attempt,) = detail.attempts
+    assert all(isinstance(p, NodeCards) for p in attempt.placements)
+    assert [p.cards for p in attempt.placements] == [8, 8]
+    assert sum(p.cards for p in attempt.placements) == attempt.cards
+    assert len({p.node_id for p in attempt.placements}) == 2
+    assert all(p.node.startswith("s") for p in attempt.placements)  # the sim cluster's names
 
 
 def test_quota_holds_jobs_back(platform: Platform) -> None:

@@ -11,7 +11,7 @@ from suanwang.cli.audit import change_text, parse_time
 from suanwang.cli.client import CliError
 from suanwang.domain.audit import AuditAction, AuditQuery, AuditResource, scrub
 from suanwang.domain.errors import ValidationError
-from suanwang.domain.jobs import JobState
+from suanwang.domain.jobs import JobSpec, JobState
 from suanwang.domain.records import JobRecord
 from suanwang.services import audit
 from suanwang.services.fleet import ApplyResult
@@ -47,7 +47,7 @@ def test_job_env_values_are_masked_names_kept() -> None:
         state=JobState.QUEUED,
         reason="",
         priority=0,
-        spec={"env": {"HF_TOKEN": "hf_secret", "MODE": "fast"}, "command": ["x"]},
+        spec=JobSpec(name="j", command=("x",), env=(("HF_TOKEN", "hf_secret"), ("MODE", "fast"))),
         idempotency_key=None,
         request_hash="h",
         attempts=0,
@@ -59,7 +59,7 @@ def test_job_env_values_are_masked_names_kept() -> None:
     value = audit.job_value(job)
     assert value["spec"]["env"] == {"HF_TOKEN": "***", "MODE": "***"}
     assert value["spec"]["command"] == ["x"]
-    assert job.spec["env"]["HF_TOKEN"] == "hf_secret"  # the record itself is untouched
+    assert dict(job.spec.env)["HF_TOKEN"] == "hf_secret"  # the record itself is untouched
 
 
 def test_fleet_values_are_capped() -> None:

@@ -21,7 +21,15 @@ from suanwang.domain.fleet import (
     validate_fleet,
 )
 from suanwang.domain.ids import ChipName, ClusterName, RegionName
-from suanwang.domain.jobs import JobSpec, JobState, Resources, check_transition, validate_job
+from suanwang.domain.jobs import (
+    JobSpec,
+    JobState,
+    Resources,
+    check_transition,
+    spec_from_dict,
+    spec_to_dict,
+    validate_job,
+)
 from suanwang.domain.records import JobChange, KeyRecord
 from suanwang.domain.tenancy import Principal, Scope, check_quota, check_tenant_name
 from suanwang.services.catalogue import default_catalogue
@@ -178,6 +186,35 @@ def test_state_machine(current: JobState, target: JobState, ok: bool) -> None:
             check_transition(current, target)
     assert JobState.FAILED.terminal
     assert not JobState.RUNNING.terminal
+
+
+def test_a_spec_survives_its_stored_form_and_old_stored_specs_get_defaults() -> None:
+    spec = JobSpec(
+        name="t",
+        command=("python", "train.py"),
+        resources=Resources(chip="ascend", cards_per_node=2, nodes=3, cluster="c"),
+        env=(("A", "1"), ("B", "2")),
+        kind="resnet",
+        speed=(("ascend-910b", 2.0), ("nvidia-h20", 1.0)),
+        priority_class="batch",
+        preemptible=False,
+    )
+    assert spec_from_dict(spec_to_dict(spec)) == spec
+    stored_by_an_older_server = {
+        "name": "old",
+        "command": ["true"],
+        "resources": {"chip": "any", "cards_per_node": 1, "nodes": 1, "cluster": None,
+                      "region": None},
+        "env": {},
+        "working_dir": None,
+        "priority": 5,
+        "max_runtime_s": None,
+        "retries": 1,
+        "simulate_duration_s": None,
+    }  # fmt: skip
+    assert spec_from_dict(stored_by_an_older_server) == JobSpec(
+        name="old", command=("true",), priority=5, retries=1
+    )
 
 
 def test_a_change_sets_only_the_fields_it_names_and_none_is_a_value() -> None:

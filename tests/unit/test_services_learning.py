@@ -14,7 +14,7 @@ import pytest
 from builders import make_node, make_snapshot
 
 from suanwang.domain.ids import ChipName, new_job_id
-from suanwang.domain.jobs import JobSpec, JobState, Resources, spec_to_dict
+from suanwang.domain.jobs import JobSpec, JobState, Resources
 from suanwang.domain.records import JobRecord
 from suanwang.scheduler import Admit, cycle
 from suanwang.scheduler.learning import RunObservation
@@ -68,7 +68,7 @@ def job_of(tenant: str) -> JobRecord:
     )
     return JobRecord(
         id=new_job_id(), tenant=tenant, name="train", state=JobState.QUEUED, reason="",
-        priority=0, spec=spec_to_dict(spec), idempotency_key=None, request_hash="h",
+        priority=0, spec=spec, idempotency_key=None, request_hash="h",
         attempts=0, cancel_requested=False, created_at=0.0, updated_at=0.0, version=1,
     )  # fmt: skip
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from suanwang.domain.changes import UNCHANGED, Unchanged
-from suanwang.domain.jobs import AttemptState, JobState
+from suanwang.domain.ids import NodeId
+from suanwang.domain.jobs import AttemptState, JobSpec, JobState
 from suanwang.domain.tenancy import QuotaSpec, Scope
 
 
@@ -71,7 +72,7 @@ class JobRecord:
     state: JobState
     reason: str
     priority: int
-    spec: dict[str, Any]
+    spec: JobSpec
     idempotency_key: str | None
     request_hash: str
     attempts: int
@@ -98,6 +99,16 @@ class JobChange:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeCards:
+    """Cards of one node held by one attempt: ``node_id`` for the scheduler, ``node`` (the
+    node's name) for backends."""
+
+    node_id: NodeId
+    node: str
+    cards: int
+
+
+@dataclass(frozen=True, slots=True)
 class AttemptRecord:
     id: int
     job: str
@@ -108,7 +119,7 @@ class AttemptRecord:
     chip: str
     family: str
     cards: int
-    placements: list[dict[str, Any]]
+    placements: tuple[NodeCards, ...]
     handle: dict[str, Any]
     dispatched: bool
     exit_code: int | None

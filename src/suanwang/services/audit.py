@@ -20,6 +20,7 @@ from typing import Any
 from suanwang.domain.audit import Actor, AuditAction, AuditEntry, AuditQuery, JsonObject, scrub
 from suanwang.domain.deployments import DeploymentRecord
 from suanwang.domain.errors import Forbidden, NotFound
+from suanwang.domain.jobs import spec_to_dict
 from suanwang.domain.limits import KeyLimits, TenantLimits
 from suanwang.domain.records import JobRecord, KeyRecord, TenantRecord
 from suanwang.domain.tenancy import Principal, QuotaSpec, Scope
@@ -102,8 +103,8 @@ def job_state_value(job: JobRecord) -> dict[str, Any]:
 def job_value(job: JobRecord) -> dict[str, Any]:
     """A job's state and spec; environment values are masked (they may hold the tenant's
     secrets), their names kept."""
-    spec = dict(job.spec)
-    spec["env"] = dict.fromkeys(dict(spec.get("env") or {}), MASKED)
+    spec = spec_to_dict(job.spec)
+    spec["env"] = dict.fromkeys(spec["env"], MASKED)
     return {"name": job.name, **job_state_value(job), "spec": spec}
 
 

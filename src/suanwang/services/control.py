@@ -27,8 +27,8 @@ from suanwang.domain.deployments import PUBLIC_TENANT
 from suanwang.domain.ids import (
     NodeId,
 )
-from suanwang.domain.jobs import ACTIVE, AttemptState, JobState, check_transition, spec_from_dict
-from suanwang.domain.records import AttemptChange, AttemptRecord, JobChange, JobRecord
+from suanwang.domain.jobs import ACTIVE, AttemptState, JobState, check_transition
+from suanwang.domain.records import AttemptChange, AttemptRecord, JobChange, JobRecord, NodeCards
 from suanwang.ports import (
     Backend,
     Clock,
@@ -107,7 +107,7 @@ class ControlLoop:
             queued = [j for j in uow.jobs.queued() if not j.cancel_requested]
             if not queued:
                 return
-            wanted = {(j.tenant, str(j.spec["kind"])) for j in queued if j.spec.get("kind")}
+            wanted = {(j.tenant, j.spec.kind) for j in queued if j.spec.kind}
             learned = self._learned.book(uow, wanted)
             snapshot = build_snapshot(uow, queued, self._catalogue, self._clock.now(), learned)
             by_id = {j.id: j for j in queued}
@@ -147,10 +147,9 @@ class ControlLoop:
         )
         if not uow.jobs.update_job(job, now, admitted):
             return False
-        placements = [
-            {"node_id": p.node, "node": placed.node_names[p.node], "cards": p.cards}
-            for p in decision.placements
-        ]
+        placements = tuple(
+            NodeCards(p.node, placed.node_names[p.node], p.cards) for p in decision.placements
+        )
         attempt_id = uow.jobs.add_attempt(
             AttemptRecord(
                 id=0,
@@ -172,12 +171,7 @@ class ControlLoop:
                 ended_at=None,
             )
         )
-        uow.jobs.add_allocations(
-            attempt_id,
-            job.tenant,
-            decision.family,
-            [(p.node, p.cards) for p in decision.placements],
-        )
+        uow.jobs.add_allocations(attempt_id, job.tenant, decision.family, placements)
         uow.jobs.add_event(
             job.id,
             now,
@@ -312,7 +306,7 @@ def _stop_reason(job: JobRecord | None) -> str | None:
 def _outcome(
     job: JobRecord, attempt: AttemptRecord, status: RunStatus, *, retry: bool = True
 ) -> tuple[JobState, str]:
-    retries_left = retry and job.spec.get("retries", 0) >= attempt.number
+    retries_left = retry and job.spec.retries >= attempt.number
     if status.state is AttemptState.SUCCEEDED:
         return JobState.SUCCEEDED, f"attempt {attempt.number} exited 0"
     if job.cancel_requested:
@@ -331,14 +325,14 @@ def _outcome(
 
 
 def _launch_request(job: JobRecord, attempt: AttemptRecord) -> LaunchRequest:
-    spec = spec_from_dict(job.spec)
+    spec = job.spec
     return LaunchRequest(
         job_id=job.id,
         attempt=attempt.number,
         tenant=job.tenant,
         cluster=attempt.cluster,
         command=spec.command,
-        placements=tuple(NodeSlice(str(p["node"]), int(p["cards"])) for p in attempt.placements),
+        placements=tuple(NodeSlice(p.node, p.cards) for p in attempt.placements),
         env=spec.env,
         working_dir=spec.working_dir,
         max_runtime_s=spec.max_runtime_s,

@@ -193,7 +193,7 @@ class Jobs:
             state=JobState.QUEUED,
             reason="waiting for the scheduler",
             priority=spec.priority,
-            spec=spec_to_dict(spec),
+            spec=spec,
             idempotency_key=key,
             request_hash=digest,
             attempts=0,

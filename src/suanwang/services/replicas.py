@@ -33,7 +33,6 @@ from suanwang.domain.jobs import (
     JobState,
     Resources,
     check_transition,
-    spec_to_dict,
     validate_job,
 )
 from suanwang.domain.records import JobChange, JobRecord
@@ -245,7 +244,7 @@ def _job_record(tenant: str, spec: JobSpec, now: float) -> JobRecord:
         state=JobState.QUEUED,
         reason="waiting for the scheduler",
         priority=spec.priority,
-        spec=spec_to_dict(spec),
+        spec=spec,
         idempotency_key=None,
         request_hash=request_hash(spec),
         attempts=0,

@@ -106,36 +106,35 @@ def _queues(tenants: list[TenantRecord]) -> dict[TenantId, TenantQueue]:
 
 
 def _estimate(job: JobRecord) -> float | None:
-    spec = job.spec
-    return spec.get("expected_duration_s") or spec.get("simulate_duration_s")
+    return job.spec.expected_duration_s or job.spec.simulate_duration_s
 
 
 def job_speeds(job: JobRecord, learned: SpeedBook) -> dict[ChipName, float]:
     """The job's stated per-chip speeds over those learned for its tenant and kind."""
-    stated = {ChipName(c): float(v) for c, v in (job.spec.get("speed") or {}).items()}
-    return merged_speeds(job.tenant, job.spec.get("kind"), stated, learned)
+    stated = {ChipName(chip): float(speed) for chip, speed in job.spec.speed}
+    return merged_speeds(job.tenant, job.spec.kind, stated, learned)
 
 
 def pending_job(job: JobRecord, learned: SpeedBook | None = None) -> PendingJob:
     """A queued job as the scheduler sees it."""
-    res, spec = job.spec["resources"], job.spec
+    spec, res = job.spec, job.spec.resources
     return PendingJob(
         id=JobId(job.id),
         tenant=TenantId(job.tenant),
         priority=job.priority,
         seq=int(job.created_at * 1_000_000),
-        chip=res["chip"],
-        cards_per_node=res["cards_per_node"],
-        nodes=res["nodes"],
-        simulated=spec["simulate_duration_s"] is not None,
-        cluster=ClusterName(res["cluster"]) if res["cluster"] else None,
-        region=RegionName(res["region"]) if res["region"] else None,
+        chip=res.chip,
+        cards_per_node=res.cards_per_node,
+        nodes=res.nodes,
+        simulated=spec.simulated,
+        cluster=ClusterName(res.cluster) if res.cluster else None,
+        region=RegionName(res.region) if res.region else None,
         duration_s=_estimate(job),
-        max_runtime_s=spec.get("max_runtime_s"),
-        preemptible=spec.get("preemptible", True),
-        checkpoint_interval_s=spec.get("checkpoint_interval_s"),
+        max_runtime_s=spec.max_runtime_s,
+        preemptible=spec.preemptible,
+        checkpoint_interval_s=spec.checkpoint_interval_s,
         submitted_at=job.created_at,
-        kind=spec.get("kind") or "",
+        kind=spec.kind or "",
         speed=job_speeds(job, learned or NOTHING_LEARNED),
     )
 
@@ -160,7 +159,7 @@ def _expected_run_s(
     """The estimate on the reference chip, scaled by the job's speed on ``chip``. Simulated
     runs last their simulated duration on any chip."""
     estimate = _estimate(job)
-    if not estimate or job.spec.get("simulate_duration_s") is not None:
+    if not estimate or job.spec.simulated:
         return estimate
     speed = job_speeds(job, learned).get(chip, defaults.get(chip, 1.0))
     return estimate / speed if speed > 0 else None
@@ -174,7 +173,7 @@ def _running(
 ) -> RunningJob:
     started = attempt.started_at or attempt.admitted_at
     run_s = _expected_run_s(job, ChipName(attempt.chip), learned, defaults)
-    limits = [v for v in (run_s, job.spec.get("max_runtime_s")) if v]
+    limits = [v for v in (run_s, job.spec.max_runtime_s) if v]
     return RunningJob(
         id=JobId(job.id),
         tenant=TenantId(job.tenant),
@@ -182,12 +181,10 @@ def _running(
         cluster=ClusterName(attempt.cluster),
         chip=ChipName(attempt.chip),
         family=ChipFamily(attempt.family),
-        placements=tuple(
-            Placement(NodeId(int(p["node_id"])), int(p["cards"])) for p in attempt.placements
-        ),
+        placements=tuple(Placement(p.node_id, p.cards) for p in attempt.placements),
         started_at=started,
         expected_end=started + min(limits) if limits else None,
-        preemptible=job.spec.get("preemptible", True),
+        preemptible=job.spec.preemptible,
         last_checkpoint_at=attempt.last_checkpoint_at,
-        checkpoint_interval_s=job.spec.get("checkpoint_interval_s"),
+        checkpoint_interval_s=job.spec.checkpoint_interval_s,
     )

@@ -4,11 +4,16 @@ Job state changes are compare-and-set on ``version``: a stale writer (say, a sec
 control plane) changes nothing and learns it lost the race. Whether a state change is legal
 is the domain's rule (:func:`~suanwang.domain.jobs.check_transition`), applied by the
 services before they ask for it; this module only persists.
+
+Specs and placements are JSON columns, decoded here once into typed records (a
+:class:`~suanwang.domain.jobs.JobSpec`, :class:`~suanwang.domain.records.NodeCards`) and
+encoded here on the way in; nothing beyond this module reads them by key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -22,9 +27,16 @@ from suanwang.adapters.db.tables import (
     column_values,
 )
 from suanwang.domain.errors import Conflict
-from suanwang.domain.ids import ChipName
-from suanwang.domain.jobs import AttemptState, JobState
-from suanwang.domain.records import AttemptChange, AttemptRecord, JobChange, JobEvent, JobRecord
+from suanwang.domain.ids import ChipName, NodeId
+from suanwang.domain.jobs import AttemptState, JobState, spec_from_dict, spec_to_dict
+from suanwang.domain.records import (
+    AttemptChange,
+    AttemptRecord,
+    JobChange,
+    JobEvent,
+    JobRecord,
+    NodeCards,
+)
 from suanwang.scheduler.learning import RunObservation
 
 
@@ -47,7 +59,7 @@ class JobRepository:
                 state=job.state.value,
                 reason=job.reason,
                 priority=job.priority,
-                spec=job.spec,
+                spec=spec_to_dict(job.spec),
                 idempotency_key=job.idempotency_key,
                 request_hash=job.request_hash,
                 attempts=0,
@@ -122,7 +134,7 @@ class JobRepository:
             chip=attempt.chip,
             family=attempt.family,
             cards=attempt.cards,
-            placements=attempt.placements,
+            placements=[_placement_json(p) for p in attempt.placements],
             handle=attempt.handle,
             dispatched=False,
             exit_code=None,
@@ -150,18 +162,18 @@ class JobRepository:
         self._s.execute(query.values(**column_values(change)))
 
     def add_allocations(
-        self, attempt_id: int, tenant: str, family: str, placements: list[tuple[int, int]]
+        self, attempt_id: int, tenant: str, family: str, placements: Sequence[NodeCards]
     ) -> None:
         self._s.add_all(
             AllocationRow(
                 attempt=attempt_id,
-                node=node,
+                node=p.node_id,
                 tenant=tenant,
                 family=family,
-                cards=cards,
+                cards=p.cards,
                 active=True,
             )
-            for node, cards in placements
+            for p in placements
         )
 
     def release_allocations(self, attempt_id: int) -> None:
@@ -191,10 +203,10 @@ class JobRepository:
                 .order_by(AttemptRow.ended_at.desc())
                 .limit(per_pair)
             )
-            for spec, chip, started, ended in self._s.execute(query):
-                reference = spec.get("expected_duration_s")
-                simulated = spec.get("simulate_duration_s") is not None
-                if isinstance(reference, int | float) and not simulated and started and ended:
+            for stored, chip, started, ended in self._s.execute(query):
+                spec = spec_from_dict(stored)
+                reference = spec.expected_duration_s
+                if reference is not None and not spec.simulated and started and ended:
                     run_s = float(ended - started)
                     runs.append(
                         RunObservation(tenant, kind, ChipName(chip), reference, run_s, ended)
@@ -222,7 +234,7 @@ def _job(row: JobRow) -> JobRecord:
         state=JobState(row.state),
         reason=row.reason,
         priority=row.priority,
-        spec=dict(row.spec),
+        spec=spec_from_dict(row.spec),
         idempotency_key=row.idempotency_key,
         request_hash=row.request_hash,
         attempts=row.attempts,
@@ -245,7 +257,7 @@ def _attempt(row: AttemptRow) -> AttemptRecord:
         chip=row.chip,
         family=row.family,
         cards=row.cards,
-        placements=list(row.placements),
+        placements=tuple(_placement(p) for p in row.placements),
         handle=dict(row.handle),
         dispatched=row.dispatched,
         exit_code=row.exit_code,
@@ -255,3 +267,11 @@ def _attempt(row: AttemptRow) -> AttemptRecord:
         ended_at=row.ended_at,
         last_checkpoint_at=row.last_checkpoint_at,
     )
+
+
+def _placement_json(placement: NodeCards) -> dict[str, object]:
+    return {"node_id": placement.node_id, "node": placement.node, "cards": placement.cards}
+
+
+def _placement(stored: Mapping[str, Any]) -> NodeCards:
+    return NodeCards(NodeId(int(stored["node_id"])), str(stored["node"]), int(stored["cards"]))

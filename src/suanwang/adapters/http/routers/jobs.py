@@ -13,7 +13,7 @@ from suanwang.adapters.http.follow import follow as follow_log
 from suanwang.adapters.http.schemas import AttemptPublic, EventPublic, JobCreate, JobPublic
 from suanwang.adapters.http.security import AuthorizedRoute, current_platform, current_principal
 from suanwang.domain.errors import ValidationError
-from suanwang.domain.jobs import JobState
+from suanwang.domain.jobs import JobState, spec_to_dict
 from suanwang.domain.records import AttemptRecord, JobRecord
 from suanwang.domain.tenancy import Principal
 from suanwang.services.jobs import MAX_LOG_OFFSET, JobDetail, LogTail
@@ -37,7 +37,7 @@ def job_public(job: JobRecord, detail: JobDetail | None = None) -> JobPublic:
         cancel_requested=job.cancel_requested,
         created_at=job.created_at,
         updated_at=job.updated_at,
-        spec=job.spec,
+        spec=spec_to_dict(job.spec),
     )
     if detail is not None:
         public.attempt_history = [_attempt(a) for a in detail.attempts]
@@ -55,7 +55,7 @@ def _attempt(a: AttemptRecord) -> AttemptPublic:
         simulated=a.backend == "simulated",
         chip=a.chip,
         cards=a.cards,
-        nodes=[str(p["node"]) for p in a.placements],
+        nodes=[p.node for p in a.placements],
         exit_code=a.exit_code,
         reason=a.reason,
         admitted_at=a.admitted_at,
