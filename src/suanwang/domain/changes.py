@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import fields
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -27,7 +27,7 @@ UNCHANGED: Final = Unchanged.UNCHANGED
 """The default of every field of a change: keep the stored value."""
 
 
-def changed_fields(change: DataclassInstance) -> dict[str, object]:
+def changed_fields(change: DataclassInstance) -> dict[str, Any]:
     """The fields ``change`` sets, by name (those not :data:`UNCHANGED`)."""
     return {
         f.name: value for f in fields(change) if (value := getattr(change, f.name)) is not UNCHANGED
