@@ -42,6 +42,7 @@ from typing import Any
 
 import httpx
 
+import suanwang
 from suanwang.bootstrap import build_platform
 from suanwang.config import Settings
 from suanwang.domain.tenancy import Principal, Scope
@@ -186,13 +187,14 @@ def case(
 
 
 def git_commit() -> str:
+    """The commit of the suanwang sources the server runs (``PYTHONPATH`` may pick them)."""
     try:
         done = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
             capture_output=True,
             text=True,
             check=True,
-            cwd=Path(__file__).parent,
+            cwd=Path(suanwang.__file__).parent,
         )
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
