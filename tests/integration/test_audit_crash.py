@@ -56,16 +56,18 @@ def test_change_and_entry_survive_kill_dash_nine(db_url: str, tmp_path: Path) ->
     server = Server(env, free_port(), tmp_path / "server.log")
     url = f"http://127.0.0.1:{server.port}"
     acked: dict[str, Any] = {}
-    server.start()
-    for n in range(KILLS):
-        method, path, body, key = change(n, member_key)
-        headers = {"Authorization": f"Bearer {key or op_key}", "X-Request-Id": f"crash-{n}"}
-        response = httpx.request(method, url + path, json=body, headers=headers, timeout=10)
-        server.kill()  # at once: nothing after the 2xx gets a chance to run
-        assert response.status_code in (200, 201), response.text
-        acked[f"crash-{n}"] = response.json()
+    try:
         server.start()
-    server.stop()
+        for n in range(KILLS):
+            method, path, body, key = change(n, member_key)
+            headers = {"Authorization": f"Bearer {key or op_key}", "X-Request-Id": f"crash-{n}"}
+            response = httpx.request(method, url + path, json=body, headers=headers, timeout=10)
+            server.kill()  # at once: nothing after the 2xx gets a chance to run
+            assert response.status_code in (200, 201), response.text
+            acked[f"crash-{n}"] = response.json()
+            server.start()
+    finally:
+        server.stop()
 
     with platform.uows() as uow:
         entries = uow.audit.entries(AuditQuery(limit=500))

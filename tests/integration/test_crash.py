@@ -129,19 +129,22 @@ def test_kill_dash_nine_loses_nothing(db_url: str, tmp_path: Path) -> None:
     stop = threading.Event()
     url = f"http://127.0.0.1:{port}"
     clients = [Submitter(url, key, random.Random(SEED + i), stop) for i in range(2)]
-    server.start()
-    for c in clients:
-        c.start()
-    for _ in range(KILLS):
-        time.sleep(rng.uniform(0.1, 1.2))
-        server.kill()
+    try:
         server.start()
-    stop.set()
-    for c in clients:
-        c.join(timeout=30)
-    acked = {k: v for c in clients for k, v in c.acked.items()}
-    states = wait_all_terminal(url, key, set(acked.values()))
-    server.stop()
+        for c in clients:
+            c.start()
+        for _ in range(KILLS):
+            time.sleep(rng.uniform(0.1, 1.2))
+            server.kill()
+            server.start()
+        stop.set()
+        for c in clients:
+            c.join(timeout=30)
+        acked = {k: v for c in clients for k, v in c.acked.items()}
+        states = wait_all_terminal(url, key, set(acked.values()))
+    finally:
+        stop.set()
+        server.stop()
 
     engine = platform.uows.engine  # type: ignore[attr-defined]
     with engine.connect() as conn:

@@ -96,9 +96,9 @@ def test_two_control_planes_never_run_a_job_twice(db_url: str, tmp_path: Path) -
         "SUANWANG_LOG_LEVEL": "warning",
     }
     servers = [Server(env, free_port(), tmp_path / f"server{i}.log") for i in range(2)]
-    for server in servers:
-        server.start()
     try:
+        for server in servers:
+            server.start()
         urls = [f"http://127.0.0.1:{s.port}" for s in servers]
         ids = {submit(urls[n % 2], key, n) for n in range(JOBS)}
         states = wait_terminal(urls[0], key, ids)
