@@ -15,11 +15,12 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) sandbox-tools
 
-# Local jobs run in bubblewrap (and setpriv, from util-linux); as root, install it if missing.
+# Local jobs run in bubblewrap (and setpriv, from util-linux), gateway jobs' relay in socat;
+# as root, install them if missing.
 sandbox-tools:
-	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-	  && apt-get install -y -q bubblewrap >/dev/null; } \
-	  || echo "note: bwrap not found; local jobs need it (or SUANWANG_LOCAL_ISOLATION=single-user-dev)"
+	@{ command -v bwrap && command -v socat; } >/dev/null || { [ "$$(id -u)" = 0 ] \
+	  && command -v apt-get >/dev/null && apt-get install -y -q bubblewrap socat >/dev/null; } \
+	  || echo "note: bwrap or socat not found; local jobs need bwrap (or SUANWANG_LOCAL_ISOLATION=single-user-dev), gateway jobs socat"
 
 run: setup  ## migrate, create the operator key, demo fleet and demo models (first time), then serve
 	$(BIN)/suanwang init --models

@@ -121,7 +121,7 @@ def local_isolation(settings: Settings, tenant_uids: TenantUids) -> Isolation:
         memory_bytes=settings.job_max_memory_bytes,
         disk_bytes=settings.job_max_disk_bytes,
     )
-    return Isolation(mode, tenant_uids, settings.engine_uid, limits)
+    return Isolation(mode, tenant_uids, settings.engine_uid, limits, settings.gateway_port)
 
 
 def build_usage_sink(

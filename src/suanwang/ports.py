@@ -40,7 +40,7 @@ from suanwang.domain.records import (
 from suanwang.domain.serving import ModelSpec, ReplicaView
 from suanwang.domain.tenancy import QuotaSpec
 from suanwang.domain.usage import ComputeUsage, TokenUsage
-from suanwang.domain.workloads import Workload
+from suanwang.domain.workloads import JobNetwork, Workload
 from suanwang.scheduler.learning import RunObservation
 
 Handle = Mapping[str, Any]
@@ -79,6 +79,8 @@ class LaunchRequest:
     """When the attempt was admitted; lets a stateless backend answer a retried submit alike."""
     workload: Workload = Workload.TENANT_JOB
     """Tenant code or a platform engine (set by the service layer from the stored job)."""
+    network: JobNetwork = JobNetwork.NONE
+    """What a tenant job may reach: nothing, or the gateway through a relay."""
 
 
 @dataclass(frozen=True, slots=True)

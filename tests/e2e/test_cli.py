@@ -191,6 +191,7 @@ def test_missing_fleet_file(cli: Cli, tmp_path: Path) -> None:
         (["--speed", "nvidia-h20=fast", "--", "true"], "--speed"),
         (["--speed", "nvidia-h20=-2", "--", "true"], "speed.nvidia-h20"),
         (["--priority-class", "urgent", "--", "true"], "unknown priority class 'urgent'"),
+        (["--network", "host", "--", "true"], "network"),
     ],
     ids=[
         "negative-cards",
@@ -202,6 +203,7 @@ def test_missing_fleet_file(cli: Cli, tmp_path: Path) -> None:
         "speed-not-a-number",
         "negative-speed",
         "unknown-priority-class",
+        "host-network",
     ],
 )
 def test_bad_job(cli: Cli, demo_key: str, args: list[str], fragment: str) -> None:
@@ -220,6 +222,12 @@ def test_priority_classes_from_the_cli(cli: Cli, demo_key: str) -> None:
     spec = job["spec"]
     assert (spec["priority_class"], spec["preemptible"]) == ("critical", False)
     assert (spec["kind"], spec["speed"]) == ("resnet50", {"ascend-910b": 2.5})
+
+
+def test_a_job_asks_for_the_gateway_route(cli: Cli, demo_key: str) -> None:
+    args = ["--chip", "ascend-910b", "--simulate-duration", "60", "--network", "gateway", "-q"]
+    job = job_json(cli, ok(cli("jobs", "submit", *args, key=demo_key)).strip(), demo_key)
+    assert (job["network"], job["spec"]["network"]) == ("gateway", "gateway")
 
 
 def test_bad_keys_and_tenants(cli: Cli) -> None:

@@ -14,12 +14,21 @@ from suanwang.adapters.backends.sandbox import (
     HostFacts,
     RootLayout,
     bwrap_args,
+    gateway_forward,
     job_environment,
+    relay_command,
     sandbox_refusal,
     user_command,
 )
 from suanwang.domain.errors import ValidationError
-from suanwang.domain.workloads import JOB_AREA, UidRange, job_area_parts
+from suanwang.domain.jobs import JobSpec, spec_from_dict, spec_to_dict
+from suanwang.domain.workloads import (
+    GATEWAY_SOCKET,
+    JOB_AREA,
+    JobNetwork,
+    UidRange,
+    job_area_parts,
+)
 
 DEBIAN = RootLayout(
     symlinks=(("/bin", "usr/bin"), ("/lib", "usr/lib"), ("/lib64", "usr/lib64")),
@@ -237,3 +246,57 @@ def test_uid_range() -> None:
 def test_malformed_uid_ranges_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match=r"range|expected"):
         UidRange.parse(text)
+
+
+def test_a_gateway_job_sees_the_relay_socket_and_still_no_network() -> None:
+    socket = Path("/srv/data/runs/job-1/1/relay/gateway.sock")
+    args = bwrap_args(DEBIAN, tenant_job(gateway_socket=socket))
+    assert "--unshare-net" in args
+    assert (str(socket), GATEWAY_SOCKET) in pairs(args, "--bind")
+    assert args.index(GATEWAY_SOCKET) > args.index("/run")  # bound on top of /run's tmpfs
+    assert GATEWAY_SOCKET not in bwrap_args(DEBIAN, tenant_job())
+
+
+def test_the_relay_runs_unprivileged_and_connects_only_to_the_gateway_port() -> None:
+    argv = relay_command("/usr/bin/setpriv", "/usr/bin/socat", 199999, "gateway.sock", 8001)
+    assert argv[:2] == ["/usr/bin/setpriv", "--reuid=199999"]
+    assert "--no-new-privs" in argv
+    assert argv[-3:] == [
+        "/usr/bin/socat",
+        "UNIX-LISTEN:gateway.sock,fork,mode=0666,unlink-early,unlink-close=0",
+        "TCP4:127.0.0.1:8001",
+    ]
+
+
+def test_the_forwarder_starts_before_the_command_as_the_jobs_user() -> None:
+    forward = gateway_forward("/usr/bin/socat", 8001)
+    argv = user_command("/usr/bin/setpriv", "/usr/bin/env", 200001, {}, ["a=b", "x"], forward)
+    assert argv.index("--reuid=200001") < argv.index("/bin/sh")
+    script = argv[argv.index("-c") + 1]
+    assert script.startswith("/usr/bin/socat TCP4-LISTEN:8001,bind=127.0.0.1,")
+    assert f"UNIX-CONNECT:{GATEWAY_SOCKET}" in script
+    assert "0100007F:1F41 00000000:0000 0A" in script  # waits for 127.0.0.1:8001 LISTEN
+    assert script.endswith('; exec "$0" "$@"')
+    assert argv[-2:] == ["a=b", "x"]
+
+
+def test_the_jobs_own_env_may_repoint_the_sdk_but_not_the_platform_url() -> None:
+    env = job_environment(
+        {},
+        "/usr/bin",
+        JOB_AREA,
+        [("OPENAI_BASE_URL", "http://mine"), ("SUANWANG_GATEWAY_URL", "http://forged")],
+        {"SUANWANG_GATEWAY_URL": "http://127.0.0.1:8001/v1"},
+        {"OPENAI_BASE_URL": "http://127.0.0.1:8001/v1"},
+    )
+    assert env["OPENAI_BASE_URL"] == "http://mine"
+    assert env["SUANWANG_GATEWAY_URL"] == "http://127.0.0.1:8001/v1"
+
+
+def test_the_network_field_round_trips_and_none_is_left_out() -> None:
+    plain = JobSpec(name="j", command=("true",))
+    assert "network" not in spec_to_dict(plain)  # specs stored before the field hash alike
+    routed = JobSpec(name="j", command=("true",), network=JobNetwork.GATEWAY)
+    assert spec_to_dict(routed)["network"] == "gateway"
+    assert spec_from_dict(spec_to_dict(routed)) == routed
+    assert spec_from_dict(spec_to_dict(plain)).network is JobNetwork.NONE

@@ -97,6 +97,7 @@ def submit_body(command: list[str], opts: dict[str, Any]) -> dict[str, Any]:
         "checkpoint_interval_s": opts["checkpoint_interval"],
         "kind": opts["kind"],
         "speed": _speeds(opts["speed"] or []),
+        "network": opts["network"],
     }
 
 
@@ -166,6 +167,13 @@ def submit(
         list[str] | None,
         typer.Option(help="CHIP=SPEED vs the reference chip, repeatable", show_default=False),
     ] = None,
+    network: Annotated[
+        str,
+        typer.Option(
+            help="none (no network) or gateway (the platform's gateway only, at "
+            "$SUANWANG_GATEWAY_URL; the job needs an API key)"
+        ),
+    ] = "none",
     idempotency_key: Annotated[
         str | None, typer.Option(help="retrying with the same key returns the same job")
     ] = None,
@@ -179,7 +187,7 @@ def submit(
         "region": region, "priority": priority, "max_runtime": max_runtime, "retries": retries,
         "env": env, "workdir": workdir, "simulate_duration": simulate_duration,
         "expected_duration": expected_duration, "checkpoint_interval": checkpoint_interval,
-        "kind": kind, "speed": speed, "priority_class": priority_class,
+        "kind": kind, "speed": speed, "priority_class": priority_class, "network": network,
     }  # fmt: skip
     body = submit_body(list(command or []), opts)
     st = state(ctx, as_json)
@@ -319,6 +327,8 @@ def _show_summary(job: dict[str, Any]) -> None:
     say(f"asked for: {resources_text(spec)} ({kind})")
     if spec.get("command"):
         say(f"command: {shlex.join(spec['command'])}")
+    if spec.get("network"):
+        say(f"network: {spec['network']}")
     if spec.get("working_dir"):
         say(f"working dir: {spec['working_dir']}")
     if spec.get("env"):

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from suanwang.domain.errors import Conflict, ValidationError
-from suanwang.domain.workloads import Workload, job_area_parts
+from suanwang.domain.workloads import JobNetwork, Workload, job_area_parts
 
 MAX_PRIORITY = 1000
 MAX_NODES = 4096
@@ -146,6 +146,8 @@ class JobSpec:
     """A named class (``domain/priorities.py``) that sets ``priority`` and may forbid preemption."""
     workload: Workload = Workload.TENANT_JOB
     """Set by the platform for its own engines (replicas); never taken from a request."""
+    network: JobNetwork = JobNetwork.NONE
+    """What the job reaches: nothing, or the gateway only (engines keep the host's)."""
 
     @property
     def simulated(self) -> bool:
@@ -167,6 +169,10 @@ def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
         del data["workload"]
     else:
         data["workload"] = spec.workload.value
+    if spec.network is JobNetwork.NONE:
+        del data["network"]
+    else:
+        data["network"] = spec.network.value
     return data
 
 
@@ -189,6 +195,7 @@ def spec_from_dict(data: Mapping[str, Any]) -> JobSpec:
         priority_class=data.get("priority_class"),
         speed=tuple(sorted(dict(data.get("speed") or {}).items())),
         workload=Workload(data.get("workload", Workload.TENANT_JOB)),
+        network=JobNetwork(data.get("network", JobNetwork.NONE)),
     )
 
 

@@ -2,6 +2,7 @@
 
 - :class:`Workload`: the kind of a run. Tenant jobs are untrusted code; platform engines
   (inference replicas) are the platform's own programs. Only the service layer sets it.
+- :class:`JobNetwork`: what a tenant job's network reaches (nothing, or the gateway only).
 - :data:`JOB_AREA` and :func:`job_area_parts`: a job's private directory as the job sees it,
   and the one rule for a caller-given ``working_dir`` (inside that area, or refused).
 - :class:`UidRange`: the numeric uids tenants are given on the local cluster.
@@ -26,6 +27,22 @@ class Workload(enum.StrEnum):
 
     TENANT_JOB = "tenant-job"
     PLATFORM_ENGINE = "platform-engine"
+
+
+class JobNetwork(enum.StrEnum):
+    """What a tenant job can reach over the network (job spec field ``network``).
+
+    ``none``: its own network namespace with only ``lo``. ``gateway``: the same, plus the
+    platform's OpenAI-compatible gateway on ``127.0.0.1:<gateway port>`` through a relay
+    (nothing else of the host). The host network is for platform engines only.
+    """
+
+    NONE = "none"
+    GATEWAY = "gateway"
+
+
+GATEWAY_SOCKET = "/run/suanwang/gateway.sock"
+"""Where a ``gateway`` job's sandbox sees the relay's Unix socket."""
 
 
 def job_area_parts(working_dir: str | None) -> tuple[str, ...]:

@@ -339,4 +339,5 @@ def _launch_request(job: JobRecord, attempt: AttemptRecord) -> LaunchRequest:
         simulate_duration_s=spec.simulate_duration_s,
         admitted_at=attempt.admitted_at,
         workload=spec.workload,
+        network=spec.network,
     )

@@ -45,13 +45,15 @@ from typing import Any
 
 if __package__:
     from suanwang.adapters.backends.local_limits import DiskMeter, JobCgroups, limit_reason
-else:  # run as a script (python -I): its stdlib-only sibling, without the package's imports
+    from suanwang.adapters.backends.local_relay import Relay
+else:  # run as a script (python -I): its stdlib-only siblings, without the package's imports
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from local_limits import (  # type: ignore[import-not-found,no-redef]
         DiskMeter,
         JobCgroups,
         limit_reason,
     )
+    from local_relay import Relay  # type: ignore[import-not-found,no-redef]
 
 NOTIFY_TIMEOUT_S = 10.0
 """How long the launching process waits for the supervisor to write ``launch.json``."""
@@ -114,12 +116,18 @@ def _supervise(request: dict[str, Any], lock_fd: int, run_dir: Path, notify_fd: 
         _finish(run_dir, notify_fd, None, "cancelled", started_at)
         return
     cgroups = JobCgroups(request.get("cgroups") or {})
+    relay = None
     try:
         cgroups.create(request["limits"])
+        if request.get("relay"):
+            relay = Relay.start(request["relay"], cgroups.join)
         child = _start(request, lock_fd, cgroups)
     except (OSError, ValueError) as exc:
         sys.stderr.write(f"suanwang: could not start {request['command_name']!r}: {exc}\n")
         sys.stderr.flush()
+        if relay is not None:
+            relay.stop()
+        cgroups.kill_all()
         cgroups.remove()
         _finish(run_dir, notify_fd, 127, f"could not start: {exc}", started_at)
         return
@@ -135,7 +143,10 @@ def _supervise(request: dict[str, Any], lock_fd: int, run_dir: Path, notify_fd: 
     }
     write_json_atomic(run_dir / "launch.json", launch)
     _notify(notify_fd)
-    code, reason = Watch(child, request, run_dir, cgroups).wait()
+    spared = () if relay is None else (relay.pid,)
+    code, reason = Watch(child, request, run_dir, cgroups, spared).wait()
+    if relay is not None:
+        relay.stop()
     cgroups.remove()
     _finish(run_dir, None, code, reason, started_at)
 
@@ -169,8 +180,12 @@ class Watch:
         request: dict[str, Any],
         run_dir: Path,
         cgroups: JobCgroups,
+        spared: tuple[int, ...] = (),
     ) -> None:
         self.child, self.run_dir, self.cgroups = child, run_dir, cgroups
+        self.spared = spared
+        """Spared SIGTERM during the grace period (the gateway relay: the job may still
+        finish a call); SIGKILL takes them too."""
         self.sandboxed = bool(request["sandboxed"])
         self.grace_s = float(request["grace_s"])
         self.limits: Mapping[str, int] = request["limits"]
@@ -234,7 +249,9 @@ class Watch:
         if not self.sandboxed:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.child.pid, sig)
-        keep = _bwrap_pids(self.child.pid) if self.sandboxed and sig != signal.SIGKILL else ()
+        keep: set[int] = set()
+        if self.sandboxed and sig != signal.SIGKILL:
+            keep = _bwrap_pids(self.child.pid) | set(self.spared)
         self.cgroups.signal(sig, keep)
 
     def _exit_code(self, code: int) -> int:

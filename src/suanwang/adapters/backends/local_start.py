@@ -31,19 +31,27 @@ from suanwang.adapters.backends.sandbox import (
     Isolation,
     IsolationMode,
     bwrap_args,
+    gateway_forward,
     inside_any,
     job_environment,
     own_cgroup,
+    relay_command,
     root_layout,
     sandbox_refusal,
     user_command,
 )
 from suanwang.domain.errors import DomainError
-from suanwang.domain.workloads import JOB_AREA, Workload, job_area_parts
+from suanwang.domain.workloads import JOB_AREA, JobNetwork, Workload, job_area_parts
 from suanwang.ports import LaunchRequest
 
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 CONTROLLERS = ("pids", "memory")
+RELAY_DIR, RELAY_SOCKET = "relay", "gateway.sock"
+"""The relay's directory in the attempt's control directory, and its socket's name."""
+NO_SOCAT = (
+    "could not start: network 'gateway' needs socat on the host for its relay "
+    "(apt-get install socat)"
+)
 
 
 class Preparer:
@@ -85,8 +93,10 @@ class Preparer:
             return f"could not start: working_dir {request.working_dir!r}: {exc.strerror}"
         if uid is None:
             payload = self._development(request, work, parts)
+        elif self._gateway(request) and self._facts.socat is None:
+            return NO_SOCAT
         else:
-            payload = self._sandbox(request, uid, work, parts)
+            payload = self._sandbox(request, uid, run_dir, parts)
             if not self._program_visible(request.command[0], payload.pop("job_path")):
                 return (
                     f"could not start: {request.command[0]!r} is not a program the job can "
@@ -102,28 +112,46 @@ class Preparer:
         assert self._isolation.tenant_uids is not None
         return self._isolation.tenant_uids.uid_for(request.tenant)
 
+    @staticmethod
+    def _gateway(request: LaunchRequest) -> bool:
+        """Whether the run gets the route to the gateway (tenant jobs that asked for it)."""
+        tenant = request.workload is Workload.TENANT_JOB
+        return tenant and request.network is JobNetwork.GATEWAY
+
     def _sandbox(
-        self, request: LaunchRequest, uid: int, work: Path, parts: tuple[str, ...]
+        self, request: LaunchRequest, uid: int, run_dir: Path, parts: tuple[str, ...]
     ) -> dict[str, Any]:
         engine = request.workload is Workload.PLATFORM_ENGINE
         path = f"{sys.prefix}/bin:{SYSTEM_PATH}"
-        env = job_environment(os.environ, path, JOB_AREA, request.env, self._platform_env(request))
+        gateway = self._gateway(request)
+        env = job_environment(
+            os.environ,
+            path,
+            JOB_AREA,
+            request.env,
+            self._platform_env(request),
+            self._gateway_env() if gateway else None,
+        )
+        relay = run_dir / RELAY_DIR
         confinement = Confinement(
             uid=uid,
-            work_dir=work,
+            work_dir=run_dir.parent / WORK_DIR,
             cwd_parts=parts,
             read_only=(*self._read_only, self._code_root) if engine else self._read_only,
             tmpfs_bytes=self._isolation.limits.disk_bytes,
             share_net=engine,
             with_sys=engine,
+            gateway_socket=relay / RELAY_SOCKET if gateway else None,
         )
         facts = self._facts
         assert facts.bwrap
         assert facts.setpriv
         assert facts.env
+        port = self._isolation.gateway_port
+        forward = gateway_forward(facts.socat, port) if gateway and facts.socat else ()
         argv = [facts.bwrap, *bwrap_args(self._layout, confinement)]
-        argv += user_command(facts.setpriv, facts.env, uid, env, request.command)
-        return {
+        argv += user_command(facts.setpriv, facts.env, uid, env, request.command, forward)
+        payload: dict[str, Any] = {
             "argv": argv,
             "env": {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
             "cwd": None,
@@ -131,13 +159,30 @@ class Preparer:
             "tmpfs": ["/tmp", "/dev/shm"],
             "job_path": path,
         }
+        if gateway and facts.socat:
+            relay_uid = self._isolation.engine_uid
+            payload["relay"] = {
+                "argv": relay_command(facts.setpriv, facts.socat, relay_uid, RELAY_SOCKET, port),
+                "dir": str(relay),
+                "socket": RELAY_SOCKET,
+                "uid": relay_uid,
+            }
+        return payload
+
+    def _gateway_env(self) -> dict[str, str]:
+        """``OPENAI_BASE_URL`` for a ``gateway`` job (its own env may override it)."""
+        return {"OPENAI_BASE_URL": self._gateway_url()}
+
+    def _gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self._isolation.gateway_port}/v1"
 
     def _development(
         self, request: LaunchRequest, work: Path, parts: tuple[str, ...]
     ) -> dict[str, Any]:
         path = os.environ.get("PATH", SYSTEM_PATH)
         platform = self._platform_env(request, area=str(work))
-        env = job_environment(os.environ, path, str(work), request.env, platform)
+        defaults = self._gateway_env() if self._gateway(request) else None
+        env = job_environment(os.environ, path, str(work), request.env, platform, defaults)
         cwd = str(work.joinpath(*parts))
         return {"argv": list(request.command), "env": env, "cwd": cwd, "sandboxed": False}
 
@@ -150,6 +195,8 @@ class Preparer:
         }
         if request.workload is Workload.PLATFORM_ENGINE:
             env["PYTHONPATH"] = self._code_root  # engines run the platform's own code
+        if self._gateway(request):
+            env["SUANWANG_GATEWAY_URL"] = self._gateway_url()
         return env
 
     def _common(self, request: LaunchRequest, run_dir: Path, work: Path) -> dict[str, Any]:

@@ -17,18 +17,26 @@ Namespaces: PID, IPC, UTS, cgroup, mount, and network unless ``share_net`` (engi
 The command runs through ``setpriv`` (numeric uid and gid, no groups, no capabilities,
 ``no_new_privs``) and then ``env -i`` so that no variable of the request reaches a process
 that still runs as root.
+
+The route of a ``gateway`` job (:func:`relay_command`, :func:`gateway_forward`): outside the
+sandbox ``socat`` as a non-root uid listens on a Unix socket and connects each client to the
+gateway's TCP port only; the socket is bound at
+:data:`~suanwang.domain.workloads.GATEWAY_SOCKET`, and inside, before the user command, a
+second ``socat`` (as the job's uid) listens on ``127.0.0.1:<gateway port>`` of the job's own
+network namespace and forwards to it.
 """
 
 from __future__ import annotations
 
 import enum
 import os
+import shlex
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from suanwang.domain.workloads import JOB_AREA
+from suanwang.domain.workloads import GATEWAY_SOCKET, JOB_AREA
 from suanwang.ports import TenantUids
 
 ALLOWED_HOST_ENV = ("LANG", "LANGUAGE", "TZ")
@@ -69,6 +77,8 @@ class Isolation:
     tenant_uids: TenantUids | None = None
     engine_uid: int = 199999
     limits: JobLimits = field(default_factory=JobLimits)
+    gateway_port: int = 8001
+    """``SUANWANG_GATEWAY_PORT``: where the relay of a ``gateway`` job connects."""
 
     @classmethod
     def development(cls, limits: JobLimits | None = None) -> Isolation:
@@ -86,6 +96,8 @@ class HostFacts:
     setpriv: str | None
     env: str | None
     cgroups_writable: bool
+    socat: str | None = None
+    """Needed by ``gateway`` jobs only (the relay)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +126,8 @@ class Confinement:
     """Keep the host's network (platform engines that must listen on 127.0.0.1)."""
     with_sys: bool = False
     """Mount ``/sys`` read-only (engines: CPU topology for llama.cpp and torch)."""
+    gateway_socket: Path | None = None
+    """The relay's Unix socket on the host, bound at ``GATEWAY_SOCKET`` (``gateway`` jobs)."""
 
 
 def bwrap_args(layout: RootLayout, confinement: Confinement) -> list[str]:
@@ -139,22 +153,61 @@ def bwrap_args(layout: RootLayout, confinement: Confinement) -> list[str]:
         args += ["--ro-bind", "/sys", "/sys"]
     args += ["--perms", "1777", "--size", size, "--tmpfs", "/tmp"]
     args += ["--perms", "0755", "--size", str(1 << 20), "--tmpfs", "/run"]
+    if confinement.gateway_socket is not None:
+        args += ["--perms", "0755", "--dir", str(PurePosixPath(GATEWAY_SOCKET).parent)]
+        args += ["--bind", str(confinement.gateway_socket), GATEWAY_SOCKET]
     args += ["--bind", str(confinement.work_dir), JOB_AREA]
     args += ["--chdir", str(PurePosixPath(JOB_AREA, *confinement.cwd_parts))]
     return args
 
 
 def user_command(
-    setpriv: str, env_program: str, uid: int, env: Mapping[str, str], command: Iterable[str]
+    setpriv: str,
+    env_program: str,
+    uid: int,
+    env: Mapping[str, str],
+    command: Iterable[str],
+    forward: Sequence[str] = (),
 ) -> list[str]:
-    """What bwrap runs: drop to ``uid`` (setpriv), then set the environment (``env -i``)."""
-    argv = [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
-    argv += ["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+    """What bwrap runs: drop to ``uid`` (setpriv), then set the environment (``env -i``).
+
+    ``forward`` (from :func:`gateway_forward`) is a shell prologue run before the command.
+    """
+    argv = drop_privileges(setpriv, uid)
     argv += [env_program, "-i", *(f"{k}={v}" for k, v in sorted(env.items()))]
     command = list(command)
+    if forward:
+        return [*argv, "/bin/sh", "-c", f'{" ".join(forward)}; exec "$0" "$@"', *command]
     if command and "=" in command[0]:  # env would take it for one more variable
         return [*argv, "/bin/sh", "-c", 'exec "$0" "$@"', *command]
     return [*argv, *command]
+
+
+def drop_privileges(setpriv: str, uid: int) -> list[str]:
+    """``setpriv`` to ``uid`` (and gid ``uid``): no groups, no capabilities, no_new_privs."""
+    argv = [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+    return [*argv, "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+
+
+def relay_command(setpriv: str, socat: str, uid: int, socket_name: str, port: int) -> list[str]:
+    """The relay outside the sandbox: ``socat`` as ``uid`` (never root: it handles the job's
+    bytes), listening on ``socket_name`` (relative to its working directory, which only it
+    and root can reach) and connecting each client to ``127.0.0.1:port`` and nowhere else."""
+    listen = f"UNIX-LISTEN:{socket_name},fork,mode=0666,unlink-early,unlink-close=0"
+    return [*drop_privileges(setpriv, uid), socat, listen, f"TCP4:127.0.0.1:{port}"]
+
+
+def gateway_forward(socat: str, port: int) -> list[str]:
+    """Shell words, run as the job's uid before its command: a ``socat`` listening on
+    ``127.0.0.1:port`` in the job's network namespace, forwarding to the relay's socket,
+    and a wait (at most 5 s) until it listens so the command's first connect succeeds."""
+    listen = f"TCP4-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr"
+    line = f"0100007F:{port:04X} 00000000:0000 0A"  # /proc/net/tcp: 127.0.0.1:port LISTEN
+    return [
+        f"{shlex.quote(socat)} {listen} UNIX-CONNECT:{GATEWAY_SOCKET} </dev/null &",
+        f"i=0; while [ $i -lt 500 ] && ! grep -q '{line}' /proc/net/tcp; do",
+        "sleep 0.01; i=$((i+1)); done",
+    ]
 
 
 def job_environment(
@@ -163,14 +216,17 @@ def job_environment(
     home: str,
     own: Iterable[tuple[str, str]],
     platform: Mapping[str, str],
+    defaults: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The scrubbed environment: an allow-list of the host's, the job's own, the platform's.
 
     Nothing else of the control plane's environment passes: no ``SUANWANG_*`` setting, no
-    database or Redis URL, no credentials. The platform's variables are set last.
+    database or Redis URL, no credentials. ``defaults`` (e.g. ``OPENAI_BASE_URL``) yield
+    to the job's own values; the platform's variables are set last.
     """
     env = {k: v for k, v in host_env.items() if k in ALLOWED_HOST_ENV or k.startswith("LC_")}
     env.update({"PATH": path, "HOME": home})
+    env.update(defaults or {})
     env.update(own)
     env.update(platform)
     return env
@@ -198,6 +254,7 @@ def probe_host() -> HostFacts:
         bwrap=shutil.which("bwrap"),
         setpriv=shutil.which("setpriv"),
         env=shutil.which("env"),
+        socat=shutil.which("socat"),
         cgroups_writable=all(
             os.access(base, os.W_OK) for base in (own_cgroup("pids"), own_cgroup("memory"))
         ),

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from suanwang.domain.jobs import JobSpec, Resources
 from suanwang.domain.tenancy import QuotaSpec, Scope
+from suanwang.domain.workloads import JobNetwork
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -60,6 +61,11 @@ class JobCreate(_In):
         default_factory=dict,
         description="relative speed per chip name (1.0 = reference chip, 0 = cannot run there)",
     )
+    network: Literal["none", "gateway"] = Field(
+        "none",
+        description="none: no network at all; gateway: the platform's gateway only, at "
+        "$SUANWANG_GATEWAY_URL (the job still needs an API key)",
+    )
 
     def to_spec(self) -> JobSpec:
         return JobSpec(
@@ -78,6 +84,7 @@ class JobCreate(_In):
             kind=self.kind,
             priority_class=self.priority_class,
             speed=tuple(sorted(self.speed.items())),
+            network=JobNetwork(self.network),
         )
 
 
@@ -120,6 +127,7 @@ class JobPublic(BaseModel):
     cancel_requested: bool
     created_at: float
     updated_at: float
+    network: str = Field(description="what the job reaches: none, or gateway")
     spec: dict[str, Any]
     attempt_history: list[AttemptPublic] | None = None
     events: list[EventPublic] | None = None

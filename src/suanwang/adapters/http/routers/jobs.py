@@ -37,6 +37,7 @@ def job_public(job: JobRecord, detail: JobDetail | None = None) -> JobPublic:
         cancel_requested=job.cancel_requested,
         created_at=job.created_at,
         updated_at=job.updated_at,
+        network=job.spec.network.value,
         spec=spec_to_dict(job.spec),
     )
     if detail is not None:
