@@ -10,7 +10,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, MutableMapping
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -40,6 +40,22 @@ def _redact_processor(
     return event
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the time of the write.
+
+    A logger bound to the ``sys.stderr`` object of the moment of configuration keeps writing
+    to it after it was replaced and closed (an in-process test's captured stream: every later
+    log line then raised ``ValueError: I/O operation on closed file`` in whichever thread
+    logged, the control loop's included).
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(
     level: str = "info", json: bool = False, stream: TextIO | None = None
 ) -> None:
@@ -59,7 +75,7 @@ def configure_logging(
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(stream or cast(TextIO, _CurrentStderr())),
         cache_logger_on_first_use=False,
     )
 
