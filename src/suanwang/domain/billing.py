@@ -34,6 +34,8 @@ CARD_MS_PER_HOUR = 3_600_000
 DEFAULT_TIER = "standard"
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 _RANGE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2})$")
+PERIOD_PATTERN = r"^(\d{4}-\d{2}|\d{4}-\d{2}-\d{2}\.\.\d{4}-\d{2}-\d{2})$"
+"""The shape of a period (the calendar checks come after)."""
 
 
 class Meter(enum.StrEnum):
@@ -59,14 +61,14 @@ class Period:
 
 def parse_period(text: str) -> Period:
     """``YYYY-MM`` (a calendar month, UTC) or ``YYYY-MM-DD..YYYY-MM-DD`` (end exclusive)."""
-    if match := _MONTH.match(text):
+    if match := _MONTH.fullmatch(text):
         year, month = int(match.group(1)), int(match.group(2))
         if not 1 <= month <= 12 or year < 1970:
             raise _bad_period(text)
         days = calendar.monthrange(year, month)[1]
         start = dt.datetime(year, month, 1, tzinfo=dt.UTC)
         return Period(text, start.timestamp(), (start + dt.timedelta(days=days)).timestamp())
-    if match := _RANGE.match(text):
+    if match := _RANGE.fullmatch(text):
         try:
             start_day = dt.date.fromisoformat(match.group(1))
             end_day = dt.date.fromisoformat(match.group(2))

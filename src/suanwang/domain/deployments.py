@@ -44,7 +44,7 @@ ENGINE_FAMILIES: dict[str, frozenset[str]] = {
 }
 """Chip families each engine runs on (what its images and builds support)."""
 
-_DEPLOYMENT_ID = re.compile(r"^dep-[0-9a-f]{4,32}$")
+DEPLOYMENT_ID = re.compile(r"^dep-[0-9a-f]{4,32}$")
 
 
 class DeploymentState(enum.StrEnum):
@@ -124,7 +124,7 @@ def check_replicas(n: int) -> int:
 
 
 def check_deployment_id(deployment_id: str) -> str:
-    if not _DEPLOYMENT_ID.match(deployment_id):
+    if not DEPLOYMENT_ID.fullmatch(deployment_id):
         raise ValidationError(
             f"invalid deployment id {deployment_id!r}",
             field="deployment_id",

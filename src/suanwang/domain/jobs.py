@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from suanwang.domain.errors import Conflict, ValidationError
+from suanwang.domain.fleet import MAX_CARDS_PER_NODE
 from suanwang.domain.workloads import JobNetwork, Workload, job_area_parts
 
 MAX_PRIORITY = 1000
@@ -202,7 +203,13 @@ def spec_from_dict(data: Mapping[str, Any]) -> JobSpec:
 def validate_job(spec: JobSpec) -> JobSpec:
     """Check ranges and shapes that need no knowledge of the fleet."""
     res = spec.resources
-    _bounded(res.cards_per_node, 0, 64, "resources.cards_per_node", "0 to 64 cards per node")
+    _bounded(
+        res.cards_per_node,
+        0,
+        MAX_CARDS_PER_NODE,
+        "resources.cards_per_node",
+        f"0 to {MAX_CARDS_PER_NODE} cards per node",
+    )
     _bounded(res.nodes, 1, MAX_NODES, "resources.nodes", f"1 to {MAX_NODES} nodes")
     if res.total_cards == 0 and not spec.simulated:
         raise ValidationError(

@@ -16,6 +16,9 @@ from suanwang.domain.ids import TenantId
 UNITS = "units"
 """Pseudo chip family of quotas stated in normalised compute units (V100-equivalents)."""
 TENANT_NAME = re.compile(r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$")
+MAX_QUOTA_CARDS = 1_000_000_000
+"""The largest card count a quota or limit may state (it is stored in a 32-bit column)."""
+MAX_WEIGHT = 1000.0
 
 
 class Scope(enum.StrEnum):
@@ -65,7 +68,7 @@ LOCAL_OPERATOR = Principal("system", Scope.OPERATOR, None)
 
 def check_tenant_name(name: str) -> str:
     """A tenant name: 3–40 lowercase letters, digits and dashes, starting with a letter."""
-    if not TENANT_NAME.match(name):
+    if not TENANT_NAME.fullmatch(name):
         raise ValidationError(
             f"invalid tenant name {name!r}",
             field="name",
@@ -98,9 +101,9 @@ def check_quota_specs(
             ("borrowing_limit", spec.borrowing_limit),
             ("lending_limit", spec.lending_limit),
         ):
-            if value is not None and value < 0:
+            if value is not None and not 0 <= value <= MAX_QUOTA_CARDS:
                 raise ValidationError(
-                    f"{name} is zero or more cards", field=f"quota.{family}.{name}"
+                    f"{name} is 0 to {MAX_QUOTA_CARDS:,} cards", field=f"quota.{family}.{name}"
                 )
         if spec.lending_limit is not None and spec.lending_limit > spec.nominal:
             raise ValidationError(
@@ -118,8 +121,10 @@ def check_quota(quota: dict[str, int], families: frozenset[str]) -> dict[str, in
                 field=f"quota.{family}",
                 hint=f"families: {', '.join(sorted(families))}",
             )
-        if cards < 0:
-            raise ValidationError("a quota is zero or more cards", field=f"quota.{family}")
+        if not 0 <= cards <= MAX_QUOTA_CARDS:
+            raise ValidationError(
+                f"a quota is 0 to {MAX_QUOTA_CARDS:,} cards", field=f"quota.{family}"
+            )
     return dict(sorted(quota.items()))
 
 
@@ -128,12 +133,12 @@ COHORT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 
 def check_queue(cohort: str | None, weight: float) -> tuple[str | None, float]:
     """A cohort name (or None) and a fair-share weight in (0, 1000]."""
-    if cohort is not None and not COHORT_NAME.match(cohort):
+    if cohort is not None and not COHORT_NAME.fullmatch(cohort):
         raise ValidationError(
             f"invalid cohort name {cohort!r}",
             field="cohort",
             hint="lowercase letters, digits and '-', starting with a letter",
         )
-    if not 0 < weight <= 1000:
-        raise ValidationError("weight must be in (0, 1000]", field="weight")
+    if not 0 < weight <= MAX_WEIGHT:
+        raise ValidationError(f"weight must be in (0, {MAX_WEIGHT:g}]", field="weight")
     return cohort, weight

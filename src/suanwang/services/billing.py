@@ -46,8 +46,8 @@ class Billing:
         self.prices = prices
 
     def period(self, text: str | None) -> Period:
-        """``text`` parsed (see :func:`parse_period`), or the current month."""
-        return month_of(self._clock.now()) if not text else parse_period(text)
+        """``text`` parsed (see :func:`parse_period`), or the current month when absent."""
+        return month_of(self._clock.now()) if text is None else parse_period(text)
 
     def usage(
         self, principal: Principal, tenant: str | None, period: Period | None = None
@@ -74,7 +74,7 @@ class Billing:
         """Set a tenant's price tier (operator only)."""
         if not principal.is_operator:
             raise Forbidden("only the operator sets price tiers", field="tier")
-        if not TIER_NAME.match(tier):
+        if not TIER_NAME.fullmatch(tier):
             raise ValidationError(
                 f"invalid tier {tier[:40]!r}",
                 field="tier",

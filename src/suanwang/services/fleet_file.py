@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from suanwang.domain.chips import Catalogue
 from suanwang.domain.errors import ValidationError
 from suanwang.domain.fleet import (
+    MAX_CARDS_PER_NODE,
     ClusterKind,
     ClusterSpec,
     FleetSpec,
@@ -38,10 +39,14 @@ class RegionIn(_Strict):
     display_name: str = ""
 
 
+Cards = Annotated[int, Field(ge=1, le=MAX_CARDS_PER_NODE)]
+Positive = Annotated[float, Field(gt=0)]
+
+
 class NodeIn(_Strict):
     name: Name
     chip: str
-    cards: int
+    cards: Cards
     network_group: str = ""
 
 
@@ -49,7 +54,7 @@ class NodeGroupIn(_Strict):
     name_prefix: Name
     count: Annotated[int, Field(ge=1, le=MAX_NODES_PER_GROUP)]
     chip: str
-    cards: int
+    cards: Cards
     nodes_per_network_group: Annotated[int, Field(ge=1)] | None = None
 
 
@@ -65,9 +70,9 @@ class ClusterIn(_Strict):
 
 class WanLinkIn(_Strict):
     between: Annotated[list[Name], Field(min_length=2, max_length=2)]
-    bandwidth_gbps: float
-    rtt_ms: float
-    distance_km: float
+    bandwidth_gbps: Positive
+    rtt_ms: Positive
+    distance_km: Positive
 
 
 class FleetIn(_Strict):

@@ -95,6 +95,7 @@ class GatewayLimits:
 
     @staticmethod
     def _visible_key(uow: UnitOfWork, principal: Principal, key_id: str) -> KeyRecord:
+        """A live key the caller may manage; a revoked key has no limits any more (404)."""
         record = uow.tenancy.key(key_id)
         visible = record is not None and (
             principal.is_operator
@@ -102,4 +103,8 @@ class GatewayLimits:
         )
         if record is None or not visible:
             raise NotFound(f"no key {key_id!r}", field="key_id")
+        if record.revoked_at is not None:
+            raise NotFound(
+                f"key {key_id!r} is revoked", field="key_id", hint="limits apply to live keys only"
+            )
         return record

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 
@@ -17,8 +17,10 @@ from suanwang.adapters.http import problems
 from suanwang.adapters.http.authz import rule_for
 from suanwang.adapters.http.follow import FollowSlots
 from suanwang.adapters.http.limits import BodySizeLimit
+from suanwang.adapters.http.responses import install_document, text_body
 from suanwang.adapters.http.routers import audit, fleet, jobs, limits, models, tenants
 from suanwang.adapters.http.routers.billing import router as billing_router
+from suanwang.adapters.http.schemas import Health, WhoAmI
 from suanwang.adapters.http.security import AuthorizedRoute, tag_request
 from suanwang.domain.errors import DomainError
 from suanwang.observability import Metrics
@@ -58,27 +60,34 @@ def create_app(
     app.middleware("http")(_measure(metrics))
     app.middleware("http")(tag_request)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    install_document(app)
     check_authorization_table(app)
     return app
 
 
 def _system_routes(app: FastAPI, metrics: Metrics) -> None:
-    def healthz() -> dict[str, str]:
-        return {"status": "ok", "version": __version__}
+    def healthz() -> Health:
+        return Health(status="ok", version=__version__)
 
     def metrics_endpoint() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    def whoami(request: Request) -> dict[str, Any]:
+    def whoami(request: Request) -> WhoAmI:
         p = request.state.principal
-        return {"key_id": p.key_id, "scope": p.scope.value, "tenant": p.tenant_id}
+        return WhoAmI(key_id=p.key_id, scope=p.scope.value, tenant=p.tenant_id)
 
-    for path, endpoint in (
-        ("/healthz", healthz),
-        ("/metrics", metrics_endpoint),
-        ("/api/v1/whoami", whoami),
-    ):
-        app.router.routes.append(AuthorizedRoute(path, endpoint, methods=["GET"], tags=["system"]))
+    app.router.routes += [
+        AuthorizedRoute("/healthz", healthz, methods=["GET"], tags=["system"]),
+        AuthorizedRoute(
+            "/metrics",
+            metrics_endpoint,
+            methods=["GET"],
+            tags=["system"],
+            response_class=PlainTextResponse,
+            responses=text_body("Prometheus text format", CONTENT_TYPE_LATEST.split(";")[0]),
+        ),
+        AuthorizedRoute("/api/v1/whoami", whoami, methods=["GET"], tags=["system"]),
+    ]
 
 
 def _measure(

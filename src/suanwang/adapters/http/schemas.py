@@ -1,63 +1,127 @@
-"""Request and response bodies of the REST API (the only place Pydantic meets jobs and keys)."""
+"""Request and response bodies of the REST API (the only place Pydantic meets jobs and keys).
+
+Input models are strict (a string is not a number, ``"true"`` is not a boolean) and state
+every range and pattern the domain checks, so the OpenAPI document says what is accepted;
+the domain checks again for callers that do not come through HTTP. Patterns are only
+documented here (:func:`checked_pattern`) and left to the domain, whose errors say in words
+what a name may contain.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
-from suanwang.domain.jobs import JobSpec, Resources
-from suanwang.domain.tenancy import QuotaSpec, Scope
+from suanwang.domain.fleet import MAX_CARDS_PER_NODE
+from suanwang.domain.jobs import (
+    MAX_COMMAND_ARGS,
+    MAX_ENV_VARS,
+    MAX_KIND_LEN,
+    MAX_NODES,
+    MAX_PRIORITY,
+    MAX_RETRIES,
+    MAX_RUNTIME_S,
+    MAX_SPEED,
+    JobSpec,
+    Resources,
+)
+from suanwang.domain.tenancy import (
+    COHORT_NAME,
+    MAX_QUOTA_CARDS,
+    MAX_WEIGHT,
+    TENANT_NAME,
+    QuotaSpec,
+    Scope,
+)
 from suanwang.domain.workloads import JobNetwork
+from suanwang.services.tenancy import MAX_KEY_LIFETIME_S
+
+
+def checked_pattern(pattern: str) -> JsonDict:
+    """``json_schema_extra`` documenting a pattern the domain checks (with a readable error)."""
+    return {"pattern": pattern}
+
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+NO_NUL = r"^[^\x00]*$"
+NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
+Argument = Annotated[str, Field(max_length=32_768, json_schema_extra=checked_pattern(NO_NUL))]
+EnvValue = Annotated[str, Field(max_length=32_768, json_schema_extra=checked_pattern(NO_NUL))]
+ENV_NAME: Final[JsonDict] = {"minLength": 1, "maxLength": 256, "pattern": r"^[^=\x00-\x1f\x7f]+$"}
+Seconds = Annotated[float, Field(gt=0, le=MAX_RUNTIME_S)]
+Cards = Annotated[int, Field(ge=0, le=MAX_QUOTA_CARDS)]
+Cohort = Annotated[
+    str,
+    Field(json_schema_extra=checked_pattern(COHORT_NAME.pattern), description="cohort name"),
+]
+Weight = Annotated[
+    float, Field(gt=0, le=MAX_WEIGHT, description="fair-share weight within the cohort")
+]
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ResourcesIn(_In):
     chip: str = Field("any", max_length=64, description="chip name, chip family, or 'any'")
-    cards_per_node: int = Field(1, description="cards (or cpu slots) on each node")
-    nodes: int = Field(1, description="nodes, all in one cluster (gang)")
+    cards_per_node: int = Field(
+        1, ge=0, le=MAX_CARDS_PER_NODE, description="cards (or cpu slots) on each node"
+    )
+    nodes: int = Field(1, ge=1, le=MAX_NODES, description="nodes, all in one cluster (gang)")
     cluster: str | None = Field(None, max_length=64)
     region: str | None = Field(None, max_length=64)
 
 
 class SimulateIn(_In):
-    duration_s: float = Field(description="run time on the simulated clock")
+    duration_s: Seconds = Field(description="run time on the simulated clock")
 
 
 class JobCreate(_In):
     name: Name = "job"
-    command: list[Annotated[str, Field(max_length=32_768)]] = Field(default_factory=list)
-    env: dict[Annotated[str, Field(max_length=256)], Annotated[str, Field(max_length=32_768)]] = {}
+    command: list[Argument] = Field(
+        default_factory=list,
+        max_length=MAX_COMMAND_ARGS,
+        description="the program and its arguments; required unless `simulate` is set",
+    )
+    env: dict[Annotated[str, Field(max_length=256)], EnvValue] = Field(
+        default_factory=dict,
+        max_length=MAX_ENV_VARS,
+        json_schema_extra={"propertyNames": ENV_NAME},
+    )
     working_dir: str | None = Field(
         None,
         max_length=4096,
+        json_schema_extra=checked_pattern(NO_CONTROL),
         description="where the command starts, inside the job's own directory: relative to "
         "it, or absolute under /job (default: /job itself)",
     )
     resources: ResourcesIn = Field(default_factory=ResourcesIn)
-    priority: int = 0
+    priority: int = Field(0, ge=-MAX_PRIORITY, le=MAX_PRIORITY)
     priority_class: str | None = Field(
         None, max_length=63, description="a named class (GET /api/v1/priority-classes)"
     )
-    max_runtime_s: int | None = None
-    retries: int = 0
+    max_runtime_s: int | None = Field(None, ge=1, le=MAX_RUNTIME_S)
+    retries: int = Field(0, ge=0, le=MAX_RETRIES)
     simulate: SimulateIn | None = None
-    expected_duration_s: float | None = Field(
+    expected_duration_s: Seconds | None = Field(
         None, description="your run-time estimate; lets the job backfill ahead of larger ones"
     )
-    checkpoint_interval_s: float | None = Field(
+    checkpoint_interval_s: Seconds | None = Field(
         None, description="how often the job checkpoints (preemption prefers losing little work)"
     )
     preemptible: bool = True
     kind: str | None = Field(
-        None, max_length=200, description="workload kind; jobs of one kind share learned speeds"
+        None,
+        min_length=1,
+        max_length=MAX_KIND_LEN,
+        description="workload kind; jobs of one kind share learned speeds",
     )
-    speed: dict[Annotated[str, Field(max_length=64)], float] = Field(
+    speed: dict[
+        Annotated[str, Field(max_length=64)], Annotated[float, Field(ge=0, le=MAX_SPEED)]
+    ] = Field(
         default_factory=dict,
         description="relative speed per chip name (1.0 = reference chip, 0 = cannot run there)",
     )
@@ -134,19 +198,19 @@ class JobPublic(BaseModel):
 
 
 class FlavorQuotaIn(_In):
-    nominal: int = Field(description="cards of this chip family that are the tenant's own")
-    borrowing_limit: int | None = Field(
+    nominal: Cards = Field(description="cards of this chip family that are the tenant's own")
+    borrowing_limit: Cards | None = Field(
         0, description="cards it may borrow from its cohort beyond nominal (null = no limit)"
     )
-    lending_limit: int | None = Field(
-        None, description="most of its unused nominal others may borrow (null = all)"
+    lending_limit: Cards | None = Field(
+        None, description="most of its unused nominal others may borrow (null = all; <= nominal)"
     )
 
     def to_spec(self) -> QuotaSpec:
         return QuotaSpec(self.nominal, self.borrowing_limit, self.lending_limit)
 
 
-QuotaMap = dict[Annotated[str, Field(max_length=32)], int | FlavorQuotaIn]
+QuotaMap = dict[Annotated[str, Field(max_length=32)], Cards | FlavorQuotaIn]
 
 
 def quota_specs(quota: QuotaMap) -> dict[str, int | QuotaSpec]:
@@ -155,21 +219,24 @@ def quota_specs(quota: QuotaMap) -> dict[str, int | QuotaSpec]:
 
 
 class TenantCreate(_In):
-    name: str = Field(max_length=40)
+    name: str = Field(
+        json_schema_extra=checked_pattern(TENANT_NAME.pattern),
+        description="3-40 lowercase letters, digits and '-', starting with a letter",
+    )
     display_name: str = Field("", max_length=200)
     quota: QuotaMap = Field(
         default_factory=dict,
         description="chip family (or 'units') -> cards, or {nominal, borrowing_limit, "
         "lending_limit}; a family absent from a tenant outside a cohort is unlimited",
     )
-    cohort: str | None = Field(None, max_length=64, description="cohort that shares quota")
-    weight: float = Field(1.0, description="fair-share weight within the cohort")
+    cohort: Cohort | None = None
+    weight: Weight = 1.0
 
 
 class QuotaUpdate(_In):
     quota: QuotaMap
-    cohort: str | None = Field(None, max_length=64)
-    weight: float = 1.0
+    cohort: Cohort | None = None
+    weight: Weight = 1.0
 
 
 class LimitsPublic(BaseModel):
@@ -189,9 +256,9 @@ class TenantPublic(BaseModel):
 
 class KeyCreate(_In):
     tenant: str | None = Field(None, max_length=64)
-    scope: Scope = Scope.TENANT_MEMBER
+    scope: Scope = Field(Scope.TENANT_MEMBER, strict=False)  # its value, as JSON sends it
     name: str = Field("", max_length=200)
-    expires_in_s: int | None = None
+    expires_in_s: int | None = Field(None, ge=1, le=MAX_KEY_LIFETIME_S)
 
 
 class KeyPublic(BaseModel):
@@ -285,6 +352,11 @@ class ChipPublic(BaseModel):
     k8s_resource: str
     hami_resource: str
     figures_uncertain: bool
+
+
+class Health(BaseModel):
+    status: str
+    version: str
 
 
 class WhoAmI(BaseModel):

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
+from suanwang.adapters.http.responses import errors
 from suanwang.adapters.http.security import AuthorizedRoute, current_platform, current_principal
 from suanwang.domain.audit import (
     DEFAULT_PAGE,
@@ -79,7 +80,12 @@ def entry_public(e: AuditEntry) -> AuditEntryPublic:
     )
 
 
-@router.get("/audit", response_model=AuditPagePublic, summary="Read the audit log")
+@router.get(
+    "/audit",
+    response_model=AuditPagePublic,
+    summary="Read the audit log",
+    responses=errors((404, "No such tenant (or not yours)")),
+)
 def list_audit(
     principal: PrincipalDep,
     platform: PlatformDep,

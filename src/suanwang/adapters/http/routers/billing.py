@@ -12,21 +12,32 @@ import io
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 
+from suanwang.adapters.http.responses import csv_body, errors
+from suanwang.adapters.http.schemas import checked_pattern
 from suanwang.adapters.http.security import AuthorizedRoute, current_platform, current_principal
-from suanwang.domain.billing import Bill, Period, format_micro
+from suanwang.domain.billing import PERIOD_PATTERN, Bill, Period, format_micro
 from suanwang.domain.tenancy import Principal
-from suanwang.services.billing import UsageReport
+from suanwang.services.billing import TIER_NAME, UsageReport
 from suanwang.services.platform import Platform
 
 router = APIRouter(prefix="/api/v1", tags=["billing"], route_class=AuthorizedRoute)
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 PlatformDep = Annotated[Platform, Depends(current_platform)]
+PERIOD_TEXT = "YYYY-MM (a month, UTC) or YYYY-MM-DD..YYYY-MM-DD (end day exclusive)"
 PeriodQuery = Annotated[
     str | None,
-    Query(max_length=40, description="YYYY-MM or YYYY-MM-DD..YYYY-MM-DD; default this month"),
+    Query(
+        max_length=40,
+        json_schema_extra=checked_pattern(PERIOD_PATTERN),
+        description=f"{PERIOD_TEXT}; default this month",
+    ),
+]
+PeriodPath = Annotated[
+    str,
+    Path(max_length=40, json_schema_extra=checked_pattern(PERIOD_PATTERN), description=PERIOD_TEXT),
 ]
 FormatQuery = Annotated[Literal["json", "csv"] | None, Query(description="json (default) or csv")]
 CSV = "text/csv; charset=utf-8"
@@ -78,7 +89,11 @@ class BillPublic(BaseModel):
 
 
 class TierUpdate(BaseModel):
-    tier: str = Field(min_length=1, max_length=32)
+    model_config = ConfigDict(extra="forbid", strict=True)
+    tier: str = Field(
+        json_schema_extra=checked_pattern(TIER_NAME.pattern),
+        description="2-32 lowercase letters, digits and '-', e.g. standard or edu",
+    )
 
 
 def _period(p: Period) -> PeriodPublic:
@@ -170,7 +185,11 @@ def _usage(request: Request, report: UsageReport, fmt: str | None) -> UsagePubli
     return public
 
 
-@router.get("/usage", response_model=UsagePublic)
+@router.get(
+    "/usage",
+    response_model=UsagePublic,
+    responses=csv_body("Usage totals") | errors((404, "No such tenant (or not yours)")),
+)
 def all_usage(
     request: Request,
     principal: PrincipalDep,
@@ -185,7 +204,7 @@ def all_usage(
     return _usage(request, report, format)
 
 
-@router.get("/tenants/{name}/usage", response_model=UsagePublic)
+@router.get("/tenants/{name}/usage", response_model=UsagePublic, responses=csv_body("Usage totals"))
 def tenant_usage(
     name: str,
     request: Request,
@@ -200,10 +219,12 @@ def tenant_usage(
     return _usage(request, report, format)
 
 
-@router.get("/tenants/{name}/bills/{period}", response_model=BillPublic)
+@router.get(
+    "/tenants/{name}/bills/{period}", response_model=BillPublic, responses=csv_body("The bill")
+)
 def tenant_bill(
     name: str,
-    period: str,
+    period: PeriodPath,
     request: Request,
     principal: PrincipalDep,
     platform: PlatformDep,

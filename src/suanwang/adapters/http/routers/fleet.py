@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from suanwang.adapters.http.responses import errors, request_body
 from suanwang.adapters.http.schemas import (
     ApplyResultPublic,
     ChipPublic,
@@ -26,6 +27,7 @@ from suanwang.domain.fleet import FleetTotals
 from suanwang.domain.tenancy import Principal
 from suanwang.services.demo import load_demo
 from suanwang.services.fleet import ApplyResult
+from suanwang.services.fleet_file import FleetIn
 from suanwang.services.platform import Platform
 
 router = APIRouter(prefix="/api/v1", route_class=AuthorizedRoute, tags=["fleet"])
@@ -54,7 +56,12 @@ def _totals(t: FleetTotals) -> TotalsPublic:
     )
 
 
-@router.post("/fleet/apply", response_model=ApplyResultPublic)
+@router.post(
+    "/fleet/apply",
+    response_model=ApplyResultPublic,
+    responses=errors((409, "Nodes with running work would be deleted or shrunk")),
+    openapi_extra=request_body(FleetIn, "application/yaml"),
+)
 async def apply_fleet(
     request: Request, principal: PrincipalDep, platform: PlatformDep
 ) -> ApplyResultPublic:
@@ -169,7 +176,11 @@ def list_priority_classes(platform: PlatformDep) -> list[PriorityClassPublic]:
     ]
 
 
-@router.post("/demo/load", response_model=ApplyResultPublic)
+@router.post(
+    "/demo/load",
+    response_model=ApplyResultPublic,
+    responses=errors((409, "Nodes with running work would be deleted or shrunk")),
+)
 def load_demo_fleet(principal: PrincipalDep, platform: PlatformDep) -> ApplyResultPublic:
     """Apply the demo fleet (simulated Lingang and Ningxia clusters plus this machine)."""
     return apply_public(load_demo(platform, principal))

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from suanwang.adapters.http.follow import TEXT, FollowResponse, FollowSlots
 from suanwang.adapters.http.follow import follow as follow_log
+from suanwang.adapters.http.responses import Responses, errors, text_body
 from suanwang.adapters.http.schemas import AttemptPublic, EventPublic, JobCreate, JobPublic
 from suanwang.adapters.http.security import AuthorizedRoute, current_platform, current_principal
 from suanwang.domain.errors import ValidationError
@@ -65,7 +66,18 @@ def _attempt(a: AttemptRecord) -> AttemptPublic:
     )
 
 
-@router.post("", status_code=201, response_model=JobPublic, summary="Submit a job")
+REPLAYED: Responses = {
+    200: {
+        "model": JobPublic,
+        "description": "The job an earlier request with this Idempotency-Key created",
+        "headers": {"Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]}}},
+    }
+}
+
+
+@router.post(
+    "", status_code=201, response_model=JobPublic, summary="Submit a job", responses=REPLAYED
+)
 def submit_job(
     body: JobCreate,
     principal: PrincipalDep,
@@ -98,7 +110,9 @@ def show_job(job_id: str, principal: PrincipalDep, platform: PlatformDep) -> Job
     return job_public(detail.job, detail)
 
 
-@router.post("/{job_id}/cancel", response_model=JobPublic, summary="Cancel a job")
+@router.post(
+    "/{job_id}/cancel", response_model=JobPublic, summary="Cancel a job", responses=errors(409)
+)
 def cancel_job(job_id: str, principal: PrincipalDep, platform: PlatformDep) -> JobPublic:
     return job_public(platform.jobs.cancel(principal, job_id))
 
@@ -106,8 +120,9 @@ def cancel_job(job_id: str, principal: PrincipalDep, platform: PlatformDep) -> J
 @router.get(
     "/{job_id}/logs",
     summary="Output of the latest (or a given) attempt",
-    response_class=StreamingResponse,
-    responses={429: {"description": "too many follow streams (per key or overall)"}},
+    response_class=PlainTextResponse,
+    responses=text_body("The attempt's output from `offset` (streamed with `follow=true`)")
+    | errors((429, "Too many follow streams (per key or overall)")),
 )
 async def job_logs(
     request: Request,

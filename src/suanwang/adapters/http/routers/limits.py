@@ -23,7 +23,7 @@ Limit = Annotated[int | None, Field(ge=0, le=10**15)]
 class TenantLimitsBody(BaseModel):
     """A tenant's gateway limits (all keys together)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     rpm: Limit = Field(None, description="requests per minute")
     tpm: Limit = Field(None, description="tokens per minute (reserved upper bounds)")
     token_quota: Limit = Field(None, description="tokens per period")
@@ -32,6 +32,7 @@ class TenantLimitsBody(BaseModel):
     )
     period: QuotaPeriod = Field(
         QuotaPeriod.SECONDS,
+        strict=False,  # its value, as JSON sends it
         description="month: calendar months in UTC; seconds: fixed windows of period_s",
     )
 
@@ -39,7 +40,7 @@ class TenantLimitsBody(BaseModel):
 class KeyLimitsBody(BaseModel):
     """One key's gateway limits and model allow-list (null: every model)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     rpm: Limit = None
     tpm: Limit = None
     models: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends, Header, Path
 from pydantic import BaseModel, ConfigDict, Field
 
+from suanwang.adapters.http.responses import errors
+from suanwang.adapters.http.schemas import checked_pattern
 from suanwang.adapters.http.security import AuthorizedRoute, current_platform, current_principal
-from suanwang.domain.serving import ModelSpec
+from suanwang.domain.deployments import DEPLOYMENT_ID
+from suanwang.domain.serving import MAX_REPLICAS, ModelSpec
 from suanwang.domain.tenancy import Principal
 from suanwang.services.deployments import DeploymentDetail
 from suanwang.services.platform import Platform
@@ -22,6 +25,15 @@ router = APIRouter(prefix="/api/v1/deployments", tags=["models"], route_class=Au
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 PlatformDep = Annotated[Platform, Depends(current_platform)]
 Short = Annotated[str, Field(min_length=1, max_length=128)]
+Replicas = Annotated[int, Field(ge=0, le=MAX_REPLICAS)]
+DeploymentId = Annotated[
+    str,
+    Path(
+        max_length=36,
+        json_schema_extra=checked_pattern(DEPLOYMENT_ID.pattern),
+        description="e.g. dep-3f9c1a2b",
+    ),
+]
 
 
 class PricePublic(BaseModel):
@@ -44,10 +56,10 @@ class ModelPublic(BaseModel):
 
 
 class DeployIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     model: Short
     cluster: Short
-    replicas: int = Field(1, description="replicas to run (0 keeps the deployment idle)")
+    replicas: Replicas = Field(1, description="replicas to run (0 keeps the deployment idle)")
     engine: Short | None = Field(None, description="default: the model's first engine for the chip")
     tenant: Short | None = Field(
         None, description="operator only: deploy privately for this tenant (default: public)"
@@ -55,8 +67,8 @@ class DeployIn(BaseModel):
 
 
 class ScaleIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    replicas: int
+    model_config = ConfigDict(extra="forbid", strict=True)
+    replicas: Replicas
 
 
 class ReplicaPublic(BaseModel):
@@ -159,7 +171,13 @@ def show_model(name: str, platform: PlatformDep) -> ModelPublic:
     return model_public(platform.deployments.model(name))
 
 
-@router.post("", status_code=201, response_model=DeploymentPublic, summary="Deploy a model")
+@router.post(
+    "",
+    status_code=201,
+    response_model=DeploymentPublic,
+    summary="Deploy a model",
+    responses=errors((404, "No such model, cluster or tenant")),
+)
 def deploy(
     body: DeployIn,
     principal: PrincipalDep,
@@ -188,20 +206,30 @@ def list_deployments(principal: PrincipalDep, platform: PlatformDep) -> list[Dep
 
 @router.get("/{deployment_id}", response_model=DeploymentPublic, summary="Show a deployment")
 def show_deployment(
-    deployment_id: str, principal: PrincipalDep, platform: PlatformDep
+    deployment_id: DeploymentId, principal: PrincipalDep, platform: PlatformDep
 ) -> DeploymentPublic:
     return deployment_public(platform.deployments.get(principal, deployment_id))
 
 
 @router.put(
-    "/{deployment_id}/replicas", response_model=DeploymentPublic, summary="Scale a deployment"
+    "/{deployment_id}/replicas",
+    response_model=DeploymentPublic,
+    summary="Scale a deployment",
+    responses=errors((409, "The deployment was deleted")),
 )
 def scale(
-    deployment_id: str, body: ScaleIn, principal: PrincipalDep, platform: PlatformDep
+    deployment_id: DeploymentId, body: ScaleIn, principal: PrincipalDep, platform: PlatformDep
 ) -> DeploymentPublic:
     return deployment_public(platform.deployments.scale(principal, deployment_id, body.replicas))
 
 
-@router.delete("/{deployment_id}", response_model=DeploymentPublic, summary="Delete a deployment")
-def delete(deployment_id: str, principal: PrincipalDep, platform: PlatformDep) -> DeploymentPublic:
+@router.delete(
+    "/{deployment_id}",
+    response_model=DeploymentPublic,
+    summary="Delete a deployment",
+    responses=errors((409, "The deployment was deleted")),
+)
+def delete(
+    deployment_id: DeploymentId, principal: PrincipalDep, platform: PlatformDep
+) -> DeploymentPublic:
     return deployment_public(platform.deployments.delete(principal, deployment_id))

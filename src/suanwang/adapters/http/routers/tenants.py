@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+from suanwang.adapters.http.responses import errors
 from suanwang.adapters.http.schemas import (
     KeyCreate,
     KeyCreated,
@@ -54,7 +55,13 @@ def key_public(k: KeyRecord) -> KeyPublic:
     )
 
 
-@router.post("/tenants", status_code=201, response_model=TenantPublic, tags=["tenants"])
+@router.post(
+    "/tenants",
+    status_code=201,
+    response_model=TenantPublic,
+    tags=["tenants"],
+    responses=errors((409, "A tenant of this name exists")),
+)
 def create_tenant(
     body: TenantCreate, principal: PrincipalDep, platform: PlatformDep
 ) -> TenantPublic:
@@ -91,7 +98,13 @@ def set_quota(
     return tenant_public(tenant)
 
 
-@router.post("/keys", status_code=201, response_model=KeyCreated, tags=["keys"])
+@router.post(
+    "/keys",
+    status_code=201,
+    response_model=KeyCreated,
+    tags=["keys"],
+    responses=errors((404, "No such tenant (or not yours)")),
+)
 def create_key(body: KeyCreate, principal: PrincipalDep, platform: PlatformDep) -> KeyCreated:
     """Create a key. The secret is in this response only; it is stored as a hash."""
     new = platform.tenancy.create_key(
@@ -104,7 +117,12 @@ def create_key(body: KeyCreate, principal: PrincipalDep, platform: PlatformDep) 
     return KeyCreated(**key_public(new.record).model_dump(), key=new.secret)
 
 
-@router.get("/keys", response_model=list[KeyPublic], tags=["keys"])
+@router.get(
+    "/keys",
+    response_model=list[KeyPublic],
+    tags=["keys"],
+    responses=errors((404, "No such tenant (or not yours)")),
+)
 def list_keys(
     principal: PrincipalDep,
     platform: PlatformDep,
