@@ -146,3 +146,11 @@ def test_an_empty_period_is_refused_like_any_other_that_breaks_the_pattern(api: 
     assert response.status_code == 422
     assert response.json()["field"] == "period"
     assert client.get("/api/v1/usage", headers=operator).status_code == 200
+
+
+def test_an_audit_cursor_past_every_id_is_the_first_page(api: Any) -> None:
+    client, _, operator = api  # the cursor's documented pattern allows 18 digits
+    newest = client.get("/api/v1/audit", headers=operator)
+    past = client.get("/api/v1/audit", params={"cursor": "3000000000"}, headers=operator)
+    assert past.status_code == 200, past.text  # was a 500 on PostgreSQL (int4 column)
+    assert past.json()["entries"] == newest.json()["entries"]

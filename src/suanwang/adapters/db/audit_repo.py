@@ -13,6 +13,9 @@ from suanwang.adapters.db.tables import AuditRow
 from suanwang.domain.audit import Actor, AuditAction, AuditEntry, AuditQuery
 from suanwang.domain.tenancy import Scope
 
+MAX_ROW_ID = 2**31 - 1
+"""The largest id the audit table holds (a 32-bit integer column on PostgreSQL)."""
+
 
 class AuditRepository:
     """Appends and reads audit entries inside one unit of work."""
@@ -47,7 +50,7 @@ class AuditRepository:
 
 def _filtered(q: AuditQuery) -> Select[AuditRow]:
     stmt = select(AuditRow)
-    if q.before_id is not None:
+    if q.before_id is not None and q.before_id <= MAX_ROW_ID:  # a larger bound bounds nothing
         stmt = stmt.where(AuditRow.id < q.before_id)
     if q.since is not None:
         stmt = stmt.where(AuditRow.at >= q.since)
