@@ -300,3 +300,15 @@ def test_the_network_field_round_trips_and_none_is_left_out() -> None:
     assert spec_to_dict(routed)["network"] == "gateway"
     assert spec_from_dict(spec_to_dict(routed)) == routed
     assert spec_from_dict(spec_to_dict(plain)).network is JobNetwork.NONE
+
+
+def test_a_venv_under_tmp_is_bound_on_top_of_the_private_tmp() -> None:
+    """A CI clone under /tmp: its interpreter must not vanish under the job's empty /tmp."""
+    args = bwrap_args(DEBIAN, tenant_job(read_only=("/tmp/ci/.venv",)))
+    tmpfs_at = args.index("/tmp", args.index("--tmpfs") - 1)
+    assert args[tmpfs_at - 1] == "--tmpfs"
+    bind_at = args.index("/tmp/ci/.venv")
+    assert args[bind_at - 1] == "--ro-bind"
+    assert bind_at > tmpfs_at
+    made = [args[i + 3] for i, a in enumerate(args) if a == "--perms" and args[i + 2] == "--dir"]
+    assert made == ["/tmp/ci"]  # /tmp itself is the tmpfs

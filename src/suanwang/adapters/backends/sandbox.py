@@ -141,18 +141,20 @@ def bwrap_args(layout: RootLayout, confinement: Confinement) -> list[str]:
     for path in layout.directories:
         args += ["--ro-bind", path, path]
     args += ["--ro-bind", "/etc", "/etc"]
+    size = str(confinement.tmpfs_bytes)
+    # Private /tmp and /run before the read-only binds: a checkout or venv under /tmp (a CI
+    # clone) is bound on top of the empty tmpfs instead of being hidden by it.
+    args += ["--perms", "1777", "--size", size, "--tmpfs", "/tmp"]
+    args += ["--perms", "0755", "--size", str(1 << 20), "--tmpfs", "/run"]
     bound = ("/usr", "/etc", *layout.directories)
-    made: set[str] = {"/", *bound}
+    made: set[str] = {"/", "/tmp", "/run", *bound}
     for path in _outermost(confinement.read_only):
         if not inside_any(path, bound):
             args += [*_parents(path, made), "--ro-bind", path, path]
-    size = str(confinement.tmpfs_bytes)
     args += ["--dev", "/dev", "--perms", "1777", "--size", size, "--tmpfs", "/dev/shm"]
     args += ["--proc", "/proc"]
     if confinement.with_sys:
         args += ["--ro-bind", "/sys", "/sys"]
-    args += ["--perms", "1777", "--size", size, "--tmpfs", "/tmp"]
-    args += ["--perms", "0755", "--size", str(1 << 20), "--tmpfs", "/run"]
     if confinement.gateway_socket is not None:
         args += ["--perms", "0755", "--dir", str(PurePosixPath(GATEWAY_SOCKET).parent)]
         args += ["--bind", str(confinement.gateway_socket), GATEWAY_SOCKET]
