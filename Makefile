@@ -33,7 +33,7 @@ check: setup  ## ruff, mypy --strict, import-linter
 	$(BIN)/lint-imports
 
 test: check  ## every test; pytest's "no tests collected" (exit 5) is a failure
-	$(BIN)/pytest -q -p no:cacheprovider; rc=$$?; \
+	$(BIN)/pytest -q -p no:cacheprovider --durations=25; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 unit: setup
