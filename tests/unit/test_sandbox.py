@@ -3,6 +3,7 @@ the working-directory rule and the tenant uid range."""
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import pytest
@@ -312,3 +313,14 @@ def test_a_venv_under_tmp_is_bound_on_top_of_the_private_tmp() -> None:
     assert bind_at > tmpfs_at
     made = [args[i + 3] for i, a in enumerate(args) if a == "--perms" and args[i + 2] == "--dir"]
     assert made == ["/tmp/ci"]  # /tmp itself is the tmpfs
+
+
+def test_the_relay_is_ready_only_once_socat_has_chmodded_its_socket() -> None:
+    """socat binds (the socket appears with the umask's mode), then chmods it to 0666: the
+    supervisor must not take the directory back in between, or the chmod fails and the
+    relay exits."""
+    from suanwang.adapters.backends.local_relay import _chmodded_socket
+
+    assert not _chmodded_socket(stat.S_IFSOCK | 0o755)
+    assert not _chmodded_socket(stat.S_IFREG | 0o666)
+    assert _chmodded_socket(stat.S_IFSOCK | 0o666)

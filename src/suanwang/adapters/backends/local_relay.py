@@ -23,6 +23,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+RELAY_SOCKET_MODE = 0o666
+"""The mode ``sandbox.relay_command`` asks socat for (the job's uid connects to it)."""
 START_TIMEOUT_S = 5.0
 """How long the supervisor waits for the relay's socket before the attempt fails."""
 
@@ -59,7 +61,7 @@ class Relay:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             with contextlib.suppress(FileNotFoundError):
-                if stat.S_ISSOCK(os.lstat(socket_path).st_mode):
+                if _chmodded_socket(os.lstat(socket_path).st_mode):
                     return
             if self.process.poll() is not None:
                 raise OSError(f"the gateway relay exited with {self.process.returncode}")
@@ -75,3 +77,10 @@ class Relay:
         with contextlib.suppress(ProcessLookupError):
             self.process.kill()
         self.process.wait()
+
+
+def _chmodded_socket(mode: int) -> bool:
+    """Whether socat is past ``mode=0666``: it binds (the socket appears), then chmods it.
+    Taking the directory back between the two makes its chmod fail (EACCES) and the relay
+    exit, so the job finds no route (seen on a loaded machine)."""
+    return stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == RELAY_SOCKET_MODE
