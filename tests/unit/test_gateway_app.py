@@ -25,6 +25,7 @@ from gateway_support import (
 from suanwang.domain.limits import KeyLimits, Limits, TenantLimits
 from suanwang.domain.tenancy import Scope
 from suanwang.domain.usage import UNKNOWN_MODEL, Outcome
+from suanwang.gateway.breaker import THRESHOLD, BreakerState
 
 
 def run(coro: Any) -> Any:
@@ -352,7 +353,8 @@ def test_failover_to_a_healthy_replica_and_ejection() -> None:
         body = chat_body(user=f"user-{i}")
         assert run(post(app, key, "/v1/chat/completions", body)).status_code == 200
     assert {r.replica for r in sink.rows.values()} == {"good"}
-    assert bad.calls <= 1  # ejected after its first failure
+    assert bad.calls == THRESHOLD  # ejected (breaker open) after THRESHOLD failures in a row
+    assert app.gw.router.state("bad") is BreakerState.OPEN
 
 
 class _Failing(httpx.AsyncBaseTransport):
@@ -436,7 +438,11 @@ def test_simulated_replicas_are_served_by_the_simulated_engine() -> None:
     "body",
     [
         raw_chat(r'"smile \ud83d\ude00"'),  # an escaped surrogate pair is text
-        raw_chat('"x"', '"max_tokens": 8, "tools": ' + "[" * 60 + "]" * 60),
+        raw_chat(
+            '"x"',
+            '"max_tokens": 8, "tools": [{"type": "function", "function": {"name": "f", '
+            '"parameters": {"x": ' + "[" * 55 + "]" * 55 + "}}}]",
+        ),
         raw_chat('"x"', '"max_tokens": 8, "user": ' + r'"\\ud800"'),  # a backslash: text
     ],
 )

@@ -343,7 +343,8 @@ def _check_model(call: Call, spec: ModelSpec) -> None:
         raise bad_request(
             f"{spec.name!r} is a {spec.kind} model: call it on {route}", "model", "wrong_model_kind"
         )
-    if call.max_completion > spec.context_length:
+    asked = call.body.get("max_tokens")
+    if type(asked) is int and asked > spec.context_length:  # each choice has its own context
         raise bad_request(
             f"max_tokens exceeds the context length of {spec.name!r} ({spec.context_length})",
             "max_tokens",

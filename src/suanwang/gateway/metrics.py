@@ -81,6 +81,12 @@ class GatewayMetrics:
             ["model", "replica"],
             registry=r,
         )
+        self.refusals = Counter(
+            "suanwang_gateway_engine_refusals",
+            "Requests an engine refused as the caller's error (400 to the caller, no ejection)",
+            ["model", "code"],
+            registry=r,
+        )
         self._by_request: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._by_tokens: dict[str, tuple[Counter, Counter]] = {}
 
@@ -115,6 +121,9 @@ class GatewayMetrics:
 
     def upstream_error(self, model: str, reason: str) -> None:
         self.upstream_errors.labels(self.model(model), reason).inc()
+
+    def refused(self, model: str, code: str) -> None:
+        self.refusals.labels(self.model(model), code).inc()
 
     def failover(self, model: str) -> None:
         self.failovers.labels(self.model(model)).inc()

@@ -1,63 +1,89 @@
-"""Forwarding one validated call to an engine: failover, then a plain or streamed answer.
+"""Forwarding one validated call to an engine: translation, failover, then a plain or
+streamed answer.
 
-Failover: connect errors, protocol errors before a response, and 5xx answers eject the
-replica and retry on another one (at most ``max_attempts`` replicas); a timeout waiting for
-the first byte is NOT retried (the engine may be working on it) and answers 504.
+Each replica's engine gets the call translated for it (:mod:`.translate`); replicas whose
+engine would have to refuse it are left out, and if all would, the caller gets that 400.
+Engine answers are classified (:mod:`.engine_errors`): connect errors, protocol errors
+before an answer and 5xx answers count against the replica's circuit breaker
+(:mod:`.breaker`) and the call is retried on another replica (at most ``max_attempts``);
+429/503 (busy, loading) are retried elsewhere without counting; a 4xx is the caller's
+error: a 400 with OpenAI's code, never retried, billed 0. A timeout waiting for the first
+byte is NOT retried (the engine may be working on it), does not count against the replica,
+and answers 504 billed 0: closing the connection cancels the engine's work.
 
 Streams are forwarded as they arrive: the events of each read from the engine go to the
-client in one send (:mod:`.sse` counts their tokens by bytes). Usage fields are stripped
-from forwarded chunks; the gateway bills its trusted usage
+client in one send (:mod:`.sse` counts their tokens by bytes; :mod:`.events` puts tool-call
+deltas in OpenAI's shape). Nothing is sent before the engine's first event: a first event
+that is an error is a refusal (400, billed 0), like a 4xx. Usage fields are stripped from
+forwarded chunks; the gateway bills its trusted usage
 (:func:`~.metering.trusted_usage`), records it, then — if the client asked with
 ``stream_options.include_usage`` — sends it as the last chunk before ``[DONE]``.
 
-If the client disconnects before its answer is complete (a stream mid-way, or a
-non-streamed answer before the engine's answer was read), the engine request is cancelled
-(its connection closed) and the client is billed its prompt plus every completion token
-received from the engine so far (at least what was delivered, never zero for delivered
-tokens; nothing for a non-streamed answer), as ``client_disconnect`` (499).
+Billing of answers that do not complete (docs/gateway.md, Billing rules):
+
+- the client leaves before its answer is complete: the engine request is cancelled and the
+  client is billed its prompt plus every completion token received so far (nothing but the
+  prompt for a non-streamed answer), as ``client_disconnect`` (499);
+- the platform cuts a stream (engine error or connection lost, the engine's stream ending
+  without a finish, the gateway's timeout): only the completion tokens delivered are
+  billed, no prompt, as ``upstream_error`` (502) or ``timeout`` (504).
 """
 
 from __future__ import annotations
 
-import enum
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
 from suanwang.domain.usage import Outcome
+from suanwang.gateway.answers import content_tokens_of, has_prompt, merge_choices
 from suanwang.gateway.asgi import DisconnectWatch, Receive, Send, send_bytes, start_stream
+from suanwang.gateway.capabilities import capabilities_of
+from suanwang.gateway.engine_errors import Verdict, classify, error_event, refusal
 from suanwang.gateway.errors import GatewayError
+from suanwang.gateway.events import (
+    StreamEnd,
+    Tally,
+    ended_without_done,
+    forward,
+    usage_chunk,
+)
 from suanwang.gateway.metering import RequestMeter, estimate_tokens, trusted_usage
 from suanwang.gateway.metrics import GatewayMetrics
 from suanwang.gateway.routing import Router, Slot
 from suanwang.gateway.schema import Call
-from suanwang.gateway.sse import SseLines, content_tokens
+from suanwang.gateway.sse import SseLines
+from suanwang.gateway.translate import Plan, plan_for
 from suanwang.gateway.upstream import RETRYABLE, UpstreamResponse, Upstreams, finish
 
-
-class StreamEnd(enum.Enum):
-    COMPLETE = (200, Outcome.OK)
-    UPSTREAM_ERROR = (502, Outcome.UPSTREAM_ERROR)
-    TIMEOUT = (504, Outcome.TIMEOUT)
-    DISCONNECT = (499, Outcome.CLIENT_DISCONNECT)
+BUSY_RETRY_S = 1
 
 
 @dataclass(slots=True)
-class Tally:
-    """What the gateway saw of a streamed answer."""
+class Routes:
+    """The replicas that can serve a call, and what each one is sent."""
 
-    chunks: int = 0
-    """Content tokens received (one per choice with content in a chunk)."""
-    usage: Any = None
-    last: bytes = b""
-    """The JSON of the last chunk."""
-    held: bytes = b""
-    """Events received with the end of the stream, not forwarded yet."""
+    slots: list[Slot]
+    plans: dict[str, Plan]
+    """By replica id."""
+    calls: int
+    """Engine calls merged into one answer (``n`` on engines without it)."""
+
+
+class Pumped(NamedTuple):
+    """A stream being forwarded: what was counted, the line splitter, the lines read
+    before the client's answer started, and the engine's body."""
+
+    tally: Tally
+    lines: SseLines
+    first: list[bytes]
+    pieces: AsyncIterator[bytes]
 
 
 class Proxy:
@@ -77,62 +103,111 @@ class Proxy:
         self._max_attempts = max_attempts
         self._max_request_s = max_request_s
 
+    def routes(self, call: Call, slots: list[Slot]) -> Routes:
+        """The replicas able to serve ``call`` (fewest engine calls first), or the 400 of
+        the first engine that cannot."""
+        by_engine: dict[str, Plan | GatewayError] = {}
+        plans: dict[str, Plan] = {}
+        refused: GatewayError | None = None
+        for slot in slots:
+            caps = capabilities_of(slot.replica)
+            plan = by_engine.get(caps.engine)
+            if plan is None:
+                try:
+                    plan = plan_for(call, caps)
+                except GatewayError as error:
+                    plan = error
+                by_engine[caps.engine] = plan
+            if isinstance(plan, GatewayError):
+                refused = refused or plan
+            else:
+                plans[slot.replica.replica_id] = plan
+        if not plans:
+            assert refused is not None
+            raise refused
+        calls = min(p.calls for p in plans.values())
+        usable = [s for s in slots if plans.get(s.replica.replica_id, Plan({}, 0)).calls == calls]
+        return Routes(usable, plans, calls)
+
     @asynccontextmanager
     async def _opened(
-        self, call: Call, slots: list[Slot], meter: RequestMeter
+        self, call: Call, routes: Routes, meter: RequestMeter
     ) -> AsyncIterator[tuple[UpstreamResponse, Slot]]:
-        """A response (headers read) from the first replica that answers without a 5xx.
+        """A response (headers read) from the first replica that answers without a failure.
 
         The replica holds the request in flight (its router lease) and the response stays
         open until the block ends.
         """
-        payload = json.dumps(call.body).encode()
         headers = {"content-type": "application/json", "x-request-id": meter.request_id}
+        payloads: dict[int, bytes] = {}
         tried: set[str] = set()
+        busy = False
         for _ in range(self._max_attempts):
-            slot = self._router.pick(slots, call.affinity, tried)
+            slot = self._router.pick(routes.slots, call.affinity, tried)
             if slot is None:
                 break
             if tried:
                 self._metrics.failover(call.model)
             tried.add(slot.replica.replica_id)
+            body = routes.plans[slot.replica.replica_id].body
+            payload = payloads.get(id(body)) or payloads.setdefault(
+                id(body), json.dumps(body).encode()
+            )
             with self._router.lease(slot):
                 response = await self._post(slot, call, payload, headers)
-                if response is None:
-                    continue
-                meter.routed(slot.replica)
-                self._router.succeeded(slot)
-                try:
-                    yield response, slot
-                finally:
-                    await response.aclose()
-                return
+                if not isinstance(response, Verdict):
+                    meter.routed(slot.replica)
+                    try:
+                        yield response, slot
+                    finally:
+                        await response.aclose()
+                    return
+                busy = busy or response is Verdict.BUSY
+        if busy:
+            raise GatewayError(
+                503,
+                f"every replica of {call.model!r} is busy; retry shortly",
+                code="engine_busy",
+                headers={"retry-after": str(BUSY_RETRY_S)},
+            )
         raise GatewayError(
             503, f"no replica of {call.model!r} is answering; retry shortly", code="no_replica"
         )
 
     async def _post(
         self, slot: Slot, call: Call, payload: bytes, headers: dict[str, str]
-    ) -> UpstreamResponse | None:
-        """The replica's response, or None once it failed and was ejected (try another)."""
+    ) -> UpstreamResponse | Verdict:
+        """The replica's answer (2xx or a refusal), or the verdict that sends the call to
+        another replica (BUSY or FAILED)."""
         try:
             response = await self._upstreams.post(slot.replica, call.endpoint, payload, headers)
         except RETRYABLE as exc:
-            self._eject(slot, call.model, type(exc).__name__)
-            return None
+            self._failed(slot, call.model, type(exc).__name__)
+            return Verdict.FAILED
         except httpx.TimeoutException as exc:
             self._metrics.upstream_error(call.model, "timeout")
             raise GatewayError(504, "the engine did not answer in time", code="timeout") from exc
-        if response.status_code >= 500:
-            await response.aclose()
-            self._eject(slot, call.model, f"HTTP {response.status_code}")
-            return None
-        return response
+        verdict = classify(response.status_code)
+        if verdict in (Verdict.OK, Verdict.REFUSED):
+            self._router.succeeded(slot)
+            return response
+        await response.aclose()
+        reason = f"HTTP {response.status_code}"
+        if verdict is Verdict.BUSY:
+            self._metrics.upstream_error(call.model, reason)
+        else:
+            self._failed(slot, call.model, reason)
+        return verdict
 
-    def _eject(self, slot: Slot, model: str, reason: str) -> None:
-        self._router.eject(slot, reason)
+    def _failed(self, slot: Slot, model: str, reason: str) -> None:
         self._metrics.upstream_error(model, reason)
-        self._metrics.ejected(model, slot.replica.replica_id)
+        if self._router.failed(slot, reason):
+            self._metrics.ejected(model, slot.replica.replica_id)
+
+    def _refused(self, call: Call, body: Any) -> GatewayError:
+        error = refusal(body)
+        self._metrics.refused(call.model, error.code or "invalid_value")
+        return error
 
     async def own_prompt(self, slot: Slot, call: Call) -> int:
         counted = await self._upstreams.count_prompt(slot.replica, call)
@@ -144,31 +219,56 @@ class Proxy:
         """Get a non-streamed answer, bill it, then send it (see the module docstring for a
         client that leaves first)."""
         receive, send, client_id = io
-        async with DisconnectWatch(receive) as watch, self._opened(call, slots, meter) as opened:
-            response, slot = opened
-            body = await _read_all(response)
+        routes = self.routes(call, slots)
+        answers: list[tuple[int, bytes, Slot]] = []
+        async with DisconnectWatch(receive) as watch:
+            answers = await self._answers(call, routes, meter)
         if watch.gone:
-            prompt = await self.own_prompt(slots[0], call)
+            prompt = await self.own_prompt(routes.slots[0], call)
             await meter.close(499, Outcome.CLIENT_DISCONNECT, prompt, 0)
             return
-        if response.status_code >= 400:
-            raise _engine_error(response.status_code, body)
+        for status, body, _ in answers:
+            if status >= 400:
+                raise self._refused(call, body)
         try:
-            answer = json.loads(body)
+            parsed = [json.loads(body) for _, body, _ in answers]
         except ValueError as exc:
             raise GatewayError(502, "the engine answered non-JSON", code="upstream_error") from exc
+        answer = parsed[0] if len(parsed) == 1 else merge_choices(parsed)
+        body = answers[0][1] if len(parsed) == 1 else json.dumps(answer).encode()
         usage = answer.get("usage") if isinstance(answer, dict) else None
-        counted = _content_tokens(answer) if call.max_completion else 0
-        own = await self.own_prompt(slot, call) if not _has_prompt(usage, call) else 0
+        counted = content_tokens_of(answer) if call.max_completion else 0
+        slot = answers[0][2]
+        own = await self.own_prompt(slot, call) if not has_prompt(usage, call) else 0
         prompt, completion = trusted_usage(usage, call, counted, own)
         await meter.close(200, Outcome.OK, prompt, completion)
         await send_bytes(send, 200, body, client_id, None)
+
+    async def _answers(
+        self, call: Call, routes: Routes, meter: RequestMeter
+    ) -> list[tuple[int, bytes, Slot]]:
+        """The engine's answer (status, body, replica), one per engine call."""
+        if routes.calls == 1:
+            return [await self._answer(call, routes, meter)]
+        tasks = [self._answer(call, routes, meter) for _ in range(routes.calls)]
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return [r for r in results if not isinstance(r, BaseException)]
+
+    async def _answer(
+        self, call: Call, routes: Routes, meter: RequestMeter
+    ) -> tuple[int, bytes, Slot]:
+        async with self._opened(call, routes, meter) as (response, slot):
+            return response.status_code, await _read_all(response), slot
 
     async def stream(
         self, call: Call, slots: list[Slot], meter: RequestMeter, io: tuple[Receive, Send, str]
     ) -> None:
         """Forward a streamed answer, bill it, then finish it (see the module docstring)."""
-        async with self._opened(call, slots, meter) as (response, slot):
+        routes = self.routes(call, slots)
+        async with self._opened(call, routes, meter) as (response, slot):
             await self._stream(call, response, slot, meter, io)
 
     async def _stream(
@@ -181,17 +281,16 @@ class Proxy:
     ) -> None:
         receive, send, client_id = io
         if response.status_code >= 400:
-            raise _engine_error(response.status_code, await response.aread())
+            raise self._refused(call, await response.aread())
+        lines, pieces = SseLines(), response.aiter_bytes()
+        first = await self._first_events(call, pieces, lines)
         meter.streamed = True
         await start_stream(send, client_id)
         tally = Tally()
-        end = await self._pump_until_disconnect(response, receive, send, tally)
+        end = await self._pump_until_disconnect(receive, send, Pumped(tally, lines, first, pieces))
         if end is not StreamEnd.COMPLETE:
             await response.aclose()  # cancels the engine's work
-        own = await self.own_prompt(slot, call) if not _has_prompt(tally.usage, call) else 0
-        prompt, completion = trusted_usage(
-            tally.usage if end is StreamEnd.COMPLETE else None, call, tally.chunks, own
-        )
+        prompt, completion = await self._billed(call, slot, tally, end)
         status, outcome = end.value
         if end in (StreamEnd.UPSTREAM_ERROR, StreamEnd.TIMEOUT):
             self._metrics.upstream_error(call.model, f"mid-stream {end.name.lower()}")
@@ -203,27 +302,69 @@ class Proxy:
             error = {"message": "the engine failed mid-stream", "type": "upstream_error"}
             tail += b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
         elif call.include_usage:
-            tail += _usage_chunk(tally.last, prompt, completion)
+            tail += usage_chunk(tally.last, prompt, completion)
         tail += b"data: [DONE]\n\n"
         await send({"type": "http.response.body", "body": tail, "more_body": False})
         if end is StreamEnd.COMPLETE:
             await finish(response)  # after the answer: keeps the engine connection
 
+    async def _first_events(
+        self, call: Call, pieces: AsyncIterator[bytes], lines: SseLines
+    ) -> list[bytes]:
+        """The engine's lines up to its first event, read before anything is sent to the
+        client: a first event that is an error is the caller's 400 (billed 0)."""
+        read: list[bytes] = []
+        try:
+            async for piece in pieces:
+                read += lines.feed(piece)
+                if any(line.startswith((b"data:", b"error:")) for line in read):
+                    break
+        except httpx.TimeoutException as exc:
+            self._metrics.upstream_error(call.model, "timeout")
+            raise GatewayError(504, "the engine did not answer in time", code="timeout") from exc
+        except httpx.HTTPError:
+            return read  # the pump sees the broken stream
+        for line in read:
+            if line.startswith(b"error:"):
+                raise self._refused(call, line[6:].strip())
+            if line.startswith(b"data:"):
+                event = error_event(line[5:].strip())
+                if event is not None:
+                    raise self._refused(call, event)
+                break
+        return read
+
+    async def _billed(
+        self, call: Call, slot: Slot, tally: Tally, end: StreamEnd
+    ) -> tuple[int, int]:
+        """(prompt, completion) billed for a stream that ended so (module docstring)."""
+        if end in (StreamEnd.UPSTREAM_ERROR, StreamEnd.TIMEOUT):
+            return 0, min(tally.chunks, call.max_completion)
+        usage = tally.usage if end is StreamEnd.COMPLETE else None
+        own = await self.own_prompt(slot, call) if not has_prompt(usage, call) else 0
+        return trusted_usage(usage, call, tally.chunks, own)
+
     async def _pump_until_disconnect(
-        self, response: UpstreamResponse, receive: Receive, send: Send, tally: Tally
+        self, receive: Receive, send: Send, state: Pumped
     ) -> StreamEnd:
         """Pump in this task until the end of the stream or of the client."""
         async with DisconnectWatch(receive):
-            return await self._pump(response, send, tally)
+            return await self._pump(send, state)
         return StreamEnd.DISCONNECT
 
-    async def _pump(self, response: UpstreamResponse, send: Send, tally: Tally) -> StreamEnd:
+    async def _pump(self, send: Send, state: Pumped) -> StreamEnd:
         """Forward the engine's events as they arrive: one send per read, not per event."""
+        tally, lines, first, pieces = state
         deadline = time.monotonic() + self._max_request_s
-        lines = SseLines()
+        out, end = forward(first, tally)
+        if end is not None:
+            tally.held = out
+            return end
+        if out:
+            await send({"type": "http.response.body", "body": out, "more_body": True})
         try:
-            async for piece in response.aiter_bytes():
-                out, end = _forward(lines.feed(piece), tally)
+            async for piece in pieces:
+                out, end = forward(lines.feed(piece), tally)
                 if end is not None:
                     tally.held = out  # sent with the tail, after billing: one write less
                     return end
@@ -235,8 +376,8 @@ class Proxy:
             return StreamEnd.TIMEOUT
         except httpx.HTTPError:
             return StreamEnd.UPSTREAM_ERROR
-        tally.held, end = _forward(lines.rest(), tally)
-        return end or (StreamEnd.COMPLETE if tally.last else StreamEnd.UPSTREAM_ERROR)
+        tally.held, end = forward(lines.rest(), tally)
+        return end or ended_without_done(tally)
 
 
 async def _read_all(response: UpstreamResponse) -> bytes:
@@ -246,100 +387,3 @@ async def _read_all(response: UpstreamResponse) -> bytes:
         raise GatewayError(504, "the engine did not finish in time", code="timeout") from exc
     except httpx.HTTPError as exc:
         raise GatewayError(502, "the engine failed mid-answer", code="upstream_error") from exc
-
-
-def _forward(lines: list[bytes], tally: Tally) -> tuple[bytes, StreamEnd | None]:
-    """The events of ``lines`` to forward, and how the stream ended if it did."""
-    parts: list[bytes] = []
-    end = None
-    for line in lines:
-        if not line.startswith(b"data:"):
-            continue
-        data = line[5:].strip()
-        if data == b"[DONE]":
-            end = StreamEnd.COMPLETE
-            break
-        try:
-            out = _account(data, tally)
-        except ValueError:
-            out = None
-        if out is None:
-            end = StreamEnd.UPSTREAM_ERROR
-            break
-        if out:
-            parts += (b"data: ", out, b"\n\n")
-    return b"".join(parts), end
-
-
-def _account(data: bytes, tally: Tally) -> bytes | None:
-    """Count a chunk's content tokens, keep its usage; the JSON to forward (b"" for none).
-
-    None for an error chunk; ValueError for one that is not JSON.
-    """
-    tokens = content_tokens(data)
-    if tokens is not None:
-        tally.chunks += tokens
-        tally.last = data
-        return data
-    chunk = json.loads(data)
-    if not isinstance(chunk, dict) or "error" in chunk:
-        return None
-    choices = chunk.get("choices") or []
-    for choice in choices:
-        if isinstance(choice, dict):
-            delta = choice.get("delta")
-            text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
-            if text:
-                tally.chunks += 1
-    tally.last = data
-    if chunk.get("usage") is None:
-        return data
-    tally.usage = chunk["usage"]
-    if not choices:
-        return b""
-    return json.dumps({**chunk, "usage": None}).encode()
-
-
-def _usage_chunk(last: bytes, prompt: int, completion: int) -> bytes:
-    try:
-        fields = json.loads(last)
-    except ValueError:
-        fields = {}
-    usage = {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
-    chunk: dict[str, Any] = {
-        k: v for k, v in fields.items() if k in ("id", "object", "created", "model")
-    }
-    chunk["choices"] = []
-    chunk["usage"] = usage
-    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
-
-
-def _has_prompt(usage: Any, call: Call) -> bool:
-    prompt = usage.get("prompt_tokens") if isinstance(usage, dict) else None
-    return type(prompt) is int and 0 < prompt <= call.prompt_bound
-
-
-def _content_tokens(answer: Any) -> int:
-    if not isinstance(answer, dict):
-        return 0
-    texts: list[str] = []
-    for choice in answer.get("choices") or []:
-        if isinstance(choice, dict):
-            message = choice.get("message")
-            text = message.get("content") if isinstance(message, dict) else choice.get("text")
-            if isinstance(text, str):
-                texts.append(text)
-    return estimate_tokens("".join(texts)) if texts else 0
-
-
-def _engine_error(status: int, body: bytes) -> GatewayError:
-    try:
-        error = json.loads(body).get("error")
-        message = error.get("message") if isinstance(error, dict) else str(error)
-    except (ValueError, AttributeError):
-        message = body[:200].decode(errors="replace")
-    return GatewayError(status, f"the engine refused the request: {message}", code="engine_error")

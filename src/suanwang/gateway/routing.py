@@ -4,9 +4,10 @@ The replica list comes only from the :class:`~suanwang.ports.ReplicaDirectory` (
 every ``refresh_s``), never from a request. A caller sees public replicas and its own
 tenant's. Affinity picks a replica by rendezvous hashing of the request's affinity key
 (``user``, else its first message: engines with a prefix cache benefit) unless that replica
-has more than ``AFFINITY_SLACK`` requests more in flight than the least loaded one. A
-replica that fails (connect error, 5xx) is ejected for ``eject_s``; if every replica is
-ejected, ejected ones are tried anyway rather than failing.
+has more than ``AFFINITY_SLACK`` requests more in flight than the least loaded one. Each
+replica has a circuit breaker (:mod:`.breaker`): engine failures in a row open it for
+``eject_s`` (doubling while it keeps failing), then one trial request at a time is let
+through; if every replica's breaker is open, they are tried anyway rather than failing.
 
 The router owns each replica's in-flight count: a request holds :meth:`Router.lease` on
 its replica while it is sent and answered, and nothing else changes the count.
@@ -18,11 +19,12 @@ import asyncio
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
 from suanwang.domain.serving import ReplicaView
+from suanwang.gateway.breaker import Breaker, BreakerState
 from suanwang.ports import Clock, ReplicaDirectory
 
 AFFINITY_SLACK = 2
@@ -36,8 +38,7 @@ class Slot:
     replica: ReplicaView
     outstanding: int = 0
     """Requests in flight on this replica from this process (see :meth:`Router.lease`)."""
-    ejected_until: float = 0.0
-    failures: int = 0
+    breaker: Breaker = field(default_factory=Breaker)
 
 
 class Router:
@@ -68,7 +69,7 @@ class Router:
                 starting.setdefault(replica.model, set()).add(replica.owner_tenant)
                 continue
             old = self._slots.get(replica.replica_id)
-            slot = Slot(replica) if old is None else old
+            slot = Slot(replica, breaker=Breaker(open_s=self._eject_s)) if old is None else old
             slot.replica = replica
             slots[replica.replica_id] = slot
             by_model.setdefault(replica.model, []).append(slot)
@@ -103,7 +104,7 @@ class Router:
         """The replica for the next attempt, or None when every candidate was tried."""
         now = self._clock.now()
         left = [s for s in candidates if s.replica.replica_id not in exclude]
-        healthy = [s for s in left if s.ejected_until <= now] or left
+        healthy = [s for s in left if s.breaker.admits(now)] or left
         if not healthy:
             return None
         least = min(s.outstanding for s in healthy)
@@ -115,23 +116,35 @@ class Router:
 
     @contextmanager
     def lease(self, slot: Slot) -> Iterator[Slot]:
-        """Count one request in flight on ``slot`` until the block ends, however it ends."""
+        """Count one request in flight on ``slot`` until the block ends, however it ends
+        (and hold the breaker's half-open trial if this request is it)."""
         slot.outstanding += 1
+        trial = slot.breaker.begin(self._clock.now())
         try:
             yield slot
         finally:
             slot.outstanding -= 1
+            if trial:
+                slot.breaker.end_trial()
 
-    def eject(self, slot: Slot, reason: str) -> None:
-        slot.failures += 1
-        slot.ejected_until = self._clock.now() + self._eject_s
-        log.warning(
-            "replica ejected",
-            replica=slot.replica.replica_id,
-            model=slot.replica.model,
-            reason=reason,
-            for_s=self._eject_s,
-        )
+    def failed(self, slot: Slot, reason: str) -> bool:
+        """An engine failure on ``slot``; True if its breaker opened (it is ejected)."""
+        opened = slot.breaker.failed(self._clock.now())
+        if opened:
+            log.warning(
+                "replica ejected",
+                replica=slot.replica.replica_id,
+                model=slot.replica.model,
+                reason=reason,
+                for_s=round(slot.breaker.open_until - self._clock.now(), 3),
+            )
+        return opened
 
     def succeeded(self, slot: Slot) -> None:
-        slot.failures = 0
+        """The engine answered (a 2xx, or a 4xx about the request): its breaker closes."""
+        slot.breaker.succeeded()
+
+    def state(self, replica_id: str) -> BreakerState | None:
+        """The breaker state of a replica this process routes to (None: unknown)."""
+        slot = self._slots.get(replica_id)
+        return None if slot is None else slot.breaker.state(self._clock.now())

@@ -22,12 +22,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from suanwang.domain.serving import ModelKind
+from suanwang.gateway.chat_fields import check_fields, check_tool_calls
 from suanwang.gateway.errors import bad_request
 
 ROLES = frozenset({"system", "user", "assistant", "tool", "developer", "function"})
 PER_MESSAGE_TOKENS = 8
 PER_REQUEST_TOKENS = 16
 MAX_CHOICES = 8
+TOOLS_TEMPLATE_TOKENS = 512
+"""Upper bound of the text a chat template wraps tools in (instructions, tags)."""
 _DROPPED = ("api_base", "base_url", "api_key", "stream_options")
 MAX_NESTING = 64
 """Deepest nesting of objects and arrays in a body (tools' JSON schemas need a dozen)."""
@@ -81,6 +84,7 @@ def parse_call(endpoint: str, raw: bytes, default_max_tokens: int) -> Call:
     include_usage = bool(options and options.get("include_usage") is True)
     if endpoint == "chat/completions":
         text, overhead = _messages(body.get("messages"))
+        overhead += _tools_overhead(body.get("tools"))
         kind = ModelKind.CHAT
     else:
         text, overhead = _prompt(body.get("prompt")), 0
@@ -94,6 +98,7 @@ def parse_call(endpoint: str, raw: bytes, default_max_tokens: int) -> Call:
         body["stream_options"] = {"include_usage": True}
     _number(body, "temperature", 0.0, 2.0)
     _number(body, "top_p", 0.0, 1.0)
+    check_fields(body, chat=endpoint == "chat/completions")
     first = body["messages"][0] if endpoint == "chat/completions" else {"content": text[:512]}
     return Call(
         endpoint=endpoint,
@@ -267,6 +272,7 @@ def _messages(messages: Any) -> tuple[str, int]:
             raise bad_request(
                 f"messages[{i}] needs a 'role' among {sorted(ROLES)}", f"messages[{i}].role"
             )
+        check_tool_calls(message, i)
         content = message.get("content")
         if isinstance(content, str):
             parts.append(content)
@@ -283,6 +289,14 @@ def _messages(messages: Any) -> tuple[str, int]:
         [{k: v for k, v in m.items() if k != "content"} for m in messages], ensure_ascii=False
     )
     return "\n".join(parts), len(extra.encode()) + PER_MESSAGE_TOKENS * len(messages)
+
+
+def _tools_overhead(tools: Any) -> int:
+    """What tools add to a prompt: their JSON (a token is at least a byte) and the words
+    a chat template puts around them."""
+    if not tools:
+        return 0
+    return len(json.dumps(tools, ensure_ascii=False).encode()) + TOOLS_TEMPLATE_TOKENS
 
 
 def _prompt(prompt: Any) -> str:

@@ -1,0 +1,112 @@
+"""What each inference engine accepts of OpenAI's chat API: a pure table.
+
+The gateway translates a request into what the replica's engine accepts, or refuses it
+with a 400 naming the ``param`` (:mod:`.translate`). One row per engine name as the
+catalogue spells it (``models.yaml``); replicas on simulated clusters are served by the
+simulated engine whatever engine their deployment names; ``openai-compatible`` (an
+external endpoint an operator registered) gets the request unchanged.
+
+Sources: llama.cpp's ``llama-server`` run with ``--jinja`` (tools through the model's chat
+template and a grammar, ``response_format`` json_schema through its JSON-schema-to-grammar,
+``n``, ``logprobs``; ``tool_choice`` only as the strings ``auto``/``none``/``required``);
+vLLM and SGLang's OpenAI servers (tool parsers and guided decoding; the deployment must be
+launched with tool calling on); the embedding servers have no chat at all. Every engine but
+a passthrough gets ``developer`` as ``system``: chat templates of open models know
+``system``, and a template that renders an unknown role prints it as text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from suanwang.domain.serving import ReplicaView
+
+PASSTHROUGH = "openai-compatible"
+SIMULATED = "simulated"
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What one engine accepts natively (False: the gateway translates or refuses)."""
+
+    engine: str
+    passthrough: bool = False
+    """Forward the request as the client sent it (an OpenAI-compatible service)."""
+    chat: bool = True
+    developer_role: bool = False
+    content_parts: bool = False
+    """Text content parts (``[{"type": "text", "text": ...}]``); else joined to a string."""
+    tools: bool = False
+    named_tool_choice: bool = False
+    """``tool_choice: {"type": "function", ...}``; else only auto/none/required."""
+    json_schema: bool = False
+    json_object: bool = False
+    n: bool = False
+    """Several choices in one call; else the gateway makes n calls (not streamed)."""
+    logprobs: bool = False
+
+
+_VLLM = Capabilities(
+    "vllm",
+    content_parts=True,
+    tools=True,
+    named_tool_choice=True,
+    json_schema=True,
+    json_object=True,
+    n=True,
+    logprobs=True,
+)
+
+ENGINES: dict[str, Capabilities] = {
+    "llama.cpp": Capabilities(
+        "llama.cpp",
+        content_parts=True,
+        tools=True,
+        json_schema=True,
+        json_object=True,
+        n=True,
+        logprobs=True,
+    ),
+    "vllm": _VLLM,
+    "vllm-ascend": replace(_VLLM, engine="vllm-ascend"),
+    "sglang": Capabilities(
+        "sglang",
+        content_parts=True,
+        tools=True,
+        named_tool_choice=True,
+        json_schema=True,
+        json_object=True,
+        n=True,
+        logprobs=True,
+    ),
+    "lmdeploy": Capabilities(
+        "lmdeploy", tools=True, json_schema=True, json_object=True, n=False, logprobs=True
+    ),
+    "mindie": Capabilities("mindie", tools=True),
+    "sentence-transformers": Capabilities("sentence-transformers", chat=False),
+    "infinity": Capabilities("infinity", chat=False),
+    SIMULATED: Capabilities(SIMULATED),
+    PASSTHROUGH: Capabilities(
+        PASSTHROUGH,
+        passthrough=True,
+        developer_role=True,
+        content_parts=True,
+        tools=True,
+        named_tool_choice=True,
+        json_schema=True,
+        json_object=True,
+        n=True,
+        logprobs=True,
+    ),
+}
+"""Engines by the name the catalogue and deployments use."""
+
+CONSERVATIVE = Capabilities("unknown")
+"""An engine not in the table: plain text chat; everything else translated or refused."""
+
+
+def capabilities_of(replica: ReplicaView) -> Capabilities:
+    """The engine that really answers ``replica``'s requests."""
+    if replica.simulated or replica.base_url.startswith("sim://"):
+        return ENGINES[SIMULATED]
+    return ENGINES.get(replica.engine, CONSERVATIVE)
