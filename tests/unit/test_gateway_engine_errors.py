@@ -129,7 +129,7 @@ def test_breaker_opens_after_failures_in_a_row_then_admits_one_trial() -> None:
 
 def test_status_classes_and_refusal_codes() -> None:
     assert classify(200) is Verdict.OK
-    assert [classify(s) for s in (400, 413, 422)] == [Verdict.REFUSED] * 3
+    assert [classify(s) for s in (400, 413, 422, 501)] == [Verdict.REFUSED] * 4
     assert [classify(s) for s in (429, 503)] == [Verdict.BUSY] * 2
     assert [classify(s) for s in (401, 404, 500, 502)] == [Verdict.FAILED] * 4
     for body in (LLAMA_CONTEXT, VLLM_CONTEXT):

@@ -4,7 +4,7 @@
 engine answer              verdict                      retried    breaker (ejection)
 =========================  ===========================  =========  =======================
 2xx                        OK                           no         success (closes)
-400, 413, 422 and other    REFUSED: the caller's        no         success (engine alive)
+400, 413, 422, 501 and     REFUSED: the caller's        no         success (engine alive)
 4xx not listed below       request; 400 to the caller
                            with OpenAI's code
 429, 503, 408              BUSY (slots full, model      yes        no change
@@ -14,8 +14,9 @@ engine answer              verdict                      retried    breaker (ejec
 500, 502, 504, other 5xx   FAILED                       yes        failure
 =========================  ===========================  =========  =======================
 
-A streamed request whose first event is an error (llama.cpp streams some refusals after
-its 200) is REFUSED the same way, before any byte reaches the client.
+llama-server answers a stream's first error as a plain HTTP error (its prompt checks run
+before the 200); an engine that streams an error as its first event after a 200 gets the
+same treatment: REFUSED, before any byte reaches the client.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def classify(status: int) -> Verdict:
         return Verdict.OK
     if status in (408, 429, 503):
         return Verdict.BUSY
+    if status == 501:  # llama-server's not_supported_error: a feature of this request
+        return Verdict.REFUSED
     if status in (401, 403, 404, 405) or status >= 500:
         return Verdict.FAILED
     return Verdict.REFUSED
