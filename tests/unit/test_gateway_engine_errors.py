@@ -318,3 +318,22 @@ def events_of(text: str) -> list[dict[str, Any]]:
         for line in text.splitlines()
         if line.startswith("data:") and line.strip() != "data: [DONE]"
     ]
+
+
+def test_usage_reported_once_per_choice_is_summed_with_the_prompt_once() -> None:
+    def reply(body: dict[str, Any]) -> Reply:
+        events = [sse(chunk({"content": "a"}, "stop", index=i)) for i in range(3)]
+        usage = {"prompt_tokens": 11, "completion_tokens": 1, "total_tokens": 12}
+        per_choice = [sse({"id": "c", "choices": [], "usage": usage}) for _ in range(3)]
+        return 200, [*events, *per_choice, b"data: [DONE]\n\n"]
+
+    app, sink, key = gateway({"a": Scripted(reply)})
+    body = chat_body(n=3, stream=True, max_tokens=4, stream_options={"include_usage": True})
+    (response,) = asyncio.run(send_many(app, key, [body]))
+    assert events_of(response.text)[-1]["usage"] == {
+        "prompt_tokens": 11,
+        "completion_tokens": 3,
+        "total_tokens": 14,
+    }
+    (row,) = sink.rows.values()
+    assert (row.prompt_tokens, row.completion_tokens) == (11, 3)

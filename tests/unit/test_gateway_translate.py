@@ -119,7 +119,11 @@ def test_n_becomes_separate_calls_unstreamed_and_is_refused_streamed() -> None:
     plan = plan_for(call_of(n=3), ENGINES[SIMULATED])
     assert plan.calls == 3
     assert "n" not in plan.body
-    assert plan_for(call_of(n=3), ENGINES["llama.cpp"]).calls == 1
+    assert plan_for(call_of(n=3), ENGINES["vllm"]).calls == 1
+    llama = plan_for(call_of(n=3), ENGINES["llama.cpp"])  # its usage counts one choice
+    assert (llama.calls, "n" in llama.body) == (3, False)
+    streamed = plan_for(call_of(n=3, stream=True), ENGINES["llama.cpp"])
+    assert (streamed.calls, streamed.body["n"]) == (1, 3)
     error = refusal({"n": 2, "stream": True}, SIMULATED)
     assert (error.param, error.code) == ("n", "unsupported_parameter")
 

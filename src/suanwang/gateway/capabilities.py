@@ -6,12 +6,14 @@ catalogue spells it (``models.yaml``); replicas on simulated clusters are served
 simulated engine whatever engine their deployment names; ``openai-compatible`` (an
 external endpoint an operator registered) gets the request unchanged.
 
-Sources: llama.cpp's ``llama-server`` run with ``--jinja`` (tools through the model's chat
-template and a grammar, ``response_format`` json_schema through its JSON-schema-to-grammar,
-``n``, ``logprobs``; ``tool_choice`` only as the strings ``auto``/``none``/``required``);
-vLLM and SGLang's OpenAI servers (tool parsers and guided decoding; the deployment must be
-launched with tool calling on); the embedding servers have no chat at all. Every engine but
-a passthrough gets ``developer`` as ``system``: chat templates of open models know
+Sources: llama.cpp's ``llama-server`` run with ``--jinja`` (read in its source and tried):
+tools through the model's chat template and a grammar, ``response_format`` json_schema
+through its JSON-schema-to-grammar, ``logprobs``; ``tool_choice`` only as the strings
+``auto``/``none``/``required`` (an object silently becomes ``auto``); ``n`` streamed, while
+unstreamed its usage counts only the first choice, so the gateway makes n calls. vLLM and
+SGLang's OpenAI servers: tool parsers and guided decoding (the deployment must be launched
+with tool calling on). The embedding servers have no chat at all. Every engine but a
+passthrough gets ``developer`` as ``system``: chat templates of open models know
 ``system``, and a template that renders an unknown role prints it as text.
 """
 
@@ -42,7 +44,10 @@ class Capabilities:
     json_schema: bool = False
     json_object: bool = False
     n: bool = False
-    """Several choices in one call; else the gateway makes n calls (not streamed)."""
+    """Several choices in one call, with usage counting all of them; else the gateway makes
+    n calls and merges them (not streamed)."""
+    n_stream: bool = False
+    """Several choices in one stream (each choice's usage chunk is summed by the gateway)."""
     logprobs: bool = False
 
 
@@ -54,6 +59,7 @@ _VLLM = Capabilities(
     json_schema=True,
     json_object=True,
     n=True,
+    n_stream=True,
     logprobs=True,
 )
 
@@ -64,7 +70,7 @@ ENGINES: dict[str, Capabilities] = {
         tools=True,
         json_schema=True,
         json_object=True,
-        n=True,
+        n_stream=True,  # unstreamed, its usage counts the first choice only
         logprobs=True,
     ),
     "vllm": _VLLM,
@@ -77,6 +83,7 @@ ENGINES: dict[str, Capabilities] = {
         json_schema=True,
         json_object=True,
         n=True,
+        n_stream=True,
         logprobs=True,
     ),
     "lmdeploy": Capabilities(
@@ -96,6 +103,7 @@ ENGINES: dict[str, Capabilities] = {
         json_schema=True,
         json_object=True,
         n=True,
+        n_stream=True,
         logprobs=True,
     ),
 }

@@ -112,10 +112,28 @@ def _with_usage(chunk: dict[str, Any], data: bytes, tally: Tally) -> bytes:
     tally.last = data
     if chunk.get("usage") is None:
         return data
-    tally.usage = chunk["usage"]
+    tally.usage = merged_usage(tally.usage, chunk["usage"])
     if not chunk.get("choices"):
         return b""
     return json.dumps({**chunk, "usage": None}).encode()
+
+
+def merged_usage(seen: Any, usage: Any) -> Any:
+    """The usage of a stream that reports it more than once: llama-server sends one usage
+    chunk per choice when ``n`` > 1 (each with the shared prompt), so completions add up
+    and the prompt counts once."""
+    if not (isinstance(seen, dict) and isinstance(usage, dict)):
+        return usage
+    numbers = [u.get(k) for u in (seen, usage) for k in ("prompt_tokens", "completion_tokens")]
+    ints = [v for v in numbers if type(v) is int]
+    if len(ints) != len(numbers):
+        return usage
+    prompt, completion = max(ints[0], ints[2]), ints[1] + ints[3]
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
 def _tool_chunk(data: bytes, tally: Tally) -> bytes | None:

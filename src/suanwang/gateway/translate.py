@@ -55,7 +55,7 @@ def plan_for(call: Call, caps: Capabilities) -> Plan:
         raise _unsupported("logprobs", caps)
     n = body.get("n") or 1
     calls = 1
-    if n > 1 and not caps.n:
+    if n > 1 and not (caps.n_stream if call.stream else caps.n):
         if call.stream:
             message = f"the {caps.engine} engine streams one choice: send 'n' > 1 unstreamed"
             raise bad_request(message, "n", UNSUPPORTED)
