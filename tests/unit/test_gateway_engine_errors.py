@@ -337,3 +337,25 @@ def test_usage_reported_once_per_choice_is_summed_with_the_prompt_once() -> None
     }
     (row,) = sink.rows.values()
     assert (row.prompt_tokens, row.completion_tokens) == (11, 3)
+
+
+def test_replicas_whose_engine_would_refuse_are_left_out_and_all_refusing_is_a_400() -> None:
+    keys, sink = FakeKeys(), MemorySink()
+    key = keys.add("acme")
+    able, unable = Scripted(lambda b: (200, plain_answer(b))), Scripted(lambda b: (200, {}))
+    replicas = [
+        replica("able", base="able://x", engine="vllm"),
+        replica("unable", base="unable://x", engine="mindie"),
+    ]
+    transports = {n: httpx.ASGITransport(app=a) for n, a in (("able", able), ("unable", unable))}
+    app = make_gateway(replicas, keys=keys, sink=sink, transports=transports)
+    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}
+    bodies = [chat_body(user=f"u{i}", response_format=fmt) for i in range(8)]
+    assert {r.status_code for r in asyncio.run(send_many(app, key, bodies))} == {200}
+    assert (able.calls, unable.calls) == (8, 0)
+    app = make_gateway(replicas[1:], keys=keys, sink=sink, transports=transports)
+    (response,) = asyncio.run(send_many(app, key, [chat_body(response_format=fmt)]))
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "response_format"
+    assert response.json()["error"]["code"] == "unsupported_parameter"
+    assert unable.calls == 0
