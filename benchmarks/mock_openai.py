@@ -1,6 +1,8 @@
 """A fast mock OpenAI-compatible engine (raw ASGI), for gateway tests and benchmarks.
 
-Run: ``python benchmarks/mock_openai.py --port 9100 [--no-stream-usage] [--fail-status 500]``.
+Run: ``python benchmarks/mock_openai.py --port 9100 [--no-stream-usage] [--fail-status 500]
+[--require-key KEY]``. With ``--require-key`` (a partner's API) every route but ``/health``
+answers 401 unless the request carries ``Authorization: Bearer KEY``.
 
 Behaviour per request comes from an extra body field ``mock`` (the gateway forwards unknown
 fields): ``{"chunks": 8, "usage": "normal"|"none"|"zero"|"negative"|"huge",
@@ -49,9 +51,12 @@ def usage_of(mode: str, prompt: int, completion: int) -> dict[str, int] | None:
 
 
 class MockEngine:
-    def __init__(self, stream_usage: bool = True, fail_status: int = 0) -> None:
+    def __init__(
+        self, stream_usage: bool = True, fail_status: int = 0, require_key: str | None = None
+    ) -> None:
         self.stream_usage = stream_usage
         self.fail_status = fail_status
+        self.auth = f"Bearer {require_key}".encode() if require_key else None
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -71,6 +76,14 @@ class MockEngine:
             if not message.get("more_body"):
                 break
         path = scope["path"]
+        if (
+            self.auth
+            and path != "/health"
+            and dict(scope["headers"]).get(b"authorization") != (self.auth)
+        ):
+            error = {"message": "invalid API key", "type": "invalid_request_error", "code": 401}
+            await self._json(send, 401, {"error": error})
+            return
         if path in ("/health", "/v1/models"):
             await self._json(send, 200, {"status": "ok", "object": "list", "data": []})
             return
@@ -170,8 +183,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--no-stream-usage", action="store_true", help="like llama.cpp")
     parser.add_argument("--fail-status", type=int, default=0)
+    parser.add_argument("--require-key", default=None, help="the bearer key callers must send")
     args = parser.parse_args()
-    app = MockEngine(not args.no_stream_usage, args.fail_status)
+    app = MockEngine(not args.no_stream_usage, args.fail_status, args.require_key)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 
 

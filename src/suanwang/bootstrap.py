@@ -19,6 +19,7 @@ from suanwang.adapters.backends.local import LocalBackend
 from suanwang.adapters.backends.probe import local_nodes
 from suanwang.adapters.backends.sandbox import Isolation, IsolationMode, JobLimits
 from suanwang.adapters.backends.simulated import SimulatedBackend
+from suanwang.adapters.crypto import box_for
 from suanwang.adapters.data_dir import secure_data_dir
 from suanwang.adapters.db.deployments_repo import SqlReplicaDirectory
 from suanwang.adapters.db.engine import make_engine, migrate, sqlite_file
@@ -29,6 +30,7 @@ from suanwang.adapters.http.follow import FollowSlots
 from suanwang.adapters.journal import JournaledUsageSink
 from suanwang.config import Settings
 from suanwang.engines import HttpProbe, LocalEngines
+from suanwang.engines.probe import resolve_host
 from suanwang.engines.simulated import create_app as simulated_engine_app
 from suanwang.gateway import (
     Gateway,
@@ -49,6 +51,7 @@ from suanwang.services.billing import Billing
 from suanwang.services.catalogue import default_catalogue, load_priority_classes
 from suanwang.services.control import ControlLoop
 from suanwang.services.deployments import Deployments
+from suanwang.services.external import ExternalEndpoints
 from suanwang.services.identities import TenantUidAllocator
 from suanwang.services.jobs import Jobs
 from suanwang.services.limits import GatewayLimits
@@ -84,6 +87,15 @@ def build_platform(
     deployments = Deployments(
         uows, clock, catalogue, default_models(), LocalEngines(), HttpProbe(timeout_s=1.0)
     )
+    externals = ExternalEndpoints(
+        uows,
+        clock,
+        box_for(settings.data_dir),
+        HttpProbe(timeout_s=settings.external_probe_timeout_s),
+        resolve_host,
+        default_models(),
+        settings.external_probe_interval_s,
+    )
     return Platform(
         fleet=Fleet(uows, clock, catalogue),
         tenancy=Tenancy(uows, clock, catalogue),
@@ -103,7 +115,8 @@ def build_platform(
         clock=clock,
         backends=backends,
         uows=uows,
-        billing=Billing(uows, clock, default_prices()),
+        billing=Billing(uows, clock, default_prices(), externals.token_prices),
+        externals=externals,
         local_nodes=tuple(local_nodes()),
     )
 
@@ -212,6 +225,7 @@ def build_app(settings: Settings, *, control: bool = True, clock: Clock | None =
                 settings.tick_s,
                 lambda: None,  # logged; the control loop's error counter stays about ticks
             ),
+            Periodic("external-health", platform.externals.check_health, settings.tick_s, _noop),
         ]
         for thread in threads if control else []:
             thread.start()
@@ -228,6 +242,10 @@ def build_app(settings: Settings, *, control: bool = True, clock: Clock | None =
         lifespan=lifespan,
         follow_slots=FollowSlots(settings.log_follow_per_key, settings.log_follow_max),
     )
+
+
+def _noop() -> None:
+    """A periodic step's error counter where none is kept (the failure is logged)."""
 
 
 def app_from_env() -> FastAPI:
@@ -292,7 +310,10 @@ def build_gateway_app(
         limits_for=GatewayLimits(uows, clock).limits_for,
         limiter=limiter,
         router=Router(
-            SqlReplicaDirectory(uows), clock, refresh_s=config.refresh_s, eject_s=config.eject_s
+            SqlReplicaDirectory(uows, box_for(settings.data_dir)),
+            clock,
+            refresh_s=config.refresh_s,
+            eject_s=config.eject_s,
         ),
         upstreams=Upstreams(Timeouts(config.connect_timeout_s, config.read_timeout_s), transports),
         sink=sink,

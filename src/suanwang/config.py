@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     tenant_uid_range: str = Field(
         "200000-299999", description="numeric uids given to tenants (no user accounts needed)"
     )
+    external_probe_interval_s: float = Field(
+        5.0, gt=0, le=3600, description="health-check period of external endpoints"
+    )
+    external_probe_timeout_s: float = Field(
+        3.0, gt=0, le=60, description="health-check timeout of external endpoints"
+    )
     engine_uid: int = Field(199999, ge=1, le=2**31 - 2, description="uid of platform engines")
     job_max_processes: int = Field(256, ge=8, le=1 << 22, description="per local job")
     job_max_memory_bytes: int = Field(4 << 30, ge=16 << 20, description="per local job")

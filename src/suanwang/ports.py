@@ -21,6 +21,7 @@ from suanwang.domain.deployments import (
     ReplicaChange,
     ReplicaRecord,
 )
+from suanwang.domain.external import ExternalChange, ExternalEndpoint
 from suanwang.domain.fleet import ClusterSpec, NodeSpec, RegionSpec, WanLinkSpec
 from suanwang.domain.jobs import AttemptState, JobState
 from suanwang.domain.limits import KeyLimits, Limits, Reservation, TenantLimits
@@ -293,6 +294,20 @@ class DeploymentStore(Protocol):
         ...
 
 
+class ExternalStore(Protocol):
+    """External endpoints (their deployment rows live in :class:`DeploymentStore`)."""
+
+    def add(self, endpoint: ExternalEndpoint) -> None: ...
+
+    def get(self, deployment_id: str) -> ExternalEndpoint | None: ...
+
+    def all(self) -> list[ExternalEndpoint]:
+        """Every stored endpoint, deleted deployments' included."""
+        ...
+
+    def update(self, deployment_id: str, now: float, change: ExternalChange) -> None: ...
+
+
 class LimitsStore(Protocol):
     """Reads and writes gateway limits inside one unit of work."""
 
@@ -357,6 +372,9 @@ class UnitOfWork(Protocol):
 
     @property
     def limits(self) -> LimitsStore: ...
+
+    @property
+    def externals(self) -> ExternalStore: ...
 
     @property
     def audit(self) -> AuditStore: ...
@@ -455,6 +473,37 @@ class EngineLauncher(Protocol):
 
     def free_port(self, taken: set[int]) -> int:
         """A port on 127.0.0.1 that is free now and not in ``taken``."""
+        ...
+
+
+class SecretBox(Protocol):
+    """Encrypts credentials at rest (implemented by :mod:`suanwang.adapters.crypto`)."""
+
+    def seal(self, plaintext: str) -> str:
+        """The ciphertext of ``plaintext`` under the newest key (ASCII, safe to store)."""
+        ...
+
+    def open(self, sealed: str) -> str:
+        """The plaintext of ``sealed`` (raises ``ValueError`` when no key opens it)."""
+        ...
+
+    def reseal(self, sealed: str) -> str:
+        """``sealed`` re-encrypted under the newest key (after a key rotation)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeTarget:
+    """One health check: ``GET url`` with ``headers`` (which may hold a credential)."""
+
+    key: str
+    url: str
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+
+class EndpointProbe(Protocol):
+    def reachable(self, targets: list[ProbeTarget]) -> dict[str, bool]:
+        """``GET`` every target at once with a bounded timeout; 200 is healthy (by ``key``)."""
         ...
 
 

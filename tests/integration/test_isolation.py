@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from suanwang.bootstrap import build_app
 from suanwang.config import Settings
 from suanwang.domain.tenancy import Principal, Scope
+from suanwang.services.external import ExternalSpec
 from suanwang.services.platform import Platform
 
 PRINCIPALS = (
@@ -31,6 +32,8 @@ PRINCIPALS = (
     "expired",
 )
 FLEET = "regions: [{name: r1}]\nclusters: [{name: sim, region: r1, kind: simulated, nodes: [{name: n1, chip: ascend-910b, cards: 8}]}]\n"
+EXTERNAL_MODEL = "partner-chat"
+EXTERNAL_URL = "https://93.184.216.34/v1"  # a public address: no DNS, no exemption needed
 SIM_JOB = {"name": "t", "resources": {"chip": "ascend-910b"}, "simulate": {"duration_s": 60}}
 
 
@@ -42,6 +45,7 @@ class World:
     fresh_job: Callable[[], str]
     fresh_key: Callable[[], str]
     fresh_deployment: Callable[[], str]
+    fresh_external: Callable[[], str]
 
 
 @pytest.fixture
@@ -91,8 +95,12 @@ def world(settings: Settings, clock: Any) -> Iterator[World]:
     def fresh_deployment() -> str:
         return platform.deployments.deploy(a, "qwen2.5-72b-instruct", "sim", 0).deployment.id
 
+    def fresh_external() -> str:
+        spec = ExternalSpec(EXTERNAL_MODEL, EXTERNAL_URL, credential="sk-ext", tenant="aaa")
+        return platform.externals.register(op, spec).deployment.id
+
     with TestClient(app) as client:
-        yield World(client, platform, keys, fresh_job, fresh_key, fresh_deployment)
+        yield World(client, platform, keys, fresh_job, fresh_key, fresh_deployment, fresh_external)
     platform.uows.engine.dispose()  # type: ignore[attr-defined]
 
 
@@ -240,6 +248,32 @@ MATRIX: dict[tuple[str, str], tuple[Callable[[World], str], Any, dict[str, int]]
         lambda w: f"/api/v1/deployments/{w.fresh_deployment()}",
         None,
         row(200, 200, 403, 403, 404, 403),
+    ),
+    # external endpoints (tenant A's private one): only the operator names upstream URLs
+    ("POST", "/api/v1/external-endpoints"): (
+        lambda w: "/api/v1/external-endpoints",
+        {"model": EXTERNAL_MODEL, "base_url": EXTERNAL_URL, "credential": "sk-x", "tenant": "aaa"},
+        row(201, 403, 403, 403, 403, 403),
+    ),
+    ("GET", "/api/v1/external-endpoints"): (
+        lambda w: "/api/v1/external-endpoints",
+        None,
+        OPERATOR_ONLY,
+    ),
+    ("GET", "/api/v1/external-endpoints/{deployment_id}"): (
+        lambda w: f"/api/v1/external-endpoints/{w.fresh_external()}",
+        None,
+        OPERATOR_ONLY,
+    ),
+    ("PATCH", "/api/v1/external-endpoints/{deployment_id}"): (
+        lambda w: f"/api/v1/external-endpoints/{w.fresh_external()}",
+        {"base_url": "https://93.184.216.35/v1", "credential": "sk-y"},
+        OPERATOR_ONLY,
+    ),
+    ("DELETE", "/api/v1/external-endpoints/{deployment_id}"): (
+        lambda w: f"/api/v1/external-endpoints/{w.fresh_external()}",
+        None,
+        OPERATOR_ONLY,
     ),
     # the audit log: the operator reads it all, a tenant admin its own tenant's entries
     ("GET", "/api/v1/audit"): (lambda w: "/api/v1/audit", None, row(200, 200, 403, 403, 200, 403)),

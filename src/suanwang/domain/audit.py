@@ -56,6 +56,7 @@ class AuditAction(enum.StrEnum):
     DEPLOYMENT_CREATE = "deployment.create"
     DEPLOYMENT_SCALE = "deployment.scale"
     DEPLOYMENT_DELETE = "deployment.delete"
+    DEPLOYMENT_UPDATE = "deployment.update"
 
     @property
     def resource(self) -> AuditResource:
@@ -77,6 +78,7 @@ _RESOURCE_OF = {
     "deployment.create": AuditResource.DEPLOYMENT,
     "deployment.scale": AuditResource.DEPLOYMENT,
     "deployment.delete": AuditResource.DEPLOYMENT,
+    "deployment.update": AuditResource.DEPLOYMENT,
 }
 
 

@@ -75,6 +75,35 @@ class ReplicaState(enum.StrEnum):
     STOPPED = "stopped"
 
 
+class Secret:
+    """A credential held in memory: ``str()``, ``repr()`` and logs show ``***``.
+
+    Only :meth:`reveal` gives the value, where it is put on the wire.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("a Secret is not serialisable")
+
+
 @dataclass(frozen=True, slots=True)
 class ReplicaView:
     """What the gateway needs to route to one ready replica.
@@ -95,3 +124,9 @@ class ReplicaView:
     ready: bool = True
     """False while the replica starts or fails its health checks: not routable, but its
     model counts as deployed (the gateway answers 503 and Retry-After, not 404)."""
+    upstream_model: str | None = None
+    """External endpoints: the model name to send upstream (``None``: the name called)."""
+    credential: Secret | None = None
+    """External endpoints: sent upstream as ``Authorization: Bearer``; never logged."""
+    sealed_credential: str | None = field(default=None, repr=False)
+    """The credential as stored (encrypted); the replica directory opens it."""

@@ -260,6 +260,8 @@ class GatewayApp:
             )
         if not slots:  # not in the catalogue, not deployed, or another tenant's: all alike
             raise _no_model(call.model)
+        if spec is None:  # an external endpoint's model: a name the operator registered
+            meter.model = call.model
         limits = await self._limits_of(tenant, meter.key_id)
         if not limits.key.allows(call.model):
             message = f"this key may not call {call.model!r}"

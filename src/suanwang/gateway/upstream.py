@@ -9,6 +9,7 @@ for httpx. A base URL may end in ``/v1`` or not. URLs come only from
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -88,6 +89,8 @@ class Upstreams:
     ) -> UpstreamResponse:
         """POST to ``path`` on ``replica``; returns once the answer's headers are read."""
         client, url = self.target(replica, path)
+        if replica.credential is not None or replica.upstream_model is not None:
+            payload, headers = for_external(replica, payload, headers)
         if replica.base_url.startswith("http://"):
             return await self._pool.post(url, payload, headers)
         request = client.build_request("POST", url, content=payload, headers=headers)
@@ -124,6 +127,20 @@ async def finish(response: UpstreamResponse) -> None:
         await response.drain(DRAIN_S)
     else:
         await response.aclose()
+
+
+def for_external(
+    replica: ReplicaView, payload: bytes, headers: dict[str, str]
+) -> tuple[bytes, dict[str, str]]:
+    """An external endpoint's request: its credential as ``Authorization: Bearer`` (the
+    caller's key never goes upstream) and its upstream model name in the body."""
+    if replica.upstream_model is not None:
+        body = json.loads(payload)
+        body["model"] = replica.upstream_model
+        payload = json.dumps(body).encode()
+    if replica.credential is not None:
+        headers = {**headers, "authorization": f"Bearer {replica.credential.reveal()}"}
+    return payload, headers
 
 
 CHAT_FIELDS = ("messages", "functions", "function_call", "tools", "tool_choice")

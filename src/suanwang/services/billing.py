@@ -9,10 +9,12 @@ straight from ledger sums and bills are priced by :func:`suanwang.domain.billing
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 
 from suanwang.domain.audit import AuditAction
 from suanwang.domain.billing import (
+    DEFAULT_TIER,
     Bill,
     Period,
     PriceBook,
@@ -22,6 +24,7 @@ from suanwang.domain.billing import (
     parse_period,
 )
 from suanwang.domain.errors import Forbidden, NotFound, ValidationError
+from suanwang.domain.serving import TokenPrice
 from suanwang.domain.tenancy import Principal
 from suanwang.ports import Clock, UnitOfWorkFactory
 from suanwang.services import audit
@@ -40,10 +43,19 @@ class UsageReport:
 class Billing:
     """Use cases over the ledger: usage, bills and price tiers."""
 
-    def __init__(self, uows: UnitOfWorkFactory, clock: Clock, prices: PriceBook) -> None:
+    def __init__(
+        self,
+        uows: UnitOfWorkFactory,
+        clock: Clock,
+        prices: PriceBook,
+        extra_token_prices: Callable[[], Mapping[str, TokenPrice]] | None = None,
+    ) -> None:
+        """``extra_token_prices``: standard prices of models outside the catalogue (external
+        endpoints), read at each bill; the catalogue's prices win for its models."""
         self._uows = uows
         self._clock = clock
         self.prices = prices
+        self._extra = extra_token_prices
 
     def period(self, text: str | None) -> Period:
         """``text`` parsed (see :func:`parse_period`), or the current month when absent."""
@@ -68,7 +80,13 @@ class Billing:
         with self._uows() as uow:
             tier = self._visible(principal, tenant, uow.usage.tier(tenant))
             totals = uow.usage.totals(tenant, period.start, period.end)
-        return make_bill(tenant, tier, period, totals, self.prices)
+        return make_bill(tenant, tier, period, totals, self._price_book())
+
+    def _price_book(self) -> PriceBook:
+        if self._extra is None:
+            return self.prices
+        extra = {model: {DEFAULT_TIER: p} for model, p in self._extra().items()}
+        return replace(self.prices, tokens={**extra, **self.prices.tokens})
 
     def set_tier(self, principal: Principal, tenant: str, tier: str) -> str:
         """Set a tenant's price tier (operator only)."""

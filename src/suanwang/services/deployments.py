@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from suanwang.domain.audit import AuditAction
 from suanwang.domain.chips import Catalogue
@@ -29,6 +29,7 @@ from suanwang.domain.deployments import (
     engine_runs_on,
 )
 from suanwang.domain.errors import Conflict, Forbidden, NotFound, ValidationError
+from suanwang.domain.external import OPENAI_COMPATIBLE
 from suanwang.domain.serving import ModelSpec
 from suanwang.domain.tenancy import Principal
 from suanwang.ports import Clock, EngineLauncher, EngineProbe, UnitOfWork, UnitOfWorkFactory
@@ -194,12 +195,12 @@ class Deployments:
             by_dep: dict[str, list[ReplicaRecord]] = {}
             for r in uow.deployments.replicas():
                 by_dep.setdefault(r.deployment, []).append(r)
-        return [DeploymentDetail(d, by_dep.get(d.id, [])) for d in deps]
+        return [_shown(principal, DeploymentDetail(d, by_dep.get(d.id, []))) for d in deps]
 
     def get(self, principal: Principal, deployment_id: str) -> DeploymentDetail:
         with self._uows() as uow:
             dep = self._visible(uow, principal, deployment_id)
-            return DeploymentDetail(dep, uow.deployments.replicas(dep.id))
+            return _shown(principal, DeploymentDetail(dep, uow.deployments.replicas(dep.id)))
 
     def replica_counts(self) -> dict[str, int]:
         """Replicas by state (``simulated`` ones counted apart), for metrics."""
@@ -221,7 +222,8 @@ class Deployments:
             live = {r.deployment for r in uow.deployments.replicas() if r.state != "stopped"}
             gone = [d for d in map(uow.deployments.deployment, live - active) if d is not None]
             for dep in [*deps, *gone]:
-                self._converger(uow, self._placement_of(uow, dep), now).run(dep)
+                if dep.engine != OPENAI_COMPATIBLE:  # external: no jobs (services/external.py)
+                    self._converger(uow, self._placement_of(uow, dep), now).run(dep)
             uow.commit()
 
     def check_health(self) -> None:
@@ -293,9 +295,23 @@ class Deployments:
                 field="deployment_id",
                 hint="deploy a private copy with `suanwang models deploy`",
             )
+        if dep.engine == OPENAI_COMPATIBLE:
+            raise Conflict(
+                f"{deployment_id} is an external endpoint",
+                field="deployment_id",
+                hint=f"use `suanwang models external remove {deployment_id}` (operator)",
+            )
         if dep.state is DeploymentState.DELETED and not deleted_ok:
             raise Conflict(f"deployment {deployment_id} was deleted", field="deployment_id")
         return dep
+
+
+def _shown(principal: Principal, detail: DeploymentDetail) -> DeploymentDetail:
+    """What ``principal`` sees: an external endpoint's address only for the operator."""
+    if principal.is_operator or detail.deployment.engine != OPENAI_COMPATIBLE:
+        return detail
+    hidden = [replace(r, base_url="external") for r in detail.replicas]
+    return DeploymentDetail(detail.deployment, hidden)
 
 
 def _owner(principal: Principal, tenant: str | None) -> str | None:

@@ -14,6 +14,7 @@ from suanwang.ports import Backend, Clock, UnitOfWorkFactory
 from suanwang.services.billing import Billing
 from suanwang.services.control import ControlLoop
 from suanwang.services.deployments import Deployments
+from suanwang.services.external import ExternalEndpoints
 from suanwang.services.fleet import ApplyResult, apply_fleet, totals_of
 from suanwang.services.fleet_file import parse_fleet_data, parse_fleet_yaml
 from suanwang.services.jobs import Jobs
@@ -73,6 +74,7 @@ class Platform:
     backends: Mapping[str, Backend]
     uows: UnitOfWorkFactory
     billing: Billing
+    externals: ExternalEndpoints
     local_nodes: tuple[dict[str, Any], ...] = ()
 
     def job_counts(self) -> dict[str, int]:

@@ -291,6 +291,7 @@ class HealthChecker:
                 for r in uow.deployments.replicas()
                 if r.state in probing
                 and not r.simulated
+                and r.job is not None  # no job: an external endpoint (services/external.py)
                 and r.base_url
                 and now - self._last.get(r.id, 0.0) >= self._interval_s
             ]

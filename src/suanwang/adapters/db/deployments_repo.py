@@ -6,10 +6,18 @@ needs to route (``ReplicaView``) comes from one join of ready replicas and activ
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import structlog
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from suanwang.adapters.db.tables import DeploymentRow, ReplicaRow, column_values
+from suanwang.adapters.db.tables import (
+    DeploymentRow,
+    ExternalEndpointRow,
+    ReplicaRow,
+    column_values,
+)
 from suanwang.domain.deployments import (
     DeploymentChange,
     DeploymentRecord,
@@ -17,8 +25,10 @@ from suanwang.domain.deployments import (
     ReplicaChange,
     ReplicaRecord,
 )
-from suanwang.domain.serving import ReplicaState, ReplicaView
-from suanwang.ports import UnitOfWorkFactory
+from suanwang.domain.serving import ReplicaState, ReplicaView, Secret
+from suanwang.ports import SecretBox, UnitOfWorkFactory
+
+log = structlog.get_logger("suanwang.gateway")
 
 
 class DeploymentRepository:
@@ -109,8 +119,9 @@ class DeploymentRepository:
 
     def ready_views(self) -> list[ReplicaView]:
         query = (
-            select(ReplicaRow, DeploymentRow)
+            select(ReplicaRow, DeploymentRow, ExternalEndpointRow)
             .join(DeploymentRow, ReplicaRow.deployment == DeploymentRow.id)
+            .outerjoin(ExternalEndpointRow, ExternalEndpointRow.deployment == DeploymentRow.id)
             .where(
                 ReplicaRow.state != ReplicaState.STOPPED.value,
                 DeploymentRow.state == DeploymentState.ACTIVE.value,
@@ -128,20 +139,45 @@ class DeploymentRepository:
                 simulated=r.simulated,
                 chip=r.chip,
                 ready=r.state == ReplicaState.READY.value,
+                upstream_model=e.upstream_model if e is not None else None,
+                sealed_credential=e.credential if e is not None else None,
             )
-            for r, d in self._s.execute(query)
+            for r, d, e in self._s.execute(query)
         ]
 
 
 class SqlReplicaDirectory:
-    """:class:`suanwang.ports.ReplicaDirectory` over the database (one short read each call)."""
+    """:class:`suanwang.ports.ReplicaDirectory` over the database (one short read each call).
 
-    def __init__(self, uows: UnitOfWorkFactory) -> None:
+    External endpoints' credentials are opened with ``box``; one that no key opens leaves its
+    replica out (logged without the ciphertext), so a request never goes out unauthenticated.
+    """
+
+    def __init__(self, uows: UnitOfWorkFactory, box: SecretBox | None = None) -> None:
         self._uows = uows
+        self._box = box
+        self._opened: dict[str, Secret] = {}
 
     def ready_replicas(self) -> list[ReplicaView]:
         with self._uows() as uow:
-            return uow.deployments.ready_views()
+            views = uow.deployments.ready_views()
+        return [v for v in map(self._open, views) if v is not None]
+
+    def _open(self, view: ReplicaView) -> ReplicaView | None:
+        sealed = view.sealed_credential
+        if sealed is None:
+            return view
+        secret = self._opened.get(sealed)
+        if secret is None:
+            try:
+                if self._box is None:
+                    raise ValueError("no credential keys configured in this process")
+                secret = Secret(self._box.open(sealed))
+            except ValueError as exc:
+                log.error("cannot open credential", replica=view.replica_id, error=str(exc))
+                return None
+            self._opened = {sealed: secret} | (self._opened if len(self._opened) < 1024 else {})
+        return replace(view, credential=secret, sealed_credential=None)
 
 
 def _deployment(row: DeploymentRow) -> DeploymentRecord:

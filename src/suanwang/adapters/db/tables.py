@@ -222,6 +222,24 @@ class ReplicaRow(Base):
     last_health_at: Mapped[float | None] = mapped_column(Float, default=None)
 
 
+class ExternalEndpointRow(Base):
+    """An external OpenAI-compatible endpoint (migration 0007); its deployment row says who
+    owns it. ``credential`` is Fernet ciphertext (``adapters/crypto.py``), never plaintext."""
+
+    __tablename__ = "external_endpoints"
+    deployment: Mapped[str] = mapped_column(ForeignKey("deployments.id"), primary_key=True)
+    base_url: Mapped[str] = mapped_column(String(256))
+    upstream_model: Mapped[str | None] = mapped_column(String(128), default=None)
+    health: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))
+    input_per_million: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_per_million: Mapped[int] = mapped_column(BigInteger, default=0)
+    allow_private_network: Mapped[bool] = mapped_column(Boolean, default=False)
+    credential: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
 # --- metering (migration 0004) ---------------------------------------------------------------
 class UsageLedgerRow(Base):
     """Append-only: rows are inserted, never updated or deleted."""

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from suanwang.adapters.db.audit_repo import AuditRepository
 from suanwang.adapters.db.deployments_repo import DeploymentRepository
+from suanwang.adapters.db.externals_repo import ExternalRepository
 from suanwang.adapters.db.fleet_repo import FleetRepository
 from suanwang.adapters.db.jobs_repo import JobRepository
 from suanwang.adapters.db.limits_repo import LimitsRepository
@@ -29,6 +30,7 @@ class SqlUnitOfWork:
     deployments: DeploymentRepository
     limits: LimitsRepository
     audit: AuditRepository
+    externals: ExternalRepository
 
     def __init__(self, factory: sessionmaker[Session]) -> None:
         self._factory = factory
@@ -43,6 +45,7 @@ class SqlUnitOfWork:
         self.deployments = DeploymentRepository(self._session)
         self.limits = LimitsRepository(self._session)
         self.audit = AuditRepository(self._session)
+        self.externals = ExternalRepository(self._session)
         return self
 
     def __exit__(

@@ -18,7 +18,7 @@ from suanwang.adapters.http.authz import rule_for
 from suanwang.adapters.http.follow import FollowSlots
 from suanwang.adapters.http.limits import BodySizeLimit
 from suanwang.adapters.http.responses import install_document, text_body
-from suanwang.adapters.http.routers import audit, fleet, jobs, limits, models, tenants
+from suanwang.adapters.http.routers import audit, external, fleet, jobs, limits, models, tenants
 from suanwang.adapters.http.routers.billing import router as billing_router
 from suanwang.adapters.http.schemas import Health, WhoAmI
 from suanwang.adapters.http.security import AuthorizedRoute, tag_request
@@ -53,6 +53,7 @@ def create_app(
     app.include_router(billing_router)
     app.include_router(limits.router)
     app.include_router(audit.router)
+    app.include_router(external.router)
     _system_routes(app, metrics)
     app.add_exception_handler(DomainError, problems.domain_error)
     app.add_exception_handler(RequestValidationError, problems.validation_error)

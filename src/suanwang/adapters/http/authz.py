@@ -55,6 +55,12 @@ ROUTES: Final[dict[tuple[str, str], Rule]] = {
     ("GET", "/api/v1/deployments/{deployment_id}"): Scope.READ_ONLY,
     ("PUT", "/api/v1/deployments/{deployment_id}/replicas"): Scope.TENANT_ADMIN,
     ("DELETE", "/api/v1/deployments/{deployment_id}"): Scope.TENANT_ADMIN,
+    # external OpenAI-compatible endpoints: only the operator names URLs the platform calls
+    ("POST", "/api/v1/external-endpoints"): Scope.OPERATOR,
+    ("GET", "/api/v1/external-endpoints"): Scope.OPERATOR,
+    ("GET", "/api/v1/external-endpoints/{deployment_id}"): Scope.OPERATOR,
+    ("PATCH", "/api/v1/external-endpoints/{deployment_id}"): Scope.OPERATOR,
+    ("DELETE", "/api/v1/external-endpoints/{deployment_id}"): Scope.OPERATOR,
     # metering and bills: a tenant reads its own (checked in services), the operator any
     ("GET", "/api/v1/usage"): Scope.READ_ONLY,
     ("GET", "/api/v1/tenants/{name}/usage"): Scope.READ_ONLY,
