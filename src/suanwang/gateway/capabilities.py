@@ -21,9 +21,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from suanwang.domain.external import OPENAI_COMPATIBLE
 from suanwang.domain.serving import ReplicaView
 
-PASSTHROUGH = "openai-compatible"
+PASSTHROUGH = OPENAI_COMPATIBLE
 SIMULATED = "simulated"
 
 
