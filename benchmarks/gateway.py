@@ -1,9 +1,11 @@
 """Gateway overhead benchmark: direct to a mock engine vs through the gateway, in one run.
 
-Starts the fast mock OpenAI engine (``benchmarks/mock_openai.py``) and one gateway process
-(``uvicorn --factory suanwang.bootstrap:gateway_app_from_env``) on a fresh SQLite database
-with a tenant whose key has rate limits and a token quota set (so authentication, limits,
-quota reservation and metering into the ledger all run), then drives both with a small
+Starts the fast mock OpenAI engine (``benchmarks/mock_openai.py``, demanding its own bearer
+key) and one gateway process (``uvicorn --factory suanwang.bootstrap:gateway_app_from_env``)
+on a fresh SQLite database where the mock is registered as an external endpoint (with its
+key as the credential, the way an operator registers a partner's API), with a tenant whose
+key has rate limits and a token quota set (so authentication, limits, quota reservation and
+metering into the ledger all run), then drives both with a small
 raw-asyncio HTTP/1.1 keep-alive client (cheap, so the client steals little CPU) at
 concurrency 1, 16 and 64, streaming and not. For each case: requests/s, p50/p99 latency,
 the added p50 latency (gateway − direct), and the gateway process's CPU milliseconds per
@@ -38,6 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks/results"
 CHAT = "smollm2-135m-instruct"
 TICKS = os.sysconf("SC_CLK_TCK")
+MOCK_KEY = f"sk-mock-{secrets.token_hex(8)}"
+"""The mock engine's own key: sent by the direct client, and upstream by the gateway."""
 
 
 def free_port() -> int:
@@ -138,6 +142,7 @@ def setup_database(tmp: Path, mock_port: int) -> tuple[str, str]:
     from suanwang.config import Settings
     from suanwang.domain.limits import KeyLimits, TenantLimits
     from suanwang.domain.tenancy import Principal, Scope
+    from suanwang.services.external import ExternalSpec
     from suanwang.services.limits import GatewayLimits
 
     db_url = f"sqlite:///{tmp / 'bench.db'}"
@@ -153,25 +158,20 @@ def setup_database(tmp: Path, mock_port: int) -> tuple[str, str]:
         op, "bench", TenantLimits(rpm=10**9, tpm=10**12, token_quota=10**13, period_s=86400)
     )
     limits.set_key_limits(op, key.record.id, KeyLimits(rpm=10**9, tpm=10**12, models=(CHAT,)))
-    now = time.time()
-    with sa.create_engine(db_url).begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO deployments (id, tenant, model, cluster, engine, replicas, state,"
-                " spec, created_at, updated_at, version) VALUES ('dep-bench', NULL, :m, 'local',"
-                " 'vllm', 1, 'active', '{}', :now, :now, 1)"
-            ),
-            {"m": CHAT, "now": now},
-        )
-        conn.execute(
-            sa.text(
-                "INSERT INTO replicas (id, deployment, number, job, state, base_url, simulated,"
-                " chip, reason, failures, restarts, port, created_at, ready_at, last_health_at)"
-                " VALUES ('dep-bench-0', 'dep-bench', 0, NULL, 'ready', :base, 0, '', '', 0, 0,"
-                " NULL, :now, :now, :now)"
-            ),
-            {"base": f"http://127.0.0.1:{mock_port}", "now": now},
-        )
+    # the mock is an external OpenAI-compatible endpoint, registered as an operator would
+    # (`suanwang models external add`): on 127.0.0.1, so with the explicit exemption
+    spec = ExternalSpec(
+        CHAT,
+        f"http://127.0.0.1:{mock_port}/v1",
+        credential=MOCK_KEY,
+        allow_private_network=True,
+    )
+    dep = platform_.externals.register(op, spec).deployment.id
+    platform_.externals.check_health()  # the control plane's health check makes it ready
+    replica = platform_.externals.get(op, dep).replica
+    if replica is None or replica.state != "ready":
+        raise SystemExit(f"the mock did not pass its health check: {replica}")
+    platform_.uows.engine.dispose()  # type: ignore[attr-defined]
     return db_url, key.secret
 
 
@@ -185,7 +185,14 @@ def run(seconds: float, use_redis: bool) -> dict[str, Any]:
     mock_port, gw_port = free_port(), free_port()
     env = {**os.environ}
     mock = start(
-        [sys.executable, str(ROOT / "benchmarks/mock_openai.py"), "--port", str(mock_port)],
+        [
+            sys.executable,
+            str(ROOT / "benchmarks/mock_openai.py"),
+            "--port",
+            str(mock_port),
+            "--require-key",
+            MOCK_KEY,
+        ],
         env,
         tmp / "mock.log",
     )
@@ -232,7 +239,7 @@ def run(seconds: float, use_redis: bool) -> dict[str, Any]:
                 direct = asyncio.run(
                     drive(
                         mock_port,
-                        make_request(mock_port, "/v1/chat/completions", body, None),
+                        make_request(mock_port, "/v1/chat/completions", body, MOCK_KEY),
                         concurrency,
                         seconds,
                     )

@@ -32,6 +32,8 @@ DNS = {
 
 
 def resolve(host: str) -> Sequence[str]:
+    if host.startswith("bad-idna"):
+        raise UnicodeError("label empty or too long")
     if host not in DNS:
         raise OSError("no such host")
     return DNS[host]
@@ -75,6 +77,7 @@ URLS = [
     ("https://models.example.com/v1%2f..", False, False),
     ("https://models.example.com\\@127.0.0.1/", False, False),
     ("https://nowhere.example.com/v1", False, True),
+    ("https://bad-idna..example.com/v1", False, True),
     ("https://models.example.com/" + "a" * 300, False, False),
 ]
 

@@ -39,7 +39,7 @@ EXEMPTION = "allow_private_network"
 _NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+))*\.?$", re.IGNORECASE)
 
 Resolver = Callable[[str], Sequence[str]]
-"""Host name -> its IP addresses (raises ``OSError`` when it does not resolve)."""
+"""Host name -> its IP addresses (raises ``OSError`` or ``ValueError`` when it cannot)."""
 
 
 class HealthCheck(enum.StrEnum):
@@ -150,7 +150,7 @@ def _addresses(host: str, resolve: Resolver) -> list[ipaddress.IPv4Address | ipa
         return [ipaddress.ip_address(host)]
     try:
         resolved = list(resolve(host))
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: UnicodeError for a bad IDNA label
         raise _bad_url(f"{host!r} does not resolve ({exc.__class__.__name__})") from None
     if not resolved:
         raise _bad_url(f"{host!r} does not resolve")
