@@ -113,3 +113,45 @@ def test_import_philly_window(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert len(out.read_text(encoding="utf-8").splitlines()) == 50
+
+
+def test_compare_gavel_is_in_help_and_sets_the_gavel_settings(tmp_path: Path) -> None:
+    help_text = run("run", "--help", cwd=tmp_path)
+    assert help_text.returncode == 0, help_text.stderr
+    assert "--compare-gavel" in help_text.stdout
+    trace = write_trace(tmp_path / "trace.jsonl", JOBS)
+    args = ["run", "--fleet", "gavel-hetero", "--trace", str(trace), "--policy", "fifo"]
+    text = run(*args, "--compare-gavel", cwd=tmp_path)
+    assert text.returncode == 0, text.stderr
+    assert "mode: gavel-matched" in text.stdout
+    assert "cost_model: free" in text.stdout
+    assert "decision_interval_s: 360" in text.stdout
+    data = json.loads(run(*args, "--compare-gavel", "--json", cwd=tmp_path).stdout)
+    assert data["settings"] == {
+        "mode": "gavel-matched",
+        "cost_model": "free",
+        "restart_delay_s": 0.0,
+        "decision_interval_s": 360.0,
+        "reference_chip": "nvidia-v100",
+    }
+    plain = json.loads(run(*args, "--json", cwd=tmp_path).stdout)
+    assert plain["settings"]["mode"] == "custom"
+    assert plain["settings"]["decision_interval_s"] == 60.0
+
+
+def test_compare_gavel_refuses_options_it_sets(tmp_path: Path) -> None:
+    trace = write_trace(tmp_path / "trace.jsonl", JOBS)
+    result = run(
+        "run",
+        "--fleet",
+        "gavel-hetero",
+        "--trace",
+        str(trace),
+        "--compare-gavel",
+        "--cost",
+        "realistic",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "error: --compare-gavel sets --cost itself" in result.stderr
+    assert not (tmp_path / "sim-results").exists()

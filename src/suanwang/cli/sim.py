@@ -75,6 +75,17 @@ MaxJobsOpt = Annotated[int | None, typer.Option(min=1, help="only the first N jo
 ReferenceOpt = Annotated[
     str, typer.Option(help="the chip trace durations were measured on (speed 1.0)")
 ]
+GavelOpt = Annotated[
+    bool,
+    typer.Option(
+        "--compare-gavel",
+        help="Gavel-matched mode, for like-for-like comparison with Gavel's simulator: "
+        "--cost free --restart-delay-s 0 --decision-interval-s 360 --reference-chip "
+        "nvidia-v100 (6-minute rounds, moving a job costs nothing); cannot be combined "
+        "with those options",
+    ),
+]
+_GAVEL_SET = ("cost", "restart_delay_s", "decision_interval_s", "reference_chip")
 
 
 @contextmanager
@@ -106,10 +117,32 @@ def _progress_bar() -> Iterator[RunProgress]:
         yield update
 
 
-def _config(cost: Cost, restart: float, interval: float, reference: str) -> SimConfig:
-    from suanwang.simulator.engine import SimConfig
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether option ``name`` was typed on the command line (not its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def _config(
+    ctx: typer.Context,
+    compare_gavel: bool,
+    cost: Cost,
+    restart: float,
+    interval: float,
+    reference: str,
+) -> SimConfig:
+    from suanwang.simulator.engine import GAVEL_MATCHED, SimConfig
     from suanwang.simulator.state import CostModel
 
+    if compare_gavel:
+        given = [f"--{name.replace('_', '-')}" for name in _GAVEL_SET if _given(ctx, name)]
+        if given:
+            raise CliError(
+                f"--compare-gavel sets {', '.join(given)} itself",
+                field="--compare-gavel",
+                hint="drop those options, or drop --compare-gavel and set each one",
+            )
+        return GAVEL_MATCHED
     return SimConfig(
         cost_model=CostModel(cost),
         restart_delay_s=restart,
@@ -140,18 +173,21 @@ def run(
     ),
     max_jobs: MaxJobsOpt = None,
     reference_chip: ReferenceOpt = REFERENCE_CHIP,
+    compare_gavel: GavelOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Replay TRACE on FLEET under each policy; write results.json and report.html."""
     from suanwang.simulator.page import write_report
-    from suanwang.simulator.report import report_json, summary_table
+    from suanwang.simulator.report import report_json, settings_line, summary_table
     from suanwang.simulator.runner import check_policies, prepare, run_report
 
     with _as_cli_errors():
         names = _policies(policy)
         check_policies(names)
         inputs = prepare(fleet, trace, quotas, max_jobs)
-        config = _config(cost, restart_delay_s, decision_interval_s, reference_chip)
+        config = _config(
+            ctx, compare_gavel, cost, restart_delay_s, decision_interval_s, reference_chip
+        )
         with _progress_bar() as progress:
             report = run_report(inputs, names, config, progress)
         files = write_report(report, out_dir)
@@ -159,6 +195,7 @@ def run(
         emit_json(report_json(report))
         return
     out.print(summary_table(report))
+    say(settings_line(report))
     say(f"wrote {files['json']} and {files['html']}")
 
 
@@ -187,12 +224,13 @@ def what_if(
     ),
     max_jobs: MaxJobsOpt = None,
     reference_chip: ReferenceOpt = REFERENCE_CHIP,
+    compare_gavel: GavelOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Replay TRACE on FLEET with and without a change; show the difference side by side."""
     from suanwang.simulator.fleet import load_quotas
     from suanwang.simulator.page import write_report
-    from suanwang.simulator.report import report_json, summary_table
+    from suanwang.simulator.report import report_json, settings_line, summary_table
     from suanwang.simulator.runner import check_policies, prepare, prepare_change, run_what_if
     from suanwang.simulator.whatif import (
         FleetChange,
@@ -218,7 +256,9 @@ def what_if(
         families = {n.family for n in inputs.fleet.node_views()}
         after = load_quotas(quotas_after, families) if quotas_after else None
         change = prepare_change(inputs, changes, after)
-        config = _config(cost, restart_delay_s, decision_interval_s, reference_chip)
+        config = _config(
+            ctx, compare_gavel, cost, restart_delay_s, decision_interval_s, reference_chip
+        )
         with _progress_bar() as progress:
             report, diffs = run_what_if(inputs, change, names, config, progress)
         files = write_report(report, out_dir)
@@ -227,6 +267,7 @@ def what_if(
         return
     out.print(summary_table(report))
     out.print(delta_table(list(diffs.items())))
+    say(settings_line(report))
     say(f"wrote {files['json']} and {files['html']}")
 
 

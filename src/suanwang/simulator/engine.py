@@ -61,15 +61,30 @@ class SimConfig:
     reference_chip: str = REFERENCE_CHIP
     max_cycles: int | None = None
     """Give up (SimulationError) after this many cycles; default 50 per job + 10,000."""
+    mode: str = "custom"
+    """A named set of the settings above (``gavel-matched``, see :data:`GAVEL_MATCHED`),
+    or ``custom``; shown in reports."""
 
     def settings(self) -> dict[str, object]:
         """The configuration as plain values for reports."""
         return {
+            "mode": self.mode,
             "cost_model": str(self.cost_model),
             "restart_delay_s": self.restart_delay_s,
             "decision_interval_s": self.decision_interval_s,
             "reference_chip": self.reference_chip,
         }
+
+
+GAVEL_MATCHED = SimConfig(
+    cost_model=CostModel.FREE,
+    restart_delay_s=0.0,
+    decision_interval_s=360.0,
+    reference_chip=REFERENCE_CHIP,
+    mode="gavel-matched",
+)
+"""Like-for-like with Gavel's simulator: 6-minute rounds, moving a job costs nothing (no
+lost work, no restart delay), durations measured on the V100 (``sim run --compare-gavel``)."""
 
 
 class Simulation:

@@ -83,6 +83,11 @@ def rows(report: RunReport) -> list[Row]:
     return [*ROWS[:split], *per_chip, *ROWS[split:]]
 
 
+def settings_line(report: RunReport) -> str:
+    """The settings a run used, on one line (``mode: gavel-matched, cost_model: free, …``)."""
+    return "settings: " + ", ".join(f"{k}: {v}" for k, v in report.settings.items())
+
+
 def summary_table(report: RunReport) -> Table:
     """A Rich table: one row per metric, one column per policy (or scenario)."""
     table = Table(
