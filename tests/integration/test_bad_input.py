@@ -127,6 +127,26 @@ JOB_CASES = [
         "resources",
         id="no-real-cluster",
     ),
+    pytest.param(
+        {"resources": {"chip": ["ascend", "ascend-9999"]}, "simulate": {"duration_s": 5}},
+        "resources.chip",
+        id="unknown-chip-in-list",
+    ),
+    pytest.param(
+        {"resources": {"chip": [f"c{i}" for i in range(17)]}, "simulate": {"duration_s": 5}},
+        "resources.chip",
+        id="too-many-accepted-chips",
+    ),
+    pytest.param(
+        {"resources": {"chip": []}, "simulate": {"duration_s": 5}},
+        "resources.chip",
+        id="empty-chip-list",
+    ),
+    pytest.param(
+        {"resources": {"chip": ["nvidia-h20", "metax"]}, "simulate": {"duration_s": 5}},
+        "resources",
+        id="no-accepted-chip-in-the-fleet",
+    ),
     pytest.param({"command": []}, "command", id="no-command"),
     pytest.param({"command": ["true"], "priority": 10**6}, "priority", id="priority-range"),
     pytest.param({"command": ["true"], "colour": "red"}, "colour", id="unknown-field"),
@@ -172,6 +192,19 @@ def test_bad_jobs(api: Any, body: dict[str, Any], field: str) -> None:
     assert response.status_code == 422, response.text
     assert response.json()["field"] == field
     assert fingerprint(platform) == before
+
+
+def test_a_list_of_accepted_chips_is_taken_and_shown(api: Any) -> None:
+    client, _, _, tenant = api
+    body = {
+        "resources": {"chip": ["nvidia-h20", "ascend", "nvidia-h20"]},
+        "simulate": {"duration_s": 5},
+    }
+    response = client.post("/api/v1/jobs", headers=tenant, json=body)
+    assert response.status_code == 201, response.text
+    job = client.get(f"/api/v1/jobs/{response.json()['id']}", headers=tenant).json()
+    assert job["spec"]["resources"]["chip"] == "nvidia-h20"
+    assert job["spec"]["resources"]["chips"] == ["nvidia-h20", "ascend"]
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
+from suanwang.domain.chips import accepted_selectors
 from suanwang.domain.ids import (
     ChipFamily,
     ChipName,
@@ -91,14 +92,16 @@ def make_job(
     dataset: DatasetRef | None = None,
     submitted_at: float = 0.0,
     staging_to: str | None = None,
+    chips: Sequence[str] | None = None,
 ) -> PendingJob:
-    """A pending job asking for ``nodes`` x ``cards_per_node`` cards of ``chip``."""
+    """A pending job asking for ``nodes`` x ``cards_per_node`` cards of ``chip`` (or of
+    any of ``chips``, when given)."""
     return PendingJob(
         id=JobId(job_id),
         tenant=TenantId(tenant),
         priority=priority,
         seq=seq,
-        chip=chip,
+        chips=accepted_selectors(chips) if chips else (chip,),
         cards_per_node=cards_per_node,
         nodes=nodes,
         simulated=simulated,

@@ -51,6 +51,13 @@ from suanwang.scheduler.snapshot import RunningJob, TenantQueue
 CHIPS = ("ascend-910b", "ascend-310p", "metax-c500", "hygon-k100")
 FAMILIES = ("ascend", "metax", "hygon-dcu")
 SELECTORS = (*CHIPS, *FAMILIES, ANY_CHIP)
+ACCEPTED_LISTS = (
+    ("ascend-910b", "metax-c500"),
+    ("metax", "hygon-k100"),
+    ("ascend-310p", "hygon-dcu", "ascend-910b"),
+    ("hygon-k100", "ascend"),
+)
+"""Several accepted chips (mixed chips and families), as jobs list them."""
 CLUSTERS = ("c1", "c2", "c3")
 TENANTS = ("t1", "t2", "t3")
 
@@ -87,7 +94,12 @@ JOB_FIELDS = st.tuples(
         range(6),  # seq
     ),
     combos(
-        (*SELECTORS, *FAMILIES, ANY_CHIP),  # selector, weighted to families and any
+        (
+            *SELECTORS,
+            *FAMILIES,
+            ANY_CHIP,
+            *ACCEPTED_LISTS,
+        ),  # selector, weighted to families and any
         (0, 1, 1, 2, 2, 4, 8),  # cards_per_node, at least 1 for real jobs
         (1, 1, 1, 2, 2, 3, 4),  # nodes
     ),
@@ -127,7 +139,7 @@ def queues(draw: st.DrawFn) -> list[PendingJob]:
             tenant=tenant,
             priority=priority,
             seq=seq,
-            chip=chip,
+            **accepting(chip),
             cards_per_node=cards if simulated else max(cards, 1),
             nodes=nodes,
             simulated=simulated,
@@ -172,12 +184,17 @@ def admits(decisions: Iterable[Decision]) -> list[Admit]:
     return [d for d in decisions if isinstance(d, Admit)]
 
 
+def accepting(selector: str | tuple[str, ...]) -> dict[str, Any]:
+    """``make_job`` keywords for one selector or a list of accepted ones."""
+    return {"chip": selector} if isinstance(selector, str) else {"chips": selector}
+
+
 def node_accepts(node: NodeView, job: PendingJob) -> bool:
     """Reference eligibility, written independently of the scheduler's pools."""
     return (
         node.schedulable
         and node.simulated == job.simulated
-        and job.chip in (ANY_CHIP, node.chip, node.family)
+        and any(s in (ANY_CHIP, node.chip, node.family) for s in job.chips)
         and job.cluster in (None, node.cluster)
         and job.region in (None, node.region)
     )
@@ -389,7 +406,7 @@ RUNNING_FIELDS = combos(
 RICH_JOB = st.tuples(
     combos(("t1", "t1", "t2", "t2", "t3"), (0, 1, 2, 3, 3), range(6)),  # tenant, priority, seq
     combos(
-        ("ascend", "metax", ANY_CHIP, ANY_CHIP, *CHIPS),  # selector
+        ("ascend", "metax", ANY_CHIP, ANY_CHIP, *CHIPS, *ACCEPTED_LISTS),  # selector
         (1, 1, 2, 4, 8),  # cards per node
         (1, 1, 1, 2),  # nodes
         (None,) * 8 + CLUSTERS,  # cluster pin
@@ -490,7 +507,7 @@ def rich_jobs(draw: st.DrawFn) -> list[PendingJob]:
             tenant=tenant,
             priority=priority,
             seq=seq,
-            chip=chip,
+            **accepting(chip),
             cards_per_node=per_node,
             nodes=nodes,
             cluster=cluster,
@@ -697,6 +714,26 @@ def test_rich_cycles_keep_every_invariant(case: tuple[Snapshot, Policy]) -> None
     check_preemptions(snapshot, decisions, policy)
     decided = [d.job for d in decisions if isinstance(d, Admit | Pending)]
     assert sorted(decided) == sorted(j.id for j in snapshot.pending)
+
+
+@RICH_SETTINGS
+@given(rich(), st.lists(st.sampled_from(ACCEPTED_LISTS + tuple((c,) for c in CHIPS)), min_size=12))
+def test_a_job_is_never_placed_on_a_chip_outside_its_accepted_list(
+    case: tuple[Snapshot, Policy], lists: list[tuple[str, ...]]
+) -> None:
+    """Every pending job gets a list of accepted chips; under every policy each admission
+    is on one of them (by chip name or family), and the decision names that chip."""
+    snapshot, policy = case
+    accepted = {job.id: lists[i] for i, job in enumerate(snapshot.pending)}
+    pending = tuple(dataclasses.replace(j, chips=accepted[j.id]) for j in snapshot.pending)
+    snapshot = dataclasses.replace(snapshot, pending=pending)
+    nodes = {n.id: n for n in snapshot.nodes}
+    for admit in admits(cycle(snapshot, policy)):
+        chips = accepted[admit.job]
+        assert admit.chip in chips or admit.family in chips, (admit, chips)
+        assert {(nodes[p.node].chip, nodes[p.node].family) for p in admit.placements} == {
+            (admit.chip, admit.family)
+        }
 
 
 @RICH_SETTINGS

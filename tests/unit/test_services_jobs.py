@@ -11,10 +11,18 @@ from fakes import FakeBackend, FakeClock, FakeDatabase, seed
 from suanwang.domain.audit import AuditAction, AuditQuery
 from suanwang.domain.errors import Conflict, ValidationError
 from suanwang.domain.ids import TenantId
-from suanwang.domain.jobs import JobSpec, JobState, Resources
+from suanwang.domain.jobs import (
+    JobSpec,
+    JobState,
+    Resources,
+    resources_accepting,
+    spec_from_dict,
+    spec_to_dict,
+)
 from suanwang.domain.tenancy import Principal, Scope
 from suanwang.services.catalogue import default_catalogue
 from suanwang.services.jobs import Jobs
+from suanwang.services.snapshots import pending_job
 
 ACME = Principal("key-1", Scope.TENANT_ADMIN, TenantId("acme"))
 SPEC = JobSpec(
@@ -72,6 +80,58 @@ def test_a_job_no_cluster_could_hold_is_refused_and_nothing_is_kept(
         jobs.submit(ACME, three_nodes, None)
     assert db.tables.jobs == {}
     assert db.wrote("add_job") == []
+
+
+def test_a_job_accepting_several_chips_is_stored_with_all_of_them(
+    db: FakeDatabase, jobs: Jobs
+) -> None:
+    """The fleet has only Ascend 910B: a job accepting H20 or Ascend fits; the list is
+    stored canonically and reaches the scheduler whole."""
+    several = replace(SPEC, resources=resources_accepting(["nvidia-h20", "ascend", "ascend"], 8))
+    assert several.resources.accepted == ("nvidia-h20", "ascend")
+    job = jobs.submit(ACME, several, None).job
+    with db() as uow:
+        stored = uow.jobs.job(job.id)
+    assert stored is not None
+    assert stored.spec.resources.accepted == ("nvidia-h20", "ascend")
+    assert pending_job(stored).chips == ("nvidia-h20", "ascend")
+
+
+def test_a_job_accepting_only_chips_outside_the_fleet_is_refused(jobs: Jobs) -> None:
+    elsewhere = replace(SPEC, resources=resources_accepting(["nvidia-h20", "metax"], 8))
+    with pytest.raises(ValidationError, match="'nvidia-h20\\|metax' cards"):
+        jobs.submit(ACME, elsewhere, None)
+    unknown = replace(SPEC, resources=resources_accepting(["ascend", "nvidia-b900"], 8))
+    with pytest.raises(ValidationError, match="unknown chip"):
+        jobs.submit(ACME, unknown, None)
+
+
+def test_accepted_chips_round_trip_and_old_specs_hash_the_same() -> None:
+    several = replace(SPEC, resources=resources_accepting(["ascend", "nvidia-h20"], 8))
+    data = spec_to_dict(several)
+    assert data["resources"]["chip"] == "ascend"
+    assert data["resources"]["chips"] == ["ascend", "nvidia-h20"]
+    assert spec_from_dict(data) == several
+    assert "chips" not in spec_to_dict(SPEC)["resources"]
+    assert spec_from_dict(spec_to_dict(SPEC)) == SPEC
+    assert resources_accepting(["any", "ascend"]) == Resources(chip="any")
+    assert resources_accepting(["ascend"], 8) == Resources(chip="ascend", cards_per_node=8)
+
+
+@pytest.mark.parametrize(
+    "resources",
+    [
+        Resources(chip="ascend", chips=("ascend",)),
+        Resources(chip="nvidia-h20", chips=("ascend", "nvidia-h20")),
+        Resources(chip="ascend", chips=("ascend", "any")),
+        Resources(chip="ascend", chips=("ascend", "ascend", "metax")),
+        Resources(chip="c0", chips=tuple(f"c{i}" for i in range(17))),
+    ],
+)
+def test_malformed_accepted_chips_are_refused(jobs: Jobs, resources: Resources) -> None:
+    with pytest.raises(ValidationError) as raised:
+        jobs.submit(ACME, replace(SPEC, resources=resources), None)
+    assert raised.value.field == "resources.chip"
 
 
 def test_cancel_of_a_queued_job_cancels_it_at_once(db: FakeDatabase, jobs: Jobs) -> None:

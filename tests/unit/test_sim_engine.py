@@ -336,3 +336,38 @@ def test_unknown_node_id_never_reaches_the_cluster(tmp_path: Path) -> None:
 
     with pytest.raises(InvariantViolation, match="3 cards on a node"):
         simulate(fleet(tmp_path), [job("a", 0, 4, 10)], bogus, EVENTS)
+
+
+def two_chip_fleet(tmp_path: Path) -> SimFleet:
+    """One 4-card node each of V100, P100 and K80 in cluster ``c1``."""
+    path = tmp_path / "fleet.yaml"
+    path.write_text(
+        "regions: [{name: r1}]\n"
+        "clusters:\n"
+        "  - {name: c1, region: r1, kind: simulated, node_groups: [\n"
+        "      {name_prefix: v, count: 1, chip: nvidia-v100, cards: 4},\n"
+        "      {name_prefix: p, count: 1, chip: nvidia-p100, cards: 4},\n"
+        "      {name_prefix: k, count: 1, chip: nvidia-k80, cards: 4}]}\n",
+        encoding="utf-8",
+    )
+    return load_fleet(str(path))
+
+
+@pytest.mark.parametrize("policy", ["fifo", "slurm", "kueue"])
+def test_a_list_of_accepted_chips_is_not_collapsed_to_the_fastest(
+    tmp_path: Path, policy: str
+) -> None:
+    """``b`` accepts V100 or P100 (half speed there): with the V100 busy it runs on the
+    P100 at once instead of waiting for the V100 (the old importer/engine kept only the
+    fastest accepted chip); ``c`` accepts the P100 only and waits behind ``b``."""
+    only_v100 = {"chips": ("nvidia-v100",), "speed": {"nvidia-v100": 1.0}}
+    either = {"chips": ("nvidia-v100", "nvidia-p100"), "speed": {"nvidia-p100": 0.5}}
+    jobs = [
+        job("a", 0, 4, 1000, **only_v100),
+        job("b", 10, 4, 100, **either),
+        job("c", 20, 4, 100, chips=("nvidia-p100",), speed={"nvidia-p100": 0.5}),
+    ]
+    outcome = simulate(two_chip_fleet(tmp_path), jobs, resolve_policy(policy), EVENTS)
+    assert ends(outcome) == {"a": 1000, "b": 210, "c": 410}
+    chips = {a.job_id: a.chip for a in outcome.attempts}
+    assert chips == {"a": "nvidia-v100", "b": "nvidia-p100", "c": "nvidia-p100"}

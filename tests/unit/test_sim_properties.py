@@ -55,7 +55,9 @@ def jobs(draw: st.DrawFn) -> list[TraceJob]:
                 duration_s=draw(st.floats(min_value=1, max_value=20_000)),
                 nodes=nodes,
                 priority=draw(st.integers(min_value=0, max_value=2)),
-                chips=(draw(st.sampled_from(["any", *CHIPS])),),
+                chips=tuple(
+                    draw(st.lists(st.sampled_from(["any", *CHIPS]), min_size=1, max_size=2))
+                ),
                 speed=speed,
                 preemptible=draw(st.booleans()),
                 checkpoint_interval_s=draw(st.none() | st.floats(min_value=10, max_value=5_000)),

@@ -62,7 +62,8 @@ def state_text(value: str) -> Text:
 def resources_text(spec: dict[str, Any]) -> str:
     """What a job asked for: ``NODESxCARDS CHIP``, e.g. ``1250x8 ascend-910b``."""
     res = spec.get("resources", {})
-    text = f"{res.get('nodes', 1)}x{res.get('cards_per_node', 1)} {res.get('chip', 'any')}"
+    chips = "|".join(res.get("chips") or [res.get("chip", "any")])
+    text = f"{res.get('nodes', 1)}x{res.get('cards_per_node', 1)} {chips}"
     where = [v for v in (res.get("cluster"), res.get("region")) if v]
     return text + (f" @ {'/'.join(where)}" if where else "")
 
@@ -71,6 +72,13 @@ def _default_name(command: list[str], simulated: bool) -> str:
     if command:
         return (Path(command[0]).name or "job")[:200]
     return "simulated" if simulated else "job"
+
+
+def _chip_field(chips: list[str] | None) -> str | list[str]:
+    """``--chip`` as the API takes it: one selector, or the list of accepted ones."""
+    if not chips:
+        return "any"
+    return chips[0] if len(chips) == 1 else chips
 
 
 def submit_body(command: list[str], opts: dict[str, Any]) -> dict[str, Any]:
@@ -82,7 +90,7 @@ def submit_body(command: list[str], opts: dict[str, Any]) -> dict[str, Any]:
         "env": parse_pairs(opts["env"] or [], "--env", "KEY=VALUE"),
         "working_dir": opts["workdir"],
         "resources": {
-            "chip": opts["chip"],
+            "chip": _chip_field(opts["chip"]),
             "cards_per_node": opts["cards"],
             "nodes": opts["nodes"],
             "cluster": opts["cluster"],
@@ -124,7 +132,14 @@ def submit(
         ),
     ] = None,
     name: Annotated[str | None, typer.Option(help="job name (default: the program's name)")] = None,
-    chip: Annotated[str, typer.Option(help="chip name, chip family, or 'any'")] = "any",
+    chip: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="chip name, chip family, or 'any' (default); repeat to accept several, "
+            "e.g. --chip nvidia-h20 --chip ascend (quota: the family it is admitted on)",
+            show_default=False,
+        ),
+    ] = None,
     cards: Annotated[int, typer.Option(help="cards (or cpu slots) per node")] = 1,
     nodes: Annotated[int, typer.Option(help="nodes, all in one cluster")] = 1,
     cluster: Annotated[str | None, typer.Option(help="only this cluster")] = None,

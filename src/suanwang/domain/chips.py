@@ -92,3 +92,27 @@ class Catalogue:
 def selector_matches(selector: str, chip: ChipType) -> bool:
     """Whether a chip selector accepts ``chip``."""
     return selector in (ANY_CHIP, chip.name, chip.family)
+
+
+MAX_ACCEPTED_CHIPS = 16
+"""Most selectors one job may list as accepted chips."""
+
+
+def accepted_selectors(selectors: Iterable[str]) -> tuple[str, ...]:
+    """A job's accepted chips in canonical form: order kept, duplicates dropped, and
+    ``("any",)`` when ``any`` is among them (it accepts everything the others do)."""
+    found = tuple(dict.fromkeys(selectors))
+    return (ANY_CHIP,) if ANY_CHIP in found else found
+
+
+def accepts_chip(selectors: tuple[str, ...], chip: str, family: str) -> bool:
+    """Whether a job accepting ``selectors`` (chip names, families or ``any``) may run on
+    ``chip`` of ``family``."""
+    if len(selectors) == 1:
+        return selectors[0] in (ANY_CHIP, chip, family)
+    return ANY_CHIP in selectors or chip in selectors or family in selectors
+
+
+def selectors_label(selectors: tuple[str, ...]) -> str:
+    """Accepted chips for people: ``any``, ``ascend`` or ``nvidia-v100|nvidia-p100``."""
+    return "|".join(selectors)

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from suanwang.domain.chips import MAX_ACCEPTED_CHIPS, accepted_selectors
 from suanwang.domain.errors import Conflict, ValidationError
 from suanwang.domain.fleet import MAX_CARDS_PER_NODE
 from suanwang.domain.workloads import JobNetwork, Workload, job_area_parts
@@ -108,17 +109,41 @@ class AttemptState(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Resources:
-    """What one job needs: ``nodes`` nodes with ``cards_per_node`` cards of a chip selector."""
+    """What one job needs: ``nodes`` nodes with ``cards_per_node`` cards of a chip selector,
+    or of any of several (``chips``; build those with :func:`resources_accepting`)."""
 
     chip: str = "any"
+    """The chip selector (a chip, a family or ``any``); the first of ``chips`` if set."""
     cards_per_node: int = 1
     nodes: int = 1
     cluster: str | None = None
     region: str | None = None
+    chips: tuple[str, ...] = ()
+    """Two or more accepted selectors in canonical form, ``chip`` first; empty when the job
+    accepts only ``chip``. All cards of one attempt are of one chip type; quota is charged
+    to the family of the chip it is admitted on."""
 
     @property
     def total_cards(self) -> int:
         return self.cards_per_node * self.nodes
+
+    @property
+    def accepted(self) -> tuple[str, ...]:
+        """Every accepted chip selector (``(chip,)`` for a job that names one)."""
+        return self.chips or (self.chip,)
+
+
+def resources_accepting(
+    selectors: Sequence[str],
+    cards_per_node: int = 1,
+    nodes: int = 1,
+    cluster: str | None = None,
+    region: str | None = None,
+) -> Resources:
+    """Resources accepting any of ``selectors`` (made canonical; one selector: ``chip`` alone)."""
+    chips = accepted_selectors(selectors) or ("any",)
+    several = chips if len(chips) > 1 else ()
+    return Resources(chips[0], cards_per_node, nodes, cluster, region, several)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +189,10 @@ def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
     for optional in ("kind", "speed", "priority_class"):
         if not data[optional]:
             del data[optional]
+    if spec.resources.chips:
+        data["resources"]["chips"] = list(spec.resources.chips)
+    else:
+        del data["resources"]["chips"]
     if spec.speed:
         data["speed"] = dict(spec.speed)
     if spec.workload is Workload.TENANT_JOB:
@@ -182,7 +211,9 @@ def spec_from_dict(data: Mapping[str, Any]) -> JobSpec:
     return JobSpec(
         name=data["name"],
         command=tuple(data["command"]),
-        resources=Resources(**data["resources"]),
+        resources=Resources(
+            **{**data["resources"], "chips": tuple(data["resources"].get("chips", ()))}
+        ),
         env=tuple(sorted(dict(data["env"]).items())),
         working_dir=data["working_dir"],
         priority=data["priority"],
@@ -211,6 +242,7 @@ def validate_job(spec: JobSpec) -> JobSpec:
         f"0 to {MAX_CARDS_PER_NODE} cards per node",
     )
     _bounded(res.nodes, 1, MAX_NODES, "resources.nodes", f"1 to {MAX_NODES} nodes")
+    _check_accepted(res)
     if res.total_cards == 0 and not spec.simulated:
         raise ValidationError(
             "a job needs at least one card or cpu slot",
@@ -243,6 +275,24 @@ def validate_job(spec: JobSpec) -> JobSpec:
     _check_exec_strings(spec)
     job_area_parts(spec.working_dir)
     return spec
+
+
+def _check_accepted(res: Resources) -> None:
+    """Several accepted chips: at most MAX_ACCEPTED_CHIPS, canonical, ``chip`` first."""
+    if not res.chips:
+        return
+    if len(res.chips) > MAX_ACCEPTED_CHIPS:
+        raise ValidationError(
+            f"{len(res.chips)} accepted chips, at most {MAX_ACCEPTED_CHIPS}",
+            field="resources.chip",
+            hint="list chip families (e.g. 'nvidia') instead of every chip",
+        )
+    if res.chips != accepted_selectors(res.chips) or len(res.chips) < 2 or res.chip != res.chips[0]:
+        raise ValidationError(
+            "accepted chips must be distinct, without 'any', with chip first",
+            field="resources.chip",
+            hint="list each chip once; 'any' alone accepts every chip",
+        )
 
 
 def _check_exec_strings(spec: JobSpec) -> None:

@@ -405,7 +405,7 @@ def waiting_reason(job: PendingJob, pools: Iterable[Pool]) -> str:
     nodes would not do.
     """
     per_node, nodes = job.cards_per_node, job.nodes
-    label = "" if job.chip == ANY_CHIP else f"{job.chip} "
+    label = "" if job.chips == (ANY_CHIP,) else f"{' or '.join(job.chips)} "
     if all(p.count_capable(per_node) < nodes for p in pools):
         noun = "node" if nodes == 1 else "nodes"
         return f"too large: no eligible cluster has {nodes} {label}{noun} with {per_node} cards"

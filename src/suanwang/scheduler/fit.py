@@ -23,7 +23,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from suanwang.domain.chips import ANY_CHIP
+from suanwang.domain.chips import accepts_chip
 from suanwang.domain.ids import ChipFamily, ChipName, ClusterName, NodeId, RegionName
 from suanwang.scheduler.decisions import Placement
 from suanwang.scheduler.snapshot import NodeView, PendingJob
@@ -123,7 +123,7 @@ class Pool:
         key = self.key
         return (
             key.simulated == job.simulated
-            and job.chip in (ANY_CHIP, key.chip, key.family)
+            and accepts_chip(job.chips, key.chip, key.family)
             and (job.cluster is None or job.cluster == key.cluster)
             and (job.region is None or job.region == key.region)
         )

@@ -60,7 +60,7 @@ class InertFilter:
         # The shape memo: a job alike in everything its bucket depends on is inert when
         # the bucket is, without looking up its pools (most of a 100,000-job queue).
         speed = id(job.speed) if job.speed else 0
-        shape: _Bucket = (job.tenant, job.simulated, job.chip, job.cluster, job.region, speed)
+        shape: _Bucket = (job.tenant, job.simulated, job.chips, job.cluster, job.region, speed)
         shape += (job.cards_per_node, job.nodes, priority, final)
         if self._shapes.get(shape) == token:
             return True
@@ -197,7 +197,7 @@ class PendingMemo:
         return (
             job.tenant,
             job.simulated,
-            job.chip,
+            job.chips,
             job.cluster,
             job.region,
             speed,

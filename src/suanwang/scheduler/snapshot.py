@@ -42,8 +42,11 @@ class NodeView:
 class PendingJob:
     """A queued job waiting for a placement.
 
-    ``chip`` is a selector: a chip name, a family, or ``any``. ``seq`` orders jobs of equal
-    priority (smaller first: submission order). ``simulated`` jobs go only to simulated
+    ``chips`` are the accepted chip selectors (chip names, families, or ``any``), in
+    canonical form (:func:`~suanwang.domain.chips.accepted_selectors`): the job may run on
+    a pool whose chip any of them matches, at its ``speed`` there; quota is charged to the
+    family of the pool it is admitted on. ``seq`` orders jobs of equal priority (smaller
+    first: submission order). ``simulated`` jobs go only to simulated
     clusters, others only to real ones.
     """
 
@@ -51,7 +54,7 @@ class PendingJob:
     tenant: TenantId
     priority: int
     seq: int
-    chip: str
+    chips: tuple[str, ...]
     cards_per_node: int
     nodes: int
     simulated: bool

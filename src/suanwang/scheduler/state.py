@@ -34,7 +34,7 @@ from suanwang.scheduler.quota import QuotaLedger, Verdict
 from suanwang.scheduler.running import RunningWork
 from suanwang.scheduler.snapshot import PendingJob, Snapshot
 
-_EligibilityKey = tuple[bool, str, ClusterName | None, RegionName | None, int]
+_EligibilityKey = tuple[bool, tuple[str, ...], ClusterName | None, RegionName | None, int]
 _StartKey = tuple[PoolKey, int, int, int, int, JobId | None]
 
 
@@ -207,7 +207,7 @@ class CycleState:
         pools = self._job_pools.get(job.id)
         if pools is not None:
             return pools
-        key = (job.simulated, job.chip, job.cluster, job.region, id(job.speed) if job.speed else 0)
+        key = (job.simulated, job.chips, job.cluster, job.region, id(job.speed) if job.speed else 0)
         pools = self._eligible.get(key)
         if pools is None:
             speeds = self.snapshot.chip_speed

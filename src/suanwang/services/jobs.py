@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from suanwang.domain.audit import AuditAction
-from suanwang.domain.chips import Catalogue, selector_matches
+from suanwang.domain.chips import Catalogue, selector_matches, selectors_label
 from suanwang.domain.errors import Conflict, NotFound, ValidationError
 from suanwang.domain.ids import new_job_id
 from suanwang.domain.jobs import (
@@ -76,7 +76,8 @@ def check_fits_fleet(spec: JobSpec, nodes: list[NodeRecord], catalogue: Catalogu
             continue
         if res.region and node.region != res.region:
             continue
-        if not selector_matches(res.chip, catalogue.get(node.chip)):
+        chip = catalogue.get(node.chip)
+        if not any(selector_matches(s, chip) for s in res.accepted):
             continue
         key = (node.cluster, node.chip)
         per_cluster_chip[key] = per_cluster_chip.get(key, 0) + 1
@@ -84,7 +85,7 @@ def check_fits_fleet(spec: JobSpec, nodes: list[NodeRecord], catalogue: Catalogu
         kind = "simulated" if spec.simulated else "real"
         raise ValidationError(
             f"no {kind} cluster has {res.nodes} node(s) with {res.cards_per_node} free "
-            f"'{res.chip}' cards each, even when idle",
+            f"'{selectors_label(res.accepted)}' cards each, even when idle",
             field="resources",
             hint="ask for fewer cards or nodes, another chip, or (for simulated clusters) "
             "set simulate.duration_s",
@@ -116,7 +117,8 @@ class Jobs:
                 "jobs belong to a tenant; use a tenant key", field="Authorization"
             )
         spec = self.priority_classes.apply(validate_job(spec))
-        self._catalogue.check_selector(spec.resources.chip)
+        for selector in spec.resources.accepted:
+            self._catalogue.check_selector(selector)
         for chip, _ in spec.speed:
             self._catalogue.get(chip, field_name=f"speed.{chip}")
         digest = request_hash(spec)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from suanwang.domain.chips import ANY_CHIP
+from suanwang.domain.chips import accepts_chip
 from suanwang.domain.fleet import WanLinkSpec
 from suanwang.domain.ids import ChipFamily, ChipName, JobId, RegionName, TenantId
 from suanwang.scheduler.decisions import Admit
@@ -68,7 +68,7 @@ class ClusterState:
             raise InvariantViolation(f"{where}: {len(admit.placements)} of {spec.nodes} nodes")
         if len({p.node for p in admit.placements}) != spec.nodes:
             raise InvariantViolation(f"{where}: a node appears twice")
-        if job.selector not in (ANY_CHIP, admit.chip, admit.family):
+        if not accepts_chip(job.chips, admit.chip, admit.family):
             raise InvariantViolation(f"{where}: chip {admit.chip} not accepted")
         nodes = []
         for placement in admit.placements:

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from suanwang.domain.chips import accepted_selectors
 from suanwang.domain.ids import ChipName, JobId, RegionName
 from suanwang.scheduler.cache import CycleCache
 from suanwang.scheduler.decisions import Admit, Decision, Pending, Preempt, StageDataset
@@ -39,7 +40,6 @@ from suanwang.simulator.state import (
     JobState,
     SimJob,
     last_checkpoint,
-    reduce_selector,
     running_view,
 )
 from suanwang.simulator.trace import TraceJob
@@ -107,16 +107,17 @@ class Simulation:
         self.cluster = ClusterState(fleet)
         self.speed = chip_speeds(fleet.catalogue, fleet.cards_by_chip(), config.reference_chip)
         self.units = chip_units(self.speed)
-        fleet_chips = {n.chip: n.family for n in self.cluster.nodes}
         self.jobs: dict[JobId, SimJob] = {}
         tables: dict[tuple[tuple[ChipName, float], ...], Mapping[ChipName, float]] = {}
+        accepted: dict[tuple[str, ...], tuple[str, ...]] = {}
         for seq, spec in enumerate(jobs):
             # Equal speed tables become one object: the scheduler caches per table.
             table = tables.setdefault(tuple(sorted(spec.speed.items())), spec.speed)
             if table is not spec.speed:
                 spec = replace(spec, speed=table)
-            selector = reduce_selector(spec.chips, spec.speed, fleet_chips, self.speed)
-            self.jobs[spec.job_id] = SimJob(spec, seq, selector, spec.duration_s)
+            chips = accepted_selectors(spec.chips)
+            chips = accepted.setdefault(chips, chips)
+            self.jobs[spec.job_id] = SimJob(spec, seq, chips, spec.duration_s)
         self.cluster.add_datasets(j.dataset for j in jobs if j.dataset is not None)
         queues = (quotas or QuotaPlan()).queues_for(j.tenant for j in jobs)
         self.queues = queues

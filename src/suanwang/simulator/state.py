@@ -4,9 +4,8 @@ A :class:`SimJob` wraps a :class:`~suanwang.simulator.trace.TraceJob` with its p
 an :class:`Attempt` is one stretch of holding cards (admit to completion or preemption).
 :func:`pending_view` and :func:`running_view` build the frozen
 :class:`~suanwang.scheduler.snapshot.PendingJob` and
-:class:`~suanwang.scheduler.snapshot.RunningJob` values a snapshot holds;
-:func:`reduce_selector` turns a job's accepted chips into the one selector the scheduler
-takes. The event loop lives in :mod:`suanwang.simulator.engine`.
+:class:`~suanwang.scheduler.snapshot.RunningJob` values a snapshot holds. The event loop
+lives in :mod:`suanwang.simulator.engine`.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from suanwang.domain.chips import ANY_CHIP
 from suanwang.domain.ids import ChipFamily, ChipName, ClusterName, JobId, RegionName
 from suanwang.scheduler.decisions import Placement
 from suanwang.scheduler.snapshot import DatasetRef, PendingJob, RunningJob
@@ -84,7 +82,8 @@ class SimJob:
 
     spec: TraceJob
     seq: int
-    selector: str
+    chips: tuple[str, ...]
+    """The accepted chip selectors, canonical (one shared object per distinct list)."""
     remaining_s: float
     state: JobState = JobState.WAITING
     staging_to: RegionName | None = None
@@ -101,32 +100,6 @@ class SimJob:
         return self.attempts[-1]
 
 
-def reduce_selector(
-    chips: tuple[str, ...],
-    speed: Mapping[ChipName, float],
-    fleet_chips: Mapping[ChipName, ChipFamily],
-    chip_speed: Mapping[ChipName, float],
-) -> str:
-    """The one selector (chip, family or ``any``) that stands for a job's accepted chips.
-
-    A single selector is kept as is. A list becomes ``any`` when it accepts every chip of
-    the fleet, a family when it accepts exactly that family's chips in the fleet, and
-    otherwise its fastest accepted chip in the fleet (ties by name): the scheduler takes
-    one selector, so such a job is restricted to one chip type.
-    """
-    if len(chips) == 1 or ANY_CHIP in chips:
-        return chips[0] if len(chips) == 1 else ANY_CHIP
-    accepted = {c for c, fam in fleet_chips.items() if c in chips or fam in chips}
-    if not accepted or accepted == set(fleet_chips):
-        return ANY_CHIP if accepted else chips[0]
-    families = {fleet_chips[c] for c in accepted}
-    if len(families) == 1:
-        (family,) = families
-        if accepted == {c for c, f in fleet_chips.items() if f == family}:
-            return family
-    return min(accepted, key=lambda c: (-speed.get(c, chip_speed.get(c, 1.0)), c))
-
-
 def pending_view(job: SimJob, replicas: Mapping[str, set[RegionName]]) -> PendingJob:
     """The job as a pending job of a snapshot (remaining work as its duration)."""
     spec = job.spec
@@ -139,7 +112,7 @@ def pending_view(job: SimJob, replicas: Mapping[str, set[RegionName]]) -> Pendin
         tenant=spec.tenant,
         priority=spec.priority,
         seq=job.seq,
-        chip=job.selector,
+        chips=job.chips,
         cards_per_node=spec.cards,
         nodes=spec.nodes,
         simulated=True,

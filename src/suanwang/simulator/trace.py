@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from suanwang.domain.chips import ANY_CHIP, Catalogue
+from suanwang.domain.chips import ANY_CHIP, MAX_ACCEPTED_CHIPS, Catalogue, accepted_selectors
 from suanwang.domain.errors import ValidationError
 from suanwang.domain.ids import ChipName, JobId, RegionName, TenantId
 from suanwang.simulator.errors import SimulationError, TraceError, unreadable
@@ -280,6 +280,10 @@ def _chips(value: Any, row: _Row, catalogue: Catalogue) -> tuple[str, ...]:
     selectors = [value] if isinstance(value, str) else value
     if not isinstance(selectors, list) or not selectors:
         raise row.error("chips", "expected a chip, a family, 'any', or a list of them")
+    if len(selectors) > MAX_ACCEPTED_CHIPS:
+        raise row.error(
+            "chips", f"at most {MAX_ACCEPTED_CHIPS} accepted chips, got {len(selectors)}"
+        )
     out: list[str] = []
     for selector in selectors:
         if not isinstance(selector, str):
@@ -288,7 +292,7 @@ def _chips(value: Any, row: _Row, catalogue: Catalogue) -> tuple[str, ...]:
             out.append(catalogue.check_selector(selector.strip(), field_name="chips"))
         except ValidationError:
             raise row.error("chips", f"unknown chip or chip family {selector!r}") from None
-    return tuple(dict.fromkeys(out))
+    return accepted_selectors(out)
 
 
 def _speed(value: Any, row: _Row, catalogue: Catalogue) -> dict[ChipName, float]:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.config import JsonDict
 
+from suanwang.domain.chips import MAX_ACCEPTED_CHIPS
 from suanwang.domain.fleet import MAX_CARDS_PER_NODE
 from suanwang.domain.jobs import (
     MAX_COMMAND_ARGS,
@@ -26,6 +27,7 @@ from suanwang.domain.jobs import (
     MAX_SPEED,
     JobSpec,
     Resources,
+    resources_accepting,
 )
 from suanwang.domain.tenancy import (
     COHORT_NAME,
@@ -65,14 +67,39 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+MAX_SELECTOR_LEN = 64
+
+
 class ResourcesIn(_In):
-    chip: str = Field("any", max_length=64, description="chip name, chip family, or 'any'")
+    chip: str | list[str] = Field(
+        "any",
+        description="chip name, chip family, or 'any'; or a list of them: the job accepts "
+        "any listed chip (each at its speed) and its quota is charged to the family of the "
+        "chip it is admitted on",
+    )
     cards_per_node: int = Field(
         1, ge=0, le=MAX_CARDS_PER_NODE, description="cards (or cpu slots) on each node"
     )
     nodes: int = Field(1, ge=1, le=MAX_NODES, description="nodes, all in one cluster (gang)")
     cluster: str | None = Field(None, max_length=64)
     region: str | None = Field(None, max_length=64)
+
+    @field_validator("chip")
+    @classmethod
+    def _selectors(cls, value: str | list[str]) -> str | list[str]:
+        """One selector, or 1 to MAX_ACCEPTED_CHIPS of them, each at most 64 characters."""
+        listed = [value] if isinstance(value, str) else value
+        if not 1 <= len(listed) <= MAX_ACCEPTED_CHIPS:
+            raise ValueError(f"give 1 to {MAX_ACCEPTED_CHIPS} accepted chips")
+        if any(len(s) > MAX_SELECTOR_LEN for s in listed):
+            raise ValueError(f"a chip selector has at most {MAX_SELECTOR_LEN} characters")
+        return value
+
+    def to_resources(self) -> Resources:
+        selectors = [self.chip] if isinstance(self.chip, str) else self.chip
+        return resources_accepting(
+            selectors, self.cards_per_node, self.nodes, self.cluster, self.region
+        )
 
 
 class SimulateIn(_In):
@@ -135,7 +162,7 @@ class JobCreate(_In):
         return JobSpec(
             name=self.name,
             command=tuple(self.command),
-            resources=Resources(**self.resources.model_dump()),
+            resources=self.resources.to_resources(),
             env=tuple(sorted(self.env.items())),
             working_dir=self.working_dir,
             priority=self.priority,
