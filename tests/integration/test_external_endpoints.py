@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -28,6 +29,7 @@ import sqlalchemy as sa
 from gateway_stack import Stack, _wait_ledger, free_port, make_stack, postgres_database, wait_up
 
 from suanwang.bootstrap import build_platform
+from suanwang.domain.limits import KeyLimits, TenantLimits
 
 CLI = [sys.executable, "-m", "suanwang.cli.main"]
 MODEL = "partner-chat"
@@ -154,6 +156,7 @@ def register_and_serve(stack: Stack, api: str, op: str, credential: str, mock: i
     assert odd.choices[0].message.content
     rows = _wait_ledger(stack, "acme", CONCURRENT + 2)
     assert sorted(r["completion_tokens"] for r in rows)[0] < 8  # counted by the gateway
+    assert_limited_like_any_model(stack)
     answers = [added]
     with httpx.Client(base_url=api, headers={"Authorization": f"Bearer {op}"}) as http:
         month = time.strftime("%Y-%m", time.gmtime())
@@ -177,6 +180,24 @@ def register_and_serve(stack: Stack, api: str, op: str, credential: str, mock: i
     answers.append(cli(stack, api, op, *rotate, "--json", env=env))
     answers.append(cli(stack, api, op, "models", "external", "remove", dep["id"], "--json"))
     return answers
+
+
+def assert_limited_like_any_model(stack: Stack) -> None:
+    """Key allow-lists and rate limits apply to the external model as to any other."""
+    messages: Any = [{"role": "user", "content": "hi"}]
+    other, _ = stack.tenant_with_key("other", key_limits=KeyLimits(models=("some-model",)))
+    with (
+        openai.OpenAI(base_url=stack.urls[0], api_key=other, max_retries=0) as client,
+        pytest.raises(openai.PermissionDeniedError, match="may not call"),
+    ):
+        client.chat.completions.create(model=MODEL, messages=messages, max_tokens=4)
+    slow, _ = stack.tenant_with_key("slow", tenant_limits=TenantLimits(rpm=2))
+    with openai.OpenAI(base_url=stack.urls[0], api_key=slow, max_retries=0) as client:
+        for _ in range(2):
+            client.chat.completions.create(model=MODEL, messages=messages, max_tokens=4)
+        with pytest.raises(openai.RateLimitError):
+            client.chat.completions.create(model=MODEL, messages=messages, max_tokens=4)
+    assert [r["status"] for r in _wait_ledger(stack, "slow", 3)].count(429) == 1
 
 
 def wait_ready(api: str, op: str, dep_id: str, timeout_s: float = 20) -> None:
