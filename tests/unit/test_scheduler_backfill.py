@@ -19,6 +19,7 @@ from suanwang.scheduler import Pending, PendingJob, cycle
 from suanwang.scheduler.backfill import Reservation, Start, Timeline, earliest_start
 from suanwang.scheduler.decisions import Placement
 from suanwang.scheduler.fit import build_pools
+from suanwang.scheduler.placement import draw
 from suanwang.scheduler.policy import FIFO, KUEUE, SLURM, SUANWANG, Policy
 from suanwang.scheduler.snapshot import RunningJob
 
@@ -143,16 +144,18 @@ def test_fifo_orders_by_submit_time_not_priority() -> None:
     ]
 
 
-def test_fifo_takes_the_first_pool_by_name() -> None:
-    nodes = [N(1, cluster="c2"), N(2, cluster="c1", cards_free=2)]
-    snapshot = make_snapshot(nodes, [J("x", cards_per_node=2)], now=NOW)
-    assert [brief(d) for d in cycle(snapshot, FIFO)] == [("x", "c1:ascend-910b")]
-    assert [brief(d) for d in cycle(snapshot, SLURM)] == [("x", "c1:ascend-910b")]
-    roomy = make_snapshot(
-        [N(1, cluster="c1"), N(2, cluster="c2", cards_free=2)], [J("x", cards_per_node=2)]
-    )
-    assert [brief(d) for d in cycle(roomy, FIFO)] == [("x", "c1:ascend-910b")]
-    assert [brief(d) for d in cycle(roomy, SLURM)] == [("x", "c2:ascend-910b")]
+def test_fifo_draws_its_pool_and_slurm_takes_the_best_fit() -> None:
+    """Neither takes a pool for its name: FIFO the pool of the job-seeded draw (the same
+    whichever pool is fuller), Slurm the best fit (the one with 2 free cards)."""
+    job = J("x", cards_per_node=2)
+    for full in ("c1", "c2"):
+        roomy = "c2" if full == "c1" else "c1"
+        nodes = [N(1, cluster=roomy), N(2, cluster=full, cards_free=2)]
+        snapshot = make_snapshot(nodes, [job], now=NOW)
+        keys = [pool.key for pool in build_pools(nodes)]
+        drawn = min(keys, key=lambda key: draw(job, key)).cluster
+        assert [brief(d) for d in cycle(snapshot, FIFO)] == [("x", f"{drawn}:ascend-910b")]
+        assert [brief(d) for d in cycle(snapshot, SLURM)] == [("x", f"{full}:ascend-910b")]
 
 
 def timeline(*events: tuple[float, int, int]) -> Timeline:

@@ -31,9 +31,11 @@ def test_four_named_policies() -> None:
 @pytest.mark.parametrize(
     ("policy", "switches"),
     [
-        pytest.param(FIFO, ("fifo", True, False, "caps", False, False, False, "first_fit")),
+        pytest.param(FIFO, ("fifo", True, False, "caps", False, False, False, "random")),
         pytest.param(SLURM, ("multifactor", False, True, "caps", False, False, False, "best_fit")),
-        pytest.param(KUEUE, ("priority", False, False, "kueue", True, False, False, "first_fit")),
+        pytest.param(
+            KUEUE, ("priority", False, False, "kueue", True, False, False, "flavor_order")
+        ),
         pytest.param(SUANWANG, ("priority", False, True, "kueue", True, True, True, "best_fit")),
     ],
     ids=lambda p: getattr(p, "name", ""),

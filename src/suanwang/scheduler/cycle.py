@@ -17,7 +17,8 @@ every later job of its tenant, which keeps each tenant's own order), and
 borrowing is refused in a family where a job of the cohort within its nominal quota waits
 and reclaim could serve it.
 
-Pure: no I/O, no clock, no randomness, no state kept between calls. Without queues,
+Pure: no I/O, no clock, no randomness (the tie-break draw of ``placement.py`` is a hash
+of the job id), no state kept between calls. Without queues,
 running jobs, speeds or datasets in the snapshot, every policy with ``priority``
 ordering and ``best_fit`` behaves like plain priority + FIFO with best-fit gangs.
 """
@@ -190,7 +191,7 @@ def _place(
     later: Option | None = None
     if data_bound or (st.fits_somewhere(job) and _fits_now(job, pools, st)):
         found = options(job, allowed, st)
-        now_choice = pick_now(found, st)
+        now_choice = pick_now(job, found, st)
         later = pick_later(job, found, now_choice, st)
         if later is not None and not later.local:
             return _stage(job, later)

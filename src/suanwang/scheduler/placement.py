@@ -4,9 +4,14 @@ For every pool a job may use (eligible and allowed by its quota) an :class:`Opti
 says whether the gang fits there now (without delaying another job's reservation), how
 long its dataset takes to get there and how fast the job runs on that chip.
 
-- Heterogeneity-blind policies (:func:`pick_now`) choose among the pools that fit now:
-  the first by (cluster, chip) name (``first_fit``) or the one left with the fewest free
-  cards (``best_fit``).
+- Heterogeneity-blind policies (:func:`pick_now`) choose among the pools that fit now
+  by ``Policy.pool_choice``: the one left with the fewest free cards (``best_fit``,
+  Slurm with equal node weights), one drawn at random seeded by the job id (``random``,
+  Gavel's FIFO), the first chip family in the order the tenant's queue lists its quotas
+  and then the least allocated pool (``flavor_order``, Kueue then kube-scheduler), or
+  the first by (cluster, chip) name (``first_fit``: biased towards whatever chip sorts
+  first, e.g. ``nvidia-k80``; no named policy uses it). Ties left are broken by the
+  job-seeded draw (:func:`draw`), so no chip is favoured for its name.
 - Heterogeneity- and data-aware policies (:func:`pick_later`) minimise the expected
   completion time ``start + duration / speed``, where ``start`` is now for a pool that
   fits now and holds the data, ``now + transfer`` for a remote pool with room now, and
@@ -23,6 +28,7 @@ Not here: quotas (``quota.py``), acting on the choice (``cycle.py``).
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -109,7 +115,13 @@ def options(
     return found
 
 
-def pick_now(found: list[Option], st: CycleState) -> Option | None:
+def draw(job: PendingJob, key: PoolKey) -> int:
+    """A pseudo-random number per (job, pool), the same in every run and process (CRC-32
+    of the job id, cluster and chip): a tie-break that favours no pool by name."""
+    return zlib.crc32(f"{job.id}\x00{key.cluster}\x00{key.chip}".encode())
+
+
+def pick_now(job: PendingJob, found: list[Option], st: CycleState) -> Option | None:
     """The option to admit the job on now, by the policy's rule, or None."""
     fitting = [o for o in found if o.fits_now]
     if not fitting:
@@ -117,9 +129,32 @@ def pick_now(found: list[Option], st: CycleState) -> Option | None:
     policy = st.policy
     if policy.heterogeneity or policy.data_aware:
         return min(fitting, key=Option.rank)
-    if policy.pool_choice == "first_fit":
+    if len(fitting) == 1:
+        return fitting[0]
+    choice = policy.pool_choice
+    if choice == "first_fit":
         return min(fitting, key=lambda o: o.pool.key)
-    return min(fitting, key=lambda o: (o.pool.free_cards, o.pool.key))
+    if choice == "random":
+        return min(fitting, key=lambda o: (draw(job, o.pool.key), o.pool.key))
+    if choice == "flavor_order":
+        order = _flavor_order(job, st)
+        return min(
+            fitting,
+            key=lambda o: (
+                order.get(o.pool.key.family, len(order)),
+                -o.pool.free_cards,
+                draw(job, o.pool.key),
+                o.pool.key,
+            ),
+        )
+    return min(fitting, key=lambda o: (o.pool.free_cards, draw(job, o.pool.key), o.pool.key))
+
+
+def _flavor_order(job: PendingJob, st: CycleState) -> dict[str, int]:
+    """Each chip family's place in the tenant queue's quotas, as configured (Kueue tries a
+    ClusterQueue's flavors in the order listed); empty without a queue."""
+    queue = st.snapshot.queues.get(job.tenant)
+    return {} if queue is None else {str(f): i for i, f in enumerate(queue.quotas)}
 
 
 def estimated(job: PendingJob, option: Option, st: CycleState) -> Option:

@@ -24,9 +24,14 @@ Slurm-style score = priority + age factor + fair-share factor."""
 QuotaMode = Literal["caps", "kueue"]
 """``caps``: a tenant's queue is a hard cap at its nominal quota, no borrowing.
 ``kueue``: nominal, borrowing and lending limits within cohorts."""
-PoolChoice = Literal["first_fit", "best_fit"]
-"""How a heterogeneity-blind policy picks among pools the job fits now: the first by
-(cluster, chip) name, or the one left with the fewest free cards."""
+PoolChoice = Literal["first_fit", "best_fit", "random", "flavor_order"]
+"""How a heterogeneity-blind policy picks among pools the job fits now
+(:func:`~suanwang.scheduler.placement.pick_now`): ``first_fit``, the first by (cluster,
+chip) name (biased: kept for custom policies only); ``best_fit``, the one left with the
+fewest free cards; ``random``, uniformly at random, seeded by the job id; ``flavor_order``,
+the first chip family in the order the tenant's queue lists its quotas, then the pool
+with the most free cards. Remaining ties are broken by the job-seeded draw, never by
+name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +122,11 @@ FIFO = Policy(
     ordering="fifo",
     strict_fifo=True,
     quotas="caps",
-    pool_choice="first_fit",
+    pool_choice="random",
 )
-"""Strict FIFO by submit order, head-of-line blocking, first fitting pool by name."""
+"""Strict FIFO by submit order, head-of-line blocking, a fitting pool drawn at random
+(seeded by the job id), as Gavel's heterogeneity-agnostic FIFO baseline draws a worker
+type."""
 
 SLURM = Policy(
     name="slurm",
@@ -128,17 +135,19 @@ SLURM = Policy(
     quotas="caps",
     pool_choice="best_fit",
 )
-"""Slurm-like: multifactor priority (priority + age + fair share), EASY backfill."""
+"""Slurm-like: multifactor priority (priority + age + fair share), EASY backfill; nodes
+of equal weight (Slurm's default), so the best-fitting pool, ties drawn at random."""
 
 KUEUE = Policy(
     name="kueue",
     ordering="priority",
     quotas="kueue",
     preemption=True,
-    pool_choice="first_fit",
+    pool_choice="flavor_order",
 )
 """Kueue-like: cohorts with borrowing and lending, reclaim and priority preemption,
-jobs that do not fit are skipped (BestEffortFIFO), first fitting flavor."""
+jobs that do not fit are skipped (BestEffortFIFO), the first fitting flavor in the order
+the tenant's queue lists them, then the least allocated pool (kube-scheduler's default)."""
 
 SUANWANG = Policy(
     name="suanwang",
