@@ -18,7 +18,7 @@ from suanwang.domain.errors import ValidationError
 from suanwang.domain.external import HealthCheck, check_base_url, check_credential
 from suanwang.domain.serving import ReplicaView, Secret
 from suanwang.gateway.upstream import for_external
-from suanwang.services.external import probe_url
+from suanwang.services.external_health import probe_url
 
 PUBLIC_IP = "93.184.216.34"
 DNS = {
@@ -181,3 +181,14 @@ def test_keys_from_the_environment_win(tmp_path: Path) -> None:
     assert box.open(sealed) == "sk-env"
     assert FernetBox([first]).open(box.seal("sk-new")) == "sk-new"  # sealed with the first
     assert not (tmp_path / "credentials.key").exists()
+
+
+def test_processes_racing_to_create_the_key_file_agree(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    key_file = tmp_path / "credentials.key"
+    with ThreadPoolExecutor(8) as pool:
+        boxes = list(pool.map(lambda _: FernetBox(key_file=key_file), range(8)))
+    sealed = boxes[0].seal("sk-race")
+    assert all(box.open(sealed) == "sk-race" for box in boxes)
+    assert [p.name for p in tmp_path.iterdir()] == ["credentials.key"]

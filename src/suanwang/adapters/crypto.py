@@ -103,15 +103,27 @@ def _read_or_create(key_file: Path | None) -> list[bytes]:
     try:
         text = key_file.read_text(encoding="ascii")
     except FileNotFoundError:
-        try:
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
-        except FileExistsError:  # another process created it meanwhile
-            return _read_or_create(key_file)
-        key = Fernet.generate_key()
+        return _create(key_file)
+    return [line.strip().encode() for line in text.splitlines() if line.strip()]
+
+
+def _create(key_file: Path) -> list[bytes]:
+    """A new key file with one key, created whole (link of a written temporary file), so a
+    process racing to create it reads either nothing or the complete key."""
+    key = Fernet.generate_key()
+    tmp = key_file.with_name(f"{key_file.name}.{os.getpid()}.{threading.get_ident()}.new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+    try:
         with os.fdopen(fd, "wb") as out:
             out.write(key + b"\n")
-        return [key]
-    return [line.strip().encode() for line in text.splitlines() if line.strip()]
+            out.flush()
+            os.fsync(out.fileno())
+        os.link(tmp, key_file)
+    except FileExistsError:  # another process created it meanwhile: use theirs
+        return _read_or_create(key_file)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return [key]
 
 
 def _write(key_file: Path, keys: list[bytes]) -> None:

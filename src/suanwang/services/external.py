@@ -18,13 +18,11 @@ from dataclasses import dataclass
 from suanwang.domain.audit import AuditAction
 from suanwang.domain.changes import UNCHANGED, Unchanged
 from suanwang.domain.deployments import (
-    UNHEALTHY_AFTER,
     DeploymentChange,
     DeploymentRecord,
     DeploymentState,
     ReplicaChange,
     ReplicaRecord,
-    after_probe,
     check_deployment_id,
 )
 from suanwang.domain.errors import Conflict, Forbidden, NotFound, ValidationError
@@ -41,12 +39,10 @@ from suanwang.domain.external import (
 )
 from suanwang.domain.serving import ModelKind, ModelSpec, ReplicaState, TokenPrice
 from suanwang.domain.tenancy import Principal
-from suanwang.ports import Clock, EndpointProbe, ProbeTarget, SecretBox, UnitOfWork
+from suanwang.ports import Clock, EndpointProbe, SecretBox, UnitOfWork
 from suanwang.ports import UnitOfWorkFactory as Uows
 from suanwang.services import audit
-
-PROBE_INTERVAL_S = 5.0
-PROBING = (ReplicaState.STARTING, ReplicaState.READY, ReplicaState.UNHEALTHY)
+from suanwang.services.external_health import PROBE_INTERVAL_S, ExternalHealth
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +96,7 @@ class ExternalEndpoints:
         self._uows, self._clock, self._box = uows, clock, box
         self._probe, self._resolve = probe, resolve
         self._catalogue = dict(catalogue)
-        self._interval_s = probe_interval_s
-        self._last: dict[str, float] = {}
-        self._misses: dict[str, int] = {}
+        self._health = ExternalHealth(uows, clock, box, probe, probe_interval_s)
 
     # --- use cases ----------------------------------------------------------------------
     def register(self, principal: Principal, spec: ExternalSpec) -> ExternalDetail:
@@ -233,38 +227,9 @@ class ExternalEndpoints:
     # --- health -------------------------------------------------------------------------
     def check_health(self) -> None:
         """Probe each active endpoint (at most every ``probe_interval_s``) and record it."""
-        now = self._clock.now()
         with self._uows() as uow:
-            due = [
-                (d, r)
-                for d in self._active(uow)
-                for r in uow.deployments.replicas(d.endpoint.deployment)
-                if r.state in PROBING and now - self._last.get(r.id, 0.0) >= self._interval_s
-            ]
-        targets = [self._target(d.endpoint, r) for d, r in due]
-        if not targets:
-            return
-        results = self._probe.reachable(targets)
-        with self._uows() as uow:
-            current = {r.id: r for r in uow.deployments.replicas()}
-            for _, r in due:
-                self._last[r.id] = now
-                fresh = current.get(r.id)
-                if fresh is None or fresh.state not in PROBING or fresh.base_url != r.base_url:
-                    continue
-                healthy = results.get(r.id, False)
-                misses = 0 if healthy else self._misses.get(r.id, 0) + 1
-                self._misses[r.id] = misses
-                state = after_probe(fresh.state, healthy, misses)
-                uow.deployments.update_replica(r.id, _probed(fresh, state, healthy, misses, now))
-            uow.commit()
-
-    def _target(self, endpoint: ExternalEndpoint, replica: ReplicaRecord) -> ProbeTarget:
-        headers: tuple[tuple[str, str], ...] = ()
-        if endpoint.health is HealthCheck.MODELS and endpoint.sealed_credential is not None:
-            token = self._box.open(endpoint.sealed_credential)
-            headers = (("authorization", f"Bearer {token}"),)
-        return ProbeTarget(replica.id, probe_url(replica.base_url, endpoint.health), headers)
+            active = [(d.endpoint, d.replica) for d in self._active(uow) if d.replica]
+        self._health.check([(e, r) for e, r in active if r is not None])
 
     # --- helpers ------------------------------------------------------------------------
     def _active(self, uow: UnitOfWork) -> list[ExternalDetail]:
@@ -348,12 +313,6 @@ class ExternalEndpoints:
         )
 
 
-def probe_url(base_url: str, health: HealthCheck) -> str:
-    """Where ``health`` is checked: ``<root>/health`` or ``<base>/v1/models``."""
-    root = base_url.rstrip("/").removesuffix("/v1")
-    return root + health.path()
-
-
 def _operator(principal: Principal) -> None:
     if not principal.is_operator:
         raise Forbidden(
@@ -380,22 +339,6 @@ def _replica(deployment_id: str, url: str, now: float) -> ReplicaRecord:
         created_at=now,
         ready_at=None,
         last_health_at=None,
-    )
-
-
-def _probed(
-    replica: ReplicaRecord, state: ReplicaState, healthy: bool, misses: int, now: float
-) -> ReplicaChange:
-    if state is replica.state:
-        return ReplicaChange(last_health_at=now)
-    reason = "endpoint answers" if healthy else f"{misses} health checks failed in a row"
-    if state is ReplicaState.UNHEALTHY:
-        reason += f" (unhealthy after {UNHEALTHY_AFTER})"
-    return ReplicaChange(
-        last_health_at=now,
-        state=state,
-        reason=reason,
-        ready_at=now if state is ReplicaState.READY else UNCHANGED,
     )
 
 
