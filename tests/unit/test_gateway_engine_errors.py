@@ -60,6 +60,10 @@ class Scripted:
             raw += message.get("body", b"")
             if not message.get("more_body"):
                 break
+        if not scope["path"].endswith("/completions"):  # no prompt-count routes here
+            await send({"type": "http.response.start", "status": 404, "headers": []})
+            await send({"type": "http.response.body", "body": b"{}"})
+            return
         self.calls += 1
         await asyncio.sleep(self.delay_s)
         status, payload = self.reply(json.loads(raw))
@@ -359,3 +363,53 @@ def test_replicas_whose_engine_would_refuse_are_left_out_and_all_refusing_is_a_4
     assert response.json()["error"]["param"] == "response_format"
     assert response.json()["error"]["code"] == "unsupported_parameter"
     assert unable.calls == 0
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {"name": "get_weather", "parameters": {"type": "object"}},
+}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_tools_through_a_grammar_come_back_as_openai_tool_calls(stream: bool) -> None:
+    sent: list[dict[str, Any]] = []
+    content = '{"tool_call": {"name": "get_weather", "arguments": {"city": "Paris"}}}'
+
+    def reply(body: dict[str, Any]) -> Reply:
+        sent.append(body)
+        if not body.get("stream"):
+            return 200, {
+                **plain_answer(body),
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content},
+                        "finish_reason": "stop",
+                    }
+                ],
+            }
+        pieces = [content[i : i + 9] for i in range(0, len(content), 9)]
+        events = [sse(chunk({"content": p})) for p in pieces]
+        return 200, [*events, sse(chunk({}, "stop")), b"data: [DONE]\n\n"]
+
+    app, sink, key = gateway({"a": Scripted(reply)})
+    body = chat_body(stream=stream, tools=[WEATHER_TOOL], tool_choice="required")
+    (response,) = asyncio.run(send_many(app, key, [body]))
+    assert "tools" not in sent[0]
+    assert sent[0]["response_format"]["type"] == "json_schema"
+    if stream:
+        deltas = [c["choices"][0] for c in events_of(response.text) if c.get("choices")]
+        call = deltas[0]["delta"]["tool_calls"][0]
+        finish = deltas[-1]["finish_reason"]
+        assert content not in response.text  # the raw JSON never reaches the client
+    else:
+        choice = response.json()["choices"][0]
+        call, finish = choice["message"]["tool_calls"][0], choice["finish_reason"]
+        assert choice["message"]["content"] is None
+    assert call["function"] == {"name": "get_weather", "arguments": '{"city": "Paris"}'}
+    assert call["id"].startswith("call_")
+    assert call["type"] == "function"
+    assert finish == "tool_calls"
+    (row,) = sink.rows.values()
+    assert row.outcome is Outcome.OK

@@ -78,12 +78,37 @@ def test_an_untouched_request_is_sent_as_parsed() -> None:
 
 def test_named_tool_choice_becomes_required_over_that_tool_where_only_auto_is_known() -> None:
     named = {"type": "function", "function": {"name": "get_weather"}}
-    plan = plan_for(call_of(tools=[CLOCK, WEATHER], tool_choice=named), ENGINES["llama.cpp"])
+    plan = plan_for(call_of(tools=[CLOCK, WEATHER], tool_choice=named), ENGINES["lmdeploy"])
     assert plan.body["tools"] == [WEATHER]
     assert plan.body["tool_choice"] == "required"
     native = plan_for(call_of(tools=[CLOCK, WEATHER], tool_choice=named), ENGINES["vllm"])
     assert native.body["tool_choice"] == named
     assert len(native.body["tools"]) == 2
+
+
+def test_llama_cpp_gets_tools_as_a_json_schema_grammar() -> None:
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    plan = plan_for(call_of(tools=[CLOCK, WEATHER], tool_choice=named), ENGINES["llama.cpp"])
+    assert plan.tool_grammar
+    assert "tools" not in plan.body
+    assert "tool_choice" not in plan.body
+    assert plan.body["messages"][0]["role"] == "system"
+    assert "get_weather" in plan.body["messages"][0]["content"]
+    schema = plan.body["response_format"]["json_schema"]["schema"]
+    (only,) = schema["properties"]["tool_call"]["anyOf"]  # the named tool alone
+    assert only["properties"]["name"] == {"const": "get_weather"}
+    assert only["properties"]["arguments"] == WEATHER["function"]["parameters"]
+    auto = plan_for(call_of(tools=[CLOCK, WEATHER]), ENGINES["llama.cpp"])
+    branches = auto.body["response_format"]["json_schema"]["schema"]["anyOf"]
+    assert len(branches[0]["properties"]["tool_call"]["anyOf"]) == 2
+    assert branches[1]["required"] == ["response"]
+    none = plan_for(call_of(tools=[WEATHER], tool_choice="none"), ENGINES["llama.cpp"])
+    assert not none.tool_grammar
+    assert "response_format" not in none.body
+    fmt = {"type": "json_object"}
+    with pytest.raises(GatewayError) as caught:
+        plan_for(call_of(tools=[WEATHER], response_format=fmt), ENGINES["llama.cpp"])
+    assert caught.value.param == "response_format"
 
 
 def test_tools_on_an_engine_without_tool_calling_are_refused_naming_tools() -> None:
@@ -104,7 +129,13 @@ def test_tools_on_an_engine_without_tool_calling_are_refused_naming_tools() -> N
         {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
     ]
     assert refusal({"messages": history}, SIMULATED).param == "messages[1]"
-    assert plan_for(call_of(messages=history), ENGINES["llama.cpp"]).body["messages"] == history
+    assert plan_for(call_of(messages=history), ENGINES["vllm"]).body["messages"] == history
+    as_text = plan_for(call_of(messages=history), ENGINES["llama.cpp"]).body["messages"]
+    assert as_text[1] == {
+        "role": "assistant",
+        "content": '{"tool_call": {"name": "f", "arguments": {}}}',
+    }
+    assert as_text[2] == {"role": "user", "content": "Result of f: sunny"}
 
 
 def test_json_schema_and_logprobs_refused_where_the_engine_cannot_honour_them() -> None:

@@ -7,9 +7,11 @@ simulated engine whatever engine their deployment names; ``openai-compatible`` (
 external endpoint an operator registered) gets the request unchanged.
 
 Sources: llama.cpp's ``llama-server`` run with ``--jinja`` (read in its source and tried):
-tools through the model's chat template and a grammar, ``response_format`` json_schema
-through its JSON-schema-to-grammar, ``logprobs``; ``tool_choice`` only as the strings
-``auto``/``none``/``required`` (an object silently becomes ``auto``); ``n`` streamed, while
+tools only through a chat template that supports them (SmolLM2's does not: the tools are
+dropped and the model answers in prose, so the gateway uses a grammar),
+``response_format`` json_schema through its JSON-schema-to-grammar, ``logprobs``;
+``tool_choice`` only as the strings ``auto``/``none``/``required`` (an object silently
+becomes ``auto``); ``n`` streamed, while
 unstreamed its usage counts only the first choice, so the gateway makes n calls. vLLM and
 SGLang's OpenAI servers: tool parsers and guided decoding (the deployment must be launched
 with tool calling on). The embedding servers have no chat at all. Every engine but a
@@ -40,6 +42,9 @@ class Capabilities:
     content_parts: bool = False
     """Text content parts (``[{"type": "text", "text": ...}]``); else joined to a string."""
     tools: bool = False
+    """Tool calling through the model's chat template (the engine parses the calls)."""
+    tools_by_grammar: bool = False
+    """Else tool calling through a JSON-schema grammar set up by :mod:`.tool_grammar`."""
     named_tool_choice: bool = False
     """``tool_choice: {"type": "function", ...}``; else only auto/none/required."""
     json_schema: bool = False
@@ -68,7 +73,7 @@ ENGINES: dict[str, Capabilities] = {
     "llama.cpp": Capabilities(
         "llama.cpp",
         content_parts=True,
-        tools=True,
+        tools_by_grammar=True,  # templates without tools (SmolLM2's) drop them silently
         json_schema=True,
         json_object=True,
         n_stream=True,  # unstreamed, its usage counts the first choice only

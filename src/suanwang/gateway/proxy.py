@@ -36,15 +36,20 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import httpx
 
 from suanwang.domain.usage import Outcome
 from suanwang.gateway.answers import content_tokens_of, has_prompt, merge_choices
-from suanwang.gateway.asgi import DisconnectWatch, Receive, Send, send_bytes, start_stream
-from suanwang.gateway.capabilities import capabilities_of
+from suanwang.gateway.asgi import (
+    DisconnectWatch,
+    Message,
+    Receive,
+    Send,
+    send_bytes,
+    start_stream,
+)
 from suanwang.gateway.engine_errors import Verdict, classify, error_event, refusal
 from suanwang.gateway.errors import GatewayError
 from suanwang.gateway.events import (
@@ -59,21 +64,11 @@ from suanwang.gateway.metrics import GatewayMetrics
 from suanwang.gateway.routing import Router, Slot
 from suanwang.gateway.schema import Call
 from suanwang.gateway.sse import SseLines
-from suanwang.gateway.translate import Plan, plan_for
+from suanwang.gateway.tool_grammar import as_tool_calls, stream_as_tool_calls
+from suanwang.gateway.translate import Routes, routes_for
 from suanwang.gateway.upstream import RETRYABLE, UpstreamResponse, Upstreams, finish
 
 BUSY_RETRY_S = 1
-
-
-@dataclass(slots=True)
-class Routes:
-    """The replicas that can serve a call, and what each one is sent."""
-
-    slots: list[Slot]
-    plans: dict[str, Plan]
-    """By replica id."""
-    calls: int
-    """Engine calls merged into one answer (``n`` on engines without it)."""
 
 
 class Pumped(NamedTuple):
@@ -102,32 +97,6 @@ class Proxy:
         self._upstreams = upstreams
         self._max_attempts = max_attempts
         self._max_request_s = max_request_s
-
-    def routes(self, call: Call, slots: list[Slot]) -> Routes:
-        """The replicas able to serve ``call`` (fewest engine calls first), or the 400 of
-        the first engine that cannot."""
-        by_engine: dict[str, Plan | GatewayError] = {}
-        plans: dict[str, Plan] = {}
-        refused: GatewayError | None = None
-        for slot in slots:
-            caps = capabilities_of(slot.replica)
-            plan = by_engine.get(caps.engine)
-            if plan is None:
-                try:
-                    plan = plan_for(call, caps)
-                except GatewayError as error:
-                    plan = error
-                by_engine[caps.engine] = plan
-            if isinstance(plan, GatewayError):
-                refused = refused or plan
-            else:
-                plans[slot.replica.replica_id] = plan
-        if not plans:
-            assert refused is not None
-            raise refused
-        calls = min(p.calls for p in plans.values())
-        usable = [s for s in slots if plans.get(s.replica.replica_id, Plan({}, 0)).calls == calls]
-        return Routes(usable, plans, calls)
 
     @asynccontextmanager
     async def _opened(
@@ -219,7 +188,7 @@ class Proxy:
         """Get a non-streamed answer, bill it, then send it (see the module docstring for a
         client that leaves first)."""
         receive, send, client_id = io
-        routes = self.routes(call, slots)
+        routes = routes_for(call, slots)
         answers: list[tuple[int, bytes, Slot]] = []
         async with DisconnectWatch(receive) as watch:
             answers = await self._answers(call, routes, meter)
@@ -236,6 +205,9 @@ class Proxy:
             raise GatewayError(502, "the engine answered non-JSON", code="upstream_error") from exc
         answer = parsed[0] if len(parsed) == 1 else merge_choices(parsed)
         body = answers[0][1] if len(parsed) == 1 else json.dumps(answer).encode()
+        if routes.plans[answers[0][2].replica.replica_id].tool_grammar:
+            answer = as_tool_calls(answer)
+            body = json.dumps(answer).encode()
         usage = answer.get("usage") if isinstance(answer, dict) else None
         counted = content_tokens_of(answer) if call.max_completion else 0
         slot = answers[0][2]
@@ -267,18 +239,20 @@ class Proxy:
         self, call: Call, slots: list[Slot], meter: RequestMeter, io: tuple[Receive, Send, str]
     ) -> None:
         """Forward a streamed answer, bill it, then finish it (see the module docstring)."""
-        routes = self.routes(call, slots)
+        routes = routes_for(call, slots)
         async with self._opened(call, routes, meter) as (response, slot):
-            await self._stream(call, response, slot, meter, io)
+            grammar = routes.plans[slot.replica.replica_id].tool_grammar
+            await self._stream(call, (response, slot, grammar), meter, io)
 
     async def _stream(
         self,
         call: Call,
-        response: UpstreamResponse,
-        slot: Slot,
+        answering: tuple[UpstreamResponse, Slot, bool],
         meter: RequestMeter,
         io: tuple[Receive, Send, str],
     ) -> None:
+        """Forward (or, for tools through a grammar, collect and rewrite) a stream."""
+        response, slot, grammar = answering
         receive, send, client_id = io
         if response.status_code >= 400:
             raise self._refused(call, await response.aread())
@@ -287,7 +261,17 @@ class Proxy:
         meter.streamed = True
         await start_stream(send, client_id)
         tally = Tally()
-        end = await self._pump_until_disconnect(receive, send, Pumped(tally, lines, first, pieces))
+        collected: list[bytes] = []
+
+        async def collect(message: Message) -> None:
+            collected.append(message["body"])
+
+        pumped = Pumped(tally, lines, first, pieces)
+        end = await self._pump_until_disconnect(receive, collect if grammar else send, pumped)
+        if grammar:
+            whole = b"".join(collected) + tally.held
+            tally.held = stream_as_tool_calls(whole) if end is StreamEnd.COMPLETE else b""
+            tally.chunks = tally.chunks if end is StreamEnd.COMPLETE else 0  # none delivered
         if end is not StreamEnd.COMPLETE:
             await response.aclose()  # cancels the engine's work
         prompt, completion = await self._billed(call, slot, tally, end)

@@ -6,7 +6,8 @@
   string (other part types are refused when the body is parsed);
 - a named ``tool_choice`` becomes ``required`` over that one tool (same result: the model
   must call that function); tools themselves reach the model through the engine's chat
-  template and tool-call grammar, or are refused (``param: tools``) by engines without;
+  template, or through a JSON-schema grammar the gateway sets up (:mod:`.tool_grammar`),
+  or are refused (``param: tools``) by engines with neither;
 - ``n`` > 1 becomes n engine calls whose choices the proxy merges into one answer (usage:
   the prompt once, completions summed, as OpenAI counts); streamed, it is refused;
 - ``response_format`` json_schema / json_object and ``logprobs`` are refused (``param``
@@ -21,10 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from suanwang.gateway.capabilities import Capabilities
+from suanwang.gateway.capabilities import Capabilities, capabilities_of
 from suanwang.gateway.chat_fields import tool_choice_name
 from suanwang.gateway.errors import GatewayError, bad_request
+from suanwang.gateway.routing import Slot
 from suanwang.gateway.schema import Call
+from suanwang.gateway.tool_grammar import grammar_body
 
 UNSUPPORTED = "unsupported_parameter"
 
@@ -37,6 +40,46 @@ class Plan:
     """The body of each engine call."""
     calls: int = 1
     """Engine calls whose choices are merged into one answer (``n`` the engine lacks)."""
+    tool_grammar: bool = False
+    """Tools asked through a JSON-schema grammar: the answer's JSON becomes tool calls."""
+
+
+@dataclass(slots=True)
+class Routes:
+    """The replicas that can serve a call, and what each one is sent."""
+
+    slots: list[Slot]
+    plans: dict[str, Plan]
+    """By replica id."""
+    calls: int
+    """Engine calls merged into one answer (``n`` on engines without it)."""
+
+
+def routes_for(call: Call, slots: list[Slot]) -> Routes:
+    """The replicas able to serve ``call`` (fewest engine calls first), or the 400 of
+    the first engine that cannot."""
+    by_engine: dict[str, Plan | GatewayError] = {}
+    plans: dict[str, Plan] = {}
+    refused: GatewayError | None = None
+    for slot in slots:
+        caps = capabilities_of(slot.replica)
+        plan = by_engine.get(caps.engine)
+        if plan is None:
+            try:
+                plan = plan_for(call, caps)
+            except GatewayError as error:
+                plan = error
+            by_engine[caps.engine] = plan
+        if isinstance(plan, GatewayError):
+            refused = refused or plan
+        else:
+            plans[slot.replica.replica_id] = plan
+    if not plans:
+        assert refused is not None
+        raise refused
+    calls = min(p.calls for p in plans.values())
+    usable = [s for s in slots if plans.get(s.replica.replica_id, Plan({}, 0)).calls == calls]
+    return Routes(usable, plans, calls)
 
 
 def plan_for(call: Call, caps: Capabilities) -> Plan:
@@ -45,6 +88,15 @@ def plan_for(call: Call, caps: Capabilities) -> Plan:
         return Plan(call.body)
     body = call.body
     changes: dict[str, Any] = {}
+    grammar = False
+    chat = call.endpoint == "chat/completions"
+    if chat and not caps.tools and caps.tools_by_grammar and _uses_tools(body):
+        grammar = bool(body.get("tools")) and body.get("tool_choice") != "none"
+        if grammar and body.get("response_format") is not None:
+            message = f"the {caps.engine} engine cannot combine tools with response_format"
+            raise bad_request(message, "response_format", UNSUPPORTED)
+        body = grammar_body(body)
+        changes["messages"] = body["messages"]
     if call.endpoint == "chat/completions":
         messages = _messages(body["messages"], caps)
         if messages is not body["messages"]:
@@ -62,9 +114,15 @@ def plan_for(call: Call, caps: Capabilities) -> Plan:
         changes["n"] = None
         calls = n
     if not changes:
-        return Plan(body, calls)
+        return Plan(body, calls, grammar)
     merged = {**body, **changes}
-    return Plan({k: v for k, v in merged.items() if v is not None}, calls)
+    return Plan({k: v for k, v in merged.items() if v is not None}, calls, grammar)
+
+
+def _uses_tools(body: dict[str, Any]) -> bool:
+    return bool(body.get("tools")) or any(
+        m.get("tool_calls") or m["role"] == "tool" for m in body["messages"]
+    )
 
 
 def _messages(messages: list[dict[str, Any]], caps: Capabilities) -> list[dict[str, Any]]:
