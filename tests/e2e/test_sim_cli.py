@@ -155,3 +155,30 @@ def test_compare_gavel_refuses_options_it_sets(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "error: --compare-gavel sets --cost itself" in result.stderr
     assert not (tmp_path / "sim-results").exists()
+
+
+def test_generate_writes_the_same_trace_for_the_same_seed(tmp_path: Path) -> None:
+    matrix = str(require_traces() / "throughput-matrix.csv")
+    outputs = []
+    for name, seed in (("a", "5"), ("b", "5"), ("c", "6")):
+        out = tmp_path / f"{name}.jsonl"
+        args = ["--matrix", matrix, "--jobs", "40", "--seed", seed, "--out", str(out)]
+        result = run("generate", *args, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        outputs.append(out.read_text(encoding="utf-8"))
+    assert outputs[0] == outputs[1] != outputs[2]
+    assert len(outputs[0].splitlines()) == 40
+    batch = tmp_path / "batch.jsonl"
+    result = run(
+        "generate", "--matrix", matrix, "--jobs", "10", "--mean-gap-s", "0", "--out", str(batch),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in batch.read_text(encoding="utf-8").splitlines()]
+    assert {r["submit_s"] for r in rows} == {0.0}
+    simulated = run(
+        "run", "--fleet", "gavel-hetero", "--trace", str(batch), "--policy", "fifo",
+        "--compare-gavel", "--json", cwd=tmp_path,
+    )  # fmt: skip
+    assert simulated.returncode == 0, simulated.stderr
+    assert json.loads(simulated.stdout)["results"]["fifo"]["completed"] == 10

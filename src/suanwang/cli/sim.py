@@ -303,3 +303,38 @@ def import_philly(
         )
         count = write_trace(jobs, out_path)
     say(f"wrote {count:,} jobs to {out_path} (speeds for the {fleet_kind} fleet)")
+
+
+@sim_app.command("generate")
+def generate(
+    matrix: Annotated[Path, typer.Option(help="throughput-matrix.csv (job types and speeds)")],
+    out_path: Annotated[Path, typer.Option("--out", help="trace file to write (.jsonl)")],
+    jobs: Annotated[int, typer.Option(min=1, help="how many jobs")] = 300,
+    seed: Annotated[int, typer.Option(help="random seed: the same seed gives the same jobs")] = 0,
+    mean_gap_s: Annotated[
+        float, typer.Option(min=0, help="mean seconds between arrivals (Poisson); 0: all at t=0")
+    ] = 300.0,
+    single_gpu: Annotated[
+        bool, typer.Option("--single-gpu", help="every job on one GPU (no scale factors)")
+    ] = False,
+    checkpoint_interval_s: Annotated[
+        float, typer.Option(min=0, help="checkpoint interval given to every job (0: none)")
+    ] = 1800.0,
+) -> None:
+    """Generate a Gavel-style workload (job types from the matrix, Gavel's mixes)."""
+    from suanwang.simulator.generator import WorkloadSpec
+    from suanwang.simulator.generator import generate as generate_jobs
+    from suanwang.simulator.importers import load_throughput_matrix
+    from suanwang.simulator.trace import write_trace
+
+    with _as_cli_errors():
+        spec = WorkloadSpec(
+            jobs=jobs,
+            seed=seed,
+            mean_gap_s=mean_gap_s or None,
+            multi_gpu=not single_gpu,
+            checkpoint_interval_s=checkpoint_interval_s or None,
+        )
+        count = write_trace(generate_jobs(load_throughput_matrix(matrix), spec), out_path)
+    arrivals = f"mean gap {mean_gap_s:g} s" if mean_gap_s else "all at t=0"
+    say(f"wrote {count:,} jobs to {out_path} (seed {seed}, {arrivals})")

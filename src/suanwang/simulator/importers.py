@@ -117,7 +117,7 @@ def import_philly_gavel(
             problem = f"no throughput for {row['job_type']!r} on {gpus} GPUs in {matrix_csv}"
             raise TraceError(trace_csv, line, "job_type", problem)
         chips, speed = (
-            _gavel_speeds(throughput)
+            gavel_speeds(throughput)
             if mapping is FleetKind.GAVEL
             else _demo_speeds(throughput, demo_chips, catalogue)
         )
@@ -140,7 +140,7 @@ def import_philly_gavel(
     return jobs
 
 
-def _gavel_speeds(throughput: Throughput) -> tuple[tuple[str, ...], dict[ChipName, float]]:
+def gavel_speeds(throughput: Throughput) -> tuple[tuple[str, ...], dict[ChipName, float]]:
     """Accepted chips and speeds on the V100/P100/K80 fleet (zero speed: not accepted)."""
     speed = {GAVEL_CHIPS[g]: round(v, 6) for g, v in throughput.relative().items() if v > 0}
     chips: tuple[str, ...] = (ANY_CHIP,) if len(speed) == len(GAVEL_CHIPS) else tuple(speed)
