@@ -131,11 +131,12 @@ def test_tools_on_an_engine_without_tool_calling_are_refused_naming_tools() -> N
     assert refusal({"messages": history}, SIMULATED).param == "messages[1]"
     assert plan_for(call_of(messages=history), ENGINES["vllm"]).body["messages"] == history
     as_text = plan_for(call_of(messages=history), ENGINES["llama.cpp"]).body["messages"]
-    assert as_text[1] == {
-        "role": "assistant",
-        "content": '{"tool_call": {"name": "f", "arguments": {}}}',
-    }
-    assert as_text[2] == {"role": "user", "content": "Result of f: sunny"}
+    assert as_text[1:] == [{"role": "user", "content": "Result of f({}): sunny"}]
+    again = plan_for(call_of(messages=history, tools=[WEATHER]), ENGINES["llama.cpp"])
+    assert again.body["messages"][2:] == [
+        {"role": "assistant", "content": '{"tool_call": {"name": "f", "arguments": {}}}'},
+        {"role": "user", "content": "Result of f({}): sunny"},
+    ]
 
 
 def test_json_schema_and_logprobs_refused_where_the_engine_cannot_honour_them() -> None:

@@ -53,7 +53,9 @@ class GatewayConfig:
     """Timeouts, caches and caps (see docs/gateway.md)."""
 
     connect_timeout_s: float = 2.0
-    read_timeout_s: float = 120.0
+    read_timeout_s: float = 300.0
+    """Longest wait for an engine's first byte: above a full-context prefill of the local
+    model (SmolLM2, 8,192 tokens at 45-55 tokens/s on 2 busy cores: ~150-180 s)."""
     max_request_s: float = 600.0
     auth_cache_s: float = 1.0
     limits_cache_s: float = 5.0

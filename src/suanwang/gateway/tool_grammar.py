@@ -30,13 +30,13 @@ def grammar_body(body: dict[str, Any]) -> dict[str, Any]:
     """``body`` with its tools as a system message and a JSON-schema response format."""
     tools = body.get("tools") or []
     choice = body.get("tool_choice", "auto")
-    messages = history_as_text(body["messages"])
     out = {
         k: v for k, v in body.items() if k not in ("tools", "tool_choice", "parallel_tool_calls")
     }
-    out["messages"] = messages
     if not tools or choice == "none":
+        out["messages"] = history_as_text(body["messages"], as_json=False)
         return out
+    messages = history_as_text(body["messages"], as_json=True)
     named = tool_choice_name(choice)
     allowed = [t for t in tools if named is None or t["function"]["name"] == named]
     calls = [
@@ -80,25 +80,36 @@ def _instructions(tools: list[dict[str, Any]], choice: Any) -> str:
     )
 
 
-def history_as_text(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Assistant tool calls as the JSON the grammar produces; tool results as user text."""
+def history_as_text(messages: list[dict[str, Any]], as_json: bool) -> list[dict[str, Any]]:
+    """Tool calls and results as text the model reads. ``as_json`` (tools asked again):
+    assistant tool calls as the JSON the grammar produces. Otherwise (the model is to
+    answer in words) the calls are left out and each result is a user message naming the
+    call, so the model answers with it instead of imitating a call."""
     out: list[dict[str, Any]] = []
-    names: dict[str, str] = {}
+    calls_by_id: dict[str, dict[str, Any]] = {}
     for message in messages:
         calls = message.get("tool_calls")
         if message["role"] == "assistant" and calls:
+            calls_by_id.update({c["id"]: c["function"] for c in calls})
             call = calls[0]["function"]
-            names.update({c["id"]: c["function"]["name"] for c in calls})
-            text = json.dumps({"tool_call": {"name": call["name"], "arguments": _args(call)}})
-            out.append({"role": "assistant", "content": text})
+            if as_json:
+                text = json.dumps({"tool_call": {"name": call["name"], "arguments": _args(call)}})
+                out.append({"role": "assistant", "content": text})
+            elif isinstance(message.get("content"), str) and message["content"]:
+                out.append({"role": "assistant", "content": message["content"]})
         elif message["role"] == "tool":
-            name = names.get(message.get("tool_call_id", ""), "the tool")
-            content = message.get("content")
-            text = content if isinstance(content, str) else json.dumps(content)
-            out.append({"role": "user", "content": f"Result of {name}: {text}"})
+            out.append({"role": "user", "content": _result(message, calls_by_id)})
         else:
             out.append(message)
     return out
+
+
+def _result(message: dict[str, Any], calls: dict[str, dict[str, Any]]) -> str:
+    call = calls.get(message.get("tool_call_id", ""))
+    where = f"{call['name']}({call['arguments']})" if call else "the tool"
+    content = message.get("content")
+    text = content if isinstance(content, str) else json.dumps(content)
+    return f"Result of {where}: {text}"
 
 
 def _args(function: dict[str, Any]) -> Any:

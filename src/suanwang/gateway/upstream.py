@@ -44,7 +44,7 @@ class UpstreamResponse(Protocol):
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     connect_s: float = 2.0
-    read_s: float = 120.0
+    read_s: float = 300.0
     """Longest wait for the first byte, and between two streamed chunks."""
 
 
