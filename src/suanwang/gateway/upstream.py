@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
+import structlog
 
 from suanwang.domain.serving import ReplicaView
 from suanwang.gateway.errors import GatewayError
 from suanwang.gateway.http11 import Http11Pool, Http11Response
 from suanwang.gateway.schema import Call
 
+log = structlog.get_logger("suanwang.gateway")
 LLAMA_CPP = "llama.cpp"
 DRAIN_S = 0.5
 """How long a finished stream may take to send its last bytes and keep its connection."""
@@ -99,21 +101,26 @@ class Upstreams:
     async def count_prompt(self, replica: ReplicaView, call: Call) -> int | None:
         """The prompt tokens of ``call`` as the engine counts them (llama.cpp only), or None.
 
-        Chat: ``/extras/chat/tokenize/count`` of our llama.cpp wrapper (engines/llama.py)
-        applies the model's chat template as a completion would, so a stream is billed the
-        ``usage.prompt_tokens`` the same request gets unstreamed. Otherwise (or from an
-        engine without that route) the tokenizer's count of the raw prompt text.
+        Chat: llama-server's ``/apply-template`` renders the request with the model's chat
+        template exactly as a completion would (tools included), and ``/tokenize`` of that
+        text, special tokens parsed and BOS added where the model adds one, is the
+        ``usage.prompt_tokens`` the completion reports. Needed only for a stream that ends
+        without the engine's usage (cut short). Other requests, or a template the engine
+        refuses: the tokenizer's count of the raw prompt text.
         """
         if replica.engine != LLAMA_CPP or not call.prompt_text:
             return None
         client, url = self.target(replica, "chat/completions")
         root = url.removesuffix("/v1/chat/completions")
+        text = call.prompt_text
         if isinstance(call.body.get("messages"), list):
-            chat = {k: v for k, v in call.body.items() if k == "model" or k in CHAT_FIELDS}
-            count = await _count(client, f"{root}/extras/chat/tokenize/count", chat)
-            if count is not None:
-                return count
-        return await _count(client, f"{root}/extras/tokenize/count", {"input": call.prompt_text})
+            chat = {k: v for k, v in call.body.items() if k in CHAT_FIELDS}
+            rendered = await _post(client, f"{root}/apply-template", chat)
+            prompt = rendered.get("prompt") if rendered is not None else None
+            text = prompt if isinstance(prompt, str) else text
+        tokenized = await _post(client, f"{root}/tokenize", {"content": text, "add_special": True})
+        tokens = tokenized.get("tokens") if tokenized is not None else None
+        return len(tokens) if isinstance(tokens, list) else None
 
     async def aclose(self) -> None:
         await self._pool.aclose()
@@ -143,14 +150,16 @@ def for_external(
     return payload, headers
 
 
-CHAT_FIELDS = ("messages", "functions", "function_call", "tools", "tool_choice")
+CHAT_FIELDS = ("messages", "tools", "tool_choice", "parallel_tool_calls", "chat_template_kwargs")
 """What a chat template sees of a request."""
 
 
-async def _count(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> int | None:
+async def _post(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON object ``url`` answers with 200, or None (any failure: the caller falls back)."""
     try:
         response = await client.post(url, json=body, timeout=5.0)
-        count = response.json().get("count") if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError, AttributeError):
+        answer = response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError) as exc:
+        log.warning("prompt count failed", url=url, error=type(exc).__name__)
         return None
-    return count if type(count) is int and count >= 0 else None
+    return answer if isinstance(answer, dict) else None
