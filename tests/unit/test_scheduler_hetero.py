@@ -126,6 +126,53 @@ def test_waiting_job_holds_the_fast_pool() -> None:
     assert [brief(d) for d in decisions[1:]] == [("y", "capacity")]
 
 
+def _queue_behind_reservation(duration_s: float) -> list[Brief]:
+    """Fast node 1 frees at 1,100 and node 3 at 1,200; ``a`` (fast chips only) reserves
+    the first; ``x`` (any chip) could start now on the slow pool."""
+    running = [
+        R("r1", {1: 8}, tenant="t9", chip="ascend-910b", expected_end=1_100.0),
+        R("r3", {3: 8}, tenant="t9", chip="ascend-910b", expected_end=1_200.0),
+    ]
+    jobs = [
+        J("a", chip="ascend", priority=1, cards_per_node=8, duration_s=1_000),
+        J("x", chip="any", seq=1, cards_per_node=8, duration_s=duration_s),
+    ]
+    nodes = [fast(1), fast(3), slow(2)]
+    return decide(nodes, jobs, running)
+
+
+def test_long_job_queues_behind_a_reservation_for_the_faster_chip() -> None:
+    # 10,000 s of work: 5,000 s on the fast chip from t=1,200 (after the reservation
+    # holder's node) ends at 6,200, before 11,000 on the slow chip now. Before the
+    # queued look-ahead the pool was reserved, so x took the slow chip.
+    assert _queue_behind_reservation(10_000) == [("a", "capacity"), ("x", "capacity")]
+
+
+def test_short_job_takes_the_slow_chip_rather_than_queue() -> None:
+    # 100 s of work: 1,100 now on the slow chip beats 1,250 behind the reservation.
+    assert _queue_behind_reservation(100) == [("a", "capacity"), ("x", SLOW)]
+
+
+def test_waiters_count_ahead_of_later_jobs() -> None:
+    running = [
+        R("r1", {1: 8}, tenant="t9", chip="ascend-910b", expected_end=1_100.0),
+        R("r3", {3: 8}, tenant="t9", chip="ascend-910b", expected_end=9_000.0),
+    ]
+    jobs = [
+        J("a", chip="ascend", priority=1, cards_per_node=8, duration_s=1_000),
+        J("x", chip="any", seq=1, cards_per_node=8, duration_s=10_000),
+        J("y", chip="any", seq=2, cards_per_node=8, duration_s=10_000),
+    ]
+    nodes = [fast(1), fast(3), slow(2), slow(4)]
+    # Node 3 frees at 9,000: on the fast chip x would end at 14,000, on the slow chip
+    # now at 11,000, so both take the slow chip now.
+    assert decide(nodes, jobs, running) == [("a", "capacity"), ("x", SLOW), ("y", SLOW)]
+    running[1] = R("r3", {3: 8}, tenant="t9", chip="ascend-910b", expected_end=1_200.0)
+    # Node 3 frees at 1,200: x queues for it (ends 6,200); y would need a third fast
+    # node, which no release frees, so it starts on the slow chip.
+    assert decide(nodes, jobs, running) == [("a", "capacity"), ("x", "capacity"), ("y", SLOW)]
+
+
 def test_high_gain_jobs_pick_first_among_equal_priority() -> None:
     nodes = [fast(1), slow(2)]
     flat = J("flat", seq=0, chip="any", cards_per_node=8, speed={"ascend-910b": 1.1})

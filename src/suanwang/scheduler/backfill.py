@@ -187,3 +187,33 @@ class Reservation:
         for placement in placements:
             if placement.node in self.spare:
                 self.spare[placement.node] -= placement.cards
+
+
+def released_by(pool: Pool, timeline: Timeline) -> tuple[list[int], list[float]]:
+    """The pool's cards released so far after each of its timeline's events, in order
+    (cumulative, a running sum), and the events' times: what :func:`queued_start`
+    bisects."""
+    total, sums, ends = 0, [], []
+    for end, node, cards, _job in timeline.events:
+        if node in pool.free_of:
+            total += cards
+            sums.append(total)
+            ends.append(end)
+    return sums, ends
+
+
+def queued_start(
+    pool: Pool, released: tuple[list[int], list[float]], cards: int, ahead: int, now: float
+) -> float | None:
+    """When ``cards`` cards of ``pool`` should be free for a job queued behind ``ahead``
+    cards of other jobs waiting for the same pool (a fluid estimate: cards, not nodes).
+
+    The look-ahead of a job that could start now on a slower chip but whose faster pool
+    is reserved by another job: the pool's free cards plus the cards its running work
+    releases (in order of expected end, ``released`` from :func:`released_by`) must
+    cover ``ahead + cards``. The job does not fit now, so at least the first release is
+    waited for. None when the known releases never free enough.
+    """
+    sums, ends = released
+    i = bisect_left(sums, max(ahead + cards - pool.free_cards, 1))
+    return None if i == len(sums) else max(ends[i], now)

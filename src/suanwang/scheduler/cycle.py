@@ -195,7 +195,9 @@ def _place(
         later = pick_later(job, found, now_choice, st)
         if later is not None and not later.local:
             return _stage(job, later)
-        if later is not None and now_choice is not None and st.reserve(job, later.pool):
+        if later is not None and now_choice is not None and later.local:
+            if not st.reserve(job, later.pool):
+                st.wait_for(job, later.pool)
             return [Pending(job.id, _faster_reason(later, now_choice), "capacity")]
         if now_choice is not None:
             chosen = now_choice.pool.choose(job.cards_per_node, job.nodes, now_choice.exclude)

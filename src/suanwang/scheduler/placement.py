@@ -16,10 +16,15 @@ long its dataset takes to get there and how fast the job runs on that chip.
   completion time ``start + duration / speed``, where ``start`` is now for a pool that
   fits now and holds the data, ``now + transfer`` for a remote pool with room now, and
   the start estimated from running jobs' expected ends (:func:`~.backfill
-  .earliest_start`) for a local pool that does not fit now.
+  .earliest_start`) for a local pool that does not fit now. A job that fits a slower
+  pool now also weighs a faster pool reserved by another job: its start there is
+  estimated behind the reservation and the jobs already waiting for it
+  (:func:`~.backfill.queued_start`), so a long job does not take a slow chip when
+  waiting in line for a fast one finishes it sooner.
   Ties go to the faster chip, then best fit, then name. With an unknown duration only the
   start counts. A pool that does not fit now is worth waiting for only if the job can
-  reserve it (backfill on, nobody else holds it), so that a wait is never open-ended;
+  reserve it (backfill on) or queue behind its reservation with a known start, so that
+  a wait is never open-ended (and it is weighed again every cycle);
   data is staged only towards a remote pool with room for the gang now.
 
 Not here: quotas (``quota.py``), acting on the choice (``cycle.py``).
@@ -157,9 +162,11 @@ def _flavor_order(job: PendingJob, st: CycleState) -> dict[str, int]:
     return {} if queue is None else {str(f): i for i, f in enumerate(queue.quotas)}
 
 
-def estimated(job: PendingJob, option: Option, st: CycleState) -> Option:
+def estimated(job: PendingJob, option: Option, st: CycleState, *, queued: bool = False) -> Option:
     """``option`` with its start estimated: when its data is there for a remote pool
-    with room now, else from the pool's timeline (for a pool the job can reserve);
+    with room now, else from the pool's timeline (for a pool the job can reserve); with
+    ``queued`` (heterogeneity on), for a local pool reserved by another job, behind that
+    reservation and the jobs already waiting there (:meth:`CycleState.queued_start`);
     unknown otherwise."""
     pool = option.pool
     if option.fits_now:
@@ -170,6 +177,8 @@ def estimated(job: PendingJob, option: Option, st: CycleState) -> Option:
         assert option.transfer is not None
         return option.starting(st.now + option.transfer.seconds)
     if not can_reserve(job, pool, st):
+        if queued and st.policy.heterogeneity and st.policy.backfill:
+            return option.starting(st.queued_start(job, pool))
         return option
     start = st.estimate(job, pool)
     return option.starting(None if start is None else start.at)
@@ -195,7 +204,7 @@ def pick_later(
         ready = st.now + (0.0 if option.transfer is None else option.transfer.seconds)
         if ready + option.run_s >= bound:
             continue
-        candidate = estimated(job, option, st)
+        candidate = estimated(job, option, st, queued=now_choice is not None)
         if candidate.start is not None and (best is None or candidate.rank() < best.rank()):
             best = candidate
     if best is None or (now_choice is not None and best.completion >= now_choice.completion):

@@ -22,7 +22,14 @@ from suanwang.domain.ids import (
     RegionName,
     TenantId,
 )
-from suanwang.scheduler.backfill import Reservation, Start, Timeline, earliest_start
+from suanwang.scheduler.backfill import (
+    Reservation,
+    Start,
+    Timeline,
+    earliest_start,
+    queued_start,
+    released_by,
+)
 from suanwang.scheduler.cache import CycleCache
 from suanwang.scheduler.data import DataMap
 from suanwang.scheduler.decisions import Admit, Placement
@@ -120,6 +127,8 @@ class CycleState:
         timelines: When each pool's cards come free.
         reservations: At most one backfill reservation per pool; its holder's quota is
             booked (:meth:`book_quota`).
+        waiting: Cards of jobs that wait for a pool reserved by another job, rather
+            than start now on a slower chip (:meth:`wait_for`).
         victims: Running jobs that preemption may still choose.
         work: The running jobs by tenant, with their sums (:mod:`~.running`).
         data: WAN links for dataset transfers.
@@ -147,12 +156,16 @@ class CycleState:
     blocked: dict[PoolKey, JobId] = field(default_factory=dict)
     lender_waiting: set[tuple[str, ChipFamily]] = field(default_factory=set)
     booked: set[JobId] = field(default_factory=set)
+    waiting: dict[PoolKey, int] = field(default_factory=dict)
     preemption_attempts: int = 0
     epoch: int = 0
     claims: int = 0
     released: int = 0
     _eligible: dict[_EligibilityKey, tuple[Pool, ...]] = field(default_factory=dict)
     _starts: dict[_StartKey, Start | None] = field(default_factory=dict)
+    _released: dict[tuple[PoolKey, int], tuple[list[int], list[float]]] = field(
+        default_factory=dict
+    )
     _views: dict[tuple[TenantId, int, int], tuple[tuple[int, int], QuotaView]] = field(
         default_factory=dict
     )
@@ -322,6 +335,28 @@ class CycleState:
         self.epoch += 1
         self.book_quota(job, pool)
         return True
+
+    def queued_start(self, job: PendingJob, pool: Pool) -> float | None:
+        """The job's expected start on ``pool`` behind the pool's reservation and the
+        jobs already waiting for it this cycle (:func:`~.backfill.queued_start`)."""
+        reservation = self.reservations.get(pool.key)
+        ahead = self.waiting.get(pool.key, 0)
+        if reservation is not None and reservation.job != job.id:
+            ahead += sum(reservation.need.values())
+        timeline = self.timelines[pool.key]
+        key = (pool.key, timeline.version)
+        released = self._released.get(key)
+        if released is None:
+            released = self._released[key] = released_by(pool, timeline)
+        cards = job.cards_per_node * job.nodes
+        return queued_start(pool, released, cards, ahead, self.now)
+
+    def wait_for(self, job: PendingJob, pool: Pool) -> None:
+        """The job waits for ``pool`` without its reservation: its cards count ahead of
+        later jobs' estimates there, and its quota is booked."""
+        self.waiting[pool.key] = self.waiting.get(pool.key, 0) + job.cards_per_node * job.nodes
+        self.book_quota(job, pool)
+        self.epoch += 1
 
     def block(self, pool: Pool, job: PendingJob) -> None:
         """Strict FIFO: nobody after ``job`` may use ``pool`` this cycle."""
