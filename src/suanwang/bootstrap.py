@@ -337,4 +337,6 @@ def gateway_app_from_env() -> GatewayApp:
     from suanwang.observability import configure_logging
 
     configure_logging(settings.log_level, settings.log_json)
-    return build_gateway_app(settings)
+    return build_gateway_app(
+        settings, config=GatewayConfig(read_timeout_s=settings.gateway_read_timeout_s)
+    )

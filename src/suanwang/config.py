@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     log_level: str = "info"
     log_json: bool = False
     gateway_port: int = Field(8001, ge=1, le=65535, description="OpenAI-compatible gateway")
+    gateway_read_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        le=3600,
+        description="longest wait for an engine's first byte (above a full-context prefill)",
+    )
     redis_url: str | None = Field(None, description="shared gateway limits; in-process if unset")
     redis_prefix: str = Field("suanwang:gw:", min_length=1, max_length=64)
     priority_classes_file: Path | None = Field(
