@@ -125,3 +125,31 @@ def test_streamed_prompt_tokens_equal_the_unstreamed_usage(routes: tuple[str, ..
         assert streamed.prompt_tokens == tokens("what is the capital of France") < templated
     else:  # nothing to count with: the gateway's estimate (about 4 bytes a token)
         assert streamed.prompt_tokens == estimate_tokens("what is the capital of France")
+
+
+def test_the_prompt_counted_is_the_translated_one_the_engine_read() -> None:
+    """Tools through the grammar put a system message before the conversation: a streamed
+    answer without usage is billed the prompt of that body, as the same request unstreamed."""
+    keys, sink = FakeKeys(), MemorySink()
+    key = keys.add("acme")
+    app = make_gateway(
+        [replica("r1", base="llama://x", engine="llama.cpp")],
+        keys=keys,
+        sink=sink,
+        transports={"llama": httpx.ASGITransport(app=FakeLlamaServer(BOTH))},
+    )
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {}}}
+    body = chat_body("weather in Paris?", max_tokens=10, tools=[tool], tool_choice="required")
+
+    async def go() -> None:
+        async with client_for(app) as client:
+            auth = {"authorization": f"Bearer {key}"}
+            for stream in (False, True):
+                r = await client.post(
+                    "/v1/chat/completions", json={**body, "stream": stream}, headers=auth
+                )
+                assert r.status_code == 200
+
+    asyncio.run(go())
+    plain, streamed = sorted(sink.rows.values(), key=lambda r: r.streamed)
+    assert streamed.prompt_tokens == plain.prompt_tokens > tokens(render(body["messages"]))

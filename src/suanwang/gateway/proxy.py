@@ -36,6 +36,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import httpx
@@ -178,7 +179,11 @@ class Proxy:
         self._metrics.refused(call.model, error.code or "invalid_value")
         return error
 
-    async def own_prompt(self, slot: Slot, call: Call) -> int:
+    async def own_prompt(self, slot: Slot, call: Call, routes: Routes | None = None) -> int:
+        """The prompt's tokens as the engine counts them: of the body that replica was sent
+        (translated), when the engine reported no plausible usage."""
+        if routes is not None:
+            call = replace(call, body=routes.plans[slot.replica.replica_id].body)
         counted = await self._upstreams.count_prompt(slot.replica, call)
         return counted if counted is not None else estimate_tokens(call.prompt_text)
 
@@ -193,7 +198,7 @@ class Proxy:
         async with DisconnectWatch(receive) as watch:
             answers = await self._answers(call, routes, meter)
         if watch.gone:
-            prompt = await self.own_prompt(routes.slots[0], call)
+            prompt = await self.own_prompt(routes.slots[0], call, routes)
             await meter.close(499, Outcome.CLIENT_DISCONNECT, prompt, 0)
             return
         for status, body, _ in answers:
@@ -211,7 +216,7 @@ class Proxy:
         usage = answer.get("usage") if isinstance(answer, dict) else None
         counted = content_tokens_of(answer) if call.max_completion else 0
         slot = answers[0][2]
-        own = await self.own_prompt(slot, call) if not has_prompt(usage, call) else 0
+        own = await self.own_prompt(slot, call, routes) if not has_prompt(usage, call) else 0
         prompt, completion = trusted_usage(usage, call, counted, own)
         await meter.close(200, Outcome.OK, prompt, completion)
         await send_bytes(send, 200, body, client_id, None)
@@ -241,8 +246,9 @@ class Proxy:
         """Forward a streamed answer, bill it, then finish it (see the module docstring)."""
         routes = routes_for(call, slots)
         async with self._opened(call, routes, meter) as (response, slot):
-            grammar = routes.plans[slot.replica.replica_id].tool_grammar
-            await self._stream(call, (response, slot, grammar), meter, io)
+            plan = routes.plans[slot.replica.replica_id]
+            sent = replace(call, body=plan.body)  # what a prompt count must see
+            await self._stream(sent, (response, slot, plan.tool_grammar), meter, io)
 
     async def _stream(
         self,
