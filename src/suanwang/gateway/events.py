@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import enum
 import json
-import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +20,8 @@ from typing import Any
 from suanwang.domain.usage import Outcome
 from suanwang.gateway.sse import content_tokens
 
-_FINISHED = re.compile(rb'"finish_reason"\s*:\s*"')
+_FINISHED, _FINISHED_SPACED = b'"finish_reason":"', b'"finish_reason": "'
+"""A finish reason that is a string, as compact and as spaced JSON (engines write one)."""
 
 
 class StreamEnd(enum.Enum):
@@ -86,7 +86,7 @@ def account(data: bytes, tally: Tally) -> bytes | None:
 
     None for an error chunk; ValueError for one that is not JSON.
     """
-    if not tally.finished and _FINISHED.search(data):
+    if not tally.finished and (_FINISHED in data or _FINISHED_SPACED in data):
         tally.finished = True
     if b'"tool_calls"' in data:
         return _tool_chunk(data, tally)
