@@ -54,6 +54,10 @@ class Tuning:
         max_victim_candidates: Running jobs one preemption search looks at, at most.
         max_pending_reports: Plain Pending decisions per cycle after which jobs that can
             change nothing this cycle get no decision (the per-cycle work cap).
+        realloc_min_gain_s: Reallocation: a move must bring a job's expected end
+            forward by more than this.
+        realloc_cooldown_rounds: Reallocation: a job placed within this many rounds
+            moves again only if the gain also exceeds the move's cost.
         max_admissions_per_cycle: Admissions per cycle, at most (as Slurm's
             ``sched_max_job_start``): the cycle stops there and later jobs wait for the
             next one, which keeps a cycle on a large empty fleet under a second.
@@ -70,6 +74,8 @@ class Tuning:
     max_victim_candidates: int = 64
     max_pending_reports: int = 2_000
     max_admissions_per_cycle: int = 2_000
+    realloc_min_gain_s: float = 600.0
+    realloc_cooldown_rounds: int = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +105,8 @@ class Policy:
             that lighter tenants' jobs keep passing becomes the head job that holds its
             pool's backfill reservation.
         pool_choice: Heterogeneity-blind pool choice (see :data:`PoolChoice`).
+        reallocation: Every round, move running work to a chip type where it finishes
+            sooner, counting the cost of the move (:mod:`~suanwang.scheduler.realloc`).
         tuning: Numeric knobs.
     """
 
@@ -114,6 +122,7 @@ class Policy:
     fleet_share: bool = False
     starvation_guard: bool = False
     pool_choice: PoolChoice = "best_fit"
+    reallocation: bool = False
     tuning: Tuning = field(default_factory=Tuning)
 
 
@@ -161,9 +170,10 @@ SUANWANG = Policy(
     fleet_share=True,
     starvation_guard=True,
     pool_choice="best_fit",
+    reallocation=True,
 )
 """Ours: Kueue quotas and preemption, fair sharing (cohort, then fleet) with a starvation
-guard, EASY backfill, heterogeneity- and data-aware placement."""
+guard, EASY backfill, heterogeneity- and data-aware placement, periodic reallocation."""
 
 POLICIES: dict[str, Policy] = {p.name: p for p in (FIFO, SLURM, KUEUE, SUANWANG)}
 """The named policies, by name."""

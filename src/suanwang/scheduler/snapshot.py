@@ -107,6 +107,9 @@ class RunningJob:
     preempted_for: JobId | None = None
     """A ``Preempt`` for this job was issued in favour of that pending job and it has not
     stopped yet: its cards are promised to that job and it is never chosen again."""
+    request: PendingJob | None = None
+    """The job as it was requested (accepted chips, speeds, gang shape, pins), for
+    reallocation (:mod:`~suanwang.scheduler.realloc`); None: it is never moved."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,8 +32,9 @@ from suanwang.simulator.chips import REFERENCE_CHIP, chip_speeds, chip_units
 from suanwang.simulator.cluster import ClusterState
 from suanwang.simulator.errors import InvariantViolation, SimulationError
 from suanwang.simulator.fleet import QuotaPlan, SimFleet, quota_caps
+from suanwang.simulator.moves import Reallocator
 from suanwang.simulator.outcome import Counters, SimOutcome, attempt_records, job_records
-from suanwang.simulator.policies import Policy, takes_cache
+from suanwang.simulator.policies import Policy, scheduler_policy, takes_cache
 from suanwang.simulator.state import (
     Attempt,
     CostModel,
@@ -102,6 +103,13 @@ class Simulation:
         self.config = config
         self.policy = policy
         self.cache = CycleCache() if takes_cache(policy) else None
+        self.moves = Reallocator.of(
+            scheduler_policy(policy),
+            config.cost_model,
+            config.restart_delay_s,
+            config.decision_interval_s,
+        )
+        """Periodic reallocation, when the policy does it (:mod:`.moves`)."""
         """Pools carried between cycles (same decisions, less rebuilding)."""
         self.fleet = fleet
         self.cluster = ClusterState(fleet)
@@ -207,7 +215,7 @@ class Simulation:
 
     def _cycle(self) -> None:
         self.cycle_at = None
-        if not self.pending:
+        if not self.pending and (self.moves is None or not self.running):
             return
         snapshot = self._snapshot()
         started = time.perf_counter()
@@ -216,6 +224,8 @@ class Simulation:
         else:
             cached: Callable[..., list[Decision]] = self.policy
             decisions = cached(snapshot, cache=self.cache)
+        if self.moves is not None:
+            decisions = self.moves.extend(snapshot, decisions)
         self.policy_wall_s += time.perf_counter() - started
         self.cycles += 1
         if not self._apply(decisions):
@@ -321,6 +331,7 @@ class Simulation:
         del self.pending[job.spec.job_id]
         self.running[job.spec.job_id] = job
         del self.pending_views[job.spec.job_id]
+        job.request = job.view
         job.state, job.staging_to, job.view = JobState.RUNNING, None, None
         self._refresh_running(job)
         if job.first_start is None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from suanwang.scheduler import Decision, Snapshot, cycle
 from suanwang.scheduler.cache import CycleCache
+from suanwang.scheduler.policy import Policy as SchedulerPolicy
 from suanwang.simulator.errors import SimulationError
 
 Policy = Callable[[Snapshot], list[Decision]]
@@ -80,4 +81,17 @@ def resolve_policy(name: str) -> Policy:
         return decisions
 
     run.__name__ = f"cycle_{name}"
+    setattr(run, SCHEDULER_POLICY, chosen)
     return run
+
+
+SCHEDULER_POLICY = "scheduler_policy"
+"""The attribute of a resolved policy that holds the scheduler's ``Policy`` object
+(what :func:`scheduler_policy` reads, e.g. for reallocation)."""
+
+
+def scheduler_policy(policy: Policy) -> SchedulerPolicy | None:
+    """The scheduler ``Policy`` behind a resolved policy, or None (``default``, or a
+    callable of the caller's own)."""
+    found = getattr(policy, SCHEDULER_POLICY, None)
+    return found if isinstance(found, SchedulerPolicy) else None

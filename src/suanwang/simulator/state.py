@@ -93,6 +93,8 @@ class SimJob:
     reason: str = ""
     attempts: list[Attempt] = field(default_factory=list)
     view: PendingJob | None = None
+    request: PendingJob | None = None
+    """Its last pending view, kept while it runs (what reallocation moves)."""
 
     @property
     def attempt(self) -> Attempt:
@@ -165,6 +167,7 @@ def running_view(job: SimJob, now: float, cost: CostModel) -> RunningJob:
         preemptible=job.spec.preemptible,
         last_checkpoint_at=checkpoint,
         checkpoint_interval_s=job.spec.checkpoint_interval_s,
+        request=job.request,
     )
     attempt.view_until = until
     return attempt.view
