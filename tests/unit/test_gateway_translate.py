@@ -197,3 +197,10 @@ def test_fields_openai_refuses_are_400_naming_the_param(fields: dict[str, Any], 
 def test_tools_count_toward_the_prompt_bound() -> None:
     plain, with_tools = call_of(), call_of(tools=[WEATHER])
     assert with_tools.prompt_bound >= plain.prompt_bound + len(json.dumps([WEATHER])) + 512
+
+
+@pytest.mark.parametrize("field", ["grammar", "json_schema"])
+def test_llama_cpp_extensions_that_would_make_it_answer_500_are_refused(field: str) -> None:
+    error = refusal({field: 'root ::= "a"'})
+    assert (error.param, error.code) == (field, "unsupported_parameter")
+    assert plan_for(call_of(**{field: "x"}), ENGINES["vllm"]).body[field] == "x"

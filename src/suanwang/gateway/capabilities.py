@@ -55,6 +55,8 @@ class Capabilities:
     n_stream: bool = False
     """Several choices in one stream (each choice's usage chunk is summed by the gateway)."""
     logprobs: bool = False
+    refused_fields: frozenset[str] = frozenset()
+    """Engine extensions a caller may not send (they bypass the gateway's checks)."""
 
 
 _VLLM = Capabilities(
@@ -78,6 +80,9 @@ ENGINES: dict[str, Capabilities] = {
         json_object=True,
         n_stream=True,  # unstreamed, its usage counts the first choice only
         logprobs=True,
+        # its own structured output: with response_format (ours, for tools) it answers 500
+        # ("Cannot use both json_schema and grammar"), which would count against the replica
+        refused_fields=frozenset({"grammar", "json_schema"}),
     ),
     "vllm": _VLLM,
     "vllm-ascend": replace(_VLLM, engine="vllm-ascend"),

@@ -87,6 +87,9 @@ def plan_for(call: Call, caps: Capabilities) -> Plan:
     if caps.passthrough or call.endpoint == "embeddings":
         return Plan(call.body)
     body = call.body
+    for field in caps.refused_fields & body.keys():
+        message = f"'{field}' is not an OpenAI parameter: use 'response_format'"
+        raise bad_request(message, field, UNSUPPORTED)
     changes: dict[str, Any] = {}
     grammar = False
     chat = call.endpoint == "chat/completions"
