@@ -339,3 +339,15 @@ def test_data_blind_policies_ignore_datasets() -> None:
     job = J("x", chip="metax", cards_per_node=8, duration_s=1_000, dataset=DATA)
     nodes = [slow(1), slow(2, cluster="c3")]
     assert decide(nodes, [job], LOCAL_BUSY, policy=KUEUE) == [("x", REMOTE)]
+
+
+def test_jobs_that_waited_go_shortest_remaining_work_first() -> None:
+    # Both waited longer than gain_max_wait_s (1 h) at equal priority: the shorter one
+    # takes the only node (shortest remaining work first lowers the average JCT);
+    # before, submission order put the 50,000 s job first.
+    jobs = [
+        J("long", chip="any", seq=0, cards_per_node=8, duration_s=50_000),
+        J("short", chip="any", seq=1, cards_per_node=8, duration_s=1_000),
+    ]
+    snapshot = make_snapshot([fast(1)], jobs, chip_speed=SPEEDS, now=NOW + 7_200)
+    assert [brief(d) for d in cycle(snapshot)] == [("short", FAST), ("long", "capacity")]

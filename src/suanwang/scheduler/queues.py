@@ -196,9 +196,10 @@ def priority_key(
     gain_of: Callable[[PendingJob], float] | None,
     share_of: Callable[[TenantId], Any] | None = None,
 ) -> Callable[[PendingJob], SortKey]:
-    """Sort key of the ``priority`` ordering, with the high-gain head start if given,
-    and the tenant's (fixed) share right after the priority if given (a number or a
-    tuple such as :func:`share_key`'s). With the starvation guard, overdue jobs
+    """Sort key of the ``priority`` ordering, with the high-gain head start if given
+    (jobs that waited over ``gain_max_wait_s`` go before it, shortest remaining work
+    first), and the tenant's (fixed) share right after the priority if given (a number
+    or a tuple such as :func:`share_key`'s). With the starvation guard, overdue jobs
     (:func:`overdue`) go before the others of their priority: by share, then oldest
     first (no high-gain head start)."""
     if gain_of is None and share_of is None and not policy.starvation_guard:
@@ -209,8 +210,10 @@ def priority_key(
         share: Any = 0.0 if share_of is None else share_of(job.tenant)
         if overdue(job, now, policy):
             return (-job.priority, 0, share, job.submitted_at, 0, 0.0, job.seq, job.id)
-        if gain_of is None or now - job.submitted_at > max_wait_s:
+        if gain_of is None:
             return (-job.priority, 1, share, 0.0, 0, 0.0, job.seq, job.id)
+        if now - job.submitted_at > max_wait_s:  # shortest remaining work first
+            return (-job.priority, 1, share, 0.0, 0, job.duration_s or 0.0, job.seq, job.id)
         return (-job.priority, 1, share, 0.0, 1, -gain_of(job), job.seq, job.id)
 
     return key
