@@ -9,20 +9,23 @@ one run, one engine at a time:
 - ``llama-server``: the configuration suanwang launches (:func:`llama_server_command` with
   the default :class:`LlamaServer`: parallel slots with continuous batching, the catalogue's
   context in every slot, ``SUANWANG_LLAMA_THREADS`` threads);
-- ``llama-server-1t``: the same with one thread (``--quick`` skips it), the thread count of
-  the engine before, so that engine and threads are compared one at a time;
+- ``llama-server-1t`` (or ``-2t``): the same with the other thread count (1 or 2), so that
+  the engine and the thread count are compared one at a time;
 - ``llama-cpp-python``: the engine before (``benchmarks/llama_cpp_python_server.py``: one
   thread, n_ctx 4096), skipped with the reason printed where ``llama_cpp`` is not importable.
 
 Per case: requests/s, output tokens/s (the engine's ``usage.completion_tokens``, else the
 content chunks), time to first token p50/p99 (streams; time to the whole answer otherwise),
 and the share of complete answers (HTTP 200, content, ``finish_reason`` set, and ``[DONE]``
-for streams). Per arm: the engine's threads and slots, its resident memory once loaded, the
-KV cache size it logged, and the throughput ratio (aggregate output tokens/s at 16 streams
+for streams; else what was missing, an HTTP status or an exception's name). Per arm: the
+engine's threads and slots, its resident memory, the KV cache it allocates (slots x context
+x 22.5 KiB), and the throughput ratio (aggregate output tokens/s at 16 streams
 over 1 stream, same engine, same threads; issue 10 asks for >= 1.5 with 100 % complete).
 
-Run: ``.venv/bin/python benchmarks/serving.py [--quick]``; writes
-``benchmarks/results/serving.json`` and ``.md`` (``--name`` for other files). Not run in CI.
+Run: ``.venv/bin/python benchmarks/serving.py [--quick]`` (``--quick``: 1 and 16 clients);
+writes ``benchmarks/results/serving.json`` and ``.md`` (``--name`` for other files). The
+machine's load average is recorded: on 2 shared cores other work changes the numbers a lot
+(see docs/models.md). Not run in CI.
 """
 
 from __future__ import annotations
@@ -33,29 +36,37 @@ import importlib.util
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-from gateway import ROOT, free_port, setup_database, start
+import sqlalchemy as sa
+from gateway import ROOT, free_port, start
 
 from suanwang.config import Settings
-from suanwang.engines.launch import LlamaServer, llama_server_binary, llama_server_command
+from suanwang.engines.launch import (
+    LlamaServer,
+    artifact_path,
+    llama_server_binary,
+    llama_server_command,
+)
 from suanwang.services.models import default_models
 
 RESULTS = ROOT / "benchmarks/results"
 GATEWAY_APP = "suanwang.bootstrap:gateway_app_from_env"
 CHAT = "smollm2-135m-instruct"
-MAX_TOKENS = 32
+MAX_TOKENS = 48
 TIMEOUT_S = 300.0
 CONCURRENCY = (1, 4, 16, 64)
-ROUNDS = {1: 4, 4: 2, 16: 1, 64: 1}
+ROUNDS = {1: 3, 4: 1, 16: 1, 64: 1}
 """Requests each client sends one after another, per concurrency."""
 
 
@@ -70,19 +81,18 @@ class Arm:
     env: dict[str, str]
 
 
-def arms(quick: bool) -> list[Arm]:
+def arms() -> list[Arm]:
     model = default_models()[CHAT]
     assert model.artifact
-    from suanwang.engines.launch import artifact_path
-
     weights = artifact_path(model.artifact)
     chosen = LlamaServer(Settings().llama_threads, Settings().llama_slots)
     binary = llama_server_binary()
     env = {**os.environ, "LD_LIBRARY_PATH": str(binary.parent)}
-    servers = [chosen] if quick or chosen.threads == 1 else [chosen, LlamaServer(1, chosen.slots)]
+    other = LlamaServer(2 if chosen.threads == 1 else 1, chosen.slots)
+    servers = [chosen, other]
     found = []
     for server in servers:
-        suffix = "" if server == chosen else f"-{server.threads}t"
+        suffix = "" if server == chosen else f"-{server.threads}t"  # the default has none
         command = list(llama_server_command(str(binary), model, weights, 0, server))
         found.append(
             Arm(f"llama-server{suffix}", "llama-server", server.threads, server.slots,
@@ -126,6 +136,8 @@ class Answer:
     tokens: int
     first_s: float
     total_s: float
+    error: str = ""
+    """Why it is not complete: an HTTP status, an exception's name, or what was missing."""
 
 
 async def one(client: httpx.AsyncClient, url: str, key: str | None, i: int, stream: bool) -> Answer:
@@ -145,17 +157,27 @@ async def one(client: httpx.AsyncClient, url: str, key: str | None, i: int, stre
             total = time.perf_counter() - started
             return _plain(response, total)
         return await _streamed(client, url, body, headers, started)
-    except httpx.HTTPError:
-        return Answer(False, 0, 0.0, time.perf_counter() - started)
+    except httpx.HTTPError as exc:
+        return Answer(False, 0, 0.0, time.perf_counter() - started, type(exc).__name__)
 
 
 def _plain(response: httpx.Response, total: float) -> Answer:
     if response.status_code != 200:
-        return Answer(False, 0, total, total)
+        return Answer(False, 0, total, total, f"HTTP {response.status_code}")
     answer = response.json()
     choice = answer["choices"][0]
-    ok = bool(choice["message"].get("content")) and bool(choice.get("finish_reason"))
-    return Answer(ok, int((answer.get("usage") or {}).get("completion_tokens", 0)), total, total)
+    missing = _missing(bool(choice["message"].get("content")), choice.get("finish_reason"), True)
+    tokens = int((answer.get("usage") or {}).get("completion_tokens", 0))
+    return Answer(not missing, tokens, total, total, missing)
+
+
+def _missing(content: bool, finish: str | None, done: bool) -> str:
+    """What an answer lacks to be complete ('' if nothing)."""
+    return ", ".join(
+        name
+        for name, there in (("content", content), ("finish_reason", finish), ("[DONE]", done))
+        if not there
+    )
 
 
 async def _streamed(
@@ -165,7 +187,7 @@ async def _streamed(
     async with client.stream("POST", url, json=body, headers=headers) as response:
         if response.status_code != 200:
             await response.aread()
-            return Answer(False, 0, 0.0, time.perf_counter() - t0)
+            return Answer(False, 0, 0.0, time.perf_counter() - t0, f"HTTP {response.status_code}")
         async for line in response.aiter_lines():
             if line == "data: [DONE]":
                 done = True
@@ -177,14 +199,17 @@ async def _streamed(
                         chunks += 1
                         first = first or time.perf_counter() - t0
                     finish = choice.get("finish_reason") or finish
-    ok = done and chunks > 0 and finish is not None
-    return Answer(ok, usage or chunks, first, time.perf_counter() - t0)
+    missing = _missing(chunks > 0, finish, done)
+    return Answer(not missing, usage or chunks, first, time.perf_counter() - t0, missing)
 
 
 async def case(
     url: str, key: str | None, concurrency: int, stream: bool, rounds: int
 ) -> dict[str, Any]:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    # A new connection per request: llama-server closes some keep-alive connections after a
+    # streamed answer without saying so, and a reused one then fails at once ("Server
+    # disconnected"); the gateway's own pool retries those on a fresh connection.
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=TIMEOUT_S, limits=limits, trust_env=False) as client:
         await one(client, url, key, -1, stream)  # warm: connections, the prompt cache
 
@@ -198,8 +223,10 @@ async def case(
         wall = time.perf_counter() - started
     firsts = sorted(a.first_s for a in answers if a.ok) or [0.0]
     tokens = sum(a.tokens for a in answers)
+    errors = Counter(a.error for a in answers if not a.ok)
     return {
         "requests": len(answers),
+        "incomplete": dict(errors),
         "complete": sum(a.ok for a in answers),
         "complete_share": round(sum(a.ok for a in answers) / len(answers), 3),
         "wall_s": round(wall, 2),
@@ -232,6 +259,7 @@ def run_arm(
     arm: Arm, tmp: Path, db_url: str, key: str, gw_env: dict[str, str], quick: bool
 ) -> dict[str, Any]:
     port, gw_port = free_port(), free_port()
+    load_at_start = os.getloadavg()[0]
     log = tmp / f"{arm.name}.log"
     engine = start(with_port(arm.command, port), arm.env, log)
     gateway = None
@@ -276,6 +304,7 @@ def run_arm(
         "rss_mib_loaded": loaded,
         "rss_mib_after": peak,
         "kv_cache_mib": kv_cache_mib(arm),
+        "load_average_1m": [load_at_start, os.getloadavg()[0]],
         "cases": cases,
         "ratio_16_vs_1": ratios(cases),
     }
@@ -294,13 +323,55 @@ def ratios(cases: list[dict[str, Any]]) -> dict[str, float | None]:
     return out
 
 
-def point_replica(db_url: str, base: str) -> None:
-    """The benchmark's replica (a llama.cpp deployment, so the gateway counts prompts as for
-    one) now at ``base``."""
-    import sqlalchemy as sa
+def setup_database(tmp: Path) -> tuple[str, str]:
+    """A migrated SQLite database with tenant ``bench`` (no effective limits) and its key,
+    and the model's deployment: one ``llama.cpp`` replica whose URL each arm sets. The
+    benchmark starts the engines itself (one of them is no longer one suanwang launches),
+    so it writes that row as the control plane would; the platform's own launch of
+    llama-server is what tests/integration/test_engines_real.py checks."""
+    from suanwang.bootstrap import build_platform
+    from suanwang.domain.limits import KeyLimits, TenantLimits
+    from suanwang.domain.tenancy import Principal, Scope
+    from suanwang.services.limits import GatewayLimits
 
+    db_url = f"sqlite:///{tmp / 'bench.db'}"
+    platform_ = build_platform(Settings(data_dir=tmp, database_url=db_url))
+    op = Principal("system", Scope.OPERATOR, None)
+    platform_.tenancy.create_tenant("bench", "bench", {})
+    key = platform_.tenancy.create_key(
+        op, tenant="bench", scope=Scope.TENANT_MEMBER, name="bench", expires_in_s=None
+    )
+    limits = GatewayLimits(platform_.uows, platform_.clock)
+    limits.set_tenant_limits(
+        op, "bench", TenantLimits(rpm=10**9, tpm=10**12, token_quota=10**13, period_s=86400)
+    )
+    limits.set_key_limits(op, key.record.id, KeyLimits(rpm=10**9, tpm=10**12, models=(CHAT,)))
+    platform_.uows.engine.dispose()  # type: ignore[attr-defined]
+    now = time.time()
     with sa.create_engine(db_url).begin() as conn:
-        conn.execute(sa.text("UPDATE deployments SET engine = 'llama.cpp' WHERE id = 'dep-bench'"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO deployments (id, tenant, model, cluster, engine, replicas, state,"
+                " spec, created_at, updated_at, version) VALUES ('dep-bench', NULL, :m, 'local',"
+                " 'llama.cpp', 1, 'active', '{}', :now, :now, 1)"
+            ),
+            {"m": CHAT, "now": now},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO replicas (id, deployment, number, job, state, base_url, simulated,"
+                " chip, reason, failures, restarts, port, created_at, ready_at, last_health_at)"
+                " VALUES ('dep-bench-0', 'dep-bench', 0, NULL, 'ready', '', false, 'cpu', '', 0,"
+                " 0, NULL, :now, :now, :now)"
+            ),
+            {"now": now},
+        )
+    return db_url, key.secret
+
+
+def point_replica(db_url: str, base: str) -> None:
+    """The benchmark's replica now at ``base``."""
+    with sa.create_engine(db_url).begin() as conn:
         conn.execute(
             sa.text("UPDATE replicas SET base_url = :b WHERE id = 'dep-bench-0'"), {"b": base}
         )
@@ -308,14 +379,14 @@ def point_replica(db_url: str, base: str) -> None:
 
 def run(quick: bool) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="serving-bench-"))
-    db_url, key = setup_database(tmp, 1)  # the replica's URL is set per arm
+    db_url, key = setup_database(tmp)  # the replica's URL is set per arm
     gw_env = {
         **os.environ,
         "SUANWANG_DATA_DIR": str(tmp),
         "SUANWANG_DATABASE_URL": db_url,
         "SUANWANG_LOG_LEVEL": "warning",
     }
-    results = [run_arm(arm, tmp, db_url, key, gw_env, quick) for arm in arms(quick)]
+    results = [run_arm(arm, tmp, db_url, key, gw_env, quick) for arm in arms()]
     return {
         "benchmark": "serving",
         "model": CHAT,
@@ -369,9 +440,14 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _stop(signum: int, _frame: object) -> None:
+    raise SystemExit(f"stopped by signal {signum}")
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _stop)
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="1 and 16 clients, fewer arms")
+    parser.add_argument("--quick", action="store_true", help="1 and 16 clients, fewer requests")
     parser.add_argument("--name", default="serving", help="results file name")
     args = parser.parse_args()
     result = run(args.quick)
