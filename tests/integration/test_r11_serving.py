@@ -7,8 +7,10 @@ the gateway, on the session's live stack (fixture ``live_engines``).
 - a plain request arriving while a stream runs does not cut that stream, and is answered
   before the stream ends.
 
-Both failed on the engine used before (llama-cpp-python's server: one request at a time,
-the running one interrupted by the next: concurrent streams came back empty).
+Both fail on the engine used before (llama-cpp-python's server: one request at a time, the
+running one interrupted by the next). Checked with local replicas launching
+benchmarks/llama_cpp_python_server.py instead (n_ctx 4096, 1 thread): "a stream came back
+without content" and "the stream was cut" (no ``finish_reason``).
 """
 
 from __future__ import annotations
