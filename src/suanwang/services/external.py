@@ -161,12 +161,7 @@ class ExternalEndpoints:
                 uow.deployments.update_replica(before.replica.id, restart)
             uow.deployments.update_deployment(deployment_id, now, DeploymentChange())
             after = self._detail(uow, deployment_id)
-            audit.record(
-                uow, principal, AuditAction.DEPLOYMENT_UPDATE, deployment_id,
-                tenant=after.deployment.tenant, at=now,
-                before=_audit_value(before.deployment, before.endpoint),
-                after=_audit_value(after.deployment, after.endpoint),
-            )  # fmt: skip
+            _record_change(uow, principal, AuditAction.DEPLOYMENT_UPDATE, (before, after), now)
             uow.commit()
             return after
 
@@ -186,12 +181,7 @@ class ExternalEndpoints:
                 stopped = ReplicaChange(state=ReplicaState.STOPPED, reason="removed", base_url="")
                 uow.deployments.update_replica(before.replica.id, stopped)
             after = self._detail(uow, deployment_id)
-            audit.record(
-                uow, principal, AuditAction.DEPLOYMENT_DELETE, deployment_id,
-                tenant=after.deployment.tenant, at=now,
-                before=_audit_value(before.deployment, before.endpoint),
-                after=_audit_value(after.deployment, after.endpoint),
-            )  # fmt: skip
+            _record_change(uow, principal, AuditAction.DEPLOYMENT_DELETE, (before, after), now)
             uow.commit()
             return after
 
@@ -353,6 +343,22 @@ def _external_prices(uow: UnitOfWork, catalogue: set[str]) -> dict[str, TokenPri
             into = active if dep.state is DeploymentState.ACTIVE else removed
             into[dep.model] = e.price
     return removed | active
+
+
+def _record_change(
+    uow: UnitOfWork,
+    principal: Principal,
+    action: AuditAction,
+    change: tuple[ExternalDetail, ExternalDetail],
+    now: float,
+) -> None:
+    """Audit an update or removal: the endpoint before and after (never the credential)."""
+    before, after = change
+    audit.record(
+        uow, principal, action, after.deployment.id, tenant=after.deployment.tenant, at=now,
+        before=_audit_value(before.deployment, before.endpoint),
+        after=_audit_value(after.deployment, after.endpoint),
+    )  # fmt: skip
 
 
 def _audit_value(dep: DeploymentRecord, endpoint: ExternalEndpoint) -> dict[str, object]:
