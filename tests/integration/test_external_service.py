@@ -12,11 +12,13 @@ import pytest
 
 from suanwang.adapters.crypto import FernetBox
 from suanwang.adapters.db.deployments_repo import SqlReplicaDirectory
+from suanwang.domain.audit import AuditQuery
 from suanwang.domain.errors import Conflict, Forbidden, ValidationError
 from suanwang.domain.external import HealthCheck
 from suanwang.domain.serving import TokenPrice
 from suanwang.domain.tenancy import Principal, Scope
 from suanwang.ports import ProbeTarget
+from suanwang.services.audit import AuditLog
 from suanwang.services.external import ExternalEndpoints, ExternalSpec, ExternalUpdate
 from suanwang.services.models import default_models
 from suanwang.services.platform import Platform
@@ -175,3 +177,25 @@ def test_update_and_remove(world: World) -> None:
         world.externals.update(OP, dep, ExternalUpdate(upstream_model="x"))
     assert world.externals.registered(OP) == []
     assert SqlReplicaDirectory(world.platform.uows, world.box).ready_replicas() == []
+
+
+def test_register_update_and_remove_are_audited_without_the_credential(world: World) -> None:
+    spec = ExternalSpec("partner", "https://models.example.com/v1", credential="sk-secret-1")
+    dep = world.externals.register(OP, spec).deployment.id
+    world.externals.update(OP, dep, ExternalUpdate(credential="sk-secret-2"))
+    world.externals.remove(OP, dep)
+    page = AuditLog(world.platform.uows).entries(OP, AuditQuery(resource_id=dep))
+    entries = list(reversed(page.entries))
+    assert [e.action.value for e in entries] == [
+        "deployment.create",
+        "deployment.update",
+        "deployment.delete",
+    ]
+    update, delete = entries[1], entries[2]
+    assert update.before is not None
+    assert update.after is not None
+    assert (update.before["has_credential"], update.after["has_credential"]) == (True, True)
+    assert delete.after is not None
+    assert delete.after["has_credential"] is False
+    assert delete.after["state"] == "deleted"
+    assert "sk-secret" not in repr(entries)
