@@ -114,6 +114,7 @@ def build_platform(
             catalogue,
             after_reconcile=(deployments.converge, ComputeMeter(uows, clock).tick),
             benchmark_tenant=settings.benchmark_tenant or None,
+            realloc_interval_s=settings.realloc_interval_s,
         ),
         deployments=deployments,
         catalogue=catalogue,

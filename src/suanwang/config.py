@@ -23,6 +23,13 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     tick_s: float = Field(0.5, gt=0, le=60, description="control-loop period")
     sim_speedup: float = Field(1.0, gt=0, le=1e6, description="simulated clock speed")
+    realloc_interval_s: float = Field(
+        0.0,
+        ge=0,
+        le=86_400,
+        description="seconds between reallocation rounds that move running jobs to faster "
+        "chips (0: off)",
+    )
     cancel_grace_s: float = Field(10.0, ge=0, le=3600)
     max_body_bytes: int = Field(1 << 20, ge=1024)
     log_follow_per_key: int = Field(4, ge=1, le=10_000, description="log follow streams per key")

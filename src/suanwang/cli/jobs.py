@@ -340,6 +340,8 @@ def _show_summary(job: dict[str, Any]) -> None:
         else "real job"
     )
     say(f"asked for: {resources_text(spec)} ({kind})")
+    if job.get("placement_hint"):
+        say(f"placement hint: {job['placement_hint']} (moved there by reallocation)")
     if spec.get("command"):
         say(f"command: {shlex.join(spec['command'])}")
     if spec.get("network"):

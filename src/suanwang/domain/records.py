@@ -81,6 +81,12 @@ class JobRecord:
     updated_at: float
     version: int
     preempt_reason: str | None = None
+    hint_cluster: str | None = None
+    """Placement hint left by a reallocation move: the cluster and chip the job should be
+    admitted on next (:mod:`~suanwang.services.moves`); None: no hint."""
+    hint_chip: str | None = None
+    hint_cycles: int = 0
+    """Admission cycles the hint is still honoured for; it is dropped at 0."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +102,9 @@ class JobChange:
     attempts: int | Unchanged = UNCHANGED
     cancel_requested: bool | Unchanged = UNCHANGED
     preempt_reason: str | Unchanged | None = UNCHANGED
+    hint_cluster: str | Unchanged | None = UNCHANGED
+    hint_chip: str | Unchanged | None = UNCHANGED
+    hint_cycles: int | Unchanged = UNCHANGED
 
 
 @dataclass(frozen=True, slots=True)

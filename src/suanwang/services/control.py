@@ -1,6 +1,7 @@
 """The control loop: reconcile runs with backends, schedule queued jobs, dispatch admissions.
 
-One :meth:`ControlLoop.tick` does the three steps in order. Every step is safe to repeat
+One :meth:`ControlLoop.tick` does the steps in order (reconcile, schedule, reallocate when
+a round is due, dispatch). Every step is safe to repeat
 and safe to interrupt with kill -9:
 
 - *schedule* records each admission (attempt + allocations) in the database before any
@@ -10,6 +11,9 @@ and safe to interrupt with kill -9:
 - *reconcile* polls live attempts and finishes them; a job's version column makes every
   state change compare-and-set, so two control planes cannot both finish one attempt.
 
+- *reallocate* (its own slower round, :mod:`~suanwang.services.moves`) records moves as
+  preemptions with a placement hint, which reconcile and the next cycles carry out.
+
 A backend that raises while launching or polling one attempt fails that job alone (logged,
 with the error as its reason and event, no retry): one bad job cannot stop the tick for the
 others.
@@ -18,7 +22,7 @@ others.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 
@@ -42,6 +46,7 @@ from suanwang.scheduler import Admit, Pending, cycle
 from suanwang.scheduler.cache import CycleCache
 from suanwang.scheduler.decisions import Preempt, StageDataset
 from suanwang.services.learning import LearnedSpeeds
+from suanwang.services.moves import NO_HINT, Reallocation, age_hints, with_hints
 from suanwang.services.snapshots import build_snapshot
 
 log = structlog.get_logger("suanwang.control")
@@ -65,6 +70,7 @@ class TickReport:
     admitted: list[str] = field(default_factory=list)
     dispatched: list[str] = field(default_factory=list)
     finished: list[str] = field(default_factory=list)
+    moved: list[str] = field(default_factory=list)
 
 
 class ControlLoop:
@@ -78,6 +84,7 @@ class ControlLoop:
         catalogue: Catalogue,
         after_reconcile: Sequence[Callable[[], None]] = (),
         benchmark_tenant: str | None = PUBLIC_TENANT,
+        realloc_interval_s: float = 0.0,
     ) -> None:
         self._uows = uows
         self._backends = backends
@@ -90,6 +97,8 @@ class ControlLoop:
         self._cache = CycleCache()
         """Kept across ticks: each snapshot is new, so equal nodes and running jobs are
         recognised by value; it changes what a tick costs, never its decisions."""
+        self._realloc = Reallocation(catalogue, realloc_interval_s)
+        """The slower reallocation round (:mod:`~suanwang.services.moves`); 0 = off."""
 
     def tick(self) -> TickReport:
         report = TickReport()
@@ -97,8 +106,22 @@ class ControlLoop:
         for step in self._after_reconcile:
             step()
         self.schedule(report)
+        self.reallocate(report)
         self.dispatch(report)
         return report
+
+    # --- reallocate ---------------------------------------------------------------------
+    def reallocate(self, report: TickReport) -> None:
+        """Run a reallocation round if one is due: record moves for reconcile to carry out."""
+        now = self._clock.now()
+        if not self._realloc.due(now):
+            return
+        with self._uows() as uow:
+            uow.lock_scheduler()
+            running = [uow.jobs.job(a.job) for a in uow.jobs.live_attempts()]
+            wanted = {(j.tenant, j.spec.kind) for j in running if j is not None and j.spec.kind}
+            report.moved.extend(self._realloc.run(uow, now, self._learned.book(uow, wanted)))
+            uow.commit()
 
     # --- schedule -----------------------------------------------------------------------
     def schedule(self, report: TickReport) -> None:
@@ -111,6 +134,7 @@ class ControlLoop:
             learned = self._learned.book(uow, wanted)
             snapshot = build_snapshot(uow, queued, self._catalogue, self._clock.now(), learned)
             by_id = {j.id: j for j in queued}
+            snapshot = with_hints(snapshot, by_id)
             names = {n.id: n.name for n in snapshot.nodes}
             backends = {c.name: c.backend for c in uow.fleet.clusters()}
             now = self._clock.now()
@@ -127,6 +151,7 @@ class ControlLoop:
                         report.admitted.append(job.id)
                 elif isinstance(decision, Pending) and decision.reason != job.reason:
                     uow.jobs.update_job(job, now, JobChange(reason=decision.reason))
+            age_hints(uow, queued, set(report.admitted), snapshot.nodes, now)
             uow.commit()
 
     def _request_preemption(self, uow: UnitOfWork, decision: Preempt, now: float) -> None:
@@ -142,8 +167,11 @@ class ControlLoop:
         decision = placed.decision
         number = job.attempts + 1
         check_transition(job.state, JobState.ADMITTED)
-        admitted = JobChange(
-            state=JobState.ADMITTED, attempts=number, reason=f"admitted to {decision.cluster}"
+        admitted = replace(
+            NO_HINT,
+            state=JobState.ADMITTED,
+            attempts=number,
+            reason=f"admitted to {decision.cluster}",
         )
         if not uow.jobs.update_job(job, now, admitted):
             return False
@@ -275,7 +303,9 @@ class ControlLoop:
             job = uow.jobs.job(attempt.job)
             if job is None or job.state.terminal:
                 return
-            target, reason = _outcome(job, attempt, status, retry=retry)
+            earlier = uow.jobs.attempts(job.id)
+            preempted = sum(a.state is AttemptState.PREEMPTED for a in earlier)
+            target, reason = _outcome(job, attempt, status, retry=retry, preempted=preempted)
             check_transition(job.state, target)
             finished = JobChange(state=target, reason=reason, preempt_reason=None)
             if not uow.jobs.update_job(job, now, finished):
@@ -304,9 +334,16 @@ def _stop_reason(job: JobRecord | None) -> str | None:
 
 
 def _outcome(
-    job: JobRecord, attempt: AttemptRecord, status: RunStatus, *, retry: bool = True
+    job: JobRecord,
+    attempt: AttemptRecord,
+    status: RunStatus,
+    *,
+    retry: bool = True,
+    preempted: int = 0,
 ) -> tuple[JobState, str]:
-    retries_left = retry and job.spec.retries >= attempt.number
+    """The job's next state after ``attempt`` ended; ``preempted`` earlier attempts were
+    stopped by preemption or a move and used none of the job's retries."""
+    retries_left = retry and job.spec.retries >= attempt.number - preempted
     if status.state is AttemptState.SUCCEEDED:
         return JobState.SUCCEEDED, f"attempt {attempt.number} exited 0"
     if job.cancel_requested:

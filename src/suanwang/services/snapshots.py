@@ -1,6 +1,7 @@
 """Builds the scheduler's :class:`~suanwang.scheduler.Snapshot` from the database.
 
-Nodes with free cards, queued jobs, running jobs (for preemption and backfill), tenant
+Nodes with free cards, queued jobs, running jobs (for preemption, backfill and reallocation:
+each carries its request, and its last checkpoint for the cost of a move), tenant
 quotas (caps for tenants outside a cohort, Kueue-style queues for tenants in one), WAN
 links, and per-chip speed and normalised units from the chip catalogue. One unit is one
 V100-equivalent: 125 dense FP16 TFLOPS.
@@ -187,4 +188,5 @@ def _running(
         preemptible=job.spec.preemptible,
         last_checkpoint_at=attempt.last_checkpoint_at,
         checkpoint_interval_s=job.spec.checkpoint_interval_s,
+        request=pending_job(job, learned),
     )

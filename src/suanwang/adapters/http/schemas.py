@@ -219,6 +219,11 @@ class JobPublic(BaseModel):
     created_at: float
     updated_at: float
     network: str = Field(description="what the job reaches: none, or gateway")
+    placement_hint: str | None = Field(
+        None,
+        description="where a reallocation move sends the job next: cluster/chip "
+        "(honoured for a few admission cycles, then dropped)",
+    )
     spec: dict[str, Any]
     attempt_history: list[AttemptPublic] | None = None
     events: list[EventPublic] | None = None

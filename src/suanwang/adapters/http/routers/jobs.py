@@ -39,6 +39,7 @@ def job_public(job: JobRecord, detail: JobDetail | None = None) -> JobPublic:
         created_at=job.created_at,
         updated_at=job.updated_at,
         network=job.spec.network.value,
+        placement_hint=f"{job.hint_cluster}/{job.hint_chip}" if job.hint_cluster else None,
         spec=spec_to_dict(job.spec),
     )
     if detail is not None:
