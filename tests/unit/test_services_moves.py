@@ -206,3 +206,18 @@ def test_a_moved_attempt_uses_no_retry(plane: Plane) -> None:
     plane.loop.tick()
     assert plane.job(job.id).state is not JobState.FAILED
     assert len(plane.chips(job.id)) == 3
+
+
+def test_no_move_to_a_family_the_tenant_has_no_quota_for(plane: Plane) -> None:
+    """The fast pool frees up, but acme may now hold no Nvidia card: moving would stop the
+    job for a hint that can only expire."""
+    holder = hold_fast(plane)
+    job = plane.jobs.submit(ACME, spec(), None).job
+    plane.loop.tick()
+    with plane.db() as uow:
+        uow.tenancy.set_quota("acme", {"ascend": QuotaSpec(16), "nvidia": QuotaSpec(0)})
+        uow.commit()
+    plane.stop_run(holder, AttemptState.SUCCEEDED)
+    plane.clock.advance(INTERVAL_S)
+    assert plane.loop.tick().moved == []
+    assert plane.job(job.id).preempt_reason is None

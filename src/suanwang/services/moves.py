@@ -38,7 +38,9 @@ from suanwang.scheduler import NodeView, PendingJob, Snapshot
 from suanwang.scheduler.decisions import Admit, Decision, Preempt
 from suanwang.scheduler.learning import SpeedBook
 from suanwang.scheduler.policy import SUANWANG, Policy
+from suanwang.scheduler.quota import QuotaLedger
 from suanwang.scheduler.realloc import MoveCost, reallocate
+from suanwang.scheduler.snapshot import RunningJob
 from suanwang.services.snapshots import build_snapshot
 
 log = structlog.get_logger("suanwang.moves")
@@ -112,15 +114,34 @@ def age_hints(
 def plan_moves(
     snapshot: Snapshot, interval_s: float, policy: Policy = SUANWANG
 ) -> list[tuple[Preempt, Admit]]:
-    """The round's moves, each as its ``Preempt`` and the ``Admit`` that names the pool."""
+    """The round's moves, each as its ``Preempt`` and the ``Admit`` that names the pool.
+
+    A move whose new chip family the tenant's quota cannot take (counting the cards it
+    leaves) is dropped: it would stop the job only for its hint to expire unused.
+    """
     cost = MoveCost(restart_delay_s=RESTART_DELAY_S, round_s=interval_s)
     decisions: list[Decision] = reallocate(snapshot, policy, cost)
+    ledger = QuotaLedger(snapshot, policy.quotas)
+    running = {j.id: j for j in snapshot.running}
     pairs = []
     for stop, admit in zip(decisions[::2], decisions[1::2], strict=True):
         assert isinstance(stop, Preempt)
         assert isinstance(admit, Admit)
-        pairs.append((stop, admit))
+        if _quota_takes(ledger, running[stop.job], admit):
+            pairs.append((stop, admit))
     return pairs
+
+
+def _quota_takes(ledger: QuotaLedger, job: RunningJob, admit: Admit) -> bool:
+    """Whether the tenant may hold the move's new cards once its old ones are released
+    (and if so, charge the move, so the round's later moves see it)."""
+    cards = sum(p.cards for p in job.placements)
+    ledger.charge(job.tenant, job.family, job.chip, -cards)
+    if ledger.check(job.tenant, admit.family, admit.chip, cards).ok:
+        ledger.charge(job.tenant, admit.family, admit.chip, cards)
+        return True
+    ledger.charge(job.tenant, job.family, job.chip, cards)
+    return False
 
 
 def record_move(uow: UnitOfWork, stop: Preempt, admit: Admit, now: float) -> bool:
