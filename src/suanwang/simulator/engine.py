@@ -103,6 +103,9 @@ class Simulation:
         self.config = config
         self.policy = policy
         self.cache = CycleCache() if takes_cache(policy) else None
+        self.rounds = bool(getattr(policy, "round_based", False)) and config.decision_interval_s > 0
+        """A round-based policy (``gavel-like``) with rounds: one every interval while jobs
+        wait or run."""
         self.moves = Reallocator.of(
             scheduler_policy(policy),
             config.cost_model,
@@ -170,7 +173,8 @@ class Simulation:
 
     def _run(self, progress: Progress | None) -> SimOutcome:
         started = time.perf_counter()
-        limit = self.config.max_cycles or 50 * len(self.jobs) + 10_000
+        per_job = 1_000 if self.rounds else 50  # round-based policies cycle while jobs wait
+        limit = self.config.max_cycles or per_job * len(self.jobs) + 10_000
         handled = 0
         while self.events:
             at, kind, _, payload = heapq.heappop(self.events)
@@ -215,7 +219,7 @@ class Simulation:
 
     def _cycle(self) -> None:
         self.cycle_at = None
-        if not self.pending and (self.moves is None or not self.running):
+        if not self.pending and ((self.moves is None and not self.rounds) or not self.running):
             return
         snapshot = self._snapshot()
         started = time.perf_counter()
@@ -228,7 +232,7 @@ class Simulation:
             decisions = self.moves.extend(snapshot, decisions)
         self.policy_wall_s += time.perf_counter() - started
         self.cycles += 1
-        if not self._apply(decisions):
+        if not self._apply(decisions) and not (self.rounds and (self.pending or self.running)):
             return
         interval = self.config.decision_interval_s
         if interval > 0:

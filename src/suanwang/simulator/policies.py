@@ -4,6 +4,8 @@ The scheduler package may offer several named policies: ``suanwang.scheduler.pol
 with ``POLICIES`` (names, or a mapping of name to policy object) and
 ``suanwang.scheduler.cycle(snapshot, policy)``. When it does not (yet), the only policy is
 the plain ``cycle(snapshot)``, offered as ``fifo``. ``default`` is always that plain call.
+``gavel-like`` (:mod:`.gavel`) is the simulator's own round-based baseline, not a
+scheduler ``Policy``: resolving it makes a fresh policy object per run.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from suanwang.scheduler import Decision, Snapshot, cycle
 from suanwang.scheduler.cache import CycleCache
 from suanwang.scheduler.policy import Policy as SchedulerPolicy
 from suanwang.simulator.errors import SimulationError
+from suanwang.simulator.gavel import NAME as GAVEL_LIKE
+from suanwang.simulator.gavel import GavelLike
 
 Policy = Callable[[Snapshot], list[Decision]]
 """A scheduling policy: one cycle from a snapshot to decisions. Those resolved here
@@ -53,7 +57,7 @@ def available_policies() -> tuple[str, ...]:
     """Names ``--policy`` accepts, sorted, ``default`` included."""
     module = _policy_module()
     names = {"fifo"} if module is None else set(module.POLICIES)
-    return tuple(sorted(names | {DEFAULT_POLICY}))
+    return tuple(sorted(names | {DEFAULT_POLICY, GAVEL_LIKE}))
 
 
 def resolve_policy(name: str) -> Policy:
@@ -68,6 +72,8 @@ def resolve_policy(name: str) -> Policy:
             field="--policy",
             hint=f"use one of: {', '.join(available_policies())}",
         )
+    if name == GAVEL_LIKE:
+        return GavelLike()  # a new one per run: it keeps the run's round accounting
     module = _policy_module()
     if module is None or name == DEFAULT_POLICY:
         return cycle
