@@ -354,3 +354,19 @@ def test_client_hints_at_a_key_when_none_was_sent() -> None:
     with _client(unauthorized, None) as api, pytest.raises(CliError) as caught:
         api.call("GET", "/api/v1/jobs")
     assert "SUANWANG_API_KEY" in caught.value.line()
+
+
+def test_chip_is_repeatable_and_every_one_is_accepted(cli: Cli, demo_key: str) -> None:
+    submitted = cli(
+        "jobs",
+        "submit",
+        *("--chip", "nvidia-h20", "--chip", "ascend", "--chip", "nvidia-h20"),
+        *("--simulate-duration", "5", "--wait", "-q"),
+        key=demo_key,
+    )
+    job_id = ok(submitted).strip()
+    job = job_json(cli, job_id, demo_key)
+    assert job["state"] == "succeeded", job
+    assert job["spec"]["resources"]["chips"] == ["nvidia-h20", "ascend"]
+    attempt = job["attempt_history"][-1]
+    assert attempt["chip"] == "nvidia-h20" or attempt["chip"].startswith("ascend"), attempt

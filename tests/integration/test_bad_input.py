@@ -169,6 +169,16 @@ JOB_CASES = [
     ),
     pytest.param({"simulate": {"duration_s": 5}, "kind": ""}, "kind", id="empty-kind"),
     pytest.param(
+        {"simulate": {"duration_s": 5}, "resources": {"chip": 7}},
+        "resources.chip",
+        id="chip-is-a-number",
+    ),
+    pytest.param(
+        {"simulate": {"duration_s": 5}, "resources": {"chip": ["ascend", 7]}},
+        "resources.chip",
+        id="chip-list-holds-a-number",
+    ),
+    pytest.param(
         {"command": ["true"], "working_dir": "/tmp\x00/x"}, "working_dir", id="nul-in-working-dir"
     ),
     pytest.param(

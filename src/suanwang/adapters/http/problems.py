@@ -71,12 +71,22 @@ async def domain_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+_UNION_MEMBER = re.compile(
+    r"(str|int|float|bool|bytes|list|dict|tuple|set|frozenset|none)(\[.*\])?|[a-z-]+\[.*\]"
+)
+"""How pydantic names the member of a union it tried (``str``, ``list[str]``,
+``function-after[...]``) in an error's location: not a field."""
+
+
 async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {"loc": ("body",), "msg": "invalid request"}
     loc = [str(p) for p in first.get("loc", ()) if p not in ("body",)]
     if "[key]" in loc:  # a bad key of a mapping: name the mapping, not the key
         loc = loc[: loc.index("[key]") - 1]
+    members = [i for i, part in enumerate(loc) if _UNION_MEMBER.fullmatch(part)]
+    if members:  # a value that matched no member of a union: name the field
+        loc = loc[: members[0]]
     field = ".".join(loc) or "body"
     return problem(
         422,
