@@ -86,17 +86,7 @@ ENGINES: dict[str, Capabilities] = {
     ),
     "vllm": _VLLM,
     "vllm-ascend": replace(_VLLM, engine="vllm-ascend"),
-    "sglang": Capabilities(
-        "sglang",
-        content_parts=True,
-        tools=True,
-        named_tool_choice=True,
-        json_schema=True,
-        json_object=True,
-        n=True,
-        n_stream=True,
-        logprobs=True,
-    ),
+    "sglang": replace(_VLLM, engine="sglang"),
     "lmdeploy": Capabilities(
         "lmdeploy", tools=True, json_schema=True, json_object=True, n=False, logprobs=True
     ),
