@@ -15,6 +15,7 @@ import structlog
 from fastapi import FastAPI
 
 from suanwang.adapters.backends.clocks import SystemClock
+from suanwang.adapters.backends.lazy import ENGINE_TARGETS, LazyBackend, load_target, module_present
 from suanwang.adapters.backends.local import LocalBackend
 from suanwang.adapters.backends.probe import local_nodes
 from suanwang.adapters.backends.sandbox import Isolation, IsolationMode, JobLimits
@@ -29,6 +30,7 @@ from suanwang.adapters.http.app import create_app
 from suanwang.adapters.http.follow import FollowSlots
 from suanwang.adapters.journal import JournaledUsageSink
 from suanwang.config import Settings
+from suanwang.domain.errors import ValidationError
 from suanwang.engines import HttpProbe, LlamaServer, LocalEngines
 from suanwang.engines.probe import resolve_host
 from suanwang.engines.simulated import create_app as simulated_engine_app
@@ -49,6 +51,7 @@ from suanwang.observability import Metrics
 from suanwang.ports import Backend, Clock, Limiter, TenantUids
 from suanwang.services.billing import Billing
 from suanwang.services.catalogue import default_catalogue, load_priority_classes
+from suanwang.services.cluster_health import ClusterHealthCheck
 from suanwang.services.control import ControlLoop
 from suanwang.services.deployments import Deployments
 from suanwang.services.external import ExternalEndpoints
@@ -57,6 +60,7 @@ from suanwang.services.jobs import Jobs
 from suanwang.services.limits import GatewayLimits
 from suanwang.services.metering import ComputeMeter
 from suanwang.services.models import default_models
+from suanwang.services.orphans import OrphanSweep
 from suanwang.services.platform import Fleet, Platform
 from suanwang.services.prices import default_prices
 from suanwang.services.tenancy import Tenancy
@@ -83,6 +87,7 @@ def build_platform(
             grace_s=settings.cancel_grace_s,
         ),
         "simulated": SimulatedBackend(clock, speedup=settings.sim_speedup),
+        **engine_backends(settings, clock),
     }
     deployments = Deployments(
         uows,
@@ -123,8 +128,45 @@ def build_platform(
         uows=uows,
         billing=Billing(uows, clock, default_prices(), externals.token_prices),
         externals=externals,
+        cluster_health=ClusterHealthCheck(
+            uows, backends, clock, settings.cluster_health_interval_s
+        ),
+        orphans=OrphanSweep(
+            uows, backends, clock, settings.orphan_grace_s, settings.orphan_interval_s
+        ),
         local_nodes=tuple(local_nodes()),
     )
+
+
+def engine_backends(
+    settings: Settings, clock: Clock, targets: Mapping[str, str] = ENGINE_TARGETS
+) -> dict[str, Backend]:
+    """Ray, Slurm and Kubernetes backends whose adapter module is installed, each built as
+    ``Name(clock, settings)`` on first use (their client libraries are imported then)."""
+
+    def builder(target: str) -> Callable[[], Backend]:
+        return lambda: load_target(target)(clock, settings)
+
+    return {
+        name: LazyBackend(name, builder(target))
+        for name, target in targets.items()
+        if module_present(target)
+    }
+
+
+def discovery_backend(settings: Settings, name: str, clock: Clock | None = None) -> Backend:
+    """The backend ``fleet import --from NAME`` reads capacity from (no database needed)."""
+    clock = clock or SystemClock()
+    if name == "local":
+        return LocalBackend(settings.runs_dir, clock, isolation=Isolation.development())
+    found = engine_backends(settings, clock).get(name)
+    if found is None:
+        raise ValidationError(
+            f"the {name} backend is not installed in this suanwang",
+            field="--from",
+            hint="install the engine's extra (see docs/backends.md)",
+        )
+    return found
 
 
 def local_isolation(settings: Settings, tenant_uids: TenantUids) -> Isolation:
@@ -232,6 +274,8 @@ def build_app(settings: Settings, *, control: bool = True, clock: Clock | None =
                 lambda: None,  # logged; the control loop's error counter stays about ticks
             ),
             Periodic("external-health", platform.externals.check_health, settings.tick_s, _noop),
+            Periodic("cluster-health", _each(platform.cluster_health.tick), settings.tick_s, _noop),
+            Periodic("orphan-sweep", _each(platform.orphans.tick), settings.tick_s, _noop),
         ]
         for thread in threads if control else []:
             thread.start()
@@ -252,6 +296,15 @@ def build_app(settings: Settings, *, control: bool = True, clock: Clock | None =
 
 def _noop() -> None:
     """A periodic step's error counter where none is kept (the failure is logged)."""
+
+
+def _each(step: Callable[[], object]) -> Callable[[], None]:
+    """``step`` as a periodic step (its report is logged by the service itself)."""
+
+    def run() -> None:
+        step()
+
+    return run
 
 
 def app_from_env() -> FastAPI:

@@ -69,6 +69,21 @@ class Settings(BaseSettings):
     external_probe_timeout_s: float = Field(
         3.0, gt=0, le=60, description="health-check timeout of external endpoints"
     )
+    cluster_health_interval_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="seconds between checks of every cluster's engine (capacity, nodes)",
+    )
+    orphan_interval_s: float = Field(
+        30.0, gt=0, le=3600, description="seconds between sweeps for orphan engine runs"
+    )
+    orphan_grace_s: float = Field(
+        300.0,
+        ge=0,
+        le=86_400,
+        description="seconds an engine run no live attempt owns is left before it is cancelled",
+    )
     engine_uid: int = Field(199999, ge=1, le=2**31 - 2, description="uid of platform engines")
     llama_threads: int = Field(
         2, ge=1, le=256, description="CPU threads of each local llama.cpp replica (llama-server)"

@@ -1,7 +1,8 @@
 """Ports: the Protocols that services depend on and adapters implement.
 
-- :class:`Backend` runs workloads (local processes, the simulated clock, later Ray, Slurm,
-  Kubernetes). Every verb is idempotent, keyed by ``(job_id, attempt)``.
+- :class:`Backend` runs workloads (local processes, the simulated clock, Ray, Slurm,
+  Kubernetes). Every verb is idempotent, keyed by ``(job_id, attempt)``; ``capacity`` and
+  ``runs`` let services check a cluster's health, discover its nodes and find orphans.
 - :class:`Clock` tells time; tests and the simulator pass a fake one.
 - :class:`TenantUids` gives each tenant its own numeric uid on hosts that sandbox runs.
 """
@@ -15,6 +16,7 @@ from typing import Any, Protocol, Self
 
 from suanwang.domain.audit import AuditEntry, AuditQuery
 from suanwang.domain.billing import UsageTotal
+from suanwang.domain.connections import Connection
 from suanwang.domain.deployments import (
     DeploymentChange,
     DeploymentRecord,
@@ -29,6 +31,7 @@ from suanwang.domain.metering import AttemptSpan
 from suanwang.domain.records import (
     AttemptChange,
     AttemptRecord,
+    ClusterHealth,
     ClusterRecord,
     JobChange,
     JobEvent,
@@ -82,6 +85,10 @@ class LaunchRequest:
     """Tenant code or a platform engine (set by the service layer from the stored job)."""
     network: JobNetwork = JobNetwork.NONE
     """What a tenant job may reach: nothing, or the gateway through a relay."""
+    connection: Connection | None = None
+    """How to reach the cluster's engine (from the cluster record; None for local and
+    simulated). Poll, cancel and logs get only the handle: an engine backend copies what
+    they need (address, engine job id) into the handle it returns."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +107,64 @@ class RunStatus:
     ended_at: float | None = None
     checkpoint_at: float | None = None
     """When the run last reported a checkpoint, if the backend knows."""
+
+
+class EngineUnreachable(Exception):
+    """An engine backend could not reach its engine (network, credentials, engine down).
+
+    Raised by ``submit``/``poll``/``cancel``/``logs`` when the outcome is unknown rather
+    than a failure of the run: the control loop keeps the attempt as it is and asks again
+    on a later tick (``submit`` is idempotent), so the job is neither failed nor run twice.
+    Any other exception from ``submit``/``poll`` fails that job alone.
+    """
+
+
+RUN_NAME_PREFIX = "suanwang-"
+"""Engines name (or label) each run ``suanwang-<job_id>-<attempt>`` so :meth:`Backend.runs`
+can list back the runs suanwang started."""
+
+
+def run_name(job_id: str, attempt: int) -> str:
+    """The engine-side name of attempt ``attempt`` of ``job_id``."""
+    return f"{RUN_NAME_PREFIX}{job_id}-{attempt}"
+
+
+def parse_run_name(name: str) -> tuple[str, int] | None:
+    """``(job_id, attempt)`` from a :func:`run_name`; None if ``name`` is not one."""
+    if not name.startswith(RUN_NAME_PREFIX):
+        return None
+    job_id, _, number = name[len(RUN_NAME_PREFIX) :].rpartition("-")
+    if not job_id or not number.isdigit() or number.startswith("0"):
+        return None
+    return job_id, int(number)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterCapacity:
+    """What an engine reports about a cluster: reachable or not, and its nodes.
+
+    An unreachable engine, wrong credentials or a missing partition give
+    ``healthy=False`` with the reason; :meth:`Backend.capacity` never raises for them.
+    """
+
+    healthy: bool
+    reason: str = ""
+    nodes: tuple[NodeSpec, ...] = ()
+    complete: bool = True
+    """``nodes`` is every node the cluster has (a fleet node missing from it is drained in
+    suanwang's view); False when the backend only knows what this host offers (local) or
+    nothing at all (simulated)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunRef:
+    """One run an engine holds that suanwang started (named by :func:`run_name`)."""
+
+    job_id: str
+    attempt: int
+    handle: Handle
+    """Enough for :meth:`Backend.poll` / :meth:`Backend.cancel` to reach the run."""
+    alive: bool
 
 
 class Backend(Protocol):
@@ -125,6 +190,16 @@ class Backend(Protocol):
 
     def refusal(self, workload: Workload) -> str | None:
         """Why this backend cannot run ``workload`` on this host at all (None if it can)."""
+        ...
+
+    def capacity(self, cluster: str, connection: Connection | None) -> ClusterCapacity:
+        """Whether the engine of ``cluster`` answers, and its nodes (never raises for an
+        unreachable or misconfigured engine: ``healthy=False`` with the reason)."""
+        ...
+
+    def runs(self, cluster: str, connection: Connection | None) -> list[RunRef]:
+        """Runs the engine of ``cluster`` holds that suanwang started, alive or not
+        (raises if the engine cannot be asked; the caller then skips orphan handling)."""
         ...
 
 
@@ -153,6 +228,14 @@ class FleetStore(Protocol):
     def put_region(self, spec: RegionSpec, now: float) -> None: ...
 
     def put_cluster(self, spec: ClusterSpec, now: float) -> None: ...
+
+    def set_health(self, cluster: str, health: ClusterHealth) -> None:
+        """Record the last health check of ``cluster``."""
+        ...
+
+    def set_node_states(self, cluster: str, names: list[str], state: str) -> None:
+        """Set the state (``ready``, ``drained``) of the named nodes of ``cluster``."""
+        ...
 
     def put_node(self, cluster: str, spec: NodeSpec) -> None: ...
 

@@ -133,6 +133,7 @@ MATRIX: dict[tuple[str, str], tuple[Callable[[World], str], Any, dict[str, int]]
     ("GET", "/api/v1/fleet"): (lambda w: "/api/v1/fleet", None, EVERYONE_200),
     ("GET", "/api/v1/fleet/totals"): (lambda w: "/api/v1/fleet/totals", None, EVERYONE_200),
     ("GET", "/api/v1/fleet/nodes"): (lambda w: "/api/v1/fleet/nodes", None, EVERYONE_200),
+    ("GET", "/api/v1/clusters"): (lambda w: "/api/v1/clusters", None, EVERYONE_200),
     ("GET", "/api/v1/chips"): (lambda w: "/api/v1/chips", None, EVERYONE_200),
     ("GET", "/api/v1/priority-classes"): (
         lambda w: "/api/v1/priority-classes",

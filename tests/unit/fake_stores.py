@@ -27,6 +27,7 @@ from suanwang.domain.limits import KeyLimits, TenantLimits
 from suanwang.domain.records import (
     AttemptChange,
     AttemptRecord,
+    ClusterHealth,
     ClusterRecord,
     JobChange,
     JobEvent,
@@ -58,6 +59,8 @@ class Tables:
     regions: dict[str, RegionSpec] = field(default_factory=dict)
     clusters: dict[str, ClusterRecord] = field(default_factory=dict)
     nodes: dict[int, tuple[str, NodeSpec]] = field(default_factory=dict)
+    node_states: dict[int, str] = field(default_factory=dict)
+    """Node id -> state, for nodes not ``ready``."""
     wan_links: dict[tuple[str, str], WanLinkSpec] = field(default_factory=dict)
     tenants: dict[str, TenantRecord] = field(default_factory=dict)
     tiers: dict[str, str] = field(default_factory=dict)
@@ -127,7 +130,7 @@ class FakeFleet(_Store):
                         spec.cards,
                         used.get(node_id, 0),
                         spec.network_group,
-                        "ready",
+                        self._t.node_states.get(node_id, "ready"),
                     )
                 )
         return records
@@ -138,10 +141,32 @@ class FakeFleet(_Store):
 
     def put_cluster(self, spec: ClusterSpec, now: float) -> None:
         self._log("put_cluster", spec.name)
+        old = self._t.clusters.get(spec.name)
         record = ClusterRecord(
-            spec.name, spec.region, spec.kind.value, spec.backend, spec.description
+            spec.name,
+            spec.region,
+            spec.kind.value,
+            spec.backend,
+            spec.description,
+            spec.connection,
+            old.health if old else None,
         )
         self._t.clusters[spec.name] = record
+
+    def set_health(self, cluster: str, health: ClusterHealth) -> None:
+        self._log("set_health", cluster)
+        old = self._t.clusters.get(cluster)
+        if old is not None:
+            self._t.clusters[cluster] = replace(old, health=health)
+
+    def set_node_states(self, cluster: str, names: list[str], state: str) -> None:
+        self._log("set_node_states", f"{cluster}:{state}:{','.join(sorted(names))}")
+        for i, (c, spec) in self._t.nodes.items():
+            if c == cluster and spec.name in names:
+                if state == "ready":
+                    self._t.node_states.pop(i, None)
+                else:
+                    self._t.node_states[i] = state
 
     def put_node(self, cluster: str, spec: NodeSpec) -> None:
         self._log("put_node", spec.name)

@@ -20,12 +20,13 @@ from typing import Self
 from fake_serving import FakeAudit, FakeDeployments, FakeLimits, FakeUsage
 from fake_stores import FakeFleet, FakeJobs, FakeTenancy, Tables
 
+from suanwang.domain.connections import Connection
 from suanwang.domain.fleet import ClusterKind, ClusterSpec, NodeSpec, RegionSpec
 from suanwang.domain.ids import ChipName, ClusterName, RegionName
 from suanwang.domain.jobs import AttemptState
 from suanwang.domain.tenancy import QuotaSpec
 from suanwang.domain.workloads import Workload
-from suanwang.ports import Handle, LaunchRequest, RunStatus
+from suanwang.ports import ClusterCapacity, Handle, LaunchRequest, RunRef, RunStatus
 
 
 class FakeDatabase:
@@ -99,6 +100,11 @@ class FakeBackend:
         self.submitted: list[LaunchRequest] = []
         self.cancelled: list[tuple[str, int]] = []
         self._ended: dict[tuple[str, int], RunStatus] = {}
+        self.health = ClusterCapacity(healthy=True, complete=False)
+        """What :meth:`capacity` answers (a test sets it per scenario)."""
+        self.capacity_calls: list[tuple[str, Connection | None]] = []
+        self.foreign: list[RunRef] = []
+        """Runs the engine holds that no submit here started (orphans, for tests)."""
 
     def submit(self, request: LaunchRequest) -> RunStatus:
         self.submitted.append(request)
@@ -119,6 +125,24 @@ class FakeBackend:
 
     def refusal(self, workload: Workload) -> str | None:
         return None
+
+    def capacity(self, cluster: str, connection: Connection | None) -> ClusterCapacity:
+        self.capacity_calls.append((cluster, connection))
+        return self.health
+
+    def runs(self, cluster: str, connection: Connection | None) -> list[RunRef]:
+        """Every submitted run (alive until ended or cancelled) and the foreign ones."""
+        mine = [
+            RunRef(r.job_id, r.attempt, {}, (r.job_id, r.attempt) not in self._ended)
+            for r in self.submitted
+        ]
+        foreign = [
+            RunRef(
+                r.job_id, r.attempt, r.handle, r.alive and (r.job_id, r.attempt) not in self._ended
+            )
+            for r in self.foreign
+        ]
+        return mine + foreign
 
     def end(
         self, job_id: str, attempt: int, state: AttemptState, exit_code: int | None = None,

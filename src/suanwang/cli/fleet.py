@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,11 +13,13 @@ from rich.text import Text
 
 from suanwang.cli.client import CliError
 from suanwang.cli.common import JsonOpt, cards_by_chip, cell, emit_json, new_table, out, say, state
+from suanwang.cli.fleet_import import import_command
 
 fleet_app = typer.Typer(
     help="Regions, clusters and nodes (simulated ones are labelled).", no_args_is_help=True
 )
 demo_app = typer.Typer(help="The demo fleet and tenant.", no_args_is_help=True)
+fleet_app.command("import")(import_command)
 
 SIMULATED_NOTE = (
     "SIMULATED clusters exist only in the scheduler's model: their jobs run on a "
@@ -83,7 +86,7 @@ def apply(
 
 @fleet_app.command("show")
 def show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """Clusters with their region, kind (SIMULATED or real), nodes and cards."""
+    """Clusters with their region, kind (SIMULATED or real), backend, health, nodes and cards."""
     st = state(ctx, as_json)
     with st.client() as api:
         fleet = api.call("GET", "/api/v1/fleet")
@@ -91,6 +94,14 @@ def show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         emit_json(fleet)
         return
     out.print(clusters_table(fleet["clusters"]))
+    for c in fleet["clusters"]:
+        health = c.get("health") or {}
+        if health.get("status") == "unhealthy":
+            reason = health.get("reason", "")
+            say(f"cluster {c['name']} is unhealthy{_checked(health)}: {reason}", style="red")
+        for backend, block in (c.get("connection") or {}).items():
+            fields = ", ".join(f"{k}={v}" for k, v in block.items() if v not in ("", [], {}))
+            say(f"cluster {c['name']} {backend}: {fields}")
     for link in fleet["wan_links"]:
         a, b = link["between"]
         say(
@@ -105,21 +116,46 @@ def clusters_table(clusters: list[dict[str, Any]]) -> Table:
     """A Rich table of clusters."""
     table = new_table(
         "Clusters",
-        ("Cluster", "Region", "Kind", "Nodes", "Cards by chip", "In use"),
+        ("Cluster", "Region", "Kind", "Health", "Nodes", "Cards by chip", "In use"),
         numbers=("Nodes", "In use"),
+        wrap=("Cards by chip",),
     )
     for c in clusters:
+        drained = int(c.get("nodes_drained", 0))
         table.add_row(
             cell(c["name"]),
             cell(c["region"]),
-            kind_text(c["simulated"]),
-            f"{c['nodes']:,}",
+            _kind_backend(c),
+            health_text(c.get("health") or {}),
+            f"{c['nodes']:,}" + (f" ({drained:,} drained)" if drained else ""),
             cell(cards_by_chip(c["cards_by_chip"])),
             f"{c['cards_used']:,}",
         )
     if not clusters:
         table.caption = "the fleet is empty: 'suanwang demo load' or 'suanwang fleet apply FILE'"
     return table
+
+
+def _kind_backend(cluster: dict[str, Any]) -> Text:
+    """The kind, and the engine for Ray, Slurm and Kubernetes clusters (``real ray``)."""
+    text = kind_text(cluster["simulated"])
+    backend = str(cluster.get("backend", ""))
+    if backend not in ("local", "simulated", ""):
+        text.append(f" {backend}")
+    return text
+
+
+def health_text(health: dict[str, Any]) -> Text:
+    """``ok`` / ``UNHEALTHY`` (red) / ``-`` (not checked yet)."""
+    status = str(health.get("status", "unchecked"))
+    if status == "unhealthy":
+        return Text("UNHEALTHY", style="bold red")
+    return Text("ok", style="green") if status == "healthy" else Text("-", style="dim")
+
+
+def _checked(health: dict[str, Any]) -> str:
+    at = health.get("checked_at")
+    return f" (checked {time.strftime('%H:%M:%S', time.gmtime(float(at)))} UTC)" if at else ""
 
 
 @fleet_app.command("totals")

@@ -38,6 +38,7 @@ class AuditResource(enum.StrEnum):
     KEY = "key"
     JOB = "job"
     DEPLOYMENT = "deployment"
+    CLUSTER = "cluster"
 
 
 class AuditAction(enum.StrEnum):
@@ -57,6 +58,8 @@ class AuditAction(enum.StrEnum):
     DEPLOYMENT_SCALE = "deployment.scale"
     DEPLOYMENT_DELETE = "deployment.delete"
     DEPLOYMENT_UPDATE = "deployment.update"
+    ORPHAN_RUN = "cluster.orphan-run"
+    """A run an engine holds that no live attempt owns: found, then cancelled."""
 
     @property
     def resource(self) -> AuditResource:
@@ -78,6 +81,7 @@ _RESOURCE_OF = {
     "deployment.create": AuditResource.DEPLOYMENT,
     "deployment.scale": AuditResource.DEPLOYMENT,
     "deployment.delete": AuditResource.DEPLOYMENT,
+    "cluster.orphan-run": AuditResource.CLUSTER,
     "deployment.update": AuditResource.DEPLOYMENT,
 }
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from suanwang.domain.chips import Catalogue
+from suanwang.domain.connections import Connection, check_connection
 from suanwang.domain.errors import ValidationError
 from suanwang.domain.ids import ChipName, ClusterName, RegionName
 
@@ -27,7 +28,7 @@ class ClusterKind(enum.StrEnum):
 
 
 BACKENDS_BY_KIND: dict[ClusterKind, frozenset[str]] = {
-    ClusterKind.REAL: frozenset({"local"}),
+    ClusterKind.REAL: frozenset({"local", "ray", "slurm", "kubernetes"}),
     ClusterKind.SIMULATED: frozenset({"simulated"}),
 }
 
@@ -54,6 +55,8 @@ class ClusterSpec:
     backend: str
     nodes: tuple[NodeSpec, ...]
     description: str = ""
+    connection: Connection | None = None
+    """How to reach the cluster's engine (ray/slurm/kubernetes); None for local/simulated."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,7 @@ def _check_cluster(cluster: ClusterSpec, index: int, catalogue: Catalogue) -> No
             field=f"{where}.backend",
             hint=f"use one of: {', '.join(sorted(allowed))}",
         )
+    check_connection(cluster.backend, cluster.connection, where)
     _unique((n.name for n in cluster.nodes), "node", f"{where}.nodes")
     for j, node in enumerate(cluster.nodes):
         catalogue.get(node.chip, field_name=f"{where}.nodes[{j}].chip")

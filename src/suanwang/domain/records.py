@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from suanwang.domain.changes import UNCHANGED, Unchanged
+from suanwang.domain.connections import Connection
 from suanwang.domain.ids import NodeId
 from suanwang.domain.jobs import AttemptState, JobSpec, JobState
 from suanwang.domain.tenancy import QuotaSpec, Scope
@@ -56,12 +57,24 @@ class NodeRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterHealth:
+    """What the last :meth:`~suanwang.ports.Backend.capacity` call said about a cluster."""
+
+    healthy: bool
+    reason: str
+    checked_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterRecord:
     name: str
     region: str
     kind: str
     backend: str
     description: str
+    connection: Connection | None = None
+    health: ClusterHealth | None = None
+    """The last health check of the cluster's engine; None: never checked."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,8 @@ and safe to interrupt with kill -9:
 
 A backend that raises while launching or polling one attempt fails that job alone (logged,
 with the error as its reason and event, no retry): one bad job cannot stop the tick for the
-others.
+others. An unreachable engine (:class:`~suanwang.ports.EngineUnreachable`) fails nothing: the
+attempt is dispatched or polled again on a later tick.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field, replace
 import structlog
 
 from suanwang.domain.chips import Catalogue
+from suanwang.domain.connections import Connection
 from suanwang.domain.deployments import PUBLIC_TENANT
 from suanwang.domain.ids import (
     NodeId,
@@ -36,6 +38,7 @@ from suanwang.domain.records import AttemptChange, AttemptRecord, JobChange, Job
 from suanwang.ports import (
     Backend,
     Clock,
+    EngineUnreachable,
     LaunchRequest,
     NodeSlice,
     RunStatus,
@@ -213,6 +216,7 @@ class ControlLoop:
         with self._uows() as uow:
             todo = [a for a in uow.jobs.live_attempts() if not a.dispatched]
             jobs = {a.job: uow.jobs.job(a.job) for a in todo}
+            connections = {c.name: c.connection for c in uow.fleet.clusters()} if todo else {}
         for attempt in todo:
             job = jobs[attempt.job]
             if job is None or job.state is not JobState.ADMITTED:
@@ -222,7 +226,13 @@ class ControlLoop:
                 self._finish(attempt, stopped)
                 continue
             try:
-                status = self._backends[attempt.backend].submit(_launch_request(job, attempt))
+                request = _launch_request(job, attempt, connections.get(attempt.cluster))
+                status = self._backends[attempt.backend].submit(request)
+            except EngineUnreachable as exc:
+                log.warning(
+                    "engine unreachable; dispatch retried next tick", job=job.id, error=str(exc)
+                )
+                continue
             except Exception as exc:
                 log.exception("launch raised; failing this job alone", job=job.id)
                 self._fail_alone(attempt, "dispatch", exc)
@@ -257,6 +267,11 @@ class ControlLoop:
         for attempt in live:
             try:
                 status = self._poll(attempt, stop.get(attempt.job))
+            except EngineUnreachable as exc:
+                log.warning(
+                    "engine unreachable; polled again next tick", job=attempt.job, error=str(exc)
+                )
+                continue
             except Exception as exc:
                 log.exception("poll raised; failing this job alone", job=attempt.job)
                 self._fail_alone(attempt, "poll", exc)
@@ -361,7 +376,9 @@ def _outcome(
     return JobState.FAILED, detail
 
 
-def _launch_request(job: JobRecord, attempt: AttemptRecord) -> LaunchRequest:
+def _launch_request(
+    job: JobRecord, attempt: AttemptRecord, connection: Connection | None
+) -> LaunchRequest:
     spec = job.spec
     return LaunchRequest(
         job_id=job.id,
@@ -377,4 +394,5 @@ def _launch_request(job: JobRecord, attempt: AttemptRecord) -> LaunchRequest:
         admitted_at=attempt.admitted_at,
         workload=spec.workload,
         network=spec.network,
+        connection=connection,
     )

@@ -55,11 +55,18 @@ def apply_fleet(
         existing_clusters = {c.name: c for c in uow.fleet.clusters()}
         for cluster in spec.clusters:
             old = existing_clusters.get(cluster.name)
-            same = old is not None and (old.region, old.kind, old.backend, old.description) == (
+            same = old is not None and (
+                old.region,
+                old.kind,
+                old.backend,
+                old.description,
+                old.connection,
+            ) == (
                 cluster.region,
                 cluster.kind.value,
                 cluster.backend,
                 cluster.description,
+                cluster.connection,
             )
             if not same:
                 uow.fleet.put_cluster(cluster, now)

@@ -13,6 +13,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from suanwang.domain.chips import Catalogue
+from suanwang.domain.connections import (
+    Connection,
+    KubeJobApi,
+    KubernetesConnection,
+    RayConnection,
+    SlurmConnection,
+    Toleration,
+    backend_of,
+)
 from suanwang.domain.errors import ValidationError
 from suanwang.domain.fleet import (
     MAX_CARDS_PER_NODE,
@@ -58,6 +67,36 @@ class NodeGroupIn(_Strict):
     nodes_per_network_group: Annotated[int, Field(ge=1)] | None = None
 
 
+class RayIn(_Strict):
+    address: str
+
+
+class SlurmIn(_Strict):
+    partition: str
+    account: str = ""
+    qos: str = ""
+    bin_dir: str = ""
+    slurmrestd_url: str = ""
+
+
+class TolerationIn(_Strict):
+    key: str
+    operator: str = "Equal"
+    value: str = ""
+    effect: str = ""
+
+
+class KubernetesIn(_Strict):
+    kubeconfig: str = ""
+    context: str = ""
+    namespace_prefix: str = "suanwang-"
+    job_api: KubeJobApi = KubeJobApi.JOB
+    kueue_queue: str = ""
+    node_selector: dict[str, str] = {}
+    tolerations: list[TolerationIn] = []
+    api_url: str = ""
+
+
 class ClusterIn(_Strict):
     name: Name
     region: Name
@@ -66,6 +105,9 @@ class ClusterIn(_Strict):
     description: str = ""
     nodes: list[NodeIn] = []
     node_groups: list[NodeGroupIn] = []
+    ray: RayIn | None = None
+    slurm: SlurmIn | None = None
+    kubernetes: KubernetesIn | None = None
 
 
 class WanLinkIn(_Strict):
@@ -128,7 +170,7 @@ def _to_spec(fleet: FleetIn) -> FleetSpec:
         regions=tuple(
             RegionSpec(RegionName(r.name), r.display_name or r.name) for r in fleet.regions
         ),
-        clusters=tuple(_cluster(c) for c in fleet.clusters),
+        clusters=tuple(_cluster(c, i) for i, c in enumerate(fleet.clusters)),
         wan_links=tuple(
             WanLinkSpec(
                 RegionName(w.between[0]),
@@ -142,7 +184,35 @@ def _to_spec(fleet: FleetIn) -> FleetSpec:
     )
 
 
-def _cluster(cluster: ClusterIn) -> ClusterSpec:
+def _connection(cluster: ClusterIn, index: int) -> Connection | None:
+    """The cluster's one connection block, typed (several blocks are refused)."""
+    given = [k for k in ("ray", "slurm", "kubernetes") if getattr(cluster, k) is not None]
+    if len(given) > 1:
+        raise ValidationError(
+            f"cluster {cluster.name!r} has {' and '.join(given)} blocks",
+            field=f"clusters[{index}].{given[1]}",
+            hint="a cluster has one connection block, the one its backend names",
+        )
+    if cluster.ray is not None:
+        return RayConnection(address=cluster.ray.address)
+    if cluster.slurm is not None:
+        return SlurmConnection(**cluster.slurm.model_dump())
+    kube = cluster.kubernetes
+    if kube is None:
+        return None
+    return KubernetesConnection(
+        kubeconfig=kube.kubeconfig,
+        context=kube.context,
+        namespace_prefix=kube.namespace_prefix,
+        job_api=kube.job_api,
+        kueue_queue=kube.kueue_queue,
+        node_selector=tuple(sorted(kube.node_selector.items())),
+        tolerations=tuple(Toleration(**t.model_dump()) for t in kube.tolerations),
+        api_url=kube.api_url,
+    )
+
+
+def _cluster(cluster: ClusterIn, index: int) -> ClusterSpec:
     nodes = [NodeSpec(n.name, ChipName(n.chip), n.cards, n.network_group) for n in cluster.nodes]
     for group in cluster.node_groups:
         per_group = group.nodes_per_network_group
@@ -155,7 +225,13 @@ def _cluster(cluster: ClusterIn) -> ClusterSpec:
             )
             for i in range(group.count)
         )
-    default_backend = "local" if cluster.kind is ClusterKind.REAL else "simulated"
+    connection = _connection(cluster, index)
+    if connection is not None and cluster.kind is ClusterKind.REAL:
+        default_backend = backend_of(connection)
+    elif cluster.kind is ClusterKind.REAL:
+        default_backend = "local"
+    else:
+        default_backend = "simulated"
     return ClusterSpec(
         name=ClusterName(cluster.name),
         region=RegionName(cluster.region),
@@ -163,4 +239,5 @@ def _cluster(cluster: ClusterIn) -> ClusterSpec:
         backend=cluster.backend or default_backend,
         nodes=tuple(nodes),
         description=cluster.description,
+        connection=connection,
     )

@@ -12,12 +12,14 @@ from suanwang.domain.records import ClusterRecord, NodeRecord
 from suanwang.domain.tenancy import LOCAL_OPERATOR, Principal
 from suanwang.ports import Backend, Clock, UnitOfWorkFactory
 from suanwang.services.billing import Billing
+from suanwang.services.cluster_health import ClusterHealthCheck
 from suanwang.services.control import ControlLoop
 from suanwang.services.deployments import Deployments
 from suanwang.services.external import ExternalEndpoints
 from suanwang.services.fleet import ApplyResult, apply_fleet, totals_of
 from suanwang.services.fleet_file import parse_fleet_data, parse_fleet_yaml
 from suanwang.services.jobs import Jobs
+from suanwang.services.orphans import OrphanSweep
 from suanwang.services.tenancy import Tenancy
 
 
@@ -75,6 +77,8 @@ class Platform:
     uows: UnitOfWorkFactory
     billing: Billing
     externals: ExternalEndpoints
+    cluster_health: ClusterHealthCheck
+    orphans: OrphanSweep
     local_nodes: tuple[dict[str, Any], ...] = ()
 
     def job_counts(self) -> dict[str, int]:

@@ -26,6 +26,7 @@ from suanwang.ports import UnitOfWork
 from suanwang.scheduler import NodeView, PendingJob, Placement, Snapshot
 from suanwang.scheduler.learning import NOTHING_LEARNED, SpeedBook, merged_speeds
 from suanwang.scheduler.snapshot import FlavorQuota, RunningJob, TenantQueue, WanLinkView
+from suanwang.services.cluster_health import placeable_clusters
 
 
 def build_snapshot(
@@ -37,11 +38,15 @@ def build_snapshot(
 ) -> Snapshot:
     """Everything one scheduling cycle needs, read inside the scheduling transaction.
 
+    Nodes of a cluster the health check found unhealthy (or an engine cluster not yet
+    checked) and drained nodes are not schedulable: nothing new is placed there.
+
     ``learned`` holds chip speeds learned from finished jobs, per tenant and kind, and the
     operator's shared ones (:class:`~suanwang.services.learning.LearnedSpeeds`); a job's
     stated speeds win over them.
     """
     learned = learned or NOTHING_LEARNED
+    placeable = placeable_clusters(uow.fleet.clusters())
     nodes = tuple(
         NodeView(
             id=NodeId(n.id),
@@ -54,7 +59,7 @@ def build_snapshot(
             cards_total=n.cards,
             cards_free=max(0, n.cards - n.cards_used),
             network_group=n.network_group,
-            schedulable=n.state == "ready",
+            schedulable=n.state == "ready" and n.cluster in placeable,
         )
         for n in uow.fleet.nodes()
     )

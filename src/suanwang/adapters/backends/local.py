@@ -52,10 +52,14 @@ from suanwang.adapters.backends.local_records import (
 )
 from suanwang.adapters.backends.local_shim import write_json_atomic
 from suanwang.adapters.backends.local_start import Preparer
+from suanwang.adapters.backends.probe import local_nodes
 from suanwang.adapters.backends.sandbox import HostFacts, Isolation, probe_host
+from suanwang.domain.connections import Connection
+from suanwang.domain.fleet import NodeSpec
+from suanwang.domain.ids import ChipName
 from suanwang.domain.jobs import AttemptState
 from suanwang.domain.workloads import Workload
-from suanwang.ports import Clock, Handle, LaunchRequest, RunStatus
+from suanwang.ports import Clock, ClusterCapacity, Handle, LaunchRequest, RunRef, RunStatus
 
 __all__ = ["LocalBackend", "group_alive", "process_alive"]
 
@@ -164,6 +168,35 @@ class LocalBackend:
                 return log.read(limit)
         except FileNotFoundError:
             return b""
+
+    def capacity(self, cluster: str, connection: Connection | None) -> ClusterCapacity:  # noqa: ARG002 (Backend protocol)
+        """This host is always reachable; its nodes are what it offers (cpu slots, GPUs),
+        not the fleet file's list, so nothing is drained for missing from it."""
+        nodes = tuple(
+            NodeSpec(str(n["name"]), ChipName(str(n["chip"])), int(n["cards"]))
+            for n in local_nodes()
+        )
+        return ClusterCapacity(healthy=True, nodes=nodes, complete=False)
+
+    def runs(self, cluster: str, connection: Connection | None) -> list[RunRef]:  # noqa: ARG002 (Backend protocol)
+        """Attempts of this host that have no exit record: alive while their lock is held.
+
+        Every local cluster shares this host's runs directory, so the list is the same for
+        each of them.
+        """
+        found: list[RunRef] = []
+        if not self.runs_dir.is_dir():
+            return found
+        for job_dir in sorted(self.runs_dir.iterdir()):
+            if not job_dir.is_dir():
+                continue
+            for run_dir in sorted(job_dir.iterdir()):
+                if not run_dir.name.isdigit() or (run_dir / "exit.json").exists():
+                    continue
+                alive = _lock_held(run_dir / "lock")
+                handle = {"run_dir": str(run_dir)}
+                found.append(RunRef(job_dir.name, int(run_dir.name), handle, alive))
+        return found
 
     def _run_dir(self, job_id: str, attempt: int) -> Path:
         if not job_id or job_id in {".", ".."} or "/" in job_id or "\x00" in job_id:

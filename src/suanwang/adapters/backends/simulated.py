@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from suanwang.domain.connections import Connection
 from suanwang.domain.jobs import AttemptState
 from suanwang.domain.workloads import Workload
-from suanwang.ports import Clock, Handle, LaunchRequest, RunStatus
+from suanwang.ports import Clock, ClusterCapacity, Handle, LaunchRequest, RunRef, RunStatus
 
 
 class SimulatedBackend:
@@ -84,6 +85,14 @@ class SimulatedBackend:
     def refusal(self, workload: Workload) -> str | None:  # noqa: ARG002 (Backend protocol)
         """Simulated runs run nothing, so every kind of workload is accepted."""
         return None
+
+    def capacity(self, cluster: str, connection: Connection | None) -> ClusterCapacity:  # noqa: ARG002 (Backend protocol)
+        """A simulated cluster is always healthy; its nodes are the fleet file's alone."""
+        return ClusterCapacity(healthy=True, complete=False)
+
+    def runs(self, cluster: str, connection: Connection | None) -> list[RunRef]:  # noqa: ARG002 (Backend protocol)
+        """Stateless: every simulated run lives in the control plane's records only."""
+        return []
 
     def logs(self, job_id: str, attempt: int, handle: Handle, offset: int, limit: int) -> bytes:
         """A few honest lines describing the simulated run, sliced by offset and limit."""

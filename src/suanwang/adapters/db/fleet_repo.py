@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from suanwang.adapters.db.tables import AllocationRow, ClusterRow, NodeRow, RegionRow, WanLinkRow
+from suanwang.domain.connections import connection_data, connection_from_data
 from suanwang.domain.fleet import ClusterSpec, NodeSpec, RegionSpec, WanLinkSpec
-from suanwang.domain.records import ClusterRecord, NodeRecord
+from suanwang.domain.records import ClusterHealth, ClusterRecord, NodeRecord
 
 
 class FleetRepository:
@@ -22,7 +23,7 @@ class FleetRepository:
 
     def clusters(self) -> list[ClusterRecord]:
         rows = self._s.scalars(select(ClusterRow).order_by(ClusterRow.name))
-        return [ClusterRecord(r.name, r.region, r.kind, r.backend, r.description) for r in rows]
+        return [_cluster_record(r) for r in rows]
 
     def wan_links(self) -> list[WanLinkSpec]:
         rows = self._s.scalars(
@@ -79,7 +80,27 @@ class FleetRepository:
             self._s.add(row)
         row.region, row.kind, row.backend = spec.region, spec.kind.value, spec.backend
         row.description = spec.description
+        row.connection = None if spec.connection is None else connection_data(spec.connection)
         self._s.flush()
+
+    def set_health(self, cluster: str, health: ClusterHealth) -> None:
+        self._s.execute(
+            update(ClusterRow)
+            .where(ClusterRow.name == cluster)
+            .values(
+                health_ok=health.healthy,
+                health_reason=health.reason,
+                health_checked_at=health.checked_at,
+            )
+        )
+
+    def set_node_states(self, cluster: str, names: list[str], state: str) -> None:
+        if names:
+            self._s.execute(
+                update(NodeRow)
+                .where(NodeRow.cluster == cluster, NodeRow.name.in_(names))
+                .values(state=state)
+            )
 
     def put_node(self, cluster: str, spec: NodeSpec) -> None:
         row = self._s.scalar(
@@ -120,3 +141,18 @@ class FleetRepository:
             self._s.add(row)
         row.bandwidth_gbps, row.rtt_ms = spec.bandwidth_gbps, spec.rtt_ms
         row.distance_km = spec.distance_km
+
+
+def _cluster_record(row: ClusterRow) -> ClusterRecord:
+    health = None
+    if row.health_ok is not None and row.health_checked_at is not None:
+        health = ClusterHealth(row.health_ok, row.health_reason, row.health_checked_at)
+    return ClusterRecord(
+        name=row.name,
+        region=row.region,
+        kind=row.kind,
+        backend=row.backend,
+        description=row.description,
+        connection=None if row.connection is None else connection_from_data(row.connection),
+        health=health,
+    )

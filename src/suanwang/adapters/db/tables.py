@@ -48,6 +48,12 @@ class ClusterRow(Base):
     backend: Mapped[str] = mapped_column(String(32))
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[float] = mapped_column(Float)
+    connection: Mapped[dict[str, object] | None] = mapped_column(JSON, default=None)
+    """The engine connection block ``{"ray": {...}}``; NULL for local and simulated."""
+    health_ok: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    """Last health check: NULL never checked."""
+    health_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    health_checked_at: Mapped[float | None] = mapped_column(Float, default=None)
 
 
 class NodeRow(Base):

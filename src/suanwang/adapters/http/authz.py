@@ -22,6 +22,7 @@ ROUTES: Final[dict[tuple[str, str], Rule]] = {
     ("GET", "/api/v1/fleet"): Scope.READ_ONLY,
     ("GET", "/api/v1/fleet/totals"): Scope.READ_ONLY,
     ("GET", "/api/v1/fleet/nodes"): Scope.READ_ONLY,
+    ("GET", "/api/v1/clusters"): Scope.READ_ONLY,
     ("GET", "/api/v1/chips"): Scope.READ_ONLY,
     ("GET", "/api/v1/priority-classes"): Scope.READ_ONLY,
     ("POST", "/api/v1/fleet/apply"): Scope.OPERATOR,

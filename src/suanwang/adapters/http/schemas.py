@@ -330,6 +330,12 @@ class FleetTotalsPublic(BaseModel):
     regions: list[TotalsPublic]
 
 
+class ClusterHealthPublic(BaseModel):
+    status: Literal["healthy", "unhealthy", "unchecked"]
+    reason: str = ""
+    checked_at: float | None = None
+
+
 class ClusterPublic(BaseModel):
     name: str
     region: str
@@ -340,6 +346,13 @@ class ClusterPublic(BaseModel):
     nodes: int
     cards_by_chip: dict[str, int]
     cards_used: int
+    connection: dict[str, dict[str, Any]] | None = Field(
+        None,
+        description="the fleet file's engine block, e.g. {'ray': {'address': ...}} (no secrets:"
+        " a kubeconfig is a path)",
+    )
+    health: ClusterHealthPublic
+    nodes_drained: int = 0
 
 
 class RegionPublic(BaseModel):

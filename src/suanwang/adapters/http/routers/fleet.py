@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
@@ -12,6 +12,7 @@ from suanwang.adapters.http.responses import errors, request_body
 from suanwang.adapters.http.schemas import (
     ApplyResultPublic,
     ChipPublic,
+    ClusterHealthPublic,
     ClusterPublic,
     FleetPublic,
     FleetTotalsPublic,
@@ -22,9 +23,11 @@ from suanwang.adapters.http.schemas import (
     WanLinkPublic,
 )
 from suanwang.adapters.http.security import AuthorizedRoute, current_platform, current_principal
+from suanwang.domain.connections import connection_data
 from suanwang.domain.errors import ValidationError
 from suanwang.domain.fleet import FleetTotals
-from suanwang.domain.tenancy import Principal
+from suanwang.domain.records import ClusterHealth, ClusterRecord, NodeRecord
+from suanwang.domain.tenancy import Principal, Scope
 from suanwang.services.demo import load_demo
 from suanwang.services.fleet import ApplyResult
 from suanwang.services.fleet_file import FleetIn
@@ -76,20 +79,22 @@ async def apply_fleet(
     return apply_public(await run_in_threadpool(platform.fleet.apply_yaml, text, principal))
 
 
-@router.get("/fleet", response_model=FleetPublic)
-def show_fleet(platform: PlatformDep) -> FleetPublic:
-    """Regions, clusters (simulated ones are labelled) and WAN links."""
-    view = platform.fleet.view()
-    by_cluster: dict[str, list[tuple[str, int, int]]] = {}
+def _clusters_public(
+    platform: Platform, clusters: list[ClusterRecord], principal: Principal
+) -> list[ClusterPublic]:
+    """Clusters as shown; only the operator sees engine connections (a tenant who learns a
+    Ray or Slurm endpoint must not be helped to submit around suanwang)."""
+    operator = principal.scope is Scope.OPERATOR
+    by_cluster: dict[str, list[NodeRecord]] = {}
     for n in platform.fleet.nodes():
-        by_cluster.setdefault(n.cluster, []).append((n.chip, n.cards, n.cards_used))
-    clusters = []
-    for c in view.clusters:
+        by_cluster.setdefault(n.cluster, []).append(n)
+    out = []
+    for c in clusters:
         nodes = by_cluster.get(c.name, [])
         chips: Counter[str] = Counter()
-        for chip, cards, _ in nodes:
-            chips[chip] += cards
-        clusters.append(
+        for node in nodes:
+            chips[node.chip] += node.cards
+        out.append(
             ClusterPublic(
                 name=c.name,
                 region=c.region,
@@ -99,12 +104,39 @@ def show_fleet(platform: PlatformDep) -> FleetPublic:
                 description=c.description,
                 nodes=len(nodes),
                 cards_by_chip=dict(chips),
-                cards_used=sum(u for _, _, u in nodes),
+                cards_used=sum(n.cards_used for n in nodes),
+                connection=_connection(c, operator),
+                health=_health(c.health),
+                nodes_drained=sum(n.state != "ready" for n in nodes),
             )
         )
+    return out
+
+
+def _connection(cluster: ClusterRecord, operator: bool) -> dict[str, dict[str, Any]] | None:
+    if cluster.connection is None or not operator:
+        return None
+    return connection_data(cluster.connection)
+
+
+def _health(health: ClusterHealth | None) -> ClusterHealthPublic:
+    if health is None:
+        return ClusterHealthPublic(status="unchecked")
+    return ClusterHealthPublic(
+        status="healthy" if health.healthy else "unhealthy",
+        reason=health.reason,
+        checked_at=health.checked_at,
+    )
+
+
+@router.get("/fleet", response_model=FleetPublic)
+def show_fleet(platform: PlatformDep, principal: PrincipalDep) -> FleetPublic:
+    """Regions, clusters (simulated ones are labelled; engine connection and health) and WAN
+    links."""
+    view = platform.fleet.view()
     return FleetPublic(
         regions=[RegionPublic(name=r.name, display_name=r.display_name) for r in view.regions],
-        clusters=clusters,
+        clusters=_clusters_public(platform, view.clusters, principal),
         wan_links=[
             WanLinkPublic(
                 between=[w.region_a, w.region_b],
@@ -115,6 +147,13 @@ def show_fleet(platform: PlatformDep) -> FleetPublic:
             for w in view.wan_links
         ],
     )
+
+
+@router.get("/clusters", response_model=list[ClusterPublic])
+def list_clusters(platform: PlatformDep, principal: PrincipalDep) -> list[ClusterPublic]:
+    """Every cluster with its backend, engine connection, health (healthy, unhealthy with the
+    reason, or not yet checked, and when) and nodes drained because the engine lost them."""
+    return _clusters_public(platform, platform.fleet.view().clusters, principal)
 
 
 @router.get("/fleet/totals", response_model=FleetTotalsPublic)
