@@ -87,6 +87,25 @@ FLEET_CASES = [
         b"regions: [{name: r1, colour: red}]", 422, "regions[0].colour", id="unknown-field"
     ),
     pytest.param(b"x: " + b"a" * 70_000, 413, "body", id="oversized"),
+    *[
+        pytest.param(
+            FLEET.replace("kind: simulated", f"kind: real, {block}").encode(), 422, field, id=name
+        )
+        for name, block, field in [
+            ("unknown-backend", "backend: nomad", "clusters[0].backend"),
+            ("ray-without-block", "backend: ray", "clusters[0].ray"),
+            ("block-for-local", "backend: local, ray: {address: 'http://h:1'}", "clusters[0].ray"),
+            (
+                "two-blocks",
+                "ray: {address: 'http://h:1'}, slurm: {partition: p}",
+                "clusters[0].slurm",
+            ),
+            ("bad-ray-address", "ray: {address: 'h:8265'}", "clusters[0].ray.address"),
+            ("secret-in-address", "ray: {address: 'http://u:pw@h:1'}", "clusters[0].ray.address"),
+            ("bad-partition", "slurm: {partition: 'a;b'}", "clusters[0].slurm.partition"),
+            ("kube-extra-key", "kubernetes: {token: x}", "clusters[0].kubernetes.token"),
+        ]
+    ],
 ]
 
 

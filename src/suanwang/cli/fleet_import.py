@@ -64,10 +64,11 @@ def import_command(
     )
     from suanwang.bootstrap import discovery_backend
     from suanwang.services.catalogue import default_catalogue
-    from suanwang.services.fleet_import import ImportRequest, import_cluster
+    from suanwang.services.fleet_import import ImportRequest, draft_cluster, import_cluster
 
     request = ImportRequest(source.value, cluster, region, region_display_name, block)
     try:
+        draft_cluster(request, default_catalogue())  # bad flags fail before the engine is asked
         backend = discovery_backend(load_settings(), source.value)
         result = import_cluster(request, backend, default_catalogue())
     except DomainError as exc:
