@@ -85,6 +85,9 @@ class LaunchRequest:
     """Tenant code or a platform engine (set by the service layer from the stored job)."""
     network: JobNetwork = JobNetwork.NONE
     """What a tenant job may reach: nothing, or the gateway through a relay."""
+    chip: str = ""
+    """The chip type the attempt was admitted on (engine backends name their resources
+    after it: a Ray custom resource, a Slurm GRES, a Kubernetes device-plugin resource)."""
     connection: Connection | None = None
     """How to reach the cluster's engine (from the cluster record; None for local and
     simulated). Poll, cancel and logs get only the handle: an engine backend copies what

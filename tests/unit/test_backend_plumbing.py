@@ -147,3 +147,4 @@ def test_the_control_loop_hands_the_clusters_connection_to_submit() -> None:
     (launch,) = backend.submitted
     assert launch.connection == ray
     assert launch.cluster == "here"
+    assert launch.chip.startswith("ascend-")  # the admitted chip type, for resource names

@@ -394,5 +394,6 @@ def _launch_request(
         admitted_at=attempt.admitted_at,
         workload=spec.workload,
         network=spec.network,
+        chip=attempt.chip,
         connection=connection,
     )
