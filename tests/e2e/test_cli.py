@@ -370,3 +370,33 @@ def test_chip_is_repeatable_and_every_one_is_accepted(cli: Cli, demo_key: str) -
     assert job["spec"]["resources"]["chips"] == ["nvidia-h20", "ascend"]
     attempt = job["attempt_history"][-1]
     assert attempt["chip"] == "nvidia-h20" or attempt["chip"].startswith("ascend"), attempt
+
+
+def test_fleet_import_from_local_writes_a_file_apply_accepts(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "imported.yaml"
+    wrote = ok(cli("fleet", "import", "--from", "local", "--cluster", "e2e-imp",
+                   "--region", "e2e-imp-r", "-o", str(path)))  # fmt: skip
+    assert wrote.startswith(f"wrote {path}: cluster e2e-imp, ")
+    assert "created" in ok(cli("fleet", "apply", str(path)))
+    shown = json.loads(ok(cli("fleet", "show", "--json")))
+    imported = {c["name"]: c for c in shown["clusters"]}["e2e-imp"]
+    assert imported["backend"] == "local"
+    assert imported["nodes"] >= 1
+    printed = ok(cli("fleet", "import", "--from", "local", "--cluster", "x", "--region", "r"))
+    assert printed.startswith("# written by 'suanwang fleet import --from local'")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (("--from", "local", "--address", "http://h:1"), ("--address does not apply",)),
+        (("--from", "ray"), ("--address",)),
+        (("--from", "ray", "--address", "h:8265"), ("not an http(s) URL", "--address")),
+        (("--from", "slurm", "--partition", "a;b"), ("--partition",)),
+        (("--from", "nomad"), ("'nomad' is not one of",)),
+    ],
+)
+def test_fleet_import_bad_flags(
+    cli: Cli, args: tuple[str, ...], fragments: tuple[str, ...]
+) -> None:
+    assert_error(cli("fleet", "import", "--cluster", "c", "--region", "r", *args), *fragments)

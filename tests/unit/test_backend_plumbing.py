@@ -20,11 +20,19 @@ from suanwang.adapters.backends.lazy import (
 from suanwang.bootstrap import engine_backends
 from suanwang.config import Settings
 from suanwang.domain.connections import RayConnection
+from suanwang.domain.errors import Unavailable
 from suanwang.domain.ids import TenantId
-from suanwang.domain.jobs import JobSpec, Resources
+from suanwang.domain.jobs import AttemptState, JobSpec, JobState, Resources
 from suanwang.domain.tenancy import Principal, Scope
 from suanwang.domain.workloads import Workload
-from suanwang.ports import Backend, ClusterCapacity, parse_run_name, run_name
+from suanwang.ports import (
+    Backend,
+    ClusterCapacity,
+    EngineUnreachable,
+    RunStatus,
+    parse_run_name,
+    run_name,
+)
 from suanwang.services.catalogue import default_catalogue
 from suanwang.services.control import ControlLoop
 from suanwang.services.jobs import Jobs
@@ -148,3 +156,59 @@ def test_the_control_loop_hands_the_clusters_connection_to_submit() -> None:
     assert launch.connection == ray
     assert launch.cluster == "here"
     assert launch.chip.startswith("ascend-")  # the admitted chip type, for resource names
+
+
+def test_logs_of_an_unreachable_engine_are_a_503_not_a_crash() -> None:
+    db, clock = FakeDatabase(), FakeClock()
+    seed(db)
+    backend = FakeBackend(clock)
+    catalogue = default_catalogue()
+    jobs = Jobs(db, clock, catalogue, {"fake": backend})
+    spec = JobSpec(
+        name="t", command=("true",), resources=Resources(chip="ascend", cards_per_node=8)
+    )
+    job = jobs.submit(ACME, spec, None).job
+    ControlLoop(db, {"fake": backend}, clock, catalogue).tick()
+
+    def unreachable(*_: object) -> bytes:
+        raise EngineUnreachable("connection refused")
+
+    backend.logs = unreachable  # type: ignore[method-assign]
+    with pytest.raises(Unavailable, match="cannot be reached: connection refused") as err:
+        jobs.logs(ACME, job.id, 0, 100)
+    assert err.value.status == 503
+    with pytest.raises(Unavailable, match="not installed"):
+        Jobs(db, clock, catalogue, {}).tail(ACME, job.id, 0, 100, None)
+
+
+def test_an_unreachable_engine_fails_no_job_and_starts_no_second_run() -> None:
+    db, clock = FakeDatabase(), FakeClock()
+    seed(db)
+    backend = FakeBackend(clock)
+    catalogue = default_catalogue()
+    jobs = Jobs(db, clock, catalogue, {"fake": backend})
+    loop = ControlLoop(db, {"fake": backend}, clock, catalogue)
+    spec = JobSpec(
+        name="t", command=("true",), resources=Resources(chip="ascend", cards_per_node=8)
+    )
+    job = jobs.submit(ACME, spec, None).job
+    real_submit, real_poll = backend.submit, backend.poll
+
+    def down(*_: object) -> RunStatus:
+        raise EngineUnreachable("timed out")
+
+    backend.submit = down  # type: ignore[method-assign]
+    loop.tick()
+    loop.tick()
+    assert db.tables.jobs[job.id].state is JobState.ADMITTED  # waiting, not failed
+    backend.submit = real_submit  # type: ignore[method-assign]
+    loop.tick()
+    assert db.tables.jobs[job.id].state is JobState.RUNNING
+    backend.poll = down  # type: ignore[method-assign]
+    loop.tick()
+    assert db.tables.jobs[job.id].state is JobState.RUNNING
+    backend.poll = real_poll  # type: ignore[method-assign]
+    backend.end(job.id, 1, AttemptState.SUCCEEDED, exit_code=0)
+    loop.tick()
+    assert db.tables.jobs[job.id].state is JobState.SUCCEEDED
+    assert len(db.tables.attempts) == 1

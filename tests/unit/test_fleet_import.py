@@ -53,7 +53,11 @@ def test_a_cpu_node_larger_than_a_fleet_node_is_capped() -> None:
         (engine(), "connection", "no nodes"),
         (engine(NodeSpec("n", ChipName("tpu-v5"), 4)), "nodes.n.chip", "unknown chip"),
         (engine(NodeSpec("Bad Name", ChipName("cpu"), 4)), "clusters[0].nodes[0].name", "pattern"),
-        (engine(NodeSpec("n", ChipName("ascend-910b"), 65)), "clusters[0].nodes[0].cards", "less than or equal"),
+        (
+            engine(NodeSpec("n", ChipName("ascend-910b"), 65)),
+            "clusters[0].nodes[0].cards",
+            "less than or equal",
+        ),
     ],
 )
 def test_bad_engine_answers_are_refused(backend: FakeBackend, field: str, words: str) -> None:

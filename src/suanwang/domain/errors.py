@@ -5,7 +5,8 @@ DomainError
 ├── NotFound             missing, or not yours (HTTP 404, identical either way)
 ├── Conflict             state forbids the change (HTTP 409)
 ├── Forbidden            authenticated, but the scope does not allow it (HTTP 403)
-└── Unauthenticated      no valid key (HTTP 401)
+├── Unauthenticated      no valid key (HTTP 401)
+└── Unavailable          a cluster's engine cannot be reached now (HTTP 503)
 """
 
 from __future__ import annotations
@@ -60,3 +61,9 @@ class Unauthenticated(DomainError):
     """No valid credentials."""
 
     status = 401
+
+
+class Unavailable(DomainError):
+    """Something the request needs (a cluster's engine) cannot be reached now; try later."""
+
+    status = 503

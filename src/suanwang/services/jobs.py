@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from suanwang.domain.audit import AuditAction
 from suanwang.domain.chips import Catalogue, selector_matches, selectors_label
-from suanwang.domain.errors import Conflict, NotFound, ValidationError
+from suanwang.domain.errors import Conflict, NotFound, Unavailable, ValidationError
 from suanwang.domain.ids import new_job_id
 from suanwang.domain.jobs import (
     JobSpec,
@@ -25,7 +25,7 @@ from suanwang.domain.jobs import (
 from suanwang.domain.priorities import PriorityClasses
 from suanwang.domain.records import AttemptRecord, JobChange, JobEvent, JobRecord, NodeRecord
 from suanwang.domain.tenancy import Principal
-from suanwang.ports import Backend, Clock, UnitOfWork, UnitOfWorkFactory
+from suanwang.ports import Backend, Clock, EngineUnreachable, UnitOfWork, UnitOfWorkFactory
 from suanwang.services import audit
 
 MAX_LIST = 1000
@@ -277,8 +277,7 @@ class Jobs:
                 raise NotFound(f"job {job_id} has no attempt {attempt}", field="attempt")
             return b"", None
         latest = chosen[-1]
-        backend = self._backends[latest.backend]
-        return backend.logs(job_id, latest.number, latest.handle, max(0, offset), limit), latest
+        return self._read_log(latest, max(0, offset), limit), latest
 
     def tail(
         self, principal: Principal, job_id: str, offset: int, limit: int, attempt: int | None
@@ -294,9 +293,26 @@ class Jobs:
         latest = attempts[-1]
         if attempt is not None and latest.number != attempt:
             offset = 0
-        backend = self._backends[latest.backend]
-        chunk = backend.logs(job_id, latest.number, latest.handle, offset, limit)
+        chunk = self._read_log(latest, offset, limit)
         return LogTail(chunk, latest.number, offset, job.state.terminal)
+
+    def _read_log(self, attempt: AttemptRecord, offset: int, limit: int) -> bytes:
+        """The attempt's output from its backend; 503 if its engine cannot be reached."""
+        backend = self._backends.get(attempt.backend)
+        if backend is None:
+            raise Unavailable(
+                f"the {attempt.backend} backend is not installed in this control plane",
+                field="job_id",
+                hint="see docs/backends.md",
+            )
+        try:
+            return backend.logs(attempt.job, attempt.number, attempt.handle, offset, limit)
+        except EngineUnreachable as exc:
+            raise Unavailable(
+                f"the engine of cluster {attempt.cluster!r} cannot be reached: {exc}",
+                field="job_id",
+                hint="try again later; 'suanwang fleet show' shows the cluster's health",
+            ) from exc
 
 
 def _check_offset(offset: int) -> None:

@@ -123,7 +123,10 @@ def cancel_job(job_id: str, principal: PrincipalDep, platform: PlatformDep) -> J
     summary="Output of the latest (or a given) attempt",
     response_class=PlainTextResponse,
     responses=text_body("The attempt's output from `offset` (streamed with `follow=true`)")
-    | errors((429, "Too many follow streams (per key or overall)")),
+    | errors(
+        (429, "Too many follow streams (per key or overall)"),
+        (503, "The engine of the attempt's cluster cannot be reached now"),
+    ),
 )
 async def job_logs(
     request: Request,
