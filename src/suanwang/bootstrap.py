@@ -87,7 +87,7 @@ def build_platform(
             grace_s=settings.cancel_grace_s,
         ),
         "simulated": SimulatedBackend(clock, speedup=settings.sim_speedup),
-        **engine_backends(settings, clock),
+        **engine_backends(settings, clock, tenant_uids=tenant_uids),
     }
     deployments = Deployments(
         uows,
@@ -139,16 +139,22 @@ def build_platform(
 
 
 def engine_backends(
-    settings: Settings, clock: Clock, targets: Mapping[str, str] = ENGINE_TARGETS
+    settings: Settings,
+    clock: Clock,
+    targets: Mapping[str, str] = ENGINE_TARGETS,
+    *,
+    tenant_uids: TenantUids | None = None,
 ) -> dict[str, Backend]:
     """Ray, Slurm and Kubernetes backends whose adapter module is installed, each built as
-    ``Name(clock, settings)`` on first use (their client libraries are imported then)."""
+    ``Name(clock, settings)`` on first use (their client libraries are imported then).
+    Slurm also gets ``tenant_uids``: its jobs run as the tenant's uid, like local runs."""
 
-    def builder(target: str) -> Callable[[], Backend]:
-        return lambda: load_target(target)(clock, settings)
+    def builder(name: str, target: str) -> Callable[[], Backend]:
+        extra = {"tenant_uids": tenant_uids} if name == "slurm" and tenant_uids else {}
+        return lambda: load_target(target)(clock, settings, **extra)
 
     return {
-        name: LazyBackend(name, builder(target))
+        name: LazyBackend(name, builder(name, target))
         for name, target in targets.items()
         if module_present(target)
     }

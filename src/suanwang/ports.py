@@ -88,6 +88,8 @@ class LaunchRequest:
     chip: str = ""
     """The chip type the attempt was admitted on (engine backends name their resources
     after it: a Ray custom resource, a Slurm GRES, a Kubernetes device-plugin resource)."""
+    preemptible: bool = True
+    """Whether the job may be stopped and requeued (Slurm: ``--requeue``)."""
     connection: Connection | None = None
     """How to reach the cluster's engine (from the cluster record; None for local and
     simulated). Poll, cancel and logs get only the handle: an engine backend copies what

@@ -395,5 +395,6 @@ def _launch_request(
         workload=spec.workload,
         network=spec.network,
         chip=attempt.chip,
+        preemptible=spec.preemptible,
         connection=connection,
     )
