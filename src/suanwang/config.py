@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     job_max_processes: int = Field(256, ge=8, le=1 << 22, description="per local job")
     job_max_memory_bytes: int = Field(4 << 30, ge=16 << 20, description="per local job")
     job_max_disk_bytes: int = Field(1 << 30, ge=1 << 20, description="per local job's directory")
+    slurm_spool_dir: Path | None = Field(
+        None,
+        description="where Slurm jobs get their directories and output files: a path every "
+        "Slurm node sees (shared filesystem); default: <data_dir>-slurm beside the data dir",
+    )
 
     @field_validator("tenant_uid_range")
     @classmethod
@@ -121,6 +126,15 @@ class Settings(BaseSettings):
     @property
     def runs_dir(self) -> Path:
         return self.data_dir / "runs"
+
+    @property
+    def slurm_spool(self) -> Path:
+        """:attr:`slurm_spool_dir`, absolute (outside the 0700 data directory: jobs write
+        their output there as their own uid)."""
+        if self.slurm_spool_dir is not None:
+            return self.slurm_spool_dir.resolve()
+        data = self.data_dir.resolve()
+        return data.with_name(f"{data.name}-slurm")
 
     @property
     def usage_journal_dir(self) -> Path:

@@ -70,6 +70,11 @@ class SlurmCluster:
     procs: dict[str, int]
 
     @property
+    def node(self) -> str:
+        """The one node's name (slurmd registers under the short hostname)."""
+        return socket.gethostname().split(".")[0]
+
+    @property
     def env(self) -> dict[str, str]:
         return {**os.environ, "SLURM_CONF": str(self.conf)}
 
