@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from suanwang.adapters.db.engine import alembic_config
 from suanwang.bootstrap import build_app, discovery_backend
 from suanwang.config import Settings
+from suanwang.domain.audit import AuditAction, AuditQuery
 from suanwang.domain.connections import KubernetesConnection, RayConnection, SlurmConnection
 from suanwang.domain.jobs import AttemptState, JobState
 from suanwang.domain.tenancy import Principal, Scope
@@ -68,6 +69,13 @@ def test_connections_are_stored_and_reapplying_changes_nothing(platform: Platfor
     assert moved.updated == ["cluster/ray1"]
     ray1 = {c.name: c for c in platform.fleet.view().clusters}["ray1"]
     assert ray1.connection == RayConnection("http://10.0.0.1:8265")
+    with platform.uows() as uow:
+        latest = uow.audit.entries(AuditQuery(action=AuditAction.FLEET_APPLY, limit=1))[0]
+    assert latest.before == {"cluster/ray1": {**latest.after["cluster/ray1"], "connection": {
+        "ray": {"address": UNREACHABLE}}}}  # fmt: skip
+    assert latest.after["cluster/ray1"]["connection"] == {
+        "ray": {"address": "http://10.0.0.1:8265"}
+    }
 
 
 def test_existing_clusters_migrate_with_no_connection(settings: Settings) -> None:

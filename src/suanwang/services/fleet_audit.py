@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from suanwang.domain.connections import Connection, connection_data
 from suanwang.domain.fleet import FleetSpec
 from suanwang.ports import UnitOfWork
 
@@ -40,6 +41,7 @@ def stored_state(uow: UnitOfWork, spec: FleetSpec) -> FleetState:
                 "kind": c.kind,
                 "backend": c.backend,
                 "description": c.description,
+                "connection": _connection(c.connection),
             }
             for n in uow.fleet.nodes(c.name):
                 state[f"node/{c.name}/{n.name}"] = _node(n.chip, n.cards, n.network_group)
@@ -57,12 +59,18 @@ def spec_state(spec: FleetSpec) -> FleetState:
             "kind": c.kind.value,
             "backend": c.backend,
             "description": c.description,
+            "connection": _connection(c.connection),
         }
         for n in c.nodes:
             state[f"node/{c.name}/{n.name}"] = _node(n.chip, n.cards, n.network_group)
     for w in spec.wan_links:
         state[link_name(w.region_a, w.region_b)] = _link(w.bandwidth_gbps, w.rtt_ms, w.distance_km)
     return state
+
+
+def _connection(connection: Connection | None) -> dict[str, Any] | None:
+    """The connection block as the fleet file has it (no secrets: a kubeconfig is a path)."""
+    return None if connection is None else connection_data(connection)
 
 
 def change_values(
