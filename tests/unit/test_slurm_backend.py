@@ -342,3 +342,17 @@ def test_runs_lists_suanwang_jobs_of_the_partition(tmp_path: Path) -> None:
         ("jok", 1, False, 6),
     }
     assert backend(tmp_path, FakeSlurm()).runs("hpc", SlurmConnection("other")) == []
+
+
+def test_an_engine_learns_the_address_of_the_node_it_is_placed_on(tmp_path: Path) -> None:
+    """A platform engine listens on, and is reached at, the NodeAddr slurmctld reports for
+    the node suanwang pinned it to (127.0.0.1 in the recording), never an address it chose."""
+    fake = FakeSlurm()
+    status = backend(tmp_path, fake).submit(request(workload=Workload.PLATFORM_ENGINE))
+    assert status.handle["host"] == "127.0.0.1"
+    (argv,) = fake.called("sbatch")
+    assert "SUANWANG_NODE_ADDRESS=127.0.0.1" in argv
+    tenant = FakeSlurm()
+    plain = backend(tmp_path / "t", tenant).submit(request(job_id="j2"))
+    assert "host" not in plain.handle
+    assert tenant.called("sinfo") == []

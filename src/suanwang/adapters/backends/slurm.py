@@ -26,19 +26,14 @@ control plane's environment out of the job.
 
 from __future__ import annotations
 
-import shutil
-import stat
-import sys
 from pathlib import Path
 from typing import Any
 
 import suanwang
 from suanwang.adapters.backends.sandbox import (
-    Confinement,
     HostFacts,
     IsolationMode,
     probe_host,
-    root_layout,
 )
 from suanwang.adapters.backends.slurm_cli import (
     Runner,
@@ -52,13 +47,12 @@ from suanwang.adapters.backends.slurm_parse import (
     SlurmJob,
     SlurmOutputError,
     parse_sbatch,
+    parse_sinfo,
 )
 from suanwang.adapters.backends.slurm_queue import QueueReader, capacity_of
+from suanwang.adapters.backends.slurm_run import ip_of, run_argv
 from suanwang.adapters.backends.slurm_script import (
-    JOB_PATH,
-    Sandbox,
     Submission,
-    job_argv,
     sbatch_argv,
 )
 from suanwang.config import Settings
@@ -66,7 +60,7 @@ from suanwang.domain.chip_resources import slurm_gres
 from suanwang.domain.connections import Connection, SlurmConnection
 from suanwang.domain.errors import DomainError
 from suanwang.domain.jobs import AttemptState
-from suanwang.domain.workloads import JOB_AREA, JobNetwork, Workload, job_area_parts
+from suanwang.domain.workloads import JobNetwork, Workload, job_area_parts
 from suanwang.ports import (
     Clock,
     ClusterCapacity,
@@ -140,6 +134,9 @@ class SlurmBackend:
         cli = SlurmCli(connection.bin_dir, self._runner)
         name = run_name(request.job_id, request.attempt)
         handle = self._handle(request.cluster, connection, name, files)
+        host = self._placed_host(cli, request)
+        if host is not None:
+            handle["host"] = host
         known = self._submitted(cli, files, name)
         if known is not None:
             files.record_id(known)
@@ -152,7 +149,7 @@ class SlurmBackend:
         argv = sbatch_argv(
             cli.program("sbatch"),
             self._submission(request, connection, files, uid),
-            self._run_argv(request, files, uid),
+            run_argv(request, files.work, uid, host, self._code_root, self._host.bwrap),
         )
         try:
             slurm_id = parse_sbatch(cli.run_argv(argv))
@@ -302,46 +299,18 @@ class SlurmBackend:
             uid=uid,
         )
 
-    def _run_argv(self, request: LaunchRequest, files: JobFiles, uid: int | None) -> list[str]:
-        engine = request.workload is Workload.PLATFORM_ENGINE
-        parts = job_area_parts(request.working_dir)
-        area = JOB_AREA if uid is not None else str(files.work)
-        env = {
-            "PATH": f"{sys.prefix}/bin:{JOB_PATH}",
-            "HOME": area,
-            **dict(request.env),
-            "SUANWANG_JOB_ID": request.job_id,
-            "SUANWANG_ATTEMPT": str(request.attempt),
-            "SUANWANG_CARDS": str(sum(p.cards for p in request.placements)),
-        }
-        if engine:
-            env["PYTHONPATH"] = self._code_root
-        command = list(request.command)
-        if uid is None:
-            if parts:
-                command = [
-                    "/bin/sh",
-                    "-c",
-                    'cd "$1" && shift && exec "$@"',
-                    "sh",
-                    str(files.work.joinpath(*parts)),
-                    *command,
-                ]
-            return job_argv(env, command, sandbox=None, nodes=len(request.placements) or 1)
-        wanted = (sys.base_prefix, sys.prefix, *((self._code_root,) if engine else ()))
-        read_only = tuple(p for p in wanted if world_readable(p))
-        confinement = Confinement(
-            uid=uid,
-            work_dir=files.work,
-            cwd_parts=parts,
-            read_only=read_only,
-            share_net=engine,
-            with_sys=engine,
-        )
-        bwrap = self._host.bwrap or shutil.which("bwrap") or "bwrap"
-        sandbox = Sandbox(bwrap, root_layout(), confinement)
-        nodes = len({p.node for p in request.placements}) or 1
-        return job_argv(env, command, sandbox=sandbox, nodes=nodes)
+    def _placed_host(self, cli: SlurmCli, request: LaunchRequest) -> str | None:
+        """The IP address of the one node a platform engine is pinned to (from slurmctld's
+        node list), which is where it listens and where the gateway will reach it."""
+        nodes = {p.node for p in request.placements}
+        if request.workload is not Workload.PLATFORM_ENGINE or len(nodes) != 1:
+            return None
+        try:
+            found = parse_sinfo(cli.run("sinfo", "--json"))
+        except (SlurmCommandError, SlurmOutputError) as exc:
+            raise EngineUnreachable(f"slurm: {exc}") from exc
+        node = next((n for n in found if n.name in nodes), None)
+        return ip_of(node.address) if node is not None else None
 
 
 def _status(job: SlurmJob, handle: dict[str, Any]) -> RunStatus:
@@ -355,19 +324,6 @@ def _status(job: SlurmJob, handle: dict[str, Any]) -> RunStatus:
         started_at=job.start_time if state is not AttemptState.STARTING else None,
         ended_at=job.end_time if state.ended else None,
     )
-
-
-def world_readable(path: str) -> bool:
-    """Whether any uid can reach ``path`` (every ancestor searchable by others): bwrap runs
-    as the job's own uid on the node, so it can only show what that uid can reach (a
-    Python installed under ``/root`` is left out; the job then has the system's)."""
-    current = Path(path)
-    try:
-        if not current.stat().st_mode & stat.S_IROTH:
-            return False
-        return all(p.stat().st_mode & stat.S_IXOTH for p in (current, *current.parents))
-    except OSError:
-        return False
 
 
 def _slurm(connection: Connection | None) -> SlurmConnection:

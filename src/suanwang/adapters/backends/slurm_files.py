@@ -47,6 +47,7 @@ class JobFiles:
 
     def prepare(self, uid: int | None) -> None:
         """Create the directories, the log and the script; ``uid`` owns the job's parts."""
+        self.spool.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         _root_dir(self.spool)
         _root_dir(self.job_dir)
         _owned_dir(self.work, uid)

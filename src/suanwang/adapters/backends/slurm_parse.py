@@ -87,6 +87,8 @@ class SlurmNode:
     gres: tuple[tuple[str, str, int], ...]
     """``(name, type, count)`` per configured GRES, e.g. ``("gpu", "ascend910b", 8)``."""
     partitions: tuple[str, ...]
+    address: str = ""
+    """``NodeAddr``: where the node is reached (an IP or a name)."""
 
     @property
     def usable(self) -> bool:
@@ -221,6 +223,7 @@ def _node(item: dict[str, object]) -> SlurmNode:
         cpus=_int(item.get("cpus")) or 0,
         gres=parse_gres(str(item.get("gres", "") or "")),
         partitions=tuple(str(p) for p in partitions) if isinstance(partitions, list) else (),
+        address=str(item.get("address", "") or ""),
     )
 
 
