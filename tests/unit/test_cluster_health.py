@@ -200,3 +200,30 @@ def test_unhealthy_clusters_are_not_swept_and_shared_engines_are_asked_once() ->
     report = OrphanSweep(db, {"fake": here, "ray": ray}, clock).sweep()
     assert asked == ["here"]
     assert report.skipped == {"there": "unhealthy: down"}
+
+
+def test_nothing_is_drained_when_no_engine_node_matches_the_fleets_names() -> None:
+    db, clock, here, ray = two_clusters()
+    other = (NodeSpec("10.0.0.7", ChipName("ascend-910b"), 8),)
+    ray.health = ClusterCapacity(healthy=True, nodes=other)
+    report = ClusterHealthCheck(db, {"fake": here, "ray": ray}, clock).check()
+    assert report.drained == []
+    with db() as uow:
+        assert {n.state for n in uow.fleet.nodes("there")} == {"ready"}
+
+
+def test_a_cluster_applied_between_rounds_is_checked_at_the_next_tick() -> None:
+    db, clock, here, ray = two_clusters()
+    health = ClusterHealthCheck(db, {"fake": here, "ray": ray}, clock, interval_s=30)
+    assert health.tick() is not None
+    assert len(ray.capacity_calls) == 1
+    clock.advance(1)
+    assert health.tick() is None  # not due, and every cluster has been checked
+    with db() as uow:
+        late = replace(db.tables.clusters["there"], name="late", health=None)
+        uow.t.clusters["late"] = late
+        uow.commit()
+    report = health.tick()
+    assert report is not None
+    assert report.healthy == ["late"]
+    assert [c for c, _ in ray.capacity_calls] == ["there", "late"]

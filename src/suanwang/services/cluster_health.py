@@ -73,17 +73,20 @@ class ClusterHealthCheck:
         self._last_at: float | None = None
 
     def tick(self) -> HealthReport | None:
-        """A round if one is due (None otherwise)."""
+        """A round if one is due, or a check of clusters never checked (a cluster applied
+        since the last round); None if there was nothing to do."""
         now = self._clock.now()
         if self._last_at is not None and now - self._last_at < self._interval_s:
-            return None
+            with self._uows() as uow:
+                new = [c.name for c in uow.fleet.clusters() if c.health is None]
+            return self.check(only=set(new)) if new else None
         self._last_at = now
         return self.check()
 
-    def check(self) -> HealthReport:
-        """Ask every cluster's engine now and record the answers."""
+    def check(self, only: set[str] | None = None) -> HealthReport:
+        """Ask every cluster's engine (or those named in ``only``) now; record the answers."""
         with self._uows() as uow:
-            clusters = uow.fleet.clusters()
+            clusters = [c for c in uow.fleet.clusters() if only is None or c.name in only]
         answers = {c.name: self._capacity(c) for c in clusters}
         now = self._clock.now()
         report = HealthReport({}, [], [], [])
@@ -136,8 +139,19 @@ class ClusterHealthCheck:
 
 
 def _node_changes(nodes: list[NodeRecord], answer: ClusterCapacity) -> tuple[list[str], list[str]]:
-    """Fleet nodes to drain (missing from the engine) and to make ready (back in it)."""
+    """Fleet nodes to drain (missing from the engine) and to make ready (back in it).
+
+    If the engine names nodes but none of them is a fleet node, the fleet file names them
+    differently (typed by hand, not imported): nothing is drained, and it is logged.
+    """
     present = {n.name for n in answer.nodes}
+    if present and nodes and present.isdisjoint(n.name for n in nodes):
+        log.warning(
+            "no fleet node is among the engine's nodes; not draining (fleet import names them)",
+            cluster=nodes[0].cluster,
+            engine_nodes=sorted(present)[:5],
+        )
+        return [], []
     drain = [n.name for n in nodes if n.name not in present and n.state == READY]
     restore = [n.name for n in nodes if n.name in present and n.state == DRAINED]
     return drain, restore
