@@ -6,7 +6,8 @@ its policy. What is left is the other direction: a run the engine still runs tha
 does not own (its attempt ended, was never recorded, or belongs to a deleted database).
 :class:`OrphanSweep` lists each cluster's runs (:meth:`~suanwang.ports.Backend.runs`),
 reports an alive run that matches no live attempt (log, job event, audit entry), and
-cancels it once it has been seen as an orphan for ``grace_s``. So no job keeps two runs.
+cancels it once it has been seen as an orphan for ``grace_s``, or at once when another
+attempt of its job is live. So no job keeps two runs.
 
 The engine is asked first and the database read after, so a run dispatched meanwhile is
 always found with its attempt; before cancelling, the attempt is looked up once more.
@@ -88,12 +89,14 @@ class OrphanSweep:
         for key in list(self._first_seen):
             if key not in orphans and key[0] not in report.skipped:
                 del self._first_seen[key]  # ended, or owned after all
+        live_jobs = {job for job, _ in live}
         for key, (cluster, run) in orphans.items():
             new = key not in self._first_seen
             first = self._first_seen.setdefault(key, now)
-            if new:
+            twice = run.job_id in live_jobs  # another attempt of the job is live: no grace
+            if new and not twice:
                 self._report(cluster, run, now, "found; cancelled after the grace period")
-            if now - first >= self._grace_s and self._cancel(cluster, run, now):
+            if (twice or now - first >= self._grace_s) and self._cancel(cluster, run, now):
                 report.cancelled.append(key)
                 del self._first_seen[key]
             else:
