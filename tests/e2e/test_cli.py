@@ -400,3 +400,35 @@ def test_fleet_import_bad_flags(
     cli: Cli, args: tuple[str, ...], fragments: tuple[str, ...]
 ) -> None:
     assert_error(cli("fleet", "import", "--cluster", "c", "--region", "r", *args), *fragments)
+
+
+ENGINE_FLEET = """
+regions: [{name: e2e-eng}]
+clusters:
+  - name: e2e-ray
+    region: e2e-eng
+    kind: real
+    ray: {address: 'http://127.0.0.1:9'}
+    nodes: [{name: e2e-ray-n1, chip: ascend-310p, cards: 4}]
+"""
+
+
+def test_fleet_show_gives_an_engine_clusters_health_and_connection(
+    cli: Cli, tmp_path: Path
+) -> None:
+    path = tmp_path / "engine.yaml"
+    path.write_text(ENGINE_FLEET, encoding="utf-8")
+    ok(cli("fleet", "apply", str(path)))
+    deadline = time.monotonic() + 20  # the server checks a newly applied cluster next tick
+    while "cluster e2e-ray is unhealthy" not in (shown := ok(cli("fleet", "show"))):
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.2)
+    row = next(line for line in shown.splitlines() if line.startswith("e2e-ray "))
+    assert "real ray" in row
+    assert "UNHEALTHY" in row
+    assert "cluster e2e-ray ray: address=http://127.0.0.1:9" in shown
+    data = json.loads(ok(cli("fleet", "show", "--json")))
+    cluster = {c["name"]: c for c in data["clusters"]}["e2e-ray"]
+    assert cluster["connection"] == {"ray": {"address": "http://127.0.0.1:9"}}
+    assert cluster["health"]["status"] == "unhealthy"
+    assert cluster["health"]["reason"]
