@@ -4,6 +4,7 @@ drained, and a run no live attempt owns is reported then cancelled after the gra
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 
 from fakes import FakeBackend, FakeClock, FakeDatabase, seed
@@ -230,3 +231,25 @@ def test_a_cluster_applied_between_rounds_is_checked_at_the_next_tick() -> None:
     assert report is not None
     assert report.healthy == ["late"]
     assert [c for c, _ in ray.capacity_calls] == ["there", "late"]
+
+
+def test_engines_are_asked_at_once() -> None:
+    db, clock, here, ray = two_clusters()
+    asked = threading.Event()
+    answered_while_waiting: list[bool] = []
+
+    def slow(cluster: str, connection: object) -> ClusterCapacity:
+        # answers only once the other engine was asked meanwhile (sequential asking would
+        # wait the whole timeout here and then see nothing)
+        answered_while_waiting.append(asked.wait(timeout=10))
+        return ClusterCapacity(healthy=False, reason="timed out")
+
+    def fast(cluster: str, connection: object) -> ClusterCapacity:
+        asked.set()
+        return ClusterCapacity(healthy=True, complete=False)
+
+    here.capacity = slow  # type: ignore[method-assign]  # "here" is asked first
+    ray.capacity = fast  # type: ignore[method-assign]
+    report = ClusterHealthCheck(db, {"fake": here, "ray": ray}, clock).check()
+    assert answered_while_waiting == [True]
+    assert (report.healthy, report.unhealthy) == (["there"], {"here": "timed out"})

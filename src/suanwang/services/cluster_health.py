@@ -1,7 +1,8 @@
 """Cluster health: ask each cluster's engine for its capacity, record what it said.
 
 :class:`ClusterHealth` calls :meth:`~suanwang.ports.Backend.capacity` for every cluster
-(outside any transaction: engines answer over the network, within their own timeouts),
+(outside any transaction and several at once: engines answer over the network, within
+their own timeouts),
 then records in one transaction:
 
 - healthy or not, the reason and when (shown by ``GET /api/v1/clusters`` and
@@ -20,6 +21,7 @@ cluster unhealthy with the error as the reason, and is logged.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import structlog
@@ -31,6 +33,7 @@ from suanwang.ports import Backend, Clock, ClusterCapacity, UnitOfWorkFactory
 log = structlog.get_logger("suanwang.health")
 READY, DRAINED = "ready", "drained"
 MAX_REASON = 500
+MAX_PARALLEL = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +90,7 @@ class ClusterHealthCheck:
         """Ask every cluster's engine (or those named in ``only``) now; record the answers."""
         with self._uows() as uow:
             clusters = [c for c in uow.fleet.clusters() if only is None or c.name in only]
-        answers = {c.name: self._capacity(c) for c in clusters}
+        answers = self._ask_all(clusters)
         now = self._clock.now()
         report = HealthReport({}, [], [], [])
         with self._uows() as uow:
@@ -110,6 +113,16 @@ class ClusterHealthCheck:
         if report.drained or report.restored:
             log.warning("nodes drained or restored", drained=report.drained, ready=report.restored)
         return report
+
+    def _ask_all(self, clusters: list[ClusterRecord]) -> dict[str, ClusterCapacity]:
+        """Every cluster's answer, asked at once: one slow engine (timing out) does not hold
+        the others' answers back."""
+        if len(clusters) <= 1:
+            return {c.name: self._capacity(c) for c in clusters}
+        with ThreadPoolExecutor(min(MAX_PARALLEL, len(clusters)), "cluster-health") as pool:
+            return dict(
+                zip([c.name for c in clusters], pool.map(self._capacity, clusters), strict=True)
+            )
 
     def _capacity(self, cluster: ClusterRecord) -> ClusterCapacity:
         backend = self._backends.get(cluster.backend)
