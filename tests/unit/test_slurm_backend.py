@@ -349,10 +349,11 @@ def test_an_engine_learns_the_address_of_the_node_it_is_placed_on(tmp_path: Path
     the node suanwang pinned it to (127.0.0.1 in the recording), never an address it chose."""
     fake = FakeSlurm()
     status = backend(tmp_path, fake).submit(request(workload=Workload.PLATFORM_ENGINE))
-    assert status.handle["host"] == "127.0.0.1"
+    assert (status.handle["node"], status.handle["host"]) == ("vm", "127.0.0.1")
     (argv,) = fake.called("sbatch")
     assert "SUANWANG_NODE_ADDRESS=127.0.0.1" in argv
     tenant = FakeSlurm()
     plain = backend(tmp_path / "t", tenant).submit(request(job_id="j2"))
     assert "host" not in plain.handle
+    assert "node" not in plain.handle
     assert tenant.called("sinfo") == []

@@ -11,14 +11,22 @@ with their registry mirror. This module renders; it does not run anything.
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from suanwang.domain.deployments import engine_runs_on
+from suanwang.domain.endpoints import NODE_ADDRESS_ENV
 from suanwang.domain.errors import ValidationError
 from suanwang.domain.serving import ModelSpec
 
 DEFAULT_PORT = 8000
 MODELS_DIR = "/models"
+ALL_INTERFACES = "0.0.0.0"
+NODE_HOST = "<node address>"
+"""Stands for the address of the node the engine runs on in a command given to
+:func:`on_node` (which reads it from :data:`~suanwang.domain.endpoints.NODE_ADDRESS_ENV`)."""
+NO_ADDRESS = "the backend gave this engine no node address"
 
 DEVICE_ENV: dict[str, str] = {
     "nvidia": "CUDA_VISIBLE_DEVICES",
@@ -54,9 +62,16 @@ class Rendered:
 
 
 def render(
-    model: ModelSpec, engine: str, family: str, cards: int, port: int = DEFAULT_PORT
+    model: ModelSpec,
+    engine: str,
+    family: str,
+    cards: int,
+    port: int = DEFAULT_PORT,
+    host: str = ALL_INTERFACES,
 ) -> Rendered:
-    """The launch of ``model`` on ``cards`` cards of ``family`` with ``engine``."""
+    """The launch of ``model`` on ``cards`` cards of ``family`` with ``engine``, listening
+    on ``host`` (:data:`NODE_HOST` for the node's address, see :func:`on_node`) and ``port``.
+    MindIE and Infinity take no listen address here: they listen on every interface."""
     if not engine_runs_on(engine, family) or (engine, family) not in IMAGES:
         raise ValidationError(
             f"engine {engine!r} has no build for {family} chips",
@@ -73,7 +88,7 @@ def render(
     if engine in ("vllm", "vllm-ascend"):
         command = (
             "vllm", "serve", path, "--served-model-name", model.name,
-            "--host", "0.0.0.0", "--port", str(port),
+            "--host", host, "--port", str(port),
             "--tensor-parallel-size", str(cards), "--max-model-len", ctx,
         )  # fmt: skip
         if model.kind.value == "embedding":
@@ -81,13 +96,13 @@ def render(
     elif engine == "sglang":
         command = (
             "python3", "-m", "sglang.launch_server", "--model-path", path,
-            "--served-model-name", model.name, "--host", "0.0.0.0", "--port", str(port),
+            "--served-model-name", model.name, "--host", host, "--port", str(port),
             "--tp", str(cards), "--context-length", ctx,
         )  # fmt: skip
     elif engine == "lmdeploy":
         command = (
             "lmdeploy", "serve", "api_server", path, "--model-name", model.name,
-            "--server-name", "0.0.0.0", "--server-port", str(port),
+            "--server-name", host, "--server-port", str(port),
             "--tp", str(cards), "--session-len", ctx,
         )  # fmt: skip
         if family == "ascend":
@@ -101,6 +116,18 @@ def render(
             "--port", str(port),
         )  # fmt: skip
     return Rendered(IMAGES[(engine, family)], command, tuple(env), port)
+
+
+def on_node(command: Sequence[str]) -> tuple[str, ...]:
+    """``command`` run by ``/bin/sh`` with every :data:`NODE_HOST` argument replaced by the
+    node's address, which the engine backend puts in the run's environment
+    (:data:`~suanwang.domain.endpoints.NODE_ADDRESS_ENV`); without it the shell exits
+    non-zero with :data:`NO_ADDRESS` and the engine never starts. Every other argument is
+    quoted, so the script is exactly ``command`` (``exec``: the engine is the run's process).
+    """
+    address = f'"${{{NODE_ADDRESS_ENV}:?{NO_ADDRESS}}}"'
+    words = [address if arg == NODE_HOST else shlex.quote(arg) for arg in command]
+    return ("/bin/sh", "-c", "exec " + " ".join(words))
 
 
 def _mindie_env(model: ModelSpec, cards: int, port: int) -> list[tuple[str, str]]:

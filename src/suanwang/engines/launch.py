@@ -8,8 +8,13 @@ Per cluster backend:
   replica and kept across restarts;
 - ``simulated``: no process; the gateway reaches ``sim://<replica-id>`` through the
   :mod:`suanwang.engines.simulated` ASGI app;
-- anything else (a real GPU/NPU cluster): the engine image and command of
-  :func:`suanwang.engines.commands.render`.
+- an engine backend (``slurm``, ``ray``, ``kubernetes``): the same engines, run as a job of
+  that backend on the node it places them on, listening on that node's address (read from
+  ``SUANWANG_NODE_ADDRESS`` by :func:`~suanwang.engines.commands.on_node`) and the port the
+  control plane chose; llama.cpp and sentence-transformers as on this machine (the node
+  needs the same installation: a shared filesystem), every other engine with the image
+  and command of :func:`suanwang.engines.commands.render`. The base URL is known only once
+  the backend has placed the run (``domain/endpoints.py`` validates it).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from pathlib import Path
 
 from suanwang.domain.errors import ValidationError
 from suanwang.domain.serving import ModelSpec
-from suanwang.engines.commands import render
+from suanwang.engines.commands import NODE_HOST, on_node, render
 from suanwang.ports import EnginePlan, ReplicaLaunch
 
 LOCAL_HOST = "127.0.0.1"
@@ -51,7 +56,12 @@ class LlamaServer:
 
 
 def llama_server_command(
-    binary: str, model: ModelSpec, weights: Path, port: int, server: LlamaServer
+    binary: str,
+    model: ModelSpec,
+    weights: Path,
+    port: int,
+    server: LlamaServer,
+    host: str = LOCAL_HOST,
 ) -> tuple[str, ...]:
     """The ``llama-server`` command line of one replica (pure; unit-tested).
 
@@ -63,7 +73,7 @@ def llama_server_command(
     """
     return (
         binary, "--model", str(weights), "--alias", model.name,
-        "--host", LOCAL_HOST, "--port", str(port),
+        "--host", host, "--port", str(port),
         "--ctx-size", str(model.context_length * server.slots), "--no-kv-unified",
         "--parallel", str(server.slots), "--cont-batching",
         "--threads", str(server.threads), "--threads-batch", str(server.threads),
@@ -122,28 +132,34 @@ class LocalEngines:
     def plan(self, launch: ReplicaLaunch) -> EnginePlan:
         if launch.backend == "simulated":
             return EnginePlan((), (), f"sim://{launch.replica_id}")
-        if launch.backend == "local":
-            return self._local(launch)
-        rendered = render(launch.model, launch.engine, launch.family, launch.cards)
-        return EnginePlan(rendered.command, rendered.env, "", rendered.image)
-
-    def _local(self, launch: ReplicaLaunch) -> EnginePlan:
         if launch.port is None:
-            raise ValidationError("a local replica needs a port", field="port")
+            raise ValidationError("a replica needs a port", field="port")
+        if launch.backend == "local":
+            return self._own(launch, LOCAL_HOST, launch.port)
+        if launch.engine in _ENGINE_PACKAGES:
+            plan = self._own(launch, NODE_HOST, launch.port)
+            return EnginePlan(on_node(plan.command), plan.env, "")
+        rendered = render(
+            launch.model, launch.engine, launch.family, launch.cards, launch.port, NODE_HOST
+        )
+        return EnginePlan(on_node(rendered.command), rendered.env, "", rendered.image)
+
+    def _own(self, launch: ReplicaLaunch, host: str, port: int) -> EnginePlan:
+        """llama.cpp or our embedding server on ``host:port`` (base URL set for this machine)."""
         _require(_ENGINE_PACKAGES.get(launch.engine))
-        model, port = launch.model, str(launch.port)
-        base_url = f"http://{LOCAL_HOST}:{port}"
+        model = launch.model
+        base_url = f"http://{host}:{port}" if host == LOCAL_HOST else ""
         command: tuple[str, ...]
         if launch.engine == "llama.cpp":
             binary = llama_server_binary()
             weights = artifact_path(model.artifact)
-            command = llama_server_command(str(binary), model, weights, launch.port, self.llama)
+            command = llama_server_command(str(binary), model, weights, port, self.llama, host)
             return EnginePlan(command, (("LD_LIBRARY_PATH", str(binary.parent)),), base_url)
         if launch.engine == "sentence-transformers":
             command = (
                 self._python, "-m", "suanwang.engines.embeddings",
                 "--model-path", str(artifact_path(model.artifact)), "--model-name", model.name,
-                "--host", LOCAL_HOST, "--port", port,
+                "--host", host, "--port", str(port),
             )  # fmt: skip
             env = (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"))
             return EnginePlan(command, env, base_url)

@@ -26,6 +26,7 @@ from suanwang.domain.deployments import (
     after_run,
     live_state,
 )
+from suanwang.domain.endpoints import EndpointRejected, placed_endpoint
 from suanwang.domain.ids import new_job_id
 from suanwang.domain.jobs import (
     MAX_RUNTIME_S,
@@ -63,6 +64,12 @@ class Placement:
     cards: int
     backend: str
 
+    @property
+    def on_engine(self) -> bool:
+        """Whether replicas run on an engine backend (Slurm, Ray, Kubernetes): their node,
+        and so their address, is chosen by the engine when the run is submitted."""
+        return self.backend not in ("local", "simulated")
+
 
 @dataclass(frozen=True, slots=True)
 class Converger:
@@ -88,8 +95,8 @@ class Converger:
 
     def _new_replica(self, dep: DeploymentRecord, number: int) -> None:
         port = None
-        if self.placement.backend == "local":
-            port = self.launcher.free_port(self.uow.deployments.ports_in_use())
+        if self.placement.backend != "simulated":
+            port = self._fresh_port()
         replica = ReplicaRecord(
             id=f"{dep.id}-{number}",
             deployment=dep.id,
@@ -128,11 +135,47 @@ class Converger:
         if state is ReplicaState.STARTING and self._startup_overdue(job):
             self._cancel(job, f"engine not healthy within {STARTUP_TIMEOUT_S:.0f} s")
             return
-        if state is not replica.state or reason != replica.reason:
+        base_url = replica.base_url
+        if self.placement.on_engine:
+            try:
+                base_url = self._engine_endpoint(job, replica.port)
+            except EndpointRejected as exc:
+                self._reject(replica, job, str(exc))
+                return
+            if base_url != replica.base_url and state is not ReplicaState.PENDING:
+                state, reason = (
+                    ReplicaState.STARTING,
+                    "engine starting; waiting for its health check",
+                )
+        if state is not replica.state or reason != replica.reason or base_url != replica.base_url:
             ready_at = self.now if state is ReplicaState.READY else replica.ready_at
-            self.uow.deployments.update_replica(
-                replica.id, ReplicaChange(state=state, reason=reason, ready_at=ready_at)
+            change = ReplicaChange(state=state, reason=reason, ready_at=ready_at, base_url=base_url)
+            self.uow.deployments.update_replica(replica.id, change)
+
+    def _engine_endpoint(self, job: JobRecord, port: int | None) -> str:
+        """The validated base URL of a replica's run on an engine backend ("" while none
+        runs): the node the backend reports placing it on, checked against the attempt's
+        placement, and the replica's ``port`` (``domain/endpoints.py``)."""
+        if job.state is not JobState.RUNNING:
+            return ""
+        attempts = self.uow.jobs.attempts(job.id)
+        attempt = attempts[-1] if attempts else None
+        if attempt is None or not attempt.dispatched or attempt.state.ended:
+            return ""
+        if attempt.backend != self.placement.backend:
+            raise EndpointRejected(
+                f"the run is on backend {attempt.backend!r}, not the cluster's "
+                f"{self.placement.backend!r}"
             )
+        return placed_endpoint(attempt.handle, [p.node for p in attempt.placements], port)
+
+    def _reject(self, replica: ReplicaRecord, job: JobRecord, why: str) -> None:
+        """Never route to an endpoint the backend did not place: unhealthy, run stopped."""
+        reason = f"endpoint rejected: {why}"
+        if replica.state is not ReplicaState.UNHEALTHY or replica.reason != reason:
+            change = ReplicaChange(state=ReplicaState.UNHEALTHY, reason=reason, base_url="")
+            self.uow.deployments.update_replica(replica.id, change)
+        self._cancel(job, reason)
 
     def _startup_overdue(self, job: JobRecord) -> bool:
         attempts = self.uow.jobs.attempts(job.id)
@@ -155,10 +198,12 @@ class Converger:
             self.uow.deployments.update_replica(replica.id, given_up)
             return
         if replica.port is not None and decision.failures >= NEW_PORT_AFTER_FAILURES:
-            taken = self.uow.deployments.ports_in_use()
-            replica = replace(replica, port=self.launcher.free_port(taken))
+            replica = replace(replica, port=self._fresh_port())
             self.uow.deployments.update_replica(replica.id, ReplicaChange(port=replica.port))
         self._start(dep, replica, decision.failures, decision.reason, restart=True)
+
+    def _fresh_port(self) -> int:
+        return self.launcher.free_port(self.uow.deployments.ports_in_use())
 
     def _ran_s(self, job: JobRecord | None) -> float | None:
         attempts = self.uow.jobs.attempts(job.id) if job else []
@@ -178,6 +223,9 @@ class Converger:
     ) -> None:
         model = self.models[dep.model]
         p = self.placement
+        if replica.port is None and p.backend != "simulated":  # made before it needed one
+            replica = replace(replica, port=self._fresh_port())
+            self.uow.deployments.update_replica(replica.id, ReplicaChange(port=replica.port))
         plan = self.launcher.plan(
             ReplicaLaunch(
                 replica.id, model, dep.engine, p.chip, p.family, p.cards, p.backend, replica.port

@@ -134,9 +134,10 @@ class SlurmBackend:
         cli = SlurmCli(connection.bin_dir, self._runner)
         name = run_name(request.job_id, request.attempt)
         handle = self._handle(request.cluster, connection, name, files)
-        host = self._placed_host(cli, request)
-        if host is not None:
-            handle["host"] = host
+        placed = self._placed_host(cli, request)
+        host = placed[1] if placed is not None else None
+        if placed is not None:
+            handle["node"], handle["host"] = placed
         known = self._submitted(cli, files, name)
         if known is not None:
             files.record_id(known)
@@ -299,9 +300,10 @@ class SlurmBackend:
             uid=uid,
         )
 
-    def _placed_host(self, cli: SlurmCli, request: LaunchRequest) -> str | None:
-        """The IP address of the one node a platform engine is pinned to (from slurmctld's
-        node list), which is where it listens and where the gateway will reach it."""
+    def _placed_host(self, cli: SlurmCli, request: LaunchRequest) -> tuple[str, str] | None:
+        """The name and IP address of the one node a platform engine is pinned to (from
+        slurmctld's node list), which is where it listens and where the gateway will reach
+        it once the control plane has checked them (``domain/endpoints.py``)."""
         nodes = {p.node for p in request.placements}
         if request.workload is not Workload.PLATFORM_ENGINE or len(nodes) != 1:
             return None
@@ -310,7 +312,8 @@ class SlurmBackend:
         except (SlurmCommandError, SlurmOutputError) as exc:
             raise EngineUnreachable(f"slurm: {exc}") from exc
         node = next((n for n in found if n.name in nodes), None)
-        return ip_of(node.address) if node is not None else None
+        address = ip_of(node.address) if node is not None else None
+        return (node.name, address) if node is not None and address is not None else None
 
 
 def _status(job: SlurmJob, handle: dict[str, Any]) -> RunStatus:

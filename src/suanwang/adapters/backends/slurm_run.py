@@ -19,11 +19,9 @@ from pathlib import Path
 
 from suanwang.adapters.backends.sandbox import Confinement, root_layout
 from suanwang.adapters.backends.slurm_script import JOB_PATH, Sandbox, job_argv
+from suanwang.domain.endpoints import NODE_ADDRESS_ENV
 from suanwang.domain.workloads import JOB_AREA, Workload, job_area_parts
 from suanwang.ports import LaunchRequest
-
-NODE_ADDRESS_ENV = "SUANWANG_NODE_ADDRESS"
-"""Set for platform engines: the IP of the node Slurm runs them on (they listen there)."""
 
 
 def run_argv(
