@@ -395,6 +395,30 @@ def test_engine_5xx_is_retried_elsewhere() -> None:
     assert {r.replica for r in sink.rows.values()} == {"b"}
 
 
+def test_credentials_refused_by_every_replica_is_502_upstream_auth() -> None:
+    """An upstream answering 401/403 (an external endpoint's key revoked) is the platform's
+    fault, not the caller's, and not "retry shortly": 502 upstream_auth, billed 0, 8 at once."""
+    mock = __import__("gateway_support").load_mock()
+    app, _, sink, key = setup(
+        [replica("a", base="a://x"), replica("b", base="b://y")],
+        transports={
+            "a": httpx.ASGITransport(app=mock.MockEngine(fail_status=401)),
+            "b": httpx.ASGITransport(app=mock.MockEngine(fail_status=403)),
+        },
+    )
+
+    async def eight() -> list[httpx.Response]:
+        calls = [post(app, key, "/v1/chat/completions", chat_body(user=str(i))) for i in range(8)]
+        return list(await asyncio.gather(*calls))
+
+    for response in run(eight()):
+        assert response.status_code == 502
+        assert error_of(response)["code"] == "upstream_auth"
+    assert len(sink.rows) == 8
+    for row in sink.rows.values():
+        assert (row.status, row.prompt_tokens, row.completion_tokens) == (502, 0, 0)
+
+
 def test_embeddings_and_completions() -> None:
     app, _, sink, key = setup()
     emb = run(post(app, key, "/v1/embeddings", {"model": EMBED, "input": ["a b", "c"]}))

@@ -135,7 +135,8 @@ def test_status_classes_and_refusal_codes() -> None:
     assert classify(200) is Verdict.OK
     assert [classify(s) for s in (400, 413, 422, 501)] == [Verdict.REFUSED] * 4
     assert [classify(s) for s in (429, 503)] == [Verdict.BUSY] * 2
-    assert [classify(s) for s in (401, 404, 500, 502)] == [Verdict.FAILED] * 4
+    assert [classify(s) for s in (404, 405, 500, 502)] == [Verdict.FAILED] * 4
+    assert [classify(s) for s in (401, 403)] == [Verdict.REJECTED] * 2
     for body in (LLAMA_CONTEXT, VLLM_CONTEXT):
         error = refusal(json.dumps(body).encode())
         assert (error.status, error.code, error.param) == (

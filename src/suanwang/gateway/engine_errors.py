@@ -9,7 +9,13 @@ engine answer              verdict                      retried    breaker (ejec
                            with OpenAI's code
 429, 503, 408              BUSY (slots full, model      yes        no change
                            loading)
-401, 403, 404, 405         FAILED: replica              yes        failure
+401, 403                   REJECTED: the replica        yes        failure
+                           refused the platform's
+                           credentials (an external
+                           endpoint's key); 502
+                           upstream_auth if every
+                           replica does
+404, 405                   FAILED: replica              yes        failure
                            misconfigured
 500, 502, 504, other 5xx   FAILED                       yes        failure
 =========================  ===========================  =========  =======================
@@ -43,6 +49,9 @@ class Verdict(enum.Enum):
     REFUSED = "refused"
     BUSY = "busy"
     FAILED = "failed"
+    REJECTED = "rejected"
+    """The engine refused the platform's credentials (401/403): a failure of the replica,
+    not of the caller's request."""
 
 
 def classify(status: int) -> Verdict:
@@ -53,7 +62,9 @@ def classify(status: int) -> Verdict:
         return Verdict.BUSY
     if status == 501:  # llama-server's not_supported_error: a feature of this request
         return Verdict.REFUSED
-    if status in (401, 403, 404, 405) or status >= 500:
+    if status in (401, 403):
+        return Verdict.REJECTED
+    if status in (404, 405) or status >= 500:
         return Verdict.FAILED
     return Verdict.REFUSED
 

@@ -111,7 +111,7 @@ class Proxy:
         headers = {"content-type": "application/json", "x-request-id": meter.request_id}
         payloads: dict[int, bytes] = {}
         tried: set[str] = set()
-        busy = False
+        busy = rejected = False
         for _ in range(self._max_attempts):
             slot = self._router.pick(routes.slots, call.affinity, tried)
             if slot is None:
@@ -133,12 +133,20 @@ class Proxy:
                         await response.aclose()
                     return
                 busy = busy or response is Verdict.BUSY
+                rejected = rejected or response is Verdict.REJECTED
         if busy:
             raise GatewayError(
                 503,
                 f"every replica of {call.model!r} is busy; retry shortly",
                 code="engine_busy",
                 headers={"retry-after": str(BUSY_RETRY_S)},
+            )
+        if rejected:
+            raise GatewayError(
+                502,
+                f"the upstream of {call.model!r} refused the platform's credentials;"
+                " the operator must update them",
+                code="upstream_auth",
             )
         raise GatewayError(
             503, f"no replica of {call.model!r} is answering; retry shortly", code="no_replica"
