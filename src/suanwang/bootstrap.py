@@ -147,10 +147,12 @@ def engine_backends(
 ) -> dict[str, Backend]:
     """Ray, Slurm and Kubernetes backends whose adapter module is installed, each built as
     ``Name(clock, settings)`` on first use (their client libraries are imported then).
-    Slurm also gets ``tenant_uids``: its jobs run as the tenant's uid, like local runs."""
+    Slurm and Kubernetes also get ``tenant_uids``: their jobs run as the tenant's uid, like
+    local runs."""
 
     def builder(name: str, target: str) -> Callable[[], Backend]:
-        extra = {"tenant_uids": tenant_uids} if name == "slurm" and tenant_uids else {}
+        own_uids = name in ("slurm", "kubernetes") and tenant_uids is not None
+        extra = {"tenant_uids": tenant_uids} if own_uids else {}
         return lambda: load_target(target)(clock, settings, **extra)
 
     return {

@@ -99,6 +99,13 @@ class Settings(BaseSettings):
         description="where Slurm jobs get their directories and output files: a path every "
         "Slurm node sees (shared filesystem); default: <data_dir>-slurm beside the data dir",
     )
+    kube_image: str = Field(
+        "python:3.12-slim",
+        min_length=1,
+        max_length=512,
+        description="container image Kubernetes runs jobs' commands in (a name the cluster "
+        "can pull; the command is its argv)",
+    )
 
     @field_validator("tenant_uid_range")
     @classmethod

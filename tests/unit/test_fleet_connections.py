@@ -54,6 +54,7 @@ clusters:
       kueue_queue: team-a
       node_selector: {accelerator: ascend}
       tolerations: [{key: npu, operator: Exists, effect: NoSchedule}]
+      hami: true
   - name: here
     region: r1
     kind: real
@@ -76,6 +77,7 @@ def test_each_engine_block_parses_into_its_typed_connection() -> None:
         kueue_queue="team-a",
         node_selector=(("accelerator", "ascend"),),
         tolerations=(Toleration("npu", "Exists", "", "NoSchedule"),),
+        hami=True,
     )
     assert clusters["here"].backend == "local"
     assert clusters["here"].connection is None
@@ -105,6 +107,11 @@ def test_each_engine_block_parses_into_its_typed_connection() -> None:
         ("kubernetes: {kubeconfig: relative/path}", "clusters[0].kubernetes.kubeconfig"),
         ("kubernetes: {namespace_prefix: 'Bad_'}", "clusters[0].kubernetes.namespace_prefix"),
         ("kubernetes: {job_api: kueue}", "clusters[0].kubernetes.kueue_queue"),
+        (
+            "kubernetes: {job_api: kueue, kueue_queue: 'Team_A'}",
+            "clusters[0].kubernetes.kueue_queue",
+        ),
+        ("kubernetes: {hami: maybe}", "clusters[0].kubernetes.hami"),
         ("kubernetes: {job_api: slurm}", "clusters[0].kubernetes.job_api"),
         ("kubernetes: {node_selector: {'a b': c}}", "clusters[0].kubernetes.node_selector"),
         (

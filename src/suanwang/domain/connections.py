@@ -75,6 +75,8 @@ class KubernetesConnection:
     tolerations: tuple[Toleration, ...] = ()
     api_url: str = ""
     """Overrides the kubeconfig's server URL (tests point it at a fake API server)."""
+    hami: bool = False
+    """The cluster shares cards through HAMi: pods ask for HAMi's device resources."""
 
 
 Connection = RayConnection | SlurmConnection | KubernetesConnection
@@ -91,6 +93,9 @@ _SLURM_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _KUBE_PREFIX = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30})$")
 _LABEL_KEY = re.compile(r"^([a-z0-9.-]{1,253}/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
+_DNS_SUBDOMAIN = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
 _TOLERATION_OPERATORS = frozenset({"Equal", "Exists"})
 _TOLERATION_EFFECTS = frozenset({"", "NoSchedule", "PreferNoSchedule", "NoExecute"})
 
@@ -190,6 +195,12 @@ def _check_kube(conn: KubernetesConnection, where: str) -> None:
             field=f"{where}.kueue_queue",
             hint="name the Kueue LocalQueue, or choose job_api: kueue",
         )
+    if conn.kueue_queue and not _DNS_SUBDOMAIN.match(conn.kueue_queue):
+        raise ValidationError(
+            f"kueue_queue {conn.kueue_queue!r} is not a LocalQueue name",
+            field=f"{where}.kueue_queue",
+            hint="a DNS-1123 subdomain: lower-case letters, digits, '-' and '.' (<= 253)",
+        )
     for key, value in conn.node_selector:
         if not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(value):
             raise ValidationError(
@@ -242,8 +253,9 @@ def connection_from_data(data: Mapping[str, Any]) -> Connection:
                 (str(k), str(v)) for k, v in block.get("node_selector", {}).items()
             ),
             tolerations=tuple(Toleration(**t) for t in block.get("tolerations", [])),
+            hami=bool(block.get("hami", False)),
         )
     raise ValueError(f"unknown connection block {backend!r}")
 
 
-_KUBE_STRUCTURED = frozenset({"job_api", "node_selector", "tolerations"})
+_KUBE_STRUCTURED = frozenset({"job_api", "node_selector", "tolerations", "hami"})

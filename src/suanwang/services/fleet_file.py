@@ -95,6 +95,7 @@ class KubernetesIn(_Strict):
     node_selector: dict[str, str] = {}
     tolerations: list[TolerationIn] = []
     api_url: str = ""
+    hami: bool = False
 
 
 class ClusterIn(_Strict):
@@ -209,6 +210,7 @@ def _connection(cluster: ClusterIn, index: int) -> Connection | None:
         node_selector=tuple(sorted(kube.node_selector.items())),
         tolerations=tuple(Toleration(**t.model_dump()) for t in kube.tolerations),
         api_url=kube.api_url,
+        hami=kube.hami,
     )
 
 
