@@ -137,17 +137,17 @@ async def drive(port: int, request: bytes, concurrency: int, seconds: float) -> 
 
 
 # --- set-up ---------------------------------------------------------------------------------
-def setup_database(tmp: Path, mock_port: int) -> tuple[str, str]:
+def bench_tenant(tmp: Path) -> tuple[Any, Any, str, str]:
+    """A migrated SQLite database in ``tmp`` with tenant ``bench`` (limits too high to
+    matter) and a key of it allowed :data:`CHAT`: (platform, operator, database URL, key)."""
     from suanwang.bootstrap import build_platform
     from suanwang.config import Settings
     from suanwang.domain.limits import KeyLimits, TenantLimits
     from suanwang.domain.tenancy import Principal, Scope
-    from suanwang.services.external import ExternalSpec
     from suanwang.services.limits import GatewayLimits
 
     db_url = f"sqlite:///{tmp / 'bench.db'}"
-    settings = Settings(data_dir=tmp, database_url=db_url)
-    platform_ = build_platform(settings)
+    platform_ = build_platform(Settings(data_dir=tmp, database_url=db_url))
     op = Principal("system", Scope.OPERATOR, None)
     platform_.tenancy.create_tenant("bench", "bench", {})
     key = platform_.tenancy.create_key(
@@ -158,6 +158,13 @@ def setup_database(tmp: Path, mock_port: int) -> tuple[str, str]:
         op, "bench", TenantLimits(rpm=10**9, tpm=10**12, token_quota=10**13, period_s=86400)
     )
     limits.set_key_limits(op, key.record.id, KeyLimits(rpm=10**9, tpm=10**12, models=(CHAT,)))
+    return platform_, op, db_url, key.secret
+
+
+def setup_database(tmp: Path, mock_port: int) -> tuple[str, str]:
+    from suanwang.services.external import ExternalSpec
+
+    platform_, op, db_url, secret = bench_tenant(tmp)
     # the mock is an external OpenAI-compatible endpoint, registered as an operator would
     # (`suanwang models external add`): on 127.0.0.1, so with the explicit exemption
     spec = ExternalSpec(
@@ -171,8 +178,8 @@ def setup_database(tmp: Path, mock_port: int) -> tuple[str, str]:
     replica = platform_.externals.get(op, dep).replica
     if replica is None or replica.state != "ready":
         raise SystemExit(f"the mock did not pass its health check: {replica}")
-    platform_.uows.engine.dispose()  # type: ignore[attr-defined]
-    return db_url, key.secret
+    platform_.uows.engine.dispose()
+    return db_url, secret
 
 
 def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -49,7 +49,7 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
-from gateway import ROOT, free_port, start
+from gateway import CHAT, ROOT, bench_tenant, free_port, start
 
 from suanwang.config import Settings
 from suanwang.engines.launch import (
@@ -62,7 +62,6 @@ from suanwang.services.models import default_models
 
 RESULTS = ROOT / "benchmarks/results"
 GATEWAY_APP = "suanwang.bootstrap:gateway_app_from_env"
-CHAT = "smollm2-135m-instruct"
 MAX_TOKENS = 48
 TIMEOUT_S = 300.0
 CONCURRENCY = (1, 4, 16, 64)
@@ -329,24 +328,8 @@ def setup_database(tmp: Path) -> tuple[str, str]:
     benchmark starts the engines itself (one of them is no longer one suanwang launches),
     so it writes that row as the control plane would; the platform's own launch of
     llama-server is what tests/integration/test_engines_real.py checks."""
-    from suanwang.bootstrap import build_platform
-    from suanwang.domain.limits import KeyLimits, TenantLimits
-    from suanwang.domain.tenancy import Principal, Scope
-    from suanwang.services.limits import GatewayLimits
-
-    db_url = f"sqlite:///{tmp / 'bench.db'}"
-    platform_ = build_platform(Settings(data_dir=tmp, database_url=db_url))
-    op = Principal("system", Scope.OPERATOR, None)
-    platform_.tenancy.create_tenant("bench", "bench", {})
-    key = platform_.tenancy.create_key(
-        op, tenant="bench", scope=Scope.TENANT_MEMBER, name="bench", expires_in_s=None
-    )
-    limits = GatewayLimits(platform_.uows, platform_.clock)
-    limits.set_tenant_limits(
-        op, "bench", TenantLimits(rpm=10**9, tpm=10**12, token_quota=10**13, period_s=86400)
-    )
-    limits.set_key_limits(op, key.record.id, KeyLimits(rpm=10**9, tpm=10**12, models=(CHAT,)))
-    platform_.uows.engine.dispose()  # type: ignore[attr-defined]
+    platform_, _, db_url, secret = bench_tenant(tmp)
+    platform_.uows.engine.dispose()
     now = time.time()
     with sa.create_engine(db_url).begin() as conn:
         conn.execute(
@@ -366,7 +349,7 @@ def setup_database(tmp: Path) -> tuple[str, str]:
             ),
             {"now": now},
         )
-    return db_url, key.secret
+    return db_url, secret
 
 
 def point_replica(db_url: str, base: str) -> None:
