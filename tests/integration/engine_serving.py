@@ -1,0 +1,159 @@
+"""SmolLM2 served from an engine backend's cluster through the gateway (issue 12, point 4).
+
+:func:`serving_on` starts, for one test module, a platform whose fleet has one engine
+cluster (Slurm, Ray...) of ``cpu`` slots, its control loop as a thread (control tick,
+cluster health and engine health checks every 0.2 s, like ``live_engines.py``), deploys
+SmolLM2 on llama.cpp there, waits until the replica is ready and starts one gateway
+process on the same database. The replica runs as a job of that engine, on the node it
+placed it on; the control plane routes to it only at the address the backend reported
+for that node (``domain/endpoints.py``).
+
+:func:`chat_eight_at_once` is the acceptance check: 8 concurrent chat completions with
+the unchanged ``openai`` client all answer, and the usage ledger bills each one with the
+tokens its response reported, to the deployment and replica, as for a local replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import openai
+from gateway_stack import Stack, make_stack
+from live_engines import OP
+from openai.types.chat import ChatCompletion
+
+from suanwang.bootstrap import build_platform
+from suanwang.config import Settings
+from suanwang.domain.deployments import ReplicaRecord
+from suanwang.domain.serving import ReplicaState
+from suanwang.services.platform import Platform
+
+CHAT = "smollm2-135m-instruct"
+READY_TIMEOUT_S = 120.0
+CONCURRENT = 8
+MAX_TOKENS = 12
+
+
+@dataclass
+class Served:
+    platform: Platform
+    stack: Stack
+    deployment: str
+    gateway_url: str
+
+    def replica(self) -> ReplicaRecord:
+        return self.platform.deployments.get(OP, self.deployment).replicas[0]
+
+    def attempt_handle(self) -> dict[str, object]:
+        job = self.replica().job
+        assert job is not None
+        with self.platform.uows() as uow:
+            return dict(uow.jobs.attempts(job)[-1].handle)
+
+
+def wait_for(done: Callable[[], bool], what: Callable[[], str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, f"not in {timeout:.0f} s: {what()}"
+        time.sleep(0.2)
+
+
+@contextmanager
+def serving_on(
+    tmp: Path, fleet: str, cluster: str, settings: dict[str, object]
+) -> Iterator[Served]:
+    """SmolLM2 deployed on ``cluster`` of ``fleet``, ready, behind a gateway (see above).
+
+    ``settings`` are the platform's own (engine uid, tenant uid range...) over the stack's
+    data directory and database; llama-server gets 1 thread and 4 slots.
+    """
+    stack = make_stack(tmp)
+    base = stack.settings
+    platform = build_platform(
+        Settings(
+            data_dir=base.data_dir,
+            database_url=base.database_url,
+            llama_threads=1,
+            llama_slots=4,
+            **settings,  # type: ignore[arg-type]
+        ),
+        run_migrations=False,
+    )
+    platform.fleet.apply_yaml(fleet)
+    platform.cluster_health.check()
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            platform.cluster_health.tick()
+            platform.control.tick()
+            platform.deployments.check_health()
+            stop.wait(0.2)
+
+    thread = threading.Thread(target=loop, name="engine-serving-loop", daemon=True)
+    thread.start()
+    dep = platform.deployments.deploy(OP, CHAT, cluster, 1).deployment.id
+    served = Served(platform, stack, dep, "")
+    try:
+        time.monotonic()
+        wait_for(
+            lambda: served.replica().state is ReplicaState.READY,
+            lambda: f"replica {served.replica()}",
+            READY_TIMEOUT_S,
+        )
+        served.gateway_url = f"http://127.0.0.1:{stack.start_gateway()}/v1"
+        yield served
+    finally:
+        platform.deployments.delete(OP, dep)
+        wait_for(lambda: not _live_jobs(platform), lambda: "replica jobs still live", 60)
+        stop.set()
+        thread.join(10)
+        stack.stop()
+        platform.uows.engine.dispose()  # type: ignore[attr-defined]
+
+
+def _live_jobs(platform: Platform) -> list[str]:
+    with platform.uows() as uow:
+        return [j.id for j in uow.jobs.jobs(None) if not j.state.terminal]
+
+
+def chat_eight_at_once(served: Served, tenant: str) -> None:
+    """8 concurrent chats through the gateway all answer; the ledger bills their usage."""
+    key, _ = served.stack.tenant_with_key(tenant)
+    client = openai.AsyncOpenAI(base_url=served.gateway_url, api_key=key, timeout=60)
+
+    async def one(i: int) -> ChatCompletion:
+        return await client.chat.completions.create(
+            model=CHAT,
+            messages=[{"role": "user", "content": f"Say hello to friend number {i}."}],
+            max_tokens=MAX_TOKENS,
+        )
+
+    async def all_at_once() -> list[ChatCompletion]:
+        try:
+            return await asyncio.gather(*(one(i) for i in range(CONCURRENT)))
+        finally:
+            await client.close()
+
+    time.monotonic()
+    answers = asyncio.run(all_at_once())
+    for answer in answers:
+        assert answer.model == CHAT
+        assert answer.choices[0].message.content, answer
+        assert answer.usage is not None
+        assert answer.usage.completion_tokens > 0
+    rows = served.stack.wait_ledger(tenant, CONCURRENT)  # type: ignore[attr-defined]
+    assert len(rows) == CONCURRENT
+    billed = sorted((int(r["prompt_tokens"]), int(r["completion_tokens"])) for r in rows)
+    usage = [a.usage for a in answers if a.usage is not None]
+    assert billed == sorted((u.prompt_tokens, u.completion_tokens) for u in usage)
+    replica = served.replica().id
+    assert {(r["model"], r["deployment"], r["replica"], r["status"]) for r in rows} == {
+        (CHAT, served.deployment, replica, 200)
+    }
