@@ -10,23 +10,26 @@ for that node (``domain/endpoints.py``).
 
 :func:`chat_eight_at_once` is the acceptance check: 8 concurrent chat completions with
 the unchanged ``openai`` client all answer, and the usage ledger bills each one with the
-tokens its response reported, to the deployment and replica, as for a local replica.
+tokens its response reported, to the deployment and replica, as for a local replica. The
+client runs in a process of its own (:func:`chat_at_once`), so that it can run where the
+gateway is (a network namespace for Ray).
 """
 
 from __future__ import annotations
 
-import asyncio
+import json
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import openai
 from gateway_stack import Stack, make_stack
 from live_engines import OP
-from openai.types.chat import ChatCompletion
 
 from suanwang.bootstrap import build_platform
 from suanwang.config import Settings
@@ -123,37 +126,64 @@ def _live_jobs(platform: Platform) -> list[str]:
         return [j.id for j in uow.jobs.jobs(None) if not j.state.terminal]
 
 
+CLIENT = r"""
+import asyncio, json, sys
+import openai
+url, key, n, max_tokens, model = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+async def main():
+    client = openai.AsyncOpenAI(base_url=url, api_key=key, timeout=60, max_retries=0)
+    async def one(i):
+        answer = await client.chat.completions.create(
+            model=model, max_tokens=max_tokens,
+            messages=[{"role": "user", "content": f"Say hello to friend number {i}."}])
+        u = answer.usage
+        return {"model": answer.model, "content": answer.choices[0].message.content,
+                "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens}
+    try:
+        print(json.dumps(await asyncio.gather(*(one(i) for i in range(n)))))
+    finally:
+        await client.close()
+asyncio.run(main())
+"""
+
+
+def chat_at_once(
+    gateway_url: str, key: str, prefix: Sequence[str] = (), n: int = CONCURRENT
+) -> list[dict[str, Any]]:
+    """``n`` chat completions at once with the unchanged ``openai`` client, in a process of
+    its own (run under ``prefix``, e.g. ``ip netns exec NS``); each answer's model, text
+    and usage."""
+    argv = [*prefix, sys.executable, "-c", CLIENT, gateway_url, key, str(n), str(MAX_TOKENS), CHAT]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    answers: list[dict[str, Any]] = json.loads(done.stdout)
+    return answers
+
+
+def check_answered_and_billed(
+    answers: list[dict[str, Any]], rows: list[dict[str, Any]], deployment: str, replica: str
+) -> None:
+    """Every answer has text and usage; the ledger has one row per answer with its tokens,
+    for the deployment and replica that served it (as for a local replica)."""
+    assert len(answers) == CONCURRENT
+    for answer in answers:
+        assert answer["model"] == CHAT
+        assert answer["content"], answer
+        assert answer["completion_tokens"] > 0
+    assert len(rows) == CONCURRENT
+    billed = sorted((int(r["prompt_tokens"]), int(r["completion_tokens"])) for r in rows)
+    assert billed == sorted((a["prompt_tokens"], a["completion_tokens"]) for a in answers)
+    assert {(r["model"], r["deployment"], r["replica"], r["status"]) for r in rows} == {
+        (CHAT, deployment, replica, 200)
+    }
+
+
 def chat_eight_at_once(served: Served, tenant: str) -> None:
     """8 concurrent chats through the gateway all answer; the ledger bills their usage."""
     key, _ = served.stack.tenant_with_key(tenant)
-    client = openai.AsyncOpenAI(base_url=served.gateway_url, api_key=key, timeout=60)
-
-    async def one(i: int) -> ChatCompletion:
-        return await client.chat.completions.create(
-            model=CHAT,
-            messages=[{"role": "user", "content": f"Say hello to friend number {i}."}],
-            max_tokens=MAX_TOKENS,
-        )
-
-    async def all_at_once() -> list[ChatCompletion]:
-        try:
-            return await asyncio.gather(*(one(i) for i in range(CONCURRENT)))
-        finally:
-            await client.close()
-
-    time.monotonic()
-    answers = asyncio.run(all_at_once())
-    for answer in answers:
-        assert answer.model == CHAT
-        assert answer.choices[0].message.content, answer
-        assert answer.usage is not None
-        assert answer.usage.completion_tokens > 0
+    started = time.monotonic()
+    answers = chat_at_once(served.gateway_url, key)
+    elapsed = time.monotonic() - started
     rows = served.stack.wait_ledger(tenant, CONCURRENT)  # type: ignore[attr-defined]
-    assert len(rows) == CONCURRENT
-    billed = sorted((int(r["prompt_tokens"]), int(r["completion_tokens"])) for r in rows)
-    usage = [a.usage for a in answers if a.usage is not None]
-    assert billed == sorted((u.prompt_tokens, u.completion_tokens) for u in usage)
-    replica = served.replica().id
-    assert {(r["model"], r["deployment"], r["replica"], r["status"]) for r in rows} == {
-        (CHAT, served.deployment, replica, 200)
-    }
+    check_answered_and_billed(answers, rows, served.deployment, served.replica().id)
+    assert elapsed < 60
