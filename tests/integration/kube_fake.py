@@ -80,6 +80,8 @@ class FakeKube:
     failures: list[Failure] = field(default_factory=list)
     cond: threading.Condition = field(default_factory=threading.Condition)
     url: str = ""
+    started: dict[str, float] = field(default_factory=dict)
+    """Jobs :meth:`tick` started, by name: when (monotonic)."""
 
     # --- test controls ------------------------------------------------------------------
     def fail(self, method: str, path_part: str, code: int, times: int = 1) -> None:
@@ -187,6 +189,25 @@ class FakeKube:
                 },
             }
         )
+
+    def tick(self) -> None:
+        """A job controller and kubelet in one: start each new (unsuspended) job; end it
+        once it ran for its env ``SIM_SECONDS`` (default 0.5) with exit code ``SIM_EXIT``
+        and the log ``ran: <argv>``. The live tests run this every 0.1 s."""
+        for obj in self.managed():
+            name = obj["metadata"]["name"]
+            if obj.get("spec", {}).get("suspend"):
+                continue
+            pod = obj["spec"]["template"]["spec"]
+            env = {e["name"]: e.get("value", "") for e in pod["containers"][0].get("env", [])}
+            if name not in self.started:
+                self.started[name] = time.monotonic()
+                self.start(name)
+                continue
+            ran = time.monotonic() - self.started[name]
+            if ran >= float(env.get("SIM_SECONDS", "0.5")) and "conditions" not in obj["status"]:
+                argv = " ".join(pod["containers"][0]["command"])
+                self.finish(name, int(env.get("SIM_EXIT", "0")), f"ran: {argv}\n".encode())
 
     def managed(self, plural: str = "jobs") -> list[dict[str, Any]]:
         with self.cond:

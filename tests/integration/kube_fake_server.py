@@ -266,16 +266,27 @@ class Server(ThreadingHTTPServer):
         self.stopping = threading.Event()
 
 
+def _controller(kube: FakeKube, stopping: threading.Event) -> None:
+    while not stopping.wait(0.1):
+        kube.tick()
+
+
 @contextmanager
-def fake_kube(token: str = "") -> Iterator[FakeKube]:
-    """A running fake API server on 127.0.0.1 (its URL in ``.url``), stopped on exit."""
+def fake_kube(token: str = "", *, controller: bool = False) -> Iterator[FakeKube]:
+    """A running fake API server on 127.0.0.1 (its URL in ``.url``), stopped on exit;
+    ``controller``: jobs start and end by themselves (:meth:`FakeKube.tick`)."""
     kube = FakeKube(token=token)
     server = Server(kube)
     kube.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
-    )
-    thread.start()
+    threads = [
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    ]
+    if controller:
+        threads.append(
+            threading.Thread(target=_controller, args=(kube, server.stopping), daemon=True)
+        )
+    for thread in threads:
+        thread.start()
     try:
         yield kube
     finally:
@@ -284,4 +295,5 @@ def fake_kube(token: str = "") -> Iterator[FakeKube]:
             kube.cond.notify_all()
         server.shutdown()
         server.server_close()
-        thread.join(timeout=5)
+        for thread in threads:
+            thread.join(timeout=5)

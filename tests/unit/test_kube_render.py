@@ -247,4 +247,3 @@ def test_namespace_is_the_prefix_and_tenant_as_a_dns_label() -> None:
     for bad in ("Acme", "acme-", "ac.me", "ac/me", "../kube-system", ""):
         with pytest.raises(ValidationError):
             namespace_of(KubernetesConnection(namespace_prefix="x-"), bad)
-
