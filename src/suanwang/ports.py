@@ -44,7 +44,7 @@ from suanwang.domain.records import (
 from suanwang.domain.serving import ModelSpec, ReplicaView
 from suanwang.domain.tenancy import QuotaSpec
 from suanwang.domain.usage import ComputeUsage, TokenUsage
-from suanwang.domain.workloads import JobNetwork, Workload
+from suanwang.domain.workloads import GangStrategy, JobNetwork, Workload
 from suanwang.scheduler.learning import RunObservation
 
 Handle = Mapping[str, Any]
@@ -90,6 +90,8 @@ class LaunchRequest:
     after it: a Ray custom resource, a Slurm GRES, a Kubernetes device-plugin resource)."""
     preemptible: bool = True
     """Whether the job may be stopped and requeued (Slurm: ``--requeue``)."""
+    gang: GangStrategy = GangStrategy.SPREAD
+    """How a multi-node run's nodes are laid out (Ray: STRICT_SPREAD or PACK)."""
     connection: Connection | None = None
     """How to reach the cluster's engine (from the cluster record; None for local and
     simulated). Poll, cancel and logs get only the handle: an engine backend copies what

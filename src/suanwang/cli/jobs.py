@@ -106,6 +106,7 @@ def submit_body(command: list[str], opts: dict[str, Any]) -> dict[str, Any]:
         "kind": opts["kind"],
         "speed": _speeds(opts["speed"] or []),
         "network": opts["network"],
+        "gang": opts.get("gang") or "spread",
     }
 
 
@@ -189,6 +190,13 @@ def submit(
             "$SUANWANG_GATEWAY_URL; the job needs an API key)"
         ),
     ] = "none",
+    gang: Annotated[
+        str,
+        typer.Option(
+            help="multi-node jobs: spread (each node on its own machine) or pack (nodes may "
+            "share a machine; Ray clusters)"
+        ),
+    ] = "spread",
     idempotency_key: Annotated[
         str | None, typer.Option(help="retrying with the same key returns the same job")
     ] = None,
@@ -203,6 +211,7 @@ def submit(
         "env": env, "workdir": workdir, "simulate_duration": simulate_duration,
         "expected_duration": expected_duration, "checkpoint_interval": checkpoint_interval,
         "kind": kind, "speed": speed, "priority_class": priority_class, "network": network,
+        "gang": gang,
     }  # fmt: skip
     body = submit_body(list(command or []), opts)
     st = state(ctx, as_json)
@@ -346,6 +355,8 @@ def _show_summary(job: dict[str, Any]) -> None:
         say(f"command: {shlex.join(spec['command'])}")
     if spec.get("network"):
         say(f"network: {spec['network']}")
+    if spec.get("gang"):
+        say(f"gang: {spec['gang']}")
     if spec.get("working_dir"):
         say(f"working dir: {spec['working_dir']}")
     if spec.get("env"):

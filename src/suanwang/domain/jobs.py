@@ -21,7 +21,7 @@ from typing import Any
 from suanwang.domain.chips import MAX_ACCEPTED_CHIPS, accepted_selectors
 from suanwang.domain.errors import Conflict, ValidationError
 from suanwang.domain.fleet import MAX_CARDS_PER_NODE
-from suanwang.domain.workloads import JobNetwork, Workload, job_area_parts
+from suanwang.domain.workloads import GangStrategy, JobNetwork, Workload, job_area_parts
 
 MAX_PRIORITY = 1000
 MAX_NODES = 4096
@@ -174,6 +174,8 @@ class JobSpec:
     """Set by the platform for its own engines (replicas); never taken from a request."""
     network: JobNetwork = JobNetwork.NONE
     """What the job reaches: nothing, or the gateway only (engines keep the host's)."""
+    gang: GangStrategy = GangStrategy.SPREAD
+    """How an engine lays out the job's nodes (multi-node jobs on Ray: spread or pack)."""
 
     @property
     def simulated(self) -> bool:
@@ -203,6 +205,10 @@ def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
         del data["network"]
     else:
         data["network"] = spec.network.value
+    if spec.gang is GangStrategy.SPREAD:
+        del data["gang"]
+    else:
+        data["gang"] = spec.gang.value
     return data
 
 
@@ -228,6 +234,7 @@ def spec_from_dict(data: Mapping[str, Any]) -> JobSpec:
         speed=tuple(sorted(dict(data.get("speed") or {}).items())),
         workload=Workload(data.get("workload", Workload.TENANT_JOB)),
         network=JobNetwork(data.get("network", JobNetwork.NONE)),
+        gang=GangStrategy(data.get("gang", GangStrategy.SPREAD)),
     )
 
 

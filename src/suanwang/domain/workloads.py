@@ -3,6 +3,7 @@
 - :class:`Workload`: the kind of a run. Tenant jobs are untrusted code; platform engines
   (inference replicas) are the platform's own programs. Only the service layer sets it.
 - :class:`JobNetwork`: what a tenant job's network reaches (nothing, or the gateway only).
+- :class:`GangStrategy`: how an engine lays out the nodes of a multi-node (gang) job.
 - :data:`JOB_AREA` and :func:`job_area_parts`: a job's private directory as the job sees it,
   and the one rule for a caller-given ``working_dir`` (inside that area, or refused).
 - :class:`UidRange`: the numeric uids tenants are given on the local cluster.
@@ -39,6 +40,19 @@ class JobNetwork(enum.StrEnum):
 
     NONE = "none"
     GATEWAY = "gateway"
+
+
+class GangStrategy(enum.StrEnum):
+    """How the nodes of a multi-node job are laid out on an engine (job spec field ``gang``).
+
+    ``spread``: every node of the job on its own machine, as suanwang's scheduler places
+    it (Ray: a ``STRICT_SPREAD`` placement group). ``pack``: the engine may put several of
+    the job's nodes on one machine where they fit (Ray: ``PACK``). Engines without the
+    choice (Slurm, Kubernetes) always spread.
+    """
+
+    SPREAD = "spread"
+    PACK = "pack"
 
 
 GATEWAY_SOCKET = "/run/suanwang/gateway.sock"

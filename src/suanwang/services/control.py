@@ -396,5 +396,6 @@ def _launch_request(
         network=spec.network,
         chip=attempt.chip,
         preemptible=spec.preemptible,
+        gang=spec.gang,
         connection=connection,
     )

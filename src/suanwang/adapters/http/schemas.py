@@ -37,7 +37,7 @@ from suanwang.domain.tenancy import (
     QuotaSpec,
     Scope,
 )
-from suanwang.domain.workloads import JobNetwork
+from suanwang.domain.workloads import GangStrategy, JobNetwork
 from suanwang.services.tenancy import MAX_KEY_LIFETIME_S
 
 
@@ -157,6 +157,11 @@ class JobCreate(_In):
         description="none: no network at all; gateway: the platform's gateway only, at "
         "$SUANWANG_GATEWAY_URL (the job still needs an API key)",
     )
+    gang: Literal["spread", "pack"] = Field(
+        "spread",
+        description="multi-node jobs: spread: each node on its own machine (Ray "
+        "STRICT_SPREAD); pack: nodes may share a machine where they fit (Ray PACK)",
+    )
 
     def to_spec(self) -> JobSpec:
         return JobSpec(
@@ -176,6 +181,7 @@ class JobCreate(_In):
             priority_class=self.priority_class,
             speed=tuple(sorted(self.speed.items())),
             network=JobNetwork(self.network),
+            gang=GangStrategy(self.gang),
         )
 
 
