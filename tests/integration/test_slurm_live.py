@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,12 +24,11 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from engine_live import at_once, job, prepare, wait_health, wait_state
 from procs import Server, free_port
 from slurm_cluster import CARDS, CHIP, ENGINE_UID, PARTITION, TENANT_UIDS, SlurmCluster
 
-from suanwang.bootstrap import build_platform
 from suanwang.config import Settings
-from suanwang.domain.tenancy import Principal, Scope
 
 CLI = [sys.executable, "-m", "suanwang.cli.main"]
 
@@ -91,17 +89,7 @@ def live(slurm_cluster: SlurmCluster) -> Iterator[Live]:
         tenant_uid_range=env["SUANWANG_TENANT_UID_RANGE"],
         engine_uid=ENGINE_UID,
     )
-    platform = build_platform(settings)
-    platform.fleet.apply_yaml(fleet(slurm_cluster))
-    platform.tenancy.create_tenant("acme", "Acme", {"ascend": 8, "cpu": 2})
-    operator = Principal("op", Scope.OPERATOR, None)
-    key = platform.tenancy.create_key(
-        operator, tenant="acme", scope=Scope.TENANT_ADMIN, name="", expires_in_s=None
-    ).secret
-    op_key = platform.tenancy.create_key(
-        operator, tenant=None, scope=Scope.OPERATOR, name="", expires_in_s=None
-    ).secret
-    platform.uows.engine.dispose()  # type: ignore[attr-defined]
+    key, op_key = prepare(settings, fleet(slurm_cluster), {"ascend": 8, "cpu": 2})
     port = free_port()
     server = Server(env, port, base / "server.log")
     server.start()
@@ -121,42 +109,11 @@ def submit(live: Live, command: list[str], **body: Any) -> str:
     return str(response.json()["id"])
 
 
-def job(live: Live, job_id: str) -> dict[str, Any]:
-    with live.client() as client:
-        response = client.get(f"/api/v1/jobs/{job_id}")
-    assert response.status_code == 200, response.text
-    found: dict[str, Any] = response.json()
-    return found
-
-
-def wait_state(live: Live, job_id: str, *states: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while (found := job(live, job_id))["state"] not in states:
-        assert time.monotonic() < deadline, f"{job_id} still {found['state']}: {found}"
-        time.sleep(0.2)
-    return found
-
-
 def explain(live: Live, job_id: str) -> str:
     """The job's reason and events, and what Slurm holds (for failure messages)."""
     found = job(live, job_id)
     events = [(e["state"], e["reason"]) for e in found.get("events", [])]
     return f"{found.get('reason')}; events: {events}; slurm: {slurm_jobs(live, job_id)}"
-
-
-def clusters(live: Live) -> dict[str, dict[str, Any]]:
-    with live.client(live.operator_key) as client:
-        response = client.get("/api/v1/clusters")
-    assert response.status_code == 200, response.text
-    return {c["name"]: c for c in response.json()}
-
-
-def wait_health(live: Live, name: str, status: str, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while (health := clusters(live).get(name, {}).get("health", {})).get("status") != status:
-        assert time.monotonic() < deadline, f"cluster {name} still {health}"
-        time.sleep(0.2)
-    return health
 
 
 def slurm_jobs(live: Live, job_id: str) -> list[str]:
@@ -187,20 +144,7 @@ def test_cancel_stops_the_slurm_job(live: Live) -> None:
 
 
 def test_eight_jobs_at_once(live: Live) -> None:
-    ids: list[str] = []
-    lock = threading.Lock()
-
-    def one(i: int) -> None:
-        found = submit(live, ["sh", "-c", f"sleep 1; echo job {i}"])
-        with lock:
-            ids.append(found)
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(ids) == 8
+    ids = at_once(lambda i: submit(live, ["sh", "-c", f"sleep 1; echo job {i}"]), 8)
     states = {j: wait_state(live, j, "succeeded", "failed", timeout=90)["state"] for j in ids}
     assert set(states.values()) == {"succeeded"}, states
     assert all(len(slurm_jobs(live, j)) == 1 for j in ids)  # one Slurm job each, never two

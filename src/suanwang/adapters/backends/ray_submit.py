@@ -1,0 +1,164 @@
+"""What one attempt is on Ray: the job submission rendered from a launch request.
+
+Pure (no Ray import, no I/O): :func:`render` turns a :class:`~suanwang.ports.LaunchRequest`
+into a :class:`RaySubmission` the Ray backend hands to ``JobSubmissionClient.submit_job``.
+
+- The submission id is the run name ``suanwang-<job>-<attempt>``: Ray refuses a second
+  job with the same id, so a retried submit can never start a second run.
+- The entrypoint is the job's argv quoted with :func:`shlex.join` (Ray runs it through a
+  shell; tenant text is never interpreted by it).
+- One node: the entrypoint itself reserves the cards (``entrypoint_resources`` =
+  ``{<chip's Ray resource>: cards}``; ``entrypoint_num_cpus`` = slots for ``cpu``).
+  Several nodes (a gang): the entrypoint is ``python -m suanwang_ray_gang`` (the package
+  is shipped with the job in ``py_modules``), which reserves one placement-group bundle
+  per node with the job's strategy (``STRICT_SPREAD`` or ``PACK``) and runs one rank per
+  bundle.
+- The environment (``runtime_env.env_vars``) is the job's own variables plus
+  ``SUANWANG_JOB_ID``/``SUANWANG_ATTEMPT``/``SUANWANG_CARDS`` (and, for platform engines,
+  ``SUANWANG_NODE_ADDRESS``, the address of the node they are pinned to). Nothing of the
+  control plane's environment is sent; the run otherwise has the Ray worker's environment.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from suanwang.adapters.backends import suanwang_ray_gang
+from suanwang.domain.chip_resources import ray_resource
+from suanwang.domain.errors import DomainError
+from suanwang.domain.workloads import GangStrategy, JobNetwork, Workload, job_area_parts
+from suanwang.ports import LaunchRequest, run_name
+
+NODE_ADDRESS_ENV = "SUANWANG_NODE_ADDRESS"
+"""Set for platform engines: the IP of the Ray node they run on (they listen there)."""
+GANG_DRIVER = Path(suanwang_ray_gang.__file__).parent
+"""The gang driver package, shipped with each multi-node job (suanwang is not on Ray nodes)."""
+NO_GATEWAY = (
+    "could not start: network 'gateway' is not available on Ray clusters "
+    "(use network 'none', or a local cluster)"
+)
+NO_WORKING_DIR = (
+    "could not start: working_dir is not available on Ray clusters (the job starts in "
+    "the directory Ray gives it)"
+)
+STRATEGIES = {GangStrategy.SPREAD: "STRICT_SPREAD", GangStrategy.PACK: "PACK"}
+
+
+@dataclass(frozen=True, slots=True)
+class Pin:
+    """The Ray node a run must start on: its node id (a label selector) and address."""
+
+    node_id: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class RaySubmission:
+    """The arguments of one ``submit_job`` call."""
+
+    submission_id: str
+    entrypoint: str
+    env: dict[str, str]
+    num_cpus: float = 0.0
+    resources: dict[str, float] = field(default_factory=dict)
+    label_selector: dict[str, str] = field(default_factory=dict)
+    py_modules: tuple[str, ...] = ()
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``JobSubmissionClient.submit_job``."""
+        runtime_env: dict[str, Any] = {"env_vars": dict(self.env)}
+        if self.py_modules:
+            runtime_env["py_modules"] = list(self.py_modules)
+            runtime_env["excludes"] = ["__pycache__"]
+        found: dict[str, Any] = {
+            "entrypoint": self.entrypoint,
+            "submission_id": self.submission_id,
+            "runtime_env": runtime_env,
+            "metadata": dict(self.metadata),
+            "entrypoint_num_cpus": self.num_cpus,
+        }
+        if self.resources:
+            found["entrypoint_resources"] = dict(self.resources)
+        if self.label_selector:
+            found["entrypoint_label_selector"] = dict(self.label_selector)
+        return found
+
+
+def problem(request: LaunchRequest) -> str | None:
+    """Why the attempt cannot run on Ray at all (None if it can)."""
+    if not request.command:
+        return "could not start: the ray backend needs a command"
+    if request.workload is Workload.TENANT_JOB and request.network is JobNetwork.GATEWAY:
+        return NO_GATEWAY
+    try:
+        if job_area_parts(request.working_dir):
+            return NO_WORKING_DIR
+        ray_resource(request.chip)
+    except DomainError as exc:
+        return f"could not start: {exc.message}"
+    return None
+
+
+def nodes_of(request: LaunchRequest) -> tuple[str, ...]:
+    """The distinct nodes the scheduler placed the attempt on, in order."""
+    return tuple(dict.fromkeys(p.node for p in request.placements))
+
+
+def render(request: LaunchRequest, pin: Pin | None = None) -> RaySubmission:
+    """The submission of ``request`` (check :func:`problem` first); ``pin`` pins a
+    one-node platform engine to the node the scheduler chose."""
+    name = run_name(request.job_id, request.attempt)
+    resource = ray_resource(request.chip)
+    per_node = max((p.cards for p in request.placements), default=1)
+    nodes = max(1, len(nodes_of(request)))
+    env = {
+        **dict(request.env),
+        "SUANWANG_JOB_ID": request.job_id,
+        "SUANWANG_ATTEMPT": str(request.attempt),
+        "SUANWANG_CARDS": str(sum(p.cards for p in request.placements)),
+    }
+    if pin is not None:
+        env[NODE_ADDRESS_ENV] = pin.address
+    metadata = {
+        "suanwang_job": request.job_id,
+        "suanwang_attempt": str(request.attempt),
+        "suanwang_cluster": request.cluster,
+    }
+    if nodes > 1:
+        driver = [
+            "python", "-m", GANG_DRIVER.name, "--name", name, "--nodes", str(nodes),
+            "--resource", resource, "--cards", str(per_node),
+            "--strategy", STRATEGIES[request.gang], "--",
+        ]  # fmt: skip
+        return RaySubmission(
+            submission_id=name,
+            entrypoint=shlex.join([*driver, *request.command]),
+            env=env,
+            py_modules=(str(GANG_DRIVER),),
+            metadata=metadata,
+        )
+    cpus, resources = _reserve(resource, per_node)
+    return RaySubmission(
+        submission_id=name,
+        entrypoint=shlex.join(request.command),
+        env=env,
+        num_cpus=cpus,
+        resources=resources,
+        label_selector={NODE_ID_LABEL: pin.node_id} if pin is not None else {},
+        metadata=metadata,
+    )
+
+
+NODE_ID_LABEL = "ray.io/node-id"
+"""The label every Ray node carries with its node id (pins an entrypoint to one node)."""
+
+
+def _reserve(resource: str, cards: int) -> tuple[float, dict[str, float]]:
+    """``(entrypoint_num_cpus, entrypoint_resources)`` holding ``cards`` of ``resource``."""
+    if resource == "CPU":
+        return float(cards), {}
+    return 0.0, {resource: float(cards)}
