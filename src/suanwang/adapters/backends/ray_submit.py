@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from suanwang.adapters.backends import suanwang_ray_gang
 from suanwang.domain.chip_resources import ray_resource
 from suanwang.domain.errors import DomainError
 from suanwang.domain.workloads import GangStrategy, JobNetwork, Workload, job_area_parts
@@ -34,7 +33,7 @@ from suanwang.ports import LaunchRequest, run_name
 
 NODE_ADDRESS_ENV = "SUANWANG_NODE_ADDRESS"
 """Set for platform engines: the IP of the Ray node they run on (they listen there)."""
-GANG_DRIVER = Path(suanwang_ray_gang.__file__).parent
+GANG_DRIVER = Path(__file__).with_name("suanwang_ray_gang")
 """The gang driver package, shipped with each multi-node job (suanwang is not on Ray nodes)."""
 NO_GATEWAY = (
     "could not start: network 'gateway' is not available on Ray clusters "
