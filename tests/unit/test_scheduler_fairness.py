@@ -75,7 +75,7 @@ def test_work_started_now_does_not_count() -> None:
         pytest.param(SUANWANG, {"a": 16, "b": 8}, {"a": 4.0}, "pa", id="weight-divides-share"),
         pytest.param(KUEUE, {"a": 16, "b": 8}, {}, "pa", id="kueue-ignores-fleet-share"),
         pytest.param(
-            dataclasses.replace(SUANWANG, fleet_share=False),
+            dataclasses.replace(SUANWANG, fleet_share=False, share_floor=False),
             {"a": 16, "b": 8},
             {},
             "pa",
@@ -111,7 +111,14 @@ def test_priority_beats_fleet_share() -> None:
         J("pb", tenant="b", priority=0, seq=1, cards_per_node=8),
     ]
     snapshot = make_snapshot([N(1), N(2), N(3)], jobs, running=running, now=1_000.0)
-    assert [brief(d) for d in cycle(snapshot)] == [("pa", ADMIT), ("pb", "capacity")]
+    no_floor = dataclasses.replace(SUANWANG, share_floor=False)
+    assert [brief(d) for d in cycle(snapshot, no_floor)] == [("pa", ADMIT), ("pb", "capacity")]
+    # With the fair-share floor, pb (b holds nothing, its fair share is 12 cards) then
+    # stops one of a's priority-0 jobs (a holds 16 + 8), after pa went first all the same.
+    floor = [brief(d) for d in cycle(snapshot)]
+    assert floor[0] == ("pa", ADMIT)
+    assert floor[1][1] == "preempt:pb"
+    assert floor[2] == ("pb", "preempting")
 
 
 def test_cohort_share_comes_before_fleet_share() -> None:

@@ -7,6 +7,8 @@ Fleet: ``c1`` has 8-card ``ascend-910b`` nodes (relative speed 2.0), ``c2`` has 
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from builders import Brief, brief, make_dataset, make_link, make_snapshot
 from builders import make_job as J
@@ -138,7 +140,8 @@ def _queue_behind_reservation(duration_s: float) -> list[Brief]:
         J("x", chip="any", seq=1, cards_per_node=8, duration_s=duration_s),
     ]
     nodes = [fast(1), fast(3), slow(2)]
-    return decide(nodes, jobs, running)
+    # Without the fair-share floor: t9 holds 16 of the 24 cards, so x would preempt.
+    return decide(nodes, jobs, running, dataclasses.replace(SUANWANG, share_floor=False))
 
 
 def test_long_job_queues_behind_a_reservation_for_the_faster_chip() -> None:

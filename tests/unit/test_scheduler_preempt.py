@@ -55,10 +55,16 @@ def decide(
             id="never-equal-priority",
         ),
         pytest.param(
-            [R("r1", {1: 8}, tenant="t2"), R("r2", {2: 8}, tenant="t2")],
+            [R("r1", {1: 8}, tenant="t2"), R("r2", {2: 8}, priority=9)],
             J("p", priority=5, cards_per_node=8),
             [("p", "capacity")],
-            id="never-another-tenants-work",
+            id="never-another-tenants-work-within-its-fair-share",
+        ),
+        pytest.param(
+            [R("r1", {1: 8}, tenant="t2"), R("r2", {2: 8}, tenant="t2")],
+            J("p", priority=5, cards_per_node=8),
+            [("r1", "preempt:p"), ("p", "preempting")],
+            id="fair-share-floor-another-tenant-over-its-share",
         ),
         pytest.param(
             [R("r1", {1: 8}, preemptible=False), R("r2", {2: 8}, preemptible=False)],

@@ -43,7 +43,7 @@ from suanwang.scheduler import Admit, Decision, NodeView, Pending, PendingJob, S
 from suanwang.scheduler.cycle import NO_ELIGIBLE_CLUSTER
 from suanwang.scheduler.decisions import Preempt, StageDataset
 from suanwang.scheduler.hetero import planned_run_s
-from suanwang.scheduler.policy import POLICIES, Policy
+from suanwang.scheduler.policy import POLICIES, SUANWANG, Policy
 from suanwang.scheduler.queues import order_pending
 from suanwang.scheduler.quota import UNITS, caps_of
 from suanwang.scheduler.snapshot import RunningJob, TenantQueue
@@ -294,7 +294,10 @@ def test_same_snapshot_same_decisions_whatever_the_input_order(
         snapshot, pending=tuple(shuffled_jobs), nodes=tuple(shuffled_nodes)
     )
     assert cycle(shuffled) == first
-    assert [d.job for d in first] == [j.id for j in order_pending(snapshot.pending)]
+    # In queue order, but for jobs the fair-share floor decides in the second pass.
+    assert sorted(d.job for d in first) == sorted(j.id for j in snapshot.pending)
+    no_floor = cycle(snapshot, dataclasses.replace(SUANWANG, share_floor=False))
+    assert [d.job for d in no_floor] == [j.id for j in order_pending(snapshot.pending)]
 
 
 @PROPERTY_SETTINGS
@@ -306,7 +309,8 @@ def test_second_cycle_on_applied_snapshot_admits_nothing(snapshot: Snapshot) -> 
     second = cycle(after)
     assert not admits(second)
     reasons: dict[JobId, str] = {d.job: d.reason for d in first if isinstance(d, Pending)}
-    assert [d.job for d in second] == [d.job for d in first if isinstance(d, Pending)]
+    # The same jobs wait (the fair-share floor may decide some in the cycle's second pass).
+    assert sorted(d.job for d in second) == sorted(d.job for d in first if isinstance(d, Pending))
     for decision in second:
         assert isinstance(decision, Pending)
         before = reasons[decision.job]
@@ -688,6 +692,9 @@ def check_preemptions(snapshot: Snapshot, decisions: Sequence[Decision], policy:
             assert victim.priority < job.priority
             continue
         mine, theirs = snapshot.queues.get(job.tenant), snapshot.queues.get(victim.tenant)
+        if policy.share_floor and (theirs is None or not theirs.quotas):
+            check_floor_victim(snapshot, victim, job, preempt)
+            continue
         assert mine is not None
         assert theirs is not None
         assert mine.cohort is not None
@@ -702,6 +709,27 @@ def check_preemptions(snapshot: Snapshot, decisions: Sequence[Decision], policy:
             if dim in theirs.quotas and most[dim] > theirs.quotas[ChipFamily(dim)].nominal
         ]
         assert borrowing
+
+
+def check_floor_victim(
+    snapshot: Snapshot, victim: RunningJob, job: PendingJob, preempt: Preempt
+) -> None:
+    """A fair-share floor preemption: preemptible work of no higher priority, of a tenant
+    without nominal quotas holding more than its fair share of the fleet's units."""
+    assert victim.preemptible
+    assert victim.priority <= job.priority
+    assert preempt.reason.startswith("fair share")
+    units = snapshot.chip_units
+    fleet = sum(n.cards_total * units.get(n.chip, 1.0) for n in snapshot.nodes)
+    active = {j.tenant for j in snapshot.pending} | {r.tenant for r in snapshot.running}
+    weight = {t: q.weight for t, q in snapshot.queues.items()}
+    total = sum(weight.get(t, 1.0) for t in active)
+    held = sum(
+        sum(p.cards for p in r.placements) * units.get(r.chip, 1.0)
+        for r in snapshot.running
+        if r.tenant == victim.tenant and r.preempted_for is None
+    )
+    assert held > fleet * weight.get(victim.tenant, 1.0) / total
 
 
 @RICH_SETTINGS

@@ -25,6 +25,9 @@ from suanwang.scheduler.queues import overdue, priority_key
 
 DAY = 86_400.0
 OFF = dataclasses.replace(SUANWANG, starvation_guard=False)
+NO_FLOOR = dataclasses.replace(SUANWANG, share_floor=False)
+"""The guard alone: with the fair-share floor, ``b`` (1 card held, fair share 12) may
+also stop one of ``a``'s jobs (16 held) for ``pb``, which the reservation keeps off node 3."""
 
 
 def tuned(**knobs: float) -> Policy:
@@ -70,7 +73,15 @@ def test_overdue(
     ("policy", "waited_s", "gang_duration_s", "light_priority", "expected"),
     [
         pytest.param(
-            SUANWANG, 11 * DAY, 3_600.0, 0, [("pa", "capacity"), ("pb", "capacity")], id="overdue"
+            NO_FLOOR, 11 * DAY, 3_600.0, 0, [("pa", "capacity"), ("pb", "capacity")], id="overdue"
+        ),
+        pytest.param(
+            SUANWANG,
+            11 * DAY,
+            3_600.0,
+            0,
+            [("pa", "capacity"), ("ra1", "preempt:pb"), ("pb", "preempting")],
+            id="overdue-then-the-floor",
         ),
         pytest.param(
             SUANWANG,

@@ -42,6 +42,7 @@ from suanwang.scheduler.queues import (
     fair_share_factors,
     fifo_key,
     multifactor_key,
+    overdue,
     priority_key,
     share_key,
 )
@@ -164,6 +165,8 @@ def _decide(job: PendingJob, st: CycleState, *, final: bool) -> list[Decision] |
     pools = eligible = st.eligible(job)
     if not pools:
         return [Pending(job.id, NO_ELIGIBLE_CLUSTER, "no_match")]
+    if not final and st.floor is not None and _defer_for_floor(job, st):
+        return None  # over its fair share: after the tenants below theirs
     if st.policy.data_aware and job.dataset is not None:
         pools, waiting = _data_pools(job, pools, st)
         if waiting is not None:
@@ -180,6 +183,13 @@ def _decide(job: PendingJob, st: CycleState, *, final: bool) -> list[Decision] |
             return [Pending(job.id, f"waiting behind job {blocker} (strict FIFO)", "blocked")]
         allowed = free
     return _place(job, allowed, view, st, defer=not final and borrowing)
+
+
+def _defer_for_floor(job: PendingJob, st: CycleState) -> bool:
+    """The fair-share floor's order (:meth:`~.floor.ShareFloor.defers`); never for an
+    overdue job, which the starvation guard puts first whatever its tenant's share."""
+    assert st.floor is not None
+    return st.floor.defers(job) and not overdue(job, st.now, st.policy)
 
 
 def _place(
@@ -275,22 +285,23 @@ def _preempt(
     if st.preemption_attempts >= policy.tuning.max_preemption_attempts:
         return None
     reclaim = any(p.key.family in view.within for p in pools)
-    if not victims.could_serve(job, reclaim):
+    if not victims.could_serve(job, reclaim, st.floor):
         return None
     dataset = job.dataset if policy.data_aware else None
     if dataset is not None:
         pools = [p for p in pools if p.key.region in dataset.replicas]
-    candidates = victims.candidates(job, st.ledger, reclaim)
+    candidates = victims.candidates(job, st.ledger, reclaim, st.floor)
     if not candidates:
         return None
     st.preemption_attempts += 1
     targets = [(p, st.exclusion(job, p)) for p in pools]
     limit = policy.tuning.max_victim_candidates
-    plan = plan_preemption(job, targets, candidates, st.ledger, limit)
+    plan = plan_preemption(job, targets, candidates, st.ledger, limit, st.floor)
     if plan is None or _sooner_by_waiting(job, plan, waiting, st):
         return None
+    decisions = _preemption_decisions(job, plan, st)
     st.claim(job, plan)
-    return _preemption_decisions(job, plan)
+    return decisions
 
 
 def _sooner_by_waiting(job: PendingJob, plan: Plan, waiting: Option | None, st: CycleState) -> bool:
@@ -301,7 +312,7 @@ def _sooner_by_waiting(job: PendingJob, plan: Plan, waiting: Option | None, st: 
     return waiting.completion < st.now + run_s
 
 
-def _preemption_decisions(job: PendingJob, plan: Plan) -> list[Decision]:
+def _preemption_decisions(job: PendingJob, plan: Plan, st: CycleState) -> list[Decision]:
     """One :class:`Preempt` per new victim, then the preemptor's :class:`Pending`."""
     key = plan.pool.key
     cards = job.cards_per_node * job.nodes
@@ -315,10 +326,15 @@ def _preemption_decisions(job: PendingJob, plan: Plan) -> list[Decision]:
                 f"priority: job {job.id} (priority {job.priority}) needs {cards} {key.chip} "
                 f"cards on {key.cluster}; this job has priority {running.priority}"
             )
-        else:
+        elif st.ledger.is_borrowing(running.tenant, running.family):
             why = (
                 f"reclaim: tenant {job.tenant} needs its nominal {running.family} quota, "
                 f"lent to tenant {running.tenant}, for job {job.id}"
+            )
+        else:
+            why = (
+                f"fair share: tenant {job.tenant} holds less than its fair share and job "
+                f"{job.id} needs {cards} {key.chip} cards; tenant {running.tenant} holds more"
             )
         decisions.append(Preempt(running.id, job.id, why, victim.lost_work_s))
     fresh = len(decisions)

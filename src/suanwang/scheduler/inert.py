@@ -131,7 +131,7 @@ def _inert(job: PendingJob, pools: tuple[Pool, ...], long: bool, st: CycleState)
     if (
         policy.preemption
         and st.preemption_attempts < policy.tuning.max_preemption_attempts
-        and st.victims.could_serve(job, reclaim=cohort is not None)
+        and st.victims.could_serve(job, cohort is not None, st.floor)
     ):
         return False
     capable = st.capable(job)

@@ -107,6 +107,9 @@ class Policy:
         pool_choice: Heterogeneity-blind pool choice (see :data:`PoolChoice`).
         reallocation: Every round, move running work to a chip type where it finishes
             sooner, counting the cost of the move (:mod:`~suanwang.scheduler.realloc`).
+        share_floor: A job that keeps its tenant within its fair share may preempt
+            preemptible work of tenants over theirs that no nominal quota protects
+            (:mod:`~suanwang.scheduler.floor`).
         tuning: Numeric knobs.
     """
 
@@ -123,6 +126,7 @@ class Policy:
     starvation_guard: bool = False
     pool_choice: PoolChoice = "best_fit"
     reallocation: bool = False
+    share_floor: bool = False
     tuning: Tuning = field(default_factory=Tuning)
 
 
@@ -171,9 +175,11 @@ SUANWANG = Policy(
     starvation_guard=True,
     pool_choice="best_fit",
     reallocation=True,
+    share_floor=True,
 )
 """Ours: Kueue quotas and preemption, fair sharing (cohort, then fleet) with a starvation
-guard, EASY backfill, heterogeneity- and data-aware placement, periodic reallocation."""
+guard and a fair-share floor, EASY backfill, heterogeneity- and data-aware placement,
+periodic reallocation."""
 
 POLICIES: dict[str, Policy] = {p.name: p for p in (FIFO, SLURM, KUEUE, SUANWANG)}
 """The named policies, by name."""

@@ -10,7 +10,10 @@ Who may be preempted for a pending job ``J``:
   always reclaimable, whatever the borrower's flag: a tenant's non-preemptible jobs fill
   its nominal quota first, so they are reclaimed only while they alone hold more than it
   (and after its preemptible jobs, in greedy order); ``preemptible=False`` protects a job
-  from preemption within its tenant's nominal quota, not from the lender.
+  from preemption within its tenant's nominal quota, not from the lender;
+- **fair-share floor** (``Policy.share_floor``, :mod:`~.floor`): preemptible jobs of
+  tenants over their fair share that no nominal quota protects, for a job whose tenant
+  stays within its fair share with it.
 
 Jobs already stopping for ``J`` (``RunningJob.preempted_for``) come first and cost
 nothing. A stopping job is never chosen again, and one whose preemptor is no longer
@@ -37,6 +40,7 @@ from dataclasses import dataclass
 
 from suanwang.domain.ids import ChipFamily, JobId, NodeId, TenantId
 from suanwang.scheduler.fit import Pool, PoolKey
+from suanwang.scheduler.floor import ShareFloor
 from suanwang.scheduler.quota import UNITS, QuotaLedger, Relief
 from suanwang.scheduler.running import RunningWork
 from suanwang.scheduler.snapshot import PendingJob, RunningJob
@@ -160,12 +164,13 @@ class VictimIndex:
             victim = self._victims[job.id] = Victim(job, cards, lost_work_s(job, self.now), pool)
         return victim
 
-    def could_serve(self, job: PendingJob, reclaim: bool) -> bool:
+    def could_serve(self, job: PendingJob, reclaim: bool, floor: ShareFloor | None) -> bool:
         """Cheap test: could any candidate exist for ``job``?"""
         return (
             self.has_lower(job.tenant, job.priority)
             or job.id in self.promised
             or (reclaim and bool(self.by_tenant or self.protected))
+            or (floor is not None and floor.may_serve(job))
         )
 
     def others_in(self, pool: PoolKey, tenant: TenantId, cohort: str, ledger: QuotaLedger) -> bool:
@@ -180,10 +185,16 @@ class VictimIndex:
         """Whether the tenant runs any preemptible job below ``priority`` (O(1))."""
         return self.lowest.get(tenant, priority) < priority
 
-    def candidates(self, job: PendingJob, ledger: QuotaLedger, reclaim: bool) -> list[Victim]:
-        """Who ``job`` may preempt, in greedy order; ``reclaim`` adds cohort borrowers."""
+    def candidates(
+        self, job: PendingJob, ledger: QuotaLedger, reclaim: bool, floor: ShareFloor | None
+    ) -> list[Victim]:
+        """Who ``job`` may preempt, in greedy order; ``reclaim`` adds cohort borrowers,
+        ``floor`` the preemptible work of tenants over their fair share."""
         found = list(self.promised.get(job.id, ()))
         found += [r for r in self.by_tenant.get(job.tenant, ()) if r.priority < job.priority]
+        if floor is not None and floor.may_serve(job):
+            for tenant in sorted(floor.over - {job.tenant}):
+                found += [r for r in self.by_tenant.get(tenant, ()) if r.priority <= job.priority]
         cohort = ledger.cohort_of(job.tenant)
         if reclaim and cohort is not None:
             for group, protected in ((self.by_tenant, False), (self.protected, True)):
@@ -209,6 +220,7 @@ def plan_preemption(
     candidates: list[Victim],
     ledger: QuotaLedger,
     limit: int,
+    floor: ShareFloor | None = None,
 ) -> Plan | None:
     """The cheapest way to make ``job`` fit in one of ``targets``, or None.
 
@@ -232,7 +244,7 @@ def plan_preemption(
         relevant = candidates if units else by_family.get(pool.key.family, [])
         by_size = sorted(relevant, key=Victim.order_by_size)
         for ordered in (relevant, by_size):
-            plan = _plan_in(_Trial(job, pool, exclude, ledger), ordered, limit)
+            plan = _plan_in(_Trial(job, pool, exclude, ledger, floor), ordered, limit)
             if plan is not None and (best is None or plan.cost < best.cost):
                 best = plan
     return best
@@ -246,9 +258,16 @@ class _Trial:
     """
 
     def __init__(
-        self, job: PendingJob, pool: Pool, exclude: Collection[NodeId], ledger: QuotaLedger
+        self,
+        job: PendingJob,
+        pool: Pool,
+        exclude: Collection[NodeId],
+        ledger: QuotaLedger,
+        floor: ShareFloor | None = None,
     ) -> None:
         self.job, self.pool, self.exclude, self.ledger = job, pool, exclude, ledger
+        self.floor = floor if floor is not None and floor.under(job, pool.key.chip) else None
+        self.taken: dict[TenantId, float] = {}
         self.freed: dict[NodeId, int] = {}
         self.relief = Relief(ledger)
         self.base = pool.count_fitting(job.cards_per_node, exclude)
@@ -267,6 +286,9 @@ class _Trial:
                 after = self.freed[p.node] = before + sign * p.cards
                 was, now = free < need <= free + before, free < need <= free + after
                 self.crossed += int(now) - int(was)
+        if self.floor is not None:
+            units = sign * self.floor.victim_units(running, victim.cards)
+            self.taken[running.tenant] = self.taken.get(running.tenant, 0.0) + units
         self.relief.add(
             running.tenant,
             running.family,
@@ -295,11 +317,16 @@ class _Trial:
         """Own lower-priority work always; another tenant's only while it still borrows
         (a non-preemptible job: while its tenant's non-preemptible work does)."""
         running = victim.job
-        if running.tenant == self.job.tenant or victim.stopping:
+        if running.tenant == self.job.tenant or victim.stopping or self.for_floor(victim):
             return True
         return self.ledger.is_borrowing(
             running.tenant, running.family, self.relief, protected=victim.protected
         )
+
+    def for_floor(self, victim: Victim) -> bool:
+        """Whether the fair-share floor lets the job stop ``victim`` (:mod:`~.floor`)."""
+        floor, running = self.floor, victim.job
+        return floor is not None and floor.victim_ok(running, victim.cards, self.taken)
 
 
 def _useful(trial: _Trial, candidates: list[Victim], limit: int) -> list[Victim]:
@@ -311,7 +338,7 @@ def _useful(trial: _Trial, candidates: list[Victim], limit: int) -> list[Victim]
     need_quota = not trial.quota_fits()
     useful: list[Victim] = []
     for v in candidates:
-        if not (reclaim or v.stopping or v.job.tenant == job.tenant):
+        if not (reclaim or v.stopping or v.job.tenant == job.tenant or trial.for_floor(v)):
             continue
         if need_quota or v.pool == key:
             useful.append(v)
@@ -355,7 +382,7 @@ def _plan_in(trial: _Trial, candidates: list[Victim], limit: int) -> Plan | None
 
 def _fresh(trial: _Trial, victims: list[Victim]) -> _Trial:
     """A new trial of the same job and pool with exactly ``victims``."""
-    fresh = _Trial(trial.job, trial.pool, trial.exclude, trial.ledger)
+    fresh = _Trial(trial.job, trial.pool, trial.exclude, trial.ledger, trial.floor)
     for victim in victims:
         fresh.add(victim)
     return fresh

@@ -34,6 +34,7 @@ from suanwang.scheduler.cache import CycleCache
 from suanwang.scheduler.data import DataMap
 from suanwang.scheduler.decisions import Admit, Placement
 from suanwang.scheduler.fit import Pool, PoolKey, Slot, build_pools
+from suanwang.scheduler.floor import ShareFloor
 from suanwang.scheduler.hetero import can_run_on, planned_run_s, run_time_s
 from suanwang.scheduler.policy import Policy
 from suanwang.scheduler.preempt import Plan, VictimIndex
@@ -130,6 +131,7 @@ class CycleState:
         waiting: Cards of jobs that wait for a pool reserved by another job, rather
             than start now on a slower chip (:meth:`wait_for`).
         victims: Running jobs that preemption may still choose.
+        floor: Fair shares and held units (``Policy.share_floor``, :mod:`~.floor`).
         work: The running jobs by tenant, with their sums (:mod:`~.running`).
         data: WAN links for dataset transfers.
         blocked: Strict FIFO: pools a waiting job has blocked, and by whom.
@@ -157,6 +159,7 @@ class CycleState:
     lender_waiting: set[tuple[str, ChipFamily]] = field(default_factory=set)
     booked: set[JobId] = field(default_factory=set)
     waiting: dict[PoolKey, int] = field(default_factory=dict)
+    floor: ShareFloor | None = None
     preemption_attempts: int = 0
     epoch: int = 0
     claims: int = 0
@@ -206,6 +209,7 @@ class CycleState:
             victims=VictimIndex(work, keys, snapshot.now, pending),
             work=work,
             data=DataMap.of(snapshot.links),
+            floor=ShareFloor.of(snapshot, work) if policy.share_floor else None,
             _slow_chips=any(s <= 0 for s in snapshot.chip_speed.values()),
         )
 
@@ -395,6 +399,8 @@ class CycleState:
         key = pool.key
         placements = pool.take(chosen, job.cards_per_node)
         self._occupy(job, pool, placements)
+        if self.floor is not None:
+            self.floor.add(job.tenant, self.floor.units(job, key.chip))
         # reclaimable from the next cycle on (if borrowed), like running work
         self.victims.tenants_in.setdefault(key, set()).add(job.tenant)
         return Admit(
@@ -418,6 +424,8 @@ class CycleState:
             if victim.pool is not None:
                 self.timelines[victim.pool].remove(running.id)
                 self.pool_by_key[victim.pool].version += 1
+            if not victim.stopping and self.floor is not None:
+                self.floor.add(running.tenant, -self.floor.victim_units(running, victim.cards))
             if not victim.stopping:
                 self.ledger.stop(
                     running.tenant,
@@ -427,6 +435,8 @@ class CycleState:
                     protected=victim.protected,
                 )
         self.victims.claim(plan.victims)
+        if self.floor is not None:
+            self.floor.add(job.tenant, self.floor.units(job, pool.key.chip))
         per_node = job.cards_per_node
         for node in plan.nodes:
             pool.hold(node, min(max(pool.free_of[node], 0), per_node))
