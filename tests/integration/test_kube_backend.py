@@ -307,3 +307,16 @@ def test_what_the_backend_refuses(kube: FakeKube, backend: KubernetesBackend) ->
     unknown_chip = backend.submit(request(conn(kube.url), chip="quantum-9000"))
     assert unknown_chip.state is AttemptState.FAILED
     assert kube.managed() == []
+
+
+def test_namespaces_the_operator_created_are_used_without_permission_to_create(
+    kube: FakeKube, backend: KubernetesBackend
+) -> None:
+    kube.objects[("v1/namespaces", "", "suanwang-acme")] = {"metadata": {"name": "suanwang-acme"}}
+    kube.fail("POST", "/api/v1/namespaces", 403)
+    assert backend.submit(request(conn(kube.url))).state is AttemptState.STARTING
+    assert len(kube.managed()) == 1
+    kube.fail("POST", "/api/v1/namespaces", 403)
+    missing = backend.submit(request(conn(kube.url), tenant="other"))
+    assert missing.state is AttemptState.FAILED
+    assert 'namespaces "suanwang-other" not found' in missing.reason

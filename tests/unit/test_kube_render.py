@@ -184,6 +184,7 @@ def test_job_shape_follows_the_request() -> None:
     spec = multi["spec"]
     assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 4, 4)
     assert (spec["backoffLimit"], spec["activeDeadlineSeconds"]) == (0, 3600)
+    assert spec["ttlSecondsAfterFinished"] == 7 * 86_400  # finished Jobs do not pile up
     pod = spec["template"]["spec"]
     assert pod["containers"][0]["resources"]["limits"] == {"huawei.com/Ascend910B": "8"}
     assert pod["nodeSelector"] == {"accelerator": "ascend", "kubernetes.io/arch": "arm64"}

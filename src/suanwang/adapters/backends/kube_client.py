@@ -39,6 +39,10 @@ TIMEOUT = (3.0, 15.0)
 class KubeDenied(EngineUnreachable):
     """The API server refused our credentials (401) or permissions (403)."""
 
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 class KubeRejected(Exception):
     """The API server refused the request itself (bad object, 400/422)."""
@@ -78,7 +82,7 @@ def _call(what: str, fn: Callable[[], T]) -> T:
         status = exc.status or 0
         detail = f"kubernetes {what}: {status_message(exc)}"
         if status in (401, 403):
-            raise KubeDenied(detail) from exc
+            raise KubeDenied(detail, status) from exc
         if status >= 500 or status in (0, 429):
             raise EngineUnreachable(detail) from exc
         raise
@@ -126,12 +130,20 @@ class KubeApi:
         return json.loads(response.data or b"null")
 
     def ensure_namespace(self, manifest: dict[str, Any]) -> None:
-        """Create the namespace unless it exists."""
+        """Create the namespace unless it exists. Forbidden (403) is left to the object's
+        create: an operator may pre-create tenant namespaces and grant no more; if the
+        namespace is missing, that create fails with NotFound, naming it."""
         try:
-            _call("create namespace", lambda: self.core.create_namespace(manifest))
+            _call(
+                "create namespace",
+                lambda: self.core.create_namespace(manifest, _request_timeout=TIMEOUT),
+            )
+        except KubeDenied as exc:
+            if exc.status != 403:
+                raise
         except k8s.ApiException as exc:
             if exc.status != 409:
-                raise
+                raise KubeRejected(f"kubernetes create namespace: {status_message(exc)}") from exc
 
     def create(self, manifest: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Create ``manifest``; ``(object, True)``, or the existing one and False on 409."""

@@ -44,6 +44,8 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 _DEFAULT_UID = 65534
+FINISHED_TTL_S = 7 * 86_400
+"""How long a finished run's object (and its pods' logs) stays before Kubernetes deletes it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +194,7 @@ def _metadata(run: KubeRun, extra: dict[str, str] | None = None) -> dict[str, An
 def _job_spec(run: KubeRun, connection: KubernetesConnection) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "backoffLimit": 0,
+        "ttlSecondsAfterFinished": FINISHED_TTL_S,
         "completions": run.nodes,
         "parallelism": run.nodes,
         "template": {"metadata": {"labels": labels_of(run)}, "spec": pod_spec(run, connection)},
@@ -220,9 +223,12 @@ def render_job(run: KubeRun, connection: KubernetesConnection) -> dict[str, Any]
 
 def render_jobset(run: KubeRun, connection: KubernetesConnection) -> dict[str, Any]:
     """A JobSet of one replicated Job (replicas 1) shaped like :func:`render_job`'s."""
-    job = {"metadata": {"labels": labels_of(run)}, "spec": _job_spec(run, connection)}
+    job_spec = _job_spec(run, connection)
+    del job_spec["ttlSecondsAfterFinished"]  # the JobSet's own TTL removes its Jobs
+    job = {"metadata": {"labels": labels_of(run)}, "spec": job_spec}
     spec: dict[str, Any] = {
         "failurePolicy": {"maxRestarts": 0},
+        "ttlSecondsAfterFinished": FINISHED_TTL_S,
         "replicatedJobs": [{"name": REPLICATED_JOB, "replicas": 1, "template": job}],
     }
     return {
@@ -243,6 +249,7 @@ def render_volcano(run: KubeRun, connection: KubernetesConnection) -> dict[str, 
         "schedulerName": "volcano",
         "minAvailable": run.nodes,
         "maxRetry": 0,
+        "ttlSecondsAfterFinished": FINISHED_TTL_S,
         "tasks": [{"name": REPLICATED_JOB, "replicas": run.nodes, "template": pod}],
         "policies": [{"event": "PodFailed", "action": "AbortJob"}],
     }
