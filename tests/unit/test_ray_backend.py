@@ -404,7 +404,7 @@ def test_a_platform_engine_is_pinned_to_its_node_and_learns_its_address() -> Non
     head = next(n for n in NODES["data"]["result"]["result"] if n["node_name"] == "ray-head")
     assert call["entrypoint_label_selector"] == {"ray.io/node-id": head["node_id"]}
     assert call["runtime_env"]["env_vars"]["SUANWANG_NODE_ADDRESS"] == head["node_ip"]
-    assert status.handle["host"] == head["node_ip"]
+    assert (status.handle["node"], status.handle["host"]) == ("ray-head", head["node_ip"])
     with pytest.raises(EngineUnreachable, match="no live node 'gone'"):
         backend(ray).submit(
             request(workload=Workload.PLATFORM_ENGINE, placements=(NodeSlice("gone", 1),))

@@ -161,8 +161,8 @@ class RayBackend:
             return RunStatus(AttemptState.FAILED, handle=handle, reason=refused, exit_code=127)
         client = self._client(address)
         pin = self._pin(address, request)
-        if pin is not None:
-            handle["host"] = pin.address
+        if pin is not None:  # checked by the control plane before routing (domain/endpoints.py)
+            handle["node"], handle["host"] = pin.name, pin.address
         known = self._info(address, client, name)
         if known is not None:
             return status_of(known, handle)
@@ -292,7 +292,7 @@ class RayBackend:
         node = named(self._nodes(address)).get(nodes[0])
         if node is None:
             raise EngineUnreachable(f"ray at {address} has no live node {nodes[0]!r}")
-        return Pin(node.node_id, node.address)
+        return Pin(node.node_id, node.address, nodes[0])
 
 
 def _ray(connection: Connection | None) -> RayConnection:

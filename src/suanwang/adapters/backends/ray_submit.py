@@ -27,12 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from suanwang.domain.chip_resources import ray_resource
+from suanwang.domain.endpoints import NODE_ADDRESS_ENV
 from suanwang.domain.errors import DomainError
 from suanwang.domain.workloads import GangStrategy, JobNetwork, Workload, job_area_parts
 from suanwang.ports import LaunchRequest, run_name
 
-NODE_ADDRESS_ENV = "SUANWANG_NODE_ADDRESS"
-"""Set for platform engines: the IP of the Ray node they run on (they listen there)."""
 GANG_DRIVER = Path(__file__).with_name("suanwang_ray_gang")
 """The gang driver package, shipped with each multi-node job (suanwang is not on Ray nodes)."""
 NO_GATEWAY = (
@@ -52,6 +51,8 @@ class Pin:
 
     node_id: str
     address: str
+    name: str = ""
+    """The node's name in the fleet (the placement's), reported in the handle as ``node``."""
 
 
 @dataclass(frozen=True, slots=True)
