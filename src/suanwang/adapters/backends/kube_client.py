@@ -246,11 +246,10 @@ class KubeApi:
             resource_version=resource_version,
             timeout_seconds=timeout_s,
             allow_watch_bookmarks=True,
-            deserialize=False,
             _request_timeout=(TIMEOUT[0], timeout_s + TIMEOUT[1]),
         )
-        for event in stream:
-            yield str(event["type"]), dict(event["object"])
+        for event in stream:  # custom objects come as dicts (the client's return type: object)
+            yield str(event["type"]), dict(event["raw_object"])
 
     def delete(self, kind: ApiKind, namespace: str, name: str) -> None:
         """Delete the object and (in the background) its pods; nothing if it is gone."""

@@ -53,6 +53,8 @@ class JobCache:
         self._watches: list[Any] = []
         self.relists = 0
         """How many times the thread listed (the first list included): tests read it."""
+        self.interruptions = 0
+        """How many times the watch broke on an error (a 410 is not one: it relists)."""
         self._thread = threading.Thread(
             target=self._run, name=f"kube-watch-{kind.plural}", daemon=True
         )
@@ -98,6 +100,7 @@ class JobCache:
     def _lost(self, why: str) -> None:
         with self._lock:
             self._synced = False
+            self.interruptions += 1
         log.warning("kubernetes watch interrupted", reason=why)
         self._stop.wait(RETRY_S)
 
