@@ -7,7 +7,7 @@ health checks; SQLite), one gateway (no Redis: its limits in-process) and the ``
 client; the test process deploys and reads the database from outside. The fleet names
 Ray's two nodes as ``cpu`` slots (2 CPUs each), so the replica is a Ray job pinned to one
 raylet, running llama-server on the address Ray reports for that node and the port the
-control plane chose. About 30 s on this machine.
+control plane chose. About 55 s on this machine (with the ~22 s cluster start).
 """
 
 from __future__ import annotations
@@ -159,3 +159,25 @@ def test_eight_chats_at_once_answer_through_the_gateway_and_are_billed(on_ray: O
     answers = chat_at_once(url, key, prefix)
     rows = on_ray.stack.wait_ledger(tenant, CONCURRENT)  # type: ignore[attr-defined]
     check_billed(answers, rows, on_ray.deployment, on_ray.replica().id)
+
+
+def test_a_replica_whose_ray_job_is_stopped_is_restarted_and_routed_again(on_ray: OnRay) -> None:
+    """A stop from outside suanwang (Ray's job API): the replica gets a new job (same node
+    choice by the scheduler, same port), is health-checked back to ready and served again."""
+    before = on_ray.replica()
+    assert before.job is not None
+    with on_ray.platform.uows() as uow:
+        submission = uow.jobs.attempts(before.job)[-1].handle["submission_id"]
+    with on_ray.cluster.dashboard() as client:
+        client.post(f"/api/jobs/{submission}/stop").raise_for_status()
+    wait_for(
+        lambda: (r := on_ray.replica()).job != before.job and r.state is ReplicaState.READY,
+        lambda: f"replica {on_ray.replica()}",
+        READY_TIMEOUT_S,
+    )
+    after = on_ray.replica()
+    assert (after.restarts, after.port) == (before.restarts + 1, before.port)
+    key, _ = on_ray.stack.tenant_with_key("ray-restarted")
+    url = f"http://127.0.0.1:{on_ray.gateway_port}/v1"
+    (answer,) = chat_at_once(url, key, on_ray.cluster.netns_argv(), n=1)
+    assert answer["content"]
