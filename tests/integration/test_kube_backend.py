@@ -321,3 +321,15 @@ def test_namespaces_the_operator_created_are_used_without_permission_to_create(
     missing = backend.submit(request(conn(kube.url), tenant="other"))
     assert missing.state is AttemptState.FAILED
     assert 'namespaces "suanwang-other" not found' in missing.reason
+
+
+def test_a_namespace_deleted_by_hand_is_created_again(
+    kube: FakeKube, backend: KubernetesBackend
+) -> None:
+    assert backend.submit(request(conn(kube.url))).state is AttemptState.STARTING
+    del kube.objects[("v1/namespaces", "", "suanwang-acme")]
+    lost = backend.submit(request(conn(kube.url), job="job-bbbbbbbbbbbb"))
+    assert lost.state is AttemptState.FAILED
+    retried = backend.submit(request(conn(kube.url), job="job-bbbbbbbbbbbb", attempt=2))
+    assert retried.state is AttemptState.STARTING
+    assert ("v1/namespaces", "", "suanwang-acme") in kube.objects

@@ -123,6 +123,8 @@ class KubernetesBackend:
         try:
             obj, created = api.create(manifest)
         except KubeRejected as exc:
+            with self._lock:  # e.g. the namespace was deleted: the next attempt recreates it
+                self._namespaces.discard((connection, run.namespace))
             return _failed(handle, f"could not submit: {exc}")
         self._cache(connection, kind).put(obj)
         status = self._status(api, obj, handle)
