@@ -80,6 +80,9 @@ class FakeKube:
     failures: list[Failure] = field(default_factory=list)
     cond: threading.Condition = field(default_factory=threading.Condition)
     url: str = ""
+    unserved: set[str] = field(default_factory=set)
+    """API groups/versions (``jobset.x-k8s.io/v1alpha2``) answered with 404, as a cluster
+    without those CRDs does."""
     started: dict[str, float] = field(default_factory=dict)
     """Jobs :meth:`tick` started, by name: when (monotonic)."""
 

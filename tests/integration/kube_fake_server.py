@@ -64,6 +64,10 @@ class Handler(BaseHTTPRequestHandler):
         if kube.token and self.headers.get("Authorization") != f"Bearer {kube.token}":
             self._error(401, "Unauthorized", "Unauthorized")
             return True
+        group = "/".join(urlsplit(self.path).path.split("/")[2:4])
+        if self.path.startswith("/apis/") and group in kube.unserved:
+            self._error(404, "NotFound", "the server could not find the requested resource")
+            return True
         if failure is None:
             return False
         if failure.code == 0:

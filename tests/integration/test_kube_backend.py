@@ -333,3 +333,15 @@ def test_a_namespace_deleted_by_hand_is_created_again(
     retried = backend.submit(request(conn(kube.url), job="job-bbbbbbbbbbbb", attempt=2))
     assert retried.state is AttemptState.STARTING
     assert ("v1/namespaces", "", "suanwang-acme") in kube.objects
+
+
+def test_a_job_api_the_cluster_does_not_serve_makes_it_unhealthy(
+    kube: FakeKube, backend: KubernetesBackend
+) -> None:
+    kube.node("n1", {"huawei.com/Ascend910B": "8"})
+    kube.unserved = {"jobset.x-k8s.io/v1alpha2", "batch.volcano.sh/v1alpha1"}
+    assert backend.capacity("k8s", conn(kube.url)).healthy
+    for api in (KubeJobApi.JOBSET, KubeJobApi.VOLCANO):
+        health = backend.capacity("k8s", conn(kube.url, api))
+        assert not health.healthy
+        assert f"job_api {api.value}: the cluster does not serve" in health.reason

@@ -171,10 +171,19 @@ class KubernetesBackend:
         return data[offset : offset + limit]
 
     def capacity(self, cluster: str, connection: Connection | None) -> ClusterCapacity:  # noqa: ARG002 (Backend protocol)
-        """Ready, schedulable nodes with their cards; unhealthy with the reason."""
+        """Ready, schedulable nodes with their cards; unhealthy with the reason (also when
+        the cluster does not serve the objects of its ``job_api``)."""
         try:
             kube = _kube(connection)
-            nodes = self._api(kube).nodes()
+            api = self._api(kube)
+            nodes = api.nodes()
+            kind = _kind_of(kube.job_api)
+            if not api.served(kind):
+                reason = (
+                    f"job_api {kube.job_api.value}: the cluster does not serve "
+                    f"{kind.group}/{kind.version} {kind.plural} (is its controller installed?)"
+                )
+                return ClusterCapacity(healthy=False, reason=reason)
         except KubeDenied as exc:
             return ClusterCapacity(healthy=False, reason=f"credentials refused: {exc}")
         except (EngineUnreachable, ValueError) as exc:

@@ -208,6 +208,22 @@ class KubeApi:
             raise KubeRejected(f"kubernetes get {name}: {status_message(exc)}") from exc
         return dict(found)
 
+    def served(self, kind: ApiKind) -> bool:
+        """Whether the API server serves ``kind`` (a JobSet or Volcano cluster without its
+        CRDs answers 404)."""
+        try:
+            _call(
+                f"list {kind.plural}",
+                lambda: self.objects.list_cluster_custom_object(
+                    kind.group, kind.version, kind.plural, limit=1, _request_timeout=TIMEOUT
+                ),
+            )
+        except k8s.ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise KubeRejected(f"kubernetes list {kind.plural}: {status_message(exc)}") from exc
+        return True
+
     def list_objects(self, kind: ApiKind, selector: str) -> tuple[list[dict[str, Any]], str]:
         """Objects of ``kind`` in every namespace matching ``selector``, and the list's
         resourceVersion (to watch from)."""

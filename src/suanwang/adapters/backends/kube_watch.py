@@ -28,6 +28,9 @@ log = structlog.get_logger("suanwang.backends.kube")
 WATCH_S = 60
 """How long one watch request lasts before the server closes it (then it is resumed)."""
 RETRY_S = 2.0
+MAX_RETRY_S = 30.0
+"""Retries after errors back off from RETRY_S to this (an API server down for long is not
+asked, nor logged about, every 2 s)."""
 
 
 class NotSynced(Exception):
@@ -55,6 +58,7 @@ class JobCache:
         """How many times the thread listed (the first list included): tests read it."""
         self.interruptions = 0
         """How many times the watch broke on an error (a 410 is not one: it relists)."""
+        self._retry_s = RETRY_S
         self._thread = threading.Thread(
             target=self._run, name=f"kube-watch-{kind.plural}", daemon=True
         )
@@ -102,7 +106,8 @@ class JobCache:
             self._synced = False
             self.interruptions += 1
         log.warning("kubernetes watch interrupted", reason=why)
-        self._stop.wait(RETRY_S)
+        self._stop.wait(self._retry_s)
+        self._retry_s = min(self._retry_s * 2, MAX_RETRY_S)
 
     def _relist(self) -> str:
         items, version = self._api.list_objects(self._kind, MANAGED_SELECTOR)
@@ -110,6 +115,7 @@ class JobCache:
             self._objects = {_key(i): i for i in items}
             self._synced = True
             self.relists += 1
+        self._retry_s = RETRY_S
         return version
 
     def _watch_from(self, version: str) -> str:
