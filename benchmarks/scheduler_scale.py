@@ -92,7 +92,9 @@ def demo_nodes() -> list[NodeView]:
     return nodes
 
 
-def big_nodes(count: int = 10_000) -> list[NodeView]:
+def big_nodes(count: int = 10_000, clusters: int = 10, regions: int = 2) -> list[NodeView]:
+    """``count`` 8-card nodes in ``clusters`` clusters of three chip types (60 % Ascend
+    910B, 20 % H20, 20 % MetaX C500) spread over ``regions`` regions."""
     chips = (
         [("ascend-910b", "ascend")] * 6
         + [("nvidia-h20", "nvidia")] * 2
@@ -100,14 +102,15 @@ def big_nodes(count: int = 10_000) -> list[NodeView]:
     )
     nodes = []
     for i in range(count):
-        chip, family = chips[(i * 10 // count) % 10]
-        cluster = f"c{i * 10 // count}"
+        index = i * clusters // count
+        chip, family = chips[index * 10 // clusters % 10]
+        cluster = f"c{index}"
         nodes.append(
             NodeView(
                 id=NodeId(i + 1),
                 name=f"n{i}",
                 cluster=ClusterName(cluster),
-                region=RegionName(f"r{i % 2}"),
+                region=RegionName(f"r{i % regions}" if clusters == 10 else f"r{index % regions}"),
                 simulated=True,
                 chip=ChipName(chip),
                 family=ChipFamily(family),

@@ -7,6 +7,10 @@ the last snapshot's nodes and, for the next snapshot, updates only the nodes who
 everything only when a node appeared, vanished or changed more than its free cards.
 Each cycle works on copies, so the kept pools always describe the nodes exactly.
 
+It also keeps the pending queue in classes (:class:`~.queue_index.QueueIndex`), updated
+by the jobs that arrived or left, so that a cycle over a long queue merges classes
+instead of sorting every job (:mod:`~.passes`).
+
 It also keeps each tenant's :class:`~.running.TenantWork` (its running jobs' holdings,
 victims and releases) and makes a new one only for a tenant whose running jobs changed
 (other objects or another order), or for every tenant when the pools were rebuilt or the
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 
 from suanwang.domain.ids import ChipName, NodeId, TenantId
 from suanwang.scheduler.fit import Pool, PoolKey, build_pools
+from suanwang.scheduler.queue_index import QueueIndex
 from suanwang.scheduler.running import RunningWork, TenantWork
 from suanwang.scheduler.snapshot import NodeView, RunningJob, Snapshot
 
@@ -37,6 +42,7 @@ class CycleCache:
     Attributes:
         rebuilds: Full rebuilds so far (first use, or a change beyond free cards).
         updates: Cycles served by updating changed nodes only.
+        queue: The pending jobs in classes (used from ``queue.min_jobs`` jobs on).
     """
 
     rebuilds: int = 0
@@ -49,6 +55,12 @@ class CycleCache:
     _units: dict[ChipName, float] = field(default_factory=dict)
     _running: tuple[RunningJob, ...] = ()
     _work: RunningWork | None = None
+    queue: QueueIndex = field(default_factory=QueueIndex)
+
+    def indexed(self, snapshot: Snapshot) -> QueueIndex | None:
+        """The queue index brought to the snapshot's pending jobs, or None when the
+        cycle should sort them (a short queue, or an index that gave up)."""
+        return self.queue if self.queue.sync(snapshot.pending) else None
 
     def pools(self, nodes: tuple[NodeView, ...]) -> tuple[Pool, ...]:
         """Fresh working pools for ``nodes``, equal to ``build_pools(nodes)``."""

@@ -25,27 +25,18 @@ ordering and ``best_fit`` behaves like plain priority + FIFO with best-fit gangs
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from suanwang.domain.chips import ANY_CHIP
-from suanwang.domain.ids import TenantId
 from suanwang.scheduler.cache import CycleCache
 from suanwang.scheduler.decisions import Admit, Decision, Pending, Preempt, StageDataset
 from suanwang.scheduler.fit import Pool
-from suanwang.scheduler.hetero import gain
-from suanwang.scheduler.inert import InertFilter, PendingMemo
+from suanwang.scheduler.inert import InertFilter, PendingMemo, token
+from suanwang.scheduler.passes import job_passes
 from suanwang.scheduler.placement import Option, options, pick_later, pick_now
 from suanwang.scheduler.policy import SUANWANG, Policy
 from suanwang.scheduler.preempt import Plan, plan_preemption
-from suanwang.scheduler.queues import (
-    SortKey,
-    fair_share_factors,
-    fifo_key,
-    multifactor_key,
-    overdue,
-    priority_key,
-    share_key,
-)
+from suanwang.scheduler.queues import overdue
 from suanwang.scheduler.quota import Verdict
 from suanwang.scheduler.snapshot import PendingJob, Snapshot
 from suanwang.scheduler.state import CycleState, QuotaView
@@ -77,19 +68,16 @@ def cycle(
     """
     st = CycleState.of(snapshot, policy, cache)
     decisions: list[Decision] = []
-    deferred: list[PendingJob] = []
-    deferring: set[TenantId] = set()
     inert, memo, cap = InertFilter(), PendingMemo(), policy.tuning.max_pending_reports
     reports = admitted = 0
-    key = _order_key(st)
-    for final, jobs in ((False, snapshot.pending), (True, deferred)):
-        for job in sorted(jobs, key=key):
+    passes = job_passes(st)
+    for final in (False, True):
+        for job in passes.jobs(final):
             if admitted >= policy.tuning.max_admissions_per_cycle:
                 return decisions
-            if not final and job.tenant in deferring:
-                deferred.append(job)  # keep the tenant's own priority order
-                continue
             if reports >= cap and inert.is_inert(job, st, final):
+                if inert.parkable(job, st, final):
+                    passes.park(job, token(st))
                 continue
             shape = memo.shape(job, st, final)
             memoised = memo.get(shape, job, st)
@@ -102,59 +90,12 @@ def cycle(
             if outcome is not None:
                 memo.put(shape, before, outcome, st, job)
             if outcome is None:
-                deferred.append(job)
-                deferring.add(job.tenant)
+                passes.defer(job)
                 continue
             decisions.extend(outcome)
             reports += len(outcome) == 1 and type(outcome[0]) is Pending
             admitted += type(outcome[-1]) is Admit
     return decisions
-
-
-def _order_key(st: CycleState) -> Callable[[PendingJob], SortKey]:
-    """The policy's sort key, made once per cycle (both passes use it). Every key
-    depends only on the job and on work started before ``now``, so a cycle re-run at
-    the same instant orders jobs the same way (fair-share terms included)."""
-    policy, snapshot = st.policy, st.snapshot
-    key: Callable[[PendingJob], SortKey]
-    if policy.ordering == "fifo":
-        key = fifo_key
-    elif policy.ordering == "multifactor":
-        usage: dict[TenantId, float] = {}
-        for tenant, work in st.work.tenants.items():
-            for job, cards in zip(work.jobs, work.cards, strict=True):
-                spent = cards * max(0.0, snapshot.now - job.started_at)
-                usage[tenant] = usage.get(tenant, 0.0) + spent
-        weights = {t: q.weight for t, q in snapshot.queues.items()}
-        factors = fair_share_factors(usage, weights, (j.tenant for j in snapshot.pending))
-        key = multifactor_key(policy, snapshot.now, factors)
-    else:
-        fair = any(q.cohort for q in st.ledger.queues.values())
-        held = st.work.fleet_held(snapshot.now) if policy.fleet_share else None
-        share = share_key(policy, snapshot, st.ledger.share if fair else None, held)
-        key = priority_key(policy, snapshot.now, _gain_of(st), share)
-    return key
-
-
-def _gain_of(st: CycleState) -> Callable[[PendingJob], float] | None:
-    """The high-gain ordering term, when heterogeneity is on and speeds differ
-    (cached per speed table and eligible pools)."""
-    speeds = st.snapshot.chip_speed
-    if not st.policy.heterogeneity:
-        return None
-    if not speeds and not any(j.speed for j in st.snapshot.pending):
-        return None
-    cache: dict[tuple[int, int], float] = {}
-
-    def gain_of(job: PendingJob) -> float:
-        pools = st.eligible(job)
-        key = (id(job.speed) if job.speed else 0, id(pools))
-        found = cache.get(key)
-        if found is None:
-            found = cache[key] = gain(job, {p.key.chip for p in pools}, speeds)
-        return found
-
-    return gain_of
 
 
 def _decide(job: PendingJob, st: CycleState, *, final: bool) -> list[Decision] | None:

@@ -51,17 +51,11 @@ class InertFilter:
         """Whether ``job`` can change nothing this cycle (see the module docstring)."""
         if job.id in st.victims.promised or job.cards_per_node <= 0 or job.nodes <= 0:
             return False
-        policy = st.policy
-        searching = (
-            policy.preemption and st.preemption_attempts < policy.tuning.max_preemption_attempts
-        )
-        priority = job.priority if searching else None
         token = (st.claims, st.released)
         # The shape memo: a job alike in everything its bucket depends on is inert when
         # the bucket is, without looking up its pools (most of a 100,000-job queue).
-        speed = id(job.speed) if job.speed else 0
-        shape: _Bucket = (job.tenant, job.simulated, job.chips, job.cluster, job.region, speed)
-        shape += (job.cards_per_node, job.nodes, priority, final)
+        shape = _shape(job, st, final)
+        priority = shape[-2]
         if self._shapes.get(shape) == token:
             return True
         pools = st.eligible(job)
@@ -80,6 +74,13 @@ class InertFilter:
             self._inert[bucket] = token
             return True
         return False
+
+    def parkable(self, job: PendingJob, st: CycleState, final: bool) -> bool:
+        """Whether ``job``, found inert, is so by its shape: then every later job alike
+        in its shape is inert while :func:`token` holds (:mod:`~.passes` skips them)."""
+        if job.id in st.victims.promised:
+            return False
+        return self._shapes.get(_shape(job, st, final)) == (st.claims, st.released)
 
     def _ends_after_reservations(
         self, job: PendingJob, pools: tuple[Pool, ...], st: CycleState
@@ -117,6 +118,25 @@ class InertFilter:
             fastest = max(speed_on(job, p.key.chip, speeds) for p in pools)
             self._fastest[key] = fastest
         return fastest
+
+
+def token(st: CycleState) -> tuple[object, ...]:
+    """What a shape's inertness holds under: preemption claims and released
+    reservations so far, and whether preemption searches remain."""
+    return (st.claims, st.released, _searching(st))
+
+
+def _searching(st: CycleState) -> bool:
+    policy = st.policy
+    return policy.preemption and st.preemption_attempts < policy.tuning.max_preemption_attempts
+
+
+def _shape(job: PendingJob, st: CycleState, final: bool) -> _Bucket:
+    """The shape memo's key: the job's priority counts while preemption searches remain."""
+    priority = job.priority if _searching(st) else None
+    speed = id(job.speed) if job.speed else 0
+    shape: _Bucket = (job.tenant, job.simulated, job.chips, job.cluster, job.region, speed)
+    return (*shape, job.cards_per_node, job.nodes, priority, final)
 
 
 def _inert(job: PendingJob, pools: tuple[Pool, ...], long: bool, st: CycleState) -> bool:

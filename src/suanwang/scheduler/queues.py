@@ -124,6 +124,7 @@ def share_key(
     snapshot: Snapshot,
     cohort_share: Callable[[TenantId], float] | None,
     held: Mapping[TenantId, float] | None = None,
+    pending_tenants: Iterable[TenantId] | None = None,
 ) -> Callable[[TenantId], tuple[float, float]] | None:
     """The fair-share part of a job's sort key, ``(cohort share, fleet share level)``;
     None when the policy orders by neither (``fair_share`` off or no cohort, and
@@ -133,14 +134,17 @@ def share_key(
     over the weights of every tenant with pending or running work), in whole multiples of
     ``Tuning.fleet_share_step`` (0: not rounded): tenants under their fair part come
     first, and tenants of the same level keep the rest of the order (gain, submission),
-    which keeps the tail of long jobs short.
+    which keeps the tail of long jobs short. ``pending_tenants``: the tenants with
+    pending jobs, when the caller knows them (else read from the snapshot).
     """
     if not policy.fair_share:
         cohort_share = None
     if cohort_share is None and not policy.fleet_share:
         return None
     fleet = fleet_shares(snapshot, held) if policy.fleet_share else {}
-    active = {j.tenant for j in snapshot.pending} | {j.tenant for j in snapshot.running}
+    if pending_tenants is None:
+        pending_tenants = {j.tenant for j in snapshot.pending}
+    active = set(pending_tenants) | {j.tenant for j in snapshot.running}
     weights = sum(_weight(snapshot, t) for t in sorted(active))  # sorted: same float always
     step = policy.tuning.fleet_share_step
 

@@ -38,6 +38,7 @@ from suanwang.scheduler.floor import ShareFloor
 from suanwang.scheduler.hetero import can_run_on, planned_run_s, run_time_s
 from suanwang.scheduler.policy import Policy
 from suanwang.scheduler.preempt import Plan, VictimIndex
+from suanwang.scheduler.queue_index import QueueIndex
 from suanwang.scheduler.quota import QuotaLedger, Verdict
 from suanwang.scheduler.running import RunningWork
 from suanwang.scheduler.snapshot import PendingJob, Snapshot
@@ -142,6 +143,7 @@ class CycleState:
         epoch: Bumped whenever anything above changes.
         claims: Preemption plans booked so far (each gives quota back).
         released: Reservations dropped so far (their holder started).
+        queue: The cache's queue index, synced to this snapshot (None: sort the queue).
     """
 
     snapshot: Snapshot
@@ -164,6 +166,7 @@ class CycleState:
     epoch: int = 0
     claims: int = 0
     released: int = 0
+    queue: QueueIndex | None = None
     _eligible: dict[_EligibilityKey, tuple[Pool, ...]] = field(default_factory=dict)
     _starts: dict[_StartKey, Start | None] = field(default_factory=dict)
     _released: dict[tuple[PoolKey, int], tuple[list[int], list[float]]] = field(
@@ -186,6 +189,7 @@ class CycleState:
         """The state at the start of a cycle over ``snapshot`` (pools from ``cache``
         when given: the same pools, updated rather than rebuilt)."""
         keys: Mapping[NodeId, PoolKey]
+        queue = None if cache is None else cache.indexed(snapshot)
         if cache is None:
             pools = build_pools(snapshot.nodes)
             keys = {node: pool.key for pool in pools for node in pool.free_of}
@@ -194,7 +198,7 @@ class CycleState:
             pools = cache.pools(snapshot.nodes)
             keys, work = cache.node_keys(), cache.running(snapshot)
         pool_of_node = {node: pool for pool in pools for node in pool.free_of}
-        pending = {job.id for job in snapshot.pending}
+        pending = queue.by_id.keys() if queue is not None else {job.id for job in snapshot.pending}
         # A stopping job's cards are its preemptor's (a claim adds the preemptor's
         # release); an orphan's show up once it has stopped.
         timelines = work.timelines((pool.key for pool in pools), snapshot.now)
@@ -210,6 +214,7 @@ class CycleState:
             work=work,
             data=DataMap.of(snapshot.links),
             floor=ShareFloor.of(snapshot, work) if policy.share_floor else None,
+            queue=queue,
             _slow_chips=any(s <= 0 for s in snapshot.chip_speed.values()),
         )
 
