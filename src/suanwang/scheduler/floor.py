@@ -69,20 +69,24 @@ class ShareFloor:
     """Tenants with pending work, and the highest priority among it."""
 
     @classmethod
-    def of(cls, snapshot: Snapshot, work: RunningWork) -> ShareFloor:
-        """The floor at the start of a cycle over ``snapshot``."""
+    def of(
+        cls, snapshot: Snapshot, work: RunningWork, waiting: dict[TenantId, int] | None = None
+    ) -> ShareFloor:
+        """The floor at the start of a cycle over ``snapshot`` (``waiting``: the highest
+        priority of each tenant's pending jobs, when the caller knows it)."""
         units = snapshot.chip_units
         fleet = sum(n.cards_total * units.get(n.chip, 1.0) for n in snapshot.nodes)
-        active = sorted({j.tenant for j in snapshot.pending} | set(work.tenants))
+        if waiting is None:
+            waiting = {}
+            for job in snapshot.pending:
+                waiting[job.tenant] = max(job.priority, waiting.get(job.tenant, job.priority))
+        active = sorted(set(waiting) | set(work.tenants))
         weights = {t: _weight(snapshot.queues.get(t)) for t in active}
         total = sum(weights[t] for t in active)
         fair = {t: fleet * w / total if total > 0 else 0.0 for t, w in weights.items()}
         held = {t: w.units - w.stopping.get(UNITS, 0.0) for t, w in work.tenants.items() if w.jobs}
         chips = {n.chip for n in snapshot.nodes}
         least = min((units.get(c, 1.0) for c in chips), default=1.0)
-        waiting: dict[TenantId, int] = {}
-        for job in snapshot.pending:
-            waiting[job.tenant] = max(job.priority, waiting.get(job.tenant, job.priority))
         floor = cls(fair, held, units, snapshot.queues, least, set(), waiting)
         floor.over = {t for t in held if floor._over(t)}
         return floor

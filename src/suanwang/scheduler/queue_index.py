@@ -113,6 +113,13 @@ class QueueIndex:
         """Tenants with pending jobs."""
         return self.by_tenant.keys()
 
+    def top_priorities(self) -> dict[TenantId, int]:
+        """The highest priority among each tenant's pending jobs (one look per class)."""
+        return {
+            tenant: max(members[0].priority for members in classes.values())
+            for tenant, classes in self.by_tenant.items()
+        }
+
     def _build(self, pending: tuple[PendingJob, ...]) -> None:
         self.builds += 1
         self._add(pending)

@@ -107,6 +107,16 @@ class QuotaView:
         return cls(verdicts, allowed, nominal, refused, refusal, frozenset(within))
 
 
+def _floor(
+    snapshot: Snapshot, policy: Policy, work: RunningWork, queue: QueueIndex | None
+) -> ShareFloor | None:
+    """The cycle's fair-share floor, if the policy keeps one (tenants' top pending
+    priorities from the queue index when there is one)."""
+    if not policy.share_floor:
+        return None
+    return ShareFloor.of(snapshot, work, None if queue is None else queue.top_priorities())
+
+
 def _waits(verdict: Verdict, cohort: str | None, pool: Pool, st: CycleState) -> Verdict:
     """``verdict``, or a refusal when it borrows where a lender of the cohort waits."""
     if not verdict.ok or (cohort, pool.key.family) not in st.lender_waiting:
@@ -213,7 +223,7 @@ class CycleState:
             victims=VictimIndex(work, keys, snapshot.now, pending),
             work=work,
             data=DataMap.of(snapshot.links),
-            floor=ShareFloor.of(snapshot, work) if policy.share_floor else None,
+            floor=_floor(snapshot, policy, work, queue),
             queue=queue,
             _slow_chips=any(s <= 0 for s in snapshot.chip_speed.values()),
         )
