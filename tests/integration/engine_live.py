@@ -83,12 +83,19 @@ def wait_health(api: Api, name: str, status: str, timeout: float = 30) -> dict[s
 
 
 def at_once(submit: Callable[[int], str], n: int) -> list[str]:
-    """Call ``submit(i)`` for i in 0..n-1 from ``n`` threads at once; the job ids."""
+    """Call ``submit(i)`` for i in 0..n-1 from ``n`` threads at once; the job ids (a
+    failed call fails the test with every call's error, not a thread warning)."""
     ids: list[str] = []
+    errors: list[str] = []
     lock = threading.Lock()
 
     def one(i: int) -> None:
-        found = submit(i)
+        try:
+            found = submit(i)
+        except (AssertionError, httpx.HTTPError) as exc:
+            with lock:
+                errors.append(f"submit {i}: {exc!r}")
+            return
         with lock:
             ids.append(found)
 
@@ -97,5 +104,6 @@ def at_once(submit: Callable[[int], str], n: int) -> list[str]:
         thread.start()
     for thread in threads:
         thread.join()
+    assert not errors, errors
     assert len(ids) == n
     return ids

@@ -110,6 +110,20 @@ class RayCluster:
         rows: list[dict[str, Any]] = answer.json()["data"]["result"]["result"]
         return rows
 
+    def processes(self, cmdline: str) -> list[int]:
+        """Pids of the namespace's processes whose command line is ``cmdline``."""
+        found = []
+        for pid in _netns_pids(self.netns):
+            with contextlib.suppress(OSError):
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+                if b" ".join(argv).decode(errors="replace") == cmdline:
+                    found.append(pid)
+        return found
+
+    def placement_group(self, name: str) -> dict[str, Any] | None:
+        """The placement group named ``name`` (None if Ray has none)."""
+        return next((g for g in self.state("placement_groups") if g["name"] == name), None)
+
     def jobs(self) -> list[dict[str, Any]]:
         with self.dashboard() as client:
             answer = client.get("/api/jobs/")
@@ -169,7 +183,7 @@ def _ray_start(base: Path, name: str, head: bool, ports: int) -> list[str]:
         return [*common, "--head", "--port", str(GCS_PORT), "--temp-dir", str(base / "ray"),
                 "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
                 "--dashboard-port", str(DASHBOARD_PORT), "--ray-client-server-port", "10001"]  # fmt: skip
-    return [*common, "--address", f"127.0.0.1:{GCS_PORT}"]
+    return [*common, "--address", f"127.0.0.1:{GCS_PORT}", "--temp-dir", str(base / name)]
 
 
 @contextlib.contextmanager
@@ -178,7 +192,7 @@ def running() -> Iterator[RayCluster]:
     started = time.monotonic()
     base = Path(tempfile.mkdtemp(prefix="suanwang-ray-"))
     base.chmod(0o755)
-    for sub in ("home", "ray"):
+    for sub in ("home", "ray", NODES[1]):
         (base / sub).mkdir()
         os.chown(base / sub, RAY_UID, RAY_UID)
     cluster = RayCluster(netns=f"swray-{os.getpid()}", base=base)
@@ -214,12 +228,10 @@ def _alive(cluster: RayCluster) -> int:
 def stop(cluster: RayCluster) -> None:
     """Kill every process of the namespace by pid, then delete it (and the temp dir)."""
     for _ in range(3):
-        pids = subprocess.run(
-            ["ip", "netns", "pids", cluster.netns], capture_output=True, text=True, check=False
-        ).stdout.split()
+        pids = _netns_pids(cluster.netns)
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
         for proc in cluster.procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
@@ -228,3 +240,9 @@ def stop(cluster: RayCluster) -> None:
         time.sleep(0.5)
     subprocess.run(["ip", "netns", "del", cluster.netns], check=False)
     shutil.rmtree(cluster.base, ignore_errors=True)
+
+
+def _netns_pids(netns: str) -> list[int]:
+    """Every process in the namespace (``ip netns pids``): all of them started by us."""
+    out = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True)
+    return [int(pid) for pid in out.stdout.split()]

@@ -199,16 +199,15 @@ def test_cancel_stops_the_ray_job(live: Live) -> None:
 
 def test_a_strict_spread_gang_gets_a_bundle_on_each_raylet(live: Live) -> None:
     script = (
-        'echo "rank $SUANWANG_NODE_RANK of $SUANWANG_NODES master $SUANWANG_MASTER_ADDR"; sleep 3'
+        'echo "rank $SUANWANG_NODE_RANK of $SUANWANG_NODES master $SUANWANG_MASTER_ADDR"; '
+        "echo same line from each rank; sleep 3"
     )
     job_id = submit(live, ["sh", "-c", script], resources={"nodes": 2, "cards_per_node": 4})
     name = f"suanwang-{job_id}-1"
     deadline = time.monotonic() + 120
-    while not (groups := [g for g in live.cluster.state("placement_groups") if g["name"] == name]):
-        assert time.monotonic() < deadline, explain(live, job_id)
+    while not (group := live.cluster.placement_group(name)) or group["state"] != "CREATED":
+        assert time.monotonic() < deadline, f"{group}: {explain(live, job_id)}"
         time.sleep(0.3)
-    (group,) = groups
-    assert group["state"] == "CREATED", group
     assert [b["unit_resources"] for b in group["bundles"]] == [{"Ascend910B": 4.0, "CPU": 1.0}] * 2
     placed = [b["node_id"] for b in group["bundles"]]
     alive = {n["node_id"] for n in live.cluster.state("nodes") if n["state"] == "ALIVE"}
@@ -220,6 +219,7 @@ def test_a_strict_spread_gang_gets_a_bundle_on_each_raylet(live: Live) -> None:
     assert f"placement group {name} (STRICT_SPREAD) ready" in text
     assert "rank 0 of 2 master 127.0.0.1" in text
     assert "rank 1 of 2 master 127.0.0.1" in text
+    assert text.count(") same line from each rank") == 2, text  # Ray merges no line
 
 
 def test_eight_jobs_at_once(live: Live) -> None:
@@ -272,3 +272,41 @@ def test_an_unreachable_ray_is_unhealthy_with_the_reason_and_its_jobs_wait(live:
     assert job(live, waiting)["state"] == "queued"
     with live.client() as client:
         assert client.post(f"/api/v1/jobs/{waiting}/cancel").status_code in (200, 202)
+
+
+def test_hostile_command_text_reaches_the_program_whole(live: Live) -> None:
+    """Ray runs the entrypoint with a shell: tenant text must arrive as the same arguments."""
+    evil = "x\n; ray stop; echo '$(id -u)' `id -u` \"$HOME\" * ~root \\"
+    job_id = submit(live, ["printf", "%s|", evil, "--uid=0", "a b"])
+    done = wait_state(live, job_id, "succeeded", "failed")
+    assert done["state"] == "succeeded", explain(live, job_id)
+    assert f"{evil}|--uid=0|a b|" in logs(live, job_id)  # after Ray's own lines
+    assert {n["state"] for n in live.cluster.state("nodes")} == {"ALIVE"}  # ray stop never ran
+
+
+def test_a_pack_gang_shares_one_raylet_where_it_fits(live: Live) -> None:
+    job_id = submit(live, ["sleep", "3"], gang="pack", resources={"nodes": 2, "cards_per_node": 2})
+    name = f"suanwang-{job_id}-1"
+    deadline = time.monotonic() + 120
+    while not (group := live.cluster.placement_group(name)) or group["state"] != "CREATED":
+        assert time.monotonic() < deadline, f"{group}: {explain(live, job_id)}"
+        time.sleep(0.3)
+    assert len({b["node_id"] for b in group["bundles"]}) == 1, group  # both bundles on one
+    assert wait_state(live, job_id, "succeeded", "failed")["state"] == "succeeded"
+    assert f"placement group {name} (PACK) ready" in logs(live, job_id)
+
+
+def test_cancelling_a_gang_leaves_no_rank_running(live: Live) -> None:
+    marker = f"{time.time_ns() % 10**9}"
+    job_id = submit(live, ["sleep", f"3{marker}"], resources={"nodes": 2, "cards_per_node": 1})
+    deadline = time.monotonic() + 120
+    while len(live.cluster.processes(f"sleep 3{marker}")) < 2:
+        assert time.monotonic() < deadline, explain(live, job_id)
+        time.sleep(0.3)
+    with live.client() as client:
+        assert client.post(f"/api/v1/jobs/{job_id}/cancel").status_code in (200, 202)
+    wait_state(live, job_id, "cancelled")
+    deadline = time.monotonic() + 30
+    while live.cluster.processes(f"sleep 3{marker}"):
+        assert time.monotonic() < deadline, live.cluster.processes(f"sleep 3{marker}")
+        time.sleep(0.3)

@@ -27,11 +27,17 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
 PR_SET_PDEATHSIG = 1
 STRATEGIES = ("STRICT_SPREAD", "PACK")
+LOG_SETTINGS = {"RAY_DEDUP_LOGS": "0", "RAY_COLOR_PREFIX": "0"}
+"""Every rank's line reaches the job's log as printed (Ray would merge identical lines
+from several ranks, and colour the ``(rank pid=...)`` prefixes)."""
+LOG_FLUSH_S = 2.0
+"""How long the driver waits after the ranks ended for Ray to forward their last lines."""
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -92,6 +98,7 @@ def run_rank(command: list[str], env: dict[str, str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    os.environ.update(LOG_SETTINGS)  # read when ray is imported
     import ray  # type: ignore[import-not-found, unused-ignore]  # on the Ray node only
     from ray.util.placement_group import (  # type: ignore[import-not-found, unused-ignore]
         placement_group,
@@ -130,5 +137,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         for i in range(args.nodes)
     ]
     codes = [int(code) for code in ray.get(runs)]
+    time.sleep(LOG_FLUSH_S)
     say(f"ranks exited {codes}")
     return next((code for code in codes if code != 0), 0)
