@@ -124,6 +124,24 @@ class RayCluster:
         """The placement group named ``name`` (None if Ray has none)."""
         return next((g for g in self.state("placement_groups") if g["name"] == name), None)
 
+    def submit_behind_suanwang(self, submission_id: str, entrypoint: str) -> None:
+        """A Ray job submitted straight to the cluster, as another user of it would."""
+        with self.dashboard() as client:
+            answer = client.post(
+                "/api/jobs/", json={"entrypoint": entrypoint, "submission_id": submission_id}
+            )
+        answer.raise_for_status()
+
+    def stop_job(self, submission_id: str) -> None:
+        with self.dashboard() as client:
+            client.post(f"/api/jobs/{submission_id}/stop").raise_for_status()
+
+    def job_status(self, submission_id: str) -> str:
+        with self.dashboard() as client:
+            answer = client.get(f"/api/jobs/{submission_id}")
+        answer.raise_for_status()
+        return str(answer.json()["status"])
+
     def jobs(self) -> list[dict[str, Any]]:
         with self.dashboard() as client:
             answer = client.get("/api/jobs/")

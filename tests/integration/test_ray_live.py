@@ -11,7 +11,9 @@ jobs logs`` and no platform secret in its environment; cancel stops it; a 2-node
 a STRICT_SPREAD placement group across both raylets; 8 jobs at once; a kill -9 of the
 server while a job runs re-attaches (one Ray job, one attempt); ``fleet import --from
 ray`` writes a file ``fleet apply`` accepts with Ray's card counts; ``rc-down`` is
-unhealthy with the reason while its job stays queued and ``rc`` keeps working.
+unhealthy with the reason while its job stays queued and ``rc`` keeps working; hostile
+command text arrives whole; a PACK gang shares one raylet; a cancelled gang leaves no rank
+running; an orphan ``suanwang-...`` Ray job is stopped, another user's job is not.
 """
 
 from __future__ import annotations
@@ -115,6 +117,8 @@ def live(ray_cluster: RayCluster) -> Iterator[Live]:
         "SUANWANG_TICK_S": "0.2",
         "SUANWANG_CLUSTER_HEALTH_INTERVAL_S": "1",
         "SUANWANG_CANCEL_GRACE_S": "1",
+        "SUANWANG_ORPHAN_INTERVAL_S": "1",
+        "SUANWANG_ORPHAN_GRACE_S": "3",
         "SUANWANG_LOG_LEVEL": "warning",
     }
     settings = Settings(data_dir=data, database_url=env["SUANWANG_DATABASE_URL"])
@@ -310,3 +314,18 @@ def test_cancelling_a_gang_leaves_no_rank_running(live: Live) -> None:
     while live.cluster.processes(f"sleep 3{marker}"):
         assert time.monotonic() < deadline, live.cluster.processes(f"sleep 3{marker}")
         time.sleep(0.3)
+
+
+def test_an_orphan_ray_job_is_cancelled_and_other_jobs_are_left_alone(live: Live) -> None:
+    """A run named like suanwang's that no attempt owns is stopped after the grace period;
+    a job someone else submitted to the cluster is not suanwang's business."""
+    live.cluster.submit_behind_suanwang("suanwang-ghost-1", "sleep 300")
+    live.cluster.submit_behind_suanwang("someone-else-1", "sleep 300")
+    try:
+        deadline = time.monotonic() + 60
+        while live.cluster.job_status("suanwang-ghost-1") != "STOPPED":
+            assert time.monotonic() < deadline, live.cluster.job_status("suanwang-ghost-1")
+            time.sleep(0.5)
+        assert live.cluster.job_status("someone-else-1") in ("PENDING", "RUNNING")
+    finally:
+        live.cluster.stop_job("someone-else-1")
