@@ -23,6 +23,7 @@ from pydantic import ValidationError as Invalid
 
 from suanwang.adapters.backends import suanwang_ray_gang as gang
 from suanwang.adapters.backends.ray import TIMEOUT_S, RayBackend, bounded
+from suanwang.adapters.backends.ray_state import RayNode, capacity_of
 from suanwang.adapters.backends.ray_submit import GANG_DRIVER, render
 from suanwang.adapters.http.schemas import JobCreate
 from suanwang.config import Settings
@@ -463,3 +464,26 @@ def test_every_request_of_the_ray_client_has_a_timeout() -> None:
     client: Any = bounded(Client)(ADDRESS)
     client._do_request("POST", "/api/jobs/", json_data={})
     assert [s["timeout"] for s in client.sent] == [TIMEOUT_S, TIMEOUT_S]
+
+
+def test_nodes_sharing_a_name_cpu_nodes_and_unreadable_answers() -> None:
+    nodes = [
+        RayNode("aaaaaaaaaaaaaaaa1", "10.0.0.5", "10.0.0.5", True, {"H100": 8.0, "CPU": 64.0}),
+        RayNode("bbbbbbbbbbbbbbbb2", "10.0.0.5", "10.0.0.5", True, {"H100": 4.0}),
+        RayNode("ccccccccccccccccc", "head", "10.0.0.1", True, {"CPU": 16.0, "memory": 1e9}),
+        RayNode("ddddddddddddddddd", "empty", "10.0.0.2", True, {"memory": 1e9}),
+        RayNode("eeeeeeeeeeeeeeeee", "dead", "10.0.0.3", False, {"H100": 8.0}),
+    ]
+    assert [(n.name, n.chip, n.cards) for n in capacity_of(nodes).nodes] == [
+        ("10.0.0.5-aaaaaaaaaaaa", "nvidia-h100", 8),
+        ("10.0.0.5-bbbbbbbbbbbb", "nvidia-h100", 4),
+        ("head", "cpu", 16),
+    ]
+    ray = FakeRay()
+    ray_backend = RayBackend(
+        FakeClock(), Settings(data_dir=Path("/nonexistent")), client_factory=ray.factory,
+        fetch=lambda url: {"data": {"unexpected": []}},
+    )  # fmt: skip
+    capacity = ray_backend.capacity("rc", CONNECTION)
+    assert not capacity.healthy
+    assert "node list is not readable" in capacity.reason
