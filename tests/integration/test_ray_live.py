@@ -19,6 +19,7 @@ running; an orphan ``suanwang-...`` Ray job is stopped, another user's job is no
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -132,6 +133,7 @@ def live(ray_cluster: RayCluster) -> Iterator[Live]:
     finally:
         if live.proc is not None and live.proc.poll() is None:
             live.kill()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def submit(live: Live, command: list[str], **body: Any) -> str:
