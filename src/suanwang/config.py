@@ -106,6 +106,13 @@ class Settings(BaseSettings):
         description="container image Kubernetes runs jobs' commands in (a name the cluster "
         "can pull; the command is its argv)",
     )
+    kube_engine_images: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON object engine -> container image for inference replicas on "
+        'Kubernetes (e.g. {"llama.cpp": "registry/suanwang:1"}); engines not named use '
+        "the pinned image of their chip family (docs/backends.md), llama.cpp and "
+        "sentence-transformers SUANWANG_KUBE_IMAGE",
+    )
 
     @field_validator("tenant_uid_range")
     @classmethod

@@ -88,6 +88,8 @@ class LaunchRequest:
     chip: str = ""
     """The chip type the attempt was admitted on (engine backends name their resources
     after it: a Ray custom resource, a Slurm GRES, a Kubernetes device-plugin resource)."""
+    family: str = ""
+    """The chip family of :attr:`chip` (``nvidia``, ``ascend``, ...)."""
     preemptible: bool = True
     """Whether the job may be stopped and requeued (Slurm: ``--requeue``)."""
     gang: GangStrategy = GangStrategy.SPREAD
@@ -96,6 +98,11 @@ class LaunchRequest:
     """How to reach the cluster's engine (from the cluster record; None for local and
     simulated). Poll, cancel and logs get only the handle: an engine backend copies what
     they need (address, engine job id) into the handle it returns."""
+    engine: str = ""
+    """Platform engines: the deployment's engine (``llama.cpp``, ``vllm``, ...); Kubernetes
+    picks the container image by it."""
+    port: int | None = None
+    """Platform engines: the replica's port (Kubernetes exposes it through a Service)."""
 
 
 @dataclass(frozen=True, slots=True)

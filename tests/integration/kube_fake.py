@@ -12,7 +12,9 @@ through the real ``kubernetes`` client. It keeps objects in memory and answers:
   until S seconds pass; a version older than the compaction point gets an ``ERROR`` event
   whose object is a ``Status`` with code 410 (Expired), as the watch cache answers;
 - delete: a ``Status`` Success; the propagation policy is recorded; pods go too;
-- pod logs (``limitBytes``), nodes, services, namespaces.
+- pod logs (``limitBytes``), nodes, services (a ClusterIP allocated from
+  :attr:`FakeKube.service_cidr` on create, as the API server does), namespaces, and the
+  ``kubernetes`` ServiceCIDR object (networking.k8s.io/v1) naming that range.
 
 Errors are ``Status`` objects. A test can make the next matching requests fail
 (:meth:`FakeKube.fail`), require a bearer token (401 otherwise), and play the controllers:
@@ -23,6 +25,7 @@ those controls; kube_fake_server.py the HTTP side (``fake_kube()`` starts one).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import threading
 import time
@@ -85,6 +88,44 @@ class FakeKube:
     without those CRDs does."""
     started: dict[str, float] = field(default_factory=dict)
     """Jobs :meth:`tick` started, by name: when (monotonic)."""
+    service_cidr: str = "10.96.0.0/12"
+    next_ip: int = 10
+
+    def __post_init__(self) -> None:
+        cidr = {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "ServiceCIDR",
+            "metadata": {"name": "kubernetes"},
+            "spec": {"cidrs": [self.service_cidr]},
+        }
+        self.objects[("networking.k8s.io/v1/servicecidrs", "", "kubernetes")] = cidr
+
+    def cluster_ip(self) -> str:
+        """The next free ClusterIP of :attr:`service_cidr` (call under the lock)."""
+        self.next_ip += 1
+        return str(ipaddress.ip_network(self.service_cidr)[self.next_ip])
+
+    def available(self, name: str) -> None:
+        """A replica's Deployment controller: its pod runs and the Deployment is available."""
+        key, obj = self.find(name)
+        with self.cond:
+            obj = json.loads(json.dumps(obj))
+            obj["status"] = {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}
+            self._store(key, obj, "MODIFIED")
+            labels = obj["spec"]["template"]["metadata"]["labels"]
+            pod = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": f"{name}-5d8f-abcde", "namespace": key[1], "labels": labels},
+                "status": {
+                    "phase": "Running",
+                    "podIP": "10.244.1.7",
+                    "containerStatuses": [{"name": "run", "state": {"running": {}}}],
+                },
+            }
+            self.objects[("v1/pods", key[1], pod["metadata"]["name"])] = pod
+            argv = " ".join(obj["spec"]["template"]["spec"]["containers"][0]["command"])
+            self.logs[(key[1], pod["metadata"]["name"])] = f"serving: {argv}\n".encode()
 
     # --- test controls ------------------------------------------------------------------
     def fail(self, method: str, path_part: str, code: int, times: int = 1) -> None:
@@ -196,7 +237,11 @@ class FakeKube:
     def tick(self) -> None:
         """A job controller and kubelet in one: start each new (unsuspended) job; end it
         once it ran for its env ``SIM_SECONDS`` (default 0.5) with exit code ``SIM_EXIT``
-        and the log ``ran: <argv>``. The live tests run this every 0.1 s."""
+        and the log ``ran: <argv>``; make each new Deployment available (:meth:`available`).
+        The live tests run this every 0.1 s."""
+        for obj in self.managed("deployments"):
+            if not obj.get("status", {}).get("availableReplicas"):
+                self.available(obj["metadata"]["name"])
         for obj in self.managed():
             name = obj["metadata"]["name"]
             if obj.get("spec", {}).get("suspend"):

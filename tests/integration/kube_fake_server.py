@@ -111,6 +111,8 @@ class Handler(BaseHTTPRequestHandler):
             if key in kube.objects:
                 return self._error(409, "AlreadyExists", f'{key[0]} "{key[2]}" already exists')
             body["metadata"].update(uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339())
+            if key[0] == "v1/services" and body["spec"].get("type", "ClusterIP") == "ClusterIP":
+                body["spec"].setdefault("clusterIP", kube.cluster_ip())
             body.setdefault("status", {})
             kube._store(key, body, "ADDED")
             return self._send(201, body)
@@ -141,6 +143,8 @@ class Handler(BaseHTTPRequestHandler):
                 and p["metadata"].get("labels") == obj["metadata"].get("labels")
             ]:
                 kube.objects.pop(pkey)
+        if key[0] == "v1/services":  # the API answers a Service's delete with the Service
+            return self._send(200, obj)
         self._send(200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})
 
     def _kind(self, m: re.Match[str]) -> str:

@@ -300,7 +300,7 @@ def test_other_job_apis_run_to_completion_and_are_listed(
 
 
 def test_what_the_backend_refuses(kube: FakeKube, backend: KubernetesBackend) -> None:
-    assert backend.refusal(Workload.PLATFORM_ENGINE) is not None
+    assert backend.refusal(Workload.PLATFORM_ENGINE) is None  # replicas: test_kube_replicas.py
     assert backend.refusal(Workload.TENANT_JOB) is None
     long_tenant = backend.submit(request(conn(kube.url), tenant="t" * 60))
     assert long_tenant.state is AttemptState.FAILED

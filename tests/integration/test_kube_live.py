@@ -9,8 +9,11 @@ node allocatable) and the ``local`` cluster. Scenarios: a job becomes a Job in t
 tenant's namespace and its simulated completion ends the suanwang job (logs through
 ``suanwang jobs logs``), cancel deletes it, 8 jobs at once, kill -9 of the server while a
 job runs (re-attach: one Job, one attempt), ``fleet import --from kubernetes`` into
-``fleet apply``, and an unreachable API server or a refused token: unhealthy with the
-reason, jobs stay queued, ``local`` works. About 30-60 s, most of it server start-up.
+``fleet apply``, an unreachable API server or a refused token: unhealthy with the
+reason, jobs stay queued, ``local`` works; and a model deployment on the cluster: its
+replica becomes a Deployment + ClusterIP Service and its base URL the Service's ClusterIP
+and port (the fake runs no engine, so the gateway is not exercised), deleting the
+deployment deletes both. About 30-60 s, most of it server start-up.
 """
 
 from __future__ import annotations
@@ -306,3 +309,44 @@ clusters:
     assert wait_state(live, local, "succeeded", "failed")["state"] == "succeeded"
     time.sleep(1)
     assert job(live, waiting)["state"] == "queued"
+
+
+def test_a_model_deployment_runs_as_a_deployment_and_service_at_its_cluster_ip(
+    live: Live,
+) -> None:
+    """The fake runs no engine: the replica gets its validated base URL and stays starting
+    (the gateway path is tested on Slurm and Ray); deleting the deployment removes both."""
+    body = {"model": "qwen2.5-72b-instruct", "cluster": "k8s", "engine": "vllm-ascend"}
+    with live.client(live.operator_key) as client:
+        made = client.post("/api/v1/deployments", json=body)
+        assert made.status_code == 201, made.text
+        dep = made.json()["id"]
+        deadline = time.monotonic() + 60
+        while not (replica := client.get(f"/api/v1/deployments/{dep}").json()["replica_list"][0])[
+            "base_url"
+        ]:
+            assert time.monotonic() < deadline, replica
+            time.sleep(0.2)
+    namespace = "suanwang-maas-public"
+    name = f"suanwang-{replica['job']}-1"
+    with live.kube.cond:
+        deployment = live.kube.objects[("apps/v1/deployments", namespace, name)]
+        service = live.kube.objects[("v1/services", namespace, name)]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    port = container["ports"][0]["containerPort"]
+    assert service["spec"]["ports"][0]["port"] == port
+    assert replica["base_url"] == f"http://{service['spec']['clusterIP']}:{port}"
+    assert replica["state"] == "starting", replica  # nothing answers at the ClusterIP here
+    assert container["image"] == "quay.io/ascend/vllm-ascend:v0.8.5rc1"
+    assert f"--port {port}" in container["command"][-1]
+    assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    with live.client(live.operator_key) as client:
+        assert client.delete(f"/api/v1/deployments/{dep}").status_code in (200, 202, 204)
+    deadline = time.monotonic() + 30
+    while ("v1/services", namespace, name) in live.kube.objects or (
+        "apps/v1/deployments",
+        namespace,
+        name,
+    ) in live.kube.objects:
+        assert time.monotonic() < deadline, "the replica's objects were not deleted"
+        time.sleep(0.2)

@@ -69,6 +69,49 @@ def test_any_other_report_is_refused_with_the_reason(
         placed_endpoint(handle, nodes, port)
 
 
+# --- Kubernetes: the Service's ClusterIP inside the range the backend read -------------------
+SERVICE = {"service_ip": "10.96.0.11", "service_cidrs": ["10.96.0.0/12"], "port": 8100}
+
+
+def test_on_kubernetes_the_services_cluster_ip_and_port_make_the_endpoint() -> None:
+    assert placed_endpoint(SERVICE, ["n0"], 8100, "kubernetes") == "http://10.96.0.11:8100"
+    dual = {
+        **SERVICE,
+        "service_ip": "fd00:10:96::b",
+        "service_cidrs": ["10.96.0.0/12", "fd00:10:96::/108"],
+    }
+    assert placed_endpoint(dual, ["n0"], 8100, "kubernetes") == "http://[fd00:10:96::b]:8100"
+
+
+@pytest.mark.parametrize(
+    ("lie", "why"),
+    [
+        ({"service_ip": "10.244.1.7"}, "outside the Service range 10.96.0.0/12"),  # a pod IP
+        ({"service_ip": None, "host": "10.96.0.11"}, "did not report the Service's ClusterIP"),
+        ({"service_ip": "None"}, "the Service's ClusterIP 'None' is not an IP address"),
+        ({"service_ip": "127.0.0.1", "service_cidrs": ["127.0.0.0/8"]}, "loopback"),
+        (
+            {"service_ip": "169.254.169.254", "service_cidrs": ["169.254.0.0/16"]},
+            "cannot be routed",
+        ),
+        ({"service_cidrs": []}, "did not report the cluster's Service range"),
+        ({"service_cidrs": ["10.96.0.0/33"]}, "Service range is not valid"),
+        ({"port": None}, "reports Service port None, but the replica's is 8100"),
+        ({"port": 9000}, "reports Service port 9000, but the replica's is 8100"),
+    ],
+)
+def test_on_kubernetes_anything_but_a_cluster_ip_in_the_range_is_refused(
+    lie: dict[str, object], why: str
+) -> None:
+    with pytest.raises(EndpointRejected, match=why):
+        placed_endpoint({**SERVICE, **lie}, ["n0"], 8100, "kubernetes")
+
+
+def test_the_service_rule_is_for_kubernetes_only() -> None:
+    with pytest.raises(EndpointRejected, match="did not report the node the engine runs on"):
+        placed_endpoint(SERVICE, ["n0"], 8100, "slurm")
+
+
 # --- through the services -----------------------------------------------------------------
 class PlacingBackend(FakeBackend):
     """Reports ``host`` for the node it was given (``lie`` overrides fields of the report)."""
@@ -154,6 +197,8 @@ def test_a_replica_on_an_engine_backend_is_routed_at_the_placed_node_and_given_p
     plane.step()
     (request,) = plane.backend.submitted
     assert request.command == ("engine", "--port", "8100")
+    # what Kubernetes needs for the image and the Service, from the replica and deployment
+    assert (request.engine, request.port, request.family) == ("vllm-ascend", 8100, "ascend")
     assert plane.replica() == (ReplicaState.READY, "http://10.0.0.7:8100", "engine answers")
     assert plane.probe.asked == ["http://10.0.0.7:8100"]
 

@@ -119,6 +119,8 @@ def test_each_engine_block_parses_into_its_typed_connection() -> None:
             "clusters[0].kubernetes.tolerations[0]",
         ),
         ("kubernetes: {api_url: 'http://'}", "clusters[0].kubernetes.api_url"),
+        ("kubernetes: {service_cidr: '10.96.0.1/12'}", "clusters[0].kubernetes.service_cidr"),
+        ("kubernetes: {service_cidr: cluster}", "clusters[0].kubernetes.service_cidr"),
     ],
 )
 def test_bad_blocks_name_the_field(cluster: str, field: str) -> None:
@@ -146,6 +148,7 @@ CONNECTIONS = [
         node_selector=(("a", "b"), ("c", "d")),
         tolerations=(Toleration("k", "Equal", "v", "NoExecute"),),
         api_url="http://127.0.0.1:1",
+        service_cidr="10.96.0.0/12",
     ),
 ]
 

@@ -11,6 +11,7 @@ Nothing here talks to an engine. Connections hold no secrets: a kubeconfig is a 
 from __future__ import annotations
 
 import enum
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -77,6 +78,9 @@ class KubernetesConnection:
     """Overrides the kubeconfig's server URL (tests point it at a fake API server)."""
     hami: bool = False
     """The cluster shares cards through HAMi: pods ask for HAMi's device resources."""
+    service_cidr: str = ""
+    """The cluster's Service IP range (e.g. ``10.96.0.0/12``), for clusters whose API does
+    not serve ServiceCIDR objects: a replica's ClusterIP must lie inside it."""
 
 
 Connection = RayConnection | SlurmConnection | KubernetesConnection
@@ -215,6 +219,15 @@ def _check_kube(conn: KubernetesConnection, where: str) -> None:
                 hint="operator Equal or Exists; effect NoSchedule, PreferNoSchedule, NoExecute",
             )
     _check_url(conn.api_url, f"{where}.api_url", required=False)
+    if conn.service_cidr:
+        try:
+            ipaddress.ip_network(conn.service_cidr)
+        except ValueError as exc:
+            raise ValidationError(
+                f"service_cidr {conn.service_cidr!r} is not an IP network: {exc}",
+                field=f"{where}.service_cidr",
+                hint="the API server's --service-cluster-ip-range, e.g. 10.96.0.0/12",
+            ) from exc
 
 
 def connection_data(connection: Connection) -> dict[str, Any]:

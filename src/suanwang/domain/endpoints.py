@@ -18,6 +18,12 @@ any, the replica's own. Anything else is refused with the reason (the replica is
 unhealthy and its run stopped): an address that a tenant or the job itself chose can never
 become a route.
 
+On Kubernetes the engine runs in a pod behind a ClusterIP Service the backend created:
+the host is the Service's ClusterIP as the API server answered the create (``"service_ip"``),
+and it must lie inside the cluster's Service range the backend read (``"service_cidrs"``);
+the handle's port (required there) must be the replica's. The pod's own IP is never used:
+a pod restarted by Kubernetes gets another one, and the Service follows it.
+
 Pure: no I/O.
 """
 
@@ -30,6 +36,8 @@ NODE_ADDRESS_ENV = "SUANWANG_NODE_ADDRESS"
 """Set by an engine backend for platform engines: the IP of the node they run on (they
 listen there; :func:`placed_endpoint` checks the backend's report of it)."""
 MAX_PORT = 65535
+KUBERNETES = "kubernetes"
+NODE_ADDRESS = "the node's address"
 
 
 class EndpointRejected(ValueError):
@@ -37,18 +45,24 @@ class EndpointRejected(ValueError):
 
 
 def placed_endpoint(
-    handle: Mapping[str, object], placed_nodes: Sequence[str], port: int | None
+    handle: Mapping[str, object],
+    placed_nodes: Sequence[str],
+    port: int | None,
+    backend: str = "",
 ) -> str:
     """``http://<host>:<port>`` of a replica's run from its attempt's ``handle``.
 
     ``placed_nodes`` are the node names of the attempt's placement (a replica has one);
-    ``port`` is the replica's port. Raises :class:`EndpointRejected` with the reason.
+    ``port`` is the replica's port; ``backend`` the attempt's (``kubernetes``: the Service
+    rule). Raises :class:`EndpointRejected` with the reason.
     """
     if port is None or not 0 < port <= MAX_PORT:
         raise EndpointRejected(f"the replica has no valid port ({port!r})")
     nodes = sorted(set(placed_nodes))
     if len(nodes) != 1:
         raise EndpointRejected(f"an engine replica runs on one node, not {nodes or 'none'}")
+    if backend == KUBERNETES:
+        return _url(_cluster_ip(handle, port), port)
     node = handle.get("node")
     if node is None:
         raise EndpointRejected("the backend did not report the node the engine runs on")
@@ -62,18 +76,49 @@ def placed_endpoint(
         raise EndpointRejected(
             f"the backend reports port {reported!r}, but the replica's is {port}"
         )
+    return _url(host, port)
+
+
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _url(host: IpAddress, port: int) -> str:
     shown = f"[{host}]" if host.version == 6 else str(host)
     return f"http://{shown}:{port}"
 
 
-def _unicast_ip(value: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+def _cluster_ip(handle: Mapping[str, object], port: int) -> IpAddress:
+    """The Service's ClusterIP from a Kubernetes handle, inside the Service range."""
+    host = _unicast_ip(handle.get("service_ip"), "the Service's ClusterIP")
+    if host.is_loopback:
+        raise EndpointRejected(f"the Service's ClusterIP {host} is a loopback address")
+    cidrs = handle.get("service_cidrs")
+    if not isinstance(cidrs, list | tuple) or not cidrs:
+        raise EndpointRejected("the backend did not report the cluster's Service range")
+    try:
+        networks = [ipaddress.ip_network(str(c)) for c in cidrs]
+    except ValueError as exc:
+        raise EndpointRejected(f"the cluster's Service range is not valid: {exc}") from None
+    if not any(host in net for net in networks):
+        shown = ", ".join(str(n) for n in networks)
+        raise EndpointRejected(f"the ClusterIP {host} is outside the Service range {shown}")
+    reported = handle.get("port")
+    if reported != port:
+        raise EndpointRejected(
+            f"the backend reports Service port {reported!r}, but the replica's is {port}"
+        )
+    return host
+
+
+def _unicast_ip(value: object, what: str = "") -> IpAddress:
     if not isinstance(value, str) or not value:
-        raise EndpointRejected("the backend did not report the node's address")
+        raise EndpointRejected(f"the backend did not report {what or NODE_ADDRESS}")
+    what = what or "the node address"
     try:
         host = ipaddress.ip_address(value)
     except ValueError:
-        raise EndpointRejected(f"the node address {value!r} is not an IP address") from None
+        raise EndpointRejected(f"{what} {value!r} is not an IP address") from None
     if host.is_unspecified or host.is_multicast or host.is_reserved or host.is_link_local:
         # link-local includes cloud metadata services (169.254.169.254)
-        raise EndpointRejected(f"the node address {value} cannot be routed to")
+        raise EndpointRejected(f"{what} {value} cannot be routed to")
     return host

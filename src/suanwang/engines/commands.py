@@ -5,7 +5,8 @@ command, environment and image a GPU/NPU node runs. Tensor parallelism spans the
 cards; the cards are made visible with the vendor's variable. Weights are expected at
 ``/models/<model name>`` on the node (staged there by the operator or a dataset job).
 
-Images are pinned per engine and chip family in :data:`IMAGES`; an operator overrides them
+Images are pinned per engine and chip family in
+:data:`~suanwang.domain.engine_images.IMAGES`; an operator overrides them
 with their registry mirror. This module renders; it does not run anything.
 """
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 
 from suanwang.domain.deployments import engine_runs_on
 from suanwang.domain.endpoints import NODE_ADDRESS_ENV
+from suanwang.domain.engine_images import IMAGES
 from suanwang.domain.errors import ValidationError
 from suanwang.domain.serving import ModelSpec
 
@@ -36,18 +38,6 @@ DEVICE_ENV: dict[str, str] = {
 }
 """The variable that selects a replica's cards, per chip family."""
 
-IMAGES: dict[tuple[str, str], str] = {
-    ("vllm", "nvidia"): "vllm/vllm-openai:v0.8.5",
-    ("vllm", "metax"): "cr.metax-tech.com/public-ai-release/maca/vllm:maca2.33-py310",
-    ("vllm", "hygon-dcu"): "image.sourcefind.cn:5000/dcu/admin/base/vllm:0.8.5-dtk25.04",
-    ("vllm-ascend", "ascend"): "quay.io/ascend/vllm-ascend:v0.8.5rc1",
-    ("sglang", "nvidia"): "lmsysorg/sglang:v0.4.6.post4-cu124",
-    ("sglang", "hygon-dcu"): "image.sourcefind.cn:5000/dcu/admin/base/sglang:0.4.6-dtk25.04",
-    ("lmdeploy", "nvidia"): "openmmlab/lmdeploy:v0.8.0-cu12",
-    ("lmdeploy", "ascend"): "openmmlab/lmdeploy:v0.8.0-ascend",
-    ("mindie", "ascend"): "swr.cn-south-1.myhuaweicloud.com/ascendhub/mindie:2.0.RC1-800I-A2-py311",
-    ("infinity", "nvidia"): "michaelf34/infinity:0.0.76",
-}
 MINDIE_DAEMON = "/usr/local/Ascend/mindie/latest/mindie-service/bin/mindieservice_daemon"
 
 

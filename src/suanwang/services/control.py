@@ -28,7 +28,6 @@ from dataclasses import dataclass, field, replace
 import structlog
 
 from suanwang.domain.chips import Catalogue
-from suanwang.domain.connections import Connection
 from suanwang.domain.deployments import PUBLIC_TENANT
 from suanwang.domain.ids import (
     NodeId,
@@ -39,8 +38,6 @@ from suanwang.ports import (
     Backend,
     Clock,
     EngineUnreachable,
-    LaunchRequest,
-    NodeSlice,
     RunStatus,
     UnitOfWork,
     UnitOfWorkFactory,
@@ -48,6 +45,7 @@ from suanwang.ports import (
 from suanwang.scheduler import Admit, Pending, cycle
 from suanwang.scheduler.cache import CycleCache
 from suanwang.scheduler.decisions import Preempt, StageDataset
+from suanwang.services.launching import launch_request, replica_engines
 from suanwang.services.learning import LearnedSpeeds
 from suanwang.services.moves import NO_HINT, Reallocation, age_hints, with_hints
 from suanwang.services.snapshots import build_snapshot
@@ -217,6 +215,7 @@ class ControlLoop:
             todo = [a for a in uow.jobs.live_attempts() if not a.dispatched]
             jobs = {a.job: uow.jobs.job(a.job) for a in todo}
             connections = {c.name: c.connection for c in uow.fleet.clusters()} if todo else {}
+            engines = replica_engines(uow, jobs.values())
         for attempt in todo:
             job = jobs[attempt.job]
             if job is None or job.state is not JobState.ADMITTED:
@@ -226,7 +225,9 @@ class ControlLoop:
                 self._finish(attempt, stopped)
                 continue
             try:
-                request = _launch_request(job, attempt, connections.get(attempt.cluster))
+                request = launch_request(
+                    job, attempt, connections.get(attempt.cluster), engines.get(job.id)
+                )
                 status = self._backends[attempt.backend].submit(request)
             except EngineUnreachable as exc:
                 log.warning(
@@ -374,28 +375,3 @@ def _outcome(
     if retries_left:
         return JobState.QUEUED, f"{detail}; retrying"
     return JobState.FAILED, detail
-
-
-def _launch_request(
-    job: JobRecord, attempt: AttemptRecord, connection: Connection | None
-) -> LaunchRequest:
-    spec = job.spec
-    return LaunchRequest(
-        job_id=job.id,
-        attempt=attempt.number,
-        tenant=job.tenant,
-        cluster=attempt.cluster,
-        command=spec.command,
-        placements=tuple(NodeSlice(p.node, p.cards) for p in attempt.placements),
-        env=spec.env,
-        working_dir=spec.working_dir,
-        max_runtime_s=spec.max_runtime_s,
-        simulate_duration_s=spec.simulate_duration_s,
-        admitted_at=attempt.admitted_at,
-        workload=spec.workload,
-        network=spec.network,
-        chip=attempt.chip,
-        preemptible=spec.preemptible,
-        gang=spec.gang,
-        connection=connection,
-    )

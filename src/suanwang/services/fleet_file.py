@@ -96,6 +96,7 @@ class KubernetesIn(_Strict):
     tolerations: list[TolerationIn] = []
     api_url: str = ""
     hami: bool = False
+    service_cidr: str = ""
 
 
 class ClusterIn(_Strict):
@@ -211,6 +212,7 @@ def _connection(cluster: ClusterIn, index: int) -> Connection | None:
         tolerations=tuple(Toleration(**t.model_dump()) for t in kube.tolerations),
         api_url=kube.api_url,
         hami=kube.hami,
+        service_cidr=kube.service_cidr,
     )
 
 

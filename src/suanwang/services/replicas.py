@@ -167,7 +167,8 @@ class Converger:
                 f"the run is on backend {attempt.backend!r}, not the cluster's "
                 f"{self.placement.backend!r}"
             )
-        return placed_endpoint(attempt.handle, [p.node for p in attempt.placements], port)
+        nodes = [p.node for p in attempt.placements]
+        return placed_endpoint(attempt.handle, nodes, port, attempt.backend)
 
     def _reject(self, replica: ReplicaRecord, job: JobRecord, why: str) -> None:
         """Never route to an endpoint the backend did not place: unhealthy, run stopped."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
 from suanwang.adapters.backends.kube_client import ApiKind, KubeApi, KubeDenied, KubeRejected
@@ -38,7 +39,15 @@ from suanwang.adapters.backends.kube_render import (
     namespace_of,
     render_run,
 )
-from suanwang.adapters.backends.kube_status import exit_code, node_spec, object_state
+from suanwang.adapters.backends.kube_serve import (
+    DEPLOYMENTS,
+    create_replica,
+    engine_image,
+    is_replica,
+    replica_run,
+    service_cidrs,
+)
+from suanwang.adapters.backends.kube_status import exit_code, node_spec, object_state, run_refs
 from suanwang.adapters.backends.kube_watch import JobCache, NotSynced
 from suanwang.config import Settings
 from suanwang.domain.chip_resources import resources_of
@@ -69,10 +78,6 @@ NO_GATEWAY = (
     "could not start: network 'gateway' is not available on Kubernetes clusters "
     "(use network 'none', or a local cluster)"
 )
-NO_ENGINES = (
-    "inference replicas do not run on Kubernetes clusters yet (their Deployment and Service "
-    "render, but the replica's endpoint is not reported back); use a local, Ray or Slurm cluster"
-)
 
 
 class KubernetesBackend:
@@ -90,6 +95,7 @@ class KubernetesBackend:
     ) -> None:
         self.clock = clock
         self.image = settings.kube_image
+        self._engine_images = dict(settings.kube_engine_images)
         self._tenant_uids = tenant_uids
         self._engine_uid = settings.engine_uid
         self._watch_s = watch_s
@@ -97,16 +103,19 @@ class KubernetesBackend:
         self._apis: dict[KubernetesConnection, KubeApi] = {}
         self._caches: dict[tuple[KubernetesConnection, ApiKind], JobCache] = {}
         self._namespaces: set[tuple[KubernetesConnection, str]] = set()
+        self._cidrs: dict[KubernetesConnection, tuple[str, ...]] = {}
 
     # --- the Backend port ---------------------------------------------------------------
-    def refusal(self, workload: Workload) -> str | None:
-        """Inference replicas are not run here yet (see :data:`NO_ENGINES`)."""
-        return NO_ENGINES if workload is Workload.PLATFORM_ENGINE else None
+    def refusal(self, workload: Workload) -> str | None:  # noqa: ARG002 (Backend protocol)
+        """Jobs and inference replicas (``kube_serve.py``) both run here."""
+        return None
 
     def submit(self, request: LaunchRequest) -> RunStatus:
         """Create the attempt's object unless it exists; its status either way."""
         connection = _kube(request.connection)
         handle: dict[str, Any] = {"cluster": request.cluster, **connection_data(connection)}
+        if request.workload is Workload.PLATFORM_ENGINE:
+            return self._submit_replica(request, connection, handle)
         try:
             run = self._run(request, connection)
             manifest = render_run(run, connection)
@@ -155,7 +164,10 @@ class KubernetesBackend:
         if "namespace" not in handle:  # the submit never got as far as naming it
             return
         connection, kind, namespace, name = _target(handle)
-        _asked(lambda: self._api(connection).delete(kind, namespace, name))
+        api = self._api(connection)
+        _asked(lambda: api.delete(kind, namespace, name))
+        if is_replica(handle):
+            _asked(lambda: api.delete_service(namespace, name))
 
     def logs(self, job_id: str, attempt: int, handle: Handle, offset: int, limit: int) -> bytes:
         """Up to ``limit`` bytes from ``offset`` of the first pod's log (b"" before it runs)."""
@@ -196,26 +208,14 @@ class KubernetesBackend:
         return ClusterCapacity(healthy=True, nodes=specs)
 
     def runs(self, cluster: str, connection: Connection | None) -> list[RunRef]:
-        """The managed objects of the cluster's job API, by their job and attempt labels."""
+        """The managed objects of the cluster's job API and its replicas' Deployments, by
+        their job and attempt labels."""
         kube = _kube(connection)
-        kind = _kind_of(kube.job_api)
-        items, _ = _asked(lambda: self._api(kube).list_objects(kind, MANAGED_SELECTOR))
+        api = self._api(kube)
         found: list[RunRef] = []
-        for obj in items:
-            labels = obj.get("metadata", {}).get("labels") or {}
-            job, attempt = str(labels.get(LABEL_JOB, "")), str(labels.get(LABEL_ATTEMPT, ""))
-            if not job or not attempt.isdigit():
-                continue
-            meta = obj["metadata"]
-            handle = {
-                "cluster": cluster,
-                **connection_data(kube),
-                "namespace": meta["namespace"],
-                "name": meta["name"],
-                "api": [kind.group, kind.version, kind.plural],
-            }
-            alive = not object_state(obj).state.ended
-            found.append(RunRef(job, int(attempt), handle, alive))
+        for kind in (_kind_of(kube.job_api), DEPLOYMENTS):
+            items, _ = _asked(partial(api.list_objects, kind, MANAGED_SELECTOR))
+            found += run_refs(cluster, kube, kind, items)
         return found
 
     def close(self) -> None:
@@ -231,8 +231,6 @@ class KubernetesBackend:
 
     # --- helpers ------------------------------------------------------------------------
     def _run(self, request: LaunchRequest, connection: KubernetesConnection) -> KubeRun:
-        if request.workload is Workload.PLATFORM_ENGINE:
-            raise ValueError(NO_ENGINES)
         if request.network is JobNetwork.GATEWAY:
             raise ValueError(NO_GATEWAY.removeprefix("could not start: "))
         if not request.command:
@@ -262,6 +260,47 @@ class KubernetesBackend:
             max_runtime_s=request.max_runtime_s,
             uid=uid,
         )
+
+    def _submit_replica(
+        self, request: LaunchRequest, connection: KubernetesConnection, handle: dict[str, Any]
+    ) -> RunStatus:
+        """An inference replica: its Deployment and Service (``kube_serve.py``)."""
+        image = engine_image(self._engine_images, self.image, request.engine, request.family)
+        try:
+            run = replica_run(request, connection, image, self._engine_uid or 65534)
+        except DomainError as exc:
+            return _failed(handle, f"could not start: {exc.message}")
+        except ValueError as exc:
+            return _failed(handle, f"could not start: {exc}")
+        api = self._api(connection)
+        try:
+            cidrs = self._service_cidrs(api, connection)
+        except ValueError as exc:
+            return _failed(handle, f"could not start: {exc}")
+        self._ensure_namespace(api, connection, run.namespace)
+        try:
+            obj, fields, created = create_replica(api, run, connection, cidrs)
+        except KubeRejected as exc:
+            with self._lock:
+                self._namespaces.discard((connection, run.namespace))
+            return _failed(handle, f"could not submit: {exc}")
+        handle.update(fields)
+        self._cache(connection, DEPLOYMENTS).put(obj)
+        status = self._status(api, obj, handle)
+        if not created:
+            return status
+        where = f"{run.namespace}/{run.name}"
+        reason = f"created Deployment and Service {where} (ClusterIP {fields['service_ip']})"
+        return RunStatus(status.state, handle, reason=reason)
+
+    def _service_cidrs(self, api: KubeApi, connection: KubernetesConnection) -> tuple[str, ...]:
+        with self._lock:
+            known = self._cidrs.get(connection)
+        if known is None:
+            known = service_cidrs(api, connection)
+            with self._lock:
+                self._cidrs[connection] = known
+        return known
 
     def _status(self, api: KubeApi, obj: dict[str, Any], handle: dict[str, Any]) -> RunStatus:
         seen = object_state(obj)

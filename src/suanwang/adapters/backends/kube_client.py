@@ -172,21 +172,65 @@ class KubeApi:
             raise EngineUnreachable(f"kubernetes: {meta['name']} vanished after 409")
         return found, False
 
-    def create_service(self, manifest: dict[str, Any]) -> None:
-        """Create a Service unless it exists."""
+    def create_service(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Create a Service unless it exists; the Service as the API server keeps it (its
+        ``spec.clusterIP`` allocated), read back after a 409."""
         meta = manifest["metadata"]
         try:
-            _call(
-                f"create service {meta['name']}",
-                lambda: self.core.create_namespaced_service(
-                    meta["namespace"], manifest, _request_timeout=TIMEOUT
-                ),
+            return dict(
+                _call(
+                    f"create service {meta['name']}",
+                    lambda: self._json(
+                        self.core.create_namespaced_service(
+                            meta["namespace"],
+                            manifest,
+                            _preload_content=False,
+                            _request_timeout=TIMEOUT,
+                        )
+                    ),
+                )
             )
         except k8s.ApiException as exc:
             if exc.status != 409:
                 raise KubeRejected(
                     f"kubernetes refused {meta['name']}: {status_message(exc)}"
                 ) from exc
+        found = self.get_service(meta["namespace"], meta["name"])
+        if found is None:  # deleted between the 409 and the read: the next try creates it
+            raise EngineUnreachable(f"kubernetes: service {meta['name']} vanished after 409")
+        return found
+
+    def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Service, or None if it does not exist."""
+        try:
+            found = _call(
+                f"get service {name}",
+                lambda: self._json(
+                    self.core.read_namespaced_service(
+                        name, namespace, _preload_content=False, _request_timeout=TIMEOUT
+                    )
+                ),
+            )
+        except k8s.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise KubeRejected(f"kubernetes get service {name}: {status_message(exc)}") from exc
+        return dict(found)
+
+    def get_cluster_object(self, kind: ApiKind, name: str) -> dict[str, Any] | None:
+        """A cluster-scoped object, or None if it (or its kind) is not there."""
+        try:
+            found = _call(
+                f"get {kind.plural}/{name}",
+                lambda: self.objects.get_cluster_custom_object(
+                    kind.group, kind.version, kind.plural, name, _request_timeout=TIMEOUT
+                ),
+            )
+        except k8s.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise KubeRejected(f"kubernetes get {name}: {status_message(exc)}") from exc
+        return dict(found)
 
     def get(self, kind: ApiKind, namespace: str, name: str) -> dict[str, Any] | None:
         """The object, or None if it does not exist."""
@@ -289,11 +333,12 @@ class KubeApi:
                 raise KubeRejected(f"kubernetes delete {name}: {status_message(exc)}") from exc
 
     def delete_service(self, namespace: str, name: str) -> None:
+        """Delete the Service (the API answers with it, read as is); nothing if it is gone."""
         try:
             _call(
                 f"delete service {name}",
                 lambda: self.core.delete_namespaced_service(
-                    name, namespace, _request_timeout=TIMEOUT
+                    name, namespace, _preload_content=False, _request_timeout=TIMEOUT
                 ),
             )
         except k8s.ApiException as exc:

@@ -12,7 +12,8 @@ Pure functions over the API's JSON (dicts), one per object kind the backend crea
 Capacity: each node's chip is found from its allocatable device-plugin resources
 (:func:`~suanwang.domain.chip_resources.chips_for_kube_resource`; several NVIDIA models
 share ``nvidia.com/gpu``, told apart by the ``nvidia.com/gpu.product`` label), nodes that
-are unschedulable or not Ready are left out.
+are unschedulable or not Ready are left out. :func:`run_refs`: the runs a list of managed
+objects holds (for orphan sweeps).
 """
 
 from __future__ import annotations
@@ -21,10 +22,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from suanwang.adapters.backends.kube_client import ApiKind
+from suanwang.adapters.backends.kube_render import LABEL_ATTEMPT, LABEL_JOB
 from suanwang.domain.chip_resources import CHIP_RESOURCES, chips_for_kube_resource
+from suanwang.domain.connections import KubernetesConnection, connection_data
 from suanwang.domain.fleet import MAX_CARDS_PER_NODE, NodeSpec
 from suanwang.domain.ids import ChipName
 from suanwang.domain.jobs import AttemptState
+from suanwang.ports import RunRef
 
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 _VOLCANO = {
@@ -187,3 +192,26 @@ def _quantity(value: object) -> int:
         return int(text[:-1]) // 1000 if text.endswith("m") else int(text)
     except ValueError:
         return 0
+
+
+def run_refs(
+    cluster: str, kube: KubernetesConnection, kind: ApiKind, items: list[dict[str, Any]]
+) -> list[RunRef]:
+    """The runs among ``items`` (objects of ``kind``), by their job and attempt labels."""
+    found: list[RunRef] = []
+    for obj in items:
+        labels = obj.get("metadata", {}).get("labels") or {}
+        job, attempt = str(labels.get(LABEL_JOB, "")), str(labels.get(LABEL_ATTEMPT, ""))
+        if not job or not attempt.isdigit():
+            continue
+        meta = obj["metadata"]
+        handle = {
+            "cluster": cluster,
+            **connection_data(kube),
+            "namespace": meta["namespace"],
+            "name": meta["name"],
+            "api": [kind.group, kind.version, kind.plural],
+        }
+        alive = not object_state(obj).state.ended
+        found.append(RunRef(job, int(attempt), handle, alive))
+    return found
