@@ -23,6 +23,7 @@ Pure: no I/O, no clock; the index is an explicit object owned by one cache.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -162,19 +163,25 @@ class QueueIndex:
                 return
 
     def _remove(self, jobs: list[PendingJob]) -> None:
-        grouped: dict[ClassKey, set[JobId]] = {}
-        for gone in jobs:
-            job = self.by_id.pop(gone.id)  # the indexed object (``gone`` may be equal)
+        grouped: dict[ClassKey, list[PendingJob]] = {}
+        for left in jobs:
+            job = self.by_id.pop(left.id)  # the indexed object (``left`` may be equal)
             self.with_speed -= bool(job.speed)
-            grouped.setdefault(class_of(job), set()).add(job.id)
-        for key, ids in grouped.items():
+            grouped.setdefault(class_of(job), []).append(job)
+        for key, gone in grouped.items():
             members = self.classes[key]
-            kept = [job for job in members if job.id not in ids]
-            if kept:
-                members[:] = kept
+            if len(gone) * 8 < len(members):  # a few: found by bisection
+                for job in gone:
+                    at = bisect_left(members, order(job), key=order)
+                    assert members[at].id == job.id, "a class is sorted by order()"
+                    del members[at]
+            else:
+                ids = {job.id for job in gone}
+                members[:] = [job for job in members if job.id not in ids]
+            if members:
                 continue
             del self.classes[key]
-            tenant = members[0].tenant
+            tenant = gone[0].tenant
             del self.by_tenant[tenant][key]
             if not self.by_tenant[tenant]:
                 del self.by_tenant[tenant]
