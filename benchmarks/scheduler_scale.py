@@ -27,8 +27,9 @@ The baseline is the FIFO policy in the same run (ratio = ours / FIFO time). Kueu
 reported ~10 admissions per minute on a 1,300-node cluster is quoted for context only.
 
 Run: ``.venv/bin/python benchmarks/scheduler_scale.py [--jobs 100000] [--cycles 20]
-[--fleets demo,10k-nodes,national]``. Writes ``benchmarks/results/scheduler_scale.json``
-and ``.md``; rows of fleets not run are kept from the last results.
+[--fleets demo,10k-nodes,national] [--policies fifo,suanwang]``. Writes
+``benchmarks/results/scheduler_scale.json`` and ``.md``; rows not run are kept from the
+last results.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ RESULTS = Path(__file__).parent / "results"
 Cycle = Callable[[Snapshot, CycleCache], list[Any]]
 
 
-def policy_cycles() -> dict[str, Cycle]:
+def policy_cycles(names: Sequence[str] = ("fifo", "suanwang")) -> dict[str, Cycle]:
     """The policies to compare: FIFO (baseline) and ours."""
     from suanwang.scheduler.policy import Policy
 
@@ -79,7 +80,7 @@ def policy_cycles() -> dict[str, Cycle]:
 
         return run
 
-    return {name: runner(POLICIES[name]) for name in ("fifo", "suanwang")}
+    return {name: runner(POLICIES[name]) for name in names}
 
 
 def demo_nodes() -> list[NodeView]:
@@ -317,10 +318,15 @@ def pct(values: list[float], q: int) -> float:
 
 
 def bench(
-    fleet: str, nodes: list[NodeView], jobs: list[PendingJob], cycles: int, churn: int
+    fleet: str,
+    nodes: list[NodeView],
+    jobs: list[PendingJob],
+    cycles: int,
+    churn: int,
+    policies: Sequence[str],
 ) -> list[dict[str, Any]]:
     rows = []
-    for name, run in policy_cycles().items():
+    for name, run in policy_cycles(policies).items():
         load = os.getloadavg()[0]
         filled = fill(run, nodes, jobs, max_cycles=400)
         full_nodes, left, started = filled.pop("_state")
@@ -398,16 +404,19 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=20, help="saturated cycles to time")
     parser.add_argument("--churn", type=int, default=100, help="jobs in and out per cycle")
     parser.add_argument("--fleets", default=",".join(FLEETS), help="comma-separated")
+    parser.add_argument("--policies", default="fifo,suanwang", help="comma-separated")
     args = parser.parse_args()
     chosen = [f for f in args.fleets.split(",") if f]
+    policies = [p for p in args.policies.split(",") if p]
     rows: list[dict[str, Any]] = []
     for name in chosen:
         nodes, jobs = fleet_of(name, args.jobs)
-        rows += bench(name, nodes, jobs, args.cycles, args.churn)
+        rows += bench(name, nodes, jobs, args.cycles, args.churn, policies)
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / "scheduler_scale.json"
     kept = json.loads(path.read_text())["rows"] if path.exists() else []
-    kept = [r for r in kept if r["fleet"] not in chosen and "cold_s" in r["fill"]]
+    ran = {(r["fleet"], r["policy"]) for r in rows}
+    kept = [r for r in kept if (r["fleet"], r["policy"]) not in ran and "cold_s" in r["fill"]]
     rows = sorted(kept + rows, key=lambda r: (FLEETS.index(r["fleet"]), r["policy"]))
     by = {(r["fleet"], r["policy"]): r for r in rows}
     ratios = {
