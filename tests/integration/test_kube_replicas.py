@@ -26,7 +26,7 @@ from suanwang.domain.endpoints import NODE_ADDRESS_ENV, placed_endpoint
 from suanwang.domain.jobs import AttemptState
 from suanwang.domain.workloads import Workload
 from suanwang.engines.commands import NODE_HOST, on_node
-from suanwang.ports import LaunchRequest, NodeSlice
+from suanwang.ports import EngineUnreachable, LaunchRequest, NodeSlice
 
 pytest.importorskip("kubernetes")
 from suanwang.adapters.backends.kube import KubernetesBackend
@@ -130,7 +130,7 @@ def test_a_replica_is_a_deployment_behind_a_cluster_ip_service(
     (ref,) = backend.runs("k8s", connection)
     assert (ref.job_id, ref.attempt, ref.alive) == (JOB, 1, True)
 
-    backend.cancel(JOB, 1, handle)
+    backend.cancel(ref.job_id, ref.attempt, ref.handle)  # as the orphan sweep would
     assert objects(kube) == {}
     assert {(name, ns) for name, ns, _ in kube.deletes} == {(NAME, PUBLIC_NS)}
     assert len(kube.deletes) == 2  # the Deployment (Background) and its Service
@@ -199,3 +199,19 @@ def test_a_replica_without_its_port_fails_with_the_reason(
     failed = backend.submit(replica(KubernetesConnection(api_url=kube.url), port=None))
     assert failed.state is AttemptState.FAILED
     assert "needs its port" in failed.reason
+
+
+def test_a_rejected_service_fails_the_attempt_and_removes_its_deployment(
+    kube: FakeKube, backend: KubernetesBackend
+) -> None:
+    kube.fail("POST", "/services", 422)
+    failed = backend.submit(replica(KubernetesConnection(api_url=kube.url)))
+    assert failed.state is AttemptState.FAILED
+    assert "injected 422" in failed.reason
+    assert objects(kube) == {}  # no engine left running without its Service
+    kube.fail("POST", "/services", 503)
+    with pytest.raises(EngineUnreachable):  # asked again next tick: the Deployment waits
+        backend.submit(replica(KubernetesConnection(api_url=kube.url), attempt=2))
+    again = backend.submit(replica(KubernetesConnection(api_url=kube.url), attempt=2))
+    assert again.state is AttemptState.STARTING
+    assert set(objects(kube)) == {"apps/v1/deployments", "v1/services"}

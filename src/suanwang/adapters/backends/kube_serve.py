@@ -103,9 +103,15 @@ def create_replica(
     api: KubeApi, run: KubeRun, connection: KubernetesConnection, cidrs: tuple[str, ...]
 ) -> tuple[dict[str, Any], dict[str, Any], bool]:
     """Create the Deployment and its Service unless they exist (a retried submit finds
-    them): the Deployment, the handle's replica fields and whether it was created now."""
+    them): the Deployment, the handle's replica fields and whether it was created now. A
+    Service the API server rejects deletes the Deployment again (KubeRejected: the attempt
+    fails); an unreachable one leaves it for the retried submit to find."""
     deployment, created = api.create(render_deployment(run, connection))
-    service = api.create_service(render_service(run))
+    try:
+        service = api.create_service(render_service(run))
+    except KubeRejected:  # the attempt fails: leave no engine running without its Service
+        api.delete(DEPLOYMENTS, run.namespace, run.name)
+        raise
     cluster_ip = service.get("spec", {}).get("clusterIP")
     if not cluster_ip:
         raise KubeRejected(f"kubernetes gave Service {run.namespace}/{run.name} no ClusterIP")
