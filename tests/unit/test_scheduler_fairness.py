@@ -111,11 +111,10 @@ def test_priority_beats_fleet_share() -> None:
         J("pb", tenant="b", priority=0, seq=1, cards_per_node=8),
     ]
     snapshot = make_snapshot([N(1), N(2), N(3)], jobs, running=running, now=1_000.0)
-    no_floor = dataclasses.replace(SUANWANG, share_floor=False)
-    assert [brief(d) for d in cycle(snapshot, no_floor)] == [("pa", ADMIT), ("pb", "capacity")]
+    assert [brief(d) for d in cycle(snapshot)] == [("pa", ADMIT), ("pb", "capacity")]
     # With the fair-share floor, pb (b holds nothing, its fair share is 12 cards) then
     # stops one of a's priority-0 jobs (a holds 16 + 8), after pa went first all the same.
-    floor = [brief(d) for d in cycle(snapshot)]
+    floor = [brief(d) for d in cycle(snapshot, dataclasses.replace(SUANWANG, share_floor=True))]
     assert floor[0] == ("pa", ADMIT)
     assert floor[1][1] == "preempt:pb"
     assert floor[2] == ("pb", "preempting")

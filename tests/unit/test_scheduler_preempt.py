@@ -63,8 +63,8 @@ def decide(
         pytest.param(
             [R("r1", {1: 8}, tenant="t2"), R("r2", {2: 8}, tenant="t2")],
             J("p", priority=5, cards_per_node=8),
-            [("r1", "preempt:p"), ("p", "preempting")],
-            id="fair-share-floor-another-tenant-over-its-share",
+            [("p", "capacity")],
+            id="never-another-tenants-work-without-the-floor",
         ),
         pytest.param(
             [R("r1", {1: 8}, preemptible=False), R("r2", {2: 8}, preemptible=False)],
@@ -96,6 +96,18 @@ def test_who_may_be_preempted(
     running: list[RunningJob], job: PendingJob, expected: list[Brief]
 ) -> None:
     assert decide(TWO, running, [job]) == expected
+
+
+def test_the_fair_share_floor_takes_work_of_a_tenant_over_its_share() -> None:
+    """With ``share_floor`` (off in ``suanwang``): t2 holds both nodes, over its fair
+    share of 8 cards, so p (t1 holds nothing) stops one of its jobs; work of a tenant
+    within its share is never taken."""
+    floor = dataclasses.replace(SUANWANG, share_floor=True)
+    over = [R("r1", {1: 8}, tenant="t2"), R("r2", {2: 8}, tenant="t2")]
+    job = J("p", priority=5, cards_per_node=8)
+    assert decide(TWO, over, [job], policy=floor) == [("r1", "preempt:p"), ("p", "preempting")]
+    within = [R("r1", {1: 8}, tenant="t2"), R("r2", {2: 8}, priority=9)]
+    assert decide(TWO, within, [job], policy=floor) == [("p", "capacity")]
 
 
 @pytest.mark.parametrize(

@@ -565,7 +565,8 @@ def rich(draw: st.DrawFn) -> tuple[Snapshot, Policy]:
         chip_speed=speeds,
         chip_units=units,
     )
-    return snapshot, draw(st.sampled_from(list(reversed(POLICIES.values()))))
+    floor = dataclasses.replace(SUANWANG, share_floor=True)  # the switch, off by default
+    return snapshot, draw(st.sampled_from([*reversed(POLICIES.values()), floor]))
 
 
 def dims_of(

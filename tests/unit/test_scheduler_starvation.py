@@ -76,7 +76,7 @@ def test_overdue(
             NO_FLOOR, 11 * DAY, 3_600.0, 0, [("pa", "capacity"), ("pb", "capacity")], id="overdue"
         ),
         pytest.param(
-            SUANWANG,
+            dataclasses.replace(SUANWANG, share_floor=True),
             11 * DAY,
             3_600.0,
             0,

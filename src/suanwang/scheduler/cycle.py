@@ -238,6 +238,8 @@ def _preempt(
     targets = [(p, st.exclusion(job, p)) for p in pools]
     limit = policy.tuning.max_victim_candidates
     plan = plan_preemption(job, targets, candidates, st.ledger, limit, st.floor)
+    if plan is None and st.floor is not None and st.floor.may_serve(job):
+        st.floor.failed.add(job.tenant)  # its later jobs need not search again this cycle
     if plan is None or _sooner_by_waiting(job, plan, waiting, st):
         return None
     decisions = _preemption_decisions(job, plan, st)

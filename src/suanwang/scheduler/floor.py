@@ -26,8 +26,9 @@ Kueue's nominal quota is its floor and the reclaim rules of :mod:`~.preempt` app
 With both, a tenant below its floor gets its cards within two rounds of asking: one round
 preempts (the victims stop and keep their last checkpoint), the next admits.
 Held units are updated as the cycle admits and preempts, so one cycle never overshoots.
-Measured: ``tests/unit/test_sim_share_floor.py`` (a Hypothesis property: no tenant stays
-below its floor for more than 3 rounds).
+Tested: ``tests/unit/test_sim_share_floor.py`` (a Hypothesis property: no tenant stays
+below its floor for more than 3 rounds). ``suanwang`` leaves the switch off: its
+preemptions do not price the work a victim loses (see docs/scheduler.md).
 
 Pure: no I/O, no clock; one :class:`ShareFloor` lives for one cycle.
 """
@@ -67,6 +68,9 @@ class ShareFloor:
     with them, only Kueue's reclaim may take a tenant's work)."""
     waiting: dict[TenantId, int] = field(default_factory=dict)
     """Tenants with pending work, and the highest priority among it."""
+    failed: set[TenantId] = field(default_factory=set)
+    """Tenants whose floor preemption search found no plan this cycle: their later jobs
+    do not search again until the next cycle (the same victims would not do)."""
 
     @classmethod
     def of(
@@ -75,18 +79,22 @@ class ShareFloor:
         """The floor at the start of a cycle over ``snapshot`` (``waiting``: the highest
         priority of each tenant's pending jobs, when the caller knows it)."""
         units = snapshot.chip_units
-        fleet = sum(n.cards_total * units.get(n.chip, 1.0) for n in snapshot.nodes)
+        cards: dict[ChipName, int] = {}
+        for node in snapshot.nodes:  # one pass over the fleet
+            cards[node.chip] = cards.get(node.chip, 0) + node.cards_total
+        fleet = sum(n * units.get(chip, 1.0) for chip, n in sorted(cards.items()))
         if waiting is None:
             waiting = {}
-            for job in snapshot.pending:
-                waiting[job.tenant] = max(job.priority, waiting.get(job.tenant, job.priority))
+            for job in snapshot.pending:  # one pass over the queue
+                top = waiting.get(job.tenant)
+                if top is None or job.priority > top:
+                    waiting[job.tenant] = job.priority
         active = sorted(set(waiting) | set(work.tenants))
         weights = {t: _weight(snapshot.queues.get(t)) for t in active}
         total = sum(weights[t] for t in active)
         fair = {t: fleet * w / total if total > 0 else 0.0 for t, w in weights.items()}
         held = {t: w.units - w.stopping.get(UNITS, 0.0) for t, w in work.tenants.items() if w.jobs}
-        chips = {n.chip for n in snapshot.nodes}
-        least = min((units.get(c, 1.0) for c in chips), default=1.0)
+        least = min((units.get(c, 1.0) for c in cards), default=1.0)
         floor = cls(fair, held, units, snapshot.queues, least, set(), waiting)
         floor.over = {t for t in held if floor._over(t)}
         return floor
@@ -117,6 +125,8 @@ class ShareFloor:
 
     def may_serve(self, job: PendingJob) -> bool:
         """Cheap test: could a floor preemption help ``job`` at all?"""
+        if job.tenant in self.failed:
+            return False
         return self.under(job) and any(t != job.tenant for t in self.over)
 
     def victim_ok(self, victim: RunningJob, cards: int, taken: Mapping[TenantId, float]) -> bool:

@@ -175,11 +175,12 @@ SUANWANG = Policy(
     starvation_guard=True,
     pool_choice="best_fit",
     reallocation=True,
-    share_floor=True,
+    share_floor=False,
 )
 """Ours: Kueue quotas and preemption, fair sharing (cohort, then fleet) with a starvation
-guard and a fair-share floor, EASY backfill, heterogeneity- and data-aware placement,
-periodic reallocation."""
+guard, EASY backfill, heterogeneity- and data-aware placement, periodic reallocation. The
+fair-share floor (``share_floor``) is off: its preemptions do not weigh the work they lose
+(measured in docs/scheduler.md)."""
 
 POLICIES: dict[str, Policy] = {p.name: p for p in (FIFO, SLURM, KUEUE, SUANWANG)}
 """The named policies, by name."""
