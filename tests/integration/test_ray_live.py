@@ -331,3 +331,63 @@ def test_an_orphan_ray_job_is_cancelled_and_other_jobs_are_left_alone(live: Live
         assert live.cluster.job_status("someone-else-1") in ("PENDING", "RUNNING")
     finally:
         live.cluster.stop_job("someone-else-1")
+
+
+PROBE = """
+import socket, sys, time
+port, server, secret = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+def attempt(what, act):
+    try:
+        act()
+        print(what, "ok", flush=True)
+    except OSError as exc:
+        print(what, type(exc).__name__, flush=True)
+attempt("server", lambda: socket.create_connection(("127.0.0.1", server), timeout=3).close())
+attempt("data", lambda: open(secret).read())
+attempt("session", lambda: open("/tmp/ray/session_latest/logs/gcs_server.out").read())
+print("interfaces", open("/proc/net/dev").read().count(":"), flush=True)
+listener = socket.create_server(("0.0.0.0", port))
+print("listening", flush=True)
+time.sleep(8)
+"""
+
+
+def test_a_tenant_job_has_no_network_and_no_view_of_the_data_directory(live: Live) -> None:
+    """The Ray worker's uid could bind a replica's port on the node and read what it can
+    reach; a tenant's job runs in bubblewrap: its own network namespace, no data dir."""
+    data = Path(live.env["SUANWANG_DATA_DIR"])
+    secret = data / "tenant-must-not-read.txt"
+    secret.write_text("data dir secret\n")
+    modes = {p: p.stat().st_mode & 0o777 for p in (live.base, data)}
+    secret.chmod(0o644)
+    for path in modes:
+        path.chmod(0o711)  # the Ray uid itself could read the file now: only the sandbox hides it
+    port = free_port()
+    try:
+        job_id = submit(
+            live, ["/usr/bin/python3", "-c", PROBE, str(port), str(live.port), str(secret)]
+        )
+        deadline = time.monotonic() + 90
+        while "listening" not in (text := logs(live, job_id)):
+            assert job(live, job_id)["state"] in ("queued", "starting", "running"), explain(
+                live, job_id
+            )
+            assert time.monotonic() < deadline, text
+            time.sleep(0.5)
+        assert "server ConnectionRefusedError" in text  # not the suanwang server's port
+        assert "data FileNotFoundError" in text  # /tmp is its own: no data dir, no Ray session
+        assert "session FileNotFoundError" in text
+        assert "interfaces 1" in text  # lo only, of its own namespace
+        node = live.cluster.netns_argv(
+            sys.executable, "-c",
+            f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=3)",
+        )  # fmt: skip
+        reach = subprocess.run(node, capture_output=True, text=True, timeout=30)
+        assert reach.returncode != 0, "the tenant's listener is reachable on the node"
+        assert "ConnectionRefusedError" in reach.stderr
+        done = wait_state(live, job_id, "succeeded", "failed")
+        assert done["state"] == "succeeded", explain(live, job_id)
+    finally:
+        for path, mode in modes.items():
+            path.chmod(mode)
+        secret.unlink()

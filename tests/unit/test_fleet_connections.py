@@ -99,6 +99,7 @@ def test_each_engine_block_parses_into_its_typed_connection() -> None:
         ("ray: {address: 'http://h:99999'}", "clusters[0].ray.address"),
         ("ray: {}", "clusters[0].ray.address"),
         ("ray: {address: 'http://h:8265', token: x}", "clusters[0].ray.token"),
+        ("ray: {address: 'http://h:8265', bwrap: bwrap}", "clusters[0].ray.bwrap"),
         ("slurm: {partition: 'gpu;rm -rf /'}", "clusters[0].slurm.partition"),
         ("slurm: {partition: ''}", "clusters[0].slurm.partition"),
         ("slurm: {partition: p, account: 'a b'}", "clusters[0].slurm.account"),
@@ -138,6 +139,7 @@ def test_simulated_clusters_take_no_connection() -> None:
 
 CONNECTIONS = [
     RayConnection("https://ray.example:8265"),
+    RayConnection("https://ray.example:8265", bwrap="/opt/bin/bwrap"),
     SlurmConnection("p", "acct", "qos", "/usr/bin", "http://127.0.0.1:6820"),
     KubernetesConnection(),
     KubernetesConnection(

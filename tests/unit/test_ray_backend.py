@@ -9,6 +9,7 @@ code 404: ...")`` for an unknown submission id, 400 for a duplicate one, the bui
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import subprocess
@@ -24,7 +25,8 @@ from pydantic import ValidationError as Invalid
 from suanwang.adapters.backends import suanwang_ray_gang as gang
 from suanwang.adapters.backends.ray import TIMEOUT_S, RayBackend, bounded
 from suanwang.adapters.backends.ray_state import RayNode, capacity_of
-from suanwang.adapters.backends.ray_submit import GANG_DRIVER, render
+from suanwang.adapters.backends.ray_submit import GANG_DRIVER, Confine, render
+from suanwang.adapters.backends.sandbox import RootLayout
 from suanwang.adapters.http.schemas import JobCreate
 from suanwang.config import Settings
 from suanwang.domain.connections import RayConnection, SlurmConnection
@@ -127,9 +129,27 @@ class FakeDashboard:
         return NODES
 
 
-def backend(ray: FakeRay) -> RayBackend:
-    settings = Settings(data_dir=Path("/nonexistent"))
-    return RayBackend(FakeClock(), settings, client_factory=ray.factory, fetch=FakeDashboard(ray))
+def backend(ray: FakeRay, isolation: str = "sandbox") -> RayBackend:
+    settings = Settings(data_dir=Path("/nonexistent"), local_isolation=isolation)
+    return RayBackend(
+        FakeClock(),
+        settings,
+        client_factory=ray.factory,
+        fetch=FakeDashboard(ray),
+        bwrap=BWRAP,
+    )
+
+
+BWRAP = "/usr/bin/bwrap"
+LAYOUT = RootLayout((("/bin", "usr/bin"), ("/lib", "usr/lib")), ("/sbin",))
+
+
+def confined(entrypoint: str, bwrap: str = BWRAP) -> list[str]:
+    """The argv a tenant's entrypoint execs once bwrap was found on the node."""
+    guard, _, rest = entrypoint.partition("; exec ")
+    assert guard.startswith(f"command -v {bwrap} >/dev/null 2>&1 || ")
+    assert "exit 127" in guard
+    return shlex.split(rest)
 
 
 def request(
@@ -160,7 +180,11 @@ def test_submit_names_the_run_quotes_the_argv_and_reserves_the_cards() -> None:
     assert status.handle == {"cluster": "rc", "address": ADDRESS, "submission_id": "suanwang-j1-1"}
     (call,) = ray.submitted
     assert call["submission_id"] == "suanwang-j1-1"
-    assert call["entrypoint"] == "python train.py --lr '0.1 x'"
+    argv = confined(call["entrypoint"])
+    assert argv[0] == BWRAP
+    assert argv[argv.index("/usr/bin/env") :] == [
+        "/usr/bin/env", "HOME=/job", "python", "train.py", "--lr", "0.1 x"
+    ]  # fmt: skip
     assert call["entrypoint_resources"] == {"Ascend910B": 2.0}
     assert call["entrypoint_num_cpus"] == 0.0
     assert call["runtime_env"] == {
@@ -357,7 +381,7 @@ def test_a_gang_is_one_job_whose_driver_holds_a_placement_group() -> None:
     two = (NodeSlice("ray-head", 4), NodeSlice("ray-worker-1", 4))
     backend(ray).submit(request(("python", "-c", "print(1)"), placements=two))
     (call,) = ray.submitted
-    argv = shlex.split(call["entrypoint"])
+    argv = confined(call["entrypoint"])
     assert argv[:3] == ["python", "-m", "suanwang_ray_gang"]
     args = gang.parse_args(argv[3:])
     assert (args.nodes, args.resource, args.cards, args.strategy) == (
@@ -367,7 +391,9 @@ def test_a_gang_is_one_job_whose_driver_holds_a_placement_group() -> None:
         "STRICT_SPREAD",
     )
     assert args.name == "suanwang-j1-1"
-    assert args.command == ["python", "-c", "print(1)"]
+    assert args.command[0] == BWRAP  # each rank confined; the driver talks to Ray
+    assert "--unshare-net" in args.command
+    assert args.command[-3:] == ["python", "-c", "print(1)"]
     assert call["runtime_env"]["py_modules"] == [str(GANG_DRIVER)]
     assert "entrypoint_resources" not in call  # the bundles hold the cards
     packed = render(request(placements=two, gang=GangStrategy.PACK))
@@ -487,3 +513,71 @@ def test_nodes_sharing_a_name_cpu_nodes_and_unreadable_answers() -> None:
     capacity = ray_backend.capacity("rc", CONNECTION)
     assert not capacity.healthy
     assert "node list is not readable" in capacity.reason
+
+
+def test_a_tenant_job_is_confined_without_network_and_a_platform_engine_is_not() -> None:
+    ray = FakeRay()
+    backend(ray).submit(request(("sh", "-c", "nc -l 8080")))
+    engine_job = request(("llama-server",), workload=Workload.PLATFORM_ENGINE)
+    backend(ray).submit(dataclasses.replace(engine_job, job_id="j2"))
+    tenant, engine = (call["entrypoint"] for call in ray.submitted)
+    argv = confined(tenant)
+    bwrap = argv[: argv.index("/usr/bin/env")]
+    assert {"--unshare-net", "--unshare-pid", "--die-with-parent"} <= set(bwrap)
+    assert "--share-net" not in bwrap
+    binds = [bwrap[i + 1] for i, a in enumerate(bwrap) if a in ("--bind", "--ro-bind")]
+    assert binds  # only system directories, read-only: nothing of the data dir or Ray's
+    assert set(binds) <= {"/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64"}, binds
+    assert all(a != "--bind" for a in bwrap)
+    assert bwrap[bwrap.index("--tmpfs", bwrap.index("/dev/shm")) + 1] == "/job"
+    assert bwrap[bwrap.index("--chdir") + 1] == "/job"
+    assert engine == "llama-server"  # keeps the node's network to serve on its port
+
+
+@pytest.mark.parametrize("command", HOSTILE)
+def test_hostile_text_stays_data_inside_the_sandbox(
+    command: tuple[str, ...], tmp_path: Path
+) -> None:
+    """The confined entrypoint through a real shell: a stand-in bwrap drops its own options
+    and runs the rest, so every tenant argument must arrive whole after two quotings."""
+    fake = tmp_path / "bwrap"
+    fake.write_text('#!/bin/sh\nwhile [ "$1" != /usr/bin/env ]; do shift; done\nexec "$@"\n')
+    fake.chmod(0o755)
+    probe = ("printf", "%s\\0", *command)
+    entrypoint = render(request(probe), confine=Confine(str(fake), LAYOUT)).entrypoint
+    work = tmp_path / "cwd"
+    work.mkdir()
+    out = subprocess.run(
+        ["/bin/sh", "-c", entrypoint], capture_output=True, cwd=work, check=True, timeout=10
+    ).stdout
+    assert out.split(b"\0")[:-1] == [a.encode() for a in command]
+    assert list(work.iterdir()) == []
+
+
+def test_no_bwrap_on_the_node_fails_the_job_unless_single_user_dev(tmp_path: Path) -> None:
+    missing = str(tmp_path / "no-bwrap")
+    job = request(("echo", "ran"))
+    strict = render(job, confine=Confine(missing, LAYOUT)).entrypoint
+    run = subprocess.run(["/bin/sh", "-c", strict], capture_output=True, text=True, timeout=10)
+    assert run.returncode == 127
+    assert run.stdout == ""
+    assert f"bubblewrap ({missing}) not found on this Ray node" in run.stderr
+    dev = render(job, confine=Confine(missing, LAYOUT, required=False)).entrypoint
+    run = subprocess.run(["/bin/sh", "-c", dev], capture_output=True, text=True, timeout=10)
+    assert (run.returncode, run.stdout) == (0, "ran\n")
+    assert "running unconfined (single-user-dev)" in run.stderr
+    ray = FakeRay()
+    backend(ray, isolation="single-user-dev").submit(job)
+    assert "running unconfined" in ray.submitted[0]["entrypoint"]
+
+
+def test_the_fleet_blocks_bwrap_is_used_on_the_nodes() -> None:
+    ray = FakeRay()
+    connection = RayConnection(address=ADDRESS, bwrap="/opt/bw/bin/bwrap")
+    backend(ray).submit(dataclasses.replace(request(), connection=connection))
+    assert confined(ray.submitted[0]["entrypoint"], "/opt/bw/bin/bwrap")[0] == "/opt/bw/bin/bwrap"
+
+
+def test_a_gang_rank_whose_program_is_missing_exits_127(capsys: pytest.CaptureFixture[str]) -> None:
+    assert gang.run_rank(["/nonexistent/bwrap", "true"], {}) == 127
+    assert "/nonexistent/bwrap not found on this node" in capsys.readouterr().out

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from suanwang.adapters.backends.sandbox import Confinement, RootLayout
+from suanwang.adapters.backends.sandbox_argv import Sandbox
 from suanwang.adapters.backends.slurm_parse import (
     SlurmOutputError,
     parse_gres,
@@ -22,7 +23,6 @@ from suanwang.adapters.backends.slurm_parse import (
 )
 from suanwang.adapters.backends.slurm_script import (
     BATCH_SCRIPT,
-    Sandbox,
     Submission,
     job_argv,
     sbatch_argv,

@@ -47,6 +47,9 @@ class RayConnection:
     """A Ray cluster: its dashboard / Job Submission URL, e.g. ``http://head:8265``."""
 
     address: str
+    bwrap: str = ""
+    """Path of bubblewrap on the Ray nodes ("" = where the control plane finds it, else
+    ``bwrap`` from the node's PATH): tenant jobs run inside it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +135,12 @@ def check_connection(backend: str, connection: Connection | None, where: str) ->
         )
     if isinstance(connection, RayConnection):
         _check_url(connection.address, f"{where}.ray.address", required=True)
+        if connection.bwrap and not connection.bwrap.startswith("/"):
+            raise ValidationError(
+                f"bwrap {connection.bwrap!r} is not an absolute path",
+                field=f"{where}.ray.bwrap",
+                hint="bubblewrap's path on the Ray nodes, e.g. /usr/bin/bwrap",
+            )
     elif isinstance(connection, SlurmConnection):
         _check_slurm(connection, f"{where}.slurm")
     else:
@@ -231,10 +240,13 @@ def _check_kube(conn: KubernetesConnection, where: str) -> None:
 
 
 def connection_data(connection: Connection) -> dict[str, Any]:
-    """``{"<backend>": {field: value}}``: the fleet-file block, as plain JSON-able data."""
+    """``{"<backend>": {field: value}}``: the fleet-file block, as plain JSON-able data
+    (a Ray block's unset ``bwrap`` is left out)."""
     block: dict[str, Any] = {}
     for f in fields(connection):
         value = getattr(connection, f.name)
+        if isinstance(connection, RayConnection) and f.name == "bwrap" and not value:
+            continue
         if isinstance(value, enum.Enum):
             value = value.value
         elif f.name == "node_selector":
@@ -254,7 +266,7 @@ def connection_from_data(data: Mapping[str, Any]) -> Connection:
     if not isinstance(block, Mapping):
         raise ValueError(f"the {backend!r} block is not a mapping")
     if backend == "ray":
-        return RayConnection(address=str(block["address"]))
+        return RayConnection(address=str(block["address"]), bwrap=str(block.get("bwrap", "")))
     if backend == "slurm":
         return SlurmConnection(**{k: str(v) for k, v in block.items()})
     if backend == "kubernetes":

@@ -69,6 +69,7 @@ class NodeGroupIn(_Strict):
 
 class RayIn(_Strict):
     address: str
+    bwrap: str = ""
 
 
 class SlurmIn(_Strict):
@@ -196,7 +197,7 @@ def _connection(cluster: ClusterIn, index: int) -> Connection | None:
             hint="a cluster has one connection block, the one its backend names",
         )
     if cluster.ray is not None:
-        return RayConnection(address=cluster.ray.address)
+        return RayConnection(address=cluster.ray.address, bwrap=cluster.ray.bwrap)
     if cluster.slurm is not None:
         return SlurmConnection(**cluster.slurm.model_dump())
     kube = cluster.kubernetes

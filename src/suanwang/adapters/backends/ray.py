@@ -14,6 +14,10 @@
   ``list_jobs`` named ``suanwang-...``.
 - **capacity** reads the live nodes from the dashboard's state API (``GET /api/v0/nodes``,
   no ``ray.init`` in the control plane): each node's chip is its custom resource.
+- A tenant job runs inside bubblewrap on its node, without network (``ray_submit.py``);
+  bwrap's path there is the fleet block's ``bwrap``, else where this process finds it
+  (``shutil.which``), else ``bwrap`` on the node's PATH. In sandbox mode a node without it
+  fails the job with the reason; in single-user-dev mode the job then runs unconfined.
 - A platform engine placed on one node is pinned there (label ``ray.io/node-id``); the
   node's address is the handle's ``host`` and the run's ``SUANWANG_NODE_ADDRESS``.
 
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import shutil
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
@@ -43,8 +48,9 @@ from suanwang.adapters.backends.ray_state import (
     nodes_of,
     status_of,
 )
-from suanwang.adapters.backends.ray_submit import Pin, problem, render
+from suanwang.adapters.backends.ray_submit import Confine, Pin, problem, render
 from suanwang.adapters.backends.ray_submit import nodes_of as placed_nodes
+from suanwang.adapters.backends.sandbox import IsolationMode, root_layout
 from suanwang.config import Settings
 from suanwang.domain.connections import Connection, RayConnection
 from suanwang.domain.jobs import AttemptState
@@ -131,12 +137,16 @@ class RayBackend:
     def __init__(
         self,
         clock: Clock,
-        settings: Settings,  # noqa: ARG002 (built as Name(clock, settings))
+        settings: Settings,
         *,
         client_factory: ClientFactory | None = None,
         fetch: FetchJson = fetch_json,
+        bwrap: str | None = None,
     ) -> None:
         self.clock = clock
+        self._sandboxed = IsolationMode(settings.local_isolation) is IsolationMode.SANDBOX
+        self._bwrap = bwrap or shutil.which("bwrap") or "bwrap"
+        self._layout = root_layout()
         self._factory = client_factory or ray_client_factory()
         self._fetch = fetch
         self._lock = threading.Lock()
@@ -167,7 +177,10 @@ class RayBackend:
         if known is not None:
             return status_of(known, handle)
         try:  # EngineUnreachable: the job may exist, the next try asks for it by id
-            self._call(address, lambda: client.submit_job(**render(request, pin).kwargs()))
+            self._call(
+                address,
+                lambda: client.submit_job(**render(request, pin, self._confine(request)).kwargs()),
+            )
         except ValueError as exc:  # the client refused the runtime env before sending it
             return RunStatus(AttemptState.FAILED, handle=handle, reason=f"could not submit: {exc}")
         except (_UnknownJob, _Refused) as exc:
@@ -293,6 +306,11 @@ class RayBackend:
         if node is None:
             raise EngineUnreachable(f"ray at {address} has no live node {nodes[0]!r}")
         return Pin(node.node_id, node.address, nodes[0])
+
+    def _confine(self, request: LaunchRequest) -> Confine:
+        """How ``request`` is confined if it is a tenant job (see ``ray_submit.py``)."""
+        bwrap = _ray(request.connection).bwrap or self._bwrap
+        return Confine(bwrap, self._layout, required=self._sandboxed)
 
 
 def _ray(connection: Connection | None) -> RayConnection:

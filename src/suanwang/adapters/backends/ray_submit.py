@@ -13,6 +13,16 @@ into a :class:`RaySubmission` the Ray backend hands to ``JobSubmissionClient.sub
   is shipped with the job in ``py_modules``), which reserves one placement-group bundle
   per node with the job's strategy (``STRICT_SPREAD`` or ``PACK``) and runs one rank per
   bundle.
+- A tenant job (not a platform engine, which keeps the node's network to serve on its
+  port) runs inside bubblewrap on the node (:class:`Confine`, ``sandbox_argv.py``): no
+  network (``--unshare-net``: it can neither bind a port on the node nor reach the control
+  plane or the gateway), read-only ``/usr``, ``/etc`` and ``/lib*``, private ``/tmp``
+  (covering Ray's session directory) and ``/run``, a private tmpfs as its work directory
+  ``/job`` (also ``HOME``), the node's ``/dev``, nothing of ``/home``, ``/root`` or
+  suanwang's data directory. A gang's driver stays outside (it talks to Ray); each rank's
+  command is confined. The entrypoint first checks that bwrap is on the node: if not, the
+  job fails with a line saying so (exit 127), or, in single-user-dev mode, runs
+  unconfined with that line in its log.
 - The environment (``runtime_env.env_vars``) is the job's own variables plus
   ``SUANWANG_JOB_ID``/``SUANWANG_ATTEMPT``/``SUANWANG_CARDS`` (and, for platform engines,
   ``SUANWANG_NODE_ADDRESS``, the address of the node they are pinned to). Nothing of the
@@ -26,10 +36,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from suanwang.adapters.backends.sandbox import Confinement, RootLayout
+from suanwang.adapters.backends.sandbox_argv import Sandbox, confined_argv
 from suanwang.domain.chip_resources import ray_resource
 from suanwang.domain.endpoints import NODE_ADDRESS_ENV
 from suanwang.domain.errors import DomainError
-from suanwang.domain.workloads import GangStrategy, JobNetwork, Workload, job_area_parts
+from suanwang.domain.workloads import (
+    JOB_AREA,
+    GangStrategy,
+    JobNetwork,
+    Workload,
+    job_area_parts,
+)
 from suanwang.ports import LaunchRequest, run_name
 
 GANG_DRIVER = Path(__file__).with_name("suanwang_ray_gang")
@@ -53,6 +71,18 @@ class Pin:
     address: str
     name: str = ""
     """The node's name in the fleet (the placement's), reported in the handle as ``node``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Confine:
+    """How tenant jobs are confined on the Ray nodes."""
+
+    bwrap: str
+    """bubblewrap's path (or name, looked up on the node's PATH) on the Ray nodes."""
+    layout: RootLayout
+    required: bool = True
+    """Sandbox mode: without bwrap on the node the job fails; False (single-user-dev):
+    it then runs unconfined, with a line saying so in its log."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +138,14 @@ def nodes_of(request: LaunchRequest) -> tuple[str, ...]:
     return tuple(dict.fromkeys(p.node for p in request.placements))
 
 
-def render(request: LaunchRequest, pin: Pin | None = None) -> RaySubmission:
+def render(
+    request: LaunchRequest, pin: Pin | None = None, confine: Confine | None = None
+) -> RaySubmission:
     """The submission of ``request`` (check :func:`problem` first); ``pin`` pins a
-    one-node platform engine to the node the scheduler chose."""
+    one-node platform engine to the node the scheduler chose; ``confine`` (None: nothing
+    is confined) sandboxes a tenant job."""
+    if request.workload is not Workload.TENANT_JOB:
+        confine = None
     name = run_name(request.job_id, request.attempt)
     resource = ray_resource(request.chip)
     per_node = max((p.cards for p in request.placements), default=1)
@@ -136,7 +171,7 @@ def render(request: LaunchRequest, pin: Pin | None = None) -> RaySubmission:
         ]  # fmt: skip
         return RaySubmission(
             submission_id=name,
-            entrypoint=shlex.join([*driver, *request.command]),
+            entrypoint=_entrypoint(driver, request.command, confine),
             env=env,
             py_modules=(str(GANG_DRIVER),),
             metadata=metadata,
@@ -144,7 +179,7 @@ def render(request: LaunchRequest, pin: Pin | None = None) -> RaySubmission:
     cpus, resources = _reserve(resource, per_node)
     return RaySubmission(
         submission_id=name,
-        entrypoint=shlex.join(request.command),
+        entrypoint=_entrypoint([], request.command, confine),
         env=env,
         num_cpus=cpus,
         resources=resources,
@@ -162,3 +197,29 @@ def _reserve(resource: str, cards: int) -> tuple[float, dict[str, float]]:
     if resource == "CPU":
         return float(cards), {}
     return 0.0, {resource: float(cards)}
+
+
+def _entrypoint(driver: list[str], command: tuple[str, ...], confine: Confine | None) -> str:
+    """The shell line Ray runs: ``driver`` (a gang's) then the command, confined when
+    ``confine`` is given, behind a check that bwrap is on the node."""
+    plain = shlex.join([*driver, *command])
+    if confine is None:
+        return plain
+    confinement = Confinement(
+        uid=0,  # not used by bwrap_args: the run keeps the uid of the Ray worker
+        work_dir=None,
+        cwd_parts=(),
+        read_only=(),
+    )
+    sandbox = Sandbox(confine.bwrap, confine.layout, confinement)
+    confined = shlex.join([*driver, *confined_argv({"HOME": JOB_AREA}, command, sandbox)])
+    found = f"command -v {shlex.quote(confine.bwrap)} >/dev/null 2>&1"
+    missing = f"suanwang: bubblewrap ({confine.bwrap}) not found on this Ray node"
+    if confine.required:
+        hint = (
+            "tenant jobs run sandboxed on Ray: install bubblewrap on every node, or set ray.bwrap"
+        )
+        say = shlex.quote(f"{missing}; {hint}")
+        return f"{found} || {{ echo {say} >&2; exit 127; }}; exec {confined}"
+    say = shlex.quote(f"{missing}; running unconfined (single-user-dev)")
+    return f"if {found}; then exec {confined}; fi; echo {say} >&2; exec {plain}"

@@ -114,8 +114,9 @@ class Confinement:
     """One run's sandbox: who it runs as, what it sees, where it starts."""
 
     uid: int
-    work_dir: Path
-    """The run's own directory on the host; mounted read-write at ``JOB_AREA``."""
+    work_dir: Path | None
+    """The run's own directory on the host, mounted read-write at ``JOB_AREA``; None: a
+    private tmpfs there (a Ray job, whose node suanwang keeps no directory on)."""
     cwd_parts: tuple[str, ...]
     """Where the command starts, below ``JOB_AREA``."""
     read_only: tuple[str, ...]
@@ -158,7 +159,10 @@ def bwrap_args(layout: RootLayout, confinement: Confinement) -> list[str]:
     if confinement.gateway_socket is not None:
         args += ["--perms", "0755", "--dir", str(PurePosixPath(GATEWAY_SOCKET).parent)]
         args += ["--bind", str(confinement.gateway_socket), GATEWAY_SOCKET]
-    args += ["--bind", str(confinement.work_dir), JOB_AREA]
+    if confinement.work_dir is None:
+        args += ["--perms", "0700", "--size", size, "--tmpfs", JOB_AREA]
+    else:
+        args += ["--bind", str(confinement.work_dir), JOB_AREA]
     args += ["--chdir", str(PurePosixPath(JOB_AREA, *confinement.cwd_parts))]
     return args
 

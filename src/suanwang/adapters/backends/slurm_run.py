@@ -13,12 +13,12 @@ from __future__ import annotations
 import ipaddress
 import shutil
 import socket
-import stat
 import sys
 from pathlib import Path
 
 from suanwang.adapters.backends.sandbox import Confinement, root_layout
-from suanwang.adapters.backends.slurm_script import JOB_PATH, Sandbox, job_argv
+from suanwang.adapters.backends.sandbox_argv import Sandbox, world_readable
+from suanwang.adapters.backends.slurm_script import JOB_PATH, job_argv
 from suanwang.domain.endpoints import NODE_ADDRESS_ENV
 from suanwang.domain.workloads import JOB_AREA, Workload, job_area_parts
 from suanwang.ports import LaunchRequest
@@ -78,16 +78,3 @@ def ip_of(address: str) -> str | None:
     except OSError:
         return None
     return str(infos[0][4][0]) if infos else None
-
-
-def world_readable(path: str) -> bool:
-    """Whether any uid can reach ``path`` (every ancestor searchable by others): bwrap runs
-    as the job's own uid on the node, so it can only show what that uid can reach (a
-    Python installed under ``/root`` is left out; the job then has the system's)."""
-    current = Path(path)
-    try:
-        if not current.stat().st_mode & stat.S_IROTH:
-            return False
-        return all(p.stat().st_mode & stat.S_IXOTH for p in (current, *current.parents))
-    except OSError:
-        return False

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from suanwang.adapters.backends.sandbox import Confinement, RootLayout, bwrap_args
+from suanwang.adapters.backends.sandbox_argv import Sandbox, confined_argv
 
 BATCH_SCRIPT = """#!/bin/sh
 # suanwang batch script: the job's argv (with its environment) is this script's arguments.
@@ -91,15 +91,6 @@ def time_limit(seconds: int) -> str:
     return str(max(1, math.ceil(seconds / 60)))
 
 
-@dataclass(frozen=True, slots=True)
-class Sandbox:
-    """How the run is confined on the compute node (sandbox isolation mode)."""
-
-    bwrap: str
-    layout: RootLayout
-    confinement: Confinement
-
-
 def job_argv(
     env: Mapping[str, str],
     command: Sequence[str],
@@ -115,28 +106,7 @@ def job_argv(
     ``sbatch --export=NONE`` keeps the control plane's environment out of the job. A
     multi-node run starts one task per node with ``srun``, each sandboxed on its node.
     """
-    argv = [env_program, *(f"{k}={v}" for k, v in sorted(env.items()))]
-    command = list(command)
-    if command and "=" in command[0]:  # env would take it for one more variable
-        command = ["/bin/sh", "-c", 'exec "$0" "$@"', *command]
-    argv += command
-    if sandbox is not None:
-        args = bwrap_args(sandbox.layout, sandbox.confinement)
-        argv = [sandbox.bwrap, *_host_dev(args), *argv]
+    argv = confined_argv(env, command, sandbox, env_program)
     if nodes > 1:
         argv = [srun, f"--nodes={nodes}", "--ntasks-per-node=1", "--export=ALL", *argv]
     return argv
-
-
-def _host_dev(args: list[str]) -> list[str]:
-    """``--dev /dev`` (a minimal /dev) becomes the host's ``/dev``: the allocated cards."""
-    out: list[str] = []
-    i = 0
-    while i < len(args):
-        if args[i] == "--dev" and i + 1 < len(args) and args[i + 1] == "/dev":
-            out += ["--dev-bind", "/dev", "/dev"]
-            i += 2
-            continue
-        out.append(args[i])
-        i += 1
-    return out

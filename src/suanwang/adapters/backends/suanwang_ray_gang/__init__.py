@@ -12,8 +12,10 @@ for cpu slots) with the strategy, waits for it, prints where each bundle landed,
 one task per bundle that executes COMMAND (an argv, never a shell line) with its rank in
 the environment: ``SUANWANG_NODE_RANK``, ``SUANWANG_NODES``, ``SUANWANG_MASTER_ADDR`` (the
 address of rank 0's node). The job exits with the first non-zero exit code of a rank (0 if
-all succeeded). The command dies with its task (``PR_SET_PDEATHSIG``), so ``ray job stop``
-leaves nothing behind.
+all succeeded). For a tenant's job the backend gives COMMAND already confined
+(``bwrap ... env ... CMD``); the driver itself stays outside, as it talks to Ray. The
+command dies with its task (``PR_SET_PDEATHSIG``), so ``ray job stop`` leaves nothing
+behind.
 
 Only the standard library at import time (the control plane imports this module to test
 its pure parts); ``ray`` is imported in :func:`main`, on the cluster.
@@ -91,9 +93,15 @@ def _die_with_parent() -> None:
 
 
 def run_rank(command: list[str], env: dict[str, str]) -> int:
-    """Run one rank's command to its end (killed if its task's worker dies)."""
+    """Run one rank's command to its end (killed if its task's worker dies); 127 with a
+    line saying so if its program (e.g. bwrap, confining a tenant's rank) is not on this
+    node."""
     sys.stdout.flush()
-    return subprocess.call(command, env=env, preexec_fn=_die_with_parent)
+    try:
+        return subprocess.call(command, env=env, preexec_fn=_die_with_parent)
+    except FileNotFoundError:
+        say(f"{command[0]} not found on this node; the rank cannot start")
+        return 127
 
 
 def main(argv: Sequence[str] | None = None) -> int:
