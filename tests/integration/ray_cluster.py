@@ -111,9 +111,10 @@ class RayCluster:
         return rows
 
     def processes(self, cmdline: str) -> list[int]:
-        """Pids of the namespace's processes whose command line is ``cmdline``."""
+        """Pids of the namespace's processes and their descendants (a tenant's command runs
+        in bubblewrap, in a network namespace of its own) whose command line is ``cmdline``."""
         found = []
-        for pid in _netns_pids(self.netns):
+        for pid in _descendants(set(_netns_pids(self.netns))):
             with contextlib.suppress(OSError):
                 argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
                 if b" ".join(argv).decode(errors="replace") == cmdline:
@@ -264,3 +265,19 @@ def _netns_pids(netns: str) -> list[int]:
     """Every process in the namespace (``ip netns pids``): all of them started by us."""
     out = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True)
     return [int(pid) for pid in out.stdout.split()]
+
+
+def _descendants(roots: set[int]) -> list[int]:
+    """``roots`` and every process below one of them (from each process's parent pid)."""
+    parent: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parent[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    found = []
+    for pid in parent:
+        current = pid
+        while current > 1 and current not in roots:
+            current = parent.get(current, 0)
+        if current in roots:
+            found.append(pid)
+    return found
