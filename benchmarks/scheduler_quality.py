@@ -1,32 +1,26 @@
-"""Scheduler quality benchmark: our policy against FIFO, Slurm-like and Kueue-like baselines.
+"""Scheduler quality: every policy on Gavel's workloads, generated ones and held-out windows.
 
-The real Philly-derived trace (``../shared/traces/philly-gavel-seed0.csv``, 15 tenants,
-13,716 jobs) is replayed through the simulator, which runs the same scheduler code as the
-live control plane, with all four policies in one run per fleet:
+One run simulates every policy (``fifo``, ``slurm``, ``kueue``, ``gavel-like`` and
+``suanwang``) on every workload of ``quality_workloads.py`` (Gavel's E1-E3 on their
+clusters, with Gavel's best figures; our generator's workloads; held-out 300- and
+1,000-job windows of the Philly-derived trace on 36:36:36; each marked ``tuning`` or
+``held out``) under two settings, and reports the same table for each:
 
-(a) on Gavel's heterogeneous V100 / P100 / K80 mix, each job's speed on each type taken
-    from ``throughput-matrix.csv``: the whole trace on ``gavel-hetero-768`` (768 GPUs,
-    ~527 V100-equivalents), and a window of it (``--small-window``, default the first
-    1,000 jobs) on Gavel's own 108-GPU ``gavel-hetero``, which that window overloads
-    many times over (a stress test of starvation);
-(b) on a 1/50 slice of the demo fleet (``benchmarks/fleets/demo-slice-50.yaml``: the
-    demo's regions, clusters, chip mix and WAN link, 256 cards, ~500 V100-equivalents),
-    speeds mapped from the matrix as documented in ``docs/trace-format.md``. The whole
-    demo fleet (12,500+ cards) never queues this trace (at most 32 cards a job), so every
-    policy ties there; ``--demo-fleet demo --demo-time-scale 0.001`` replays it anyway.
+- ``--cost free``: the Gavel-matched mode (``sim run --compare-gavel``): 6-minute rounds,
+  a move loses nothing and restarts at once;
+- ``--cost realistic``: 6-minute rounds, a move loses the work since the job's last
+  checkpoint and waits a 30 s restart delay.
 
-Each policy's average / median / p95 JCT, queueing delay, makespan, utilisation, Jain's
-index over the tenants' average slowdown and over their finish-time fairness rho
-(sum of JCT / sum of reference run time), the worst tenant's rho and per-tenant JCT are
-written, with our policy's JCT as a ratio to each baseline, to
-``benchmarks/results/scheduler_quality.{json,md}`` (``--name`` for another name).
+Per policy: average and p95 JCT, makespan, Jain's index over the tenants' average
+slowdown, preemptions (moves included) and GPU-hours lost to them; per row whether ours
+has the lowest average JCT, and on E1-E3 ours over Gavel's best. A run that exceeds its
+CPU budget (``--budget-cpu-s``, 120 s, and ``--realistic-budget-cpu-s``, 20 s: ``gavel-like``
+under realistic cost swaps jobs out before their checkpoints round after round and does
+not finish most rows) is stopped and reported as such, with the jobs it had finished.
 
-Run: ``.venv/bin/python benchmarks/scheduler_quality.py`` (whole trace; ``--max-jobs N``
-replays the first N jobs on the large fleets instead; ``--demo-max-jobs`` sets the demo
-fleet's window apart, 0 skips it: the whole trace overloads the slice for weeks of
-simulated time and takes far longer there). ``--workers N`` runs N simulations
-at a time, each in a child process of this script (``--task``) that prints its result row
-as JSON; nothing is pickled.
+Run: ``SUANWANG_TRACES_DIR=../shared/traces .venv/bin/python benchmarks/scheduler_quality.py``
+(a few CPU minutes). Writes ``benchmarks/results/scheduler_quality.{json,md}`` (``--name``
+for another name); ``--only`` keeps the rows whose name contains a string.
 """
 
 from __future__ import annotations
@@ -34,291 +28,220 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
-import resource
-import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from suanwang.simulator.engine import SimConfig
-from suanwang.simulator.fleet import load_fleet
-from suanwang.simulator.importers import FleetKind, import_philly_gavel
-from suanwang.simulator.metrics import PolicyMetrics
-from suanwang.simulator.runner import Inputs, run_policies
+from quality_workloads import (
+    HELD_OUT_SEEDS,
+    HELD_OUT_WINDOWS,
+    TUNING_SEEDS,
+    Row,
+    gavel_rows,
+    generated_rows,
+    heldout_rows,
+)
 
-HERE = Path(__file__).parent
-RESULTS = HERE / "results"
-TRACES = Path(os.environ.get("SUANWANG_TRACES_DIR", HERE.parent.parent / "shared" / "traces"))
-POLICIES = ("fifo", "slurm", "kueue", "suanwang")
-BASELINES = ("fifo", "slurm", "kueue")
+from suanwang.simulator.engine import GAVEL_MATCHED, SimConfig, simulate
+from suanwang.simulator.errors import SimulationError
+from suanwang.simulator.metrics import PolicyMetrics, compute_metrics
+from suanwang.simulator.policies import resolve_policy
+from suanwang.simulator.state import CostModel
 
-
-DEMO_SLICE = HERE / "fleets" / "demo-slice-50.yaml"
-
-
-def inputs_for(
-    kind: FleetKind, fleet: str, max_jobs: int | None, time_scale: float = 1.0
-) -> Inputs:
-    jobs = import_philly_gavel(
-        TRACES / "philly-gavel-seed0.csv", TRACES / "throughput-matrix.csv", kind, max_jobs=max_jobs
-    )
-    name = f"philly-gavel-seed0 ({len(jobs)} jobs)"
-    if time_scale != 1.0:
-        jobs = [dataclasses.replace(j, submit_s=j.submit_s * time_scale) for j in jobs]
-        name += f", arrivals x {time_scale:g}"
-    return Inputs(load_fleet(fleet), tuple(jobs), None, name)
+RESULTS = Path(__file__).parent / "results"
+POLICIES = ("fifo", "slurm", "kueue", "gavel-like", "suanwang")
+OURS = "suanwang"
+REALISTIC = dataclasses.replace(
+    GAVEL_MATCHED, cost_model=CostModel.REALISTIC, restart_delay_s=30.0, mode="custom"
+)
+"""6-minute rounds, but a move loses the work since the last checkpoint and waits 30 s."""
 
 
-def row(m: PolicyMetrics) -> dict[str, Any]:
+class OverBudget(Exception):
+    """A run used more CPU time than its budget (raised from the progress callback)."""
+
+
+def result(m: PolicyMetrics) -> dict[str, Any]:
     return {
-        "policy": m.policy,
-        "jobs": m.jobs,
+        "status": "done",
         "completed": m.completed,
-        "avg_jct_h": m.jct_s.avg / 3600,
-        "median_jct_h": m.jct_s.median / 3600,
-        "p95_jct_h": m.jct_s.p95 / 3600,
-        "avg_queueing_h": m.queueing_s.avg / 3600,
-        "makespan_h": m.makespan_s / 3600,
+        "jobs": m.jobs,
+        "avg_jct_s": m.jct_s.avg,
+        "p95_jct_s": m.jct_s.p95,
+        "makespan_s": m.makespan_s,
         "jain_index": m.jain_index,
-        "jain_ftf": m.jain_ftf,
-        "max_ftf": m.max_ftf,
         "preemptions": m.preemptions,
-        "lost_card_h": m.lost_card_s / 3600,
-        "utilisation": dict(m.utilisation),
-        "wall_s": m.wall_s,
-        "tenants": {
-            t.tenant: {
-                "jobs": t.jobs,
-                "avg_jct_h": t.avg_jct_s / 3600,
-                "avg_slowdown": t.avg_slowdown,
-                "ftf": t.ftf,
-                "share": t.share,
-            }
-            for t in m.tenants
-        },
+        "lost_gpu_h": m.lost_card_s / 3600,
     }
 
 
-def compare(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    by = {r["policy"]: r for r in rows}
-    ours = by["suanwang"]
+def run_policy(row: Row, policy: str, config: SimConfig, budget_s: float) -> dict[str, Any]:
+    """One policy over one row: its figures, or why it stopped, and its CPU seconds."""
+    start = time.process_time()
+    finished = [0]
+
+    def progress(done: int, _total: int) -> None:
+        finished[0] = done
+        if time.process_time() - start > budget_s:
+            raise OverBudget
+
+    inputs = row.inputs
+    try:
+        outcome = simulate(
+            inputs.fleet, inputs.jobs, resolve_policy(policy), config, progress=progress
+        )
+        out = result(compute_metrics(outcome))
+    except OverBudget:
+        done = f"{finished[0]:,} of {len(inputs.jobs):,} jobs done"
+        out = {"status": f"stopped at the {budget_s:.0f} CPU s budget, {done}"}
+    except SimulationError as exc:
+        out = {"status": f"stopped: {exc}, {finished[0]:,} jobs done"}
+    cpu = time.process_time() - start
+    print(f"  {row.name} {config.cost_model} {policy}: {cpu:.1f} CPU s", file=sys.stderr)
+    return {**out, "cpu_s": cpu}
+
+
+def run_row(row: Row, config: SimConfig, budget_s: float) -> dict[str, Any]:
+    by_policy = {p: run_policy(row, p, config, budget_s) for p in POLICIES}
+    ours = by_policy[OURS]
+    done = [r for r in by_policy.values() if r["status"] == "done"]
+    lowest = ours["status"] == "done" and all(ours["avg_jct_s"] <= r["avg_jct_s"] for r in done)
+    ratio = {
+        "jct": (row.gavel_avg_jct_s, "avg_jct_s"),
+        "makespan": (row.gavel_makespan_s, "makespan_s"),
+    }
     return {
-        b: {
-            "avg_jct_ratio": ours["avg_jct_h"] / by[b]["avg_jct_h"],
-            "p95_jct_ratio": ours["p95_jct_h"] / by[b]["p95_jct_h"],
-        }
-        for b in BASELINES
-        if b in by
+        "workload": row.name,
+        "fleet": row.inputs.fleet.name,
+        "jobs": len(row.inputs.jobs),
+        "use": row.use,
+        "cost": str(config.cost_model),
+        "gavel_avg_jct_s": row.gavel_avg_jct_s,
+        "gavel_makespan_s": row.gavel_makespan_s,
+        **{
+            f"ours_over_gavel_{k}": ours[key] / best if best and "avg_jct_s" in ours else None
+            for k, (best, key) in ratio.items()
+        },
+        "ours_lowest_avg_jct": lowest,
+        "policies": by_policy,
     }
 
 
-def markdown(name: str, rows: list[dict[str, Any]], ratios: dict[str, dict[str, float]]) -> str:
-    out = [
-        f"## {name}",
-        "",
-        "| policy | avg JCT h | median h | p95 h | avg queue h | makespan h | "
-        "Jain (slowdown) | Jain (rho) | worst rho | worst tenant avg JCT h | preemptions | "
-        "CPU s |",
-        "|" + "---|" * 12,
+def cells(p: dict[str, Any]) -> str:
+    if p["status"] != "done":
+        return f"{p['status']} | | | | | "
+    return (
+        f"{p['avg_jct_s']:,.0f} | {p['p95_jct_s']:,.0f} | {p['makespan_s']:,.0f} "
+        f"| {p['jain_index']:.3f} | {p['preemptions']:,} | {p['lost_gpu_h']:,.1f}"
+    )
+
+
+def goal(res: dict[str, Any], policy: str) -> str:
+    if policy != OURS:
+        return ""
+    if res["ours_over_gavel_jct"] is None:
+        return "lowest" if res["ours_lowest_avg_jct"] else "**not lowest**"
+    text = f"JCT {res['ours_over_gavel_jct']:.3f} of Gavel's best"
+    if res["ours_over_gavel_makespan"] is not None:
+        text += f", makespan {res['ours_over_gavel_makespan']:.3f}"
+    return text
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "| workload | rows | policy | avg JCT s | p95 JCT s | makespan s | Jain | preemptions "
+        "| lost GPU-h | ours: goal |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        worst = max(t["avg_jct_h"] for t in r["tenants"].values())
+    for res in results:
+        for name, p in res["policies"].items():
+            shown = f"**{name}**" if name == OURS else name
+            lines.append(
+                f"| {res['workload']} | {res['use']} | {shown} | {cells(p)} | {goal(res, name)} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def summary(results: list[dict[str, Any]]) -> list[str]:
+    """One line per cost model: goals on E1-E3, and where ours is not the lowest."""
+    out = []
+    for cost in ("free", "realistic"):
+        rows = [r for r in results if r["cost"] == cost]
+        gavel = [r for r in rows if r["gavel_avg_jct_s"] is not None]
+        other = [r for r in rows if r["gavel_avg_jct_s"] is None]
+        lost = [r["workload"] for r in other if not r["ours_lowest_avg_jct"]]
+        ratios = ", ".join(
+            f"{r['workload'].split()[0]} {r['ours_over_gavel_jct'] or math.nan:.3f}" for r in gavel
+        )
         out.append(
-            f"| {r['policy']} | {r['avg_jct_h']:.2f} | {r['median_jct_h']:.2f} | "
-            f"{r['p95_jct_h']:.2f} | {r['avg_queueing_h']:.2f} | {r['makespan_h']:.1f} | "
-            f"{r['jain_index']:.3f} | {r['jain_ftf']:.3f} | {r['max_ftf']:.2f} | "
-            f"{worst:.2f} | {r['preemptions']} | {r.get('cpu_s', 0.0):.0f} |"
+            f"- `--cost {cost}`: ours / Gavel's best average JCT {ratios}; ours lowest average "
+            f"JCT on {len(other) - len(lost)} of {len(other)} other rows"
+            + (f" (not on: {', '.join(lost)})" if lost else "")
         )
-    out.append("")
-    out += [
-        f"- ours / {b}: avg JCT × {v['avg_jct_ratio']:.2f}, p95 JCT × {v['p95_jct_ratio']:.2f}"
-        for b, v in ratios.items()
-    ]
-    out += ["", *tenant_table(rows)]
-    return "\n".join(out) + "\n"
-
-
-def tenant_table(rows: list[dict[str, Any]]) -> list[str]:
-    """Per-tenant average JCT (h) and rho under each policy."""
-    tenants = sorted({t for r in rows for t in r["tenants"]})
-    out = [
-        "<details><summary>per-tenant average JCT h (rho)</summary>",
-        "",
-        "| tenant | jobs | " + " | ".join(r["policy"] for r in rows) + " |",
-        "|" + "---|" * (len(rows) + 2),
-    ]
-    for tenant in tenants:
-        cells = []
-        for r in rows:
-            t = r["tenants"].get(tenant)
-            cells.append(f"{t['avg_jct_h']:.1f} ({t['ftf']:.1f})" if t else "-")
-        jobs = next(r["tenants"][tenant]["jobs"] for r in rows if tenant in r["tenants"])
-        out.append(f"| {tenant} | {jobs} | " + " | ".join(cells) + " |")
-    return [*out, "", "</details>", ""]
-
-
-@dataclasses.dataclass(frozen=True)
-class Scenario:
-    """One fleet and window of the trace, replayed under every policy."""
-
-    name: str
-    kind: FleetKind
-    fleet: str
-    max_jobs: int | None
-    time_scale: float = 1.0
-
-
-def run_one(scenario: Scenario, policy: str, config: SimConfig) -> dict[str, Any]:
-    """One policy over one scenario: its result row, with the CPU seconds it took."""
-    started, cpu = time.perf_counter(), time.process_time()
-    inputs = inputs_for(scenario.kind, scenario.fleet, scenario.max_jobs, scenario.time_scale)
-    (metrics,) = run_policies(inputs, [policy], config)
-    took, cpu = time.perf_counter() - started, time.process_time() - cpu
-    print(
-        f"  {scenario.name} {policy}: {metrics.jobs} jobs ({took:.0f} s, {cpu:.0f} s CPU)",
-        file=sys.stderr,
-    )
-    return {**row(metrics), "cpu_s": cpu, "trace": inputs.trace_name}
-
-
-def task_json(scenario: Scenario, policy: str, config: SimConfig) -> str:
-    """The ``--task`` argument of a child run: plain JSON."""
-    spec = {**dataclasses.asdict(scenario), "kind": str(scenario.kind)}
-    task = {"scenario": spec, "policy": policy}
-    return json.dumps({**task, "decision_interval_s": config.decision_interval_s})
-
-
-def run_task(text: str) -> None:
-    """``--task``: run one policy over one scenario and print its row as JSON."""
-    task = json.loads(text)
-    spec = task["scenario"]
-    scenario = Scenario(**{**spec, "kind": FleetKind(spec["kind"])})
-    config = SimConfig(decision_interval_s=task["decision_interval_s"])
-    print(json.dumps(run_one(scenario, task["policy"], config)))
-
-
-def run_child(scenario: Scenario, policy: str, config: SimConfig) -> dict[str, Any]:
-    """One task in a child process of this script; its row read back from JSON."""
-    command = [sys.executable, __file__, "--task", task_json(scenario, policy, config)]
-    done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
-
-
-def run_all(scenarios: list[Scenario], config: SimConfig, workers: int) -> list[dict[str, Any]]:
-    """Every policy over every scenario: in this process, or ``workers`` child processes
-    at a time."""
-    tasks = [(s, p) for s in scenarios for p in POLICIES]
-    if workers <= 1:
-        done = [run_one(s, p, config) for s, p in tasks]
-    else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            done = list(pool.map(lambda task: run_child(*task, config), tasks))
-    results = []
-    for scenario in scenarios:
-        rows = [r for (s, _p), r in zip(tasks, done, strict=True) if s is scenario]
-        trace = rows[0].pop("trace")
-        for r in rows[1:]:
-            r.pop("trace")
-        results.append(
-            {"fleet": scenario.name, "trace": trace, "rows": rows, "ratios": compare(rows)}
-        )
-    return results
-
-
-def resource_cpu_s() -> float:
-    """CPU seconds used so far by this process and its finished children."""
-    own, children = (
-        resource.getrusage(resource.RUSAGE_SELF),
-        resource.getrusage(resource.RUSAGE_CHILDREN),
-    )
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--name", default="scheduler_quality", help="name of the result files")
     parser.add_argument(
-        "--max-jobs", type=int, default=0, help="jobs on the large fleets (0 = whole trace)"
+        "--budget-cpu-s", type=float, default=120.0, help="stop a free-cost run after this CPU s"
     )
     parser.add_argument(
-        "--small-window", type=int, default=1000, help="jobs on gavel-hetero (0 = skip)"
-    )
-    parser.add_argument(
-        "--demo-fleet", default=str(DEMO_SLICE), help="demo fleet (file, or 'demo')"
-    )
-    parser.add_argument(
-        "--demo-max-jobs",
-        type=int,
-        default=-1,
-        help="jobs on the demo fleet (-1 = as --max-jobs, 0 = skip the demo fleet)",
-    )
-    parser.add_argument(
-        "--demo-time-scale",
+        "--realistic-budget-cpu-s",
         type=float,
-        default=1.0,
-        help="multiply submit times on the demo fleet (compress arrivals)",
+        default=20.0,
+        help="stop a realistic-cost run after this many CPU s",
     )
-    parser.add_argument("--decision-interval-s", type=float, default=60.0)
-    parser.add_argument(
-        "--workers", type=int, default=1, help="simulations run at a time (child processes)"
-    )
-    parser.add_argument(
-        "--name", default="scheduler_quality", help="results file name (without .json / .md)"
-    )
-    parser.add_argument("--task", help=argparse.SUPPRESS)
+    parser.add_argument("--only", default="", help="keep rows whose name contains this")
+    parser.add_argument("--no-windows", action="store_true", help="skip the Philly windows")
+    parser.add_argument("--cost", choices=("both", "free", "realistic"), default="both")
     args = parser.parse_args()
-    if args.task:
-        run_task(args.task)
-        return
-    load_before, cpu_before = os.getloadavg(), resource_cpu_s()
-    max_jobs = args.max_jobs or None
-    config = SimConfig(decision_interval_s=args.decision_interval_s)
-    demo = Path(args.demo_fleet).stem
-    scenarios = [
-        Scenario("gavel-hetero-768 (V100/P100/K80)", FleetKind.GAVEL, "gavel-hetero-768", max_jobs),
-        Scenario("gavel-hetero (108 GPUs)", FleetKind.GAVEL, "gavel-hetero", args.small_window),
+    rows = gavel_rows() + generated_rows(TUNING_SEEDS + HELD_OUT_SEEDS)
+    rows += [] if args.no_windows else heldout_rows()
+    rows = [r for r in rows if args.only in r.name]
+    configs = [c for c in (GAVEL_MATCHED, REALISTIC) if args.cost in ("both", str(c.cost_model))]
+    load_before, cpu_before = os.getloadavg()[0], time.process_time()
+    budget = {"free": args.budget_cpu_s, "realistic": args.realistic_budget_cpu_s}
+    results = [
+        run_row(row, config, budget[str(config.cost_model)]) for config in configs for row in rows
     ]
-    if not args.small_window:
-        del scenarios[1]
-    if args.demo_max_jobs:
-        demo_jobs = max_jobs if args.demo_max_jobs < 0 else args.demo_max_jobs
-        scale = args.demo_time_scale
-        scenarios.append(
-            Scenario(f"demo fleet ({demo})", FleetKind.DEMO, args.demo_fleet, demo_jobs, scale)
-        )
-    results = run_all(scenarios, config, args.workers)
+    load, cpu = os.getloadavg()[0], time.process_time() - cpu_before
     RESULTS.mkdir(exist_ok=True)
+    settings = {str(c.cost_model): c.settings() for c in configs}
     payload = {
-        "benchmark": "scheduler_quality",
-        "max_jobs": max_jobs,
-        "small_window": args.small_window,
-        "demo_fleet": demo,
-        "demo_max_jobs": args.demo_max_jobs,
-        "demo_time_scale": args.demo_time_scale,
-        "workers": args.workers,
         "command": " ".join(sys.argv),
-        "load_avg_before": load_before,
-        "load_avg_after": os.getloadavg(),
-        "cpu_s_total": resource_cpu_s() - cpu_before,
-        "config": config.settings(),
+        "load_1m_before": load_before,
+        "load_1m_after": load,
+        "cpu_s": cpu,
+        "budget_cpu_s": budget,
+        "settings": settings,
         "results": results,
     }
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(payload, indent=2, default=str))
-    load = ", ".join(
-        f"{a:.1f} → {b:.1f}" for a, b in zip(load_before, os.getloadavg(), strict=True)
-    )
-    head = (
-        f"# scheduler_quality\n\n`{payload['command']}`; load average (1, 5, 15 min) "
-        f"{load}; {payload['cpu_s_total']:.0f} CPU s in all\n\n"
-    )
-    text = head + "\n".join(
-        markdown(r["fleet"] + f" — {r['trace']}", r["rows"], r["ratios"]) for r in results
-    )
-    (RESULTS / f"{args.name}.md").write_text(text)
-    print(text)
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(payload, indent=2))
+    windows = ", ".join(f"{a}-{a + n - 1}" for n, a in HELD_OUT_WINDOWS)
+    text = [
+        f"# {args.name}\n",
+        f"`{payload['command']}`: load average (1 min) {load_before:.1f} before, {load:.1f} "
+        f"after; {cpu:,.0f} CPU s in all; a run stops after {budget['free']:.0f} CPU s (free "
+        f"cost) or {budget['realistic']:.0f} CPU s (realistic cost).\n",
+        "Rows: Gavel's E1-E3 (tuning; goals = Gavel's best average JCT 8,888 / 9,133 / "
+        "35,659 s and E3 makespan 64,721 s), generated workloads (seeds "
+        f"{', '.join(map(str, TUNING_SEEDS))} tuning, {', '.join(map(str, HELD_OUT_SEEDS))} "
+        f"held out) and Philly-derived windows on 36:36:36 (jobs {windows}; held out). "
+        "Jain's index is over tenants (1.000 for the single-tenant rows).\n",
+        *summary(results),
+        "",
+    ]
+    for config in configs:
+        cost = str(config.cost_model)
+        text += [f"## --cost {cost}\n", f"Settings: `{json.dumps(config.settings())}`\n"]
+        text.append(table([r for r in results if r["cost"] == cost]))
+    (RESULTS / f"{args.name}.md").write_text("\n".join(text))
+    print("\n".join(text))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scheduler_quality import inputs_for
+from quality_workloads import inputs_for
 
 from suanwang.scheduler import Decision, Snapshot
 from suanwang.simulator.engine import SimConfig, simulate

@@ -33,8 +33,8 @@ WINDOW_JOBS = 300
 FLEETS = {FleetKind.GAVEL: "gavel-hetero", FleetKind.DEMO: "demo"}
 FREE_MOVES_ONLY = {"gavel-like"}
 """Round-based, it swaps jobs out every round before their checkpoints: under realistic
-cost it loses that work each time (benchmarks/gavel_suite.py compares it with free moves
-only), and this window took over 300 s of CPU without finishing."""
+cost it loses that work each time (benchmarks/scheduler_quality.py stops it at a CPU
+budget there), and this window took over 300 s of CPU without finishing."""
 
 
 @pytest.fixture(autouse=True)
