@@ -103,6 +103,11 @@ FLEET_CASES = [
             ("bad-ray-address", "ray: {address: 'h:8265'}", "clusters[0].ray.address"),
             ("secret-in-address", "ray: {address: 'http://u:pw@h:1'}", "clusters[0].ray.address"),
             ("bad-partition", "slurm: {partition: 'a;b'}", "clusters[0].slurm.partition"),
+            (
+                "bad-tenant-qos",
+                "slurm: {partition: p, tenants: {acme: {qos: 'a b'}}}",
+                "clusters[0].slurm.tenants.acme.qos",
+            ),
             ("kube-extra-key", "kubernetes: {token: x}", "clusters[0].kubernetes.token"),
         ]
     ],

@@ -18,7 +18,12 @@ from suanwang.adapters.db.engine import alembic_config
 from suanwang.bootstrap import build_app, discovery_backend
 from suanwang.config import Settings
 from suanwang.domain.audit import AuditAction, AuditQuery
-from suanwang.domain.connections import KubernetesConnection, RayConnection, SlurmConnection
+from suanwang.domain.connections import (
+    KubernetesConnection,
+    RayConnection,
+    SlurmConnection,
+    SlurmTenant,
+)
 from suanwang.domain.jobs import AttemptState, JobState
 from suanwang.domain.tenancy import Principal, Scope
 from suanwang.ports import LaunchRequest, NodeSlice
@@ -41,7 +46,7 @@ clusters:
   - name: slurm1
     region: r1
     kind: real
-    slurm: {{partition: debug, bin_dir: /nonexistent/bin}}
+    slurm: {{partition: debug, bin_dir: /nonexistent/bin, tenants: {{acme: {{qos: high}}}}}}
     nodes: [{{name: s-n1, chip: cpu, cards: 4}}]
   - name: k8s1
     region: r1
@@ -56,7 +61,9 @@ def test_connections_are_stored_and_reapplying_changes_nothing(platform: Platfor
     clusters = {c.name: c for c in platform.fleet.view().clusters}
     assert clusters["here"].connection is None
     assert clusters["ray1"].connection == RayConnection(UNREACHABLE)
-    assert clusters["slurm1"].connection == SlurmConnection("debug", bin_dir="/nonexistent/bin")
+    assert clusters["slurm1"].connection == SlurmConnection(
+        "debug", bin_dir="/nonexistent/bin", tenants=(SlurmTenant("acme", qos="high"),)
+    )
     assert clusters["k8s1"].connection == KubernetesConnection(
         kubeconfig="/nonexistent/kubeconfig", api_url=UNREACHABLE
     )
@@ -126,6 +133,7 @@ def test_clusters_show_connection_to_the_operator_and_health_to_everyone(api: An
     assert shown["ray1"]["connection"] == {"ray": {"address": UNREACHABLE}}
     assert shown["k8s1"]["connection"]["kubernetes"]["kubeconfig"] == "/nonexistent/kubeconfig"
     assert shown["here"]["connection"] is None
+    assert shown["slurm1"]["connection"]["slurm"]["tenants"] == {"acme": {"qos": "high"}}
     assert {c["health"]["status"] for c in shown.values()} == {"unchecked"}
     for_tenant = client.get("/api/v1/clusters", headers=tenant).json()
     assert all(c["connection"] is None for c in for_tenant)

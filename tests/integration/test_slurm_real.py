@@ -19,7 +19,7 @@ from slurm_cluster import CHIP, PARTITION, TENANT_UIDS, SlurmCluster
 from suanwang.adapters.backends.clocks import SystemClock
 from suanwang.adapters.backends.slurm import SlurmBackend
 from suanwang.config import Settings
-from suanwang.domain.connections import SlurmConnection
+from suanwang.domain.connections import SlurmConnection, SlurmTenant
 from suanwang.domain.jobs import AttemptState
 from suanwang.ports import Handle, LaunchRequest, NodeSlice, RunStatus
 
@@ -199,6 +199,33 @@ def test_a_retried_submit_never_submits_twice(
     assert again.handle["slurm_job_id"] == first.handle["slurm_job_id"]
     assert len(slurm_cluster.job_ids("suanwang-once1-")) == 1
     assert wait(slurm, "once1", first.handle).state is AttemptState.SUCCEEDED
+
+
+def test_a_tenants_job_is_charged_to_its_own_account_and_qos(
+    slurm: SlurmBackend, slurm_cluster: SlurmCluster
+) -> None:
+    """slurmctld records the mapped account on the tenant's job and another tenant's job
+    keeps the block's (none here). The QoS is accepted but, without accounting storage on
+    the test cluster, shown as ``(null)``: its ``--qos`` is checked in the unit tests."""
+    mapped = SlurmConnection(
+        partition=PARTITION,
+        bin_dir=str(slurm_cluster.bin_dir),
+        tenants=(SlurmTenant("acme", account="acme-ai", qos="high"),),
+    )
+    charged: dict[str, dict[str, str]] = {}
+    for tenant in ("acme", "beta"):
+        job_id = f"acct-{tenant}"
+        started = slurm.submit(
+            request(slurm_cluster, job_id, "true", tenant=tenant, connection=mapped)
+        )
+        assert started.state is AttemptState.STARTING, started.reason
+        shown = slurm_cluster.run("scontrol", "show", "job", str(started.handle["slurm_job_id"]))
+        charged[tenant] = {
+            w.split("=", 1)[0]: w.split("=", 1)[1] for w in shown.split() if "=" in w
+        }
+        assert wait(slurm, job_id, started.handle).state is AttemptState.SUCCEEDED
+    assert charged["acme"]["Account"] == "acme-ai"
+    assert charged["beta"]["Account"] != "acme-ai"
 
 
 def test_capacity_and_a_missing_partition(slurm: SlurmBackend, slurm_cluster: SlurmCluster) -> None:

@@ -100,8 +100,11 @@ def show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
             reason = health.get("reason", "")
             say(f"cluster {c['name']} is unhealthy{_checked(health)}: {reason}", style="red")
         for backend, block in (c.get("connection") or {}).items():
-            fields = ", ".join(f"{k}={v}" for k, v in block.items() if v not in ("", [], {}))
-            say(f"cluster {c['name']} {backend}: {fields}")
+            tenants = block.get("tenants") or {}
+            rest = {k: v for k, v in block.items() if k != "tenants"}
+            say(f"cluster {c['name']} {backend}: {_fields(rest)}")
+            for tenant, own in tenants.items():
+                say(f"cluster {c['name']} {backend} tenant {tenant}: {_fields(own)}")
     for link in fleet["wan_links"]:
         a, b = link["between"]
         say(
@@ -110,6 +113,10 @@ def show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         )
     if any(c["simulated"] for c in fleet["clusters"]):
         say(SIMULATED_NOTE, style="yellow")
+
+
+def _fields(block: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in block.items() if v not in ("", [], {}))
 
 
 def clusters_table(clusters: list[dict[str, Any]]) -> Table:

@@ -14,11 +14,12 @@ import enum
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 from urllib.parse import urlsplit
 
 from suanwang.domain.errors import ValidationError
+from suanwang.domain.tenancy import TENANT_NAME
 
 
 class KubeJobApi(enum.StrEnum):
@@ -53,6 +54,19 @@ class RayConnection:
 
 
 @dataclass(frozen=True, slots=True)
+class SlurmTenant:
+    """One tenant's own Slurm partition, account and QoS ("" keeps the block's value)."""
+
+    tenant: str
+    partition: str = ""
+    account: str = ""
+    qos: str = ""
+
+
+SLURM_TENANT_FIELDS = ("partition", "account", "qos")
+
+
+@dataclass(frozen=True, slots=True)
 class SlurmConnection:
     """A Slurm cluster: where jobs go and how the commands (or slurmrestd) are reached."""
 
@@ -63,6 +77,26 @@ class SlurmConnection:
     """Directory of sbatch, squeue, sacct, scancel, sinfo; "" means from PATH."""
     slurmrestd_url: str = ""
     """When set, jobs go through slurmrestd instead of the commands."""
+    tenants: tuple[SlurmTenant, ...] = ()
+    """Per-tenant overrides of partition, account and QoS, sorted by tenant id."""
+
+    def for_tenant(self, tenant: str) -> SlurmConnection:
+        """The connection a job of ``tenant`` is submitted with: its overrides applied."""
+        own = next((t for t in self.tenants if t.tenant == tenant), None)
+        if own is None:
+            return replace(self, tenants=())
+        return replace(
+            self,
+            partition=own.partition or self.partition,
+            account=own.account or self.account,
+            qos=own.qos or self.qos,
+            tenants=(),
+        )
+
+    @property
+    def partitions(self) -> frozenset[str]:
+        """Every partition suanwang submits to on this cluster (the block's and tenants')."""
+        return frozenset({self.partition} | {t.partition for t in self.tenants if t.partition})
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,14 +206,26 @@ def _check_url(url: str, field: str, *, required: bool) -> None:
 
 
 def _check_slurm(conn: SlurmConnection, where: str) -> None:
-    for name in ("partition", "account", "qos"):
-        value = getattr(conn, name)
-        if (value or name == "partition") and not _SLURM_NAME.match(value):
+    for name in SLURM_TENANT_FIELDS:
+        _check_slurm_name(name, getattr(conn, name), where, required=name == "partition")
+    seen: set[str] = set()
+    for own in conn.tenants:
+        at = f"{where}.tenants.{own.tenant}"
+        if not TENANT_NAME.fullmatch(own.tenant) or own.tenant in seen:
             raise ValidationError(
-                f"{name} {value!r} is not a Slurm name",
-                field=f"{where}.{name}",
-                hint="letters, digits, '.', '_' and '-' (1-64); partition is required",
+                f"{own.tenant!r} is not a tenant id (or is given twice)",
+                field=at,
+                hint="3-40 characters: lowercase letters, digits and '-', starting with a letter",
             )
+        seen.add(own.tenant)
+        if not any(getattr(own, name) for name in SLURM_TENANT_FIELDS):
+            raise ValidationError(
+                f"tenant {own.tenant!r} sets none of partition, account, qos",
+                field=at,
+                hint="give at least one of them, or leave the tenant out",
+            )
+        for name in SLURM_TENANT_FIELDS:
+            _check_slurm_name(name, getattr(own, name), at, required=False)
     if conn.bin_dir and (not conn.bin_dir.startswith("/") or "\x00" in conn.bin_dir):
         raise ValidationError(
             f"bin_dir {conn.bin_dir!r} is not an absolute path",
@@ -187,6 +233,15 @@ def _check_slurm(conn: SlurmConnection, where: str) -> None:
             hint="e.g. /usr/bin, or leave it out to use PATH",
         )
     _check_url(conn.slurmrestd_url, f"{where}.slurmrestd_url", required=False)
+
+
+def _check_slurm_name(name: str, value: str, where: str, *, required: bool) -> None:
+    if (value or required) and not _SLURM_NAME.match(value):
+        raise ValidationError(
+            f"{name} {value!r} is not a Slurm name",
+            field=f"{where}.{name}",
+            hint="letters, digits, '.', '_' and '-' (1-64); the block's partition is required",
+        )
 
 
 def _check_kube(conn: KubernetesConnection, where: str) -> None:
@@ -253,6 +308,11 @@ def connection_data(connection: Connection) -> dict[str, Any]:
             value = dict(value)
         elif f.name == "tolerations":
             value = [{g.name: getattr(t, g.name) for g in fields(t)} for t in value]
+        elif f.name == "tenants":
+            value = {
+                t.tenant: {k: getattr(t, k) for k in SLURM_TENANT_FIELDS if getattr(t, k)}
+                for t in value
+            }
         block[f.name] = value
     return {backend_of(connection): block}
 
@@ -268,7 +328,8 @@ def connection_from_data(data: Mapping[str, Any]) -> Connection:
     if backend == "ray":
         return RayConnection(address=str(block["address"]), bwrap=str(block.get("bwrap", "")))
     if backend == "slurm":
-        return SlurmConnection(**{k: str(v) for k, v in block.items()})
+        rest = {k: str(v) for k, v in block.items() if k != "tenants"}
+        return SlurmConnection(**rest, tenants=slurm_tenants(block.get("tenants", {})))
     if backend == "kubernetes":
         rest = {k: v for k, v in block.items() if k not in _KUBE_STRUCTURED}
         return KubernetesConnection(
@@ -281,6 +342,14 @@ def connection_from_data(data: Mapping[str, Any]) -> Connection:
             hami=bool(block.get("hami", False)),
         )
     raise ValueError(f"unknown connection block {backend!r}")
+
+
+def slurm_tenants(data: Mapping[str, Mapping[str, Any]]) -> tuple[SlurmTenant, ...]:
+    """``{tenant: {partition, account, qos}}`` as the connection's sorted tuple."""
+    return tuple(
+        SlurmTenant(tenant=str(tenant), **{k: str(v) for k, v in own.items()})
+        for tenant, own in sorted(data.items())
+    )
 
 
 _KUBE_STRUCTURED = frozenset({"job_api", "node_selector", "tolerations", "hami"})

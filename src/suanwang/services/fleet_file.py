@@ -21,6 +21,7 @@ from suanwang.domain.connections import (
     SlurmConnection,
     Toleration,
     backend_of,
+    slurm_tenants,
 )
 from suanwang.domain.errors import ValidationError
 from suanwang.domain.fleet import (
@@ -72,12 +73,19 @@ class RayIn(_Strict):
     bwrap: str = ""
 
 
+class SlurmTenantIn(_Strict):
+    partition: str = ""
+    account: str = ""
+    qos: str = ""
+
+
 class SlurmIn(_Strict):
     partition: str
     account: str = ""
     qos: str = ""
     bin_dir: str = ""
     slurmrestd_url: str = ""
+    tenants: dict[str, SlurmTenantIn] = {}
 
 
 class TolerationIn(_Strict):
@@ -199,7 +207,9 @@ def _connection(cluster: ClusterIn, index: int) -> Connection | None:
     if cluster.ray is not None:
         return RayConnection(address=cluster.ray.address, bwrap=cluster.ray.bwrap)
     if cluster.slurm is not None:
-        return SlurmConnection(**cluster.slurm.model_dump())
+        slurm = cluster.slurm.model_dump(exclude={"tenants"})
+        tenants = {t: own.model_dump() for t, own in cluster.slurm.tenants.items()}
+        return SlurmConnection(**slurm, tenants=slurm_tenants(tenants))
     kube = cluster.kubernetes
     if kube is None:
         return None

@@ -4,7 +4,8 @@
   :class:`~suanwang.domain.connections.SlurmConnection` (``slurm_script.py``): job name
   ``suanwang-<job>-<attempt>``, ``--nodes``/``--nodelist`` as placed, ``--gres=<gres>:<n>``
   from the chip (``--cpus-per-task`` for cpu slots), ``--time`` from the maximum runtime,
-  ``--requeue`` for preemptible work, partition, account and QoS, output appended to a file
+  ``--requeue`` for preemptible work, partition, account and QoS (the tenant's own from the
+  block's ``tenants:`` for its jobs, the block's for platform engines), output appended to a file
   suanwang reads (``slurm_files.py``). The Slurm job id goes into the handle (stored by the
   control loop) and into ``<attempt>.id``; a retried submit finds the job by that file or
   by its name in ``squeue`` and never submits twice.
@@ -15,7 +16,7 @@
   failing the run for it, and the cluster shows unhealthy (:meth:`capacity`).
 - **cancel** is ``scancel``; **logs** read the output file; **capacity** is ``sinfo
   --json`` (usable nodes of the partition, GRES counts mapped back to chips); **runs** are
-  the jobs of the partition named ``suanwang-…``.
+  the jobs named ``suanwang-…`` in the partitions suanwang submits to.
 
 Isolation (sandbox mode): ``sbatch`` runs as root with ``--uid``/``--gid`` set to the
 tenant's uid from :class:`~suanwang.ports.TenantUids` (platform engines: the engine uid);
@@ -127,7 +128,7 @@ class SlurmBackend:
 
     def submit(self, request: LaunchRequest) -> RunStatus:
         """Submit the attempt unless it was submitted before; its status either way."""
-        connection = _slurm(request.connection)
+        connection = _for_tenant(_slurm(request.connection), request)
         if not request.command:
             raise ValueError("the slurm backend needs a command")
         files = JobFiles(self.spool, request.job_id, request.attempt)
@@ -217,13 +218,14 @@ class SlurmBackend:
         return capacity_of(SlurmCli(slurm.bin_dir, self._runner), slurm.partition)
 
     def runs(self, cluster: str, connection: Connection | None) -> list[RunRef]:
-        """Jobs of the partition named ``suanwang-<job>-<attempt>`` that slurmctld holds."""
+        """Jobs named ``suanwang-<job>-<attempt>`` that slurmctld holds in the partitions
+        suanwang submits to (the block's and its tenants')."""
         slurm = _slurm(connection)
         cli = SlurmCli(slurm.bin_dir, self._runner)
         found: list[RunRef] = []
         for job in self._queue.jobs(cli, fresh=True):
             parsed = parse_run_name(job.name)
-            if parsed is None or job.partition != slurm.partition:
+            if parsed is None or job.partition not in slurm.partitions:
                 continue
             handle = {"cluster": cluster, "slurm_job_id": job.job_id, "bin_dir": slurm.bin_dir}
             alive = not job.attempt_state.ended
@@ -314,6 +316,14 @@ class SlurmBackend:
         node = next((n for n in found if n.name in nodes), None)
         address = ip_of(node.address) if node is not None else None
         return (node.name, address) if node is not None and address is not None else None
+
+
+def _for_tenant(connection: SlurmConnection, request: LaunchRequest) -> SlurmConnection:
+    """The tenant's partition, account and QoS for its jobs; the block's for platform
+    engines (they run for the platform, not the tenant)."""
+    if request.workload is Workload.PLATFORM_ENGINE:
+        return connection.for_tenant("")
+    return connection.for_tenant(request.tenant)
 
 
 def _status(job: SlurmJob, handle: dict[str, Any]) -> RunStatus:
