@@ -4,8 +4,8 @@
 start by borrowing is deferred with every later job of its tenant to a second pass, in
 the same order. Two ways to walk them, with the same result:
 
-- :class:`SortedPasses` sorts the whole queue (the way for short queues, or without an
-  index);
+- :class:`SortedPasses` sorts the whole queue (the way for short queues, without an
+  index, or under strict FIFO, which looks at nearly every job anyway);
 - :class:`MergedPasses` merges the classes of a :class:`~.queue_index.QueueIndex`
   (a heap of class heads, one sort key computed per job it yields) and skips a class as
   a whole once one of its jobs is inert by its shape (:meth:`~.inert.InertFilter
@@ -46,10 +46,12 @@ Token = tuple[object, ...]
 
 
 def job_passes(st: CycleState) -> SortedPasses | MergedPasses:
-    """The way to walk this cycle's queue: merged from the index when the cycle has one."""
+    """The way to walk this cycle's queue: merged from the index when the cycle has one,
+    except under strict FIFO, which decides nearly every job (each gets its "waiting
+    behind" reason), where sorting costs less per job than merging."""
     key = order_key(st)
     queue = st.queue
-    if queue is None:
+    if queue is None or st.policy.strict_fifo:
         return SortedPasses(st.snapshot.pending, key)
     promised = frozenset(st.victims.promised)
     return MergedPasses(queue, key, lambda: token(st), promised)
