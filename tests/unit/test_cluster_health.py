@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 
+import structlog.testing
 from fakes import FakeBackend, FakeClock, FakeDatabase, seed
 
 from suanwang.domain.audit import AuditAction
@@ -16,7 +17,7 @@ from suanwang.domain.ids import ChipName, ClusterName, RegionName, TenantId
 from suanwang.domain.jobs import JobSpec, JobState, Resources
 from suanwang.domain.records import ClusterHealth, ClusterRecord
 from suanwang.domain.tenancy import Principal, Scope
-from suanwang.ports import ClusterCapacity, RunRef
+from suanwang.ports import ClusterCapacity, EngineUnreachable, RunRef
 from suanwang.services.catalogue import default_catalogue
 from suanwang.services.cluster_health import ClusterHealthCheck, placeable_clusters
 from suanwang.services.control import ControlLoop, TickReport
@@ -204,6 +205,21 @@ def test_unhealthy_clusters_are_not_swept_and_shared_engines_are_asked_once() ->
     report = OrphanSweep(db, {"fake": here, "ray": ray}, clock).sweep()
     assert asked == ["here"]
     assert report.skipped == {"there": "unhealthy: down"}
+
+
+def test_an_engine_that_cannot_be_asked_is_skipped_with_its_reason_and_no_traceback() -> None:
+    db, clock, here, ray = two_clusters()
+
+    def unreachable(cluster: str, connection: object) -> list[RunRef]:
+        raise EngineUnreachable("connection refused")
+
+    here.runs = unreachable  # type: ignore[method-assign]
+    with structlog.testing.capture_logs() as logs:
+        report = OrphanSweep(db, {"fake": here, "ray": ray}, clock).sweep()
+    assert report.skipped["here"] == "EngineUnreachable: connection refused"
+    (line,) = [entry for entry in logs if entry["event"] == "could not list runs"]
+    assert line["reason"] == "connection refused"
+    assert "exc_info" not in line
 
 
 def test_nothing_is_drained_when_no_engine_node_matches_the_fleets_names() -> None:

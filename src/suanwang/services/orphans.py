@@ -23,7 +23,7 @@ import structlog
 from suanwang.domain.audit import AuditAction
 from suanwang.domain.records import ClusterRecord
 from suanwang.domain.tenancy import LOCAL_OPERATOR
-from suanwang.ports import Backend, Clock, RunRef, UnitOfWorkFactory
+from suanwang.ports import Backend, Clock, EngineUnreachable, RunRef, UnitOfWorkFactory
 from suanwang.services import audit
 
 log = structlog.get_logger("suanwang.orphans")
@@ -122,6 +122,9 @@ class OrphanSweep:
                 found.extend(
                     (cluster, run) for run in backend.runs(cluster.name, cluster.connection)
                 )
+            except EngineUnreachable as exc:  # expected while an engine is down: no traceback
+                log.warning("could not list runs", cluster=cluster.name, reason=str(exc))
+                report.skipped[cluster.name] = f"{type(exc).__name__}: {exc}"
             except Exception as exc:
                 log.warning("could not list runs", cluster=cluster.name, exc_info=True)
                 report.skipped[cluster.name] = f"{type(exc).__name__}: {exc}"
