@@ -1,22 +1,53 @@
 """What the live-server tests of every engine backend ask suanwang's API (Slurm, Ray).
 
-Each test module has its own ``Live`` (how the server runs and how to reach it); these
-helpers need only its ``client(key)`` (an ``httpx.Client`` with the key's bearer token,
-the tenant's by default) and its ``operator_key``.
+Each test module has its own ``Live`` (how the server runs and how to reach it; a server on
+127.0.0.1 can extend :class:`ServerLive`); these helpers need only its ``client(key)`` (an
+``httpx.Client`` with the key's bearer token, the tenant's by default) and its
+``operator_key``.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
+from procs import Server
 
 from suanwang.bootstrap import build_platform
 from suanwang.config import Settings
 from suanwang.domain.tenancy import Principal, Scope
+
+CLI = [sys.executable, "-m", "suanwang.cli.main"]
+
+
+@dataclass
+class ServerLive:
+    """A suanwang server on 127.0.0.1 started by a test module: its URL, acme's key, an
+    operator key, its environment and process, and the test's base directory."""
+
+    url: str
+    key: str
+    operator_key: str
+    env: dict[str, str]
+    server: Server
+    base: Path
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        auth = {"Authorization": f"Bearer {key or self.key}"}
+        return httpx.Client(base_url=self.url, headers=auth, timeout=15)
+
+    def cli(self, *args: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
+        env = dict(self.env, SUANWANG_URL=self.url, SUANWANG_API_KEY=key or self.key)
+        return subprocess.run(
+            [*CLI, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
 
 
 class Api(Protocol):

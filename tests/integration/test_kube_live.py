@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -30,43 +28,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
+from engine_live import ServerLive, job, prepare, wait_health, wait_state
 from kube_fake import FakeKube
 from kube_fake_server import fake_kube
 from procs import Server, free_port
 
-from suanwang.bootstrap import build_platform
 from suanwang.config import Settings
-from suanwang.domain.tenancy import Principal, Scope
 
 pytest.importorskip("kubernetes")
 
-CLI = [sys.executable, "-m", "suanwang.cli.main"]
 CHIP = "ascend-910b"
 UIDS = "152000-152099"
 
 
 @dataclass
-class Live:
-    url: str
-    key: str
-    operator_key: str
-    env: dict[str, str]
-    server: Server
-    base: Path
+class Live(ServerLive):
     kube: FakeKube
-
-    def client(self, key: str | None = None) -> httpx.Client:
-        auth = {"Authorization": f"Bearer {key or self.key}"}
-        return httpx.Client(base_url=self.url, headers=auth, timeout=15)
-
-    def cli(self, *args: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
-        env = dict(self.env, SUANWANG_URL=self.url, SUANWANG_API_KEY=key or self.key)
-        return subprocess.run(
-            [*CLI, *args], env=env, capture_output=True, text=True, timeout=120, check=False
-        )
 
 
 def fleet(api_url: str, name: str = "k8s") -> str:
@@ -105,17 +84,7 @@ def live() -> Iterator[Live]:
         kube.node("k8s-npu-1", {"huawei.com/Ascend910B": "8"})
         kube.node("k8s-npu-2", {"huawei.com/Ascend910B": "8"})
         settings = Settings(data_dir=data, tenant_uid_range=UIDS)
-        platform = build_platform(settings)
-        platform.fleet.apply_yaml(fleet(kube.url))
-        platform.tenancy.create_tenant("acme", "Acme", {"ascend": 16, "cpu": 2})
-        operator = Principal("op", Scope.OPERATOR, None)
-        key = platform.tenancy.create_key(
-            operator, tenant="acme", scope=Scope.TENANT_ADMIN, name="", expires_in_s=None
-        ).secret
-        op_key = platform.tenancy.create_key(
-            operator, tenant=None, scope=Scope.OPERATOR, name="", expires_in_s=None
-        ).secret
-        platform.uows.engine.dispose()  # type: ignore[attr-defined]
+        key, op_key = prepare(settings, fleet(kube.url), {"ascend": 16, "cpu": 2})
         port = free_port()
         server = Server(env, port, base / "server.log")
         server.start()
@@ -138,37 +107,6 @@ def submit(live: Live, command: list[str], seconds: float = 0.5, **body: Any) ->
         response = client.post("/api/v1/jobs", json=payload)
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
-
-
-def job(live: Live, job_id: str) -> dict[str, Any]:
-    with live.client() as client:
-        response = client.get(f"/api/v1/jobs/{job_id}")
-    assert response.status_code == 200, response.text
-    found: dict[str, Any] = response.json()
-    return found
-
-
-def wait_state(live: Live, job_id: str, *states: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while (found := job(live, job_id))["state"] not in states:
-        assert time.monotonic() < deadline, f"{job_id} still {found['state']}: {found}"
-        time.sleep(0.2)
-    return found
-
-
-def clusters(live: Live) -> dict[str, dict[str, Any]]:
-    with live.client(live.operator_key) as client:
-        response = client.get("/api/v1/clusters")
-    assert response.status_code == 200, response.text
-    return {c["name"]: c for c in response.json()}
-
-
-def wait_health(live: Live, name: str, status: str, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while (health := clusters(live).get(name, {}).get("health", {})).get("status") != status:
-        assert time.monotonic() < deadline, f"cluster {name} still {health}"
-        time.sleep(0.2)
-    return health
 
 
 def objects_of(live: Live, job_id: str) -> list[dict[str, Any]]:

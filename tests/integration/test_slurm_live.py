@@ -12,8 +12,6 @@ partition: the cluster is unhealthy with the reason, its jobs stay queued, ``loc
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -21,37 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
-from engine_live import at_once, job, prepare, wait_health, wait_state
+from engine_live import ServerLive, at_once, job, prepare, wait_health, wait_state
 from procs import Server, free_port
 from slurm_cluster import CARDS, CHIP, ENGINE_UID, PARTITION, TENANT_UIDS, SlurmCluster
 
 from suanwang.config import Settings
 
-CLI = [sys.executable, "-m", "suanwang.cli.main"]
-
 
 @dataclass
-class Live:
-    url: str
-    key: str
-    operator_key: str
-    env: dict[str, str]
-    server: Server
-    base: Path
+class Live(ServerLive):
     cluster: SlurmCluster
-
-    def client(self, key: str | None = None) -> httpx.Client:
-        auth = {"Authorization": f"Bearer {key or self.key}"}
-        return httpx.Client(base_url=self.url, headers=auth, timeout=15)
-
-    def cli(self, *args: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
-        env = dict(self.env, SUANWANG_URL=self.url, SUANWANG_API_KEY=key or self.key)
-        return subprocess.run(
-            [*CLI, *args], env=env, capture_output=True, text=True, timeout=120, check=False
-        )
 
 
 def fleet(cluster: SlurmCluster, partition: str = PARTITION, name: str = "hpc") -> str:
