@@ -30,7 +30,8 @@ from suanwang.simulator.outcome import SimOutcome
 
 @dataclass
 class Recorder:
-    """Wraps the run's reallocator and keeps every move's ``Preempt``."""
+    """Wraps the run's reallocator and keeps every move's ``Preempt`` (batch packing's
+    stops included: they are moves too)."""
 
     inner: Reallocator
     moves: list[Preempt] = field(default_factory=list)
@@ -38,6 +39,11 @@ class Recorder:
     def extend(self, snapshot: Snapshot, decisions: Sequence[Decision]) -> list[Decision]:
         out = self.inner.extend(snapshot, decisions)
         self.moves += [d for d in out[len(decisions) :] if isinstance(d, Preempt)]
+        return out
+
+    def batch_round(self, snapshot: Snapshot) -> list[Decision] | None:
+        out = self.inner.batch_round(snapshot)
+        self.moves += [d for d in out or () if isinstance(d, Preempt)]
         return out
 
 
@@ -83,7 +89,8 @@ def test_a_long_job_on_a_slow_chip_moves_when_a_fast_one_frees() -> None:
     # 10x slower elsewhere) would queue behind it for a V100 until 1e6 s (the estimate
     # does not count ``r``'s own release), so it starts on a slower chip. Once ``r`` is
     # done the V100 node is free and nobody waits: ``long`` moves there and ends near
-    # 1,800 + 40,000 s instead of ~400,000 s.
+    # 1,800 + 40,000 s instead of ~400,000 s. (``r`` and ``long`` come 100 s after the
+    # others, outside batch packing's window: this is the reallocation rule alone.)
     v100_only = ("nvidia-v100",)
     speed = {ChipName("nvidia-p100"): 0.1, ChipName("nvidia-k80"): 0.1}
     fillers = [
@@ -95,8 +102,8 @@ def test_a_long_job_on_a_slow_chip_moves_when_a_fast_one_frees() -> None:
             JobId("short"), TenantId("a"), 0.0, 4, 1_000.0, chips=v100_only, preemptible=False
         ),
         *fillers,
-        TraceJob(JobId("r"), TenantId("a"), 1.0, 4, 500.0, priority=1, chips=v100_only),
-        TraceJob(JobId("long"), TenantId("a"), 1.0, 4, 40_000.0, speed=speed),
+        TraceJob(JobId("r"), TenantId("a"), 100.0, 4, 500.0, priority=1, chips=v100_only),
+        TraceJob(JobId("long"), TenantId("a"), 100.0, 4, 40_000.0, speed=speed),
     ]
     outcome, moves = run(trace, CostModel.FREE)
     assert [m.job for m in moves] == ["long"]

@@ -58,6 +58,17 @@ class Tuning:
             forward by more than this.
         realloc_cooldown_rounds: Reallocation: a job placed within this many rounds
             moves again only if the gain also exceeds the move's cost.
+        batch_max_jobs: Batch packing: a snapshot of more jobs than this is never planned
+            as a batch (keeps the round's LP small).
+        batch_window_s: Batch packing: jobs submitted within this of each other are one
+            batch.
+        batch_slack_s: Batch packing: the makespan a round may give up for shorter
+            jobs' progress (0: the round keeps the batch's makespan optimal).
+        batch_short_first: Batch packing: how strongly a round favours short jobs among
+            those that keep the makespan (the exponent of the work left in the LP's
+            weights, :mod:`~suanwang.scheduler.makespan`).
+        batch_max_stop_cost_s: Batch packing: a running job whose stop would cost more
+            (restart delay plus work since its last checkpoint) is kept where it is.
         max_admissions_per_cycle: Admissions per cycle, at most (as Slurm's
             ``sched_max_job_start``): the cycle stops there and later jobs wait for the
             next one, which keeps a cycle on a large empty fleet under a second.
@@ -76,6 +87,11 @@ class Tuning:
     max_admissions_per_cycle: int = 2_000
     realloc_min_gain_s: float = 600.0
     realloc_cooldown_rounds: int = 5
+    batch_max_jobs: int = 500
+    batch_window_s: float = 60.0
+    batch_slack_s: float = 0.0
+    batch_short_first: float = 0.5
+    batch_max_stop_cost_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +123,9 @@ class Policy:
         pool_choice: Heterogeneity-blind pool choice (see :data:`PoolChoice`).
         reallocation: Every round, move running work to a chip type where it finishes
             sooner, counting the cost of the move (:mod:`~suanwang.scheduler.realloc`).
+        batch_packing: With ``reallocation``, a snapshot that holds one batch (jobs
+            submitted together) is planned round by round for makespan, then shortest
+            work first (:mod:`~suanwang.scheduler.batch`).
         share_floor: A job that keeps its tenant within its fair share may preempt
             preemptible work of tenants over theirs that no nominal quota protects
             (:mod:`~suanwang.scheduler.floor`).
@@ -126,6 +145,7 @@ class Policy:
     starvation_guard: bool = False
     pool_choice: PoolChoice = "best_fit"
     reallocation: bool = False
+    batch_packing: bool = False
     share_floor: bool = False
     tuning: Tuning = field(default_factory=Tuning)
 
@@ -175,6 +195,7 @@ SUANWANG = Policy(
     starvation_guard=True,
     pool_choice="best_fit",
     reallocation=True,
+    batch_packing=True,
     share_floor=False,
 )
 """Ours: Kueue quotas and preemption, fair sharing (cohort, then fleet) with a starvation

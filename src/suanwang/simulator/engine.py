@@ -223,16 +223,20 @@ class Simulation:
             return
         snapshot = self._snapshot()
         started = time.perf_counter()
-        if self.cache is None:
+        batch = None if self.moves is None else self.moves.batch_round(snapshot)
+        if batch is not None:
+            decisions = batch
+        elif self.cache is None:
             decisions = self.policy(snapshot)
         else:
             cached: Callable[..., list[Decision]] = self.policy
             decisions = cached(snapshot, cache=self.cache)
-        if self.moves is not None:
+        if self.moves is not None and batch is None:
             decisions = self.moves.extend(snapshot, decisions)
         self.policy_wall_s += time.perf_counter() - started
         self.cycles += 1
-        if not self._apply(decisions) and not (self.rounds and (self.pending or self.running)):
+        rounds = (self.rounds or batch is not None) and (self.pending or self.running)
+        if not self._apply(decisions) and not rounds:
             return
         interval = self.config.decision_interval_s
         if interval > 0:

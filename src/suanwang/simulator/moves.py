@@ -8,6 +8,11 @@ The engine applies them as it applies any preemption and admission, so a move lo
 work since the job's last checkpoint and waits the restart delay under ``--cost
 realistic``, and loses nothing under ``--cost free``. Moves use only cards that no
 waiting job was given or kept waiting for.
+
+With ``batch_packing`` on, a round whose snapshot holds one batch
+(:mod:`suanwang.scheduler.batch`) is planned by :meth:`Reallocator.batch_round` instead
+of the cycle: the engine runs it every round while the batch lasts (the plan changes with
+time, not only with events).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from suanwang.scheduler.batch import batch_round
 from suanwang.scheduler.decisions import Admit, Decision
 from suanwang.scheduler.policy import Policy
 from suanwang.scheduler.realloc import MoveCost, reallocate
@@ -49,3 +55,7 @@ class Reallocator:
         if len(admits) < len(snapshot.pending):
             return list(decisions)
         return [*decisions, *reallocate(snapshot, self.policy, self.cost, admits)]
+
+    def batch_round(self, snapshot: Snapshot) -> list[Decision] | None:
+        """The round's decisions when the snapshot holds one batch, else None."""
+        return batch_round(snapshot, self.policy, self.cost)
