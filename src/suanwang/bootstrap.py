@@ -110,7 +110,12 @@ def build_platform(
         fleet=Fleet(uows, clock, catalogue),
         tenancy=Tenancy(uows, clock, catalogue),
         jobs=Jobs(
-            uows, clock, catalogue, backends, load_priority_classes(settings.priority_classes_file)
+            uows,
+            clock,
+            catalogue,
+            backends,
+            load_priority_classes(settings.priority_classes_file),
+            settings.max_preemption_grace_s,
         ),
         control=ControlLoop(
             uows,

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from suanwang.domain.checkpoints import DEFAULT_MAX_PREEMPTION_GRACE_S, MAX_PREEMPTION_GRACE_S
 from suanwang.domain.deployments import PUBLIC_TENANT
 from suanwang.domain.workloads import UidRange
 
@@ -31,6 +32,12 @@ class Settings(BaseSettings):
         "chips (0: off)",
     )
     cancel_grace_s: float = Field(10.0, ge=0, le=3600)
+    max_preemption_grace_s: float = Field(
+        DEFAULT_MAX_PREEMPTION_GRACE_S,
+        ge=0,
+        le=MAX_PREEMPTION_GRACE_S,
+        description="the longest preemption_grace_s a job may ask for (SIGTERM to SIGKILL)",
+    )
     max_body_bytes: int = Field(1 << 20, ge=1024)
     log_follow_per_key: int = Field(4, ge=1, le=10_000, description="log follow streams per key")
     log_follow_max: int = Field(64, ge=1, le=100_000, description="log follow streams in all")

@@ -103,6 +103,12 @@ class LaunchRequest:
     picks the container image by it."""
     port: int | None = None
     """Platform engines: the replica's port (Kubernetes exposes it through a Service)."""
+    grace_s: float | None = None
+    """Seconds between SIGTERM and SIGKILL when the run is stopped (the job's
+    ``preemption_grace_s``); None: the backend's default."""
+    resume_count: int = 0
+    """Earlier attempts of the job stopped and requeued without a retry (preemptions,
+    moves, exit 75): ``SUANWANG_RESUME_COUNT``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -215,6 +215,21 @@ JOB_CASES = [
     pytest.param(
         {"command": ["true"], "env": {f"V{i}": "x" for i in range(1025)}}, "env", id="env-count"
     ),
+    pytest.param(
+        {"simulate": {"duration_s": 5}, "preemption_grace_s": -1},
+        "preemption_grace_s",
+        id="negative-grace",
+    ),
+    pytest.param(
+        {"simulate": {"duration_s": 5}, "preemption_grace_s": 301},
+        "preemption_grace_s",
+        id="grace-over-the-operator-max",
+    ),
+    pytest.param(
+        {"simulate": {"duration_s": 5}, "preemption_grace_s": "30"},
+        "preemption_grace_s",
+        id="grace-is-a-string",
+    ),
 ]
 
 

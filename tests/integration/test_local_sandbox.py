@@ -118,13 +118,16 @@ def test_the_environment_holds_no_secret_of_the_control_plane(
     assert status.state is AttemptState.SUCCEEDED, out
     env = json.loads(out)
     assert "secret" not in out
-    assert not [
-        k
-        for k in env
-        if k.startswith("SUANWANG_")
-        and k
-        not in ("SUANWANG_JOB_ID", "SUANWANG_ATTEMPT", "SUANWANG_CARDS", "SUANWANG_CHECKPOINT_FILE")
-    ]
+    platform_vars = (
+        "SUANWANG_JOB_ID",
+        "SUANWANG_ATTEMPT",
+        "SUANWANG_CARDS",
+        "SUANWANG_CHECKPOINT_FILE",
+        "SUANWANG_CHECKPOINT_DIR",
+        "SUANWANG_RESUME_COUNT",
+        "SUANWANG_PREEMPTION_GRACE_S",
+    )
+    assert not [k for k in env if k.startswith("SUANWANG_") and k not in platform_vars]
     assert (env["MINE"], env["HOME"], env["LC_ALL"], env["SUANWANG_JOB_ID"]) == (
         "yes",
         "/job",
@@ -132,6 +135,8 @@ def test_the_environment_holds_no_secret_of_the_control_plane(
         "env",
     )
     assert env["SUANWANG_CHECKPOINT_FILE"] == "/job/.checkpoint-1"
+    assert env["SUANWANG_CHECKPOINT_DIR"] == "/job/checkpoints"
+    assert env["SUANWANG_RESUME_COUNT"] == "0"
 
 
 def test_a_job_reaches_nothing_on_the_hosts_network(backend: LocalBackend) -> None:

@@ -199,6 +199,15 @@ def test_job_shape_follows_the_request() -> None:
     assert queued["metadata"]["labels"][KUEUE_QUEUE] == "team-a.queue"
 
 
+def test_the_jobs_grace_is_the_pods_termination_grace_period() -> None:
+    def pod(**changes: Any) -> dict[str, Any]:
+        rendered = render_run(run(**changes), connection(KubeJobApi.JOB))
+        return rendered["spec"]["template"]["spec"]  # type: ignore[no-any-return]
+
+    assert "terminationGracePeriodSeconds" not in pod()
+    assert pod(grace_s=29.2)["terminationGracePeriodSeconds"] == 30
+
+
 def test_hami_asks_for_its_device_resource_and_whole_card_cores() -> None:
     hami = render_run(run("nvidia-h100"), connection(KubeJobApi.JOB, hami=True))
     limits = hami["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]

@@ -103,6 +103,7 @@ def submit_body(command: list[str], opts: dict[str, Any]) -> dict[str, Any]:
         "simulate": {"duration_s": opts["simulate_duration"]} if simulated else None,
         "expected_duration_s": opts["expected_duration"],
         "checkpoint_interval_s": opts["checkpoint_interval"],
+        "preemption_grace_s": opts.get("preemption_grace"),
         "kind": opts["kind"],
         "speed": _speeds(opts["speed"] or []),
         "network": opts["network"],
@@ -176,6 +177,10 @@ def submit(
     checkpoint_interval: Annotated[
         float | None, typer.Option(help="seconds between checkpoints (cheaper to preempt)")
     ] = None,
+    preemption_grace: Annotated[
+        float | None,
+        typer.Option(help="seconds from SIGTERM to SIGKILL when stopped (time to checkpoint)"),
+    ] = None,
     kind: Annotated[
         str | None, typer.Option(help="workload kind; jobs of one kind share learned chip speeds")
     ] = None,
@@ -211,7 +216,7 @@ def submit(
         "env": env, "workdir": workdir, "simulate_duration": simulate_duration,
         "expected_duration": expected_duration, "checkpoint_interval": checkpoint_interval,
         "kind": kind, "speed": speed, "priority_class": priority_class, "network": network,
-        "gang": gang,
+        "gang": gang, "preemption_grace": preemption_grace,
     }  # fmt: skip
     body = submit_body(list(command or []), opts)
     st = state(ctx, as_json)
@@ -366,6 +371,11 @@ def _show_summary(job: dict[str, Any]) -> None:
         f"priority {job['priority']}, retries {spec.get('retries', 0)}, "
         f"attempts {job['attempts']}, created {when(job['created_at'])}{cancelling}"
     )
+    if job.get("resumes"):
+        say(
+            f"resumed {job['resumes']} time(s) after preemption, a move or exit 75; "
+            f"work lost: {job.get('lost_work_s') or 0:.1f} s after last checkpoints"
+        )
 
 
 def _nodes_text(nodes: list[str]) -> str:

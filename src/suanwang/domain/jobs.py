@@ -176,6 +176,9 @@ class JobSpec:
     """What the job reaches: nothing, or the gateway only (engines keep the host's)."""
     gang: GangStrategy = GangStrategy.SPREAD
     """How an engine lays out the job's nodes (multi-node jobs on Ray: spread or pack)."""
+    preemption_grace_s: float | None = None
+    """Seconds between SIGTERM and SIGKILL when the job is stopped (time to checkpoint);
+    None: the cluster's default. Bounded by the operator (``domain/checkpoints.py``)."""
 
     @property
     def simulated(self) -> bool:
@@ -191,6 +194,8 @@ def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
     for optional in ("kind", "speed", "priority_class"):
         if not data[optional]:
             del data[optional]
+    if spec.preemption_grace_s is None:
+        del data["preemption_grace_s"]
     if spec.resources.chips:
         data["resources"]["chips"] = list(spec.resources.chips)
     else:
@@ -235,6 +240,7 @@ def spec_from_dict(data: Mapping[str, Any]) -> JobSpec:
         workload=Workload(data.get("workload", Workload.TENANT_JOB)),
         network=JobNetwork(data.get("network", JobNetwork.NONE)),
         gang=GangStrategy(data.get("gang", GangStrategy.SPREAD)),
+        preemption_grace_s=data.get("preemption_grace_s"),
     )
 
 
@@ -278,6 +284,13 @@ def validate_job(spec: JobSpec) -> JobSpec:
     ):
         if value is not None and not 0 < value <= MAX_RUNTIME_S:
             raise ValidationError(f"{name} must be in (0, 30 days]", field=name)
+    grace = spec.preemption_grace_s
+    if grace is not None and not 0 <= grace <= MAX_RUNTIME_S:
+        raise ValidationError(
+            f"preemption_grace_s is {grace:g}, out of range",
+            field="preemption_grace_s",
+            hint="0 to the operator's maximum (seconds between SIGTERM and SIGKILL)",
+        )
     _check_kind_and_speed(spec)
     _check_exec_strings(spec)
     job_area_parts(spec.working_dir)

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field, replace
 
 import structlog
 
+from suanwang.domain.changes import UNCHANGED
+from suanwang.domain.checkpoints import MAX_RESUMES, RESUME_EXIT_CODE
 from suanwang.domain.chips import Catalogue
 from suanwang.domain.deployments import PUBLIC_TENANT
 from suanwang.domain.ids import (
@@ -216,6 +218,7 @@ class ControlLoop:
             jobs = {a.job: uow.jobs.job(a.job) for a in todo}
             connections = {c.name: c.connection for c in uow.fleet.clusters()} if todo else {}
             engines = replica_engines(uow, jobs.values())
+            resumes = {a.job: _requeued_free(uow.jobs.attempts(a.job)) for a in todo}
         for attempt in todo:
             job = jobs[attempt.job]
             if job is None or job.state is not JobState.ADMITTED:
@@ -226,7 +229,11 @@ class ControlLoop:
                 continue
             try:
                 request = launch_request(
-                    job, attempt, connections.get(attempt.cluster), engines.get(job.id)
+                    job,
+                    attempt,
+                    connections.get(attempt.cluster),
+                    engines.get(job.id),
+                    resumes.get(job.id, 0),
                 )
                 status = self._backends[attempt.backend].submit(request)
             except EngineUnreachable as exc:
@@ -319,20 +326,21 @@ class ControlLoop:
             job = uow.jobs.job(attempt.job)
             if job is None or job.state.terminal:
                 return
-            earlier = uow.jobs.attempts(job.id)
-            preempted = sum(a.state is AttemptState.PREEMPTED for a in earlier)
-            target, reason = _outcome(job, attempt, status, retry=retry, preempted=preempted)
+            preempted = _requeued_free(uow.jobs.attempts(job.id))
+            outcome = _outcome(job, attempt, status, retry=retry, preempted=preempted)
+            target, reason = outcome.state, outcome.reason
             check_transition(job.state, target)
             finished = JobChange(state=target, reason=reason, preempt_reason=None)
             if not uow.jobs.update_job(job, now, finished):
                 return
-            preempted = target is JobState.QUEUED and job.preempt_reason is not None
+            checkpoint = status.checkpoint_at or attempt.last_checkpoint_at
             ended = AttemptChange(
-                state=AttemptState.PREEMPTED if preempted else status.state,
+                state=AttemptState.PREEMPTED if outcome.requeued_free else status.state,
                 exit_code=status.exit_code,
                 reason=status.reason,
                 ended_at=status.ended_at or now,
                 dispatched=True,
+                last_checkpoint_at=UNCHANGED if checkpoint is None else checkpoint,
             )
             uow.jobs.update_attempt(attempt.id, ended)
             uow.jobs.release_allocations(attempt.id)
@@ -349,6 +357,21 @@ def _stop_reason(job: JobRecord | None) -> str | None:
     return job.preempt_reason
 
 
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """The job's next state after an attempt ended, and whether it was requeued without
+    using a retry (a preemption, a move, or exit 75: the attempt becomes ``preempted``)."""
+
+    state: JobState
+    reason: str
+    requeued_free: bool = False
+
+
+def _requeued_free(attempts: Sequence[AttemptRecord]) -> int:
+    """Attempts stopped and requeued without a retry: the job's resume count."""
+    return sum(a.state is AttemptState.PREEMPTED for a in attempts)
+
+
 def _outcome(
     job: JobRecord,
     attempt: AttemptRecord,
@@ -356,22 +379,33 @@ def _outcome(
     *,
     retry: bool = True,
     preempted: int = 0,
-) -> tuple[JobState, str]:
+) -> _Outcome:
     """The job's next state after ``attempt`` ended; ``preempted`` earlier attempts were
-    stopped by preemption or a move and used none of the job's retries."""
+    stopped by preemption or a move (or exited 75) and used none of the job's retries."""
     retries_left = retry and job.spec.retries >= attempt.number - preempted
+    number = attempt.number
     if status.state is AttemptState.SUCCEEDED:
-        return JobState.SUCCEEDED, f"attempt {attempt.number} exited 0"
+        return _Outcome(JobState.SUCCEEDED, f"attempt {number} exited 0")
     if job.cancel_requested:
-        return JobState.CANCELLED, status.reason or "cancelled"
+        return _Outcome(JobState.CANCELLED, status.reason or "cancelled")
     if job.preempt_reason is not None:
-        return JobState.QUEUED, f"attempt {attempt.number} {job.preempt_reason}; requeued"
+        return _Outcome(JobState.QUEUED, f"attempt {number} {job.preempt_reason}; requeued", True)
     if status.state is AttemptState.CANCELLED:
-        return JobState.CANCELLED, status.reason or "cancelled"
+        return _Outcome(JobState.CANCELLED, status.reason or "cancelled")
+    if _asks_to_resume(status, retry) and preempted < MAX_RESUMES:
+        why = f"attempt {number} checkpointed and asked to resume (exit {RESUME_EXIT_CODE})"
+        return _Outcome(JobState.QUEUED, f"{why}; requeued", True)
     what = "was lost" if status.state is AttemptState.LOST else f"exited {status.exit_code}"
     if status.state is AttemptState.FAILED and status.exit_code is None:
         what = "failed"
-    detail = f"attempt {attempt.number} {what}" + (f": {status.reason}" if status.reason else "")
+    detail = f"attempt {number} {what}" + (f": {status.reason}" if status.reason else "")
     if retries_left:
-        return JobState.QUEUED, f"{detail}; retrying"
-    return JobState.FAILED, detail
+        return _Outcome(JobState.QUEUED, f"{detail}; retrying")
+    return _Outcome(JobState.FAILED, detail)
+
+
+def _asks_to_resume(status: RunStatus, retry: bool) -> bool:
+    """Whether the run ended by itself with the "checkpointed, please resume" exit code
+    (not after a limit or a platform error: those fail as usual)."""
+    exited = status.reason in ("", "exited")
+    return retry and exited and status.exit_code == RESUME_EXIT_CODE

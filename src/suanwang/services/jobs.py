@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from suanwang.domain.audit import AuditAction
+from suanwang.domain.checkpoints import DEFAULT_MAX_PREEMPTION_GRACE_S, check_preemption_grace
 from suanwang.domain.chips import Catalogue, selector_matches, selectors_label
 from suanwang.domain.errors import Conflict, NotFound, Unavailable, ValidationError
 from suanwang.domain.ids import new_job_id
@@ -103,8 +104,10 @@ class Jobs:
         catalogue: Catalogue,
         backends: Mapping[str, Backend],
         priority_classes: PriorityClasses | None = None,
+        max_preemption_grace_s: float = DEFAULT_MAX_PREEMPTION_GRACE_S,
     ) -> None:
         self._uows = uows
+        self._max_grace_s = max_preemption_grace_s
         self._clock = clock
         self._catalogue = catalogue
         self._backends = backends
@@ -117,6 +120,7 @@ class Jobs:
                 "jobs belong to a tenant; use a tenant key", field="Authorization"
             )
         spec = self.priority_classes.apply(validate_job(spec))
+        check_preemption_grace(spec.preemption_grace_s, self._max_grace_s)
         for selector in spec.resources.accepted:
             self._catalogue.check_selector(selector)
         for chip, _ in spec.speed:

@@ -45,8 +45,10 @@ def launch_request(
     attempt: AttemptRecord,
     connection: Connection | None,
     engine: EngineOf | None = None,
+    resume_count: int = 0,
 ) -> LaunchRequest:
-    """The request that starts ``attempt`` of ``job`` (``engine`` for replicas' jobs)."""
+    """The request that starts ``attempt`` of ``job`` (``engine`` for replicas' jobs), the
+    job's ``resume_count``-th resume."""
     spec = job.spec
     return LaunchRequest(
         job_id=job.id,
@@ -69,4 +71,6 @@ def launch_request(
         connection=connection,
         engine=engine.engine if engine else "",
         port=engine.port if engine else None,
+        grace_s=spec.preemption_grace_s,
+        resume_count=resume_count,
     )

@@ -259,6 +259,7 @@ class KubernetesBackend:
             working_parts=job_area_parts(request.working_dir),
             max_runtime_s=request.max_runtime_s,
             uid=uid,
+            grace_s=request.grace_s,
         )
 
     def _submit_replica(

@@ -21,6 +21,7 @@ service-account token or service links, with the job's area (an ``emptyDir``) at
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +69,8 @@ class KubeRun:
     uid: int = _DEFAULT_UID
     port: int | None = None
     """Inference replicas: the port the engine listens on (Service and container port)."""
+    grace_s: float | None = None
+    """The job's ``preemption_grace_s``: the pod's ``terminationGracePeriodSeconds``."""
 
 
 def dns_label(value: str, what: str) -> str:
@@ -167,6 +170,8 @@ def pod_spec(run: KubeRun, connection: KubernetesConnection) -> dict[str, Any]:
         "containers": [container],
         "volumes": [{"name": "job-area", "emptyDir": {}}],
     }
+    if run.grace_s is not None:
+        spec["terminationGracePeriodSeconds"] = math.ceil(run.grace_s)
     if connection.node_selector:
         spec["nodeSelector"] = dict(connection.node_selector)
     if connection.tolerations:

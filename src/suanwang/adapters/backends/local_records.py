@@ -18,6 +18,8 @@ from suanwang.ports import RunStatus
 
 CHECKPOINT_MARK = ".checkpoint-{attempt}"
 """A run touches this file in its own directory (``$SUANWANG_CHECKPOINT_FILE``) on each save."""
+CHECKPOINT_DIR = "checkpoints"
+"""The job's checkpoint directory in its own directory (``$SUANWANG_CHECKPOINT_DIR``)."""
 WORK_DIR = "work"
 """The job's own directory, beside its attempts' control directories: ``runs/<job>/work``."""
 
@@ -87,6 +89,7 @@ def ended_status(run_dir: Path) -> RunStatus | None:
         reason=reason,
         started_at=alive.started_at or as_float(record.get("started_at")),
         ended_at=as_float(record.get("ended_at")),
+        checkpoint_at=alive.checkpoint_at,
     )
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import suanwang
-from suanwang.adapters.backends.local_records import CHECKPOINT_MARK, WORK_DIR
+from suanwang.adapters.backends.local_records import CHECKPOINT_DIR, CHECKPOINT_MARK, WORK_DIR
 from suanwang.adapters.backends.local_shim import write_json_atomic
 from suanwang.adapters.backends.sandbox import (
     REFUSAL_PREFIX,
@@ -91,6 +91,10 @@ class Preparer:
             _check_directory(work, parts)
         except OSError as exc:
             return f"could not start: working_dir {request.working_dir!r}: {exc.strerror}"
+        try:
+            _own_checkpoint_directory(work, uid)
+        except OSError as exc:
+            return f"could not start: {JOB_AREA}/{CHECKPOINT_DIR}: {exc.strerror}"
         if uid is None:
             payload = self._development(request, work, parts)
         elif self._gateway(request) and self._facts.socat is None:
@@ -192,6 +196,9 @@ class Preparer:
             "SUANWANG_ATTEMPT": str(request.attempt),
             "SUANWANG_CARDS": str(sum(p.cards for p in request.placements)),
             "SUANWANG_CHECKPOINT_FILE": f"{area}/{CHECKPOINT_MARK.format(attempt=request.attempt)}",
+            "SUANWANG_CHECKPOINT_DIR": f"{area}/{CHECKPOINT_DIR}",
+            "SUANWANG_RESUME_COUNT": str(request.resume_count),
+            "SUANWANG_PREEMPTION_GRACE_S": f"{self._grace_of(request):g}",
         }
         if request.workload is Workload.PLATFORM_ENGINE:
             env["PYTHONPATH"] = self._code_root  # engines run the platform's own code
@@ -204,7 +211,7 @@ class Preparer:
         unit = "run-" + hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:20]
         return {
             "command_name": request.command[0],
-            "grace_s": self._grace_s,
+            "grace_s": self._grace_of(request),
             "max_runtime_s": request.max_runtime_s,
             "limits": {
                 "processes": limits.processes,
@@ -214,6 +221,10 @@ class Preparer:
             "cgroups": {c: str(b / "suanwang" / unit) for c, b in self._cgroup_bases.items()},
             "measure": [str(work), str(run_dir / "output.log")],
         }
+
+    def _grace_of(self, request: LaunchRequest) -> float:
+        """Seconds between SIGTERM and SIGKILL: the job's own, else the backend's."""
+        return self._grace_s if request.grace_s is None else request.grace_s
 
     def _visible_roots(self) -> tuple[str, ...]:
         links = tuple(path for path, _ in self._layout.symlinks)
@@ -255,6 +266,32 @@ def _own_directory(work: Path, uid: int | None) -> None:
         os.lchown(work, uid, uid)
     if stat.S_IMODE(info.st_mode) != 0o700:
         os.chmod(work, 0o700)
+
+
+def _own_checkpoint_directory(work: Path, uid: int | None) -> None:
+    """Create ``work/checkpoints`` (0700, owned by ``uid`` when given), never following a
+    symlink: the job owns ``work`` and may have put anything there."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    parent = os.open(work, flags)
+    try:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(CHECKPOINT_DIR, 0o700, dir_fd=parent)
+        try:
+            fd = os.open(CHECKPOINT_DIR, flags, dir_fd=parent)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                exc.strerror = "not a directory (symlinks are not followed)"
+            raise
+    finally:
+        os.close(parent)
+    try:
+        info = os.fstat(fd)
+        if uid is not None and (info.st_uid, info.st_gid) != (uid, uid):
+            os.fchown(fd, uid, uid)
+        if stat.S_IMODE(info.st_mode) != 0o700:
+            os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
 
 
 def _check_directory(work: Path, parts: tuple[str, ...]) -> None:

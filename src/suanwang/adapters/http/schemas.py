@@ -140,6 +140,14 @@ class JobCreate(_In):
         None, description="how often the job checkpoints (preemption prefers losing little work)"
     )
     preemptible: bool = True
+    preemption_grace_s: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_RUNTIME_S,
+        description="seconds between SIGTERM and SIGKILL when the job is preempted, moved or "
+        "cancelled (time to write a checkpoint); at most the operator's maximum "
+        "(SUANWANG_MAX_PREEMPTION_GRACE_S, default 300); default: the cluster's",
+    )
     kind: str | None = Field(
         None,
         min_length=1,
@@ -177,6 +185,7 @@ class JobCreate(_In):
             expected_duration_s=self.expected_duration_s,
             checkpoint_interval_s=self.checkpoint_interval_s,
             preemptible=self.preemptible,
+            preemption_grace_s=self.preemption_grace_s,
             kind=self.kind,
             priority_class=self.priority_class,
             speed=tuple(sorted(self.speed.items())),
@@ -205,6 +214,12 @@ class AttemptPublic(BaseModel):
     admitted_at: float
     started_at: float | None
     ended_at: float | None
+    last_checkpoint_at: float | None = Field(
+        None, description="when the run last touched $SUANWANG_CHECKPOINT_FILE"
+    )
+    lost_work_s: float = Field(
+        0.0, description="preempted attempts: seconds of work after its last checkpoint"
+    )
 
 
 class EventPublic(BaseModel):
@@ -231,6 +246,15 @@ class JobPublic(BaseModel):
         "(honoured for a few admission cycles, then dropped)",
     )
     spec: dict[str, Any]
+    resumes: int | None = Field(
+        None,
+        description="attempts stopped and requeued without a retry (preemptions, moves, "
+        "exit 75); shown with the job's detail",
+    )
+    lost_work_s: float | None = Field(
+        None, description="seconds of work those stops threw away (after each last checkpoint)"
+    )
+    lost_card_s: float | None = Field(None, description="the same in card-seconds")
     attempt_history: list[AttemptPublic] | None = None
     events: list[EventPublic] | None = None
 

@@ -13,6 +13,7 @@ from suanwang.adapters.http.follow import follow as follow_log
 from suanwang.adapters.http.responses import Responses, errors, text_body
 from suanwang.adapters.http.schemas import AttemptPublic, EventPublic, JobCreate, JobPublic
 from suanwang.adapters.http.security import AuthorizedRoute, current_platform, current_principal
+from suanwang.domain.checkpoints import attempt_lost_work_s, resume_summary
 from suanwang.domain.errors import ValidationError
 from suanwang.domain.jobs import JobState, spec_to_dict
 from suanwang.domain.records import AttemptRecord, JobRecord
@@ -43,6 +44,9 @@ def job_public(job: JobRecord, detail: JobDetail | None = None) -> JobPublic:
         spec=spec_to_dict(job.spec),
     )
     if detail is not None:
+        summary = resume_summary(detail.attempts)
+        public.resumes, public.lost_work_s = summary.resumes, summary.lost_work_s
+        public.lost_card_s = summary.lost_card_s
         public.attempt_history = [_attempt(a) for a in detail.attempts]
         public.events = [
             EventPublic(at=e.at, state=e.state, reason=e.reason) for e in detail.events
@@ -64,6 +68,8 @@ def _attempt(a: AttemptRecord) -> AttemptPublic:
         admitted_at=a.admitted_at,
         started_at=a.started_at,
         ended_at=a.ended_at,
+        last_checkpoint_at=a.last_checkpoint_at,
+        lost_work_s=attempt_lost_work_s(a),
     )
 
 
