@@ -35,7 +35,7 @@ from suanwang.scheduler.inert import InertFilter, PendingMemo, token
 from suanwang.scheduler.passes import job_passes
 from suanwang.scheduler.placement import Option, options, pick_later, pick_now
 from suanwang.scheduler.policy import SUANWANG, Policy
-from suanwang.scheduler.preempt import Plan, plan_preemption
+from suanwang.scheduler.preempt import Plan, plan_preemption, serving_may_stop
 from suanwang.scheduler.queues import overdue
 from suanwang.scheduler.quota import Verdict
 from suanwang.scheduler.snapshot import PendingJob, Snapshot
@@ -223,8 +223,8 @@ def _preempt(
     policy, victims = st.policy, st.victims
     if not policy.preemption or not pools:
         return None
-    if st.preemption_attempts >= policy.tuning.max_preemption_attempts:
-        return None
+    if st.preemption_attempts >= policy.tuning.max_preemption_attempts and not job.serving:
+        return None  # a production replica's search is never capped
     reclaim = any(p.key.family in view.within for p in pools)
     if not victims.could_serve(job, reclaim, st.floor):
         return None
@@ -240,7 +240,7 @@ def _preempt(
     plan = plan_preemption(job, targets, candidates, st.ledger, limit, st.floor)
     if plan is None and st.floor is not None and st.floor.may_serve(job):
         st.floor.failed.add(job.tenant)  # its later jobs need not search again this cycle
-    if plan is None or _sooner_by_waiting(job, plan, waiting, st):
+    if plan is None or (not job.serving and _sooner_by_waiting(job, plan, waiting, st)):
         return None
     decisions = _preemption_decisions(job, plan, st)
     st.claim(job, plan)
@@ -264,7 +264,13 @@ def _preemption_decisions(job: PendingJob, plan: Plan, st: CycleState) -> list[D
         if victim.stopping:
             continue
         running = victim.job
-        if running.tenant == job.tenant:
+        if serving_may_stop(job, running):
+            why = (
+                f"serving: production replica job {job.id} (priority {job.priority}) needs "
+                f"{cards} {key.chip} cards on {key.cluster}; this job has priority "
+                f"{running.priority}"
+            )
+        elif running.tenant == job.tenant:
             why = (
                 f"priority: job {job.id} (priority {job.priority}) needs {cards} {key.chip} "
                 f"cards on {key.cluster}; this job has priority {running.priority}"

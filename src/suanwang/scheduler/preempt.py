@@ -13,7 +13,11 @@ Who may be preempted for a pending job ``J``:
   from preemption within its tenant's nominal quota, not from the lender;
 - **fair-share floor** (``Policy.share_floor``, :mod:`~.floor`): preemptible jobs of
   tenants over their fair share that no nominal quota protects, for a job whose tenant
-  stays within its fair share with it.
+  stays within its fair share with it;
+- **serving** (训推一体): a production inference replica (``PendingJob.serving``) may
+  stop preemptible, lower-priority work of any tenant that is not serving itself (training
+  on the shared pool gives cards back at peak). A serving job is never a victim
+  (``RunningJob.serving``), whoever asks, unless it is already stopping.
 
 Jobs already stopping for ``J`` (``RunningJob.preempted_for``) come first and cost
 nothing. A stopping job is never chosen again, and one whose preemptor is no longer
@@ -44,6 +48,17 @@ from suanwang.scheduler.floor import ShareFloor
 from suanwang.scheduler.quota import UNITS, QuotaLedger, Relief
 from suanwang.scheduler.running import RunningWork
 from suanwang.scheduler.snapshot import PendingJob, RunningJob
+
+
+def serving_may_stop(job: PendingJob, running: RunningJob) -> bool:
+    """Whether the serving preemption rule lets ``job`` stop ``running``: ``job`` is a
+    production replica and ``running`` preemptible, lower-priority and not serving."""
+    return (
+        job.serving
+        and running.preemptible
+        and not running.serving
+        and running.priority < job.priority
+    )
 
 
 def lost_work_s(job: RunningJob, now: float) -> float:
@@ -169,6 +184,7 @@ class VictimIndex:
         return (
             self.has_lower(job.tenant, job.priority)
             or job.id in self.promised
+            or (job.serving and bool(self.by_tenant))
             or (reclaim and bool(self.by_tenant or self.protected))
             or (floor is not None and floor.may_serve(job))
         )
@@ -191,7 +207,11 @@ class VictimIndex:
         """Who ``job`` may preempt, in greedy order; ``reclaim`` adds cohort borrowers,
         ``floor`` the preemptible work of tenants over their fair share."""
         found = list(self.promised.get(job.id, ()))
-        found += [r for r in self.by_tenant.get(job.tenant, ()) if r.priority < job.priority]
+        if job.serving:
+            for tenant in sorted(self.by_tenant):
+                found += [r for r in self.by_tenant[tenant] if serving_may_stop(job, r)]
+        else:
+            found += [r for r in self.by_tenant.get(job.tenant, ()) if r.priority < job.priority]
         if floor is not None and floor.may_serve(job):
             for tenant in sorted(floor.over - {job.tenant}):
                 found += [r for r in self.by_tenant.get(tenant, ()) if r.priority <= job.priority]
@@ -205,7 +225,13 @@ class VictimIndex:
                             for r in running
                             if ledger.is_borrowing(tenant, r.family, protected=protected)
                         ]
-        victims = [self.victim(r) for r in found if r.id not in self.claimed]
+        if job.serving:
+            found = list({r.id: r for r in found}.values())  # reclaim may list them again
+        victims = [
+            self.victim(r)
+            for r in found
+            if r.id not in self.claimed and (r.preempted_for is not None or not r.serving)
+        ]
         victims.sort(key=Victim.order)
         return victims
 
@@ -319,6 +345,8 @@ class _Trial:
         running = victim.job
         if running.tenant == self.job.tenant or victim.stopping or self.for_floor(victim):
             return True
+        if serving_may_stop(self.job, running):
+            return True
         return self.ledger.is_borrowing(
             running.tenant, running.family, self.relief, protected=victim.protected
         )
@@ -338,7 +366,8 @@ def _useful(trial: _Trial, candidates: list[Victim], limit: int) -> list[Victim]
     need_quota = not trial.quota_fits()
     useful: list[Victim] = []
     for v in candidates:
-        if not (reclaim or v.stopping or v.job.tenant == job.tenant or trial.for_floor(v)):
+        own = v.job.tenant == job.tenant or serving_may_stop(job, v.job)
+        if not (reclaim or v.stopping or own or trial.for_floor(v)):
             continue
         if need_quota or v.pool == key:
             useful.append(v)

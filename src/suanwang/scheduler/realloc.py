@@ -155,6 +155,7 @@ def _movable(snapshot: Snapshot) -> list[RunningJob]:
         for j in snapshot.running
         if j.request is not None
         and j.preemptible
+        and not j.serving
         and j.preempted_for is None
         and j.expected_end is not None
         and j.placements

@@ -76,6 +76,9 @@ class PendingJob:
     """When the job was submitted (for age and queueing delay)."""
     staging_to: RegionName | None = None
     """A dataset transfer to this region is under way for the job (decided earlier)."""
+    serving: bool = False
+    """A production inference replica: it may preempt preemptible, lower-priority work
+    that is not serving, of any tenant (:mod:`~.preempt`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +113,9 @@ class RunningJob:
     request: PendingJob | None = None
     """The job as it was requested (accepted chips, speeds, gang shape, pins), for
     reallocation (:mod:`~suanwang.scheduler.realloc`); None: it is never moved."""
+    serving: bool = False
+    """A production inference replica: never a victim of a preemption (unless already
+    stopping) and never moved by reallocation."""
 
 
 @dataclass(frozen=True, slots=True)

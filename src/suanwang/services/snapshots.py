@@ -22,6 +22,7 @@ from suanwang.domain.ids import (
     TenantId,
 )
 from suanwang.domain.records import AttemptRecord, JobRecord, TenantRecord
+from suanwang.domain.workloads import Workload
 from suanwang.ports import UnitOfWork
 from suanwang.scheduler import NodeView, PendingJob, Placement, Snapshot
 from suanwang.scheduler.learning import NOTHING_LEARNED, SpeedBook, merged_speeds
@@ -142,6 +143,7 @@ def pending_job(job: JobRecord, learned: SpeedBook | None = None) -> PendingJob:
         submitted_at=job.created_at,
         kind=spec.kind or "",
         speed=job_speeds(job, learned or NOTHING_LEARNED),
+        serving=spec.workload is Workload.PLATFORM_ENGINE,
     )
 
 
@@ -194,4 +196,5 @@ def _running(
         last_checkpoint_at=attempt.last_checkpoint_at,
         checkpoint_interval_s=job.spec.checkpoint_interval_s,
         request=pending_job(job, learned),
+        serving=job.spec.workload is Workload.PLATFORM_ENGINE,
     )
