@@ -12,7 +12,7 @@ soon as a request waits) and Knative's KPA (a concurrency target per replica, an
 ("Policy") states them with sources.
 
 Not here: reading gateway metrics, placing or draining replicas (services), choosing a
-chip for a new replica (:mod:`suanwang.domain.placement`), or persisting the memory. No
+chip for a new replica (:mod:`suanwang.domain.slo_placement`), or persisting the memory. No
 I/O; every time is passed in.
 """
 
