@@ -193,6 +193,7 @@ def test_submit_names_the_run_quotes_the_argv_and_reserves_the_cards() -> None:
             "SUANWANG_JOB_ID": "j1",
             "SUANWANG_ATTEMPT": "1",
             "SUANWANG_CARDS": "2",
+            "SUANWANG_RESUME_COUNT": "0",
         }
     }
     assert call["metadata"]["suanwang_job"] == "j1"

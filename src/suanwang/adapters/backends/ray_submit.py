@@ -155,6 +155,7 @@ def render(
         "SUANWANG_JOB_ID": request.job_id,
         "SUANWANG_ATTEMPT": str(request.attempt),
         "SUANWANG_CARDS": str(sum(p.cards for p in request.placements)),
+        "SUANWANG_RESUME_COUNT": str(request.resume_count),
     }
     if pin is not None:
         env[NODE_ADDRESS_ENV] = pin.address

@@ -42,6 +42,7 @@ def run_argv(
         "SUANWANG_JOB_ID": request.job_id,
         "SUANWANG_ATTEMPT": str(request.attempt),
         "SUANWANG_CARDS": str(sum(p.cards for p in request.placements)),
+        "SUANWANG_RESUME_COUNT": str(request.resume_count),
     }
     if engine:
         env["PYTHONPATH"] = code_root
