@@ -11,6 +11,8 @@ skipped with the reason where Slurm is not installed or the tests do not run as 
 ``ray_cluster`` (session scope): a two-node Ray cluster as its own uid in a network namespace
 with only ``lo`` (tests/integration/ray_cluster.py), skipped with the reason where ray, ``ip
 netns`` or root is missing.
+
+``kube`` (per test): a fake Kubernetes API server on 127.0.0.1 (tests/integration/kube_fake.py).
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ from collections.abc import Iterator
 import pytest
 import ray_cluster as ray
 import slurm_cluster as slurm
+from kube_fake import FakeKube
+from kube_fake_server import fake_kube
 from live_engines import LiveEngines, missing_packages, running
+
+
+@pytest.fixture
+def kube() -> Iterator[FakeKube]:
+    with fake_kube() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ Each test module has its own ``Live`` (how the server runs and how to reach it; 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -25,6 +26,21 @@ from suanwang.config import Settings
 from suanwang.domain.tenancy import Principal, Scope
 
 CLI = [sys.executable, "-m", "suanwang.cli.main"]
+
+
+def server_env(data: Path, **extra: str) -> dict[str, str]:
+    """A live server's environment: this one without ``SUANWANG_*``, then a quick tick, cluster
+    health every second, a 1 s cancel grace and ``extra`` (``tenant_uid_range=...`` becomes
+    ``SUANWANG_TENANT_UID_RANGE``)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUANWANG_")}
+    env |= {
+        "SUANWANG_DATA_DIR": str(data),
+        "SUANWANG_TICK_S": "0.2",
+        "SUANWANG_CLUSTER_HEALTH_INTERVAL_S": "1",
+        "SUANWANG_CANCEL_GRACE_S": "1",
+        "SUANWANG_LOG_LEVEL": "warning",
+    }
+    return env | {f"SUANWANG_{name.upper()}": value for name, value in extra.items()}
 
 
 @dataclass

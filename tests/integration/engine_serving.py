@@ -132,10 +132,23 @@ import openai
 url, key, n, max_tokens, model = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 async def main():
     client = openai.AsyncOpenAI(base_url=url, api_key=key, timeout=60, max_retries=0)
-    async def one(i):
-        answer = await client.chat.completions.create(
+    async def create(i):
+        return await client.chat.completions.create(
             model=model, max_tokens=max_tokens,
             messages=[{"role": "user", "content": f"Say hello to friend number {i}."}])
+    async def one(i):
+        # the gateway's view of ready replicas lags the database by up to one refresh:
+        # "model_not_ready" (503, Retry-After) is retried for a few seconds, as clients do
+        for _ in range(20):
+            try:
+                answer = await create(i)
+                break
+            except openai.InternalServerError as e:
+                if e.code != "model_not_ready":
+                    raise
+                await asyncio.sleep(0.5)
+        else:
+            answer = await create(i)
         u = answer.usage
         return {"model": answer.model, "content": answer.choices[0].message.content,
                 "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens}

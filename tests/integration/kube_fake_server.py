@@ -19,6 +19,14 @@ from urllib.parse import parse_qs, urlsplit
 
 from kube_fake import FakeKube, matches, now_rfc3339, status
 
+
+class WallClock:
+    """The backends' clock for tests against the fake: real time."""
+
+    def now(self) -> float:
+        return time.time()
+
+
 _OBJECT = re.compile(
     r"^/apis/(?P<group>[^/]+)/(?P<version>[^/]+)(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[a-z]+)(?:/(?P<name>[^/]+))?$"
 )

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 from kube_fake import FakeKube
-from kube_fake_server import fake_kube
+from kube_fake_server import WallClock, fake_kube
 
 from suanwang.config import Settings
 from suanwang.domain.connections import KubeJobApi, KubernetesConnection
@@ -35,20 +35,9 @@ from suanwang.adapters.backends.kube import KubernetesBackend
 NAME = "suanwang-job-0123456789ab-1"
 
 
-class Clock:
-    def now(self) -> float:
-        return time.time()
-
-
-@pytest.fixture
-def kube() -> Iterator[FakeKube]:
-    with fake_kube() as server:
-        yield server
-
-
 def make_backend(tmp_path: Path) -> KubernetesBackend:
     settings = Settings(data_dir=tmp_path / "data", kube_image="busybox:1.36")
-    return KubernetesBackend(Clock(), settings, watch_s=1)
+    return KubernetesBackend(WallClock(), settings, watch_s=1)
 
 
 @pytest.fixture

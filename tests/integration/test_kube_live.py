@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 import yaml
-from engine_live import ServerLive, job, prepare, wait_health, wait_state
+from engine_live import ServerLive, job, prepare, server_env, wait_health, wait_state
 from kube_fake import FakeKube
 from kube_fake_server import fake_kube
 from procs import Server, free_port
@@ -68,16 +68,7 @@ def live() -> Iterator[Live]:
     base = Path(tempfile.mkdtemp(prefix="suanwang-kube-live-"))
     base.chmod(0o755)
     data = base / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SUANWANG_")}
-    env |= {
-        "SUANWANG_DATA_DIR": str(data),
-        "SUANWANG_TICK_S": "0.2",
-        "SUANWANG_CLUSTER_HEALTH_INTERVAL_S": "1",
-        "SUANWANG_CANCEL_GRACE_S": "1",
-        "SUANWANG_TENANT_UID_RANGE": UIDS,
-        "SUANWANG_KUBE_IMAGE": "busybox:1.36",
-        "SUANWANG_LOG_LEVEL": "warning",
-    }
+    env = server_env(data, tenant_uid_range=UIDS, kube_image="busybox:1.36")
     if os.geteuid() != 0:
         env["SUANWANG_LOCAL_ISOLATION"] = "single-user-dev"
     with fake_kube(controller=True) as kube:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from kube_fake import FakeKube
-from kube_fake_server import fake_kube
+from kube_fake_server import WallClock
 
 from suanwang.config import Settings
 from suanwang.domain.connections import KubernetesConnection
@@ -37,20 +37,9 @@ PUBLIC_NS = "suanwang-maas-public"
 ENGINE = on_node(("vllm", "serve", "/models/m", "--host", NODE_HOST, "--port", "8123"))
 
 
-class Clock:
-    def now(self) -> float:
-        return time.time()
-
-
-@pytest.fixture
-def kube() -> Iterator[FakeKube]:
-    with fake_kube() as server:
-        yield server
-
-
 def backend_of(tmp_path: Path, **settings: Any) -> KubernetesBackend:
     made = Settings(data_dir=tmp_path / "data", kube_image="suanwang:1", **settings)
-    return KubernetesBackend(Clock(), made, watch_s=1)
+    return KubernetesBackend(WallClock(), made, watch_s=1)
 
 
 @pytest.fixture

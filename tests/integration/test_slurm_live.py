@@ -11,7 +11,6 @@ partition: the cluster is unhealthy with the reason, its jobs stay queued, ``loc
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from engine_live import ServerLive, at_once, job, prepare, wait_health, wait_state
+from engine_live import ServerLive, at_once, job, prepare, server_env, wait_health, wait_state
 from procs import Server, free_port
 from slurm_cluster import CARDS, CHIP, ENGINE_UID, PARTITION, TENANT_UIDS, SlurmCluster
 
@@ -53,16 +52,11 @@ def live(slurm_cluster: SlurmCluster) -> Iterator[Live]:
     base = Path(tempfile.mkdtemp(prefix="suanwang-slurm-live-"))
     base.chmod(0o755)
     data = base / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SUANWANG_")}
-    env |= {
-        "SUANWANG_DATA_DIR": str(data),
-        "SUANWANG_TICK_S": "0.2",
-        "SUANWANG_CLUSTER_HEALTH_INTERVAL_S": "1",
-        "SUANWANG_CANCEL_GRACE_S": "1",
-        "SUANWANG_TENANT_UID_RANGE": f"{TENANT_UIDS[0]}-{TENANT_UIDS[-1]}",
-        "SUANWANG_ENGINE_UID": str(ENGINE_UID),
-        "SUANWANG_LOG_LEVEL": "warning",
-    }
+    env = server_env(
+        data,
+        tenant_uid_range=f"{TENANT_UIDS[0]}-{TENANT_UIDS[-1]}",
+        engine_uid=str(ENGINE_UID),
+    )
     settings = Settings(
         data_dir=data,
         tenant_uid_range=env["SUANWANG_TENANT_UID_RANGE"],
