@@ -15,7 +15,7 @@ import httpx
 from suanwang.domain.errors import Unauthenticated
 from suanwang.domain.ids import TenantId
 from suanwang.domain.limits import Limits
-from suanwang.domain.serving import ReplicaView
+from suanwang.domain.serving import DeploymentView, ReplicaView
 from suanwang.domain.tenancy import Principal, Scope
 from suanwang.domain.usage import TokenUsage
 from suanwang.gateway import (
@@ -96,11 +96,17 @@ class MemorySink:
 
 
 class StaticDirectory:
-    def __init__(self, replicas: list[ReplicaView]) -> None:
+    def __init__(
+        self, replicas: list[ReplicaView], autoscaled: list[DeploymentView] | None = None
+    ) -> None:
         self.replicas = replicas
+        self.autoscaled = autoscaled or []
 
     def ready_replicas(self) -> list[ReplicaView]:
         return list(self.replicas)
+
+    def autoscaled_deployments(self) -> list[DeploymentView]:
+        return list(self.autoscaled)
 
 
 class SystemClockForTests:

@@ -22,6 +22,7 @@ from suanwang.adapters.backends.sandbox import Isolation, IsolationMode, JobLimi
 from suanwang.adapters.backends.simulated import SimulatedBackend
 from suanwang.adapters.crypto import box_for
 from suanwang.adapters.data_dir import secure_data_dir
+from suanwang.adapters.db.demand_repo import SqlDemandSink
 from suanwang.adapters.db.deployments_repo import SqlReplicaDirectory
 from suanwang.adapters.db.engine import make_engine, migrate, sqlite_file
 from suanwang.adapters.db.uow import SqlUnitOfWorkFactory
@@ -49,6 +50,7 @@ from suanwang.gateway.metrics import GatewayMetrics
 from suanwang.gateway.resp import lean_scripts_for
 from suanwang.observability import Metrics
 from suanwang.ports import Backend, Clock, Limiter, TenantUids
+from suanwang.services.autoscaling import Autoscaler
 from suanwang.services.billing import Billing
 from suanwang.services.catalogue import default_catalogue, load_priority_classes
 from suanwang.services.cluster_health import ClusterHealthCheck
@@ -97,6 +99,7 @@ def build_platform(
         LocalEngines(llama=LlamaServer(settings.llama_threads, settings.llama_slots)),
         HttpProbe(timeout_s=1.0),
     )
+    autoscaler = Autoscaler(uows, clock)
     externals = ExternalEndpoints(
         uows,
         clock,
@@ -122,7 +125,11 @@ def build_platform(
             backends,
             clock,
             catalogue,
-            after_reconcile=(deployments.converge, ComputeMeter(uows, clock).tick),
+            after_reconcile=(
+                _each(autoscaler.tick),
+                deployments.converge,
+                ComputeMeter(uows, clock).tick,
+            ),
             benchmark_tenant=settings.benchmark_tenant or None,
             realloc_interval_s=settings.realloc_interval_s,
         ),
@@ -344,7 +351,10 @@ def build_gateway_app(
     they also share limits and quota reservations.
     """
     clock = clock or SystemClock()
-    config = config or GatewayConfig()
+    config = config or GatewayConfig(
+        read_timeout_s=settings.gateway_read_timeout_s,
+        cold_start_timeout_s=settings.gateway_cold_start_timeout_s,
+    )
     sink = JournaledUsageSink(
         build_usage_sink(settings, clock, run_migrations=run_migrations),
         settings.usage_journal_dir,
@@ -394,6 +404,7 @@ def build_gateway_app(
         config=config,
         on_close=on_close,
         metrics=GatewayMetrics(default_models()),
+        demand_sink=SqlDemandSink(uows),
     )
     return GatewayApp(gateway)
 
@@ -404,6 +415,4 @@ def gateway_app_from_env() -> GatewayApp:
     from suanwang.observability import configure_logging
 
     configure_logging(settings.log_level, settings.log_json)
-    return build_gateway_app(
-        settings, config=GatewayConfig(read_timeout_s=settings.gateway_read_timeout_s)
-    )
+    return build_gateway_app(settings)

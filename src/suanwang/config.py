@@ -50,6 +50,12 @@ class Settings(BaseSettings):
         le=3600,
         description="longest wait for an engine's first byte (above a full-context prefill)",
     )
+    gateway_cold_start_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="longest wait of a request for an autoscaled model with no ready replica",
+    )
     redis_url: str | None = Field(None, description="shared gateway limits; in-process if unset")
     redis_prefix: str = Field("suanwang:gw:", min_length=1, max_length=64)
     priority_classes_file: Path | None = Field(

@@ -17,6 +17,7 @@ from typing import Any, Protocol, Self
 from suanwang.domain.audit import AuditEntry, AuditQuery
 from suanwang.domain.billing import UsageTotal
 from suanwang.domain.connections import Connection
+from suanwang.domain.demand import DemandReport
 from suanwang.domain.deployments import (
     DeploymentChange,
     DeploymentRecord,
@@ -41,7 +42,7 @@ from suanwang.domain.records import (
     NodeRecord,
     TenantRecord,
 )
-from suanwang.domain.serving import ModelSpec, ReplicaView
+from suanwang.domain.serving import DeploymentView, ModelSpec, ReplicaView
 from suanwang.domain.tenancy import QuotaSpec
 from suanwang.domain.usage import ComputeUsage, TokenUsage
 from suanwang.domain.workloads import GangStrategy, JobNetwork, Workload
@@ -396,6 +397,27 @@ class DeploymentStore(Protocol):
         """Ready replicas of active deployments, as the gateway routes to them."""
         ...
 
+    def autoscaled_views(self) -> list[DeploymentView]:
+        """Active deployments with autoscaling, whether or not any replica runs."""
+        ...
+
+
+class DemandStore(Protocol):
+    """The demand gateways report per deployment (``model_demand``), one row per
+    (gateway process, deployment), replaced at each report."""
+
+    def replace(self, gateway: str, reports: Sequence[DemandReport]) -> None:
+        """Make ``reports`` the rows of ``gateway`` (its older rows go)."""
+        ...
+
+    def reports(self, since: float) -> list[DemandReport]:
+        """Rows reported at or after ``since``."""
+        ...
+
+    def prune(self, before: float) -> int:
+        """Delete rows reported before ``before`` (dead gateways'); how many."""
+        ...
+
 
 class ExternalStore(Protocol):
     """External endpoints (their deployment rows live in :class:`DeploymentStore`)."""
@@ -482,6 +504,9 @@ class UnitOfWork(Protocol):
     @property
     def audit(self) -> AuditStore: ...
 
+    @property
+    def demand(self) -> DemandStore: ...
+
     def __enter__(self) -> Self: ...
 
     def __exit__(
@@ -510,6 +535,16 @@ class ReplicaDirectory(Protocol):
         """Every live replica of an active deployment, all models; ``ready`` tells which
         passed their last health check (only those are routed to)."""
         ...
+
+    def autoscaled_deployments(self) -> list[DeploymentView]:
+        """Active autoscaled deployments (a request may wait for one to cold start)."""
+        ...
+
+
+class DemandSink(Protocol):
+    """Where a gateway process reports its demand (blocking; called off the event loop)."""
+
+    def record(self, gateway: str, reports: Sequence[DemandReport]) -> None: ...
 
 
 class UsageSink(Protocol):

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from fake_stores import _Store
@@ -12,6 +12,7 @@ from fake_stores import _Store
 from suanwang.domain.audit import AuditEntry, AuditQuery
 from suanwang.domain.billing import UsageTotal
 from suanwang.domain.changes import changed_fields
+from suanwang.domain.demand import DemandReport
 from suanwang.domain.deployments import (
     DeploymentChange,
     DeploymentRecord,
@@ -21,7 +22,7 @@ from suanwang.domain.deployments import (
 )
 from suanwang.domain.limits import KeyLimits, TenantLimits
 from suanwang.domain.metering import AttemptSpan
-from suanwang.domain.serving import ReplicaState, ReplicaView
+from suanwang.domain.serving import DeploymentView, ReplicaState, ReplicaView
 from suanwang.domain.usage import ComputeUsage, TokenUsage, UsageKind
 
 
@@ -83,6 +84,30 @@ class FakeDeployments(_Store):
                     )
                 )
         return views
+
+    def autoscaled_views(self) -> list[DeploymentView]:
+        return [
+            DeploymentView(d.id, d.model, d.tenant)
+            for d in sorted(self._t.deployments.values(), key=lambda d: d.id)
+            if d.state is DeploymentState.ACTIVE and d.autoscale is not None
+        ]
+
+
+class FakeDemand(_Store):
+    def replace(self, gateway: str, reports: Sequence[DemandReport]) -> None:
+        self._log("replace_demand", gateway)
+        kept = {k: v for k, v in self._t.demand.items() if k[0] != gateway}
+        kept.update({(r.gateway, r.deployment): r for r in reports if r.gateway == gateway})
+        self._t.demand = kept
+
+    def reports(self, since: float) -> list[DemandReport]:
+        return [r for _, r in sorted(self._t.demand.items()) if r.at >= since]
+
+    def prune(self, before: float) -> int:
+        old = [k for k, r in self._t.demand.items() if r.at < before]
+        for k in old:
+            del self._t.demand[k]
+        return len(old)
 
 
 class FakeLimits(_Store):

@@ -15,6 +15,7 @@ from typing import Any
 
 from suanwang.domain.audit import AuditEntry
 from suanwang.domain.changes import changed_fields
+from suanwang.domain.demand import DemandReport
 from suanwang.domain.deployments import (
     DeploymentRecord,
     ReplicaRecord,
@@ -77,6 +78,7 @@ class Tables:
     key_limits: dict[str, KeyLimits] = field(default_factory=dict)
     ledger: dict[str, TokenUsage | ComputeUsage] = field(default_factory=dict)
     audit: list[AuditEntry] = field(default_factory=list)
+    demand: dict[tuple[str, str], DemandReport] = field(default_factory=dict)
 
     def copy(self) -> Tables:
         """A copy whose containers can change alone (the records are immutable)."""

@@ -17,7 +17,7 @@ import itertools
 from types import TracebackType
 from typing import Self
 
-from fake_serving import FakeAudit, FakeDeployments, FakeLimits, FakeUsage
+from fake_serving import FakeAudit, FakeDemand, FakeDeployments, FakeLimits, FakeUsage
 from fake_stores import FakeFleet, FakeJobs, FakeTenancy, Tables
 
 from suanwang.domain.connections import Connection
@@ -60,6 +60,7 @@ class FakeUnitOfWork:
         self.deployments = FakeDeployments(*log)
         self.limits = FakeLimits(*log)
         self.audit = FakeAudit(*log)
+        self.demand = FakeDemand(*log)
 
     def __enter__(self) -> Self:
         return self

@@ -9,6 +9,18 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from suanwang.cli.autoscale import (
+    AutoscaleArgs,
+    DownOpt,
+    IdleOpt,
+    InflightOpt,
+    MaxOpt,
+    MinOpt,
+    TokensOpt,
+    TtftOpt,
+    UpOpt,
+    autoscale_text,
+)
 from suanwang.cli.common import JsonOpt, cell, emit_json, emit_line, new_table, out, say, segment
 from suanwang.cli.common import state as cli_state
 from suanwang.cli.fleet import kind_text
@@ -21,6 +33,7 @@ REPLICA_STYLES = {
     "starting": "cyan",
     "pending": "blue",
     "unhealthy": "red",
+    "draining": "yellow",
     "stopped": "dim",
 }
 
@@ -93,16 +106,38 @@ def deploy(
     tenant: Annotated[
         str | None, typer.Option(help="operator: deploy privately for this tenant")
     ] = None,
+    min_replicas: MinOpt = None,
+    max_replicas: MaxOpt = None,
+    target_inflight: InflightOpt = None,
+    target_ttft_p95_ms: TtftOpt = None,
+    target_tokens_per_s: TokensOpt = None,
+    scale_up_cooldown_s: UpOpt = None,
+    scale_down_cooldown_s: DownOpt = None,
+    idle_to_zero_s: IdleOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the id")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Deploy MODEL: each replica is a job the scheduler places on the cluster."""
+    """Deploy MODEL: each replica is a job the scheduler places on the cluster.
+
+    With --min-replicas, --max-replicas and one --target-*, the deployment scales with its
+    demand (--replicas is then the starting count)."""
+    scaling = AutoscaleArgs(
+        min_replicas,
+        max_replicas,
+        target_inflight,
+        target_ttft_p95_ms,
+        target_tokens_per_s,
+        scale_up_cooldown_s,
+        scale_down_cooldown_s,
+        idle_to_zero_s,
+    )
     body = {
         "model": model,
         "cluster": cluster,
         "replicas": replicas,
         "engine": engine,
         "tenant": tenant,
+        "autoscale": scaling.body() if scaling.given else None,
     }
     st = cli_state(ctx, as_json)
     with st.client() as api:
@@ -123,6 +158,43 @@ def scale(
         path = f"/api/v1/deployments/{segment(deployment)}/replicas"
         dep = api.call("PUT", path, json={"replicas": replicas})
     _report(dep, f"{dep['id']} scaled to {dep['replicas']}", quiet=False, as_json=st.json)
+
+
+@deployments_app.command("autoscale")
+def autoscale(
+    ctx: typer.Context,
+    deployment: Annotated[str, typer.Argument(metavar="DEPLOYMENT", show_default=False)],
+    min_replicas: MinOpt = None,
+    max_replicas: MaxOpt = None,
+    target_inflight: InflightOpt = None,
+    target_ttft_p95_ms: TtftOpt = None,
+    target_tokens_per_s: TokensOpt = None,
+    scale_up_cooldown_s: UpOpt = None,
+    scale_down_cooldown_s: DownOpt = None,
+    idle_to_zero_s: IdleOpt = None,
+    off: Annotated[bool, typer.Option("--off", help="back to a fixed replica count")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Scale a deployment with its demand between --min-replicas and --max-replicas."""
+    st = cli_state(ctx, as_json)
+    path = f"/api/v1/deployments/{segment(deployment)}/autoscale"
+    with st.client() as api:
+        if off:
+            dep = api.call("DELETE", path)
+        else:
+            scaling = AutoscaleArgs(
+                min_replicas,
+                max_replicas,
+                target_inflight,
+                target_ttft_p95_ms,
+                target_tokens_per_s,
+                scale_up_cooldown_s,
+                scale_down_cooldown_s,
+                idle_to_zero_s,
+            )
+            dep = api.call("PUT", path, json=scaling.body())
+    message = f"{dep['id']}: {autoscale_text(dep.get('autoscale'))}, {dep['replicas']} wanted"
+    _report(dep, message, quiet=False, as_json=st.json)
 
 
 @deployments_app.command("list")
@@ -178,7 +250,7 @@ def _report(dep: dict[str, Any], message: str, *, quiet: bool, as_json: bool) ->
 
 
 def deployments_table(deps: Iterable[dict[str, Any]]) -> Table:
-    columns = ("Id", "Model", "Owner", "Cluster", "Kind", "Engine", "Chip", "Ready")
+    columns = ("Id", "Model", "Owner", "Cluster", "Kind", "Engine", "Chip", "Ready", "Scaling")
     table = new_table("Deployments", columns, numbers=("Ready",))
     for d in deps:
         table.add_row(
@@ -190,6 +262,7 @@ def deployments_table(deps: Iterable[dict[str, Any]]) -> Table:
             cell(d["engine"]),
             cell(d["chip"]),
             cell(f"{d['ready']}/{d['replicas']}"),
+            cell(autoscale_text(d.get("autoscale"))),
         )
     return table
 

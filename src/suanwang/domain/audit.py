@@ -58,6 +58,8 @@ class AuditAction(enum.StrEnum):
     DEPLOYMENT_SCALE = "deployment.scale"
     DEPLOYMENT_DELETE = "deployment.delete"
     DEPLOYMENT_UPDATE = "deployment.update"
+    DEPLOYMENT_AUTOSCALE = "deployment.autoscale"
+    """Autoscaling settings set or turned off (the autoscaler's own changes are ``scale``)."""
     ORPHAN_RUN = "cluster.orphan-run"
     """A run an engine holds that no live attempt owns: found, then cancelled."""
 
@@ -83,6 +85,7 @@ _RESOURCE_OF = {
     "deployment.delete": AuditResource.DEPLOYMENT,
     "cluster.orphan-run": AuditResource.CLUSTER,
     "deployment.update": AuditResource.DEPLOYMENT,
+    "deployment.autoscale": AuditResource.DEPLOYMENT,
 }
 
 

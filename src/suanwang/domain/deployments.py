@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from suanwang.domain.autoscaling import AutoscaleSpec, ScaleMemory
 from suanwang.domain.changes import UNCHANGED, Unchanged
 from suanwang.domain.errors import ValidationError
 from suanwang.domain.jobs import JobState
@@ -67,6 +68,10 @@ class DeploymentRecord:
     created_at: float
     updated_at: float
     idempotency_key: str | None = None
+    autoscale: AutoscaleSpec | None = None
+    """``None``: a fixed replica count; else the autoscaler sets ``replicas`` in its range."""
+    scale_memory: ScaleMemory = field(default_factory=ScaleMemory)
+    """What the autoscaler carries from one decision to the next."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,8 @@ class ReplicaRecord:
     created_at: float
     ready_at: float | None
     last_health_at: float | None
+    drain_started_at: float | None = None
+    """Set while ``draining``: when the replica was taken out of routing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +102,8 @@ class DeploymentChange:
 
     replicas: int | Unchanged = UNCHANGED
     state: DeploymentState | Unchanged = UNCHANGED
+    autoscale: AutoscaleSpec | Unchanged | None = UNCHANGED
+    scale_memory: ScaleMemory | Unchanged = UNCHANGED
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +119,7 @@ class ReplicaChange:
     port: int | Unchanged | None = UNCHANGED
     ready_at: float | Unchanged | None = UNCHANGED
     last_health_at: float | Unchanged | None = UNCHANGED
+    drain_started_at: float | Unchanged | None = UNCHANGED
 
 
 def check_replicas(n: int) -> int:

@@ -5,7 +5,9 @@ replica is a long-running job placed by the scheduler like any other; once its e
 answers a health check it is ``ready`` and the gateway may route to its ``base_url``.
 
     pending ─► starting ─► ready ◄─► unhealthy
-                  │          │            │
+                  │          │  ▲         │
+                  │          ▼  │         │
+                  │       draining        │
                   └──────────┴────────────┴──► stopped (scaled down, deleted or failed)
 
 Prices are integer micro-units (1e-6 of the currency unit) per million tokens.
@@ -72,6 +74,8 @@ class ReplicaState(enum.StrEnum):
     STARTING = "starting"
     READY = "ready"
     UNHEALTHY = "unhealthy"
+    DRAINING = "draining"
+    """Being removed: no new requests; stopped once its requests finished (or timed out)."""
     STOPPED = "stopped"
 
 
@@ -130,3 +134,13 @@ class ReplicaView:
     """External endpoints: sent upstream as ``Authorization: Bearer``; never logged."""
     sealed_credential: str | None = field(default=None, repr=False)
     """The credential as stored (encrypted); the replica directory opens it."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentView:
+    """An autoscaled deployment as the gateway sees it: a request for its model may wait
+    for a replica to start (a cold start) even when none runs."""
+
+    deployment_id: str
+    model: str
+    owner_tenant: str | None

@@ -29,18 +29,22 @@ from suanwang.gateway import asgi
 from suanwang.gateway.asgi import Receive, Send
 from suanwang.gateway.asgi import Scope as AsgiScope
 from suanwang.gateway.auth import KeyAuthenticator, TtlCache
+from suanwang.gateway.demand import DemandTracker
 from suanwang.gateway.errors import GatewayError, bad_request, from_domain
 from suanwang.gateway.metering import RequestMeter
 from suanwang.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from suanwang.gateway.proxy import Proxy
-from suanwang.gateway.routing import Router
+from suanwang.gateway.routing import Router, Slot
 from suanwang.gateway.schema import Call, parse_call
 from suanwang.gateway.upstream import Upstreams
-from suanwang.ports import Clock, Limiter, UsageSink
+from suanwang.ports import Clock, DemandSink, Limiter, UsageSink
 
 log = structlog.get_logger("suanwang.gateway")
 NOT_READY_RETRY_S = 5
 """Retry-After of a 503 for a deployed model whose replicas are still starting."""
+COLD_START_RETRY_S = 10
+"""Retry-After of a 503 for a request that waited for a cold start past the timeout."""
+COLD_START_POLL_S = 0.1
 ENDPOINTS = {
     "/v1/chat/completions": "chat/completions",
     "/v1/completions": "completions",
@@ -65,6 +69,10 @@ class GatewayConfig:
     max_attempts: int = 3
     default_max_tokens: int = 1024
     max_body_bytes: int = 4 << 20
+    report_s: float = 1.0
+    """How often demand is reported to the control plane (when a demand sink is set)."""
+    cold_start_timeout_s: float = 60.0
+    """Longest wait of a request for an autoscaled deployment with no ready replica."""
 
     @property
     def reservation_ttl_s(self) -> float:
@@ -89,6 +97,8 @@ class Gateway:
     on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     metrics: GatewayMetrics | None = None
     """Default: this process's metrics, labelled with the catalogue's models."""
+    demand_sink: DemandSink | None = None
+    """Where demand is reported for the autoscaler (``None``: not reported)."""
 
 
 @dataclass(slots=True)
@@ -120,6 +130,7 @@ class GatewayApp:
         self._boot = secrets.token_hex(7)
         """Random per process: request ids are unique across processes and restarts."""
         self._served = 0
+        self.demand = DemandTracker(gateway.clock, f"gw-{self._boot}")
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -221,6 +232,7 @@ class GatewayApp:
             endpoint,
             gw.clock.now(),
             metrics=self.metrics,
+            demand=self.demand,
         )
         ending = (500, Outcome.UPSTREAM_ERROR)  # unless told otherwise: cancelled or crashed
         try:
@@ -253,15 +265,16 @@ class GatewayApp:
         spec = gw.models.get(call.model)
         if spec is not None:
             _check_model(call, spec)
-        if not slots and gw.router.deployed(call.model, tenant):
+        wakeable = [] if slots else gw.router.wakeable(call.model, tenant)
+        if not slots and not wakeable and gw.router.deployed(call.model, tenant):
             raise GatewayError(
                 503,
                 f"no replica of {call.model!r} is ready yet; retry shortly",
                 code="model_not_ready",
                 headers={"retry-after": str(NOT_READY_RETRY_S)},
             )
-        if not slots:  # not in the catalogue, not deployed, or another tenant's: all alike
-            raise _no_model(call.model)
+        if not slots and not wakeable:  # not in the catalogue, not deployed, or another
+            raise _no_model(call.model)  # tenant's: all alike
         if spec is None:  # an external endpoint's model: a name the operator registered
             meter.model = call.model
         limits = await self._limits_of(tenant, meter.key_id)
@@ -275,8 +288,42 @@ class GatewayApp:
         except DomainError as error:
             self.metrics.rejected(error.field)
             raise from_domain(error) from None
+        if not slots:
+            slots = await self._cold_start(call.model, tenant, wakeable)
         answer = self._proxy.stream if call.stream else self._proxy.plain
         await answer(call, slots, meter, (receive, send, client_id))
+
+    async def _cold_start(self, model: str, tenant: str, wakeable: list[str]) -> list[Slot]:
+        """Wait (counted as queued demand, which makes the autoscaler start a replica) for a
+        ready replica of ``model``; 503 with Retry-After past the cold-start timeout."""
+        timeout_s = self.gw.config.cold_start_timeout_s
+        deadline = time.monotonic() + timeout_s
+        with self.demand.waiting(wakeable):
+            while time.monotonic() < deadline:
+                await asyncio.sleep(COLD_START_POLL_S)
+                slots = self.gw.router.visible(model, tenant)
+                if slots:
+                    return slots
+        raise GatewayError(
+            503,
+            f"no replica of {model!r} became ready within the {timeout_s:g} s cold-start "
+            "timeout; retry shortly",
+            code="cold_start_timeout",
+            headers={"retry-after": str(COLD_START_RETRY_S)},
+        )
+
+    async def _report_demand(self, sink: DemandSink) -> None:
+        """Report this process's demand every ``report_s`` (a background task)."""
+        router = self.gw.router
+        while True:
+            await asyncio.sleep(self.gw.config.report_s)
+            reports = self.demand.reports(
+                router.known_deployments(), router.inflight(), router.routed_at
+            )
+            try:
+                await asyncio.to_thread(sink.record, self.demand.gateway, reports)
+            except Exception:
+                log.exception("demand report failed")
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -287,6 +334,9 @@ class GatewayApp:
                     asyncio.create_task(self.gw.router.run()),
                     asyncio.create_task(self._sweep()),
                 ]
+                if self.gw.demand_sink is not None:
+                    sink = self.gw.demand_sink
+                    self._tasks.append(asyncio.create_task(self._report_demand(sink)))
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()

@@ -24,6 +24,7 @@ import structlog
 from suanwang.domain.limits import Reservation
 from suanwang.domain.serving import ReplicaView
 from suanwang.domain.usage import Outcome, TokenUsage
+from suanwang.gateway.demand import DemandTracker
 from suanwang.gateway.metrics import GatewayMetrics
 from suanwang.gateway.schema import Call
 from suanwang.ports import Clock, Limiter, UsageSink
@@ -85,11 +86,16 @@ class RequestMeter:
     streamed: bool = False
     closed: bool = False
     metrics: GatewayMetrics | None = None
+    demand: DemandTracker | None = None
+    first_event_at: float | None = None
+    """When a streamed answer's first event arrived (its time to first token)."""
 
     def routed(self, replica: ReplicaView) -> None:
         """Record the replica (and its deployment) that is answering the request."""
         self.deployment = replica.deployment_id
         self.replica = replica.replica_id
+        if self.demand is not None:
+            self.demand.arrived(replica.deployment_id)
 
     async def close(
         self, status: int, outcome: Outcome, prompt_tokens: int = 0, completion_tokens: int = 0
@@ -107,6 +113,9 @@ class RequestMeter:
         if self.metrics is not None:
             self.metrics.billed(self.model, prompt, completion)
         ended = self.clock.now()
+        if self.demand is not None and self.deployment is not None and status == 200:
+            first = self.first_event_at or ended  # not streamed: the whole answer at once
+            self.demand.answered(self.deployment, completion, first - self.started_at)
         await self.sink.record(
             TokenUsage(
                 entry_id=self.request_id,

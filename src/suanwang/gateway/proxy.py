@@ -273,6 +273,7 @@ class Proxy:
         lines, pieces = SseLines(), response.aiter_bytes()
         first = await self._first_events(call, pieces, lines)
         meter.streamed = True
+        meter.first_event_at = meter.clock.now()
         await start_stream(send, client_id)
         tally = Tally()
         collected: list[bytes] = []

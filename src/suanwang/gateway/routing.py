@@ -10,7 +10,12 @@ replica has a circuit breaker (:mod:`.breaker`): engine failures in a row open i
 through; if every replica's breaker is open, they are tried anyway rather than failing.
 
 The router owns each replica's in-flight count: a request holds :meth:`Router.lease` on
-its replica while it is sent and answered, and nothing else changes the count.
+its replica while it is sent and answered, and nothing else changes the count. The counts
+per deployment and replica (:meth:`Router.inflight`) outlive a replica's removal from the
+table, so a replica being drained is reported busy until its last request ends.
+
+Autoscaled deployments are listed too (:meth:`Router.wakeable`), with or without replicas:
+a request for one with no ready replica waits for a cold start instead of failing.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from suanwang.domain.serving import ReplicaView
+from suanwang.domain.serving import DeploymentView, ReplicaView
 from suanwang.gateway.breaker import Breaker, BreakerState
 from suanwang.ports import Clock, ReplicaDirectory
 
@@ -54,13 +59,27 @@ class Router:
         self._slots: dict[str, Slot] = {}
         self._by_model: dict[str, list[Slot]] = {}
         self._starting: dict[str, set[str | None]] = {}
+        self._wakeable: dict[str, list[DeploymentView]] = {}
+        self._leases: dict[str, dict[str, int]] = {}
+        """Requests in flight by deployment, then replica (see :meth:`inflight`)."""
+        self.routed_at = 0.0
+        """When the replica list now in use started loading (0: never)."""
 
     async def refresh(self) -> None:
         """Reload the ready replicas (keeping in-flight counts of those still there)."""
+        began = self._clock.now()
         replicas = await asyncio.to_thread(self._directory.ready_replicas)
-        self.load(replicas)
+        autoscaled = await asyncio.to_thread(self._directory.autoscaled_deployments)
+        self.load(replicas, autoscaled)
+        self.routed_at = began
 
-    def load(self, replicas: list[ReplicaView]) -> None:
+    def load(
+        self, replicas: list[ReplicaView], autoscaled: list[DeploymentView] | None = None
+    ) -> None:
+        wakeable: dict[str, list[DeploymentView]] = {}
+        for deployment in autoscaled or ():
+            wakeable.setdefault(deployment.model, []).append(deployment)
+        self._wakeable = wakeable
         slots: dict[str, Slot] = {}
         by_model: dict[str, list[Slot]] = {}
         starting: dict[str, set[str | None]] = {}
@@ -96,6 +115,24 @@ class Router:
         owners = self._starting.get(model, set())
         return None in owners or tenant in owners
 
+    def wakeable(self, model: str, tenant: str) -> list[str]:
+        """Autoscaled deployments of ``model`` that ``tenant`` may call (cold-startable)."""
+        return [
+            d.deployment_id
+            for d in self._wakeable.get(model, ())
+            if d.owner_tenant is None or d.owner_tenant == tenant
+        ]
+
+    def known_deployments(self) -> set[str]:
+        """Every deployment in this process's tables (routed, starting or autoscaled)."""
+        known = {s.replica.deployment_id for s in self._slots.values()}
+        known.update(d.deployment_id for ds in self._wakeable.values() for d in ds)
+        return known
+
+    def inflight(self) -> dict[str, dict[str, int]]:
+        """Requests in flight now, by deployment, then replica (a copy)."""
+        return {d: dict(by_replica) for d, by_replica in self._leases.items()}
+
     def models(self, tenant: str) -> list[str]:
         """Models with at least one ready replica ``tenant`` may call."""
         return sorted(m for m in self._by_model if self.visible(m, tenant))
@@ -120,12 +157,22 @@ class Router:
         (and hold the breaker's half-open trial if this request is it)."""
         slot.outstanding += 1
         trial = slot.breaker.begin(self._clock.now())
+        replica = slot.replica
+        by_replica = self._leases.setdefault(replica.deployment_id, {})
+        by_replica[replica.replica_id] = by_replica.get(replica.replica_id, 0) + 1
         try:
             yield slot
         finally:
             slot.outstanding -= 1
             if trial:
                 slot.breaker.end_trial()
+            left = by_replica[replica.replica_id] - 1
+            if left:
+                by_replica[replica.replica_id] = left
+            else:
+                del by_replica[replica.replica_id]
+                if not by_replica and self._leases.get(replica.deployment_id) is by_replica:
+                    del self._leases[replica.deployment_id]
 
     def failed(self, slot: Slot, reason: str) -> bool:
         """An engine failure on ``slot``; True if its breaker opened (it is ejected)."""

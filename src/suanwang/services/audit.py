@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from suanwang.domain.audit import Actor, AuditAction, AuditEntry, AuditQuery, JsonObject, scrub
+from suanwang.domain.autoscaling import AutoscaleSpec
 from suanwang.domain.deployments import DeploymentRecord
 from suanwang.domain.errors import Forbidden, NotFound
 from suanwang.domain.jobs import spec_to_dict
@@ -117,7 +118,13 @@ def deployment_value(dep: DeploymentRecord) -> dict[str, Any]:
         "replicas": dep.replicas,
         "state": dep.state.value,
         "public": dep.tenant is None,
+        **({"autoscale": autoscale_value(dep.autoscale)} if dep.autoscale is not None else {}),
     }
+
+
+def autoscale_value(spec: AutoscaleSpec) -> dict[str, Any]:
+    target = {k: v for k, v in dataclasses.asdict(spec.target).items() if v is not None}
+    return {**dataclasses.asdict(spec), "target": target}
 
 
 # --- reading ------------------------------------------------------------------------------------

@@ -12,11 +12,13 @@ any other (cards and chip from the model's catalogue entry and the cluster). Who
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from suanwang.domain.audit import AuditAction
+from suanwang.domain.autoscaling import AutoscaleSpec, ScaleMemory
 from suanwang.domain.chips import Catalogue
+from suanwang.domain.demand import STALE_AFTER_S, DemandReport
 from suanwang.domain.deployments import (
     PUBLIC_TENANT,
     DeploymentChange,
@@ -35,6 +37,9 @@ from suanwang.domain.tenancy import Principal
 from suanwang.ports import Clock, EngineLauncher, EngineProbe, UnitOfWork, UnitOfWorkFactory
 from suanwang.services import audit
 from suanwang.services.replicas import PROBE_INTERVAL_S, Converger, HealthChecker, Placement
+
+DEMAND_KEPT_S = 60.0
+"""Gateway demand rows older than this (a gateway gone for a minute) are deleted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,14 +91,18 @@ class Deployments:
         engine: str | None = None,
         tenant: str | None = None,
         idempotency_key: str | None = None,
+        autoscale: AutoscaleSpec | None = None,
     ) -> DeploymentDetail:
         """Create a deployment and queue its replicas' jobs (in one transaction).
 
+        With ``autoscale``, ``replicas`` is the starting count, brought into its range.
         A retry with the same ``idempotency_key`` (same owner) returns the deployment the
         first call made; the check runs under the scheduler lock, so concurrent retries agree.
         """
         spec = self.model(model)
         check_replicas(replicas)
+        if autoscale is not None:
+            replicas = _in_range(replicas, autoscale)
         owner = _owner(principal, tenant)
         now = self._clock.now()
         with self._uows() as uow:
@@ -119,6 +128,7 @@ class Deployments:
                 created_at=now,
                 updated_at=now,
                 idempotency_key=idempotency_key,
+                autoscale=autoscale,
             )
             uow.deployments.add_deployment(dep)
             self._converger(uow, placement, now).run(dep)
@@ -141,17 +151,60 @@ class Deployments:
         with self._uows() as uow:
             uow.lock_scheduler()
             dep = self._managed(uow, principal, deployment_id)
+            if dep.autoscale is not None:
+                raise Conflict(
+                    f"{deployment_id} is autoscaled between {dep.autoscale.min_replicas} and "
+                    f"{dep.autoscale.max_replicas} replicas",
+                    field="replicas",
+                    hint=f"change its range with `suanwang deployments autoscale {deployment_id}"
+                    " --min-replicas N --max-replicas M`, or turn autoscaling off with --off",
+                )
             uow.deployments.update_deployment(dep.id, now, DeploymentChange(replicas=replicas))
             for r in uow.deployments.replicas(dep.id):
                 if r.number < replicas and r.failures:
                     uow.deployments.update_replica(r.id, ReplicaChange(failures=0))
             fresh = uow.deployments.deployment(dep.id)
             assert fresh is not None
-            self._converger(uow, self._placement_of(uow, fresh), now).run(fresh)
+            demand = uow.demand.reports(now - STALE_AFTER_S)
+            self._converger(uow, self._placement_of(uow, fresh), now, demand).run(fresh)
             audit.record(
                 uow,
                 principal,
                 AuditAction.DEPLOYMENT_SCALE,
+                dep.id,
+                tenant=dep.tenant,
+                at=now,
+                before=audit.deployment_value(dep),
+                after=audit.deployment_value(fresh),
+            )
+            uow.commit()
+            return DeploymentDetail(fresh, uow.deployments.replicas(dep.id))
+
+    def set_autoscale(
+        self, principal: Principal, deployment_id: str, autoscale: AutoscaleSpec | None
+    ) -> DeploymentDetail:
+        """Turn autoscaling on with ``autoscale`` (or change it), or off with ``None`` (the
+        deployment keeps its current count). The count is brought into the new range and the
+        autoscaler's memory starts afresh, as if it had just scaled up (so an idle
+        deployment gets its full ``idle_to_zero_s`` before going to zero)."""
+        now = self._clock.now()
+        with self._uows() as uow:
+            uow.lock_scheduler()
+            dep = self._managed(uow, principal, deployment_id)
+            replicas = dep.replicas if autoscale is None else _in_range(dep.replicas, autoscale)
+            fresh_start = ScaleMemory(last_up_at=now)  # idle time counts from now
+            change = DeploymentChange(
+                replicas=replicas, autoscale=autoscale, scale_memory=fresh_start
+            )
+            uow.deployments.update_deployment(dep.id, now, change)
+            fresh = uow.deployments.deployment(dep.id)
+            assert fresh is not None
+            demand = uow.demand.reports(now - STALE_AFTER_S)
+            self._converger(uow, self._placement_of(uow, fresh), now, demand).run(fresh)
+            audit.record(
+                uow,
+                principal,
+                AuditAction.DEPLOYMENT_AUTOSCALE,
                 dep.id,
                 tenant=dep.tenant,
                 at=now,
@@ -221,9 +274,11 @@ class Deployments:
             active = {d.id for d in deps}
             live = {r.deployment for r in uow.deployments.replicas() if r.state != "stopped"}
             gone = [d for d in map(uow.deployments.deployment, live - active) if d is not None]
+            uow.demand.prune(now - DEMAND_KEPT_S)
+            demand = uow.demand.reports(now - STALE_AFTER_S)
             for dep in [*deps, *gone]:
                 if dep.engine != OPENAI_COMPATIBLE:  # external: no jobs (services/external.py)
-                    self._converger(uow, self._placement_of(uow, dep), now).run(dep)
+                    self._converger(uow, self._placement_of(uow, dep), now, demand).run(dep)
             uow.commit()
 
     def check_health(self) -> None:
@@ -231,8 +286,14 @@ class Deployments:
         self._health.check()
 
     # --- helpers ------------------------------------------------------------------------
-    def _converger(self, uow: UnitOfWork, placement: Placement, now: float) -> Converger:
-        return Converger(uow, self._launcher, self._models, placement, now)
+    def _converger(
+        self,
+        uow: UnitOfWork,
+        placement: Placement,
+        now: float,
+        demand: Sequence[DemandReport] | None = None,
+    ) -> Converger:
+        return Converger(uow, self._launcher, self._models, placement, now, demand)
 
     def _placement_of(self, uow: UnitOfWork, dep: DeploymentRecord) -> Placement:
         backend = {c.name: c.backend for c in uow.fleet.clusters()}.get(dep.cluster, "none")
@@ -304,6 +365,10 @@ class Deployments:
         if dep.state is DeploymentState.DELETED and not deleted_ok:
             raise Conflict(f"deployment {deployment_id} was deleted", field="deployment_id")
         return dep
+
+
+def _in_range(replicas: int, autoscale: AutoscaleSpec) -> int:
+    return min(max(replicas, autoscale.min_replicas), autoscale.max_replicas)
 
 
 def _shown(principal: Principal, detail: DeploymentDetail) -> DeploymentDetail:

@@ -11,9 +11,11 @@ by the next tick from the database and the backends alone.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from suanwang.domain.changes import UNCHANGED
+from suanwang.domain.demand import DemandReport, drained, replica_inflight
 from suanwang.domain.deployments import (
     MAX_FAST_FAILURES,
     PUBLIC_TENANT,
@@ -80,18 +82,44 @@ class Converger:
     models: dict[str, ModelSpec]
     placement: Placement
     now: float
+    demand: Sequence[DemandReport] | None = None
+    """The gateways' fresh reports: a ready replica scaled away drains first (no new
+    requests, stopped once its requests finish). ``None``: replicas stop at once."""
 
     def run(self, dep: DeploymentRecord) -> None:
-        wanted = dep.replicas if dep.state is DeploymentState.ACTIVE else 0
+        active = dep.state is DeploymentState.ACTIVE
+        wanted = dep.replicas if active else 0
         existing = {r.number: r for r in self.uow.deployments.replicas(dep.id)}
         for number in range(wanted):
             if number not in existing:
                 self._new_replica(dep, number)  # created with its first job: nothing to keep
         for replica in existing.values():
             if replica.number >= wanted:
-                self._stop(replica, "scaled down" if wanted else "deployment stopped")
+                self._retire(replica, "scaled down" if active else "deployment stopped", active)
             else:
                 self._keep(dep, replica)
+
+    def _retire(self, replica: ReplicaRecord, reason: str, drain: bool) -> None:
+        """Stop an unwanted replica: a ready one drains first (if ``drain`` and the gateways
+        report), see :func:`~suanwang.domain.demand.drained` for when it is done."""
+        demand = self.demand
+        if not demand or not drain:  # no gateway reports: none routes to it
+            self._stop(replica, reason)
+        elif replica.state is ReplicaState.READY:
+            change = ReplicaChange(
+                state=ReplicaState.DRAINING,
+                reason=f"{reason}: draining (no new requests; stopped when its requests end)",
+                drain_started_at=self.now,
+            )
+            self.uow.deployments.update_replica(replica.id, change)
+        elif replica.state is ReplicaState.DRAINING:
+            since = replica.drain_started_at or self.now
+            if drained(replica.id, since, demand, self.now):
+                left = replica_inflight(replica.id, demand, self.now)
+                how = "drained" if not left else f"drain timed out with {left} in flight"
+                self._stop(replica, f"{reason}; {how} after {self.now - since:.1f} s")
+        else:
+            self._stop(replica, reason)
 
     def _new_replica(self, dep: DeploymentRecord, number: int) -> None:
         port = None
@@ -118,6 +146,16 @@ class Converger:
         self._start(dep, replica, failures=0, reason="starting")
 
     def _keep(self, dep: DeploymentRecord, replica: ReplicaRecord) -> None:
+        if replica.state is ReplicaState.DRAINING:  # wanted again before it stopped
+            again = ReplicaChange(
+                state=ReplicaState.READY,
+                reason="wanted again while draining",
+                drain_started_at=None,
+            )
+            self.uow.deployments.update_replica(replica.id, again)
+            replica = replace(
+                replica, state=ReplicaState.READY, reason="wanted again while draining"
+            )
         job = self.uow.jobs.job(replica.job) if replica.job else None
         if replica.state is ReplicaState.STOPPED:
             if replica.failures < MAX_FAST_FAILURES:  # scaled down earlier, wanted again
@@ -268,7 +306,13 @@ class Converger:
         job = self.uow.jobs.job(replica.job) if replica.job else None
         if job is not None and not job.state.terminal:
             self._cancel(job, reason)
-        stopped = ReplicaChange(state=ReplicaState.STOPPED, reason=reason, base_url="", failures=0)
+        stopped = ReplicaChange(
+            state=ReplicaState.STOPPED,
+            reason=reason,
+            base_url="",
+            failures=0,
+            drain_started_at=None,
+        )
         self.uow.deployments.update_replica(replica.id, stopped)
 
     def _cancel(self, job: JobRecord, reason: str) -> None:

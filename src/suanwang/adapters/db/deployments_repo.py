@@ -7,6 +7,7 @@ needs to route (``ReplicaView``) comes from one join of ready replicas and activ
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import structlog
 from sqlalchemy import select, update
@@ -18,6 +19,7 @@ from suanwang.adapters.db.tables import (
     ReplicaRow,
     column_values,
 )
+from suanwang.domain.autoscaling import AutoscaleSpec, ScaleMemory, ScalingTarget
 from suanwang.domain.deployments import (
     DeploymentChange,
     DeploymentRecord,
@@ -25,7 +27,7 @@ from suanwang.domain.deployments import (
     ReplicaChange,
     ReplicaRecord,
 )
-from suanwang.domain.serving import ReplicaState, ReplicaView, Secret
+from suanwang.domain.serving import DeploymentView, ReplicaState, ReplicaView, Secret
 from suanwang.ports import SecretBox, UnitOfWorkFactory
 
 log = structlog.get_logger("suanwang.gateway")
@@ -56,6 +58,8 @@ class DeploymentRepository:
                 created_at=d.created_at,
                 updated_at=d.updated_at,
                 version=1,
+                autoscale=autoscale_json(d.autoscale),
+                scale_memory=memory_json(d.scale_memory),
             )
         )
         self._s.flush()
@@ -72,10 +76,15 @@ class DeploymentRepository:
         return [_deployment(r) for r in rows]
 
     def update_deployment(self, deployment_id: str, now: float, change: DeploymentChange) -> None:
+        values = column_values(change)
+        if "autoscale" in values:
+            values["autoscale"] = autoscale_json(change.autoscale)  # type: ignore[arg-type]
+        if "scale_memory" in values:
+            values["scale_memory"] = memory_json(change.scale_memory)  # type: ignore[arg-type]
         self._s.execute(
             update(DeploymentRow)
             .where(DeploymentRow.id == deployment_id)
-            .values(updated_at=now, version=DeploymentRow.version + 1, **column_values(change))
+            .values(updated_at=now, version=DeploymentRow.version + 1, **values)
         )
 
     def add_replica(self, replica: ReplicaRecord) -> None:
@@ -97,6 +106,7 @@ class DeploymentRepository:
                 created_at=r.created_at,
                 ready_at=r.ready_at,
                 last_health_at=r.last_health_at,
+                drain_started_at=r.drain_started_at,
             )
         )
         self._s.flush()
@@ -145,6 +155,17 @@ class DeploymentRepository:
             for r, d, e in self._s.execute(query)
         ]
 
+    def autoscaled_views(self) -> list[DeploymentView]:
+        query = (
+            select(DeploymentRow.id, DeploymentRow.model, DeploymentRow.tenant)
+            .where(
+                DeploymentRow.state == DeploymentState.ACTIVE.value,
+                DeploymentRow.autoscale.is_not(None),
+            )
+            .order_by(DeploymentRow.id)
+        )
+        return [DeploymentView(i, m, t) for i, m, t in self._s.execute(query)]
+
 
 class SqlReplicaDirectory:
     """:class:`suanwang.ports.ReplicaDirectory` over the database (one short read each call).
@@ -162,6 +183,10 @@ class SqlReplicaDirectory:
         with self._uows() as uow:
             views = uow.deployments.ready_views()
         return [v for v in map(self._open, views) if v is not None]
+
+    def autoscaled_deployments(self) -> list[DeploymentView]:
+        with self._uows() as uow:
+            return uow.deployments.autoscaled_views()
 
     def _open(self, view: ReplicaView) -> ReplicaView | None:
         sealed = view.sealed_credential
@@ -195,6 +220,8 @@ def _deployment(row: DeploymentRow) -> DeploymentRecord:
         created_at=row.created_at,
         updated_at=row.updated_at,
         idempotency_key=str(key) if (key := spec.get("idempotency_key")) else None,
+        autoscale=autoscale_of(row.autoscale),
+        scale_memory=memory_of(row.scale_memory),
     )
 
 
@@ -215,4 +242,67 @@ def _replica(row: ReplicaRow) -> ReplicaRecord:
         created_at=row.created_at,
         ready_at=row.ready_at,
         last_health_at=row.last_health_at,
+        drain_started_at=row.drain_started_at,
     )
+
+
+# --- autoscaling settings and memory as JSON --------------------------------------------------
+def autoscale_json(spec: AutoscaleSpec | None) -> dict[str, Any] | None:
+    if spec is None:
+        return None
+    t = spec.target
+    return {
+        "min_replicas": spec.min_replicas,
+        "max_replicas": spec.max_replicas,
+        "target": {
+            "inflight_per_replica": t.inflight_per_replica,
+            "tokens_per_s_per_replica": t.tokens_per_s_per_replica,
+            "ttft_p95_s": t.ttft_p95_s,
+        },
+        "scale_up_cooldown_s": spec.scale_up_cooldown_s,
+        "scale_down_cooldown_s": spec.scale_down_cooldown_s,
+        "idle_to_zero_s": spec.idle_to_zero_s,
+        "tolerance": spec.tolerance,
+    }
+
+
+def autoscale_of(value: dict[str, Any] | None) -> AutoscaleSpec | None:
+    """The stored settings, parsed (they were validated when set)."""
+    if value is None:
+        return None
+    target = value["target"]
+    return AutoscaleSpec(
+        min_replicas=int(value["min_replicas"]),
+        max_replicas=int(value["max_replicas"]),
+        target=ScalingTarget(
+            inflight_per_replica=_float_or_none(target.get("inflight_per_replica")),
+            tokens_per_s_per_replica=_float_or_none(target.get("tokens_per_s_per_replica")),
+            ttft_p95_s=_float_or_none(target.get("ttft_p95_s")),
+        ),
+        scale_up_cooldown_s=float(value["scale_up_cooldown_s"]),
+        scale_down_cooldown_s=float(value["scale_down_cooldown_s"]),
+        idle_to_zero_s=float(value["idle_to_zero_s"]),
+        tolerance=float(value["tolerance"]),
+    )
+
+
+def memory_json(memory: ScaleMemory) -> dict[str, Any]:
+    return {
+        "last_up_at": memory.last_up_at,
+        "last_down_at": memory.last_down_at,
+        "recent": [[at, n] for at, n in memory.recent],
+    }
+
+
+def memory_of(value: dict[str, Any] | None) -> ScaleMemory:
+    if not value:
+        return ScaleMemory()
+    return ScaleMemory(
+        last_up_at=_float_or_none(value.get("last_up_at")),
+        last_down_at=_float_or_none(value.get("last_down_at")),
+        recent=tuple((float(at), int(n)) for at, n in value.get("recent", [])),
+    )
+
+
+def _float_or_none(value: object) -> float | None:
+    return None if value is None else float(str(value))

@@ -209,6 +209,10 @@ class DeploymentRow(Base):
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    autoscale: Mapped[dict[str, object] | None] = mapped_column(JSON, default=None)
+    """Autoscaling settings (migration 0010); ``None``: a fixed replica count."""
+    scale_memory: Mapped[dict[str, object] | None] = mapped_column(JSON, default=None)
+    """The autoscaler's memory between decisions (last scale-up/down, recent recommendations)."""
 
 
 class ReplicaRow(Base):
@@ -229,6 +233,24 @@ class ReplicaRow(Base):
     created_at: Mapped[float] = mapped_column(Float)
     ready_at: Mapped[float | None] = mapped_column(Float, default=None)
     last_health_at: Mapped[float | None] = mapped_column(Float, default=None)
+    drain_started_at: Mapped[float | None] = mapped_column(Float, default=None)
+    """When the replica stopped receiving new requests before being stopped (migration 0010)."""
+
+
+class DemandRow(Base):
+    """What one gateway process last reported about one deployment (migration 0010)."""
+
+    __tablename__ = "model_demand"
+    gateway: Mapped[str] = mapped_column(String(64), primary_key=True)
+    deployment: Mapped[str] = mapped_column(String(32), primary_key=True)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    inflight: Mapped[int] = mapped_column(Integer)
+    queued: Mapped[int] = mapped_column(Integer)
+    tokens_per_s: Mapped[float] = mapped_column(Float)
+    ttft_p95_s: Mapped[float | None] = mapped_column(Float, default=None)
+    last_request_at: Mapped[float | None] = mapped_column(Float, default=None)
+    routed_at: Mapped[float] = mapped_column(Float)
+    replica_inflight: Mapped[dict[str, object]] = mapped_column(JSON)
 
 
 class ExternalEndpointRow(Base):

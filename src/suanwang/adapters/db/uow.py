@@ -9,6 +9,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from suanwang.adapters.db.audit_repo import AuditRepository
+from suanwang.adapters.db.demand_repo import DemandRepository
 from suanwang.adapters.db.deployments_repo import DeploymentRepository
 from suanwang.adapters.db.externals_repo import ExternalRepository
 from suanwang.adapters.db.fleet_repo import FleetRepository
@@ -31,6 +32,7 @@ class SqlUnitOfWork:
     limits: LimitsRepository
     audit: AuditRepository
     externals: ExternalRepository
+    demand: DemandRepository
 
     def __init__(self, factory: sessionmaker[Session]) -> None:
         self._factory = factory
@@ -46,6 +48,7 @@ class SqlUnitOfWork:
         self.limits = LimitsRepository(self._session)
         self.audit = AuditRepository(self._session)
         self.externals = ExternalRepository(self._session)
+        self.demand = DemandRepository(self._session)
         return self
 
     def __exit__(

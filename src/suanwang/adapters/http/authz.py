@@ -55,6 +55,8 @@ ROUTES: Final[dict[tuple[str, str], Rule]] = {
     ("GET", "/api/v1/deployments"): Scope.READ_ONLY,
     ("GET", "/api/v1/deployments/{deployment_id}"): Scope.READ_ONLY,
     ("PUT", "/api/v1/deployments/{deployment_id}/replicas"): Scope.TENANT_ADMIN,
+    ("PUT", "/api/v1/deployments/{deployment_id}/autoscale"): Scope.TENANT_ADMIN,
+    ("DELETE", "/api/v1/deployments/{deployment_id}/autoscale"): Scope.TENANT_ADMIN,
     ("DELETE", "/api/v1/deployments/{deployment_id}"): Scope.TENANT_ADMIN,
     # external OpenAI-compatible endpoints: only the operator names URLs the platform calls
     ("POST", "/api/v1/external-endpoints"): Scope.OPERATOR,

@@ -1,7 +1,9 @@
-"""``/api/v1/models`` (the catalogue) and ``/api/v1/deployments`` (deploy, scale, delete).
+"""``/api/v1/models`` (the catalogue) and ``/api/v1/deployments`` (deploy, scale,
+autoscale, delete).
 
 The operator deploys public models; a tenant admin deploys private ones in its own tenant.
-Replicas on simulated clusters say ``simulated: true``.
+Replicas on simulated clusters say ``simulated: true``. Autoscaling settings are parsed here
+into the domain's :class:`~suanwang.domain.autoscaling.AutoscaleSpec` (which checks them).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from suanwang.adapters.http.responses import errors
 from suanwang.adapters.http.schemas import checked_pattern
 from suanwang.adapters.http.security import AuthorizedRoute, current_platform, current_principal
+from suanwang.domain.autoscaling import AutoscaleSpec, ScalingTarget
 from suanwang.domain.deployments import DEPLOYMENT_ID
 from suanwang.domain.serving import MAX_REPLICAS, ModelSpec
 from suanwang.domain.tenancy import Principal
@@ -55,6 +58,51 @@ class ModelPublic(BaseModel):
     description: str
 
 
+Seconds = Annotated[float, Field(ge=0, le=86_400)]
+
+
+class TargetIn(BaseModel):
+    """Exactly one of the three."""
+
+    model_config = ConfigDict(extra="forbid")
+    inflight_per_replica: float | None = Field(
+        None, gt=0, le=10_000, description="queued + in-flight requests per replica"
+    )
+    tokens_per_s_per_replica: float | None = Field(None, gt=0, le=1e9)
+    ttft_p95_s: float | None = Field(
+        None, gt=0, le=3600, description="latency SLO: p95 time to first token, seconds"
+    )
+
+
+class AutoscaleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    min_replicas: Replicas = Field(description="0 lets an idle deployment scale to zero")
+    max_replicas: Replicas
+    target: TargetIn
+    scale_up_cooldown_s: Seconds = 30.0
+    scale_down_cooldown_s: Seconds = Field(
+        300.0, description="also the window a scale-down waits for (highest recommendation)"
+    )
+    idle_to_zero_s: Seconds = Field(600.0, description="idle time before 0 (min_replicas 0)")
+    tolerance: float = Field(0.1, ge=0, lt=1, description="hysteresis band around the target")
+
+    def spec(self) -> AutoscaleSpec:
+        t = self.target
+        return AutoscaleSpec(
+            min_replicas=self.min_replicas,
+            max_replicas=self.max_replicas,
+            target=ScalingTarget(
+                inflight_per_replica=t.inflight_per_replica,
+                tokens_per_s_per_replica=t.tokens_per_s_per_replica,
+                ttft_p95_s=t.ttft_p95_s,
+            ),
+            scale_up_cooldown_s=self.scale_up_cooldown_s,
+            scale_down_cooldown_s=self.scale_down_cooldown_s,
+            idle_to_zero_s=self.idle_to_zero_s,
+            tolerance=self.tolerance,
+        )
+
+
 class DeployIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     model: Short
@@ -63,6 +111,9 @@ class DeployIn(BaseModel):
     engine: Short | None = Field(None, description="default: the model's first engine for the chip")
     tenant: Short | None = Field(
         None, description="operator only: deploy privately for this tenant (default: public)"
+    )
+    autoscale: AutoscaleIn | None = Field(
+        None, description="scale with demand in [min, max] (replicas: the starting count)"
     )
 
 
@@ -86,6 +137,22 @@ class ReplicaPublic(BaseModel):
     last_health_at: float | None
 
 
+class TargetPublic(BaseModel):
+    inflight_per_replica: float | None
+    tokens_per_s_per_replica: float | None
+    ttft_p95_s: float | None
+
+
+class AutoscalePublic(BaseModel):
+    min_replicas: int
+    max_replicas: int
+    target: TargetPublic
+    scale_up_cooldown_s: float
+    scale_down_cooldown_s: float
+    idle_to_zero_s: float
+    tolerance: float
+
+
 class DeploymentPublic(BaseModel):
     id: str
     model: str
@@ -101,6 +168,28 @@ class DeploymentPublic(BaseModel):
     created_at: float
     updated_at: float
     replica_list: list[ReplicaPublic]
+    autoscale: AutoscalePublic | None = Field(
+        None, description="null: a fixed replica count; else the autoscaler sets replicas"
+    )
+
+
+def autoscale_public(spec: AutoscaleSpec | None) -> AutoscalePublic | None:
+    if spec is None:
+        return None
+    t = spec.target
+    return AutoscalePublic(
+        min_replicas=spec.min_replicas,
+        max_replicas=spec.max_replicas,
+        target=TargetPublic(
+            inflight_per_replica=t.inflight_per_replica,
+            tokens_per_s_per_replica=t.tokens_per_s_per_replica,
+            ttft_p95_s=t.ttft_p95_s,
+        ),
+        scale_up_cooldown_s=spec.scale_up_cooldown_s,
+        scale_down_cooldown_s=spec.scale_down_cooldown_s,
+        idle_to_zero_s=spec.idle_to_zero_s,
+        tolerance=spec.tolerance,
+    )
 
 
 def model_public(m: ModelSpec) -> ModelPublic:
@@ -158,6 +247,7 @@ def deployment_public(detail: DeploymentDetail) -> DeploymentPublic:
         created_at=d.created_at,
         updated_at=d.updated_at,
         replica_list=replicas,
+        autoscale=autoscale_public(d.autoscale),
     )
 
 
@@ -195,6 +285,7 @@ def deploy(
         body.engine,
         body.tenant,
         idempotency_key=idempotency_key,
+        autoscale=None if body.autoscale is None else body.autoscale.spec(),
     )
     return deployment_public(detail)
 
@@ -221,6 +312,33 @@ def scale(
     deployment_id: DeploymentId, body: ScaleIn, principal: PrincipalDep, platform: PlatformDep
 ) -> DeploymentPublic:
     return deployment_public(platform.deployments.scale(principal, deployment_id, body.replicas))
+
+
+@router.put(
+    "/{deployment_id}/autoscale",
+    response_model=DeploymentPublic,
+    summary="Autoscale a deployment",
+    responses=errors((409, "The deployment was deleted")),
+)
+def autoscale(
+    deployment_id: DeploymentId, body: AutoscaleIn, principal: PrincipalDep, platform: PlatformDep
+) -> DeploymentPublic:
+    """Turn autoscaling on (or change its settings): the count moves into [min, max] now."""
+    detail = platform.deployments.set_autoscale(principal, deployment_id, body.spec())
+    return deployment_public(detail)
+
+
+@router.delete(
+    "/{deployment_id}/autoscale",
+    response_model=DeploymentPublic,
+    summary="Stop autoscaling a deployment",
+    responses=errors((409, "The deployment was deleted")),
+)
+def fixed(
+    deployment_id: DeploymentId, principal: PrincipalDep, platform: PlatformDep
+) -> DeploymentPublic:
+    """Back to a fixed replica count: the count it has now."""
+    return deployment_public(platform.deployments.set_autoscale(principal, deployment_id, None))
 
 
 @router.delete(
