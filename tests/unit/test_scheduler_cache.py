@@ -267,3 +267,59 @@ def test_the_pending_memos_never_change_decisions(case: tuple[Snapshot, Policy])
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(PendingMemo, "get", lambda *_args: None)
         assert cycle(snapshot, policy) == memoised
+
+
+@CACHE_SETTINGS
+@given(node_changes(), st.lists(st.tuples(st.integers(0, 11), st.integers(-2, 8)), max_size=12))
+def test_a_working_copy_changes_apart_from_its_pool(
+    case: tuple[list[NodeView], list[list[NodeView]]], changes: list[tuple[int, int]]
+) -> None:
+    # Copy on write: a working copy shares its pool's lists until it changes, then
+    # holds exactly what a pool built from the changed nodes holds; its pool is untouched.
+    nodes, _versions = case
+    kept = build_pools(nodes)
+    copies = [pool.copy() for pool in kept]
+    before = copy.deepcopy(state_of(kept))
+    free = {n.id: n.cards_free for n in nodes if n.schedulable}
+    pool_of = {node: pool for pool in copies for node in pool.free_of}
+    for index, cards in changes:
+        node = nodes[index % len(nodes)]
+        if node.id in pool_of:
+            pool_of[node.id].set_free(node.id, cards)
+            free[node.id] = cards
+    changed = [dataclasses.replace(n, cards_free=free.get(n.id, n.cards_free)) for n in nodes]
+    assert state_of(copies) == state_of(build_pools(changed))
+    assert state_of(kept) == before
+
+
+def test_fleet_facts_are_kept_while_only_free_cards_change() -> None:
+    nodes = tuple(
+        make_node(i, chip="ascend-910b" if i % 2 else "metax-c500", cards_total=8, cards_free=8)
+        for i in range(1, 5)
+    )
+    cache = CycleCache()
+    snapshot = dataclasses.replace(make_snapshot(nodes, ()), chip_units={"ascend-910b": 2.0})
+    cache.pools(snapshot.nodes)
+    facts = cache.fleet(snapshot)
+    assert facts.units == 2 * 8 * 2.0 + 2 * 8 * 1.0
+    assert facts.flavors == {("ascend", "ascend-910b"), ("metax", "metax-c500")}
+    busy = dataclasses.replace(
+        snapshot, nodes=(dataclasses.replace(nodes[0], cards_free=0), *nodes[1:])
+    )
+    cache.pools(busy.nodes)
+    assert cache.fleet(busy) is facts
+    cheaper = dataclasses.replace(busy, chip_units={"ascend-910b": 1.0})
+    assert cache.fleet(cheaper).units == 4 * 8 * 1.0
+    smaller = dataclasses.replace(cheaper, nodes=cheaper.nodes[:3])
+    cache.pools(smaller.nodes)
+    assert cache.fleet(smaller).units == 3 * 8 * 1.0
+
+
+def test_a_tenant_without_quota_is_unlimited() -> None:
+    nodes = (make_node(1, cards_total=8, cards_free=8),)
+    snapshot = dataclasses.replace(
+        make_snapshot(nodes, ()), quotas={TenantId("capped"): {UNITS: 4}}
+    )
+    ledger = QuotaLedger(snapshot)
+    assert ledger.unlimited(TenantId("free"))
+    assert not ledger.unlimited(TenantId("capped"))

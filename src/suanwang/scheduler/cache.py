@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from suanwang.domain.ids import ChipName, NodeId, TenantId
+from suanwang.domain.ids import ChipFamily, ChipName, NodeId, TenantId
 from suanwang.scheduler.fit import Pool, PoolKey, build_pools
 from suanwang.scheduler.queue_index import QueueIndex
 from suanwang.scheduler.running import RunningWork, TenantWork
@@ -55,6 +55,7 @@ class CycleCache:
     _units: dict[ChipName, float] = field(default_factory=dict)
     _running: tuple[RunningJob, ...] = ()
     _work: RunningWork | None = None
+    _fleet: FleetFacts | None = None
     queue: QueueIndex = field(default_factory=QueueIndex)
 
     def indexed(self, snapshot: Snapshot) -> QueueIndex | None:
@@ -69,9 +70,18 @@ class CycleCache:
             self._pool_of = {node: pool for pool in self._pools for node in pool.free_of}
             self._keys = {node: pool.key for node, pool in self._pool_of.items()}
             self._tenants = {}  # their pools may have changed
+            self._fleet = None
             self.rebuilds += 1
         self._nodes = nodes
         return tuple(pool.copy() for pool in self._pools)
+
+    def fleet(self, snapshot: Snapshot) -> FleetFacts:
+        """The snapshot's :class:`FleetFacts`, after :meth:`pools` for the same snapshot:
+        kept while no node changes more than its free cards and the chip units stay."""
+        kept = self._fleet
+        if kept is None or kept.chip_units != snapshot.chip_units:
+            kept = self._fleet = FleetFacts.of(snapshot)
+        return kept
 
     def node_keys(self) -> Mapping[NodeId, PoolKey]:
         """The pool key of each schedulable node of the last :meth:`pools` (read only)."""
@@ -106,6 +116,31 @@ class CycleCache:
                 self._pool_of[new.id].set_free(new.id, new.cards_free)
         self.updates += 1
         return True
+
+
+@dataclass(frozen=True, slots=True)
+class FleetFacts:
+    """What a cycle sums over every node (schedulable or not) that free cards do not
+    change: read 100,000 nodes once per layout, not once per cycle.
+
+    Attributes:
+        chip_units: The units per card the sum used.
+        units: Every node's cards times its chip's units (1.0 when absent), summed in
+            node order (:func:`~.queues.fleet_shares`).
+        flavors: The (family, chip) pairs of the nodes (:class:`~.quota.QuotaLedger`).
+    """
+
+    chip_units: Mapping[ChipName, float]
+    units: float
+    flavors: frozenset[tuple[ChipFamily, ChipName]]
+
+    @classmethod
+    def of(cls, snapshot: Snapshot) -> FleetFacts:
+        """The facts of the snapshot's nodes."""
+        units = dict(snapshot.chip_units)
+        total = sum(n.cards_total * units.get(n.chip, 1.0) for n in snapshot.nodes)
+        flavors = frozenset((node.family, node.chip) for node in snapshot.nodes)
+        return cls(units, total, flavors)
 
 
 def _layout(node: NodeView) -> tuple[object, ...]:

@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from suanwang.domain.chips import ANY_CHIP
 from suanwang.scheduler.cache import CycleCache
 from suanwang.scheduler.decisions import Admit, Decision, Pending, Preempt, StageDataset
-from suanwang.scheduler.fit import Pool
+from suanwang.scheduler.fit import Pool, fits_free
 from suanwang.scheduler.inert import InertFilter, PendingMemo, token
 from suanwang.scheduler.passes import job_passes
 from suanwang.scheduler.placement import Option, options, pick_later, pick_now
@@ -162,10 +162,13 @@ def _place(
 
 def _fits_now(job: PendingJob, pools: list[Pool], st: CycleState) -> bool:
     """Whether the gang fits one of ``pools`` now without delaying a reservation."""
-    per_node, nodes = job.cards_per_node, job.nodes
-    return any(
-        p.fits(per_node, nodes) and p.fits(per_node, nodes, st.exclusion(job, p)) for p in pools
-    )
+    per_node, nodes, reservations = job.cards_per_node, job.nodes, st.reservations
+    for p in pools:
+        if fits_free(p, per_node, nodes) and (
+            p.key not in reservations or p.fits(per_node, nodes, st.exclusion(job, p))
+        ):
+            return True
+    return False
 
 
 def _blocked(

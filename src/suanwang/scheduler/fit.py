@@ -68,6 +68,9 @@ class Pool:
         totals_cards: Every node's ``cards_total``, sorted: what could ever fit.
         free_cards: Free cards over the whole pool (negatives counted as 0).
         version: Bumped on every change, for caches keyed on the pool's state.
+        shared: The lists and maps above are still the copied pool's (:meth:`copy`).
+        own_groups: The groups whose slot lists are this pool's own, once it has
+            copied its maps (None: every group's, as for a pool built by :meth:`of`).
     """
 
     key: PoolKey
@@ -80,6 +83,8 @@ class Pool:
     totals_cards: list[int] = field(default_factory=list)
     free_cards: int = 0
     version: int = 0
+    shared: bool = False
+    own_groups: set[str] | None = None
 
     @classmethod
     def of(cls, key: PoolKey, nodes: list[NodeView]) -> Pool:
@@ -105,18 +110,42 @@ class Pool:
         return pool
 
     def copy(self) -> Pool:
-        """A working copy for one cycle: its free cards change apart from this pool's."""
+        """A working copy for one cycle: its free cards change apart from this pool's.
+
+        Copy on write: the copy reads this pool's lists and maps until its first change
+        (:meth:`set_free`), then copies the maps and, group by group, the slot lists it
+        changes. This pool must not change while the copy is in use (the
+        :class:`~.cache.CycleCache` changes its pools only between cycles)."""
         return Pool(
             self.key,
-            list(self.slots),
-            {group: list(slots) for group, slots in self.groups.items()},
+            self.slots,
+            self.groups,
             self.group_of,
-            dict(self.free_of),
-            dict(self.group_free_cards),
-            list(self.order),
+            self.free_of,
+            self.group_free_cards,
+            self.order,
             self.totals_cards,
             self.free_cards,
+            shared=True,
         )
+
+    def _own(self) -> None:
+        """Stop sharing the copied pool's lists and maps (group lists: one at a time)."""
+        self.slots = list(self.slots)
+        self.groups = dict(self.groups)
+        self.free_of = dict(self.free_of)
+        self.group_free_cards = dict(self.group_free_cards)
+        self.order = list(self.order)
+        self.shared, self.own_groups = False, set()
+
+    def _group_slots(self, group: str) -> list[Slot]:
+        """The group's slot list, this pool's own (copied on its first change)."""
+        owned = self.own_groups
+        if owned is None or group in owned:
+            return self.groups[group]
+        owned.add(group)
+        slots = self.groups[group] = list(self.groups[group])
+        return slots
 
     def accepts(self, job: PendingJob) -> bool:
         """Whether the job's selector, simulated flag and pins admit this pool's nodes."""
@@ -243,8 +272,10 @@ class Pool:
         cards = free - now_free
         if not cards:
             return
+        if self.shared:
+            self._own()
         group = self.group_of[node]
-        for slots in (self.slots, self.groups[group]):
+        for slots in (self.slots, self._group_slots(group)):
             del slots[bisect_left(slots, (free, node))]
             insort(slots, (free - cards, node))
         self.free_of[node] = free - cards
@@ -258,6 +289,15 @@ class Pool:
             self.group_free_cards[group] = group_free
             self.free_cards += freed_after - freed_before
         self.version += 1
+
+
+def fits_free(pool: Pool, cards_per_node: int, nodes: int) -> bool:
+    """``pool.fits(cards_per_node, nodes)`` with nothing excluded, inlined: the question
+    a filling cycle asks of every allowed pool for every job it admits."""
+    slots = pool.slots
+    if (slots[-1][0] if slots else -1) < cards_per_node:
+        return False
+    return nodes == 1 or len(slots) - bisect_left(slots, (cards_per_node,)) >= nodes
 
 
 def build_pools(nodes: Iterable[NodeView]) -> tuple[Pool, ...]:

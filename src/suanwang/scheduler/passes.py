@@ -80,7 +80,8 @@ def order_key(st: CycleState) -> Key:
     else:
         fair = any(q.cohort for q in st.ledger.queues.values())
         held = st.work.fleet_held(snapshot.now) if policy.fleet_share else None
-        share = share_key(policy, snapshot, st.ledger.share if fair else None, held, tenants)
+        cohort = st.ledger.share if fair else None
+        share = share_key(policy, snapshot, cohort, held, tenants, st.fleet_units)
         key = priority_key(policy, snapshot.now, _gain_of(st), share)
     return key
 
@@ -166,6 +167,7 @@ class MergedPasses:
     _parked_at: Token | None = None
     _last: PendingJob | None = None
     _second: dict[ClassKey, int] = field(default_factory=dict)
+    _starts: dict[ClassKey, int] = field(default_factory=dict)
     _never_park: set[ClassKey] = field(default_factory=set)
     _count: int = 0
 
@@ -176,19 +178,18 @@ class MergedPasses:
     def jobs(self, final: bool) -> Iterator[PendingJob]:
         """The pass's jobs in order, parked classes left out."""
         starts = self._second if final else dict.fromkeys(self.index.classes, 0)
-        self._classes, self._heap, self._parked, self._last = {}, [], {}, None
-        for ckey, start in starts.items():
-            members = self.index.classes[ckey]
-            if start < len(members):
-                self._classes[ckey] = state = _Class(members, start)
-                self._push(ckey, state, heap=False)
-        heap = self._heap
+        self._classes, self._parked, self._last = {}, {}, None
+        self._starts = starts
+        self._heap = heap = self._heads(starts)
         heapq.heapify(heap)
+        classes = self._classes
         while heap:
             if self._parked and self.token() != self._parked_at:
                 self._resume_parked()
             _key, _n, generation, ckey = heapq.heappop(heap)
-            state = self._classes[ckey]
+            state = classes.get(ckey)
+            if state is None:  # its first job: its place in the merge begins here
+                state = classes[ckey] = _Class(self.index.classes[ckey], starts[ckey])
             if generation != state.generation:
                 continue  # parked or deferred since this head was pushed
             job = state.members[state.cursor]
@@ -198,11 +199,36 @@ class MergedPasses:
                 self._push(ckey, state)
             yield job
 
+    def _heads(self, starts: dict[ClassKey, int]) -> list[_Entry]:
+        """The heap entries of the classes' first jobs from ``starts`` (generation 0: a
+        class gets its :class:`_Class` when its first entry is popped or it changes)."""
+        classes, key, count = self.index.classes, self.key, self._count
+        heads: list[_Entry] = []
+        for ckey, start in starts.items():
+            members = classes[ckey]
+            if start < len(members):
+                count += 1
+                heads.append((key(members[start]), count, 0, ckey))
+        self._count = count
+        return heads
+
+    def _state(self, ckey: ClassKey) -> _Class | None:
+        """The class's place in this pass (made when first needed), or None when the
+        class is not in the pass."""
+        state = self._classes.get(ckey)
+        if state is None:
+            start = self._starts.get(ckey)
+            members = self.index.classes[ckey]
+            if start is None or start >= len(members):
+                return None
+            state = self._classes[ckey] = _Class(members, start)
+        return state
+
     def defer(self, job: PendingJob) -> None:
         """``job`` and every later job of its tenant go to the second pass."""
         mark, own = self.key(job), class_of(job)
         for ckey, members in self.index.by_tenant[job.tenant].items():
-            state = self._classes.get(ckey)
+            state = self._state(ckey)
             if state is None:
                 continue
             if ckey == own:
@@ -242,12 +268,9 @@ class MergedPasses:
                 self._push(ckey, state)
         self._parked = {}
 
-    def _push(self, ckey: ClassKey, state: _Class, *, heap: bool = True) -> None:
-        """Queue the class's next job (on the heap, or in the list heapify will order)."""
+    def _push(self, ckey: ClassKey, state: _Class) -> None:
+        """Queue the class's next job on the heap."""
         state.generation += 1
         self._count += 1
         entry = (self.key(state.members[state.cursor]), self._count, state.generation, ckey)
-        if heap:
-            heapq.heappush(self._heap, entry)
-        else:
-            self._heap.append(entry)
+        heapq.heappush(self._heap, entry)

@@ -170,7 +170,9 @@ class QueueIndex:
             grouped.setdefault(class_of(job), []).append(job)
         for key, gone in grouped.items():
             members = self.classes[key]
-            if len(gone) * 8 < len(members):  # a few: found by bisection
+            if members[: len(gone)] == gone:  # the class's first jobs (they were admitted)
+                del members[: len(gone)]
+            elif len(gone) * 8 < len(members):  # a few: found by bisection
                 for job in gone:
                     at = bisect_left(members, order(job), key=order)
                     assert members[at].id == job.id, "a class is sorted by order()"

@@ -86,7 +86,9 @@ def fair_share_factors(
 
 
 def fleet_shares(
-    snapshot: Snapshot, held: Mapping[TenantId, float] | None = None
+    snapshot: Snapshot,
+    held: Mapping[TenantId, float] | None = None,
+    fleet_units: float | None = None,
 ) -> dict[TenantId, float]:
     """Each running tenant's share of the fleet, weighted: units held / fleet units / weight.
 
@@ -94,10 +96,13 @@ def fleet_shares(
     before ``now`` (``held``, when the caller summed them already, e.g.
     ``RunningWork.fleet_held``); the weight is the tenant's queue weight (1.0 without a
     queue; weight 0 or less gives an infinite share). Tenants holding nothing are absent
-    (share 0).
+    (share 0). ``fleet_units``: the fleet's units, when the caller knows them
+    (:class:`~.cache.FleetFacts`).
     """
     units = snapshot.chip_units
-    fleet = sum(n.cards_total * units.get(n.chip, 1.0) for n in snapshot.nodes)
+    fleet = fleet_units
+    if fleet is None:
+        fleet = sum(n.cards_total * units.get(n.chip, 1.0) for n in snapshot.nodes)
     if held is None:
         held = _held_before_now(snapshot)
     shares: dict[TenantId, float] = {}
@@ -125,6 +130,7 @@ def share_key(
     cohort_share: Callable[[TenantId], float] | None,
     held: Mapping[TenantId, float] | None = None,
     pending_tenants: Iterable[TenantId] | None = None,
+    fleet_units: float | None = None,
 ) -> Callable[[TenantId], tuple[float, float]] | None:
     """The fair-share part of a job's sort key, ``(cohort share, fleet share level)``;
     None when the policy orders by neither (``fair_share`` off or no cohort, and
@@ -135,25 +141,32 @@ def share_key(
     ``Tuning.fleet_share_step`` (0: not rounded): tenants under their fair part come
     first, and tenants of the same level keep the rest of the order (gain, submission),
     which keeps the tail of long jobs short. ``pending_tenants``: the tenants with
-    pending jobs, when the caller knows them (else read from the snapshot).
+    pending jobs, when the caller knows them (else read from the snapshot);
+    ``fleet_units`` as for :func:`fleet_shares`.
     """
     if not policy.fair_share:
         cohort_share = None
     if cohort_share is None and not policy.fleet_share:
         return None
-    fleet = fleet_shares(snapshot, held) if policy.fleet_share else {}
+    fleet = fleet_shares(snapshot, held, fleet_units) if policy.fleet_share else {}
     if pending_tenants is None:
         pending_tenants = {j.tenant for j in snapshot.pending}
     active = set(pending_tenants) | {j.tenant for j in snapshot.running}
     weights = sum(_weight(snapshot, t) for t in sorted(active))  # sorted: same float always
     step = policy.tuning.fleet_share_step
 
+    known: dict[TenantId, tuple[float, float]] = {}
+
     def key(tenant: TenantId) -> tuple[float, float]:
+        found = known.get(tenant)  # shares are fixed for the cycle
+        if found is not None:
+            return found
         cohort = 0.0 if cohort_share is None else cohort_share(tenant)
         level = fleet.get(tenant, 0.0) * weights
         if step > 0 and math.isfinite(level):
             level = float(math.floor(level / step))
-        return (cohort, level)
+        found = known[tenant] = (cohort, level)
+        return found
 
     return key
 
@@ -209,10 +222,17 @@ def priority_key(
     if gain_of is None and share_of is None and not policy.starvation_guard:
         return queue_key
     max_wait_s = policy.tuning.gain_max_wait_s
+    tuning = policy.tuning
+    guard = policy.starvation_guard and tuning.starvation_factor > 0
+    factor, floor_s = tuning.starvation_factor, tuning.starvation_floor_s
+
+    def is_overdue(job: PendingJob) -> bool:  # overdue(job, now, policy), inlined
+        run_s = job.duration_s if job.duration_s is not None else job.max_runtime_s
+        return now - job.submitted_at > factor * max(run_s or 0.0, floor_s)
 
     def key(job: PendingJob) -> SortKey:
         share: Any = 0.0 if share_of is None else share_of(job.tenant)
-        if overdue(job, now, policy):
+        if guard and is_overdue(job):
             return (-job.priority, 0, share, job.submitted_at, 0, 0.0, job.seq, job.id)
         if gain_of is None:
             return (-job.priority, 1, share, 0.0, 0, 0.0, job.seq, job.id)

@@ -112,7 +112,11 @@ class QuotaLedger:
     """Cards and units held per tenant during one cycle, against caps and queues."""
 
     def __init__(
-        self, snapshot: Snapshot, mode: QuotaMode = "kueue", work: RunningWork | None = None
+        self,
+        snapshot: Snapshot,
+        mode: QuotaMode = "kueue",
+        work: RunningWork | None = None,
+        flavors: Iterable[tuple[ChipFamily, ChipName]] | None = None,
     ) -> None:
         self.caps: Mapping[TenantId, Mapping[ChipFamily, float | int]] = snapshot.quotas
         self.queues = dict(snapshot.queues)
@@ -137,7 +141,7 @@ class QuotaLedger:
         self.version = 0
         self.scope_versions: dict[str, int] = {}
         self._scopes: dict[TenantId, str] = {}
-        self._start_holdings(snapshot, work)
+        self._start_holdings(snapshot, work, flavors)
         self._start = dict(self.held)
         self.capacity: dict[tuple[str, ChipFamily], float] = {}
         self.used: dict[tuple[str, ChipFamily], float] = {}
@@ -149,12 +153,20 @@ class QuotaLedger:
                     over = _over(self.held.get((tenant, dim), 0.0), _guaranteed(quota))
                     self.used[key] = self.used.get(key, 0.0) + over
 
-    def _start_holdings(self, snapshot: Snapshot, work: RunningWork | None) -> None:
-        """Held cards: max(usage, running) per family; units from chips held."""
+    def _start_holdings(
+        self,
+        snapshot: Snapshot,
+        work: RunningWork | None,
+        flavors: Iterable[tuple[ChipFamily, ChipName]] | None,
+    ) -> None:
+        """Held cards: max(usage, running) per family; units from chips held.
+        ``flavors``: the nodes' (family, chip) pairs, when the caller knows them."""
         if work is None:
             work = RunningWork.of(snapshot.running, snapshot.chip_units, {})
+        if flavors is None:
+            flavors = {(node.family, node.chip) for node in snapshot.nodes}
         family_units: dict[ChipFamily, float] = {}
-        for family, chip in {(node.family, node.chip) for node in snapshot.nodes}:
+        for family, chip in flavors:
             units = self.units_per_card(chip)
             family_units[family] = max(family_units.get(family, 0.0), units)
         running: dict[Dim, float] = {}
@@ -197,6 +209,11 @@ class QuotaLedger:
     def scope_version(self, tenant: TenantId) -> int:
         """Bumped whenever anything the tenant's verdicts depend on changes."""
         return self.scope_versions.get(self.scope_of(tenant), 0)
+
+    def unlimited(self, tenant: TenantId) -> bool:
+        """Whether no quota limits the tenant (no queue, no caps): every :meth:`check`
+        without a release allows it, whatever it holds."""
+        return tenant not in self.queues and not self.caps.get(tenant)
 
     def cohort_of(self, tenant: TenantId) -> str | None:
         """The tenant's cohort, or None (no queue, or a standalone queue)."""

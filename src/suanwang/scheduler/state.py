@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from suanwang.domain.ids import (
     ChipFamily,
@@ -48,6 +49,7 @@ _StartKey = tuple[PoolKey, int, int, int, int, JobId | None]
 
 
 Allowed = list[tuple[Pool, Verdict]]
+_version = attrgetter("version")
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +135,6 @@ class CycleState:
         snapshot: The cycle's input.
         policy: The rules in force.
         pools: One :class:`~.fit.Pool` per (cluster, chip), sorted by key.
-        pool_of_node: The pool each schedulable node belongs to.
         pool_by_key: The pools by key.
         ledger: Quotas and what every tenant holds.
         timelines: When each pool's cards come free.
@@ -154,12 +155,12 @@ class CycleState:
         claims: Preemption plans booked so far (each gives quota back).
         released: Reservations dropped so far (their holder started).
         queue: The cache's queue index, synced to this snapshot (None: sort the queue).
+        fleet_units: The fleet's units, from the cache (None: summed when needed).
     """
 
     snapshot: Snapshot
     policy: Policy
     pools: tuple[Pool, ...]
-    pool_of_node: dict[NodeId, Pool]
     pool_by_key: dict[PoolKey, Pool]
     ledger: QuotaLedger
     timelines: dict[PoolKey, Timeline]
@@ -177,6 +178,7 @@ class CycleState:
     claims: int = 0
     released: int = 0
     queue: QueueIndex | None = None
+    fleet_units: float | None = None
     _eligible: dict[_EligibilityKey, tuple[Pool, ...]] = field(default_factory=dict)
     _starts: dict[_StartKey, Start | None] = field(default_factory=dict)
     _released: dict[tuple[PoolKey, int], tuple[list[int], list[float]]] = field(
@@ -200,15 +202,16 @@ class CycleState:
         when given: the same pools, updated rather than rebuilt)."""
         keys: Mapping[NodeId, PoolKey]
         queue = None if cache is None else cache.indexed(snapshot)
+        fleet = None
         if cache is None:
             pools = build_pools(snapshot.nodes)
             keys = {node: pool.key for pool in pools for node in pool.free_of}
             work = RunningWork.of(snapshot.running, snapshot.chip_units, keys)
         else:
             pools = cache.pools(snapshot.nodes)
-            keys, work = cache.node_keys(), cache.running(snapshot)
-        pool_of_node = {node: pool for pool in pools for node in pool.free_of}
+            keys, work, fleet = cache.node_keys(), cache.running(snapshot), cache.fleet(snapshot)
         pending = queue.by_id.keys() if queue is not None else {job.id for job in snapshot.pending}
+        flavors = None if fleet is None else fleet.flavors
         # A stopping job's cards are its preemptor's (a claim adds the preemptor's
         # release); an orphan's show up once it has stopped.
         timelines = work.timelines((pool.key for pool in pools), snapshot.now)
@@ -216,9 +219,9 @@ class CycleState:
             snapshot=snapshot,
             policy=policy,
             pools=pools,
-            pool_of_node=pool_of_node,
             pool_by_key={pool.key: pool for pool in pools},
-            ledger=QuotaLedger(snapshot, policy.quotas, work),
+            ledger=QuotaLedger(snapshot, policy.quotas, work, flavors),
+            fleet_units=None if fleet is None else fleet.units,
             timelines=timelines,
             victims=VictimIndex(work, keys, snapshot.now, pending),
             work=work,
@@ -269,10 +272,14 @@ class CycleState:
 
     def quota_view(self, job: PendingJob, pools: tuple[Pool, ...], *, cache: bool) -> QuotaView:
         """The job's quota verdicts on ``pools`` (cached per tenant, size and pools while
-        the tenant's cohort and the lender waits do not change)."""
+        the tenant's cohort and the lender waits do not change; for the whole cycle when
+        no quota limits the tenant: then every pool is allowed, within nominal)."""
         cards = job.cards_per_node * job.nodes
         key = (job.tenant, cards, id(pools))
-        valid = (self.ledger.scope_version(job.tenant), len(self.lender_waiting))
+        if self.ledger.unlimited(job.tenant):
+            valid = (-1, -1)
+        else:
+            valid = (self.ledger.scope_version(job.tenant), len(self.lender_waiting))
         hit = self._views.get(key) if cache else None
         if hit is not None and hit[0] == valid:
             return hit[1]
@@ -286,7 +293,7 @@ class CycleState:
         (cached while those pools do not change)."""
         pools = self.eligible(job)
         key = (id(pools), job.cards_per_node, job.nodes)
-        version = sum(p.version for p in pools)
+        version = sum(map(_version, pools))
         hit = self._fits.get(key)
         if hit is not None and hit[0] == version:
             return hit[1]
