@@ -35,11 +35,15 @@ from suanwang.domain.jobs import (
     spec_to_dict,
     validate_job,
 )
-from suanwang.domain.records import AttemptRecord, JobChange
+from suanwang.domain.records import AttemptChange, AttemptRecord, JobChange, JobRecord
 from suanwang.domain.tenancy import Principal, Scope
+from suanwang.domain.workloads import Workload
+from suanwang.ports import Handle
 from suanwang.services.catalogue import default_catalogue
 from suanwang.services.control import ControlLoop
 from suanwang.services.jobs import Jobs
+from suanwang.services.replicas import REPLICA_PRIORITY
+from suanwang.services.snapshots import preemption_reason, stopping_for
 
 ACME = Principal("key-1", Scope.TENANT_ADMIN, TenantId("acme"))
 TRAIN = JobSpec(name="train", command=("python", "train.py"), resources=Resources(chip="ascend"))
@@ -221,3 +225,63 @@ def test_a_preempted_attempt_keeps_its_final_checkpoint(plane: Plane) -> None:
     assert first.state is AttemptState.PREEMPTED
     assert first.last_checkpoint_at == ended - 2
     assert resume_summary(plane.attempts(job.id)).resumes == 1
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [
+        (None, None),
+        (preemption_reason("job-b", "serving: production replica job job-b ..."), "job-b"),
+        ("moved to c2/nvidia-h100 (reallocation): sooner", "job-a"),
+        ("preempted for : nobody", "job-a"),
+    ],
+    ids=["running", "preempted", "moved", "malformed"],
+)
+def test_whom_a_stopping_job_stops_for(reason: str | None, expected: str | None) -> None:
+    db = FakeDatabase()
+    job = replace(_job_record(db), id="job-a", preempt_reason=reason)
+    assert stopping_for(job) == expected
+
+
+def _job_record(db: FakeDatabase) -> JobRecord:
+    seed(db)
+    jobs = Jobs(db, FakeClock(), default_catalogue(), {})
+    return jobs.submit(ACME, TRAIN, None).job
+
+
+class InGrace(FakeBackend):
+    """A backend whose runs take their whole (endless) grace period to stop."""
+
+    def cancel(self, job_id: str, attempt: int, handle: Handle) -> None:
+        self.cancelled.append((job_id, attempt))
+
+
+def test_a_stopping_victim_stays_promised_to_its_replica() -> None:
+    """While the first victim is in its grace period, a second job that became cheaper to
+    stop (it just checkpointed) is not preempted too: the replica waits for its victim."""
+    db, clock = FakeDatabase(), FakeClock()
+    seed(db)
+    backend, catalogue = InGrace(clock), default_catalogue()
+    jobs = Jobs(db, clock, catalogue, {"fake": backend})
+    plane = Plane(db, clock, backend, jobs, ControlLoop(db, {"fake": backend}, clock, catalogue))
+    eight = replace(TRAIN, resources=Resources(chip="ascend", cards_per_node=8))
+    first, second = (plane.jobs.submit(ACME, eight, None).job for _ in range(2))
+    plane.loop.tick()
+    assert plane.job(first.id) is JobState.RUNNING
+    assert plane.job(second.id) is JobState.RUNNING
+    replica = replace(eight, priority=REPLICA_PRIORITY, workload=Workload.PLATFORM_ENGINE)
+    serving = plane.jobs.submit(ACME, replica, None).job
+    plane.clock.advance(100)
+    plane.loop.tick()
+    stopping = [j.id for j in plane.db.tables.jobs.values() if j.preempt_reason]
+    assert len(stopping) == 1
+    other = second.id if stopping == [first.id] else first.id
+    with plane.db() as uow:
+        (live,) = [a for a in uow.jobs.attempts(other) if not a.state.ended]
+        uow.jobs.update_attempt(live.id, AttemptChange(last_checkpoint_at=plane.clock.now()))
+        uow.commit()
+    for _ in range(3):
+        plane.clock.advance(1)
+        plane.loop.tick()
+    assert [j.id for j in plane.db.tables.jobs.values() if j.preempt_reason] == stopping
+    assert plane.job(serving.id) is JobState.QUEUED

@@ -50,7 +50,7 @@ from suanwang.scheduler.decisions import Preempt, StageDataset
 from suanwang.services.launching import launch_request, replica_engines
 from suanwang.services.learning import LearnedSpeeds
 from suanwang.services.moves import NO_HINT, Reallocation, age_hints, with_hints
-from suanwang.services.snapshots import build_snapshot
+from suanwang.services.snapshots import build_snapshot, preemption_reason
 
 log = structlog.get_logger("suanwang.control")
 MAX_ERROR_REASON = 500
@@ -162,7 +162,7 @@ class ControlLoop:
         victim = uow.jobs.job(decision.job)
         if victim is None or victim.preempt_reason or victim.state not in ACTIVE:
             return
-        reason = f"preempted for {decision.for_job}: {decision.reason}"
+        reason = preemption_reason(decision.for_job, decision.reason)
         if uow.jobs.update_job(victim, now, JobChange(preempt_reason=reason)):
             uow.jobs.add_event(victim.id, now, victim.state, f"preemption requested: {reason}")
 

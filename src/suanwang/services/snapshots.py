@@ -147,6 +147,29 @@ def pending_job(job: JobRecord, learned: SpeedBook | None = None) -> PendingJob:
     )
 
 
+PREEMPTED_FOR = "preempted for "
+"""How a preemption's stop reason starts (:func:`preemption_reason`)."""
+
+
+def preemption_reason(for_job: str, why: str) -> str:
+    """The ``preempt_reason`` a job stopping for ``for_job`` carries until it has stopped."""
+    return f"{PREEMPTED_FOR}{for_job}: {why}"
+
+
+def stopping_for(job: JobRecord) -> JobId | None:
+    """Whom a stopping job stops for (``RunningJob.preempted_for``): the pending job named
+    by :func:`preemption_reason`; itself for a move (or any other stop), so it is never
+    chosen again and its cards go to whoever comes first once it has stopped."""
+    reason = job.preempt_reason
+    if reason is None:
+        return None
+    if reason.startswith(PREEMPTED_FOR):
+        preemptor, colon, _ = reason.removeprefix(PREEMPTED_FOR).partition(": ")
+        if colon and preemptor:
+            return JobId(preemptor)
+    return JobId(job.id)
+
+
 def running_jobs(
     uow: UnitOfWork,
     learned: SpeedBook | None = None,
@@ -197,4 +220,5 @@ def _running(
         checkpoint_interval_s=job.spec.checkpoint_interval_s,
         request=pending_job(job, learned),
         serving=job.spec.workload is Workload.PLATFORM_ENGINE,
+        preempted_for=stopping_for(job),
     )
