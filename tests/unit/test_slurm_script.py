@@ -9,6 +9,7 @@ runs the same commands on the real cluster and checks what the job saw.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,16 @@ def test_tenant_text_is_only_ever_whole_arguments_after_the_script(
     assert argv[: script + 1] == plain[: script + 1]  # the directives do not depend on it
     assert all(a.startswith("--") for a in argv[1:script])
     assert argv[-len(command) :] == list(command)
+
+
+def test_a_grace_with_a_time_limit_asks_for_sigterm_before_it() -> None:
+    def signals(**changes: object) -> list[str]:
+        sub = dataclasses.replace(SUB, **changes)  # type: ignore[arg-type]
+        return [a for a in sbatch_argv("sbatch", sub, ["true"]) if a.startswith("--signal")]
+
+    assert signals(time_limit_s=3600, grace_s=29.5) == ["--signal=B:TERM@30"]
+    assert signals(time_limit_s=3600) == []
+    assert signals(grace_s=30.0) == [], "no time limit: nothing to warn of"
 
 
 def test_a_command_that_looks_like_an_assignment_is_not_taken_for_one() -> None:

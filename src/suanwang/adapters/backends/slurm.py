@@ -300,6 +300,7 @@ class SlurmBackend:
             time_limit_s=request.max_runtime_s,
             requeue=request.preemptible,
             uid=uid,
+            grace_s=request.grace_s,
         )
 
     def _placed_host(self, cli: SlurmCli, request: LaunchRequest) -> tuple[str, str] | None:

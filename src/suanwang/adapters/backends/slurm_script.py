@@ -51,6 +51,9 @@ class Submission:
     requeue: bool = False
     uid: int | None = None
     """Run as this uid (and gid): needs ``sbatch`` as root and the uid known to Slurm."""
+    grace_s: float | None = None
+    """The job's ``preemption_grace_s``: with a time limit, SIGTERM that long before it
+    (``--signal=B:TERM@<s>``) so the job checkpoints before Slurm kills it."""
 
 
 def sbatch_argv(sbatch: str, sub: Submission, run: Sequence[str]) -> list[str]:
@@ -81,6 +84,8 @@ def sbatch_argv(sbatch: str, sub: Submission, run: Sequence[str]) -> list[str]:
         argv.append(f"--nodelist={','.join(sub.nodelist)}")
     if sub.time_limit_s is not None:
         argv.append(f"--time={time_limit(sub.time_limit_s)}")
+        if sub.grace_s:
+            argv.append(f"--signal=B:TERM@{math.ceil(sub.grace_s)}")
     if sub.uid is not None:
         argv += [f"--uid={sub.uid}", f"--gid={sub.uid}"]
     return [*argv, str(sub.script), *run]
