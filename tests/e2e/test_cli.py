@@ -192,6 +192,7 @@ def test_missing_fleet_file(cli: Cli, tmp_path: Path) -> None:
         (["--speed", "nvidia-h20=-2", "--", "true"], "speed.nvidia-h20"),
         (["--priority-class", "urgent", "--", "true"], "unknown priority class 'urgent'"),
         (["--network", "host", "--", "true"], "network"),
+        (["--preemption-grace", "301", "--", "true"], "preemption_grace_s"),
     ],
     ids=[
         "negative-cards",
@@ -204,6 +205,7 @@ def test_missing_fleet_file(cli: Cli, tmp_path: Path) -> None:
         "negative-speed",
         "unknown-priority-class",
         "host-network",
+        "grace-over-the-max",
     ],
 )
 def test_bad_job(cli: Cli, demo_key: str, args: list[str], fragment: str) -> None:
@@ -305,6 +307,21 @@ def test_cancel_running_job(cli: Cli, demo_key: str) -> None:
         == "cancelled"
     )
     assert time.monotonic() - started < 10
+
+
+def test_a_job_that_asks_to_resume_shows_its_resume(cli: Cli, demo_key: str) -> None:
+    """Exit 75 ("checkpointed, please resume") requeues without a retry; show says so."""
+    script = (
+        'test -f "$SUANWANG_CHECKPOINT_DIR/saved" && exit 0; '
+        'touch "$SUANWANG_CHECKPOINT_DIR/saved"; exit 75'
+    )
+    args = ["--chip", "cpu", "--preemption-grace", "5", "-q", "--", "sh", "-c", script]
+    job_id = ok(cli("jobs", "submit", *args, key=demo_key)).strip()
+    assert wait_state(cli, job_id, demo_key, {"succeeded", "failed"}, timeout=30) == "succeeded"
+    job = job_json(cli, job_id, demo_key)
+    assert (job["resumes"], job["spec"]["preemption_grace_s"], job["attempts"]) == (1, 5.0, 2)
+    shown = ok(cli("jobs", "show", job_id, key=demo_key))
+    assert "resumed 1 time(s)" in shown
 
 
 def test_top_prints_once(cli: Cli) -> None:
