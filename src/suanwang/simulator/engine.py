@@ -46,6 +46,9 @@ from suanwang.simulator.state import (
 from suanwang.simulator.trace import TraceJob
 
 _COMPLETION, _STAGED, _ARRIVAL, _CYCLE = 0, 1, 2, 3
+EXTRA_EVENT = 4
+"""Events of a subclass (handled by :meth:`Simulation._extra_event`), e.g. the shared
+pool's autoscaler ticks (:mod:`suanwang.simulator.pool`)."""
 MAX_CYCLES_PER_INSTANT = 100
 """With ``decision_interval_s`` 0, at most this many cycles run at one instant."""
 Progress = Callable[[int, int], None]
@@ -188,8 +191,10 @@ class Simulation:
                 self._complete(*payload)  # type: ignore[misc]
             elif kind == _ARRIVAL:
                 self._arrive(payload)  # type: ignore[arg-type]
-            else:
+            elif kind == _STAGED:
                 self._staged(*payload)  # type: ignore[misc]
+            else:
+                self._extra_event(payload)
             handled += 1
             if progress is not None and handled % 2000 == 0:
                 progress(self.finished, len(self.jobs))
@@ -200,6 +205,10 @@ class Simulation:
         if progress is not None:
             progress(self.finished, len(self.jobs))
         return self._outcome(time.perf_counter() - started)
+
+    def _extra_event(self, payload: object) -> None:
+        """An :data:`EXTRA_EVENT`; the plain simulation schedules none."""
+        raise SimulationError(f"unexpected event {payload!r}")
 
     def _wake(self) -> None:
         """Something changed: make sure a cycle runs at the next decision time."""

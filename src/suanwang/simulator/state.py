@@ -127,6 +127,7 @@ def pending_view(job: SimJob, replicas: Mapping[str, set[RegionName]]) -> Pendin
         dataset=dataset,
         submitted_at=spec.submit_s,
         staging_to=job.staging_to,
+        serving=spec.serving,
     )
 
 
@@ -168,6 +169,7 @@ def running_view(job: SimJob, now: float, cost: CostModel) -> RunningJob:
         last_checkpoint_at=checkpoint,
         checkpoint_interval_s=job.spec.checkpoint_interval_s,
         request=job.request,
+        serving=job.spec.serving,
     )
     attempt.view_until = until
     return attempt.view

@@ -73,6 +73,9 @@ class TraceJob:
     max_runtime_s: float | None = None
     dataset: DatasetSpec | None = None
     line: int = 0
+    serving: bool = False
+    """A production inference replica (:mod:`~suanwang.simulator.pool` makes them; not a
+    trace column): it may preempt lower-priority training and is never a victim."""
 
     @property
     def total_cards(self) -> int:
