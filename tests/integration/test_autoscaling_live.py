@@ -1,14 +1,17 @@
 """Autoscaling live (issue 13): SmolLM2 on llama.cpp deployed through suanwang, behind a real
 gateway process that reports its demand, with the real control loop and autoscaler.
 
-One deployment, autoscaled 1..2 on "in flight per replica" with short cooldowns (0..2 from
-step 3), walks through the whole life:
+The local cluster has 2 cpu slots. One deployment, autoscaled 1..2 on "in flight per
+replica" with short cooldowns (0..2 from step 3), shares them with the example training job
+(``examples/train_checkpointed.py``, best-effort, preemptible), and walks through its life:
 
 1. a load generator ramps to 12 concurrent clients (streamed and plain): the deployment scales
-   1 -> 2 and the second replica serves;
+   1 -> 2; the second replica has no free slot, so the scheduler preempts the training job
+   (it checkpoints on SIGTERM and exits 75); the second replica becomes ready and serves;
 2. the load falls to 3 clients, still running: the deployment scales back to 1; the second
    replica drains (no new requests, its own finish) before its job stops; every request of
-   the whole run completes with 200 and a full body;
+   the whole run completes with 200 and a full body; the slot goes back to training, which
+   resumes from its checkpoint and ends with the result of an uninterrupted run;
 3. the load stops and the range becomes 0..2: after its idle time (3 s) the deployment goes
    to 0 replicas;
 4. a request through a gateway whose cold-start timeout is shorter than a start gets 503 with
@@ -18,21 +21,27 @@ step 3), walks through the whole life:
 
 from __future__ import annotations
 
+import re
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import httpx
 import pytest
 from gateway_stack import Stack, make_stack
 from live_engines import missing_packages
 
+from suanwang.adapters.backends.sandbox import probe_host, sandbox_refusal
 from suanwang.bootstrap import build_platform
 from suanwang.config import Settings
 from suanwang.domain.autoscaling import AutoscaleSpec, ScalingTarget
+from suanwang.domain.checkpoints import RESUME_EXIT_CODE
 from suanwang.domain.deployments import ReplicaRecord
+from suanwang.domain.jobs import AttemptState, JobSpec, JobState, Resources
 from suanwang.domain.tenancy import Principal, Scope
 from suanwang.services.platform import Platform
 
@@ -41,8 +50,13 @@ CHAT = "smollm2-135m-instruct"
 FLEET = """
 regions: [{name: local}]
 clusters:
-  - {name: local, region: local, kind: real, backend: local, nodes: [{name: n1, chip: cpu, cards: 4}]}
+  - {name: local, region: local, kind: real, backend: local, nodes: [{name: n1, chip: cpu, cards: 2}]}
 """
+EXAMPLE = Path(__file__).parents[2] / "examples" / "train_checkpointed.py"
+TRAIN_ARGS = ("--steps", "2000", "--checkpoint-every", "50")
+pytestmark = pytest.mark.skipif(
+    sandbox_refusal(probe_host()) is not None, reason=str(sandbox_refusal(probe_host()))
+)
 SCALING = AutoscaleSpec(
     min_replicas=1,
     max_replicas=2,
@@ -51,7 +65,7 @@ SCALING = AutoscaleSpec(
     scale_down_cooldown_s=4.0,
     idle_to_zero_s=3.0,
 )
-TENANT, OTHER = "auto-live", "auto-other"
+TENANT, OTHER, LAB = "auto-live", "auto-other", "auto-lab"
 COLD_START_TIMEOUT_S = 60.0
 
 
@@ -95,10 +109,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     platform = build_platform(settings, run_migrations=False)
     platform.fleet.apply_yaml(FLEET)
     keys = {}
-    for tenant in (TENANT, OTHER):
-        platform.tenancy.create_tenant(tenant, tenant, {"cpu": 4})
+    for tenant in (TENANT, OTHER, LAB):
+        platform.tenancy.create_tenant(tenant, tenant, {"cpu": 2} if tenant != LAB else {})
         keys[tenant] = platform.tenancy.create_key(
-            OP, tenant=tenant, scope=Scope.TENANT_MEMBER, name="", expires_in_s=None
+            OP, tenant=tenant, scope=Scope.TENANT_ADMIN, name="", expires_in_s=None
         ).secret
     stop = threading.Event()
 
@@ -118,7 +132,11 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         yield live
     finally:
         platform.deployments.delete(OP, live.dep)
-        live.wait(lambda: not _live_jobs(platform), "replica jobs stopped", 60)
+        with platform.uows() as uow:
+            trainings = [j.id for j in uow.jobs.jobs(LAB) if not j.state.terminal]
+        for job in trainings:  # left by a failed run
+            platform.jobs.cancel(OP, job)
+        live.wait(lambda: not _live_jobs(platform), "jobs stopped", 60)
         stop.set()
         thread.join(10)
         stack.stop()
@@ -180,11 +198,23 @@ def _one(http: httpx.Client, url: str, streamed: bool) -> tuple[bool, int, str]:
     return streamed, 200, "" if whole else f"incomplete answer: {choice!r}"
 
 
-def test_load_scales_up_then_down_with_drain_then_to_zero_and_a_cold_start(live: Live) -> None:
+def test_load_scales_up_preempting_training_then_down_with_drain_to_zero_and_a_cold_start(
+    live: Live, tmp_path: Path
+) -> None:
+    expected = _uninterrupted(tmp_path / "whole")
+    lab = live.platform.tenancy.authenticate(live.keys[LAB])
+    job = live.platform.jobs.submit(lab, _training(), None).job.id
+    training = lambda: live.platform.jobs.get(lab, job)  # noqa: E731
+    live.wait(lambda: bool(training().attempts and training().attempts[0].last_checkpoint_at), "")
     load = Load(live.gateway, live.keys[TENANT])
     load.clients(12)
     up_s = live.wait(lambda: live.wanted() == 2, "scale 1 -> 2 under 12 clients")
+    live.wait(lambda: training().attempts[0].state.ended, "training preempted")
+    first = training().attempts[0]
+    assert (first.state, first.exit_code) == (AttemptState.PREEMPTED, RESUME_EXIT_CODE)
+    assert any("serving: production replica" in e.reason for e in training().events)
     ready_s = live.wait(lambda: live.states() == ["ready", "ready"], "second replica ready")
+    assert training().job.state is JobState.QUEUED, "no slot for training while both serve"
     second = live.replicas()[1].id
     live.wait(lambda: _served_by(live, second) > 0, "second replica serving")
     load.clients(3)  # still running while the deployment scales down
@@ -197,14 +227,43 @@ def test_load_scales_up_then_down_with_drain_then_to_zero_and_a_cold_start(live:
     assert len(load.results) >= 24
     assert {streamed for streamed, _, _ in load.results} == {True, False}
     assert "drained after" in drained_reason, drained_reason
+    trained_s = live.wait(lambda: training().job.state.terminal, "training resumed and done", 150)
+    assert training().job.state is JobState.SUCCEEDED, training().job.reason
+    resumed = _log(live, lab, job, 2)
+    stopped = re.findall(r"stopped at step (\d+)", _log(live, lab, job, 1))
+    assert stopped
+    assert f"resumed at step {stopped[0]} (resume count 1)" in resumed, resumed
+    assert next(line for line in resumed.splitlines() if line.startswith("RESULT ")) == expected
     live.platform.deployments.set_autoscale(OP, live.dep, replace(SCALING, min_replicas=0))
     zero_s = live.wait(lambda: live.wanted() == 0 and set(live.states()) == {"stopped"}, "to zero")
     sys.stderr.write(
         f"\nautoscaling live: up after {up_s:.1f} s, second replica ready {ready_s:.1f} s later,"
-        f" down after {down_s:.1f} s, zero after {zero_s:.1f} s,"
-        f" {len(load.results)} requests all complete\n"
+        f" down after {down_s:.1f} s, training done {trained_s:.1f} s after the drain,"
+        f" zero after {zero_s:.1f} s, {len(load.results)} requests all complete\n"
     )
     _cold_start(live)
+
+
+def _training() -> JobSpec:
+    return JobSpec(
+        name="train",
+        command=("python", "-c", EXAMPLE.read_text(), *TRAIN_ARGS, "--step-sleep", "0.01"),
+        resources=Resources(chip="cpu"),
+        checkpoint_interval_s=1,
+        preemption_grace_s=20.0,
+        priority_class="best-effort",
+    )
+
+
+def _uninterrupted(tmp: Path) -> str:
+    argv = [sys.executable, str(EXAMPLE), "--checkpoint-dir", str(tmp), *TRAIN_ARGS]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True)
+    return next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))
+
+
+def _log(live: Live, who: Principal, job: str, attempt: int) -> str:
+    chunk, _ = live.platform.jobs.logs(who, job, 0, 1 << 20, attempt)
+    return chunk.decode(errors="replace")
 
 
 def _served_by(live: Live, replica: str) -> int:
