@@ -94,11 +94,26 @@ def batch_round(snapshot: Snapshot, policy: Policy, cost: MoveCost) -> list[Deci
 
 
 def batch_members(snapshot: Snapshot, policy: Policy, cost: MoveCost) -> list[Member] | None:
-    """The snapshot's jobs as one batch, or None when they are not one (module doc)."""
+    """The snapshot's jobs as one batch, or None when they are not one (module doc).
+
+    Cheap when they are not: the requests are checked first, and the check stops at the
+    first job of another tenant, submitted outside the window, or without a duration.
+    """
     tuning = policy.tuning
     total = len(snapshot.pending) + len(snapshot.running)
     if total < 2 or total > tuning.batch_max_jobs:
         return None
+    requests = [*snapshot.pending, *(r.request for r in snapshot.running)]
+    first = requests[0]
+    if first is None or first.tenant in snapshot.queues or snapshot.quotas.get(first.tenant):
+        return None
+    low = high = first.submitted_at
+    for request in requests:
+        if request is None or request.tenant != first.tenant or request.dataset is not None:
+            return None
+        low, high = min(low, request.submitted_at), max(high, request.submitted_at)
+        if high - low > tuning.batch_window_s:
+            return None
     members: list[Member] = []
     for job in snapshot.pending:
         if job.duration_s is None or job.duration_s <= 0:
@@ -109,18 +124,6 @@ def batch_members(snapshot: Snapshot, policy: Policy, cost: MoveCost) -> list[Me
         if member is None:
             return None
         members.append(member)
-    first = members[0].request
-    earliest = min(m.request.submitted_at for m in members)
-    for m in members:
-        request = m.request
-        if (
-            request.tenant != first.tenant
-            or request.dataset is not None
-            or request.submitted_at - earliest > tuning.batch_window_s
-        ):
-            return None
-    if first.tenant in snapshot.queues or snapshot.quotas.get(first.tenant):
-        return None
     return sorted(members, key=lambda m: m.id)
 
 
