@@ -184,6 +184,11 @@ def test_more_jobs_than_the_bound_are_not_planned() -> None:
     assert plan([job(n, 1_000) for n in "ab"], policy=small) is not None
 
 
+def test_a_serving_replica_is_never_part_of_a_batch() -> None:
+    replica = dataclasses.replace(running_on_fast("replica", 20_000.0, now=0.0), serving=True)
+    assert plan([job("a", 100.0), job("b", 100.0)], running=(replica,)) is None
+
+
 def test_a_job_without_a_duration_is_not_planned() -> None:
     assert plan([job("a", 1_000), J("b", chips=("any",))]) is None
 

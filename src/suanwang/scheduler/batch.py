@@ -2,7 +2,8 @@
 
 A *batch* is what a snapshot holds when every job in it (pending and running) was
 submitted within ``Tuning.batch_window_s`` of the others, by one tenant without a quota,
-with a known duration and no dataset to stage, and there are at least 2 and at most
+with a known duration, no dataset to stage and no serving replica among them (those are
+never stopped nor moved), and there are at least 2 and at most
 ``Tuning.batch_max_jobs`` of them (e.g. Gavel's 100 jobs at t = 0). Then the order in
 which the jobs run decides the makespan: shortest-remaining-first leaves the longest jobs
 for the end, where they run on whatever chip is left, one after the other.
@@ -109,7 +110,12 @@ def batch_members(snapshot: Snapshot, policy: Policy, cost: MoveCost) -> list[Me
         return None
     low = high = first.submitted_at
     for request in requests:
-        if request is None or request.tenant != first.tenant or request.dataset is not None:
+        if (
+            request is None
+            or request.tenant != first.tenant
+            or request.dataset is not None
+            or request.serving
+        ):
             return None
         low, high = min(low, request.submitted_at), max(high, request.submitted_at)
         if high - low > tuning.batch_window_s:
@@ -130,6 +136,8 @@ def batch_members(snapshot: Snapshot, policy: Policy, cost: MoveCost) -> list[Me
 def _running_member(run: RunningJob, snapshot: Snapshot, cost: MoveCost) -> Member | None:
     request, end = run.request, run.expected_end
     if request is None or end is None or run.preempted_for is not None or not run.placements:
+        return None
+    if run.serving:  # a production replica is never stopped nor moved
         return None
     here = speed_on(request, run.chip, snapshot.chip_speed)
     if here <= 0:
