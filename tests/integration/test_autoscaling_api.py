@@ -1,7 +1,7 @@
 """Autoscaling settings through the HTTP API and the database (SQLite and PostgreSQL): set on
 deploy, shown, changed, turned off; bad values are 422 problems naming the field (and write
 nothing); a manual scale of an autoscaled deployment is a 409; another tenant's deployment is
-404; gateway demand rows round-trip through the store."""
+404; gateway demand rows round-trip through the store; migration 0010 up and down."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from suanwang.adapters.db.demand_repo import SqlDemandSink
+from suanwang.adapters.db.engine import alembic_config
 from suanwang.adapters.db.tables import Base
 from suanwang.bootstrap import build_app
 from suanwang.config import Settings
@@ -155,3 +158,26 @@ def test_demand_rows_are_replaced_per_gateway_read_fresh_and_pruned(api: Api) ->
         uow.commit()
     with platform.uows() as uow:
         assert [r.gateway for r in uow.demand.reports(0.0)] == ["gw-a"]
+
+
+def test_existing_deployments_migrate_to_a_fixed_count_and_back(settings: Settings) -> None:
+    config = alembic_config(settings.db_url)
+    command.upgrade(config, "0009")
+    engine = sa.create_engine(settings.db_url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO deployments (id, tenant, model, cluster, engine, replicas, state,"
+                " spec, created_at, updated_at, version) VALUES ('dep-0ld0', NULL, 'm', 'c',"
+                " 'vllm', 2, 'active', '{}', 0, 0, 1)"
+            )
+        )
+    command.upgrade(config, "head")
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT autoscale, scale_memory FROM deployments")).one()
+        demand = conn.execute(sa.text("SELECT count(*) FROM model_demand")).scalar_one()
+    assert (tuple(row), demand) == ((None, None), 0)
+    command.downgrade(config, "0009")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT replicas FROM deployments")).scalar_one() == 2
+    engine.dispose()
