@@ -5,6 +5,7 @@ production replica is never preempted by training, every preempted training job 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -249,3 +250,52 @@ def test_replicas_take_cards_back_from_training_which_resumes() -> None:
     for replica in sim.replicas.values():
         assert "preempted" not in [a.outcome for a in sim.jobs[replica.job_id].attempts]
     assert max(sim.record.replicas_ready) >= 2
+
+
+@pytest.mark.parametrize(
+    ("grace_s", "save_s", "hold_s", "loses_work"),
+    [(0.0, 0.0, 0.0, True), (60.0, 30.0, 30.0, False), (20.0, 30.0, 20.0, True)],
+)
+def test_a_grace_period_long_enough_to_save_loses_nothing_and_holds_the_cards(
+    grace_s: float, save_s: float, hold_s: float, loses_work: bool
+) -> None:
+    """Checkpoint on preemption: with a grace period at least the save time the job
+    keeps all its work and its cards stay busy for the save (the replica waits for them);
+    a grace too short holds the cards the whole grace and loses the work since the last
+    periodic checkpoint; no grace loses it and frees the cards at once."""
+    jobs = [
+        dataclasses.replace(
+            training_job(i, 4 * 3600.0, 1, 5 * 3600.0),
+            preemption_grace_s=grace_s,
+            checkpoint_save_s=save_s,
+        )
+        for i in range(8)
+    ]
+    sim = PoolSimulation(
+        fleet(),
+        jobs,
+        resolve_policy("suanwang"),
+        CONFIG,
+        deployment(0.53),
+        demand_day(12.0),
+        day_s=12 * 3600.0,
+    )
+    sim.run()
+    result = training_result(sim.jobs, [j.job_id for j in jobs], 12 * 3600.0)
+    assert result.completed == 8
+    assert result.preemptions > 0
+    assert result.resumed_jobs == result.preempted_jobs > 0
+    assert (result.lost_card_hours > 0) is loses_work
+    preempted = [a for j in jobs for a in sim.jobs[j.job_id].attempts if a.outcome == "preempted"]
+    for replica in sim.replicas.values():
+        for attempt in sim.jobs[replica.job_id].attempts:
+            assert attempt.outcome != "preempted"
+    for attempt in preempted:
+        if hold_s == 0:
+            assert attempt.stopping_for is None
+            continue
+        # the replica it stopped for waited until the save freed the card
+        assert attempt.stopping_for is not None
+        replica = sim.jobs[attempt.stopping_for].attempts[0]
+        assert attempt.ended_at is not None
+        assert replica.admitted_at >= attempt.ended_at

@@ -40,12 +40,13 @@ from suanwang.simulator.state import (
     CostModel,
     JobState,
     SimJob,
-    last_checkpoint,
+    Stop,
     running_view,
+    stop_on_preemption,
 )
 from suanwang.simulator.trace import TraceJob
 
-_COMPLETION, _STAGED, _ARRIVAL, _CYCLE = 0, 1, 2, 3
+_COMPLETION, _STAGED, _ARRIVAL, _CYCLE, _STOPPED = 0, 1, 2, 3, 5
 EXTRA_EVENT = 4
 """Events of a subclass (handled by :meth:`Simulation._extra_event`), e.g. the shared
 pool's autoscaler ticks (:mod:`suanwang.simulator.pool`)."""
@@ -193,6 +194,8 @@ class Simulation:
                 self._arrive(payload)  # type: ignore[arg-type]
             elif kind == _STAGED:
                 self._staged(*payload)  # type: ignore[misc]
+            elif kind == _STOPPED:
+                self._stopped(*payload)  # type: ignore[misc]
             else:
                 self._extra_event(payload)
             handled += 1
@@ -382,18 +385,42 @@ class Simulation:
                 "(not a cohort member reclaiming borrowed quota)"
             )
         attempt = job.attempt
-        ran = max(0.0, self.now - attempt.run_start)
-        kept = ran
-        if self.config.cost_model is CostModel.REALISTIC:
-            kept = last_checkpoint(attempt, job.spec.checkpoint_interval_s, self.now)
-            kept = max(0.0, kept - attempt.run_start)
+        if attempt.stopping_for is not None:
+            raise InvariantViolation(f"the policy preempted job {decision.job}, already stopping")
+        move = decision.for_job == decision.job  # admitted again in this cycle: no grace
+        stop = stop_on_preemption(job, self.now, self.config.cost_model, grace=not move)
+        if stop.hold_s > 0:
+            attempt.stopping_for = decision.for_job
+            attempt.view = None
+            self._refresh_running(job)
+            payload = (job.spec.job_id, attempt.index, self.now, stop)
+            self._push(self.now + stop.hold_s, _STOPPED, payload)
+            return
+        self._requeue(job, self.now, stop.kept_until, decision.reason)
+
+    def _stopped(self, job_id: JobId, index: int, signal_at: float, stop: Stop) -> None:
+        """A job preempted with a grace period at ``signal_at`` has written its checkpoint
+        (or its grace ran out): its cards free now; the grace counts as overhead."""
+        job = self.running.get(job_id)
+        if job is None or job.attempt.index != index:
+            return  # it completed during its grace
+        self.overhead_card_s += (self.now - signal_at) * job.attempt.cards
+        self._requeue(job, signal_at, stop.kept_until, f"preempted for {job.attempt.stopping_for}")
+        self._wake()
+
+    def _requeue(self, job: SimJob, signal_at: float, kept_until: float, reason: str) -> None:
+        """End a preempted attempt (signalled at ``signal_at``) keeping the work it ran
+        until ``kept_until``."""
+        attempt = job.attempt
+        ran = max(0.0, signal_at - attempt.run_start)
+        kept = min(ran, max(0.0, kept_until - attempt.run_start))
         attempt.work_s = min(job.remaining_s, kept * attempt.speed)
         attempt.lost_card_s = (ran - kept) * attempt.cards
         job.remaining_s -= attempt.work_s
         self.lost_card_s += attempt.lost_card_s
         self.lost_work_s += (ran - kept) * attempt.speed
         self._end_attempt(job, "preempted")
-        job.state, job.reason = JobState.PENDING, decision.reason
+        job.state, job.reason = JobState.PENDING, reason
         job.preemptions += 1
         self.preemptions += 1
         self._refresh_pending(job)

@@ -74,6 +74,8 @@ class Attempt:
     lost_card_s: float = 0.0
     view: RunningJob | None = None
     view_until: float = -math.inf
+    stopping_for: JobId | None = None
+    """Preempted with a grace period and still writing its checkpoint: for whom."""
 
 
 @dataclass(slots=True)
@@ -170,6 +172,38 @@ def running_view(job: SimJob, now: float, cost: CostModel) -> RunningJob:
         checkpoint_interval_s=job.spec.checkpoint_interval_s,
         request=job.request,
         serving=job.spec.serving,
+        preempted_for=attempt.stopping_for,
     )
     attempt.view_until = until
     return attempt.view
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """How a preemption ends an attempt: the cards are held ``hold_s`` more (the grace
+    spent writing a checkpoint) and the attempt keeps the work it ran until ``kept_until``."""
+
+    hold_s: float
+    kept_until: float
+
+
+def stop_on_preemption(job: SimJob, now: float, cost: CostModel, *, grace: bool = True) -> Stop:
+    """What preempting ``job`` at ``now`` costs (see :mod:`.engine`, grace periods).
+
+    ``free``: nothing lost, the cards free at once. ``realistic`` without a grace period:
+    the work since the last periodic checkpoint is lost, the cards free at once. With a
+    grace period at least ``checkpoint_save_s``: the job saves on the signal and exits,
+    its cards held for the save, nothing lost. A grace too short to save: the cards are
+    held for the whole grace (killed at its end) and the work since the last periodic
+    checkpoint is lost.
+    """
+    attempt, spec = job.attempt, job.spec
+    if cost is CostModel.FREE:
+        return Stop(0.0, now)
+    seconds, save = spec.preemption_grace_s, spec.checkpoint_save_s
+    checkpoint = last_checkpoint(attempt, spec.checkpoint_interval_s, now)
+    if not grace or seconds <= 0:
+        return Stop(0.0, checkpoint)
+    if save <= seconds:
+        return Stop(save, max(now, attempt.run_start))
+    return Stop(seconds, checkpoint)

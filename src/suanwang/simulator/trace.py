@@ -73,6 +73,11 @@ class TraceJob:
     max_runtime_s: float | None = None
     dataset: DatasetSpec | None = None
     line: int = 0
+    preemption_grace_s: float = 0.0
+    """Seconds between the preemption signal and the kill (a live job's
+    ``preemption_grace_s``): time to write a checkpoint (see :mod:`.engine`)."""
+    checkpoint_save_s: float = 0.0
+    """Seconds a checkpoint takes to write; saved within the grace, the job loses nothing."""
     serving: bool = False
     """A production inference replica (:mod:`~suanwang.simulator.pool` makes them; not a
     trace column): it may preempt lower-priority training and is never a victim."""
