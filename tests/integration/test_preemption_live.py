@@ -60,12 +60,18 @@ def test_borrowed_quota_is_reclaimed_by_preemption(platform: Platform) -> None:
         simulate_duration_s=60,
     )
     owner = platform.jobs.submit(a, own, None).job
+    platform.control.tick()
+    stopping = platform.jobs.get(b, borrower.id).job
+    assert stopping.preempt_reason is not None
+    assert stopping.preempted_for == owner.id  # a column, not read back out of the prose
     for _ in range(5):
         platform.control.tick()
         platform.clock.advance(1)  # type: ignore[attr-defined]
     assert state_of(platform, a, owner.id) is JobState.RUNNING
     detail = platform.jobs.get(b, borrower.id)
     assert detail.job.state is JobState.QUEUED
+    assert detail.job.preempt_reason is None
+    assert detail.job.preempted_for is None
     assert detail.attempts[0].state.value == "preempted"
     assert any("preempt" in e.reason for e in detail.events)
     platform.clock.advance(120)  # type: ignore[attr-defined]
@@ -109,12 +115,18 @@ def test_non_preemptible_borrowed_work_is_reclaimed(
         simulate_duration_s=60,
     )
     owner = platform.jobs.submit(a, own, None).job
+    platform.control.tick()
+    stopping = platform.jobs.get(b, borrower.id).job
+    assert stopping.preempt_reason is not None
+    assert stopping.preempted_for == owner.id  # a column, not read back out of the prose
     for _ in range(5):
         platform.control.tick()
         platform.clock.advance(1)  # type: ignore[attr-defined]
     assert state_of(platform, a, owner.id) is JobState.RUNNING
     detail = platform.jobs.get(b, borrower.id)
     assert detail.job.state is JobState.QUEUED
+    assert detail.job.preempt_reason is None
+    assert detail.job.preempted_for is None
     assert detail.attempts[0].state.value == "preempted"
     assert any("reclaim: tenant aaa" in e.reason for e in detail.events)
 

@@ -228,18 +228,24 @@ def test_a_preempted_attempt_keeps_its_final_checkpoint(plane: Plane) -> None:
 
 
 @pytest.mark.parametrize(
-    ("reason", "expected"),
+    ("reason", "preempted_for", "expected"),
     [
-        (None, None),
-        (preemption_reason("job-b", "serving: production replica job job-b ..."), "job-b"),
-        ("moved to c2/nvidia-h100 (reallocation): sooner", "job-a"),
-        ("preempted for : nobody", "job-a"),
+        (None, None, None),
+        (preemption_reason("job-b", "serving: production replica job job-b ..."), "job-b", "job-b"),
+        ("moved to c2/nvidia-h100 (reallocation): sooner", "job-a", "job-a"),
+        # the prose names someone else: only the column counts
+        (preemption_reason("job-c", "priority 500 > 100"), "job-b", "job-b"),
+        # asked to stop before the column existed: stops for itself
+        (preemption_reason("job-b", "priority 500 > 100"), None, "job-a"),
     ],
-    ids=["running", "preempted", "moved", "malformed"],
+    ids=["running", "preempted", "moved", "column-not-prose", "no-column"],
 )
-def test_whom_a_stopping_job_stops_for(reason: str | None, expected: str | None) -> None:
+def test_whom_a_stopping_job_stops_for(
+    reason: str | None, preempted_for: str | None, expected: str | None
+) -> None:
     db = FakeDatabase()
-    job = replace(_job_record(db), id="job-a", preempt_reason=reason)
+    job = _job_record(db)
+    job = replace(job, id="job-a", preempt_reason=reason, preempted_for=preempted_for)
     assert stopping_for(job) == expected
 
 

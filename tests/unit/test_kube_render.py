@@ -27,10 +27,12 @@ from suanwang.adapters.backends.kube_render import (
     render_deployment,
     render_run,
     render_service,
+    run_env,
 )
 from suanwang.domain.chip_resources import CHIP_RESOURCES
 from suanwang.domain.connections import KubeJobApi, KubernetesConnection, Toleration
 from suanwang.domain.errors import ValidationError
+from suanwang.ports import LaunchRequest, NodeSlice
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
@@ -257,3 +259,29 @@ def test_namespace_is_the_prefix_and_tenant_as_a_dns_label() -> None:
     for bad in ("Acme", "acme-", "ac.me", "ac/me", "../kube-system", ""):
         with pytest.raises(ValidationError):
             namespace_of(KubernetesConnection(namespace_prefix="x-"), bad)
+
+
+@pytest.mark.parametrize("resumes", [0, 3])
+def test_a_run_knows_how_often_its_job_was_resumed(resumes: int) -> None:
+    request = LaunchRequest(
+        job_id="job-3f9c1a2b7d4e",
+        attempt=resumes + 1,
+        tenant="acme",
+        cluster="k8s",
+        command=("python", "train.py"),
+        placements=(NodeSlice("n1", 8), NodeSlice("n2", 8)),
+        env=(("A", "1"), ("SUANWANG_RESUME_COUNT", "forged")),
+        chip="ascend-910b",
+        max_runtime_s=600,
+        resume_count=resumes,
+    )
+    env = run_env(request)
+    assert env["SUANWANG_RESUME_COUNT"] == str(resumes)  # the platform's, not the job's
+    assert (env["SUANWANG_ATTEMPT"], env["SUANWANG_CARDS"], env["A"]) == (
+        str(resumes + 1),
+        "16",
+        "1",
+    )
+    rendered = render_run(run(env=tuple(env.items())), connection(KubeJobApi.JOB))
+    container = rendered["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "SUANWANG_RESUME_COUNT", "value": str(resumes)} in container["env"]

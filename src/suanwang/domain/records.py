@@ -94,6 +94,10 @@ class JobRecord:
     updated_at: float
     version: int
     preempt_reason: str | None = None
+    preempted_for: str | None = None
+    """The job a stopping job stops for (set with ``preempt_reason`` by a preemption, its
+    own id for a move; None once it has stopped): the scheduler keeps its cards promised
+    to that job through the grace period."""
     hint_cluster: str | None = None
     """Placement hint left by a reallocation move: the cluster and chip the job should be
     admitted on next (:mod:`~suanwang.services.moves`); None: no hint."""
@@ -115,6 +119,7 @@ class JobChange:
     attempts: int | Unchanged = UNCHANGED
     cancel_requested: bool | Unchanged = UNCHANGED
     preempt_reason: str | Unchanged | None = UNCHANGED
+    preempted_for: str | Unchanged | None = UNCHANGED
     hint_cluster: str | Unchanged | None = UNCHANGED
     hint_chip: str | Unchanged | None = UNCHANGED
     hint_cycles: int | Unchanged = UNCHANGED

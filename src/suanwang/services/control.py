@@ -163,7 +163,9 @@ class ControlLoop:
         if victim is None or victim.preempt_reason or victim.state not in ACTIVE:
             return
         reason = preemption_reason(decision.for_job, decision.reason)
-        if uow.jobs.update_job(victim, now, JobChange(preempt_reason=reason)):
+        if uow.jobs.update_job(
+            victim, now, JobChange(preempt_reason=reason, preempted_for=decision.for_job)
+        ):
             uow.jobs.add_event(victim.id, now, victim.state, f"preemption requested: {reason}")
 
     def _admit(self, uow: UnitOfWork, job: JobRecord, placed: _Placed, now: float) -> bool:
@@ -330,7 +332,9 @@ class ControlLoop:
             outcome = _outcome(job, attempt, status, retry=retry, preempted=preempted)
             target, reason = outcome.state, outcome.reason
             check_transition(job.state, target)
-            finished = JobChange(state=target, reason=reason, preempt_reason=None)
+            finished = JobChange(
+                state=target, reason=reason, preempt_reason=None, preempted_for=None
+            )
             if not uow.jobs.update_job(job, now, finished):
                 return
             checkpoint = status.checkpoint_at or attempt.last_checkpoint_at

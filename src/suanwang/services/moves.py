@@ -152,6 +152,7 @@ def record_move(uow: UnitOfWork, stop: Preempt, admit: Admit, now: float) -> boo
     reason = move_reason(admit, stop.reason)
     change = JobChange(
         preempt_reason=reason,
+        preempted_for=job.id,
         hint_cluster=admit.cluster,
         hint_chip=admit.chip,
         hint_cycles=HINT_CYCLES,

@@ -147,27 +147,20 @@ def pending_job(job: JobRecord, learned: SpeedBook | None = None) -> PendingJob:
     )
 
 
-PREEMPTED_FOR = "preempted for "
-"""How a preemption's stop reason starts (:func:`preemption_reason`)."""
-
-
 def preemption_reason(for_job: str, why: str) -> str:
-    """The ``preempt_reason`` a job stopping for ``for_job`` carries until it has stopped."""
-    return f"{PREEMPTED_FOR}{for_job}: {why}"
+    """The ``preempt_reason`` (prose, for people) a job stopping for ``for_job`` carries
+    until it has stopped; whom it stops for is the ``preempted_for`` column."""
+    return f"preempted for {for_job}: {why}"
 
 
 def stopping_for(job: JobRecord) -> JobId | None:
-    """Whom a stopping job stops for (``RunningJob.preempted_for``): the pending job named
-    by :func:`preemption_reason`; itself for a move (or any other stop), so it is never
-    chosen again and its cards go to whoever comes first once it has stopped."""
-    reason = job.preempt_reason
-    if reason is None:
+    """Whom a stopping job stops for (``RunningJob.preempted_for``): its ``preempted_for``
+    column (its own id for a move). A job asked to stop without one (a row written before
+    the column existed) stops for itself, so it is never chosen again and its cards go to
+    whoever comes first once it has stopped."""
+    if job.preempt_reason is None and job.preempted_for is None:
         return None
-    if reason.startswith(PREEMPTED_FOR):
-        preemptor, colon, _ = reason.removeprefix(PREEMPTED_FOR).partition(": ")
-        if colon and preemptor:
-            return JobId(preemptor)
-    return JobId(job.id)
+    return JobId(job.preempted_for or job.id)
 
 
 def running_jobs(

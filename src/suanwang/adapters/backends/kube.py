@@ -38,6 +38,7 @@ from suanwang.adapters.backends.kube_render import (
     namespace_manifest,
     namespace_of,
     render_run,
+    run_env,
 )
 from suanwang.adapters.backends.kube_serve import (
     DEPLOYMENTS,
@@ -237,12 +238,7 @@ class KubernetesBackend:
             raise ValueError("the kubernetes backend needs a command")
         resources_of(request.chip)  # ValidationError for a chip without names
         nodes = tuple(dict.fromkeys(p.node for p in request.placements))
-        env = {
-            **dict(request.env),
-            "SUANWANG_JOB_ID": request.job_id,
-            "SUANWANG_ATTEMPT": str(request.attempt),
-            "SUANWANG_CARDS": str(sum(p.cards for p in request.placements)),
-        }
+        env = run_env(request)
         uid = self._tenant_uids.uid_for(request.tenant) if self._tenant_uids else 65534
         return KubeRun(
             name=dns_label(run_name(request.job_id, request.attempt), "name"),

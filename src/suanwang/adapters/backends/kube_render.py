@@ -30,6 +30,7 @@ from suanwang.domain.chip_resources import resources_of
 from suanwang.domain.connections import KubeJobApi, KubernetesConnection
 from suanwang.domain.errors import ValidationError
 from suanwang.domain.workloads import JOB_AREA
+from suanwang.ports import LaunchRequest
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_JOB = "suanwang.io/job"
@@ -71,6 +72,18 @@ class KubeRun:
     """Inference replicas: the port the engine listens on (Service and container port)."""
     grace_s: float | None = None
     """The job's ``preemption_grace_s``: the pod's ``terminationGracePeriodSeconds``."""
+
+
+def run_env(request: LaunchRequest) -> dict[str, str]:
+    """A job's container environment: the request's own, then what every backend sets
+    (job id, attempt, cards and ``SUANWANG_RESUME_COUNT``, like Slurm and Ray)."""
+    return {
+        **dict(request.env),
+        "SUANWANG_JOB_ID": request.job_id,
+        "SUANWANG_ATTEMPT": str(request.attempt),
+        "SUANWANG_CARDS": str(sum(p.cards for p in request.placements)),
+        "SUANWANG_RESUME_COUNT": str(request.resume_count),
+    }
 
 
 def dns_label(value: str, what: str) -> str:

@@ -243,6 +243,7 @@ def _job(row: JobRow) -> JobRecord:
         updated_at=row.updated_at,
         version=row.version,
         preempt_reason=row.preempt_reason,
+        preempted_for=row.preempted_for,
         hint_cluster=row.hint_cluster,
         hint_chip=row.hint_chip,
         hint_cycles=row.hint_cycles,

@@ -140,6 +140,7 @@ class JobRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     preempt_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    preempted_for: Mapped[str | None] = mapped_column(String(32), default=None)
     hint_cluster: Mapped[str | None] = mapped_column(String(64), default=None)
     hint_chip: Mapped[str | None] = mapped_column(String(64), default=None)
     hint_cycles: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
