@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -134,3 +136,38 @@ def test_the_gateway_reports_its_demand_periodically_while_it_runs() -> None:
     assert mine[-1].last_request_at is not None
     assert mine[-1].inflight == 0
     assert any(r.tokens_per_s > 0 for r in mine)
+
+
+def test_a_client_that_leaves_during_a_cold_start_stops_waiting_and_counting() -> None:
+    keys, sink = FakeKeys(), MemorySink()
+    key = keys.add("acme")
+    app = make_gateway([], keys=keys, sink=sink, config=GatewayConfig(cold_start_timeout_s=30))
+    app.gw.router.load([], [DeploymentView(DEP, CHAT, None)])
+    body = json.dumps(chat_body()).encode()
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop()
+        await asyncio.sleep(0.5)
+        return {"type": "http.disconnect"}
+
+    async def send(_: Any) -> None:
+        return None
+
+    async def scenario() -> float:
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/v1/chat/completions",
+            "headers": [(b"authorization", f"Bearer {key}".encode())],
+        }
+        began = time.monotonic()
+        await app(scope, receive, send)
+        return time.monotonic() - began
+
+    assert asyncio.run(scenario()) < 5.0  # not the 30 s timeout
+    (report,) = app.demand.reports([DEP], {}, 0.0)
+    assert report.queued == 0
+    (usage,) = sink.rows.values()
+    assert (usage.status, usage.outcome.value) == (499, "client_disconnect")

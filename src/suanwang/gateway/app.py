@@ -26,7 +26,7 @@ from suanwang.domain.serving import ModelKind, ModelSpec
 from suanwang.domain.tenancy import Principal, Scope
 from suanwang.domain.usage import Outcome, ledger_model
 from suanwang.gateway import asgi
-from suanwang.gateway.asgi import Receive, Send
+from suanwang.gateway.asgi import DisconnectWatch, Receive, Send
 from suanwang.gateway.asgi import Scope as AsgiScope
 from suanwang.gateway.auth import KeyAuthenticator, TtlCache
 from suanwang.gateway.demand import DemandTracker
@@ -289,21 +289,28 @@ class GatewayApp:
             self.metrics.rejected(error.field)
             raise from_domain(error) from None
         if not slots:
-            slots = await self._cold_start(call.model, tenant, wakeable)
+            slots = await self._cold_start(call.model, tenant, wakeable, receive)
         answer = self._proxy.stream if call.stream else self._proxy.plain
         await answer(call, slots, meter, (receive, send, client_id))
 
-    async def _cold_start(self, model: str, tenant: str, wakeable: list[str]) -> list[Slot]:
+    async def _cold_start(
+        self, model: str, tenant: str, wakeable: list[str], receive: Receive
+    ) -> list[Slot]:
         """Wait (counted as queued demand, which makes the autoscaler start a replica) for a
-        ready replica of ``model``; 503 with Retry-After past the cold-start timeout."""
+        ready replica of ``model``; 503 with Retry-After past the cold-start timeout; a
+        client that leaves stops waiting (and counting) at once."""
         timeout_s = self.gw.config.cold_start_timeout_s
         deadline = time.monotonic() + timeout_s
+        slots: list[Slot] = []
         with self.demand.waiting(wakeable):
-            while time.monotonic() < deadline:
-                await asyncio.sleep(COLD_START_POLL_S)
-                slots = self.gw.router.visible(model, tenant)
-                if slots:
-                    return slots
+            async with DisconnectWatch(receive) as watch:
+                while not slots and time.monotonic() < deadline:
+                    await asyncio.sleep(COLD_START_POLL_S)
+                    slots = self.gw.router.visible(model, tenant)
+        if watch.gone:
+            raise GatewayError(499, "client disconnected", code="client_disconnect")
+        if slots:
+            return slots
         raise GatewayError(
             503,
             f"no replica of {model!r} became ready within the {timeout_s:g} s cold-start "
