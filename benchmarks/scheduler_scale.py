@@ -18,6 +18,15 @@ Three fleets: the demo fleet (1,568 nodes, 12,538 cards) and a synthetic 10,000-
   (``scheduler/realloc.py``, run on its own round): the filled fleet's jobs running,
   chip speeds that differ and 1 % of the fast nodes free, time per round.
 
+Python's cyclic garbage collector is paused for the run (``--gc paused``, the default),
+as the simulator's engine pauses it for a simulation: with 1,000,000 queued jobs alive a
+full collection walks them all (~0.5 s on the development VM) whenever enough young
+objects have survived, wherever that happens to fall, and the young collections walk
+every fresh million-job tuple of a snapshot. On the national fleet under ``suanwang`` the
+fill is also run with the collector on (Python's default thresholds), and the full
+collections that fell inside its cycles are counted and timed; ``--gc on`` runs every
+row that way.
+
 Each series of cycles shares one ``CycleCache`` (as the simulator and the control loop
 do), and each cycle admits at most ``Tuning.max_admissions_per_cycle`` (2,000) jobs, so
 filling a fleet takes several cycles. Times are wall clock and, since the development VM
@@ -28,7 +37,7 @@ The baseline is the FIFO policy in the same run (ratio = ours / FIFO time). Kueu
 reported ~10 admissions per minute on a 1,300-node cluster is quoted for context only.
 
 Run: ``.venv/bin/python benchmarks/scheduler_scale.py [--jobs 100000] [--cycles 20]
-[--fleets demo,10k-nodes,national] [--policies fifo,suanwang]``. Writes
+[--fleets demo,10k-nodes,national] [--policies fifo,suanwang] [--gc paused|on]``. Writes
 ``benchmarks/results/scheduler_scale.json`` and ``.md``; rows not run are kept from the
 last results.
 """
@@ -37,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import os
 import random
@@ -44,9 +54,11 @@ import statistics
 import sys
 import time
 import tracemalloc
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from cycle_clock import Cycle, FullCollections, timed
 
 from suanwang.domain.ids import (
     ChipFamily,
@@ -68,7 +80,6 @@ from suanwang.services.demo import demo_fleet
 from suanwang.services.fleet_file import parse_fleet_data
 
 RESULTS = Path(__file__).parent / "results"
-Cycle = Callable[[Snapshot, CycleCache], list[Any]]
 
 
 def policy_cycles(names: Sequence[str] = ("fifo", "suanwang")) -> dict[str, Cycle]:
@@ -184,21 +195,19 @@ def apply_admissions(
     return nodes, [j for j in pending if j.id not in admitted], admits
 
 
-def timed(run: Cycle, snapshot: Snapshot, cache: CycleCache) -> tuple[float, float, list[Any]]:
-    started, cpu = time.perf_counter(), time.process_time()
-    decisions = run(snapshot, cache)
-    return time.perf_counter() - started, time.process_time() - cpu, decisions
-
-
 def fill(
-    run: Cycle, nodes: list[NodeView], jobs: list[PendingJob], max_cycles: int
+    run: Cycle,
+    nodes: list[NodeView],
+    jobs: list[PendingJob],
+    max_cycles: int,
+    full: FullCollections | None = None,
 ) -> dict[str, Any]:
     """Cycles until nothing more fits; the first (cold) one reported apart."""
     times, cpus, admitted_total, admit_time, admit_cpu = [], [], 0, 0.0, 0.0
     pending, cache, started = jobs, CycleCache(), []
     for i in range(max_cycles):
         snapshot = Snapshot(now=float(i), nodes=tuple(nodes), pending=tuple(pending))
-        seconds, cpu, decisions = timed(run, snapshot, cache)
+        seconds, cpu, decisions = timed(run, snapshot, cache, full)
         times.append(seconds)
         cpus.append(cpu)
         nodes, pending, admits = apply_admissions(nodes, pending, decisions)
@@ -216,7 +225,9 @@ def fill(
         "cold_cpu_s": cpus[0],
         "cycle_p50_s": pct(warm, 50),
         "cycle_p99_s": pct(warm, 99),
+        "cycle_cpu_p50_s": pct(warm_cpu, 50),
         "cycle_cpu_p99_s": pct(warm_cpu, 99),
+        "cycle_cpu_max_s": max(warm_cpu),
         "admissions_per_s": admitted_total / admit_time if admit_time else 0.0,
         "admissions_per_cpu_s": admitted_total / admit_cpu if admit_cpu else 0.0,
         "_state": (nodes, pending, started),
@@ -312,6 +323,28 @@ def realloc_rounds(
     }
 
 
+def fill_collecting(run: Cycle, nodes: list[NodeView], jobs: list[PendingJob]) -> dict[str, Any]:
+    """The fill again with the garbage collector on, its full collections counted."""
+    gc.collect()
+    gc.enable()
+    try:
+        with FullCollections() as full:
+            filled = fill(run, nodes, jobs, max_cycles=400, full=full)
+    finally:
+        gc.disable()
+    filled.pop("_state")
+    return {
+        "load_before": os.getloadavg()[0],
+        "cycle_cpu_p50_s": filled["cycle_cpu_p50_s"],
+        "cycle_cpu_p99_s": filled["cycle_cpu_p99_s"],
+        "cycle_p99_s": filled["cycle_p99_s"],
+        "admissions_per_cpu_s": filled["admissions_per_cpu_s"],
+        "cycles": filled["cycles"],
+        "full_collections": full.count,
+        "full_collection_cpu_s": full.cpu_s,
+    }
+
+
 def pct(values: list[float], q: int) -> float:
     if len(values) == 1:
         return values[0]
@@ -342,10 +375,13 @@ def bench(
             "saturated": sat,
             "load_before": load,
             "load_after": os.getloadavg()[0],
+            "gc": "on" if gc.isenabled() else "paused",
             "at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         }
         if fleet == "national" and name == "suanwang":
             row["realloc"] = realloc_rounds(nodes, jobs, started, rounds=3)
+            if not gc.isenabled():
+                row["fill_gc_on"] = fill_collecting(run, nodes, jobs)
         rows.append(row)
         print(
             f"{fleet:>10} {name:>9}: cold {filled['cold_s']:.2f}s; fill p99 "
@@ -362,8 +398,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| fleet | policy | nodes | cards | queued | fill cycles | cold s (CPU) | fill p50 s | "
         "fill p99 s | fill CPU p99 s | admissions/s | admissions/CPU s | saturated p50 s | "
-        "saturated p99 s | saturated CPU p99 s | peak MiB | load |",
-        "|" + "---|" * 17,
+        "saturated p99 s | saturated CPU p99 s | peak MiB | load | gc |",
+        "|" + "---|" * 18,
     ]
     for r in rows:
         f, s = r["fill"], r["saturated"]
@@ -374,9 +410,22 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             f"{f['cycle_cpu_p99_s']:.3f} | {f['admissions_per_s']:,.0f} | "
             f"{f['admissions_per_cpu_s']:,.0f} | {s['cycle_p50_s']:.3f} | "
             f"{s['cycle_p99_s']:.3f} | {s['cycle_cpu_p99_s']:.3f} | {s['peak_mib']:.0f} | "
-            f"{r['load_before']:.1f}-{r['load_after']:.1f} |"
+            f"{r['load_before']:.1f}-{r['load_after']:.1f} | {r.get('gc', 'on')} |"
         )
     for r in rows:
+        if "fill_gc_on" in r:
+            g = r["fill_gc_on"]
+            each = (
+                g["full_collection_cpu_s"] / g["full_collections"] if g["full_collections"] else 0
+            )
+            lines.append(
+                f"\nFill on {r['fleet']} ({r['policy']}) with the garbage collector on (Python's "
+                f"default thresholds; the table: paused for the run, as the simulator does): "
+                f"CPU p50 {g['cycle_cpu_p50_s']:.3f} s, p99 {g['cycle_cpu_p99_s']:.3f} s "
+                f"(wall p99 {g['cycle_p99_s']:.3f} s), {g['admissions_per_cpu_s']:,.0f} "
+                f"admissions/CPU s; {g['full_collections']} full collections fell inside its "
+                f"{g['cycles']} cycles, {each:.2f} CPU s each; load {g['load_before']:.1f}."
+            )
         if "realloc" in r:
             m = r["realloc"]
             lines.append(
@@ -408,7 +457,15 @@ def main() -> None:
         "--fleets", default=",".join(FLEETS), help="comma-separated ('' = rewrite the tables)"
     )
     parser.add_argument("--policies", default="fifo,suanwang", help="comma-separated")
+    parser.add_argument(
+        "--gc",
+        choices=("paused", "on"),
+        default="paused",
+        help="the garbage collector during the run (paused: as the simulator runs)",
+    )
     args = parser.parse_args()
+    if args.gc == "paused":
+        gc.disable()
     chosen = [f for f in args.fleets.split(",") if f]
     policies = [p for p in args.policies.split(",") if p]
     rows: list[dict[str, Any]] = []
