@@ -36,6 +36,12 @@ class TrainingResult:
     lost_card_hours: float
     lost_work_hours: float
     """Reference-chip hours of work thrown away (done since the last checkpoint)."""
+    avg_wait_s: float = 0.0
+    """Average time from submission to first start (of the JCT, the queueing)."""
+    median_jct_s: float = 0.0
+    p90_jct_s: float = 0.0
+    longest_tenth_jct_share: float = 0.0
+    """Share of the summed JCT made by the 10 % of jobs with the longest JCTs."""
 
 
 def training_result(
@@ -57,7 +63,9 @@ def training_result(
             preempted += 1
             resumed += job.state is JobState.COMPLETED and len(job.attempts) > job.preemptions
     done = [j for j in chosen if j.state is JobState.COMPLETED and j.end is not None]
-    jct = [j.end - j.spec.submit_s for j in done if j.end is not None]
+    jct = sorted(j.end - j.spec.submit_s for j in done if j.end is not None)
+    waits = [j.first_start - j.spec.submit_s for j in done if j.first_start is not None]
+    tenth = jct[len(jct) - max(1, len(jct) // 10) :] if jct else []
     return TrainingResult(
         jobs=len(chosen),
         completed=len(done),
@@ -69,6 +77,10 @@ def training_result(
         resumed_jobs=resumed,
         lost_card_hours=lost_card / 3600,
         lost_work_hours=lost_work / 3600,
+        avg_wait_s=math.fsum(waits) / len(waits) if waits else 0.0,
+        median_jct_s=jct[len(jct) // 2] if jct else 0.0,
+        p90_jct_s=jct[int(len(jct) * 0.9)] if jct else 0.0,
+        longest_tenth_jct_share=math.fsum(tenth) / math.fsum(jct) if jct else 0.0,
     )
 
 
