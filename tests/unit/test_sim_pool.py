@@ -25,7 +25,7 @@ from suanwang.simulator.policies import resolve_policy
 from suanwang.simulator.pool import Deployment, PoolSimulation
 from suanwang.simulator.pool_metrics import slo_attainment, static_inference, training_result
 from suanwang.simulator.serving import ReferenceReplica, erlang_c, serve
-from suanwang.simulator.state import CostModel, JobState
+from suanwang.simulator.state import CostModel, JobState, SimJob
 from suanwang.simulator.trace import TraceJob
 
 REPLICA = ReferenceReplica(slots=8, max_rps=4.0, first_token_s=0.02, tokens_per_request=48)
@@ -299,3 +299,19 @@ def test_a_grace_period_long_enough_to_save_loses_nothing_and_holds_the_cards(
         replica = sim.jobs[attempt.stopping_for].attempts[0]
         assert attempt.ended_at is not None
         assert replica.admitted_at >= attempt.ended_at
+
+
+def test_training_result_splits_the_jct_into_wait_median_p90_and_the_longest_tenth() -> None:
+    """Ten completed jobs with JCTs of 1..10 h, each waiting a quarter of it."""
+    jobs = {}
+    for i in range(10):
+        spec = training_job(i, 0.0, 1, 3600.0)
+        job = SimJob(spec, i, ("any",), 0.0)
+        job.state, job.end, job.first_start = JobState.COMPLETED, (i + 1) * 3600.0, (i + 1) * 900.0
+        jobs[spec.job_id] = job
+    result = training_result(jobs, list(jobs), 24 * 3600.0)
+    assert result.avg_jct_s == pytest.approx(5.5 * 3600)
+    assert result.avg_wait_s == pytest.approx(5.5 * 900)
+    assert result.median_jct_s == 6 * 3600.0
+    assert result.p90_jct_s == 10 * 3600.0
+    assert result.longest_tenth_jct_share == pytest.approx(10 / 55)
