@@ -183,11 +183,15 @@ def test_new_replicas_go_to_the_chip_meeting_the_slo_at_lowest_cost(
 def trainings(draw: st.DrawFn) -> list[TraceJob]:
     count = draw(st.integers(1, 6))
     return [
-        training_job(
-            i,
-            draw(st.floats(0, 3_600)),
-            draw(st.sampled_from([1, 2, 4])),
-            draw(st.floats(300, 7_200)),
+        dataclasses.replace(
+            training_job(
+                i,
+                draw(st.floats(0, 3_600)),
+                draw(st.sampled_from([1, 2, 4])),
+                draw(st.floats(300, 7_200)),
+            ),
+            preemption_grace_s=draw(st.sampled_from([0.0, 20.0, 60.0])),
+            checkpoint_save_s=draw(st.sampled_from([0.0, 30.0])),
         )
         for i in range(count)
     ]
@@ -223,6 +227,9 @@ def test_replicas_are_never_preempted_and_preempted_training_resumes(
         if done.preemptions:
             assert len(done.attempts) == done.preemptions + 1
             assert done.attempts[-1].outcome == "completed"
+        # the work its attempts kept adds up to the job, whatever was lost or saved
+        kept = math.fsum(a.work_s for a in done.attempts)
+        assert kept == pytest.approx(job.duration_s, rel=1e-9, abs=1e-6)
     result = training_result(sim.jobs, [j.job_id for j in jobs], 3 * 3600.0)
     assert result.resumed_jobs == result.preempted_jobs
     assert math.isfinite(result.avg_jct_s)
