@@ -19,8 +19,12 @@ Every decision round (the simulator's ``decision_interval_s``; 6 minutes in Gave
    admitted on the best-fitting pool of that type that holds its gang once the preempted
    cards are free. A job that changes chip type is therefore a move: under ``--cost
    realistic`` it loses the work since its last checkpoint and waits the restart delay,
-   under ``--cost free`` nothing (the engine applies the cost model; this policy does not
-   look at it, as Gavel's does not). Jobs not placed get ``Pending``.
+   under ``--cost free`` nothing (the engine applies the cost model). Gavel assumes every
+   job saves at each round's end; where it does not (``--cost realistic``), a running
+   job is movable only once a stop would lose less than half of its attempt's run
+   (:func:`_movable`): otherwise two jobs taking turns on a gang's cards every round can
+   each lose all their work every time and never finish (a Hypothesis example found it).
+   Jobs not placed get ``Pending``.
 
 The time a job received is counted from the policy's own decisions: between two rounds,
 each job it left running on type ``k`` is credited with the elapsed time on ``k``.
@@ -42,6 +46,7 @@ from suanwang.scheduler.decisions import Admit, Decision, Pending, Placement, Pr
 from suanwang.scheduler.fit import Pool, build_pools, pick_pool
 from suanwang.scheduler.hetero import speed_on
 from suanwang.scheduler.maxmin import Allocation, Demand, max_min_allocation
+from suanwang.scheduler.preempt import lost_work_s
 from suanwang.scheduler.snapshot import PendingJob, RunningJob, Snapshot
 
 NAME = "gavel-like"
@@ -183,14 +188,27 @@ class GavelLike:
         return decisions
 
 
+def _movable(run: RunningJob, now: float) -> bool:
+    """Whether the round may stop ``run``: preemptible, request known, and a stop now
+    throws away less than half of what this attempt ran. Gavel assumes a checkpoint at
+    every round's end (free moves: nothing lost, always movable); with real checkpoints
+    (``--cost realistic``), slicing a job every round before it saves would lose all its
+    work each time and never finish it, so it keeps its cards until a checkpoint."""
+    if run.request is None or not run.preemptible:
+        return False
+    return lost_work_s(run, now) * 2 <= max(now - run.started_at, 0.0)
+
+
 def _split(snapshot: Snapshot) -> tuple[list[RunningJob], list[_Candidate]]:
-    """Running work that stays put (not preemptible, or request unknown), and the jobs
-    this round may place, pending ones and movable running ones."""
-    pinned = [r for r in snapshot.running if r.request is None or not r.preemptible]
+    """Running work that stays put (not preemptible, request unknown, or not at a
+    checkpoint: :func:`_movable`), and the jobs this round may place, pending ones and
+    movable running ones."""
+    now = snapshot.now
+    pinned = [r for r in snapshot.running if not _movable(r, now)]
     movable = [
         _Candidate(r.request, r)
         for r in snapshot.running
-        if r.request is not None and r.preemptible
+        if r.request is not None and _movable(r, now)
     ]
     pending = [_Candidate(p, None) for p in snapshot.pending]
     return pinned, sorted(movable + pending, key=lambda c: (c.job.seq, c.job.id))
