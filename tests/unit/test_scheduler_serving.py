@@ -1,7 +1,9 @@
 """Production inference replicas preempt training (训推一体), and never the other way round.
 
 A serving job (``PendingJob.serving``: a deployment's replica) may stop preemptible,
-lower-priority, non-serving work of any tenant; a serving running job is never a victim and
+lower-priority, non-serving work of its own tenant and of tenants whose nominal quota does
+not protect it (here: tenants without queues; the quota side is
+test_scheduler_serving_quota.py); a serving running job is never a victim and
 never moved by reallocation; a replica's preemption is neither held back by reallocation's
 churn limit (a victim that just started or was just moved) nor by the cap on preemption
 searches per cycle. Fleet: 8-card ``ascend-910b`` nodes in ``c1``; ``now`` is 1,000 s.
@@ -55,7 +57,7 @@ def decide(
             [R("a", {1: 8}, tenant="t1"), R("b", {2: 8}, tenant="t2")],
             replica(),
             [("a", "preempt:rep"), ("rep", "preempting")],
-            id="any-tenant-training-first-by-id-when-equal",
+            id="unprotected-training-of-any-tenant-first-by-id-when-equal",
         ),
         pytest.param(
             [

@@ -35,7 +35,7 @@ from suanwang.scheduler.inert import InertFilter, PendingMemo, token
 from suanwang.scheduler.passes import job_passes
 from suanwang.scheduler.placement import Option, options, pick_later, pick_now
 from suanwang.scheduler.policy import SUANWANG, Policy
-from suanwang.scheduler.preempt import Plan, plan_preemption, serving_may_stop
+from suanwang.scheduler.preempt import Plan, plan_preemption, serving_outranks
 from suanwang.scheduler.queues import overdue
 from suanwang.scheduler.quota import Verdict
 from suanwang.scheduler.snapshot import PendingJob, Snapshot
@@ -267,7 +267,7 @@ def _preemption_decisions(job: PendingJob, plan: Plan, st: CycleState) -> list[D
         if victim.stopping:
             continue
         running = victim.job
-        if serving_may_stop(job, running):
+        if serving_outranks(job, running):
             why = (
                 f"serving: production replica job {job.id} (priority {job.priority}) needs "
                 f"{cards} {key.chip} cards on {key.cluster}; this job has priority "

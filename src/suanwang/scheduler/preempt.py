@@ -15,9 +15,13 @@ Who may be preempted for a pending job ``J``:
   tenants over their fair share that no nominal quota protects, for a job whose tenant
   stays within its fair share with it;
 - **serving** (训推一体): a production inference replica (``PendingJob.serving``) may
-  stop preemptible, lower-priority work of any tenant that is not serving itself (training
-  on the shared pool gives cards back at peak). A serving job is never a victim
-  (``RunningJob.serving``), whoever asks, unless it is already stopping.
+  stop preemptible, lower-priority work that is not serving itself: its own tenant's
+  always, another tenant's only where that tenant's nominal quota does not protect it
+  (:func:`serving_may_stop`: the tenant borrows that family or units, or has no quota
+  for it). Training that borrows what inference leaves idle gives the cards back at peak;
+  a tenant's private deployment never evicts work another tenant runs within its own
+  nominal quota. A serving job is never a victim (``RunningJob.serving``), whoever asks,
+  unless it is already stopping.
 
 Jobs already stopping for ``J`` (``RunningJob.preempted_for``) come first and cost
 nothing. A stopping job is never chosen again, and one whose preemptor is no longer
@@ -50,14 +54,27 @@ from suanwang.scheduler.running import RunningWork
 from suanwang.scheduler.snapshot import PendingJob, RunningJob
 
 
-def serving_may_stop(job: PendingJob, running: RunningJob) -> bool:
-    """Whether the serving preemption rule lets ``job`` stop ``running``: ``job`` is a
-    production replica and ``running`` preemptible, lower-priority and not serving."""
+def serving_outranks(job: PendingJob, running: RunningJob) -> bool:
+    """Whether ``job`` is a production replica and ``running`` preemptible,
+    lower-priority and not serving (whose quota it uses is :func:`serving_may_stop`'s)."""
     return (
         job.serving
         and running.preemptible
         and not running.serving
         and running.priority < job.priority
+    )
+
+
+def serving_may_stop(
+    job: PendingJob, running: RunningJob, ledger: QuotaLedger, release: Relief | None = None
+) -> bool:
+    """Whether the serving preemption rule lets ``job`` stop ``running``: ``job``
+    outranks it (:func:`serving_outranks`) and ``running`` is its own tenant's work or
+    work no nominal quota protects (:meth:`QuotaLedger.guarantees`, counting ``release``
+    as given back: a borrower gives back what it borrows, no more)."""
+    return serving_outranks(job, running) and (
+        running.tenant == job.tenant
+        or not ledger.guarantees(running.tenant, running.family, release)
     )
 
 
@@ -209,7 +226,7 @@ class VictimIndex:
         found = list(self.promised.get(job.id, ()))
         if job.serving:
             for tenant in sorted(self.by_tenant):
-                found += [r for r in self.by_tenant[tenant] if serving_may_stop(job, r)]
+                found += [r for r in self.by_tenant[tenant] if serving_may_stop(job, r, ledger)]
         else:
             found += [r for r in self.by_tenant.get(job.tenant, ()) if r.priority < job.priority]
         if floor is not None and floor.may_serve(job):
@@ -345,7 +362,7 @@ class _Trial:
         running = victim.job
         if running.tenant == self.job.tenant or victim.stopping or self.for_floor(victim):
             return True
-        if serving_may_stop(self.job, running):
+        if serving_may_stop(self.job, running, self.ledger, self.relief):
             return True
         return self.ledger.is_borrowing(
             running.tenant, running.family, self.relief, protected=victim.protected
@@ -366,7 +383,7 @@ def _useful(trial: _Trial, candidates: list[Victim], limit: int) -> list[Victim]
     need_quota = not trial.quota_fits()
     useful: list[Victim] = []
     for v in candidates:
-        own = v.job.tenant == job.tenant or serving_may_stop(job, v.job)
+        own = v.job.tenant == job.tenant or serving_may_stop(job, v.job, ledger)
         if not (reclaim or v.stopping or own or trial.for_floor(v)):
             continue
         if need_quota or v.pool == key:
