@@ -4,7 +4,9 @@ Two tenants share a cohort on a simulated 16-card cluster: B borrows A's idle qu
 A asks for its nominal quota back, B's borrowing job is preempted, requeued, and resumes
 once capacity frees up, even when B marked it non-preemptible (the flag protects work
 within B's own nominal quota only). A local job that touches $SUANWANG_CHECKPOINT_FILE has its last
-checkpoint recorded on its attempt.
+checkpoint recorded on its attempt. A stopping job's preemptor is its ``preempted_for``
+column. Hostile tenant: another tenant's private deployment does not evict work within
+B's quota, and takes back only what B borrows.
 """
 
 from __future__ import annotations
@@ -199,3 +201,53 @@ def test_priority_classes_decide_preemption(
     assert (state_of(platform, a, urgent.id) is JobState.RUNNING) is preempted
     holder_state = state_of(platform, a, holder.id)
     assert (holder_state is JobState.QUEUED) is preempted, holder_state
+
+
+SIM = """
+regions: [{name: r1}]
+clusters:
+  - {name: sim, region: r1, kind: simulated, nodes: [{name: s1, chip: ascend-910b, cards: 8}, {name: s2, chip: ascend-910b, cards: 8}]}
+"""
+
+
+@pytest.mark.parametrize("borrowing", [False, True], ids=["within-quota", "borrowing"])
+def test_a_private_deployment_respects_another_tenants_quota(
+    platform: Platform, borrowing: bool
+) -> None:
+    """Hostile tenant: aaa deploys a model to evict bbb's training. bbb's two 8-card jobs
+    (normal priority, preemptible) run within its nominal quota of 16: aaa's replica
+    waits. With a nominal quota of 8 bbb borrows 8 cards from the cohort (``ccc`` lends):
+    aaa's replica takes back exactly one job's cards, and the other job keeps running."""
+    platform.fleet.apply_yaml(SIM)
+    nominal = QuotaSpec(8, 8, None) if borrowing else QuotaSpec(16, 0, None)
+    platform.tenancy.create_tenant("bbb", "bbb", {"ascend": nominal}, cohort="lab")
+    platform.tenancy.create_tenant("ccc", "ccc", {"ascend": QuotaSpec(8, 0, None)}, cohort="lab")
+    platform.tenancy.create_tenant("aaa", "aaa", {})
+    a, b = principal(platform, "aaa"), principal(platform, "bbb")
+    train = JobSpec(
+        name="train",
+        command=(),
+        resources=Resources(chip="ascend", cards_per_node=8),
+        simulate_duration_s=3600,
+        checkpoint_interval_s=600,
+    )
+    jobs = [platform.jobs.submit(b, train, None).job for _ in range(2)]
+    platform.control.tick()
+    assert all(state_of(platform, b, j.id) is JobState.RUNNING for j in jobs)
+    platform.clock.advance(10)  # type: ignore[attr-defined]
+    dep = platform.deployments.deploy(a, "glm-4-9b-chat", "sim", 1).deployment
+    for _ in range(6):
+        platform.control.tick()
+        platform.clock.advance(1)  # type: ignore[attr-defined]
+    states = [state_of(platform, b, j.id) for j in jobs]
+    with platform.uows() as uow:
+        replica_jobs = [j for j in uow.jobs.jobs(None) if j.tenant == "aaa"]
+    assert len(replica_jobs) == 1, dep.id
+    replica_state = replica_jobs[0].state
+    if borrowing:
+        assert sorted(s.value for s in states) == ["queued", "running"], states
+        assert replica_state is JobState.RUNNING
+    else:
+        assert states == [JobState.RUNNING, JobState.RUNNING]
+        assert replica_state is JobState.QUEUED
+        assert all(not platform.jobs.get(b, j.id).job.preempt_reason for j in jobs)
