@@ -23,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from suanwang.scheduler import PendingJob, cycle
+from suanwang.scheduler.decisions import Preempt
 from suanwang.scheduler.policy import SUANWANG
 from suanwang.scheduler.quota import UNITS
 from suanwang.scheduler.snapshot import RunningJob, TenantQueue
@@ -124,6 +125,29 @@ def test_a_cap_outside_a_cohort_protects_too(
     """A tenant outside a cohort never borrows: all its work within a cap of the family
     is its own."""
     assert preempted(b_jobs(2), replica(), [], caps) == expected
+
+
+@pytest.mark.parametrize(
+    ("tenant", "queues", "says"),
+    [
+        (
+            "a",
+            [make_queue("b", {"ascend": (8, 8, None)}), LENDER],
+            "; tenant b borrows ascend quota",
+        ),
+        ("a", [], "; tenant b has no ascend quota"),
+        ("b", [make_queue("b", {"ascend": 16})], "this job has priority 100"),
+    ],
+    ids=["borrowed", "no-quota", "own-tenant"],
+)
+def test_the_reason_says_why_the_quota_did_not_protect(
+    tenant: str, queues: list[TenantQueue], says: str
+) -> None:
+    snapshot = make_snapshot(TWO, [replica(tenant)], running=b_jobs(2), queues=queues, now=NOW)
+    reasons = [d.reason for d in cycle(snapshot, SUANWANG) if isinstance(d, Preempt)]
+    assert len(reasons) == 1, reasons
+    assert reasons[0].startswith("serving: production replica job rep")
+    assert reasons[0].endswith(says), reasons
 
 
 def test_the_replicas_tenant_quota_still_applies() -> None:

@@ -38,7 +38,7 @@ from suanwang.scheduler.policy import SUANWANG, Policy
 from suanwang.scheduler.preempt import Plan, plan_preemption, serving_outranks
 from suanwang.scheduler.queues import overdue
 from suanwang.scheduler.quota import Verdict
-from suanwang.scheduler.snapshot import PendingJob, Snapshot
+from suanwang.scheduler.snapshot import PendingJob, RunningJob, Snapshot
 from suanwang.scheduler.state import CycleState, QuotaView
 
 NO_ELIGIBLE_CLUSTER = "no eligible cluster"
@@ -258,6 +258,15 @@ def _sooner_by_waiting(job: PendingJob, plan: Plan, waiting: Option | None, st: 
     return waiting.completion < st.now + run_s
 
 
+def _unprotected(running: RunningJob, job: PendingJob, st: CycleState) -> str:
+    """Why a replica may stop another tenant's job: its quota does not protect it."""
+    if running.tenant == job.tenant:
+        return ""
+    if st.ledger.has_quota(running.tenant, running.family):  # so it borrows
+        return f"; tenant {running.tenant} borrows {running.family} quota"
+    return f"; tenant {running.tenant} has no {running.family} quota"
+
+
 def _preemption_decisions(job: PendingJob, plan: Plan, st: CycleState) -> list[Decision]:
     """One :class:`Preempt` per new victim, then the preemptor's :class:`Pending`."""
     key = plan.pool.key
@@ -271,7 +280,7 @@ def _preemption_decisions(job: PendingJob, plan: Plan, st: CycleState) -> list[D
             why = (
                 f"serving: production replica job {job.id} (priority {job.priority}) needs "
                 f"{cards} {key.chip} cards on {key.cluster}; this job has priority "
-                f"{running.priority}"
+                f"{running.priority}{_unprotected(running, job, st)}"
             )
         elif running.tenant == job.tenant:
             why = (

@@ -399,22 +399,24 @@ class QuotaLedger:
                 return True
         return False
 
-    def guarantees(
-        self, tenant: TenantId, family: ChipFamily, release: Relief | None = None
-    ) -> bool:
-        """Whether the tenant's quota protects its preemptible ``family`` work from other
-        tenants' serving replicas: it has a quota of ``family`` or of units (in its
-        cohort queue, or a cap outside a cohort) and does not borrow (:meth:`is_borrowing`,
-        counting ``release``; only cohort members borrow). A tenant with no quota for
-        the family is not protected."""
+    def has_quota(self, tenant: TenantId, family: ChipFamily) -> bool:
+        """Whether a quota governs the tenant's ``family`` cards: a quota of the family
+        or of units, in its cohort queue or as a cap outside a cohort."""
         dims = (family, UNITS)
         queue = self.queues.get(tenant)
         if queue is None:
             caps = self.caps.get(tenant, {})
             return any(dim in caps for dim in dims)
-        if not any(dim in queue.quotas for dim in dims):
-            return False
-        return not self.is_borrowing(tenant, family, release)
+        return any(dim in queue.quotas for dim in dims)
+
+    def guarantees(
+        self, tenant: TenantId, family: ChipFamily, release: Relief | None = None
+    ) -> bool:
+        """Whether the tenant's quota protects its preemptible ``family`` work from other
+        tenants' serving replicas: it has a quota for it (:meth:`has_quota`) and does
+        not borrow (:meth:`is_borrowing`, counting ``release``; only cohort members
+        borrow). A tenant with no quota for the family is not protected."""
+        return self.has_quota(tenant, family) and not self.is_borrowing(tenant, family, release)
 
     def within_nominal(
         self, tenant: TenantId, family: ChipFamily, chip: ChipName, cards: int
