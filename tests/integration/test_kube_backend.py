@@ -83,7 +83,7 @@ def wait_for(check: Callable[[], RunStatus], want: AttemptState, timeout: float 
 def test_create_watch_to_completion_logs_and_delete(
     kube: FakeKube, backend: KubernetesBackend
 ) -> None:
-    submitted = backend.submit(request(conn(kube.url)))
+    submitted = backend.submit(request(conn(kube.url), resume_count=2))
     assert submitted.state is AttemptState.STARTING
     assert "created Job suanwang-acme/" + NAME in submitted.reason
     namespace = kube.objects[("v1/namespaces", "", "suanwang-acme")]
@@ -95,6 +95,7 @@ def test_create_watch_to_completion_logs_and_delete(
         "SUANWANG_JOB_ID": "job-0123456789ab",
         "SUANWANG_ATTEMPT": "1",
         "SUANWANG_CARDS": "8",
+        "SUANWANG_RESUME_COUNT": "2",
     }
     handle = submitted.handle
 

@@ -14,10 +14,17 @@ from __future__ import annotations
 import time
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
 
+from suanwang.adapters.db.engine import alembic_config
+from suanwang.bootstrap import build_platform
+from suanwang.config import Settings
 from suanwang.domain.jobs import JobSpec, JobState, Resources
+from suanwang.domain.records import JobChange
 from suanwang.domain.tenancy import Principal, QuotaSpec, Scope
 from suanwang.services.platform import Platform
+from suanwang.services.snapshots import stopping_for
 
 FLEET = """
 regions: [{name: r1}, {name: r2}]
@@ -251,3 +258,38 @@ def test_a_private_deployment_respects_another_tenants_quota(
         assert states == [JobState.RUNNING, JobState.RUNNING]
         assert replica_state is JobState.QUEUED
         assert all(not platform.jobs.get(b, j.id).job.preempt_reason for j in jobs)
+
+
+def test_migration_0011_up_and_down(settings: Settings) -> None:
+    """A job asked to stop keeps its reason through 0011 down and up; without the column
+    (written before it existed) it stops for itself."""
+    platform = build_platform(settings)
+    platform.fleet.apply_yaml(SIM)
+    platform.tenancy.create_tenant("bbb", "bbb", {})
+    spec = JobSpec(name="t", command=(), resources=Resources(chip="ascend"), simulate_duration_s=60)
+    job = platform.jobs.submit(principal(platform, "bbb"), spec, None).job
+    change = JobChange(preempt_reason="preempted for job-x: priority", preempted_for="job-x")
+    with platform.uows() as uow:
+        assert uow.jobs.update_job(job, 1.0, change)
+        uow.commit()
+    with platform.uows() as uow:
+        stored = uow.jobs.job(job.id)
+        assert stored is not None
+        assert stopping_for(stored) == "job-x"
+    platform.uows.engine.dispose()  # type: ignore[attr-defined]
+    config = alembic_config(settings.db_url)
+    command.downgrade(config, "0010")
+    engine = sa.create_engine(settings.db_url)
+    with engine.connect() as conn:
+        reason = conn.execute(sa.text("SELECT preempt_reason FROM jobs")).scalar_one()
+        assert reason == "preempted for job-x: priority"
+    command.upgrade(config, "head")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT preempted_for FROM jobs")).scalar_one() is None
+    engine.dispose()
+    again = build_platform(settings)
+    with again.uows() as uow:
+        stored = uow.jobs.job(job.id)
+        assert stored is not None
+        assert stopping_for(stored) == job.id
+    again.uows.engine.dispose()  # type: ignore[attr-defined]

@@ -24,5 +24,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.drop_column("preempted_for")
+    # A plain DROP COLUMN (SQLite >= 3.35 has it): batch mode would copy the jobs table
+    # and drop the old one, which foreign keys from attempts and events refuse.
+    op.execute("ALTER TABLE jobs DROP COLUMN preempted_for")
