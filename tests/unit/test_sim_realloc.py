@@ -34,20 +34,21 @@ class Recorder:
     stops included: they are moves too)."""
 
     inner: Reallocator
-    moves: list[Preempt] = field(default_factory=list)
+    moves: list[tuple[float, Preempt]] = field(default_factory=list)
+    """Each move with the time of the round that decided it."""
 
     def extend(self, snapshot: Snapshot, decisions: Sequence[Decision]) -> list[Decision]:
         out = self.inner.extend(snapshot, decisions)
-        self.moves += [d for d in out[len(decisions) :] if isinstance(d, Preempt)]
+        self.moves += [(snapshot.now, d) for d in out[len(decisions) :] if isinstance(d, Preempt)]
         return out
 
     def batch_round(self, snapshot: Snapshot) -> list[Decision] | None:
         out = self.inner.batch_round(snapshot)
-        self.moves += [d for d in out or () if isinstance(d, Preempt)]
+        self.moves += [(snapshot.now, d) for d in out or () if isinstance(d, Preempt)]
         return out
 
 
-def run(trace: list[TraceJob], cost: CostModel) -> tuple[SimOutcome, list[Preempt]]:
+def run(trace: list[TraceJob], cost: CostModel) -> tuple[SimOutcome, list[tuple[float, Preempt]]]:
     config = SimConfig(cost_model=cost, decision_interval_s=360.0)
     sim = Simulation(gavel(), trace, resolve_policy("suanwang"), config)
     assert sim.moves is not None, "the suanwang policy reallocates"
@@ -65,19 +66,18 @@ def test_moves_keep_their_cost_and_every_job_finishes(
     compute_metrics(outcome)  # raises on a broken invariant (work, card-seconds)
     stuck = [(j.job_id, j.reason) for j in outcome.jobs if j.state != "completed"]
     assert not stuck, stuck
-    moved = {m.job for m in moves}
     for attempt in outcome.attempts:
         job = next(j for j in trace if j.job_id == attempt.job_id)
         family = "nvidia"  # every chip of gavel-hetero
         assert accepts_chip(job.chips, attempt.chip, family), (job.chips, attempt.chip)
-    stopped = [a for a in outcome.attempts if a.outcome == "preempted" and a.job_id in moved]
-    said = {}
-    for move in moves:
-        said.setdefault(move.job, []).append(move.lost_work_s)
-    for attempt in stopped:
+    # A move stops its attempt at the round that decided it; the job's other stops (a
+    # higher-priority job's preemption) are not moves and are not matched here.
+    stopped = {(a.job_id, a.ended_at): a for a in outcome.attempts if a.outcome == "preempted"}
+    for at, move in moves:
+        assert (move.job, at) in stopped, f"move {move} at t={at} stopped no attempt"
+        attempt = stopped.pop((move.job, at))
         lost_s = attempt.lost_card_s / attempt.cards
-        allowed = said[attempt.job_id].pop(0)
-        assert lost_s <= allowed + 1e-6, (attempt, allowed)
+        assert lost_s <= move.lost_work_s + 1e-6, (attempt, move)
         if cost is CostModel.FREE:
             assert lost_s == 0.0
 
@@ -106,7 +106,7 @@ def test_a_long_job_on_a_slow_chip_moves_when_a_fast_one_frees() -> None:
         TraceJob(JobId("long"), TenantId("a"), 100.0, 4, 40_000.0, speed=speed),
     ]
     outcome, moves = run(trace, CostModel.FREE)
-    assert [m.job for m in moves] == ["long"]
+    assert [m.job for _, m in moves] == ["long"]
     runs = [(a.chip, a.admitted_at, a.ended_at) for a in outcome.attempts if a.job_id == "long"]
     # 1,440 s at 0.1 on the K80 = 144 s of work done; 39,856 s left at 1.0 from 1,800 s
     assert runs == [("nvidia-k80", 360.0, 1_800.0), ("nvidia-v100", 1_800.0, 41_656.0)]
