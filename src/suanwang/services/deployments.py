@@ -163,22 +163,7 @@ class Deployments:
             for r in uow.deployments.replicas(dep.id):
                 if r.number < replicas and r.failures:
                     uow.deployments.update_replica(r.id, ReplicaChange(failures=0))
-            fresh = uow.deployments.deployment(dep.id)
-            assert fresh is not None
-            demand = uow.demand.reports(now - STALE_AFTER_S)
-            self._converger(uow, self._placement_of(uow, fresh), now, demand).run(fresh)
-            audit.record(
-                uow,
-                principal,
-                AuditAction.DEPLOYMENT_SCALE,
-                dep.id,
-                tenant=dep.tenant,
-                at=now,
-                before=audit.deployment_value(dep),
-                after=audit.deployment_value(fresh),
-            )
-            uow.commit()
-            return DeploymentDetail(fresh, uow.deployments.replicas(dep.id))
+            return self._converge_audited(uow, principal, dep, AuditAction.DEPLOYMENT_SCALE, now)
 
     def set_autoscale(
         self, principal: Principal, deployment_id: str, autoscale: AutoscaleSpec | None
@@ -197,22 +182,8 @@ class Deployments:
                 replicas=replicas, autoscale=autoscale, scale_memory=fresh_start
             )
             uow.deployments.update_deployment(dep.id, now, change)
-            fresh = uow.deployments.deployment(dep.id)
-            assert fresh is not None
-            demand = uow.demand.reports(now - STALE_AFTER_S)
-            self._converger(uow, self._placement_of(uow, fresh), now, demand).run(fresh)
-            audit.record(
-                uow,
-                principal,
-                AuditAction.DEPLOYMENT_AUTOSCALE,
-                dep.id,
-                tenant=dep.tenant,
-                at=now,
-                before=audit.deployment_value(dep),
-                after=audit.deployment_value(fresh),
-            )
-            uow.commit()
-            return DeploymentDetail(fresh, uow.deployments.replicas(dep.id))
+            action = AuditAction.DEPLOYMENT_AUTOSCALE
+            return self._converge_audited(uow, principal, dep, action, now)
 
     def delete(self, principal: Principal, deployment_id: str) -> DeploymentDetail:
         """Stop every replica and mark the deployment deleted (idempotent for the owner)."""
@@ -286,6 +257,33 @@ class Deployments:
         self._health.check()
 
     # --- helpers ------------------------------------------------------------------------
+    def _converge_audited(
+        self,
+        uow: UnitOfWork,
+        principal: Principal,
+        before: DeploymentRecord,
+        action: AuditAction,
+        now: float,
+    ) -> DeploymentDetail:
+        """After a change to ``before``: converge its replicas now (with the gateways' fresh
+        demand), audit ``action`` with both values, commit; the deployment as it is now."""
+        fresh = uow.deployments.deployment(before.id)
+        assert fresh is not None
+        demand = uow.demand.reports(now - STALE_AFTER_S)
+        self._converger(uow, self._placement_of(uow, fresh), now, demand).run(fresh)
+        audit.record(
+            uow,
+            principal,
+            action,
+            before.id,
+            tenant=before.tenant,
+            at=now,
+            before=audit.deployment_value(before),
+            after=audit.deployment_value(fresh),
+        )
+        uow.commit()
+        return DeploymentDetail(fresh, uow.deployments.replicas(before.id))
+
     def _converger(
         self,
         uow: UnitOfWork,
