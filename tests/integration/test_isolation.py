@@ -245,6 +245,16 @@ MATRIX: dict[tuple[str, str], tuple[Callable[[World], str], Any, dict[str, int]]
         {"replicas": 0},
         row(200, 200, 403, 403, 404, 403),
     ),
+    ("PUT", "/api/v1/deployments/{deployment_id}/autoscale"): (
+        lambda w: f"/api/v1/deployments/{w.fresh_deployment()}/autoscale",
+        {"min_replicas": 0, "max_replicas": 1, "target": {"inflight_per_replica": 4}},
+        row(200, 200, 403, 403, 404, 403),
+    ),
+    ("DELETE", "/api/v1/deployments/{deployment_id}/autoscale"): (
+        lambda w: f"/api/v1/deployments/{w.fresh_deployment()}/autoscale",
+        None,
+        row(200, 200, 403, 403, 404, 403),
+    ),
     ("DELETE", "/api/v1/deployments/{deployment_id}"): (
         lambda w: f"/api/v1/deployments/{w.fresh_deployment()}",
         None,
