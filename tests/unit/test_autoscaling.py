@@ -17,6 +17,7 @@ from suanwang.domain.autoscaling import (
     decide,
 )
 from suanwang.domain.errors import ValidationError
+from suanwang.domain.queueing import ServiceModel
 
 CONCURRENCY = ScalingTarget(inflight_per_replica=4.0)
 TOKENS = ScalingTarget(tokens_per_s_per_replica=100.0)
@@ -160,6 +161,7 @@ targets = st.one_of(
     st.floats(0.5, 50).map(lambda v: ScalingTarget(inflight_per_replica=v)),
     st.floats(1, 1_000).map(lambda v: ScalingTarget(tokens_per_s_per_replica=v)),
     st.floats(0.05, 5).map(lambda v: ScalingTarget(ttft_p95_s=v)),
+    st.floats(0.05, 5).map(lambda v: ScalingTarget(slo_ttft_p95_s=v)),
 )
 
 
@@ -187,9 +189,15 @@ def demands(draw: st.DrawFn, at: float = 10_000.0) -> Demand:
         tokens_per_s=draw(st.floats(0, 20_000)) if busy else 0.0,
         ttft_p95_s=draw(st.none() | st.floats(0, 10)),
         last_request_at=draw(st.none() | st.floats(0, at)),
+        requests_per_s=draw(st.none() | st.floats(0, 300))
+        if busy
+        else draw(st.none() | st.just(0.0)),
     )
 
 
+services = st.none() | st.builds(
+    ServiceModel, st.integers(1, 16), st.floats(0.05, 20), st.floats(0.001, 2)
+)
 weights_lists = st.lists(st.floats(0.1, 4.0), max_size=14)
 
 
@@ -201,22 +209,30 @@ def memories(draw: st.DrawFn, now: float = 10_000.0) -> ScaleMemory:
 
 
 @settings(max_examples=400)
-@given(s=specs(), weights=weights_lists, d=demands(), memory=memories())
+@given(s=specs(), weights=weights_lists, d=demands(), memory=memories(), service=services)
 def test_never_below_min_or_above_max(
-    s: AutoscaleSpec, weights: list[float], d: Demand, memory: ScaleMemory
+    s: AutoscaleSpec,
+    weights: list[float],
+    d: Demand,
+    memory: ScaleMemory,
+    service: ServiceModel | None,
 ) -> None:
-    decision = decide(s, replicas(*weights), d, memory, 10_000.0)
+    decision = decide(s, replicas(*weights), d, memory, 10_000.0, service)
     assert s.min_replicas <= decision.replicas <= s.max_replicas
     assert "\n" not in decision.reason
 
 
 @settings(max_examples=400)
-@given(s=specs(), weights=weights_lists, d=demands(), memory=memories())
+@given(s=specs(), weights=weights_lists, d=demands(), memory=memories(), service=services)
 def test_to_zero_only_after_idle_time(
-    s: AutoscaleSpec, weights: list[float], d: Demand, memory: ScaleMemory
+    s: AutoscaleSpec,
+    weights: list[float],
+    d: Demand,
+    memory: ScaleMemory,
+    service: ServiceModel | None,
 ) -> None:
     now = 10_000.0
-    decision = decide(s, replicas(*weights), d, memory, now)
+    decision = decide(s, replicas(*weights), d, memory, now, service)
     if decision.replicas == 0 and weights:
         assert s.min_replicas == 0
         assert d.inflight == 0
@@ -229,8 +245,8 @@ def steady_demand(data: st.DataObject, target: ScalingTarget) -> Demand:
     load = data.draw(st.floats(0, 12))
     requests = load * (target.inflight_per_replica or 4.0)
     p95 = None
-    if target.ttft_p95_s is not None:
-        p95 = data.draw(st.none() | st.floats(0.1, 3).map(lambda f: f * (target.ttft_p95_s or 1)))
+    if target.latency_s is not None:
+        p95 = data.draw(st.none() | st.floats(0.1, 3).map(lambda f: f * (target.latency_s or 1)))
     return Demand(
         at=0.0,
         inflight=requests / 2,
@@ -238,6 +254,7 @@ def steady_demand(data: st.DataObject, target: ScalingTarget) -> Demand:
         tokens_per_s=load * (target.tokens_per_s_per_replica or 100.0),
         ttft_p95_s=p95 if requests > 0 else None,
         last_request_at=data.draw(st.none() | st.just(0.0)),
+        requests_per_s=data.draw(st.none() | st.just(load * 3.0)),
     )
 
 
@@ -248,9 +265,15 @@ def steady_demand(data: st.DataObject, target: ScalingTarget) -> Demand:
     new_weight=st.floats(0.25, 4.0),
     data=st.data(),
     step_s=st.sampled_from([5.0, 15.0, 60.0]),
+    service=services,
 )
 def test_no_flapping_under_constant_demand(
-    s: AutoscaleSpec, start: list[float], new_weight: float, data: st.DataObject, step_s: float
+    s: AutoscaleSpec,
+    start: list[float],
+    new_weight: float,
+    data: st.DataObject,
+    step_s: float,
+    service: ServiceModel | None,
 ) -> None:
     """Replicas follow each decision (new ones of one weight, the lightest removed first):
     no scale-down within the down-cooldown of a scale-up, and no scale-up after a
@@ -262,7 +285,7 @@ def test_no_flapping_under_constant_demand(
     went_down = False
     for step in range(120):
         now = step * step_s
-        decision = decide(s, current, d, memory, now)
+        decision = decide(s, current, d, memory, now, service)
         memory = decision.memory
         have = len(current)
         if decision.replicas > have:

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 from suanwang.domain.errors import ValidationError
+from suanwang.domain.queueing import ServiceModel, replicas_for_slo
 from suanwang.domain.serving import MAX_REPLICAS
 
 PANIC_RATIO = 2.0
@@ -41,12 +42,17 @@ class ScalingTarget:
 
     ``inflight_per_replica``: queued + in-flight requests per replica (KEDA/Knative
     concurrency); ``tokens_per_s_per_replica``: generated tokens per second per replica;
-    ``ttft_p95_s``: a latency SLO, the p95 time to the first token.
+    ``ttft_p95_s``: a latency SLO, the p95 time to the first token, followed by the
+    measured p95 (HPA's ratio rule); ``slo_ttft_p95_s``: the same SLO met by sizing, the
+    fewest replicas a queueing model of the replicas' own measurements predicts meet it
+    at the measured arrival rate (:mod:`~suanwang.domain.queueing`; the ratio rule when
+    the rate or the measurements are missing).
     """
 
     inflight_per_replica: float | None = None
     tokens_per_s_per_replica: float | None = None
     ttft_p95_s: float | None = None
+    slo_ttft_p95_s: float | None = None
 
     def __post_init__(self) -> None:
         given = [f.name for f in fields(self) if getattr(self, f.name) is not None]
@@ -54,7 +60,8 @@ class ScalingTarget:
             raise ValidationError(
                 f"a scaling target sets exactly one of its fields, not {len(given)}",
                 field="target",
-                hint="one of inflight_per_replica, tokens_per_s_per_replica, ttft_p95_s",
+                hint="one of inflight_per_replica, tokens_per_s_per_replica, ttft_p95_s, "
+                "slo_ttft_p95_s",
             )
         value = getattr(self, given[0])
         if not (math.isfinite(value) and value > 0):
@@ -69,7 +76,14 @@ class ScalingTarget:
             return f"{self.inflight_per_replica:g} inflight/replica"
         if self.tokens_per_s_per_replica is not None:
             return f"{self.tokens_per_s_per_replica:g} tokens/s/replica"
-        return f"p95 ttft {self.ttft_p95_s:g} s"
+        if self.ttft_p95_s is not None:
+            return f"p95 ttft {self.ttft_p95_s:g} s"
+        return f"p95 ttft {self.slo_ttft_p95_s:g} s (sized by queueing model)"
+
+    @property
+    def latency_s(self) -> float | None:
+        """The p95 time-to-first-token target, whichever latency field sets it."""
+        return self.ttft_p95_s if self.ttft_p95_s is not None else self.slo_ttft_p95_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +139,12 @@ class Demand:
     tokens_per_s: float
     ttft_p95_s: float | None
     last_request_at: float | None
+    requests_per_s: float | None = None
+    """Arrival rate (requests a second); ``None`` where the gateways do not report it."""
 
     def __post_init__(self) -> None:
+        if self.requests_per_s is not None:
+            _check_non_negative(self.requests_per_s, "requests_per_s")
         _check_non_negative(self.inflight, "inflight")
         _check_non_negative(self.queued, "queued")
         _check_non_negative(self.tokens_per_s, "tokens_per_s")
@@ -186,14 +204,17 @@ def decide(
     demand: Demand,
     memory: ScaleMemory,
     now: float,
+    service: ServiceModel | None = None,
 ) -> ScaleDecision:
     """The replica count for a deployment now, with the reason and the memory to keep.
 
     Scale-downs assume the caller drains the lightest replicas first (those on the
     slowest chips); new replicas are assumed to weigh the mean of the current ones.
+    ``service`` is a reference replica's measured service model, for the
+    ``slo_ttft_p95_s`` target.
     """
     have = len(current)
-    wanted, why = _recommend(spec, current, demand, memory, now)
+    wanted, why = _recommend(spec, current, demand, memory, now, service)
     recent = _remember(memory.recent, now, wanted, spec.scale_down_cooldown_s)
     replicas, how = _apply_rules(spec, have, wanted, demand, memory, recent, now)
     replicas = min(max(replicas, spec.min_replicas), spec.max_replicas)
@@ -212,21 +233,28 @@ def _recommend(
     demand: Demand,
     memory: ScaleMemory,
     now: float,
+    service: ServiceModel | None,
 ) -> tuple[int, str]:
     """The replica count the demand asks for, within [floor, max], before cooldowns."""
     if _idle_for_zero(spec, demand, memory, now):
         return 0, f"no request for {spec.idle_to_zero_s:g} s"
     floor = max(spec.min_replicas, 1)
     capacity = sum(r.weight for r in current)
+    sized = _sized(spec, current, demand, service)
     if not current:
-        need = max(_from_zero(spec.target, demand), spec.min_replicas)
+        need = max(_from_zero(spec.target, demand), spec.min_replicas, sized or 0)
         return min(need, spec.max_replicas), f"{demand.requests:g} requests waiting"
-    desired = _desired_capacity(spec.target, current, demand)
+    if sized is not None:
+        desired: float | None = sized * capacity / len(current)
+    else:
+        desired = _desired_capacity(spec.target, current, demand)
     if desired is None:
         return min(max(len(current), floor), spec.max_replicas), "no latency measured"
     ratio = desired / capacity
     why = f"needs {desired:.2f} capacity of {capacity:.2f} at {spec.target.label}"
-    if abs(ratio - 1) <= spec.tolerance:
+    if sized is not None and sized > len(current):
+        count = sized  # the model's fewest; the window below keeps downs from flapping
+    elif sized is None and abs(ratio - 1) <= spec.tolerance:
         count = len(current)
     elif desired > capacity:
         mean = capacity / len(current)
@@ -234,6 +262,23 @@ def _recommend(
     else:
         count = _replicas_for(desired, current)
     return min(max(count, floor), spec.max_replicas), why
+
+
+def _sized(
+    spec: AutoscaleSpec,
+    current: Sequence[ReplicaCapacity],
+    demand: Demand,
+    service: ServiceModel | None,
+) -> int | None:
+    """Replicas of the current mean weight (1.0 with none) the queueing model says meet
+    the ``slo_ttft_p95_s`` target at the measured rate; ``None`` when it cannot tell."""
+    target = spec.target.slo_ttft_p95_s
+    if target is None or service is None or demand.requests_per_s is None:
+        return None
+    weight = sum(r.weight for r in current) / len(current) if current else 1.0
+    return replicas_for_slo(
+        service, demand.requests_per_s, target, weight=weight, most=spec.max_replicas
+    )
 
 
 def _idle_for_zero(spec: AutoscaleSpec, demand: Demand, memory: ScaleMemory, now: float) -> bool:
@@ -272,7 +317,7 @@ def _desired_capacity(
         return demand.requests / target.inflight_per_replica
     if target.tokens_per_s_per_replica is not None:
         return demand.tokens_per_s / target.tokens_per_s_per_replica
-    slo = target.ttft_p95_s
+    slo = target.latency_s
     assert slo is not None  # exactly one target is set (checked in ScalingTarget)
     if demand.requests <= 0 and demand.ttft_p95_s is None:
         return 0.0

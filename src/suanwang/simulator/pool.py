@@ -37,6 +37,7 @@ from suanwang.domain.autoscaling import (
 )
 from suanwang.domain.chips import accepted_selectors
 from suanwang.domain.ids import ChipName, JobId, TenantId
+from suanwang.domain.queueing import ServiceModel
 from suanwang.domain.slo_placement import (
     ChipOffer,
     ChipProfile,
@@ -78,6 +79,13 @@ class Deployment:
     priority: int = 500
     tick_s: float = 15.0
     cold_start_s: float = 60.0
+
+    @property
+    def service(self) -> ServiceModel:
+        """The reference replica's service model, as the serving benchmark measured it
+        (what the ``slo_ttft_p95_s`` autoscaling target sizes with)."""
+        ref = self.replica
+        return ServiceModel(ref.slots, ref.slot_rps, ref.first_token_s)
 
 
 @dataclass(slots=True)
@@ -172,10 +180,11 @@ class PoolSimulation(Simulation):
             tokens_per_s=rate * dep.replica.tokens_per_request,
             ttft_p95_s=served.p95_ttft_s,
             last_request_at=self.last_request_at,
+            requests_per_s=rate,
         )
         live = self._live()
         current = [ReplicaCapacity(r.chip, self._weight(r.chip)) for r in live]
-        decision = decide(dep.autoscale, current, demand, self.memory, self.now)
+        decision = decide(dep.autoscale, current, demand, self.memory, self.now, dep.service)
         self.memory = decision.memory
         if decision.replicas > len(live):
             self._add(decision.replicas - len(live))

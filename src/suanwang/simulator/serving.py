@@ -24,6 +24,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from suanwang.domain.queueing import erlang_c
+
+__all__ = ["MAX_WAIT_S", "P95_MISS", "Interval", "ReferenceReplica", "erlang_c", "serve"]
+
 P95_MISS = 0.05
 MAX_WAIT_S = 60.0
 """A request waits at most this long for a slot; past it the gateway gives up on it (503
@@ -140,20 +144,3 @@ def _p95_wait(servers: int, rate: float, mu: float, backlog: float) -> float:
     if waiting <= P95_MISS:
         return 0.0
     return math.log(waiting / P95_MISS) / (service - rate)
-
-
-def erlang_c(servers: int, load: float) -> float:
-    """Probability an arrival waits in M/M/c with ``servers`` and offered ``load`` (λ/μ).
-
-    Computed from the Erlang B recursion (stable for hundreds of servers); 1.0 when
-    ``load >= servers``.
-    """
-    if load <= 0:
-        return 0.0
-    if load >= servers:
-        return 1.0
-    blocking = 1.0
-    for k in range(1, servers + 1):
-        blocking = load * blocking / (k + load * blocking)
-    rho = load / servers
-    return blocking / (1 - rho + rho * blocking)
