@@ -15,6 +15,7 @@ import typer
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
 from suanwang.cli import server as server_cmds
+from suanwang.cli.agent import agent_app
 from suanwang.cli.audit import audit
 from suanwang.cli.billing import bills_app, usage
 from suanwang.cli.client import DEFAULT_URL, CliError
@@ -45,6 +46,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(deployments_app, name="deployments")
 app.add_typer(sim_app, name="sim")
 app.add_typer(bills_app, name="bills")
+app.add_typer(agent_app, name="agent")
 app.command("usage")(usage)
 app.command("server")(server_cmds.server)
 app.command("gateway")(gateway)
