@@ -142,13 +142,12 @@ class Agent:
             except (PathRefused, SourceError) as exc:
                 raise BadRequest("bad_path", str(exc), "path") from exc
             return {"files": [[e.path, e.size, e.sha256] for e in entries]}
-        tid = _text(meta, "transfer_id")
-        job = self._job(tid)
+        if frame.kind not in (wire.Kind.STATUS, wire.Kind.CANCEL):
+            raise BadRequest("bad_request", f"{frame.kind.name} is not a control request")
+        job = self._job(_text(meta, "transfer_id"))
         if frame.kind is wire.Kind.CANCEL:
             job.cancel()
             job.join(30.0)
-        elif frame.kind is not wire.Kind.STATUS:
-            raise BadRequest("bad_request", f"{frame.kind.name} is not a control request")
         return job.status().to_json()
 
     def _parse_push(self, meta: dict[str, Any]) -> PushRequest:

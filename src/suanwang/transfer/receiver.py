@@ -262,6 +262,7 @@ class ReceiverTransfer:
         return bad
 
     def _install(self) -> None:
+        self.staging.create_empty()
         self.staging.close()
         self.dst.parent.mkdir(parents=True, exist_ok=True)
         if self.dst.is_dir() and not any(self.dst.iterdir()):

@@ -276,9 +276,10 @@ class PushJob:
 
     def _finish(self, sock: ssl.SSLSocket) -> list[int]:
         while self._sha256 is None and self._sha_error is None:
-            time.sleep(0.05)
+            time.sleep(0.01)
         if self._sha_error is not None:
             raise PushFailed(str(self._sha_error))
+        self.reader.check_unchanged()
         reply = self._request(sock, wire.Kind.FINISH, {"sha256": self._sha256})
         with self._lock:
             self.duplicate_acked_arrivals = int(reply.meta.get("duplicate_acked_arrivals", 0))
@@ -415,14 +416,21 @@ class PushJob:
                 syncs -= self._read_one(sock, inflight)
 
     def _send_chunk(self, sock: ssl.SSLSocket, cid: int) -> None:
-        data = self.reader.read(self.plan.chunks[cid])
+        chunk = self.plan.chunks[cid]
+        ext = chunk.extents[0]
+        if len(chunk.extents) == 1 and self.plan.files[ext.file].size >= self.plan.chunk_size:
+            with self.reader.view(ext.file, ext.offset, ext.length) as view:
+                self._send_data(sock, cid, view)
+        else:
+            self._send_data(sock, cid, memoryview(self.reader.read(chunk)))
+
+    def _send_data(self, sock: ssl.SSLSocket, cid: int, data: memoryview) -> None:
         digest = blake3.blake3(data, max_threads=1).hexdigest()
         meta = {"id": cid, "b3": digest}
         if self.buckets[0].rate_bytes_per_s or len(self.buckets) > 1:
             wire.send_header(sock, wire.Kind.CHUNK, meta, len(data))
-            view = memoryview(data)
             for pos in range(0, len(data), SLICE):
-                part = view[pos : pos + SLICE]
+                part = data[pos : pos + SLICE]
                 throttle(self.buckets, len(part))
                 sock.sendall(part)
                 self._sent_bytes += len(part)

@@ -1,15 +1,20 @@
 """The receiver's staging area: files of one transfer, written in place by chunk.
 
-Files live under ``<root>/.suanwang-staging/<transfer id>/`` and are created at their full
-size with ``posix_fallocate`` when the transfer opens, so a target without room fails at
-once with ENOSPC instead of half-way. Large files keep their descriptor open; small files
-(batched several to a chunk) are opened per write. :meth:`Staging.sync` makes the given
-files' data durable (``fdatasync``) before their chunks are journaled as acknowledged.
+Files live under ``<root>/.suanwang-staging/<transfer id>/``. Large files (at least one
+chunk) are created at their full size with ``posix_fallocate`` when the transfer opens, so
+their space is reserved and a target without room fails at once with ENOSPC; small files
+(batched several to a chunk) are created by their one write, empty files at install. Large
+files keep their descriptor open; small ones are opened per write. :meth:`Staging.sync`
+makes the given files' data durable before their chunks are journaled as acknowledged:
+``fdatasync`` per file, or one ``syncfs`` when a group touched many (small) files, since
+every fdatasync costs a journal commit and a device flush.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import mmap
 import os
 import threading
 from pathlib import Path
@@ -19,6 +24,19 @@ import blake3
 from suanwang.transfer.plan import Chunk, ChunkPlan
 
 READ_BLOCK = 4 << 20
+SYNCFS_OVER_FILES = 8
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def syncfs(path: Path) -> None:
+    """Flush the filesystem holding ``path`` (one journal commit for many files)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _libc.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"syncfs: {os.strerror(err)}")
+    finally:
+        os.close(fd)
 
 
 class Staging:
@@ -32,22 +50,32 @@ class Staging:
         return self.directory / self.plan.files[file].path
 
     def create(self) -> None:
-        """Create every file at its size (allocating the space); OSError(ENOSPC) when full."""
+        """Make the directories and allocate the large files; OSError(ENOSPC) when full."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        made = {self.directory}
         for index, entry in enumerate(self.plan.files):
             path = self.path(index)
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.parent not in made:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                made.add(path.parent)
+            if entry.size < self.plan.chunk_size:
+                continue
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                if entry.size:
-                    os.posix_fallocate(fd, 0, entry.size)
-                os.ftruncate(fd, entry.size)
+                os.posix_fallocate(fd, 0, entry.size)
             finally:
                 os.close(fd)
+
+    def create_empty(self) -> None:
+        """Create the empty files (they have no chunk to write them)."""
+        for index, entry in enumerate(self.plan.files):
+            if entry.size == 0:
+                self.path(index).touch()
 
     def _fd(self, file: int) -> tuple[int, bool]:
         """A descriptor for ``file`` and whether the caller must close it."""
         if self.plan.files[file].size < self.plan.chunk_size:
-            return os.open(self.path(file), os.O_RDWR), True
+            return os.open(self.path(file), os.O_RDWR | os.O_CREAT, 0o644), True
         with self._lock:
             fd = self._fds.get(file)
             if fd is None:
@@ -92,7 +120,8 @@ class Staging:
                 os.close(fd)
 
     def sync(self, files: set[int]) -> None:
-        if os.environ.get("XNOSYNC"):
+        if len(files) > SYNCFS_OVER_FILES:
+            syncfs(self.directory)
             return
         for file in files:
             fd, close = self._fd(file)
@@ -131,12 +160,14 @@ class FileHasher:
             return
         fd = os.open(self.staging.path(self.file), os.O_RDONLY)
         try:
-            while self.offset < upto:
-                block = os.pread(fd, min(READ_BLOCK, upto - self.offset), self.offset)
-                if not block:
-                    raise OSError(f"staged file {self.staging.path(self.file)} is short")
-                self.sha.update(block)
-                self.offset += len(block)
+            if os.fstat(fd).st_size < upto:
+                raise OSError(f"staged file {self.staging.path(self.file)} is short")
+            with (
+                mmap.mmap(fd, upto, prot=mmap.PROT_READ) as mm,
+                memoryview(mm)[self.offset : upto] as view,
+            ):
+                self.sha.update(view)
+            self.offset = upto
         finally:
             os.close(fd)
 
