@@ -22,6 +22,7 @@ from suanwang.adapters.backends.sandbox import Isolation, IsolationMode, JobLimi
 from suanwang.adapters.backends.simulated import SimulatedBackend
 from suanwang.adapters.crypto import box_for
 from suanwang.adapters.data_dir import secure_data_dir
+from suanwang.adapters.dataset_files import LocalDatasetFiles
 from suanwang.adapters.db.demand_repo import SqlDemandSink
 from suanwang.adapters.db.deployments_repo import SqlReplicaDirectory
 from suanwang.adapters.db.engine import make_engine, migrate, sqlite_file
@@ -55,6 +56,7 @@ from suanwang.services.billing import Billing
 from suanwang.services.catalogue import default_catalogue, load_priority_classes
 from suanwang.services.cluster_health import ClusterHealthCheck
 from suanwang.services.control import ControlLoop
+from suanwang.services.datasets import Datasets
 from suanwang.services.deployments import Deployments
 from suanwang.services.external import ExternalEndpoints
 from suanwang.services.identities import TenantUidAllocator
@@ -145,6 +147,9 @@ def build_platform(
         ),
         orphans=OrphanSweep(
             uows, backends, clock, settings.orphan_grace_s, settings.orphan_interval_s
+        ),
+        datasets=Datasets(
+            uows, clock, LocalDatasetFiles(settings.storage_dir), settings.storage_quota_bytes
         ),
         local_nodes=tuple(local_nodes()),
     )

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from suanwang.domain.checkpoints import DEFAULT_MAX_PREEMPTION_GRACE_S, MAX_PREEMPTION_GRACE_S
+from suanwang.domain.datasets import DEFAULT_STORAGE_QUOTA_BYTES
 from suanwang.domain.deployments import PUBLIC_TENANT
 from suanwang.domain.workloads import UidRange
 
@@ -127,6 +128,17 @@ class Settings(BaseSettings):
         "sentence-transformers SUANWANG_KUBE_IMAGE",
     )
 
+    storage_root: Path | None = Field(
+        None,
+        description="where datasets live: one subdirectory per region, each holding "
+        "tenants/<tenant>/datasets/<id>/ (default: <data_dir>/storage)",
+    )
+    storage_quota_bytes: int = Field(
+        DEFAULT_STORAGE_QUOTA_BYTES,
+        ge=0,
+        description="a tenant's dataset storage quota unless the operator sets its own",
+    )
+
     @field_validator("tenant_uid_range")
     @classmethod
     def _uid_range(cls, value: str) -> str:
@@ -162,6 +174,11 @@ class Settings(BaseSettings):
             return self.slurm_spool_dir.resolve()
         data = self.data_dir.resolve()
         return data.with_name(f"{data.name}-slurm")
+
+    @property
+    def storage_dir(self) -> Path:
+        """:attr:`storage_root`, or ``<data_dir>/storage``."""
+        return self.storage_root if self.storage_root is not None else self.data_dir / "storage"
 
     @property
     def usage_journal_dir(self) -> Path:

@@ -17,6 +17,7 @@ from typing import Any, Protocol, Self
 from suanwang.domain.audit import AuditEntry, AuditQuery
 from suanwang.domain.billing import UsageTotal
 from suanwang.domain.connections import Connection
+from suanwang.domain.datasets import DatasetRecord, DatasetReplica, ManifestEntry
 from suanwang.domain.demand import DemandReport
 from suanwang.domain.deployments import (
     DeploymentChange,
@@ -44,7 +45,7 @@ from suanwang.domain.records import (
 )
 from suanwang.domain.serving import DeploymentView, ModelSpec, ReplicaView
 from suanwang.domain.tenancy import QuotaSpec
-from suanwang.domain.usage import ComputeUsage, TokenUsage
+from suanwang.domain.usage import ComputeUsage, StorageUsage, TokenUsage
 from suanwang.domain.workloads import GangStrategy, JobNetwork, Workload
 from suanwang.scheduler.learning import RunObservation
 
@@ -110,6 +111,9 @@ class LaunchRequest:
     resume_count: int = 0
     """Earlier attempts of the job stopped and requeued without a retry (preemptions,
     moves, exit 75): ``SUANWANG_RESUME_COUNT``."""
+    dataset_dir: str | None = None
+    """Host directory of the job's dataset replica in the attempt's region: mounted
+    read-only at ``/data/input`` in a sandbox (``SUANWANG_DATASET_DIR``); None: no dataset."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,7 +452,9 @@ class LimitsStore(Protocol):
 class UsageStore(Protocol):
     """The metering ledger and compute-metering watermarks inside one unit of work."""
 
-    def append(self, entries: Iterable[TokenUsage | ComputeUsage], recorded_at: float) -> int:
+    def append(
+        self, entries: Iterable[TokenUsage | ComputeUsage | StorageUsage], recorded_at: float
+    ) -> int:
         """Append ledger rows (known entry ids are skipped); returns how many were new."""
         ...
 
@@ -475,6 +481,49 @@ class AuditStore(Protocol):
     def entries(self, query: AuditQuery) -> list[AuditEntry]:
         """Entries matching ``query``, newest first."""
         ...
+
+
+class DatasetStore(Protocol):
+    """Datasets, their manifests, replicas and the tenants' storage quotas. Deleted datasets
+    keep their rows (for billing) and are left out of every lookup but :meth:`get`."""
+
+    def add(self, dataset: DatasetRecord) -> None:
+        """Conflict if the tenant has a live dataset of that name."""
+        ...
+
+    def get(self, dataset_id: str) -> DatasetRecord | None: ...
+
+    def by_name(self, tenant: str, name: str) -> DatasetRecord | None: ...
+
+    def live(self, tenant: str | None, name: str | None = None) -> list[DatasetRecord]:
+        """Live datasets, newest first; of every tenant when ``tenant`` is None."""
+        ...
+
+    def used_bytes(self, tenant: str) -> int:
+        """Bytes of the tenant's live datasets (uploading ones included)."""
+        ...
+
+    def put_file(self, dataset_id: str, entry: ManifestEntry) -> None:
+        """Add ``entry`` to the manifest (replacing a file of that path) and resize."""
+        ...
+
+    def seal(self, dataset_id: str, now: float) -> None: ...
+
+    def mark_deleted(self, dataset_id: str, now: float) -> None: ...
+
+    def put_replica(self, replica: DatasetReplica) -> None: ...
+
+    def storage_quota(self, tenant: str) -> int | None:
+        """The operator's quota for the tenant; None: the platform default."""
+        ...
+
+    def set_storage_quota(self, tenant: str, quota_bytes: int | None) -> None: ...
+
+    def unmetered(self, boundary: float) -> list[DatasetRecord]:
+        """Datasets with storage not metered up to ``boundary`` (or their deletion)."""
+        ...
+
+    def set_metered_to(self, dataset_id: str, metered_to: float) -> None: ...
 
 
 class UnitOfWork(Protocol):
@@ -506,6 +555,9 @@ class UnitOfWork(Protocol):
 
     @property
     def demand(self) -> DemandStore: ...
+
+    @property
+    def datasets(self) -> DatasetStore: ...
 
     def __enter__(self) -> Self: ...
 
@@ -648,4 +700,46 @@ class EndpointProbe(Protocol):
 class EngineProbe(Protocol):
     def healthy(self, base_urls: list[str]) -> dict[str, bool]:
         """Health-check every engine at once, each with a bounded timeout."""
+        ...
+
+
+# --- datasets: where their bytes live -------------------------------------------------------
+class FileSink(Protocol):
+    """One file being written into a dataset; invisible until :meth:`finish`."""
+
+    @property
+    def written(self) -> int: ...
+
+    def write(self, chunk: bytes) -> None: ...
+
+    def sha256(self) -> str:
+        """The SHA-256 (hex) of what was written so far."""
+        ...
+
+    def finish(self) -> ManifestEntry:
+        """Move the file into place; its size and SHA-256 as computed while writing."""
+        ...
+
+    def abort(self) -> None: ...
+
+
+class DatasetFiles(Protocol):
+    """The storage roots: one directory per region, the platform's choice of every path."""
+
+    def replica_dir(self, region: str, tenant: str, dataset_id: str) -> str:
+        """``<root>/<region>/tenants/<tenant>/datasets/<id>``, absolute."""
+        ...
+
+    def create(self, region: str, tenant: str, dataset_id: str) -> str:
+        """Make the replica directory (and its private parents); returns it."""
+        ...
+
+    def open_file(
+        self, region: str, tenant: str, dataset_id: str, parts: tuple[str, ...]
+    ) -> FileSink:
+        """Start writing the file ``parts`` (checked by the domain) of a replica."""
+        ...
+
+    def remove(self, region: str, tenant: str, dataset_id: str) -> None:
+        """Delete the replica's files (no error if already gone)."""
         ...

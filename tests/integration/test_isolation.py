@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from suanwang.bootstrap import build_app
 from suanwang.config import Settings
+from suanwang.domain.datasets import DatasetFormat
 from suanwang.domain.tenancy import Principal, Scope
 from suanwang.services.external import ExternalSpec
 from suanwang.services.platform import Platform
@@ -46,6 +47,7 @@ class World:
     fresh_key: Callable[[], str]
     fresh_deployment: Callable[[], str]
     fresh_external: Callable[[], str]
+    fresh_dataset: Callable[[bool], str]
 
 
 @pytest.fixture
@@ -99,8 +101,29 @@ def world(settings: Settings, clock: Any) -> Iterator[World]:
         spec = ExternalSpec(EXTERNAL_MODEL, EXTERNAL_URL, credential="sk-ext", tenant="aaa")
         return platform.externals.register(op, spec).deployment.id
 
+    made = iter(range(1_000_000))
+
+    def fresh_dataset(sealed: bool) -> str:
+        """A dataset of tenant A with one file, sealed or still uploading."""
+        created = platform.datasets.create(a, f"ds{next(made)}", DatasetFormat.TEXT, "r1")
+        upload = platform.datasets.begin_file(a, created.id, "a.txt")
+        upload.write(b"hello\n")
+        platform.datasets.finish_file(a, upload)
+        if sealed:
+            platform.datasets.seal(a, created.id)
+        return created.id
+
     with TestClient(app) as client:
-        yield World(client, platform, keys, fresh_job, fresh_key, fresh_deployment, fresh_external)
+        yield World(
+            client,
+            platform,
+            keys,
+            fresh_job,
+            fresh_key,
+            fresh_deployment,
+            fresh_external,
+            fresh_dataset,
+        )
     platform.uows.engine.dispose()  # type: ignore[attr-defined]
 
 
@@ -286,6 +309,43 @@ MATRIX: dict[tuple[str, str], tuple[Callable[[World], str], Any, dict[str, int]]
         None,
         OPERATOR_ONLY,
     ),
+    # datasets (tenant A's): members write, read-only keys read, other tenants see nothing
+    ("POST", "/api/v1/datasets"): (
+        lambda w: "/api/v1/datasets",
+        "NEW_DATASET",
+        row(422, 201, 201, 403, 201, 201),
+    ),
+    ("GET", "/api/v1/datasets"): (lambda w: "/api/v1/datasets", None, EVERYONE_200),
+    ("GET", "/api/v1/datasets/{dataset}"): (
+        lambda w: f"/api/v1/datasets/{w.fresh_dataset(True)}",
+        None,
+        A_OBJECT_READ,
+    ),
+    ("PUT", "/api/v1/datasets/{dataset}/files"): (
+        lambda w: f"/api/v1/datasets/{w.fresh_dataset(False)}/files?path=b/c.txt",
+        "some bytes",
+        row(201, 201, 201, 403, 404, 404),
+    ),
+    ("POST", "/api/v1/datasets/{dataset}/seal"): (
+        lambda w: f"/api/v1/datasets/{w.fresh_dataset(False)}/seal",
+        None,
+        row(200, 200, 200, 403, 404, 404),
+    ),
+    ("DELETE", "/api/v1/datasets/{dataset}"): (
+        lambda w: f"/api/v1/datasets/{w.fresh_dataset(True)}",
+        None,
+        row(200, 200, 200, 403, 404, 404),
+    ),
+    ("GET", "/api/v1/tenants/{name}/storage"): (
+        lambda w: "/api/v1/tenants/aaa/storage",
+        None,
+        A_OBJECT_READ,
+    ),
+    ("PUT", "/api/v1/tenants/{name}/storage"): (
+        lambda w: "/api/v1/tenants/aaa/storage",
+        {"bytes": 10_000_000},
+        OPERATOR_ONLY,
+    ),
     # the audit log: the operator reads it all, a tenant admin its own tenant's entries
     ("GET", "/api/v1/audit"): (lambda w: "/api/v1/audit", None, row(200, 200, 403, 403, 200, 403)),
 }
@@ -305,6 +365,8 @@ def call(world: World, principal: str, method: str, path: str, body: Any, n: int
     headers = {} if principal == "anon" else {"Authorization": f"Bearer {world.keys[principal]}"}
     if body == "NEW_TENANT":
         body = {"name": f"t-{principal.replace('_', '-')}-{n}"}
+    if body == "NEW_DATASET":
+        body = {"name": f"d-{principal.replace('_', '-')}-{n}", "format": "jsonl", "region": "r1"}
     if isinstance(body, str):
         return world.client.request(method, path, headers=headers, content=body)
     return world.client.request(method, path, headers=headers, json=body)

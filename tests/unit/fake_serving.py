@@ -23,7 +23,7 @@ from suanwang.domain.deployments import (
 from suanwang.domain.limits import KeyLimits, TenantLimits
 from suanwang.domain.metering import AttemptSpan
 from suanwang.domain.serving import DeploymentView, ReplicaState, ReplicaView
-from suanwang.domain.usage import ComputeUsage, TokenUsage, UsageKind
+from suanwang.domain.usage import ComputeUsage, StorageUsage, TokenUsage, UsageKind
 
 
 class FakeDeployments(_Store):
@@ -127,7 +127,9 @@ class FakeLimits(_Store):
 
 
 class FakeUsage(_Store):
-    def append(self, entries: Iterable[TokenUsage | ComputeUsage], recorded_at: float) -> int:
+    def append(
+        self, entries: Iterable[TokenUsage | ComputeUsage | StorageUsage], recorded_at: float
+    ) -> int:
         new = 0
         for entry in entries:
             self._log("append_usage", entry.entry_id)
@@ -143,12 +145,14 @@ class FakeUsage(_Store):
                 if isinstance(e, TokenUsage):
                     key, add = (
                         (e.tenant, UsageKind.TOKENS, e.model),
-                        (e.prompt_tokens, e.completion_tokens, 0),
+                        (e.prompt_tokens, e.completion_tokens, 0, 0),
                     )
+                elif isinstance(e, StorageUsage):
+                    key, add = (e.tenant, UsageKind.STORAGE, "storage"), (0, 0, 0, e.byte_s)
                 else:
                     ms = e.cards * (round(e.ended_at * 1000) - round(e.started_at * 1000))
-                    key, add = (e.tenant, UsageKind.COMPUTE, e.chip), (0, 0, ms)
-                total = sums.setdefault(key, [0, 0, 0, 0])
+                    key, add = (e.tenant, UsageKind.COMPUTE, e.chip), (0, 0, ms, 0)
+                total = sums.setdefault(key, [0, 0, 0, 0, 0])
                 total[0] += 1
                 for i, value in enumerate(add, start=1):
                     total[i] += value

@@ -15,6 +15,7 @@ from typing import Any
 
 from suanwang.domain.audit import AuditEntry
 from suanwang.domain.changes import changed_fields
+from suanwang.domain.datasets import DatasetRecord
 from suanwang.domain.demand import DemandReport
 from suanwang.domain.deployments import (
     DeploymentRecord,
@@ -39,7 +40,7 @@ from suanwang.domain.records import (
     TenantRecord,
 )
 from suanwang.domain.tenancy import QuotaSpec
-from suanwang.domain.usage import ComputeUsage, TokenUsage
+from suanwang.domain.usage import ComputeUsage, StorageUsage, TokenUsage
 from suanwang.scheduler.learning import RunObservation
 
 
@@ -76,9 +77,11 @@ class Tables:
     replicas: dict[str, ReplicaRecord] = field(default_factory=dict)
     tenant_limits: dict[str, TenantLimits] = field(default_factory=dict)
     key_limits: dict[str, KeyLimits] = field(default_factory=dict)
-    ledger: dict[str, TokenUsage | ComputeUsage] = field(default_factory=dict)
+    ledger: dict[str, TokenUsage | ComputeUsage | StorageUsage] = field(default_factory=dict)
     audit: list[AuditEntry] = field(default_factory=list)
     demand: dict[tuple[str, str], DemandReport] = field(default_factory=dict)
+    datasets: dict[str, DatasetRecord] = field(default_factory=dict)
+    storage_quotas: dict[str, int | None] = field(default_factory=dict)
 
     def copy(self) -> Tables:
         """A copy whose containers can change alone (the records are immutable)."""

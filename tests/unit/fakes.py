@@ -17,6 +17,7 @@ import itertools
 from types import TracebackType
 from typing import Self
 
+from fake_datasets import FakeDatasets
 from fake_serving import FakeAudit, FakeDemand, FakeDeployments, FakeLimits, FakeUsage
 from fake_stores import FakeFleet, FakeJobs, FakeTenancy, Tables
 
@@ -61,6 +62,7 @@ class FakeUnitOfWork:
         self.limits = FakeLimits(*log)
         self.audit = FakeAudit(*log)
         self.demand = FakeDemand(*log)
+        self.datasets = FakeDatasets(*log)
 
     def __enter__(self) -> Self:
         return self

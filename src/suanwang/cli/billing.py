@@ -10,6 +10,7 @@ from rich.table import Table
 
 from suanwang.cli.client import CliError
 from suanwang.cli.common import JsonOpt, cell, emit_json, new_table, out, say, segment, state
+from suanwang.domain.billing import BYTE_S_PER_GB_MONTH
 
 bills_app = typer.Typer(help="Bills per tenant and period.", no_args_is_help=True)
 
@@ -85,7 +86,7 @@ def usage_table(report: dict[str, Any]) -> Table:
             f"{t['entries']:,}",
             f"{t['prompt_tokens']:,}" if tokens else "-",
             f"{t['completion_tokens']:,}" if tokens else "-",
-            "-" if tokens else card_hours(t["card_ms"]),
+            "-" if tokens else _amount(t),
         )
     if not report["totals"]:
         table.caption = "no usage in this period"
@@ -120,13 +121,13 @@ def bill_table(bill: dict[str, Any]) -> Table:
     columns = ("Item", "Meter", "Quantity", "Unit price", "Per", "Amount")
     table = new_table(title, columns, numbers=("Quantity", "Unit price", "Per", "Amount"))
     for line in bill["lines"]:
-        compute = line["meter"] == "card_ms"
+        meter, quantity, per = _line_units(line)
         table.add_row(
             cell(line["item"]),
-            "card-hours" if compute else line["meter"].replace("_", " "),
-            card_hours(line["quantity"]) if compute else f"{line['quantity']:,}",
+            meter,
+            quantity,
             f"{line['unit_price_micro'] / 1e6:,.6f}",
-            "card-hour" if compute else "1M tokens",
+            per,
             line["amount"],
         )
     table.add_section()
@@ -144,3 +145,24 @@ def set_tier(
     with state(ctx).client() as api:
         api.call("PUT", f"/api/v1/tenants/{segment(tenant)}/tier", json={"tier": tier})
     say(f"{tenant} is billed at tier {tier}")
+
+
+def _amount(total: dict[str, Any]) -> str:
+    """A compute total in card-hours, a storage total in GB-months."""
+    if total["kind"] == "storage":
+        return f"{gb_months(total.get('byte_s', 0))} GB-mo"
+    return card_hours(total["card_ms"])
+
+
+def gb_months(byte_s: int) -> str:
+    """Byte-seconds as GB-months (10^9 bytes for 30 days), three decimals."""
+    return f"{byte_s / BYTE_S_PER_GB_MONTH:,.3f}"
+
+
+def _line_units(line: dict[str, Any]) -> tuple[str, str, str]:
+    """(meter, quantity, per) of a bill line as shown."""
+    if line["meter"] == "card_ms":
+        return "card-hours", card_hours(line["quantity"]), "card-hour"
+    if line["meter"] == "byte_s":
+        return "GB-months", gb_months(line["quantity"]), "GB-month"
+    return line["meter"].replace("_", " "), f"{line['quantity']:,}", "1M tokens"

@@ -163,6 +163,26 @@ class ApiClient:
                 hint="is --url pointing at suanwang?",
             ) from None
 
+    def upload(
+        self,
+        path: str,
+        body: Iterator[bytes],
+        *,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """PUT ``body`` (streamed, chunked) to ``path``; the decoded JSON answer."""
+        timeout = httpx.Timeout(None, connect=CONNECT_TIMEOUT_S)
+        try:
+            response = self._http.put(
+                path, content=body, params=params, headers=headers, timeout=timeout
+            )
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from None
+        if response.is_error:
+            raise problem_error(response, has_key=self._has_key)
+        return response.json()
+
     def read_bytes(self, path: str, *, params: dict[str, Any] | None = None) -> bytes:
         """GET ``path`` and return the raw body (for plain-text resources such as logs)."""
         try:

@@ -108,6 +108,7 @@ def submit_body(command: list[str], opts: dict[str, Any]) -> dict[str, Any]:
         "speed": _speeds(opts["speed"] or []),
         "network": opts["network"],
         "gang": opts.get("gang") or "spread",
+        "dataset": opts.get("dataset"),
     }
 
 
@@ -202,6 +203,14 @@ def submit(
             "share a machine; Ray clusters)"
         ),
     ] = "spread",
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="one of your datasets: read-only at /data/input ($SUANWANG_DATASET_DIR); "
+            "the job runs where a replica is",
+            show_default=False,
+        ),
+    ] = None,
     idempotency_key: Annotated[
         str | None, typer.Option(help="retrying with the same key returns the same job")
     ] = None,
@@ -216,7 +225,7 @@ def submit(
         "env": env, "workdir": workdir, "simulate_duration": simulate_duration,
         "expected_duration": expected_duration, "checkpoint_interval": checkpoint_interval,
         "kind": kind, "speed": speed, "priority_class": priority_class, "network": network,
-        "gang": gang, "preemption_grace": preemption_grace,
+        "gang": gang, "preemption_grace": preemption_grace, "dataset": dataset,
     }  # fmt: skip
     body = submit_body(list(command or []), opts)
     st = state(ctx, as_json)

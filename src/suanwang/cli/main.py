@@ -20,6 +20,7 @@ from suanwang.cli.audit import audit
 from suanwang.cli.billing import bills_app, usage
 from suanwang.cli.client import DEFAULT_URL, CliError
 from suanwang.cli.common import JsonOpt, State, out, show_error
+from suanwang.cli.data import data_app
 from suanwang.cli.external import external_app
 from suanwang.cli.fleet import demo_app, fleet_app
 from suanwang.cli.gateway import gateway
@@ -41,6 +42,7 @@ app.add_typer(demo_app, name="demo")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(data_app, name="data")
 models_app.add_typer(external_app, name="external")
 app.add_typer(models_app, name="models")
 app.add_typer(deployments_app, name="deployments")

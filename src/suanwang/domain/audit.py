@@ -39,6 +39,7 @@ class AuditResource(enum.StrEnum):
     JOB = "job"
     DEPLOYMENT = "deployment"
     CLUSTER = "cluster"
+    DATASET = "dataset"
 
 
 class AuditAction(enum.StrEnum):
@@ -60,6 +61,10 @@ class AuditAction(enum.StrEnum):
     DEPLOYMENT_UPDATE = "deployment.update"
     DEPLOYMENT_AUTOSCALE = "deployment.autoscale"
     """Autoscaling settings set or turned off (the autoscaler's own changes are ``scale``)."""
+    DATASET_CREATE = "dataset.create"
+    DATASET_SEAL = "dataset.seal"
+    DATASET_DELETE = "dataset.delete"
+    STORAGE_QUOTA_UPDATE = "storage-quota.update"
     ORPHAN_RUN = "cluster.orphan-run"
     """A run an engine holds that no live attempt owns: found, then cancelled."""
 
@@ -86,6 +91,10 @@ _RESOURCE_OF = {
     "cluster.orphan-run": AuditResource.CLUSTER,
     "deployment.update": AuditResource.DEPLOYMENT,
     "deployment.autoscale": AuditResource.DEPLOYMENT,
+    "dataset.create": AuditResource.DATASET,
+    "dataset.seal": AuditResource.DATASET,
+    "dataset.delete": AuditResource.DATASET,
+    "storage-quota.update": AuditResource.TENANT,
 }
 
 

@@ -1,13 +1,15 @@
 """Prices, billing periods and bills, computed from ledger totals. Pure: no I/O, no clock.
 
 The ledger holds quantities, never money. A bill groups a tenant's ledger rows of one
-period into lines — tokens by model (one line for prompt, one for completion tokens) and
-compute by chip (card-milliseconds) — and prices **each line once, from its summed
-quantity**, in integer micro-units (1e-6 of the currency unit)::
+period into lines — tokens by model (one line for prompt, one for completion tokens),
+compute by chip (card-milliseconds) and dataset storage (byte-seconds) — and prices
+**each line once, from its summed quantity**, in integer micro-units (1e-6 of the
+currency unit)::
 
     amount = round_half_up(quantity × unit_price / per)
 
-with ``per`` = 1,000,000 tokens or 3,600,000 card-milliseconds (one card-hour). The bill's
+with ``per`` = 1,000,000 tokens, 3,600,000 card-milliseconds (one card-hour) or
+2.592e15 byte-seconds (one GB-month: 10^9 bytes for 30 days). The bill's
 total is the sum of its line amounts. So, exactly: Σ ledger rows == usage totals == bill
 line quantities, and Σ line amounts == bill total; each line is within half a micro-unit
 of its exact price. Bills of two halves of a period may differ from the whole period's
@@ -22,7 +24,7 @@ import enum
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 from suanwang.domain.errors import ValidationError
@@ -31,6 +33,9 @@ from suanwang.domain.usage import UsageKind
 
 TOKENS_PER_UNIT = 1_000_000
 CARD_MS_PER_HOUR = 3_600_000
+BYTE_S_PER_GB_MONTH = 1_000_000_000 * 30 * 86_400
+"""One GB (10^9 bytes) stored for a 30-day month, in byte-seconds."""
+STORAGE_ITEM = "storage"
 DEFAULT_TIER = "standard"
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 _RANGE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2})$")
@@ -44,6 +49,7 @@ class Meter(enum.StrEnum):
     PROMPT_TOKENS = "prompt_tokens"
     COMPLETION_TOKENS = "completion_tokens"
     CARD_MS = "card_ms"
+    BYTE_S = "byte_s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,18 +114,27 @@ class UsageTotal:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     card_ms: int = 0
+    byte_s: int = 0
+    """Stored byte-seconds (``storage`` totals)."""
 
     def __post_init__(self) -> None:
-        if min(self.entries, self.prompt_tokens, self.completion_tokens, self.card_ms) < 0:
+        counts = (self.entries, self.prompt_tokens, self.completion_tokens, self.card_ms)
+        if min(*counts, self.byte_s) < 0:
             raise ValueError(f"negative usage for {self.tenant}/{self.item}")
 
 
 @dataclass(frozen=True, slots=True)
 class PriceBook:
-    """Token prices by model and tier; compute prices by chip and tier (per card-hour)."""
+    """Token prices by model and tier; compute prices by chip and tier (per card-hour);
+    dataset storage by tier (per GB-month)."""
 
     tokens: Mapping[str, Mapping[str, TokenPrice]]
     compute: Mapping[str, Mapping[str, int]]
+    storage: Mapping[str, int] = field(default_factory=dict)
+
+    def gb_month_price(self, tier: str) -> int:
+        """Micro-units per GB-month of dataset storage for ``tier`` (else ``standard``, else 0)."""
+        return self.storage.get(tier, self.storage.get(DEFAULT_TIER, 0))
 
     def token_price(self, model: str, tier: str) -> TokenPrice:
         """The model's price for ``tier`` (else ``standard``; free if the model is unknown)."""
@@ -187,6 +202,9 @@ def make_bill(
 
 
 def _lines(total: UsageTotal, tier: str, prices: PriceBook) -> list[BillLine]:
+    if total.kind is UsageKind.STORAGE:
+        unit = prices.gb_month_price(tier)
+        return [_line(total, Meter.BYTE_S, total.byte_s, unit, BYTE_S_PER_GB_MONTH)]
     if total.kind is UsageKind.COMPUTE:
         unit = prices.card_hour_price(total.item, tier)
         return [_line(total, Meter.CARD_MS, total.card_ms, unit, CARD_MS_PER_HOUR)]

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from suanwang.domain.chips import MAX_ACCEPTED_CHIPS, accepted_selectors
+from suanwang.domain.datasets import check_dataset_name
 from suanwang.domain.errors import Conflict, ValidationError
 from suanwang.domain.fleet import MAX_CARDS_PER_NODE
 from suanwang.domain.workloads import GangStrategy, JobNetwork, Workload, job_area_parts
@@ -179,6 +180,9 @@ class JobSpec:
     preemption_grace_s: float | None = None
     """Seconds between SIGTERM and SIGKILL when the job is stopped (time to checkpoint);
     None: the cluster's default. Bounded by the operator (``domain/checkpoints.py``)."""
+    dataset: str | None = None
+    """The name of one of the tenant's ready datasets: the job sees it read-only at
+    ``/data/input`` (``$SUANWANG_DATASET_DIR``) and runs where a replica is."""
 
     @property
     def simulated(self) -> bool:
@@ -196,6 +200,8 @@ def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
             del data[optional]
     if spec.preemption_grace_s is None:
         del data["preemption_grace_s"]
+    if spec.dataset is None:
+        del data["dataset"]
     if spec.resources.chips:
         data["resources"]["chips"] = list(spec.resources.chips)
     else:
@@ -241,6 +247,7 @@ def spec_from_dict(data: Mapping[str, Any]) -> JobSpec:
         network=JobNetwork(data.get("network", JobNetwork.NONE)),
         gang=GangStrategy(data.get("gang", GangStrategy.SPREAD)),
         preemption_grace_s=data.get("preemption_grace_s"),
+        dataset=data.get("dataset"),
     )
 
 
@@ -293,6 +300,8 @@ def validate_job(spec: JobSpec) -> JobSpec:
         )
     _check_kind_and_speed(spec)
     _check_exec_strings(spec)
+    if spec.dataset is not None:
+        check_dataset_name(spec.dataset, field_name="dataset")
     job_area_parts(spec.working_dir)
     return spec
 

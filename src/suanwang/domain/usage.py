@@ -1,9 +1,10 @@
 """Usage records: what the append-only ledger holds, one row per metered event.
 
-Two kinds share the ledger so that one tenant gets one bill: ``tokens`` (one row per
-gateway request, whatever its outcome) and ``compute`` (card-seconds of a job attempt or
-a deployment replica). ``entry_id`` is unique: writing the same record twice is a no-op,
-which is how duplicated settlements and retried writes never double-bill.
+Three kinds share the ledger so that one tenant gets one bill: ``tokens`` (one row per
+gateway request, whatever its outcome), ``compute`` (card-seconds of a job attempt or
+a deployment replica) and ``storage`` (byte-seconds of a dataset). ``entry_id`` is unique:
+writing the same record twice is a no-op, which is how duplicated settlements and retried
+writes never double-bill.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ UNKNOWN_MODEL = "unknown"
 class UsageKind(enum.StrEnum):
     TOKENS = "tokens"
     COMPUTE = "compute"
+    STORAGE = "storage"
 
 
 class Outcome(enum.StrEnum):
@@ -78,5 +80,21 @@ class ComputeUsage:
     """``job:<id>#<attempt>`` or ``replica:<id>``."""
     chip: str
     cards: int
+    started_at: float
+    ended_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StorageUsage:
+    """Bytes of one dataset stored over ``[started_at, ended_at)`` (one metering grid piece).
+
+    ``entry_id`` is ``storage:<dataset id>:<start ms>``: metering again writes nothing twice.
+    """
+
+    entry_id: str
+    tenant: str
+    dataset: str
+    byte_s: int
+    """Byte-seconds: stored bytes x whole milliseconds / 1000 (rounded down)."""
     started_at: float
     ended_at: float

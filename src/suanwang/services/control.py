@@ -47,7 +47,12 @@ from suanwang.ports import (
 from suanwang.scheduler import Admit, Pending, cycle
 from suanwang.scheduler.cache import CycleCache
 from suanwang.scheduler.decisions import Preempt, StageDataset
-from suanwang.services.launching import launch_request, replica_engines
+from suanwang.services.launching import (
+    DatasetInput,
+    dataset_input,
+    launch_request,
+    replica_engines,
+)
 from suanwang.services.learning import LearnedSpeeds
 from suanwang.services.moves import NO_HINT, Reallocation, age_hints, with_hints
 from suanwang.services.snapshots import build_snapshot, preemption_reason
@@ -146,7 +151,7 @@ class ControlLoop:
                     self._request_preemption(uow, decision, now)
                     continue
                 if isinstance(decision, StageDataset):
-                    continue  # no datasets in the live plane yet (issue 7)
+                    continue  # transfers come with issue 14's engine; the job waits, "staging"
                 job = by_id[decision.job]
                 if isinstance(decision, Admit):
                     placed = _Placed(decision, backends[decision.cluster], names)
@@ -221,6 +226,12 @@ class ControlLoop:
             connections = {c.name: c.connection for c in uow.fleet.clusters()} if todo else {}
             engines = replica_engines(uow, jobs.values())
             resumes = {a.job: _requeued_free(uow.jobs.attempts(a.job)) for a in todo}
+            regions = {c.name: c.region for c in uow.fleet.clusters()} if todo else {}
+            inputs = {
+                a.job: dataset_input(uow, job, regions.get(a.cluster, ""))
+                for a in todo
+                if (job := jobs[a.job]) is not None
+            }
         for attempt in todo:
             job = jobs[attempt.job]
             if job is None or job.state is not JobState.ADMITTED:
@@ -229,6 +240,10 @@ class ControlLoop:
                 stopped = RunStatus(AttemptState.CANCELLED, reason="stopped before start")
                 self._finish(attempt, stopped)
                 continue
+            data = inputs.get(job.id, DatasetInput())
+            if data.missing:
+                self._finish(attempt, RunStatus(AttemptState.FAILED, reason=data.missing))
+                continue
             try:
                 request = launch_request(
                     job,
@@ -236,6 +251,7 @@ class ControlLoop:
                     connections.get(attempt.cluster),
                     engines.get(job.id),
                     resumes.get(job.id, 0),
+                    data.path,
                 )
                 status = self._backends[attempt.backend].submit(request)
             except EngineUnreachable as exc:

@@ -28,6 +28,7 @@ from suanwang.domain.records import AttemptRecord, JobChange, JobEvent, JobRecor
 from suanwang.domain.tenancy import Principal
 from suanwang.ports import Backend, Clock, EngineUnreachable, UnitOfWork, UnitOfWorkFactory
 from suanwang.services import audit
+from suanwang.services.datasets import usable_dataset
 
 MAX_LIST = 1000
 MAX_LOG_OFFSET = 2**63 - 1
@@ -130,6 +131,8 @@ class Jobs:
             replay = self._replay(uow, principal.tenant_id, idempotency_key, digest)
             if replay is not None:
                 return Submitted(replay, replayed=True)
+            if spec.dataset is not None:
+                usable_dataset(uow, principal.tenant_id, spec.dataset)
             fitting = check_fits_fleet(spec, uow.fleet.nodes(), self._catalogue)
             self._check_runnable(uow, spec, fitting)
             job = self._new_job(principal.tenant_id, spec, idempotency_key, digest)

@@ -40,12 +40,33 @@ def replica_engines(uow: UnitOfWork, jobs: Iterable[JobRecord | None]) -> dict[s
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class DatasetInput:
+    """Where a job's dataset is in its attempt's region, or why it cannot start there."""
+
+    path: str | None = None
+    missing: str = ""
+
+
+def dataset_input(uow: UnitOfWork, job: JobRecord, region: str) -> DatasetInput:
+    """The ready replica of the job's dataset in ``region`` (nothing if it names none)."""
+    name = job.spec.dataset
+    if name is None:
+        return DatasetInput()
+    found = uow.datasets.by_name(job.tenant, name)
+    replica = found.replica_in(region) if found is not None else None
+    if found is None or replica is None or region not in found.ready_regions():
+        return DatasetInput(missing=f"dataset {name} has no ready replica in region {region}")
+    return DatasetInput(path=replica.path)
+
+
 def launch_request(
     job: JobRecord,
     attempt: AttemptRecord,
     connection: Connection | None,
     engine: EngineOf | None = None,
     resume_count: int = 0,
+    dataset_dir: str | None = None,
 ) -> LaunchRequest:
     """The request that starts ``attempt`` of ``job`` (``engine`` for replicas' jobs), the
     job's ``resume_count``-th resume."""
@@ -73,4 +94,5 @@ def launch_request(
         port=engine.port if engine else None,
         grace_s=spec.preemption_grace_s,
         resume_count=resume_count,
+        dataset_dir=dataset_dir,
     )

@@ -1,4 +1,5 @@
-"""Compute metering: a control-loop step that writes card-time of job attempts to the ledger.
+"""Compute and storage metering: a control-loop step that writes card-time of job attempts
+and byte-time of datasets (:func:`~suanwang.domain.datasets.meter_storage`) to the ledger.
 
 Every started attempt — a batch job's or a deployment replica's, which are jobs too — is
 cut into grid pieces by :func:`suanwang.domain.metering.meter`; the pieces and the
@@ -8,6 +9,7 @@ entry ids, so a crash between the two, or a second control plane, re-meters noth
 
 from __future__ import annotations
 
+from suanwang.domain.datasets import meter_storage
 from suanwang.domain.metering import DEFAULT_INTERVAL_S, last_boundary, meter
 from suanwang.ports import Clock, UnitOfWorkFactory
 
@@ -52,5 +54,12 @@ class ComputeMeter:
                 written += uow.usage.append(metered.pieces, now)
                 if metered.metered_to is not None and metered.metered_to != span.metered_to:
                     uow.usage.set_metered_to(span.attempt_id, metered.metered_to)
+            for dataset in uow.datasets.unmetered(last_boundary(now, self.interval_s))[
+                :MAX_ATTEMPTS_PER_RUN
+            ]:
+                pieces, metered_to = meter_storage(dataset, now, self.interval_s)
+                written += uow.usage.append(pieces, now)
+                if metered_to is not None and metered_to != dataset.metered_to:
+                    uow.datasets.set_metered_to(dataset.id, metered_to)
             uow.commit()
         return written

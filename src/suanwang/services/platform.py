@@ -14,6 +14,7 @@ from suanwang.ports import Backend, Clock, UnitOfWorkFactory
 from suanwang.services.billing import Billing
 from suanwang.services.cluster_health import ClusterHealthCheck
 from suanwang.services.control import ControlLoop
+from suanwang.services.datasets import Datasets
 from suanwang.services.deployments import Deployments
 from suanwang.services.external import ExternalEndpoints
 from suanwang.services.fleet import ApplyResult, apply_fleet, totals_of
@@ -79,6 +80,7 @@ class Platform:
     externals: ExternalEndpoints
     cluster_health: ClusterHealthCheck
     orphans: OrphanSweep
+    datasets: Datasets
     local_nodes: tuple[dict[str, Any], ...] = ()
 
     def job_counts(self) -> dict[str, int]:

@@ -22,6 +22,7 @@ def default_prices() -> PriceBook:
     return PriceBook(
         tokens={name: dict(spec.prices) for name, spec in default_models().items()},
         compute=compute_prices(book["compute"], book.get("per_unit_hour"), default_catalogue()),
+        storage=_tiers("storage_gb_month", book["storage_gb_month"]),
     )
 
 

@@ -26,7 +26,13 @@ from suanwang.domain.workloads import Workload
 from suanwang.ports import UnitOfWork
 from suanwang.scheduler import NodeView, PendingJob, Placement, Snapshot
 from suanwang.scheduler.learning import NOTHING_LEARNED, SpeedBook, merged_speeds
-from suanwang.scheduler.snapshot import FlavorQuota, RunningJob, TenantQueue, WanLinkView
+from suanwang.scheduler.snapshot import (
+    DatasetRef,
+    FlavorQuota,
+    RunningJob,
+    TenantQueue,
+    WanLinkView,
+)
 from suanwang.services.cluster_health import placeable_clusters
 
 
@@ -74,10 +80,11 @@ def build_snapshot(
         TenantId(t): {ChipFamily(f): c for f, c in u.items()} for t, u in uow.jobs.usage().items()
     }
     speeds = chip_speeds(catalogue)
+    datasets = dataset_refs(uow, queued)
     return Snapshot(
         now=now,
         nodes=nodes,
-        pending=tuple(pending_job(j, learned) for j in queued),
+        pending=tuple(pending_job(j, learned, datasets.get(j.id)) for j in queued),
         quotas=caps,
         usage=usage,
         running=tuple(running_jobs(uow, learned, speeds)),
@@ -122,8 +129,29 @@ def job_speeds(job: JobRecord, learned: SpeedBook) -> dict[ChipName, float]:
     return merged_speeds(job.tenant, job.spec.kind, stated, learned)
 
 
-def pending_job(job: JobRecord, learned: SpeedBook | None = None) -> PendingJob:
-    """A queued job as the scheduler sees it."""
+def dataset_refs(uow: UnitOfWork, jobs: list[JobRecord]) -> dict[str, DatasetRef]:
+    """Job id -> its dataset's size and the regions with a ready replica (jobs that name
+    one; a dataset gone since submission is a ref with no replicas: the job waits)."""
+    refs: dict[str, DatasetRef] = {}
+    seen: dict[tuple[str, str], DatasetRef] = {}
+    for job in jobs:
+        name = job.spec.dataset
+        if name is None:
+            continue
+        key = (job.tenant, name)
+        if key not in seen:
+            found = uow.datasets.by_name(job.tenant, name)
+            regions = found.ready_regions() if found is not None else ()
+            size = found.size_bytes if found is not None else 0
+            seen[key] = DatasetRef(name, size, tuple(RegionName(r) for r in regions))
+        refs[job.id] = seen[key]
+    return refs
+
+
+def pending_job(
+    job: JobRecord, learned: SpeedBook | None = None, dataset: DatasetRef | None = None
+) -> PendingJob:
+    """A queued job as the scheduler sees it (with its dataset's replicas, if it names one)."""
     spec, res = job.spec, job.spec.resources
     return PendingJob(
         id=JobId(job.id),
@@ -144,6 +172,7 @@ def pending_job(job: JobRecord, learned: SpeedBook | None = None) -> PendingJob:
         kind=spec.kind or "",
         speed=job_speeds(job, learned or NOTHING_LEARNED),
         serving=spec.workload is Workload.PLATFORM_ENGINE,
+        dataset=dataset,
     )
 
 
@@ -169,12 +198,11 @@ def running_jobs(
     defaults: Mapping[ChipName, float] | None = None,
 ) -> list[RunningJob]:
     """Work holding cards now (admitted or running attempts)."""
-    result = []
-    for attempt in uow.jobs.live_attempts():
-        job = uow.jobs.job(attempt.job)
-        if job is not None:
-            result.append(_running(job, attempt, learned or NOTHING_LEARNED, defaults or {}))
-    return result
+    pairs = [(a, uow.jobs.job(a.job)) for a in uow.jobs.live_attempts()]
+    found = [(a, j) for a, j in pairs if j is not None]
+    refs = dataset_refs(uow, [j for _, j in found])
+    learned = learned or NOTHING_LEARNED
+    return [_running(j, a, learned, defaults or {}, refs.get(j.id)) for a, j in found]
 
 
 def _expected_run_s(
@@ -194,6 +222,7 @@ def _running(
     attempt: AttemptRecord,
     learned: SpeedBook,
     defaults: Mapping[ChipName, float],
+    dataset: DatasetRef | None = None,
 ) -> RunningJob:
     started = attempt.started_at or attempt.admitted_at
     run_s = _expected_run_s(job, ChipName(attempt.chip), learned, defaults)
@@ -211,7 +240,7 @@ def _running(
         preemptible=job.spec.preemptible,
         last_checkpoint_at=attempt.last_checkpoint_at,
         checkpoint_interval_s=job.spec.checkpoint_interval_s,
-        request=pending_job(job, learned),
+        request=pending_job(job, learned, dataset),
         serving=job.spec.workload is Workload.PLATFORM_ENGINE,
         preempted_for=stopping_for(job),
     )

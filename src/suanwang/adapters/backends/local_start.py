@@ -40,6 +40,7 @@ from suanwang.adapters.backends.sandbox import (
     sandbox_refusal,
     user_command,
 )
+from suanwang.domain.datasets import DATASET_MOUNT
 from suanwang.domain.errors import DomainError
 from suanwang.domain.workloads import JOB_AREA, JobNetwork, Workload, job_area_parts
 from suanwang.ports import LaunchRequest
@@ -146,6 +147,7 @@ class Preparer:
             share_net=engine,
             with_sys=engine,
             gateway_socket=relay / RELAY_SOCKET if gateway else None,
+            dataset_dir=Path(request.dataset_dir) if request.dataset_dir else None,
         )
         facts = self._facts
         assert facts.bwrap
@@ -204,6 +206,9 @@ class Preparer:
             env["PYTHONPATH"] = self._code_root  # engines run the platform's own code
         if self._gateway(request):
             env["SUANWANG_GATEWAY_URL"] = self._gateway_url()
+        if request.dataset_dir is not None:
+            sandboxed = area == JOB_AREA
+            env["SUANWANG_DATASET_DIR"] = DATASET_MOUNT if sandboxed else request.dataset_dir
         return env
 
     def _common(self, request: LaunchRequest, run_dir: Path, work: Path) -> dict[str, Any]:

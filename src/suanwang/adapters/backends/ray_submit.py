@@ -39,6 +39,7 @@ from typing import Any
 from suanwang.adapters.backends.sandbox import Confinement, RootLayout
 from suanwang.adapters.backends.sandbox_argv import Sandbox, confined_argv
 from suanwang.domain.chip_resources import ray_resource
+from suanwang.domain.datasets import DATASET_MOUNT
 from suanwang.domain.endpoints import NODE_ADDRESS_ENV
 from suanwang.domain.errors import DomainError
 from suanwang.domain.workloads import (
@@ -157,6 +158,8 @@ def render(
         "SUANWANG_CARDS": str(sum(p.cards for p in request.placements)),
         "SUANWANG_RESUME_COUNT": str(request.resume_count),
     }
+    if request.dataset_dir is not None:
+        env["SUANWANG_DATASET_DIR"] = request.dataset_dir if confine is None else DATASET_MOUNT
     if pin is not None:
         env[NODE_ADDRESS_ENV] = pin.address
     metadata = {
@@ -172,7 +175,7 @@ def render(
         ]  # fmt: skip
         return RaySubmission(
             submission_id=name,
-            entrypoint=_entrypoint(driver, request.command, confine),
+            entrypoint=_entrypoint(driver, request.command, confine, request.dataset_dir),
             env=env,
             py_modules=(str(GANG_DRIVER),),
             metadata=metadata,
@@ -180,7 +183,7 @@ def render(
     cpus, resources = _reserve(resource, per_node)
     return RaySubmission(
         submission_id=name,
-        entrypoint=_entrypoint([], request.command, confine),
+        entrypoint=_entrypoint([], request.command, confine, request.dataset_dir),
         env=env,
         num_cpus=cpus,
         resources=resources,
@@ -200,9 +203,15 @@ def _reserve(resource: str, cards: int) -> tuple[float, dict[str, float]]:
     return 0.0, {resource: float(cards)}
 
 
-def _entrypoint(driver: list[str], command: tuple[str, ...], confine: Confine | None) -> str:
+def _entrypoint(
+    driver: list[str],
+    command: tuple[str, ...],
+    confine: Confine | None,
+    dataset_dir: str | None = None,
+) -> str:
     """The shell line Ray runs: ``driver`` (a gang's) then the command, confined when
-    ``confine`` is given, behind a check that bwrap is on the node."""
+    ``confine`` is given (with the dataset bound read-only), behind a check that bwrap is
+    on the node."""
     plain = shlex.join([*driver, *command])
     if confine is None:
         return plain
@@ -211,6 +220,7 @@ def _entrypoint(driver: list[str], command: tuple[str, ...], confine: Confine | 
         work_dir=None,
         cwd_parts=(),
         read_only=(),
+        dataset_dir=Path(dataset_dir) if dataset_dir else None,
     )
     sandbox = Sandbox(confine.bwrap, confine.layout, confinement)
     confined = shlex.join([*driver, *confined_argv({"HOME": JOB_AREA}, command, sandbox)])

@@ -36,6 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from suanwang.domain.datasets import DATASET_MOUNT
 from suanwang.domain.workloads import GATEWAY_SOCKET, JOB_AREA
 from suanwang.ports import TenantUids
 
@@ -129,6 +130,8 @@ class Confinement:
     """Mount ``/sys`` read-only (engines: CPU topology for llama.cpp and torch)."""
     gateway_socket: Path | None = None
     """The relay's Unix socket on the host, bound at ``GATEWAY_SOCKET`` (``gateway`` jobs)."""
+    dataset_dir: Path | None = None
+    """The job's dataset replica on the host, bound read-only at ``DATASET_MOUNT``."""
 
 
 def bwrap_args(layout: RootLayout, confinement: Confinement) -> list[str]:
@@ -163,6 +166,10 @@ def bwrap_args(layout: RootLayout, confinement: Confinement) -> list[str]:
         args += ["--perms", "0700", "--size", size, "--tmpfs", JOB_AREA]
     else:
         args += ["--bind", str(confinement.work_dir), JOB_AREA]
+    if confinement.dataset_dir is not None:
+        # bwrap makes missing parents with the supervisor's umask (0700): /data must be 0755
+        args += ["--perms", "0755", "--dir", str(PurePosixPath(DATASET_MOUNT).parent)]
+        args += ["--ro-bind", str(confinement.dataset_dir), DATASET_MOUNT]
     args += ["--chdir", str(PurePosixPath(JOB_AREA, *confinement.cwd_parts))]
     return args
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from suanwang.adapters.backends.sandbox import Confinement, root_layout
 from suanwang.adapters.backends.sandbox_argv import Sandbox, world_readable
 from suanwang.adapters.backends.slurm_script import JOB_PATH, job_argv
+from suanwang.domain.datasets import DATASET_MOUNT
 from suanwang.domain.endpoints import NODE_ADDRESS_ENV
 from suanwang.domain.workloads import JOB_AREA, Workload, job_area_parts
 from suanwang.ports import LaunchRequest
@@ -44,6 +45,8 @@ def run_argv(
         "SUANWANG_CARDS": str(sum(p.cards for p in request.placements)),
         "SUANWANG_RESUME_COUNT": str(request.resume_count),
     }
+    if request.dataset_dir is not None:
+        env["SUANWANG_DATASET_DIR"] = DATASET_MOUNT if uid is not None else request.dataset_dir
     if engine:
         env["PYTHONPATH"] = code_root
         if host is not None:
@@ -63,6 +66,7 @@ def run_argv(
         read_only=tuple(p for p in wanted if world_readable(p)),
         share_net=engine,
         with_sys=engine,
+        dataset_dir=Path(request.dataset_dir) if request.dataset_dir else None,
     )
     program = bwrap or shutil.which("bwrap") or "bwrap"
     return job_argv(env, command, sandbox=Sandbox(program, root_layout(), confinement), nodes=nodes)

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -88,6 +89,8 @@ class TenantRow(Base):
     weight: Mapped[float] = mapped_column(Float, default=1.0, server_default="1.0")
     tier: Mapped[str] = mapped_column(String(32), default="standard", server_default="standard")
     """Price tier for bills (``standard`` unless the operator sets another)."""
+    storage_quota_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    """Dataset storage quota (migration 0012); NULL: the platform's default."""
 
 
 class TenantUidRow(Base):
@@ -272,6 +275,76 @@ class ExternalEndpointRow(Base):
     updated_at: Mapped[float] = mapped_column(Float)
 
 
+# --- datasets and transfers (migration 0012) -------------------------------------------------
+class DatasetRow(Base):
+    """A tenant's dataset; ``manifest`` lists ``{path, size_bytes, sha256}`` per file. A
+    deleted dataset keeps its row (billing runs up to ``deleted_at``) and frees its name."""
+
+    __tablename__ = "datasets"
+    __table_args__ = (
+        Index(
+            "uq_datasets_tenant_name_live",
+            "tenant",
+            "name",
+            unique=True,
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+    )
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    format: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    manifest: Mapped[list[dict[str, object]]] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float)
+    sealed_at: Mapped[float | None] = mapped_column(Float, default=None)
+    deleted_at: Mapped[float | None] = mapped_column(Float, default=None)
+    metered_to: Mapped[float | None] = mapped_column(Float, default=None)
+
+
+class DatasetReplicaRow(Base):
+    __tablename__ = "dataset_replicas"
+    dataset: Mapped[str] = mapped_column(ForeignKey("datasets.id"), primary_key=True)
+    region: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class TransferRow(Base):
+    """A copy of a dataset from one region's agent to another's (issue 14, phase 2)."""
+
+    __tablename__ = "transfers"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    dataset: Mapped[str] = mapped_column(ForeignKey("datasets.id"), index=True)
+    source_region: Mapped[str] = mapped_column(String(64))
+    target_region: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    bytes_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    rate_bytes_per_s: Mapped[float] = mapped_column(Float, default=0.0)
+    eta_s: Mapped[float | None] = mapped_column(Float, default=None)
+    error: Mapped[str] = mapped_column(Text, default="")
+    chunks_resent: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float, default=None)
+
+
+class AgentRow(Base):
+    """A region's transfer agent and the certificate the control plane's CA issued it."""
+
+    __tablename__ = "agents"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    region: Mapped[str] = mapped_column(String(64), index=True)
+    address: Mapped[str] = mapped_column(String(256))
+    cert_serial: Mapped[str] = mapped_column(String(64))
+    cert_not_after: Mapped[float] = mapped_column(Float)
+    registered_at: Mapped[float] = mapped_column(Float)
+    rotated_at: Mapped[float | None] = mapped_column(Float, default=None)
+
+
 # --- metering (migration 0004) ---------------------------------------------------------------
 class UsageLedgerRow(Base):
     """Append-only: rows are inserted, never updated or deleted."""
@@ -293,6 +366,8 @@ class UsageLedgerRow(Base):
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     card_ms: Mapped[int] = mapped_column(Integer, default=0)
+    byte_s: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """Stored byte-seconds of a ``storage`` row (migration 0012)."""
     status: Mapped[int] = mapped_column(Integer, default=0)
     outcome: Mapped[str] = mapped_column(String(32), default="")
     streamed: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -9,6 +9,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from suanwang.adapters.db.audit_repo import AuditRepository
+from suanwang.adapters.db.datasets_repo import DatasetRepository
 from suanwang.adapters.db.demand_repo import DemandRepository
 from suanwang.adapters.db.deployments_repo import DeploymentRepository
 from suanwang.adapters.db.externals_repo import ExternalRepository
@@ -33,6 +34,7 @@ class SqlUnitOfWork:
     audit: AuditRepository
     externals: ExternalRepository
     demand: DemandRepository
+    datasets: DatasetRepository
 
     def __init__(self, factory: sessionmaker[Session]) -> None:
         self._factory = factory
@@ -49,6 +51,7 @@ class SqlUnitOfWork:
         self.audit = AuditRepository(self._session)
         self.externals = ExternalRepository(self._session)
         self.demand = DemandRepository(self._session)
+        self.datasets = DatasetRepository(self._session)
         return self
 
     def __exit__(

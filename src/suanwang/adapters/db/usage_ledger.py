@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from suanwang.adapters.db.tables import UsageLedgerRow
-from suanwang.domain.usage import ComputeUsage, TokenUsage, UsageKind
+from suanwang.domain.usage import ComputeUsage, StorageUsage, TokenUsage, UsageKind
 from suanwang.ports import Clock
 
 LEDGER = UsageLedgerRow.__table__
@@ -51,6 +51,7 @@ def token_row(usage: TokenUsage, recorded_at: float) -> dict[str, Any]:
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "card_ms": 0,
+        "byte_s": 0,
         "status": usage.status,
         "outcome": usage.outcome.value,
         "streamed": usage.streamed,
@@ -87,6 +88,37 @@ def compute_row(usage: ComputeUsage, recorded_at: float) -> dict[str, Any]:
         "prompt_tokens": 0,
         "completion_tokens": 0,
         "card_ms": metered,
+        "byte_s": 0,
+        "status": 0,
+        "outcome": "",
+        "streamed": False,
+        "latency_ms": 0.0,
+        "started_at": usage.started_at,
+        "ended_at": usage.ended_at,
+        "recorded_at": recorded_at,
+    }
+
+
+def storage_row(usage: StorageUsage, recorded_at: float) -> dict[str, Any]:
+    """The ledger row of one metered piece of a dataset's storage."""
+    if usage.byte_s < 0:
+        raise ValueError(f"usage {usage.entry_id}: stored bytes cannot be negative")
+    return {
+        "entry_id": usage.entry_id,
+        "kind": UsageKind.STORAGE.value,
+        "tenant": usage.tenant,
+        "key_id": "",
+        "model": "",
+        "endpoint": "",
+        "deployment": None,
+        "replica": None,
+        "source": f"dataset:{usage.dataset}",
+        "chip": "storage",
+        "cards": 0,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "card_ms": 0,
+        "byte_s": usage.byte_s,
         "status": 0,
         "outcome": "",
         "streamed": False,

@@ -13,10 +13,10 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from suanwang.adapters.db.tables import AttemptRow, JobRow, ReplicaRow, TenantRow, UsageLedgerRow
-from suanwang.adapters.db.usage_ledger import compute_row, insert_rows, token_row
+from suanwang.adapters.db.usage_ledger import compute_row, insert_rows, storage_row, token_row
 from suanwang.domain.billing import UsageTotal
 from suanwang.domain.metering import AttemptSpan
-from suanwang.domain.usage import ComputeUsage, TokenUsage, UsageKind
+from suanwang.domain.usage import ComputeUsage, StorageUsage, TokenUsage, UsageKind
 
 L = UsageLedgerRow
 
@@ -27,12 +27,18 @@ class UsageRepository:
     def __init__(self, session: Session) -> None:
         self._s = session
 
-    def append(self, entries: Iterable[TokenUsage | ComputeUsage], recorded_at: float) -> int:
+    def append(
+        self, entries: Iterable[TokenUsage | ComputeUsage | StorageUsage], recorded_at: float
+    ) -> int:
         """Append ``entries`` (known entry ids are skipped); returns how many were new."""
-        rows = [
-            token_row(e, recorded_at) if isinstance(e, TokenUsage) else compute_row(e, recorded_at)
-            for e in entries
-        ]
+        rows = []
+        for e in entries:
+            if isinstance(e, TokenUsage):
+                rows.append(token_row(e, recorded_at))
+            elif isinstance(e, ComputeUsage):
+                rows.append(compute_row(e, recorded_at))
+            else:
+                rows.append(storage_row(e, recorded_at))
         return insert_rows(self._s.connection(), rows)
 
     def totals(self, tenant: str | None, start: float, end: float) -> list[UsageTotal]:
@@ -47,6 +53,7 @@ class UsageRepository:
                 func.sum(L.prompt_tokens),
                 func.sum(L.completion_tokens),
                 func.sum(L.card_ms),
+                func.sum(L.byte_s),
             )
             .where(L.ended_at >= start, L.ended_at < end)
             .group_by(L.tenant, L.kind, item)
@@ -63,6 +70,7 @@ class UsageRepository:
                 prompt_tokens=int(row[4] or 0),
                 completion_tokens=int(row[5] or 0),
                 card_ms=int(row[6] or 0),
+                byte_s=int(row[7] or 0),
             )
             for row in self._s.execute(query)
         ]

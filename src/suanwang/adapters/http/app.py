@@ -16,9 +16,18 @@ from suanwang import __version__
 from suanwang.adapters.http import problems
 from suanwang.adapters.http.authz import rule_for
 from suanwang.adapters.http.follow import FollowSlots
-from suanwang.adapters.http.limits import BodySizeLimit
+from suanwang.adapters.http.limits import BodySizeLimit, is_file_upload
 from suanwang.adapters.http.responses import install_document, text_body
-from suanwang.adapters.http.routers import audit, external, fleet, jobs, limits, models, tenants
+from suanwang.adapters.http.routers import (
+    audit,
+    datasets,
+    external,
+    fleet,
+    jobs,
+    limits,
+    models,
+    tenants,
+)
 from suanwang.adapters.http.routers.billing import router as billing_router
 from suanwang.adapters.http.schemas import Health, WhoAmI
 from suanwang.adapters.http.security import AuthorizedRoute, tag_request
@@ -54,13 +63,14 @@ def create_app(
     app.include_router(limits.router)
     app.include_router(audit.router)
     app.include_router(external.router)
+    app.include_router(datasets.router)
     _system_routes(app, metrics)
     app.add_exception_handler(DomainError, problems.domain_error)
     app.add_exception_handler(RequestValidationError, problems.validation_error)
     app.add_exception_handler(HTTPException, problems.http_error)
     app.middleware("http")(_measure(metrics))
     app.middleware("http")(tag_request)
-    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes, exempt=is_file_upload)
     install_document(app)
     check_authorization_table(app)
     return app

@@ -69,6 +69,15 @@ ROUTES: Final[dict[tuple[str, str], Rule]] = {
     ("GET", "/api/v1/tenants/{name}/usage"): Scope.READ_ONLY,
     ("GET", "/api/v1/tenants/{name}/bills/{period}"): Scope.READ_ONLY,
     ("PUT", "/api/v1/tenants/{name}/tier"): Scope.OPERATOR,
+    # datasets: members create, upload, seal and delete their tenant's; ownership in services
+    ("POST", "/api/v1/datasets"): Scope.TENANT_MEMBER,
+    ("GET", "/api/v1/datasets"): Scope.READ_ONLY,
+    ("GET", "/api/v1/datasets/{dataset}"): Scope.READ_ONLY,
+    ("PUT", "/api/v1/datasets/{dataset}/files"): Scope.TENANT_MEMBER,
+    ("POST", "/api/v1/datasets/{dataset}/seal"): Scope.TENANT_MEMBER,
+    ("DELETE", "/api/v1/datasets/{dataset}"): Scope.TENANT_MEMBER,
+    ("GET", "/api/v1/tenants/{name}/storage"): Scope.READ_ONLY,
+    ("PUT", "/api/v1/tenants/{name}/storage"): Scope.OPERATOR,
     # the audit log: the operator reads all, a tenant admin its own tenant's (services)
     ("GET", "/api/v1/audit"): Scope.TENANT_ADMIN,
 }

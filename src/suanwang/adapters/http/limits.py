@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20  # 1 MiB; a 10,000-card fleet file is ~2 KiB with node groups
+_FILE_UPLOAD = re.compile(r"^/api/v1/datasets/[^/]+/files$")
+
+
+def is_file_upload(scope: Scope) -> bool:
+    """A dataset file upload: streamed to disk and bounded by the storage quota instead."""
+    return scope["method"] == "PUT" and bool(_FILE_UPLOAD.match(scope["path"]))
 
 
 class BodyTooLarge(Exception):
@@ -16,12 +24,18 @@ class BodyTooLarge(Exception):
 class BodySizeLimit:
     """Rejects bodies larger than ``max_bytes`` (by Content-Length, or while streaming)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        exempt: Callable[[Scope], bool] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self._exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (self._exempt is not None and self._exempt(scope)):
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")

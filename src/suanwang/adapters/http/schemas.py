@@ -170,6 +170,13 @@ class JobCreate(_In):
         description="multi-node jobs: spread: each node on its own machine (Ray "
         "STRICT_SPREAD); pack: nodes may share a machine where they fit (Ray PACK)",
     )
+    dataset: str | None = Field(
+        None,
+        min_length=1,
+        max_length=63,
+        description="one of your ready datasets, by name: the job sees it read-only at "
+        "/data/input ($SUANWANG_DATASET_DIR) and runs in a region holding a replica",
+    )
 
     def to_spec(self) -> JobSpec:
         return JobSpec(
@@ -191,6 +198,7 @@ class JobCreate(_In):
             speed=tuple(sorted(self.speed.items())),
             network=JobNetwork(self.network),
             gang=GangStrategy(self.gang),
+            dataset=self.dataset,
         )
 
 

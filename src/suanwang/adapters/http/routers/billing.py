@@ -55,11 +55,12 @@ class PeriodPublic(BaseModel):
 class UsageTotalPublic(BaseModel):
     tenant: str
     kind: str
-    item: str = Field(description="model (tokens) or chip (compute)")
+    item: str = Field(description="model (tokens), chip (compute) or 'storage' (datasets)")
     entries: int
     prompt_tokens: int
     completion_tokens: int
     card_ms: int
+    byte_s: int = Field(0, description="stored byte-seconds of datasets (kind storage)")
 
 
 class UsagePublic(BaseModel):
@@ -112,6 +113,7 @@ def usage_public(report: UsageReport) -> UsagePublic:
                 prompt_tokens=t.prompt_tokens,
                 completion_tokens=t.completion_tokens,
                 card_ms=t.card_ms,
+                byte_s=t.byte_s,
             )
             for t in report.totals
         ],

@@ -83,7 +83,12 @@ REPLAYED: Responses = {
 
 
 @router.post(
-    "", status_code=201, response_model=JobPublic, summary="Submit a job", responses=REPLAYED
+    "",
+    status_code=201,
+    response_model=JobPublic,
+    summary="Submit a job",
+    responses=REPLAYED
+    | errors((404, "No dataset of that name among yours"), (409, "The dataset is not sealed")),
 )
 def submit_job(
     body: JobCreate,
