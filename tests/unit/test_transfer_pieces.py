@@ -126,3 +126,22 @@ def test_public_surface() -> None:
         "new_ca",
         "not_after",
     ]
+
+
+def test_hash_cache_remembers_unchanged_files_and_rehashes_changed_ones(tmp_path: Path) -> None:
+    import hashlib
+    import os
+    import time
+
+    from suanwang.transfer.hashcache import HashCache
+
+    f = tmp_path / "data.bin"
+    f.write_bytes(b"a" * 1000)
+    cache = HashCache(tmp_path / "cache.jsonl")
+    assert cache.sha256(f) == hashlib.sha256(b"a" * 1000).hexdigest()
+    assert HashCache(tmp_path / "cache.jsonl")._known  # persisted
+    st = os.stat(f)
+    time.sleep(0.01)
+    f.write_bytes(b"b" * 1000)  # same size, mtime set back: the ctime still moves
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert HashCache(tmp_path / "cache.jsonl").sha256(f) == hashlib.sha256(b"b" * 1000).hexdigest()

@@ -22,6 +22,7 @@ import structlog
 
 from suanwang.transfer import wire
 from suanwang.transfer.faults import Faults
+from suanwang.transfer.hashcache import HashCache
 from suanwang.transfer.journal import Journal, replay
 from suanwang.transfer.paths import PathRefused, check_relative, confine
 from suanwang.transfer.plan import FileEntry, encode_ids, make_plan, plan_digest
@@ -66,6 +67,7 @@ class Agent:
         self._receivers: dict[str, ReceiverTransfer] = {}
         self._links: dict[str, TokenBucket] = {}
         self._stop = threading.Event()
+        self._hashes = HashCache(config.journal_dir / "sha256-cache.jsonl")
         self._listener: socket.socket | None = None
 
     # --- server --------------------------------------------------------------------------
@@ -138,7 +140,7 @@ class Agent:
         if frame.kind is wire.Kind.MANIFEST:
             path = _text(meta, "path")
             try:
-                entries = manifest(self.root, path)
+                entries = manifest(self.root, path, self._hashes)
             except (PathRefused, SourceError) as exc:
                 raise BadRequest("bad_path", str(exc), "path") from exc
             return {"files": [[e.path, e.size, e.sha256] for e in entries]}
@@ -196,7 +198,9 @@ class Agent:
             if request.options.link_max_bytes_per_s:
                 link.set_rate(request.options.link_max_bytes_per_s)
             try:
-                job = PushJob(request, self.root, journal, self._client_ctx, link, acked)
+                job = PushJob(
+                    request, self.root, journal, self._client_ctx, link, acked, self._hashes
+                )
             except (PathRefused, SourceError, ValueError) as exc:
                 journal.append([["end", "failed", str(exc)]], sync=True)
                 raise BadRequest("bad_path", str(exc), "src_path") from exc
@@ -220,9 +224,8 @@ class Agent:
         req = PushRequest(tid, request["src"], request["target"], request["dst"], options)
         link = TokenBucket(0.0)
         acked = {int(i) for r in records if r[0] == "a" for i in r[1]}
-        job = PushJob(
-            req, self.root, Journal(self._send_journal(tid)), self._client_ctx, link, acked
-        )
+        journal = Journal(self._send_journal(tid))
+        job = PushJob(req, self.root, journal, self._client_ctx, link, acked, self._hashes)
         ended = [r for r in records if r[0] == "end"]
         job.restore(
             TransferState(ended[-1][1]) if ended else TransferState.INTERRUPTED,

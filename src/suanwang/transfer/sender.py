@@ -30,6 +30,7 @@ import blake3
 import structlog
 
 from suanwang.transfer import wire
+from suanwang.transfer.hashcache import HashCache
 from suanwang.transfer.journal import Journal
 from suanwang.transfer.plan import decode_ids, make_plan, plan_digest, remaining
 from suanwang.transfer.ratelimit import TokenBucket, throttle
@@ -80,6 +81,7 @@ class PushJob:
         ctx: ssl.SSLContext,
         link_bucket: TokenBucket,
         acked_before: set[int],
+        hashes: HashCache,
     ) -> None:
         self.request = request
         self.options = request.options
@@ -89,6 +91,7 @@ class PushJob:
         self.digest = plan_digest(self.plan)
         self.reader = SourceReader(files, paths, self.plan.chunk_size)
         self.journal = journal
+        self.hashes = hashes
         self.buckets = [link_bucket]
         if self.options.max_bytes_per_s:
             self.buckets.append(TokenBucket(self.options.max_bytes_per_s))
@@ -157,7 +160,7 @@ class PushJob:
     # --- the run -------------------------------------------------------------------------
     def _hash_source(self) -> None:
         try:
-            self._sha256 = self.reader.sha256_all()
+            self._sha256 = self.reader.sha256_all(self.hashes)
         except (SourceError, OSError) as exc:
             self._sha_error = exc
 

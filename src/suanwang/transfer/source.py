@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import mmap
 import os
 import threading
@@ -10,11 +9,11 @@ from pathlib import Path
 
 import structlog
 
+from suanwang.transfer.hashcache import HashCache
 from suanwang.transfer.paths import confine, inside
 from suanwang.transfer.plan import Chunk, FileEntry
 from suanwang.transfer.status import ManifestEntry
 
-READ_BLOCK = 4 << 20
 log = structlog.get_logger("suanwang.transfer.source")
 
 
@@ -48,24 +47,10 @@ def list_source(root: Path, src: str) -> tuple[list[FileEntry], list[Path]]:
     return [FileEntry(rel, size) for rel, _, size in found], [real for _, real, _ in found]
 
 
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file, hashed from a read-only mapping (no copy; the GIL is released)."""
-    sha = hashlib.sha256()
-    with path.open("rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        if size:
-            with mmap.mmap(fh.fileno(), size, prot=mmap.PROT_READ) as mm:
-                mm.madvise(mmap.MADV_SEQUENTIAL)
-                for pos in range(0, size, 64 * READ_BLOCK):
-                    with memoryview(mm)[pos : pos + 64 * READ_BLOCK] as view:
-                        sha.update(view)
-    return sha.hexdigest()
-
-
-def manifest(root: Path, src: str) -> list[ManifestEntry]:
+def manifest(root: Path, src: str, hashes: HashCache) -> list[ManifestEntry]:
     entries, paths = list_source(root, src)
     return [
-        ManifestEntry(e.path, e.size, sha256_file(p)) for e, p in zip(entries, paths, strict=True)
+        ManifestEntry(e.path, e.size, hashes.sha256(p)) for e, p in zip(entries, paths, strict=True)
     ]
 
 
@@ -141,11 +126,11 @@ class SourceReader:
             pos += ext.length
         return data
 
-    def sha256_all(self) -> list[str]:
+    def sha256_all(self, hashes: HashCache) -> list[str]:
         out = []
         for entry, path in zip(self.files, self.paths, strict=True):
             try:
-                out.append(sha256_file(path))
+                out.append(hashes.sha256(path))
             except FileNotFoundError:
                 raise SourceError(f"source file missing: {entry.path}") from None
         return out
