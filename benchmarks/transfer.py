@@ -202,7 +202,8 @@ class Bench:
 
     # --- tools --------------------------------------------------------------------------
     def suanwang(self, dst: Path, tid: str) -> tuple[float, float]:
-        client = NsClient(AgentClient(self.sh_agent.address, self.control), NetNs("sh"))
+        raw = AgentClient(self.sh_agent.address, self.control, keep_alive=True)
+        client = NsClient(raw, NetNs("sh"))
         pids = [a.proc.pid for a in (self.sh_agent, self.nx_agent) if a.proc]
         cpu0 = sum(proc_cpu(p) for p in pids)
         t0 = time.monotonic()
@@ -210,6 +211,7 @@ class Bench:
         while (st := client.status(tid)).state is TransferState.RUNNING:
             time.sleep(0.02)
         seconds = time.monotonic() - t0
+        raw.close()
         if st.state is not TransferState.VERIFIED:
             raise RuntimeError(f"suanwang push {tid}: {st.state} {st.error}")
         return seconds, sum(proc_cpu(p) for p in pids) - cpu0

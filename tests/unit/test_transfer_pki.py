@@ -119,3 +119,22 @@ def test_roles_expiry_and_rotation() -> None:
     assert needs_rotation(cert, now + 24 * 86400, before_s=7 * 86400)
     ctl, _ = issue(ca_cert, ca_key, "c", hosts=[], role="control", now=now, valid_s=60)
     assert role_of(ctl) == "control"
+
+
+def test_a_kept_alive_client_reuses_its_connection_and_redials_a_broken_one(
+    pki: Pki, agent: str
+) -> None:
+    client = AgentClient(agent, pki.identity("ctl", "control", hosts=[]), keep_alive=True)
+    try:
+        for _ in range(2):
+            with pytest.raises(AgentError):
+                client.status("nothing")
+        sock = client._sock
+        assert sock is not None
+        sock.close()  # broken under it: the next call dials again
+        client._sock = sock
+        with pytest.raises(AgentError):
+            client.status("nothing")
+        assert client._sock is not sock
+    finally:
+        client.close()

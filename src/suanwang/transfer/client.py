@@ -1,6 +1,7 @@
 """The control plane's client for transfer agents (the datasets service codes against this).
 
-One TLS connection per call, authenticated with a ``control`` certificate; the agent must
+A TLS connection per call (``keep_alive=True``: one kept connection, calls serialised,
+:meth:`AgentClient.close` it), authenticated with a ``control`` certificate; the agent must
 present an ``agent`` certificate from the same CA for the address it is reached at.
 
     client = AgentClient("10.0.0.5:7700", Identity(cert, key, ca))
@@ -15,6 +16,7 @@ once it is back, the transfer resumes), :class:`AgentError` when it refused the 
 from __future__ import annotations
 
 import ssl
+import threading
 from typing import Any
 
 from suanwang.transfer import wire
@@ -37,28 +39,56 @@ class AgentError(Exception):
 
 
 class AgentClient:
-    def __init__(self, address: str, identity: Identity, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, address: str, identity: Identity, timeout_s: float = 30.0, *, keep_alive: bool = False
+    ) -> None:
         self.address = address
         self._host, self._port = split_address(address)
         self._ctx = client_context(identity)
         self._timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._sock: ssl.SSLSocket | None = None
+        self._keep_alive = keep_alive
 
-    def _call(self, kind: wire.Kind, meta: dict[str, Any]) -> dict[str, Any]:
+    def _connect(self) -> ssl.SSLSocket:
         try:
-            sock = connect(self._ctx, self._host, self._port, timeout_s=self._timeout_s)
+            return connect(self._ctx, self._host, self._port, timeout_s=self._timeout_s)
         except (OSError, ssl.SSLError, PeerRefused) as exc:
             raise AgentUnavailable(f"agent {self.address}: {exc}") from exc
-        try:
-            with sock:
-                wire.send(sock, kind, meta)
-                reply = wire.recv(sock)
-        except (OSError, wire.ProtocolError) as exc:
-            raise AgentUnavailable(f"agent {self.address}: {exc}") from exc
+
+    def _call(self, kind: wire.Kind, meta: dict[str, Any]) -> dict[str, Any]:
+        """One request on the kept connection; a broken kept connection is redialled once
+        (every request is idempotent)."""
+        with self._lock:
+            for attempt in (0, 1):
+                reused = self._sock is not None
+                if self._sock is None:
+                    self._sock = self._connect()
+                try:
+                    wire.send(self._sock, kind, meta)
+                    reply = wire.recv(self._sock)
+                except (OSError, wire.ProtocolError) as exc:
+                    self.close_locked()
+                    if not reused or attempt:
+                        raise AgentUnavailable(f"agent {self.address}: {exc}") from exc
+                    continue
+                if not self._keep_alive:
+                    self.close_locked()
+                break
         if reply.kind is wire.Kind.ERROR:
             raise AgentError(
                 str(reply.meta.get("code")), str(reply.meta.get("message")), reply.meta.get("field")
             )
         return reply.meta
+
+    def close(self) -> None:
+        with self._lock:
+            self.close_locked()
+
+    def close_locked(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
     def start_push(
         self,
