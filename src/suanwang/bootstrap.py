@@ -101,7 +101,7 @@ def build_platform(
         LocalEngines(llama=LlamaServer(settings.llama_threads, settings.llama_slots)),
         HttpProbe(timeout_s=1.0),
     )
-    autoscaler = Autoscaler(uows, clock)
+    autoscaler = Autoscaler(uows, clock, slots=settings.llama_slots)
     externals = ExternalEndpoints(
         uows,
         clock,

@@ -33,6 +33,10 @@ def test_autoscaling_from_the_command_line(cli: Cli, demo_key: str) -> None:
         slo = ["--min-replicas", "0", "--max-replicas", "2", "--target-ttft-p95-ms", "500"]
         ok(cli("deployments", "autoscale", dep, *slo, key=demo_key))
         assert shown(cli, dep, demo_key)["autoscale"]["target"]["ttft_p95_s"] == 0.5
+        sized = ["--min-replicas", "1", "--max-replicas", "2", "--target-slo-ttft-p95-ms", "400"]
+        out = ok(cli("deployments", "autoscale", dep, *sized, key=demo_key))
+        assert "p95 TTFT 400 ms (sized)" in out
+        assert shown(cli, dep, demo_key)["autoscale"]["target"]["slo_ttft_p95_s"] == 0.4
         ok(cli("deployments", "autoscale", dep, "--off", key=demo_key))
         assert shown(cli, dep, demo_key)["autoscale"] is None
         ok(cli("models", "scale", dep, "2", key=demo_key))

@@ -78,6 +78,7 @@ def test_autoscaling_is_set_on_deploy_shown_changed_and_turned_off(api: Api) -> 
         "inflight_per_replica": 4.0,
         "tokens_per_s_per_replica": None,
         "ttft_p95_s": None,
+        "slo_ttft_p95_s": None,
     }
     assert (dep["autoscale"]["scale_up_cooldown_s"], dep["autoscale"]["tolerance"]) == (30.0, 0.1)
     path = f"/api/v1/deployments/{dep['id']}"
@@ -89,6 +90,11 @@ def test_autoscaling_is_set_on_deploy_shown_changed_and_turned_off(api: Api) -> 
     assert changed.status_code == 200, changed.text
     assert (changed.json()["replicas"], changed.json()["autoscale"]["min_replicas"]) == (2, 0)
     assert client.get(path, headers=acme).json()["autoscale"]["target"]["ttft_p95_s"] == 0.5
+    sized = {"min_replicas": 1, "max_replicas": 2, "target": {"slo_ttft_p95_s": 0.5}}
+    changed = client.put(f"{path}/autoscale", headers=acme, json=sized)
+    assert changed.status_code == 200, changed.text
+    target = client.get(path, headers=acme).json()["autoscale"]["target"]
+    assert (target["slo_ttft_p95_s"], target["ttft_p95_s"]) == (0.5, None)
     off = client.delete(f"{path}/autoscale", headers=acme)
     assert (off.json()["autoscale"], off.json()["replicas"]) == (None, 2)
     assert client.put(f"{path}/replicas", headers=acme, json={"replicas": 1}).status_code == 200
@@ -110,6 +116,11 @@ BAD = [
         {**SCALING, "target": {"inflight_per_replica": 0}},
         "autoscale.target.inflight_per_replica",
         id="zero-target",
+    ),
+    pytest.param(
+        {**SCALING, "target": {"slo_ttft_p95_s": -0.5}},
+        "autoscale.target.slo_ttft_p95_s",
+        id="negative-slo",
     ),
     pytest.param({**SCALING, "tolerance": 1.5}, "autoscale.tolerance", id="tolerance"),
     pytest.param({**SCALING, "idle_to_zero_s": -1}, "autoscale.idle_to_zero_s", id="idle"),
@@ -146,7 +157,10 @@ def test_demand_rows_are_replaced_per_gateway_read_fresh_and_pruned(api: Api) ->
     sink = SqlDemandSink(platform.uows)
 
     def row(gateway: str, deployment: str, at: float, n: int) -> DemandReport:
-        return DemandReport(gateway, deployment, at, n, 0, 1.5, 0.25, at, at, (("r-0", n),))
+        replicas = (("r-0", n),)
+        return DemandReport(
+            gateway, deployment, at, n, 0, 1.5, 0.25, at, at, replicas, 2.5, 1.8, 0.02
+        )
 
     sink.record("gw-a", [row("gw-a", "dep-1111", 100.0, 2), row("gw-a", "dep-2222", 100.0, 1)])
     sink.record("gw-b", [row("gw-b", "dep-1111", 90.0, 5)])

@@ -1,8 +1,9 @@
 """Autoscaling live (issue 13): SmolLM2 on llama.cpp deployed through suanwang, behind a real
 gateway process that reports its demand, with the real control loop and autoscaler.
 
-The local cluster has 2 cpu slots. One deployment, autoscaled 1..2 on "in flight per
-replica" with short cooldowns (0..2 from step 3), shares them with the example training job
+The local cluster has 2 cpu slots. One deployment, autoscaled 1..2 for a p95 TTFT SLO
+(``slo_ttft_p95_s``: the queueing model on what the gateway measures) with short cooldowns
+(0..2 from step 3), shares them with the example training job
 (``examples/train_checkpointed.py``, best-effort, preemptible), and walks through its life:
 
 1. a load generator ramps to 12 concurrent clients (streamed and plain): the deployment scales
@@ -60,7 +61,10 @@ pytestmark = pytest.mark.skipif(
 SCALING = AutoscaleSpec(
     min_replicas=1,
     max_replicas=2,
-    target=ScalingTarget(inflight_per_replica=4.0),
+    # Sized by the queueing model from what the gateway measures (rate, service time,
+    # no-wait first token; 8 slots a replica): 12 clients keep more than one replica's 8
+    # slots busy, 3 do not. 5 s: a CPU replica's first token alone can take 0.5 s here.
+    target=ScalingTarget(slo_ttft_p95_s=5.0),
     scale_up_cooldown_s=0.0,
     scale_down_cooldown_s=4.0,
     idle_to_zero_s=3.0,

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from fakes import FakeClock
 from hypothesis import given
@@ -15,6 +17,7 @@ from suanwang.domain.demand import (
     STALE_AFTER_S,
     DemandReport,
     drained,
+    measured_service,
     total_demand,
 )
 from suanwang.gateway.demand import RATE_WINDOW_S, TTFT_WINDOW_S, DemandTracker
@@ -95,12 +98,16 @@ def test_the_tracker_reports_rates_p95_queued_and_last_request() -> None:
     tracker = DemandTracker(clock, "gw-1")
     for i in range(20):
         tracker.arrived("dep-aaaa")
-        tracker.answered("dep-aaaa", 10, 0.1 * (i + 1))
+        tracker.answered("dep-aaaa", 10, 0.1 * (i + 1), 0.1 * (i + 1) + 2.0, streamed=True)
     with tracker.waiting(["dep-bbbb"]):
         (a, b) = tracker.reports(["dep-aaaa"], {"dep-aaaa": {"dep-aaaa-0": 2}}, NOW - 0.5)
         assert (b.deployment, b.queued, b.last_request_at) == ("dep-bbbb", 1, NOW)
     assert a.tokens_per_s == 200 / RATE_WINDOW_S
     assert a.ttft_p95_s == pytest.approx(1.9)  # nearest rank: the 19th of 20
+    assert a.requests_per_s == 20 / RATE_WINDOW_S
+    assert a.first_token_s == pytest.approx(0.2)  # nearest rank: the 2nd of 20
+    # each answer: 2 s after its first token; its wait (TTFT above 0.2 s) is not slot time
+    assert a.service_s == pytest.approx(2.2 - 0.1 / 20)  # the first answer waited less
     assert (a.inflight, a.replica_inflight, a.routed_at) == (2, (("dep-aaaa-0", 2),), NOW - 0.5)
     clock.advance(RATE_WINDOW_S + 1)
     (a, b) = tracker.reports(["dep-aaaa", "dep-bbbb"], {}, NOW)
@@ -121,3 +128,25 @@ def test_in_flight_leases_outlive_the_replica_leaving_the_routing_table() -> Non
         assert [s.replica.replica_id for s in router.visible(CHAT, "acme")] == ["r2"]
         assert router.inflight() == {deployment: {"r1": 2, "r2": 1}}
     assert router.inflight() == {}
+
+
+def test_answers_not_streamed_count_their_whole_time_as_service() -> None:
+    tracker = DemandTracker(FakeClock(NOW), "gw-1")
+    tracker.answered("dep-aaaa", 10, 3.0, 3.0, streamed=False)
+    tracker.answered("dep-aaaa", 10, 1.0, 1.0, streamed=False)
+    (a,) = tracker.reports(["dep-aaaa"], {}, NOW)
+    assert (a.first_token_s, a.service_s) == (1.0, 2.0)
+
+
+def test_measured_service_weights_gateways_by_their_rate_and_takes_the_lowest_first_token() -> None:
+    reports = [
+        replace(report("g1"), requests_per_s=3.0, service_s=2.0, first_token_s=0.05),
+        replace(report("g2"), requests_per_s=1.0, service_s=4.0, first_token_s=0.02),
+        replace(report("g3", at=NOW - STALE_AFTER_S - 1), service_s=100.0, first_token_s=0.001),
+    ]
+    model = measured_service("dep-aaaa", reports, NOW, slots=8)
+    assert model is not None
+    assert (model.slots, model.first_token_s) == (8, 0.02)
+    assert 1 / model.slot_rps == pytest.approx((3 * 2.0 + 1 * 4.0) / 4)
+    assert total_demand("dep-aaaa", reports, NOW).requests_per_s == 4.0
+    assert measured_service("dep-aaaa", [report("g1")], NOW, slots=8) is None

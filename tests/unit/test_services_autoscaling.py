@@ -13,6 +13,7 @@ from fakes import FakeBackend, FakeClock, FakeDatabase, seed
 from suanwang.domain.autoscaling import AutoscaleSpec, ScalingTarget
 from suanwang.domain.demand import ROUTING_MARGIN_S, DemandReport
 from suanwang.domain.errors import Conflict
+from suanwang.domain.queueing import ServiceModel, replicas_for_slo
 from suanwang.domain.serving import ReplicaState
 from suanwang.domain.tenancy import Principal, Scope
 from suanwang.ports import EnginePlan, LaunchRequest, ReplicaLaunch, RunStatus
@@ -80,7 +81,9 @@ class Plane:
         per_replica: dict[str, int] | None = None,
         routed_ago: float = 0.0,
         last: float | None = None,
+        measured: tuple[float, float, float] | None = None,
     ) -> None:
+        """``measured``: requests/s, service time and no-wait first token."""
         now = self.clock.now()
         with self.db() as uow:
             row = DemandReport(
@@ -94,6 +97,7 @@ class Plane:
                 now if last is None else last,
                 now - routed_ago,
                 tuple(sorted((per_replica or {}).items())),
+                *(measured or (0.0, None, None)),
             )
             uow.demand.replace("gw-1", [row])
             uow.commit()
@@ -231,3 +235,35 @@ def test_a_manual_scale_of_an_autoscaled_deployment_is_refused_naming_the_field(
     fixed = plane.deployments.set_autoscale(OP, plane.dep, None)
     assert fixed.deployment.autoscale is None
     assert plane.deployments.scale(OP, plane.dep, 2).deployment.replicas == 2
+
+
+def test_an_slo_target_sizes_replicas_from_the_measured_rate_and_service_time() -> None:
+    """8 slots a replica (the engine's setting), 2 s an answer, 10 ms to first token: the
+    queueing model's fewest replicas keeping 97 % of requests under 0.5 s."""
+    target = ScalingTarget(slo_ttft_p95_s=0.5)
+    plane = plane_with(AutoscaleSpec(1, 4, target, scale_up_cooldown_s=0.0), replicas=1)
+    plane.step()
+    plane.report(inflight=3, measured=(1.5, 2.0, 0.01))  # 1.5/s x 2 s = 3 busy of 8 slots
+    plane.step()
+    assert plane.wanted() == 1
+    model = ServiceModel(8, 0.5, 0.01)
+    expected = replicas_for_slo(model, 9.0, 0.5, most=4)
+    assert expected == 3  # 18 busy slots: 3 replicas (24 slots), not 18 / 8 rounded up
+    plane.report(inflight=18, measured=(9.0, 2.0, 0.01))
+    plane.step()
+    assert plane.wanted() == expected
+    reason = plane.db.tables.audit[-1].after or {}
+    assert "sized by queueing model" in str(reason.get("reason"))
+
+
+def test_an_slo_target_without_measurements_follows_the_measured_p95() -> None:
+    target = ScalingTarget(slo_ttft_p95_s=0.5)
+    plane = plane_with(AutoscaleSpec(1, 4, target, scale_up_cooldown_s=0.0), replicas=1)
+    plane.step()
+    with plane.db() as uow:  # a gateway of before migration 0013: no rate or service time
+        now = plane.clock.now()
+        row = DemandReport("gw-1", plane.dep, now, 8, 0, 100.0, 1.0, now, now, ())
+        uow.demand.replace("gw-1", [row])
+        uow.commit()
+    plane.step()
+    assert plane.wanted() == 2  # p95 1.0 s against 0.5 s: twice the capacity (rule 3)

@@ -27,6 +27,13 @@ TtftOpt = Annotated[
     float | None,
     typer.Option("--target-ttft-p95-ms", help="autoscale target: p95 time to first token, ms"),
 ]
+SloOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--target-slo-ttft-p95-ms",
+        help="autoscale target: p95 time to first token, ms, met by sizing (queueing model)",
+    ),
+]
 TokensOpt = Annotated[
     float | None,
     typer.Option("--target-tokens-per-s", help="autoscale target: tokens/s per replica"),
@@ -55,6 +62,7 @@ class AutoscaleArgs:
     up_cooldown_s: float | None = None
     down_cooldown_s: float | None = None
     idle_to_zero_s: float | None = None
+    slo_ttft_p95_ms: float | None = None
 
     @property
     def given(self) -> bool:
@@ -69,6 +77,10 @@ class AutoscaleArgs:
                 None if self.ttft_p95_ms is None else self.ttft_p95_ms / 1000,
             ),
             "--target-tokens-per-s": ("tokens_per_s_per_replica", self.tokens_per_s),
+            "--target-slo-ttft-p95-ms": (
+                "slo_ttft_p95_s",
+                None if self.slo_ttft_p95_ms is None else self.slo_ttft_p95_ms / 1000,
+            ),
         }
         chosen = {opt: pair for opt, pair in targets.items() if pair[1] is not None}
         if len(chosen) != 1:
@@ -108,6 +120,8 @@ def autoscale_text(autoscale: dict[str, Any] | None) -> str:
         goal = f"{target['inflight_per_replica']:g} in flight/replica"
     elif target.get("ttft_p95_s") is not None:
         goal = f"p95 TTFT {target['ttft_p95_s'] * 1000:g} ms"
+    elif target.get("slo_ttft_p95_s") is not None:
+        goal = f"p95 TTFT {target['slo_ttft_p95_s'] * 1000:g} ms (sized)"
     else:
         goal = f"{target['tokens_per_s_per_replica']:g} tokens/s/replica"
     return f"{autoscale['min_replicas']}-{autoscale['max_replicas']}, {goal}"

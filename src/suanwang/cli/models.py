@@ -16,6 +16,7 @@ from suanwang.cli.autoscale import (
     InflightOpt,
     MaxOpt,
     MinOpt,
+    SloOpt,
     TokensOpt,
     TtftOpt,
     UpOpt,
@@ -111,6 +112,7 @@ def deploy(
     target_inflight: InflightOpt = None,
     target_ttft_p95_ms: TtftOpt = None,
     target_tokens_per_s: TokensOpt = None,
+    target_slo_ttft_p95_ms: SloOpt = None,
     scale_up_cooldown_s: UpOpt = None,
     scale_down_cooldown_s: DownOpt = None,
     idle_to_zero_s: IdleOpt = None,
@@ -130,6 +132,7 @@ def deploy(
         scale_up_cooldown_s,
         scale_down_cooldown_s,
         idle_to_zero_s,
+        target_slo_ttft_p95_ms,
     )
     body = {
         "model": model,
@@ -169,6 +172,7 @@ def autoscale(
     target_inflight: InflightOpt = None,
     target_ttft_p95_ms: TtftOpt = None,
     target_tokens_per_s: TokensOpt = None,
+    target_slo_ttft_p95_ms: SloOpt = None,
     scale_up_cooldown_s: UpOpt = None,
     scale_down_cooldown_s: DownOpt = None,
     idle_to_zero_s: IdleOpt = None,
@@ -191,6 +195,7 @@ def autoscale(
                 scale_up_cooldown_s,
                 scale_down_cooldown_s,
                 idle_to_zero_s,
+                target_slo_ttft_p95_ms,
             )
             dep = api.call("PUT", path, json=scaling.body())
     message = f"{dep['id']}: {autoscale_text(dep.get('autoscale'))}, {dep['replicas']} wanted"

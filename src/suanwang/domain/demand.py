@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from suanwang.domain.autoscaling import Demand
+from suanwang.domain.queueing import ServiceModel
 
 STALE_AFTER_S = 5.0
 """A gateway whose last report is older than this is ignored (it reports every ~1 s)."""
@@ -44,6 +45,13 @@ class DemandReport:
     """When this gateway last loaded the replica list it routes with."""
     replica_inflight: tuple[tuple[str, int], ...] = ()
     """Requests in flight per replica id (replicas with none are left out)."""
+    requests_per_s: float = 0.0
+    """Requests that arrived (were routed to a replica) a second, over a short window."""
+    service_s: float | None = None
+    """Mean time a replica spent on an answer (arrival at the replica to the last byte), of
+    answers that ended in the window; ``None`` without any."""
+    first_token_s: float | None = None
+    """Time to first token that needed no wait: the 10th percentile of the window's."""
 
 
 def fresh(reports: Sequence[DemandReport], now: float) -> list[DemandReport]:
@@ -66,7 +74,26 @@ def total_demand(deployment: str, reports: Sequence[DemandReport], now: float) -
         tokens_per_s=sum(r.tokens_per_s for r in mine),
         ttft_p95_s=max(ttfts) if ttfts else None,
         last_request_at=max(lasts) if lasts else None,
+        requests_per_s=sum(r.requests_per_s for r in mine),
     )
+
+
+def measured_service(
+    deployment: str, reports: Sequence[DemandReport], now: float, slots: int
+) -> ServiceModel | None:
+    """A replica of ``deployment`` as the gateways measured it, for SLO sizing: ``slots``
+    requests at once (the engine's setting), each taking the answers' mean service time
+    (weighted by each gateway's arrival rate), the lowest gateway's no-wait first token.
+    ``None`` until some gateway has seen an answer end."""
+    mine = [r for r in fresh(reports, now) if r.deployment == deployment]
+    timed = [r for r in mine if r.service_s is not None and r.service_s > 0]
+    firsts = [r.first_token_s for r in mine if r.first_token_s is not None and r.first_token_s > 0]
+    if not timed or not firsts:
+        return None
+    weights = [max(r.requests_per_s, 1e-9) for r in timed]
+    service_s = sum(w * (r.service_s or 0.0) for w, r in zip(weights, timed, strict=True))
+    service_s /= sum(weights)
+    return ServiceModel(slots=slots, slot_rps=1 / service_s, first_token_s=min(firsts))
 
 
 def replica_inflight(replica: str, reports: Sequence[DemandReport], now: float) -> int:

@@ -115,7 +115,13 @@ class RequestMeter:
         ended = self.clock.now()
         if self.demand is not None and self.deployment is not None and status == 200:
             first = self.first_event_at or ended  # not streamed: the whole answer at once
-            self.demand.answered(self.deployment, completion, first - self.started_at)
+            self.demand.answered(
+                self.deployment,
+                completion,
+                first - self.started_at,
+                ended - self.started_at,
+                streamed=self.first_event_at is not None,
+            )
         await self.sink.record(
             TokenUsage(
                 entry_id=self.request_id,

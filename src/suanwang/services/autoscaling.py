@@ -10,7 +10,10 @@ replicas) and record the decision in the audit log as ``deployment.scale`` by th
 ``autoscaler`` with the policy's one-line reason.
 
 Replica weights are 1.0 each (every replica of a deployment runs on its one chip); the
-per-chip learner of SLO-aware placement can supply them through ``weight_of``.
+per-chip learner of SLO-aware placement can supply them through ``weight_of``. For the
+``slo_ttft_p95_s`` target the policy also gets the replica as the gateways measured it
+(:func:`~suanwang.domain.demand.measured_service`: ``slots`` requests at once, the engine's
+setting, at the measured service time and no-wait first token).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import structlog
 from suanwang.domain.audit import AuditAction
 from suanwang.domain.autoscaling import ReplicaCapacity, ScaleDecision, decide
 from suanwang.domain.changes import UNCHANGED
-from suanwang.domain.demand import STALE_AFTER_S, DemandReport, total_demand
+from suanwang.domain.demand import STALE_AFTER_S, DemandReport, measured_service, total_demand
 from suanwang.domain.deployments import DeploymentChange, DeploymentRecord
 from suanwang.domain.serving import ReplicaState
 from suanwang.domain.tenancy import Principal, Scope
@@ -59,10 +62,12 @@ class Autoscaler:
         uows: UnitOfWorkFactory,
         clock: Clock,
         weight_of: Callable[[str], float] = unit_weight,
+        slots: int = 8,
     ) -> None:
         self._uows = uows
         self._clock = clock
         self._weight_of = weight_of
+        self._slots = slots
 
     def tick(self) -> list[Scaled]:
         now = self._clock.now()
@@ -94,7 +99,10 @@ class Autoscaler:
         demand = total_demand(dep.id, reports, now)
         if demand.last_request_at is None or demand.last_request_at < dep.created_at:
             demand = replace(demand, last_request_at=dep.created_at)  # never called: idle since
-        decision = decide(dep.autoscale, current, demand, dep.scale_memory, now)
+        service = None
+        if dep.autoscale.target.slo_ttft_p95_s is not None:
+            service = measured_service(dep.id, reports, now, self._slots)
+        decision = decide(dep.autoscale, current, demand, dep.scale_memory, now, service)
         if decision.replicas == dep.replicas:
             if decision.memory != dep.scale_memory:
                 uow.deployments.update_deployment(

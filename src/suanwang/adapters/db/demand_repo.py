@@ -65,6 +65,9 @@ def _row(r: DemandReport) -> DemandRow:
         last_request_at=r.last_request_at,
         routed_at=r.routed_at,
         replica_inflight=dict(r.replica_inflight),
+        requests_per_s=r.requests_per_s,
+        service_s=r.service_s,
+        first_token_s=r.first_token_s,
     )
 
 
@@ -81,4 +84,7 @@ def _report(row: DemandRow) -> DemandReport:
         last_request_at=row.last_request_at,
         routed_at=row.routed_at,
         replica_inflight=tuple(per_replica),
+        requests_per_s=row.requests_per_s,
+        service_s=row.service_s,
+        first_token_s=row.first_token_s,
     )

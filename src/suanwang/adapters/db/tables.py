@@ -255,6 +255,9 @@ class DemandRow(Base):
     last_request_at: Mapped[float | None] = mapped_column(Float, default=None)
     routed_at: Mapped[float] = mapped_column(Float)
     replica_inflight: Mapped[dict[str, object]] = mapped_column(JSON)
+    requests_per_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    service_s: Mapped[float | None] = mapped_column(Float, default=None)
+    first_token_s: Mapped[float | None] = mapped_column(Float, default=None)
 
 
 class ExternalEndpointRow(Base):

@@ -62,7 +62,7 @@ Seconds = Annotated[float, Field(ge=0, le=86_400)]
 
 
 class TargetIn(BaseModel):
-    """Exactly one of the three."""
+    """Exactly one of the four."""
 
     model_config = ConfigDict(extra="forbid")
     inflight_per_replica: float | None = Field(
@@ -71,6 +71,13 @@ class TargetIn(BaseModel):
     tokens_per_s_per_replica: float | None = Field(None, gt=0, le=1e9)
     ttft_p95_s: float | None = Field(
         None, gt=0, le=3600, description="latency SLO: p95 time to first token, seconds"
+    )
+    slo_ttft_p95_s: float | None = Field(
+        None,
+        gt=0,
+        le=3600,
+        description="the same SLO met by sizing: the fewest replicas a queueing model of the "
+        "measured replicas predicts keep the p95 under it at the measured arrival rate",
     )
 
 
@@ -95,6 +102,7 @@ class AutoscaleIn(BaseModel):
                 inflight_per_replica=t.inflight_per_replica,
                 tokens_per_s_per_replica=t.tokens_per_s_per_replica,
                 ttft_p95_s=t.ttft_p95_s,
+                slo_ttft_p95_s=t.slo_ttft_p95_s,
             ),
             scale_up_cooldown_s=self.scale_up_cooldown_s,
             scale_down_cooldown_s=self.scale_down_cooldown_s,
@@ -141,6 +149,7 @@ class TargetPublic(BaseModel):
     inflight_per_replica: float | None
     tokens_per_s_per_replica: float | None
     ttft_p95_s: float | None
+    slo_ttft_p95_s: float | None = None
 
 
 class AutoscalePublic(BaseModel):
@@ -184,6 +193,7 @@ def autoscale_public(spec: AutoscaleSpec | None) -> AutoscalePublic | None:
             inflight_per_replica=t.inflight_per_replica,
             tokens_per_s_per_replica=t.tokens_per_s_per_replica,
             ttft_p95_s=t.ttft_p95_s,
+            slo_ttft_p95_s=t.slo_ttft_p95_s,
         ),
         scale_up_cooldown_s=spec.scale_up_cooldown_s,
         scale_down_cooldown_s=spec.scale_down_cooldown_s,
