@@ -123,8 +123,8 @@ class Stack:
         proc.kill()
         proc.wait(10)
 
-    def start_gateway(self) -> int:
-        port = free_port()
+    def start_gateway(self, port: int | None = None) -> int:
+        port = port or free_port()
         log = self.tmp / f"gateway-{len(self.gateways)}.log"
         out = log.open("ab")
         proc = subprocess.Popen(

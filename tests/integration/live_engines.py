@@ -10,7 +10,9 @@ What runs (all on 127.0.0.1, SQLite in a session temp dir, Redis for the gateway
   embedding server (:attr:`LiveEngines.embed`), both as sandboxed local jobs, health-checked
   until ``ready``;
 - one gateway process (``uvicorn --factory suanwang.bootstrap:gateway_app_from_env``) on the
-  same database: :attr:`LiveEngines.gateway_url` is its ``.../v1`` base URL.
+  same database: :attr:`LiveEngines.gateway_url` is its ``.../v1`` base URL, and the
+  platform's ``gateway_port``, so a ``network: gateway`` job submitted to
+  :attr:`LiveEngines.platform` reaches it.
 
 Use from a test::
 
@@ -137,6 +139,8 @@ def live_jobs(platform: Platform) -> list[str]:
 def running(tmp: Path) -> Iterator[LiveEngines]:
     """Start the live stack in ``tmp``; stop everything it started on exit."""
     stack = make_stack(tmp)
+    gateway_port = free_port()  # the platform's: ``network: gateway`` jobs are relayed there
+    stack.settings = stack.settings.model_copy(update={"gateway_port": gateway_port})
     platform = build_platform(stack.settings, run_migrations=False)
     platform.fleet.apply_yaml(FLEET)
     stop, paused = threading.Event(), threading.Event()
@@ -155,7 +159,7 @@ def running(tmp: Path) -> Iterator[LiveEngines]:
     live = LiveEngines(platform, stack, chat, embed, paused)
     try:
         live.wait(lambda: live.ready(chat) and live.ready(embed))
-        port = stack.start_gateway()
+        port = stack.start_gateway(gateway_port)
         live.gateway_url = f"http://127.0.0.1:{port}/v1"
         yield live
     finally:

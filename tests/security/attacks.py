@@ -427,6 +427,10 @@ def run(attack: str) -> int:
     elif attack == "write-state":
         for path in strings("state_files"):
             attempt(attack, path, lambda p=path: open_for_append(p))  # type: ignore[misc]
+    elif attack == "write-code":
+        for path in strings("code"):
+            plant = write_into if os.path.isdir(path) else open_for_append
+            attempt(attack, path, lambda p=path, f=plant: f(p))  # type: ignore[misc]
     elif attack == "signal":
         for pid in strings("victim_pids") + strings("supervisor_pids"):
             attempt(attack, f"pid-{pid}", lambda p=pid: send(p, destructive=True))  # type: ignore[misc]

@@ -44,6 +44,7 @@ FINITE = (
     "read-victim",
     "write-victim",
     "write-state",
+    "write-code",
     "signal",
     "read-environ",
     "connect-postgres",

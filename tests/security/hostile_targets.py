@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sysconfig
 from pathlib import Path
 from typing import Any
 
 import hostproc
 import psycopg
 from hostile_stack import LIMITS, PG_ADMIN_URL, Stack, free_port
+
+import suanwang
 
 CAP = 4  # exhaustion attacks stop at CAP times the limit: past it, the limit did not hold
 TRAP_NAMES = ("output.log", "launch.json", "exit.json", "request.json", "submitted", "lock",
@@ -87,6 +90,7 @@ def machine_targets(
         "victim": [*sorted({str(p) for p in [*victim_tree, *secret_paths]}), proc_cwd, proc_secret],
         "victim_write": [*sorted({str(p) for p in [*victim_dirs, *logs, *secret_paths]}), proc_cwd],
         "state_files": [str(data / "operator.key"), *database, *map(str, journals[1:])],
+        "code": platform_code(),
         "victim_pids": sorted({p.pid for p in victim_procs}),
         "supervisor_pids": sorted({p.pid for p in supervisors}),
         "server_pids": server_pids,
@@ -103,10 +107,25 @@ def machine_targets(
         "trap_names": list(TRAP_NAMES),
         "trap_targets": [str(data / "operator.key"), database[0], str(data / "runs"), str(data)],
     }
-    for key in ("operator-key", "database", "journals", "victim", "state_files"):
+    for key in ("operator-key", "database", "journals", "victim", "state_files", "code"):
         for path in targets[key]:
             assert os.path.lexists(path), f"{key} target {path} does not exist on the host"
     return targets
+
+
+def platform_code() -> list[str]:
+    """The platform's code and Python, which jobs see read-only (job programs such as
+    ``python -m suanwang.corpus`` run from it): directories to plant a file in, modules to
+    open for writing."""
+    code = Path(suanwang.__file__).resolve().parents[1]
+    site = Path(sysconfig.get_paths()["purelib"])
+    return [
+        str(code),
+        str(code / "suanwang" / "corpus"),
+        str(code / "suanwang" / "__init__.py"),
+        str(code / "suanwang" / "corpus" / "pii.py"),
+        str(site),
+    ]
 
 
 def expected_attempts(t: dict[str, Any]) -> dict[str, int]:
@@ -118,6 +137,7 @@ def expected_attempts(t: dict[str, Any]) -> dict[str, int]:
         "read-victim": len(t["victim"]),
         "write-victim": len(t["victim_write"]),
         "write-state": len(t["state_files"]),
+        "write-code": len(t["code"]),
         "signal": len(t["victim_pids"]) + len(t["supervisor_pids"]) + len(t["server_pids"]),
         "read-environ": len(t["server_pids"]) + len(t["victim_pids"]) + 2,
         "connect-postgres": len(t["postgres"]),

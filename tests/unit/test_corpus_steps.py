@@ -134,6 +134,7 @@ def test_scoring_keeps_scores_at_threshold_and_counts_failures() -> None:
     assert "HTTP 503" in outcomes[3].note  # type: ignore[union-attr]
     assert "no score" in outcomes[4].note  # type: ignore[union-attr]
     assert {b["model"] for b in seen} == {"m"}
+    assert all(b["response_format"]["type"] == "json_schema" for b in seen)
     assert len(seen) == 5
 
 

@@ -54,6 +54,7 @@ def scoring_config(config: CleanConfig, env: Mapping[str, str]) -> ScoringConfig
         timeout_s=section.timeout_s,
         max_chars=section.max_chars,
         on_failure=section.on_failure,
+        structured=section.structured,
     )
 
 

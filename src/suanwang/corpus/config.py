@@ -94,6 +94,7 @@ class LlmScoreSection(_Section):
     timeout_s: float = Field(60.0, gt=0)
     max_chars: int = Field(1500, ge=1)
     on_failure: Literal["keep", "drop"] = "keep"
+    structured: bool = True
 
 
 class CleanFile(BaseModel):

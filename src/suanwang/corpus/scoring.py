@@ -1,7 +1,8 @@
 """Step 7 (optional): LLM-assisted quality scoring through an OpenAI-compatible gateway.
 
 Each document (its first ``max_chars`` characters) is sent to ``POST {base_url}/chat/completions``
-with a rubric asking for one digit 0-5; a document scoring below ``threshold`` is removed. In
+with a rubric asking for one digit 0-5 (held to it by a JSON schema,
+``SCORE_SCHEMA``); a document scoring below ``threshold`` is removed. In
 a platform job the base URL is ``$OPENAI_BASE_URL`` (set for ``network: gateway`` jobs, see
 docs/jobs.md) and the key ``$OPENAI_API_KEY`` (the tenant's own, passed in the job's env), so
 every call is metered and billed to the tenant like any other gateway request.
@@ -32,6 +33,11 @@ RUBRIC = (
     "4 = good, fluent and informative; 5 = excellent. Reply with the digit only."
 )
 _DIGIT = re.compile(r"[0-5]")
+SCORE_SCHEMA = {"type": "integer", "enum": [0, 1, 2, 3, 4, 5]}
+"""With ``structured`` (default) the answer is constrained to one of the six numbers through
+``response_format`` (llama.cpp turns the schema into a grammar), so even a small model
+answers with a score and spends no tokens on JSON whitespace (an object schema let SmolLM2
+run out of tokens inside ``{\n  "s``); the first digit 0-5 of the answer is read either way."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +51,9 @@ class ScoringConfig:
     max_concurrency: int = 4
     timeout_s: float = 60.0
     max_chars: int = 1500
-    max_tokens: int = 4
+    max_tokens: int = 8
     on_failure: str = "keep"
+    structured: bool = True
 
 
 class ScoreError(Exception):
@@ -74,7 +81,7 @@ class LlmScorer:
 
     def score(self, text: str) -> int:
         """The model's 0-5 score of ``text``; ScoreError if the call gives none."""
-        body = {
+        body: dict[str, object] = {
             "model": self._config.model,
             "messages": [
                 {"role": "system", "content": RUBRIC},
@@ -83,6 +90,9 @@ class LlmScorer:
             "temperature": 0,
             "max_tokens": self._config.max_tokens,
         }
+        if self._config.structured:
+            schema = {"name": "score", "schema": SCORE_SCHEMA}
+            body["response_format"] = {"type": "json_schema", "json_schema": schema}
         try:
             response = self._client.post("chat/completions", json=body)
         except httpx.HTTPError as exc:

@@ -142,7 +142,9 @@ class Preparer:
             uid=uid,
             work_dir=run_dir.parent / WORK_DIR,
             cwd_parts=parts,
-            read_only=(*self._read_only, self._code_root) if engine else self._read_only,
+            # The platform's own code too: with an editable install it lives outside the
+            # venv, and tenant jobs run its job programs (python -m suanwang.corpus …).
+            read_only=(*self._read_only, self._code_root),
             tmpfs_bytes=self._isolation.limits.disk_bytes,
             share_net=engine,
             with_sys=engine,
