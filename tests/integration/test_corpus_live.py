@@ -5,15 +5,14 @@ gateway). First the LLM step in-process: every surviving document is scored by S
 through the gateway with a tenant's key, with bounded concurrency, and each call is a row
 in that tenant's usage ledger. Then the whole program as a tenant job on the local cluster:
 ``python -m suanwang.corpus clean`` submitted through the platform with ``network: gateway``
-and the tenant's key in its env; the input is written into the job's own directory (``/job``)
-by the command (no dataset on main yet); the test reads the cleaned output and report from
-the job's directory on the host and checks the counts and the metering.
+and the tenant's key in its env, on a dataset the tenant uploaded (the JSONL input and the
+run's config, read-only at ``/data/input``); the test reads the cleaned output and report
+from the job's directory on the host and checks the counts and the metering.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -23,7 +22,10 @@ from live_engines import CHAT, LiveEngines, missing_packages
 import suanwang
 from suanwang.adapters.backends.sandbox import probe_host, sandbox_refusal
 from suanwang.corpus.command import main
+from suanwang.domain.datasets import DatasetFormat
 from suanwang.domain.jobs import JobNetwork, JobSpec, JobState, Resources
+from suanwang.domain.tenancy import Principal
+from suanwang.services.platform import Platform
 
 pytestmark = [
     pytest.mark.skipif(bool(missing_packages()), reason=f"not installed: {missing_packages()}"),
@@ -98,31 +100,36 @@ def test_llm_scoring_through_the_gateway_is_metered(
     assert len(rows) == SCORED  # one metered request per score, billed to the key's tenant
 
 
-JOB = """
-import json, os, sys
-with open("/job/in.jsonl", "w", encoding="utf-8") as f:
-    for doc in json.loads(sys.argv[1]):
-        f.write(json.dumps(doc, ensure_ascii=False) + "\\n")
-with open("/job/clean.json", "w", encoding="utf-8") as f:
-    f.write(sys.argv[3])
-argv = [sys.executable, "-m", "suanwang.corpus", "clean", "--input", "/job/in.jsonl"]
-argv += ["--output", "/job/out", "--config", "/job/clean.json"]
-os.execv(sys.executable, [*argv, "--score-with-model", sys.argv[2]])
-"""
+def upload(platform: Platform, who: Principal, name: str, files: dict[str, bytes]) -> None:
+    """A sealed JSONL dataset of ``files`` (through the datasets service)."""
+    dataset = platform.datasets.create(who, name, DatasetFormat.JSONL, None)
+    for path, data in files.items():
+        sink = platform.datasets.begin_file(who, dataset.id, path)
+        sink.write(data)
+        platform.datasets.finish_file(who, sink)
+    platform.datasets.seal(who, dataset.id)
 
 
-def test_cleaning_runs_as_a_sandboxed_job_through_the_gateway(live_engines: LiveEngines) -> None:
+def test_cleaning_runs_as_a_sandboxed_job_on_a_dataset(live_engines: LiveEngines) -> None:
     platform = live_engines.platform
     key = live_engines.tenant("corpus-job")
     who = platform.tenancy.authenticate(key)
+    lines = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in DOCS)
+    config = json.dumps(CONFIG).encode()
+    upload(platform, who, "raw-corpus", {"raw/in.jsonl": lines.encode(), "clean.json": config})
     code_root = str(Path(suanwang.__file__).resolve().parents[1])  # this checkout's code
     spec = JobSpec(
         name="clean-corpus",
-        command=(sys.executable, "-c", JOB, json.dumps(DOCS), CHAT, json.dumps(CONFIG)),
+        command=(
+            *("python", "-m", "suanwang.corpus", "clean", "--input", "/data/input/raw/in.jsonl"),
+            *("--output", "/job/out", "--config", "/data/input/clean.json"),
+            *("--score-with-model", CHAT),
+        ),
         resources=Resources(chip="cpu", cluster="local"),
         env=(("OPENAI_API_KEY", key), ("PYTHONPATH", code_root)),
         network=JobNetwork.GATEWAY,
         max_runtime_s=600,
+        dataset="raw-corpus",
     )
     job = platform.jobs.submit(who, spec, None).job
     deadline = time.monotonic() + 600
