@@ -31,6 +31,7 @@ from suanwang.adapters.db.usage_ledger import SqlUsageLedger
 from suanwang.adapters.http.app import create_app
 from suanwang.adapters.http.follow import FollowSlots
 from suanwang.adapters.journal import JournaledUsageSink
+from suanwang.adapters.transfer_plane import AgentClients, TransferCA
 from suanwang.config import Settings
 from suanwang.domain.errors import ValidationError
 from suanwang.engines import HttpProbe, LlamaServer, LocalEngines
@@ -68,6 +69,7 @@ from suanwang.services.orphans import OrphanSweep
 from suanwang.services.platform import Fleet, Platform
 from suanwang.services.prices import default_prices
 from suanwang.services.tenancy import Tenancy
+from suanwang.services.transfers import Agents, Transfers
 
 log = structlog.get_logger("suanwang")
 
@@ -102,6 +104,10 @@ def build_platform(
         HttpProbe(timeout_s=1.0),
     )
     autoscaler = Autoscaler(uows, clock, slots=settings.llama_slots)
+    files = LocalDatasetFiles(settings.storage_dir)
+    transfer_ca = TransferCA(settings.data_dir, box_for(settings.data_dir), clock)
+    transfers = Transfers(uows, clock, AgentClients(transfer_ca), files)
+    agents = Agents(uows, clock, transfer_ca)
     externals = ExternalEndpoints(
         uows,
         clock,
@@ -131,9 +137,12 @@ def build_platform(
                 _each(autoscaler.tick),
                 deployments.converge,
                 ComputeMeter(uows, clock).tick,
+                transfers.tick,
+                _each(agents.check),
             ),
             benchmark_tenant=settings.benchmark_tenant or None,
             realloc_interval_s=settings.realloc_interval_s,
+            stager=transfers,
         ),
         deployments=deployments,
         catalogue=catalogue,
@@ -148,11 +157,16 @@ def build_platform(
         orphans=OrphanSweep(
             uows, backends, clock, settings.orphan_grace_s, settings.orphan_interval_s
         ),
-        datasets=Datasets(
-            uows, clock, LocalDatasetFiles(settings.storage_dir), settings.storage_quota_bytes
-        ),
+        datasets=Datasets(uows, clock, files, settings.storage_quota_bytes),
+        transfers=transfers,
+        agents=agents,
         local_nodes=tuple(local_nodes()),
     )
+
+
+def ensure_transfer_ca(settings: Settings) -> None:
+    """Make the transfer plane's CA in the data directory if there is none (``init``)."""
+    TransferCA(settings.data_dir, box_for(settings.data_dir), SystemClock()).ensure()
 
 
 def engine_backends(

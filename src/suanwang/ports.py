@@ -45,6 +45,7 @@ from suanwang.domain.records import (
 )
 from suanwang.domain.serving import DeploymentView, ModelSpec, ReplicaView
 from suanwang.domain.tenancy import QuotaSpec
+from suanwang.domain.transfers import AgentRecord, IssuedCert, TransferProgress, TransferRecord
 from suanwang.domain.usage import ComputeUsage, StorageUsage, TokenUsage
 from suanwang.domain.workloads import GangStrategy, JobNetwork, Workload
 from suanwang.scheduler.learning import RunObservation
@@ -525,6 +526,22 @@ class DatasetStore(Protocol):
 
     def set_metered_to(self, dataset_id: str, metered_to: float) -> None: ...
 
+    def add_transfer(self, transfer: TransferRecord) -> None: ...
+
+    def transfer(self, transfer_id: str) -> TransferRecord | None: ...
+
+    def transfers(
+        self, *, dataset: str | None = None, active_only: bool = False
+    ) -> list[TransferRecord]:
+        """Newest first."""
+        ...
+
+    def update_transfer(self, transfer_id: str, progress: TransferProgress) -> None: ...
+
+    def put_agent(self, agent: AgentRecord) -> None: ...
+
+    def agents(self) -> list[AgentRecord]: ...
+
 
 class UnitOfWork(Protocol):
     """One transaction; rolled back on exit unless :meth:`commit` was called."""
@@ -742,4 +759,39 @@ class DatasetFiles(Protocol):
 
     def remove(self, region: str, tenant: str, dataset_id: str) -> None:
         """Delete the replica's files (no error if already gone)."""
+        ...
+
+    def finalise(self, region: str, tenant: str, dataset_id: str) -> None:
+        """Give a replica another writer made (an agent) the dataset layout's owner and
+        modes (root's, directories 0755, files 0644; no link followed)."""
+        ...
+
+
+# --- the transfer plane: agents that move dataset bytes between regions ----------------------
+class AgentUnreachable(Exception):
+    """An agent did not answer or refused the request (retried on a later tick)."""
+
+
+class TransferAgents(Protocol):
+    """The control API of the agents (addresses are ``HOST:PORT``)."""
+
+    def start_push(
+        self, source: str, transfer_id: str, src: str, target: str, dst: str
+    ) -> TransferProgress:
+        """Ask the agent at ``source`` to push ``src`` to ``dst`` at ``target`` (again:
+        resume). Paths are relative to the agents' storage roots."""
+        ...
+
+    def status(self, source: str, transfer_id: str) -> TransferProgress: ...
+
+    def manifest(self, address: str, path: str) -> list[ManifestEntry]:
+        """What the agent at ``address`` holds under ``path``: every file's size and SHA-256."""
+        ...
+
+
+class AgentAuthority(Protocol):
+    """The CA the control plane keeps for the transfer plane."""
+
+    def issue_agent(self, name: str, host: str) -> IssuedCert:
+        """A fresh certificate and key for agent ``name`` reached at ``host``."""
         ...

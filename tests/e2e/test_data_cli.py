@@ -69,3 +69,24 @@ def test_the_storage_quota_from_the_cli(cli: Cli, tmp_path: Path) -> None:
     )
     assert_error(cli("data", "quota", "tightfolk", "--set", "9", key=key), "operator")
     assert "(default)" in ok(cli("data", "quota", "tightfolk", "--default"))
+
+
+def test_agents_and_copies_from_the_cli(cli: Cli, tmp_path: Path) -> None:
+    said = ok(
+        cli("agents", "register", "agent-local", "--region", "local",
+            "--address", "127.0.0.1:7799", "--out", str(tmp_path / "certs"))
+    )  # fmt: skip
+    assert "suanwang agent serve --region local" in said
+    for name in ("agent-local.pem", "agent-local.key", "ca.pem"):
+        assert (tmp_path / "certs" / name).stat().st_mode & 0o777 == 0o600
+    assert "BEGIN CERTIFICATE" in (tmp_path / "certs" / "agent-local.pem").read_text()
+    assert "agent-local" in ok(cli("agents", "list"))
+    ok(cli("tenants", "create", "copyfolk"))
+    key = ok(cli("keys", "create", "--tenant", "copyfolk", "--scope", "tenant-admin", "-q")).strip()
+    assert_error(cli("agents", "list", key=key), "operator")
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(b"y" * 100)
+    ok(cli("data", "upload", "blob", str(blob), "--region", "local", key=key))
+    assert_error(
+        cli("data", "copy", "blob", "--to", "ningxia-zhongwei", key=key), "no agent registered"
+    )

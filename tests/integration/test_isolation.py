@@ -18,6 +18,7 @@ from suanwang.bootstrap import build_app
 from suanwang.config import Settings
 from suanwang.domain.datasets import DatasetFormat
 from suanwang.domain.tenancy import Principal, Scope
+from suanwang.domain.transfers import TransferRecord, TransferState, new_transfer_id
 from suanwang.services.external import ExternalSpec
 from suanwang.services.platform import Platform
 
@@ -48,6 +49,8 @@ class World:
     fresh_deployment: Callable[[], str]
     fresh_external: Callable[[], str]
     fresh_dataset: Callable[[bool], str]
+    fresh_transfer: Callable[[], str]
+    fresh_agent: Callable[[], str]
 
 
 @pytest.fixture
@@ -113,6 +116,23 @@ def world(settings: Settings, clock: Any) -> Iterator[World]:
             platform.datasets.seal(a, created.id)
         return created.id
 
+    def fresh_transfer() -> str:
+        """A transfer record of one of tenant A's datasets (no agent involved)."""
+        dataset = fresh_dataset(True)
+        transfer = TransferRecord(
+            new_transfer_id(), dataset, "r1", "r2", TransferState.PENDING, 6, 0, 0.0, None,
+            "", 0, clock.now(),
+        )  # fmt: skip
+        with platform.uows() as uow:
+            uow.datasets.add_transfer(transfer)
+            uow.commit()
+        return transfer.id
+
+    def fresh_agent() -> str:
+        name = f"agent-{next(made)}"
+        platform.agents.register(op, name, "r1", "127.0.0.1:7700")
+        return name
+
     with TestClient(app) as client:
         yield World(
             client,
@@ -123,6 +143,8 @@ def world(settings: Settings, clock: Any) -> Iterator[World]:
             fresh_deployment,
             fresh_external,
             fresh_dataset,
+            fresh_transfer,
+            fresh_agent,
         )
     platform.uows.engine.dispose()  # type: ignore[attr-defined]
 
@@ -336,6 +358,32 @@ MATRIX: dict[tuple[str, str], tuple[Callable[[World], str], Any, dict[str, int]]
         None,
         row(200, 200, 200, 403, 404, 404),
     ),
+    ("POST", "/api/v1/datasets/{dataset}/copy"): (
+        lambda w: f"/api/v1/datasets/{w.fresh_dataset(True)}/copy",
+        {"region": "r1"},  # where it is already: 409 once past authorization
+        row(409, 409, 409, 403, 404, 404),
+    ),
+    ("GET", "/api/v1/datasets/{dataset}/transfers"): (
+        lambda w: f"/api/v1/datasets/{w.fresh_dataset(True)}/transfers",
+        None,
+        A_OBJECT_READ,
+    ),
+    ("GET", "/api/v1/transfers/{transfer_id}"): (
+        lambda w: f"/api/v1/transfers/{w.fresh_transfer()}",
+        None,
+        A_OBJECT_READ,
+    ),
+    ("POST", "/api/v1/agents"): (
+        lambda w: "/api/v1/agents",
+        "NEW_AGENT",
+        row(201, 403, 403, 403, 403, 403),
+    ),
+    ("GET", "/api/v1/agents"): (lambda w: "/api/v1/agents", None, OPERATOR_ONLY),
+    ("POST", "/api/v1/agents/{name}/rotate"): (
+        lambda w: f"/api/v1/agents/{w.fresh_agent()}/rotate",
+        None,
+        OPERATOR_ONLY,
+    ),
     ("GET", "/api/v1/tenants/{name}/storage"): (
         lambda w: "/api/v1/tenants/aaa/storage",
         None,
@@ -365,6 +413,9 @@ def call(world: World, principal: str, method: str, path: str, body: Any, n: int
     headers = {} if principal == "anon" else {"Authorization": f"Bearer {world.keys[principal]}"}
     if body == "NEW_TENANT":
         body = {"name": f"t-{principal.replace('_', '-')}-{n}"}
+    if body == "NEW_AGENT":
+        body = {"name": f"ag-{principal.replace('_', '-')}-{n}", "region": "r1",
+                "address": "127.0.0.1:7701"}  # fmt: skip
     if body == "NEW_DATASET":
         body = {"name": f"d-{principal.replace('_', '-')}-{n}", "format": "jsonl", "region": "r1"}
     if isinstance(body, str):

@@ -249,3 +249,30 @@ def test_a_sandboxed_job_reads_its_dataset_and_nothing_else(platform: Platform) 
     assert Path(alice_dir, "a.txt").read_text() == "alice's words\n"
     assert not Path(alice_dir, "new.txt").exists()
     assert os.stat(alice_dir).st_uid == 0
+
+
+def test_another_tenants_transfers_are_out_of_reach(world: World) -> None:
+    w, m = world, world.mallory
+    for ref in (w.ref, "secret-corpus", "ds-000000000000"):
+        copied = w.client.post(f"/api/v1/datasets/{ref}/copy", json={"region": "here"}, headers=m)
+        assert copied.status_code == 404, copied.text
+        listed = w.client.get(f"/api/v1/datasets/{ref}/transfers", headers=m)
+        assert listed.status_code == 404
+    from suanwang.domain.transfers import TransferRecord, TransferState
+
+    with w.platform.uows() as uow:
+        uow.datasets.add_transfer(
+            TransferRecord(
+                "tr-00000000abcd", w.ref, "here", "there", TransferState.FAILED, 1, 0, 0.0,
+                None, "", 0, 0.0,
+            )
+        )  # fmt: skip
+        uow.commit()
+    theirs = w.client.get("/api/v1/transfers/tr-00000000abcd", headers=m)
+    nothing = w.client.get("/api/v1/transfers/tr-000000000000", headers=m)
+    assert theirs.status_code == nothing.status_code == 404
+    assert theirs.json()["title"] == nothing.json()["title"]
+    assert w.client.get("/api/v1/transfers/tr-00000000abcd", headers=w.alice).status_code == 200
+    body = {"name": "rogue", "region": "here", "address": "127.0.0.1:9"}
+    assert w.client.post("/api/v1/agents", json=body, headers=m).status_code == 403
+    assert w.client.get("/api/v1/agents", headers=m).status_code == 403

@@ -13,6 +13,7 @@ from suanwang.domain.datasets import (
     ManifestEntry,
 )
 from suanwang.domain.errors import Conflict
+from suanwang.domain.transfers import AgentRecord, TransferProgress, TransferRecord
 
 
 class FakeDatasets(_Store):
@@ -81,6 +82,45 @@ class FakeDatasets(_Store):
     def set_metered_to(self, dataset_id: str, metered_to: float) -> None:
         self._log("set_dataset_metered_to", dataset_id)
         self._replace(self._t.datasets[dataset_id], metered_to=metered_to)
+
+    def add_transfer(self, transfer: TransferRecord) -> None:
+        self._log("add_transfer", transfer.id)
+        self._t.transfers[transfer.id] = transfer
+
+    def transfer(self, transfer_id: str) -> TransferRecord | None:
+        return self._t.transfers.get(transfer_id)
+
+    def transfers(
+        self, *, dataset: str | None = None, active_only: bool = False
+    ) -> list[TransferRecord]:
+        rows = [
+            t
+            for t in self._t.transfers.values()
+            if (dataset is None or t.dataset == dataset) and (not active_only or t.state.active)
+        ]
+        return sorted(rows, key=lambda t: (-t.started_at, t.id))
+
+    def update_transfer(self, transfer_id: str, progress: TransferProgress) -> None:
+        self._log("update_transfer", transfer_id)
+        old = self._t.transfers[transfer_id]
+        self._t.transfers[transfer_id] = dataclasses.replace(
+            old,
+            state=progress.state,
+            bytes_total=progress.bytes_total,
+            bytes_done=progress.bytes_done,
+            rate_bytes_per_s=progress.rate_bytes_per_s,
+            eta_s=progress.eta_s,
+            chunks_resent=progress.chunks_resent,
+            error=progress.error,
+            ended_at=progress.ended_at,
+        )
+
+    def put_agent(self, agent: AgentRecord) -> None:
+        self._log("put_agent", agent.name)
+        self._t.agents[agent.name] = agent
+
+    def agents(self) -> list[AgentRecord]:
+        return sorted(self._t.agents.values(), key=lambda a: (a.region, a.name))
 
     def _replace(self, dataset: DatasetRecord, **changes: object) -> None:
         self._t.datasets[dataset.id] = dataclasses.replace(dataset, **changes)  # type: ignore[arg-type]

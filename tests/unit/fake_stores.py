@@ -40,6 +40,7 @@ from suanwang.domain.records import (
     TenantRecord,
 )
 from suanwang.domain.tenancy import QuotaSpec
+from suanwang.domain.transfers import AgentRecord, TransferRecord
 from suanwang.domain.usage import ComputeUsage, StorageUsage, TokenUsage
 from suanwang.scheduler.learning import RunObservation
 
@@ -82,6 +83,8 @@ class Tables:
     demand: dict[tuple[str, str], DemandReport] = field(default_factory=dict)
     datasets: dict[str, DatasetRecord] = field(default_factory=dict)
     storage_quotas: dict[str, int | None] = field(default_factory=dict)
+    transfers: dict[str, TransferRecord] = field(default_factory=dict)
+    agents: dict[str, AgentRecord] = field(default_factory=dict)
 
     def copy(self) -> Tables:
         """A copy whose containers can change alone (the records are immutable)."""

@@ -44,6 +44,7 @@ class LocalDatasetFiles:
     def create(self, region: str, tenant: str, dataset_id: str) -> str:
         parent = self._tenant_dir(region, tenant)
         parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._root.mkdir(mode=0o700, exist_ok=True)
         self._root.chmod(0o700)
         target = parent / dataset_id
         target.mkdir(mode=0o755, exist_ok=True)
@@ -68,6 +69,16 @@ class LocalDatasetFiles:
                 path.unlink()
             elif path.exists():
                 shutil.rmtree(path)
+
+    def finalise(self, region: str, tenant: str, dataset_id: str) -> None:
+        base = self._tenant_dir(region, tenant)
+        base.chmod(0o700)
+        target = base / dataset_id
+        self._check_inside(target)
+        for _, dirs, files, fd in os.fwalk(target, follow_symlinks=False):
+            _own(fd, 0o755)
+            for name in [*files, *dirs]:
+                _finalise_entry(name, fd)
 
     def _tenant_dir(self, region: str, tenant: str) -> Path:
         for name, value in (("region", region), ("tenant", tenant)):
@@ -181,3 +192,25 @@ def _is_dir_or_link(name: str, dir_fd: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.S_ISDIR(mode) or stat.S_ISLNK(mode)
+
+
+def _own(fd: int, mode: int) -> None:
+    if os.geteuid() == 0:
+        os.fchown(fd, 0, 0)
+    os.fchmod(fd, mode)
+
+
+def _finalise_entry(name: str, dir_fd: int) -> None:
+    """A received file becomes root's and 0644; a link or special file is removed
+    (directories are handled when the walk reaches them)."""
+    mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+    if stat.S_ISDIR(mode):
+        return
+    if not stat.S_ISREG(mode):
+        os.unlink(name, dir_fd=dir_fd)
+        return
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        _own(fd, 0o644)
+    finally:
+        os.close(fd)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from suanwang.cli.common import (
 
 data_app = typer.Typer(help="Datasets: upload, list, show, delete.", no_args_is_help=True)
 CHUNK = 1 << 20
+POLL_S = 0.5
 FORMATS = ("jsonl", "parquet", "text", "binary")
 
 
@@ -204,13 +206,16 @@ def show(
     st = state(ctx, as_json)
     with st.client() as api:
         d = _resolve(api, name)
+        transfers = api.call("GET", f"/api/v1/datasets/{segment(d['id'])}/transfers")
     if st.json:
-        emit_json(d)
+        emit_json(d | {"transfers": transfers})
         return
     say(f"{d['name']} ({d['id']}) of {d['tenant']}: {d['state']}, {d['format']}")
     say(f"{d['files']:,} file(s), {d['size_bytes']:,} bytes, created {when(d['created_at'])}")
     for r in d["replicas"]:
         say(f"replica in {r['region']}: {r['state']}")
+    for t in transfers[:5]:
+        _say_transfer(t)
     table = new_table("Manifest", ("Path", "Bytes", "SHA-256"), numbers=("Bytes",))
     manifest = d.get("manifest") or []
     for e in manifest[:50]:
@@ -218,6 +223,59 @@ def show(
     if len(manifest) > 50:
         table.caption = f"and {len(manifest) - 50} more (--json lists all)"
     out.print(table)
+
+
+@data_app.command("copy")
+def copy(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", show_default=False)],
+    to: Annotated[str, typer.Option("--to", help="the region to copy it to")],
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="follow it to the end")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Copy a dataset to another region, agent to agent (progress with rate and ETA)."""
+    st = state(ctx, as_json)
+    with st.client() as api:
+        transfer = api.call("POST", f"/api/v1/datasets/{segment(name)}/copy", json={"region": to})
+        if wait:
+            transfer = _follow(api, transfer, quiet=st.json)
+    if st.json:
+        emit_json(transfer)
+        return
+    _say_transfer(transfer)
+    if transfer["state"] == "failed":
+        raise CliError(f"transfer {transfer['id']} failed: {transfer['error']}")
+
+
+def _follow(api: ApiClient, transfer: dict[str, Any], *, quiet: bool) -> dict[str, Any]:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=out,
+        disable=quiet,
+    ) as bar:
+        label = f"{transfer['source_region']} -> {transfer['target_region']}"
+        task = bar.add_task(label, total=transfer["bytes_total"] or None)
+        while transfer["state"] in ("pending", "running"):
+            time.sleep(POLL_S)
+            transfer = api.call("GET", f"/api/v1/transfers/{segment(transfer['id'])}")
+            bar.update(task, completed=transfer["bytes_done"], total=transfer["bytes_total"])
+    return transfer
+
+
+def _say_transfer(t: dict[str, Any]) -> None:
+    done = f"{t['bytes_done']:,} of {t['bytes_total']:,} bytes"
+    rate = f", {t['rate_bytes_per_s'] / 1e6:,.1f} MB/s" if t["rate_bytes_per_s"] else ""
+    eta = f", ETA {t['eta_s']:.0f} s" if t.get("eta_s") else ""
+    resent = f", {t['chunks_resent']} chunk(s) re-sent" if t["chunks_resent"] else ""
+    error = f" ({t['error']})" if t["error"] else ""
+    say(
+        f"transfer {t['id']} {t['source_region']} -> {t['target_region']}: {t['state']}, "
+        f"{done}{rate}{eta}{resent}{error}"
+    )
 
 
 @data_app.command("delete")

@@ -138,6 +138,10 @@ def init(
         platform = build_platform(settings)
     say(f"database ready (data dir: {settings.data_dir.resolve()})")
     say(ensure_operator_key(platform, settings.operator_key_file.resolve()))
+    from suanwang.bootstrap import ensure_transfer_ca
+
+    ensure_transfer_ca(settings)
+    say("transfer CA ready (suanwang agents register issues agent certificates)")
     say(_init_fleet(platform, demo))
     if models and demo:
         from suanwang.services.demo import deploy_demo_models

@@ -40,6 +40,7 @@ class AuditResource(enum.StrEnum):
     DEPLOYMENT = "deployment"
     CLUSTER = "cluster"
     DATASET = "dataset"
+    AGENT = "agent"
 
 
 class AuditAction(enum.StrEnum):
@@ -64,6 +65,9 @@ class AuditAction(enum.StrEnum):
     DATASET_CREATE = "dataset.create"
     DATASET_SEAL = "dataset.seal"
     DATASET_DELETE = "dataset.delete"
+    DATASET_COPY = "dataset.copy"
+    AGENT_REGISTER = "agent.register"
+    AGENT_ROTATE = "agent.rotate"
     STORAGE_QUOTA_UPDATE = "storage-quota.update"
     ORPHAN_RUN = "cluster.orphan-run"
     """A run an engine holds that no live attempt owns: found, then cancelled."""
@@ -94,6 +98,9 @@ _RESOURCE_OF = {
     "dataset.create": AuditResource.DATASET,
     "dataset.seal": AuditResource.DATASET,
     "dataset.delete": AuditResource.DATASET,
+    "dataset.copy": AuditResource.DATASET,
+    "agent.register": AuditResource.AGENT,
+    "agent.rotate": AuditResource.AGENT,
     "storage-quota.update": AuditResource.TENANT,
 }
 

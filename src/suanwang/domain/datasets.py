@@ -106,6 +106,11 @@ class DatasetRecord:
         return next((r for r in self.replicas if r.region == region), None)
 
 
+def replica_path(tenant: str, dataset_id: str) -> str:
+    """A replica's directory relative to its region's storage root (agents speak these)."""
+    return f"tenants/{tenant}/datasets/{dataset_id}"
+
+
 def new_dataset_id() -> str:
     """A fresh dataset id such as ``ds-3f9c1a2b7d4e`` (also its directory name)."""
     return f"ds-{secrets.token_hex(6)}"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 import structlog
 
@@ -81,6 +82,13 @@ class TickReport:
     moved: list[str] = field(default_factory=list)
 
 
+class Stager(Protocol):
+    """Records the transfer a :class:`StageDataset` decision asks for, in the scheduling
+    transaction (:meth:`suanwang.services.transfers.Transfers.stage`)."""
+
+    def stage(self, uow: UnitOfWork, tenant: str, name: str, target: str) -> None: ...
+
+
 class ControlLoop:
     """Drives jobs from queued to a terminal state."""
 
@@ -93,8 +101,11 @@ class ControlLoop:
         after_reconcile: Sequence[Callable[[], None]] = (),
         benchmark_tenant: str | None = PUBLIC_TENANT,
         realloc_interval_s: float = 0.0,
+        stager: Stager | None = None,
     ) -> None:
         self._uows = uows
+        self._stager = stager
+        """Records a dataset transfer for a staging decision (None: the job just waits)."""
         self._backends = backends
         self._clock = clock
         self._catalogue = catalogue
@@ -151,7 +162,11 @@ class ControlLoop:
                     self._request_preemption(uow, decision, now)
                     continue
                 if isinstance(decision, StageDataset):
-                    continue  # transfers come with issue 14's engine; the job waits, "staging"
+                    if self._stager is not None:
+                        staged = by_id[decision.job]
+                        self._stager.stage(uow, staged.tenant, decision.dataset,
+                                           decision.target_region)  # fmt: skip
+                    continue
                 job = by_id[decision.job]
                 if isinstance(decision, Admit):
                     placed = _Placed(decision, backends[decision.cluster], names)

@@ -238,6 +238,12 @@ class Datasets:
                     field="dataset",
                     hint="cancel those jobs or wait for them to end, then delete",
                 )
+            if uow.datasets.transfers(dataset=dataset.id, active_only=True):
+                raise Conflict(
+                    f"dataset {dataset.name!r} is being copied to another region",
+                    field="dataset",
+                    hint="wait for the transfer to end (suanwang data show), then delete",
+                )
             uow.datasets.mark_deleted(dataset.id, now)
             audit.record(
                 uow,

@@ -22,6 +22,7 @@ from suanwang.services.fleet_file import parse_fleet_data, parse_fleet_yaml
 from suanwang.services.jobs import Jobs
 from suanwang.services.orphans import OrphanSweep
 from suanwang.services.tenancy import Tenancy
+from suanwang.services.transfers import Agents, Transfers
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,8 @@ class Platform:
     cluster_health: ClusterHealthCheck
     orphans: OrphanSweep
     datasets: Datasets
+    transfers: Transfers
+    agents: Agents
     local_nodes: tuple[dict[str, Any], ...] = ()
 
     def job_counts(self) -> dict[str, int]:

@@ -34,6 +34,7 @@ from suanwang.scheduler.snapshot import (
     WanLinkView,
 )
 from suanwang.services.cluster_health import placeable_clusters
+from suanwang.services.transfers import staging_regions
 
 
 def build_snapshot(
@@ -81,10 +82,13 @@ def build_snapshot(
     }
     speeds = chip_speeds(catalogue)
     datasets = dataset_refs(uow, queued)
+    staging = staging_of(uow, queued)
     return Snapshot(
         now=now,
         nodes=nodes,
-        pending=tuple(pending_job(j, learned, datasets.get(j.id)) for j in queued),
+        pending=tuple(
+            pending_job(j, learned, datasets.get(j.id), staging.get(j.id)) for j in queued
+        ),
         quotas=caps,
         usage=usage,
         running=tuple(running_jobs(uow, learned, speeds)),
@@ -148,8 +152,26 @@ def dataset_refs(uow: UnitOfWork, jobs: list[JobRecord]) -> dict[str, DatasetRef
     return refs
 
 
+def staging_of(uow: UnitOfWork, jobs: list[JobRecord]) -> dict[str, RegionName]:
+    """Job id -> the region its dataset is being staged to by the scheduler, if any."""
+    wanted = [j for j in jobs if j.spec.dataset is not None]
+    if not wanted:
+        return {}
+    targets = staging_regions(uow)
+    found: dict[str, RegionName] = {}
+    for job in wanted:
+        assert job.spec.dataset is not None
+        dataset = uow.datasets.by_name(job.tenant, job.spec.dataset)
+        if dataset is not None and dataset.id in targets:
+            found[job.id] = RegionName(targets[dataset.id])
+    return found
+
+
 def pending_job(
-    job: JobRecord, learned: SpeedBook | None = None, dataset: DatasetRef | None = None
+    job: JobRecord,
+    learned: SpeedBook | None = None,
+    dataset: DatasetRef | None = None,
+    staging_to: RegionName | None = None,
 ) -> PendingJob:
     """A queued job as the scheduler sees it (with its dataset's replicas, if it names one)."""
     spec, res = job.spec, job.spec.resources
@@ -173,6 +195,7 @@ def pending_job(
         speed=job_speeds(job, learned or NOTHING_LEARNED),
         serving=spec.workload is Workload.PLATFORM_ENGINE,
         dataset=dataset,
+        staging_to=staging_to,
     )
 
 

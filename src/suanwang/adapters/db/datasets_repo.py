@@ -6,7 +6,13 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from suanwang.adapters.db.tables import DatasetReplicaRow, DatasetRow, TenantRow
+from suanwang.adapters.db.tables import (
+    AgentRow,
+    DatasetReplicaRow,
+    DatasetRow,
+    TenantRow,
+    TransferRow,
+)
 from suanwang.domain.datasets import (
     DatasetFormat,
     DatasetRecord,
@@ -16,6 +22,12 @@ from suanwang.domain.datasets import (
     ReplicaState,
 )
 from suanwang.domain.errors import Conflict
+from suanwang.domain.transfers import (
+    AgentRecord,
+    TransferProgress,
+    TransferRecord,
+    TransferState,
+)
 
 D = DatasetRow
 
@@ -120,6 +132,68 @@ class DatasetRepository:
         query = update(DatasetRow).where(D.id == dataset_id)
         self._s.execute(query.values(metered_to=metered_to))
 
+    def add_transfer(self, transfer: TransferRecord) -> None:
+        t = transfer
+        self._s.add(
+            TransferRow(
+                id=t.id, dataset=t.dataset, source_region=t.source_region,
+                target_region=t.target_region, state=t.state.value, bytes_total=t.bytes_total,
+                bytes_done=t.bytes_done, rate_bytes_per_s=t.rate_bytes_per_s, eta_s=t.eta_s,
+                error=t.error, chunks_resent=t.chunks_resent, started_at=t.started_at,
+                ended_at=t.ended_at,
+            )
+        )  # fmt: skip
+        self._s.flush()
+
+    def transfer(self, transfer_id: str) -> TransferRecord | None:
+        row = self._s.get(TransferRow, transfer_id)
+        return None if row is None else _transfer(row)
+
+    def transfers(
+        self, *, dataset: str | None = None, active_only: bool = False
+    ) -> list[TransferRecord]:
+        query = select(TransferRow).order_by(TransferRow.started_at.desc(), TransferRow.id)
+        if dataset is not None:
+            query = query.where(TransferRow.dataset == dataset)
+        if active_only:
+            active = (TransferState.PENDING.value, TransferState.RUNNING.value)
+            query = query.where(TransferRow.state.in_(active))
+        return [_transfer(row) for row in self._s.scalars(query)]
+
+    def update_transfer(self, transfer_id: str, progress: TransferProgress) -> None:
+        p = progress
+        values = {
+            "state": p.state.value, "bytes_total": p.bytes_total, "bytes_done": p.bytes_done,
+            "rate_bytes_per_s": p.rate_bytes_per_s, "eta_s": p.eta_s,
+            "chunks_resent": p.chunks_resent, "error": p.error, "ended_at": p.ended_at,
+        }  # fmt: skip
+        self._s.execute(update(TransferRow).where(TransferRow.id == transfer_id).values(values))
+
+    def put_agent(self, agent: AgentRecord) -> None:
+        row = self._s.get(AgentRow, agent.name)
+        if row is None:
+            row = AgentRow(name=agent.name)
+            self._s.add(row)
+        row.region, row.address, row.cert_serial = agent.region, agent.address, agent.cert_serial
+        row.cert_not_after, row.registered_at = agent.cert_not_after, agent.registered_at
+        row.rotated_at = agent.rotated_at
+        self._s.flush()
+
+    def agents(self) -> list[AgentRecord]:
+        rows = self._s.scalars(select(AgentRow).order_by(AgentRow.region, AgentRow.name))
+        return [
+            AgentRecord(
+                r.name,
+                r.region,
+                r.address,
+                r.cert_serial,
+                r.cert_not_after,
+                r.registered_at,
+                r.rotated_at,
+            )
+            for r in rows
+        ]
+
     def _record(self, row: DatasetRow) -> DatasetRecord:
         replicas = self._s.scalars(
             select(DatasetReplicaRow)
@@ -150,3 +224,21 @@ class DatasetRepository:
 
 def _entry_dict(entry: ManifestEntry) -> dict[str, object]:
     return {"path": entry.path, "size_bytes": entry.size_bytes, "sha256": entry.sha256}
+
+
+def _transfer(row: TransferRow) -> TransferRecord:
+    return TransferRecord(
+        id=row.id,
+        dataset=row.dataset,
+        source_region=row.source_region,
+        target_region=row.target_region,
+        state=TransferState(row.state),
+        bytes_total=row.bytes_total,
+        bytes_done=row.bytes_done,
+        rate_bytes_per_s=row.rate_bytes_per_s,
+        eta_s=row.eta_s,
+        error=row.error,
+        chunks_resent=row.chunks_resent,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+    )

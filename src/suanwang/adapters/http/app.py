@@ -27,6 +27,7 @@ from suanwang.adapters.http.routers import (
     limits,
     models,
     tenants,
+    transfers,
 )
 from suanwang.adapters.http.routers.billing import router as billing_router
 from suanwang.adapters.http.schemas import Health, WhoAmI
@@ -64,6 +65,7 @@ def create_app(
     app.include_router(audit.router)
     app.include_router(external.router)
     app.include_router(datasets.router)
+    app.include_router(transfers.router)
     _system_routes(app, metrics)
     app.add_exception_handler(DomainError, problems.domain_error)
     app.add_exception_handler(RequestValidationError, problems.validation_error)

@@ -76,6 +76,13 @@ ROUTES: Final[dict[tuple[str, str], Rule]] = {
     ("PUT", "/api/v1/datasets/{dataset}/files"): Scope.TENANT_MEMBER,
     ("POST", "/api/v1/datasets/{dataset}/seal"): Scope.TENANT_MEMBER,
     ("DELETE", "/api/v1/datasets/{dataset}"): Scope.TENANT_MEMBER,
+    ("POST", "/api/v1/datasets/{dataset}/copy"): Scope.TENANT_MEMBER,
+    ("GET", "/api/v1/datasets/{dataset}/transfers"): Scope.READ_ONLY,
+    ("GET", "/api/v1/transfers/{transfer_id}"): Scope.READ_ONLY,
+    # transfer agents: only the operator registers them and holds their certificates
+    ("POST", "/api/v1/agents"): Scope.OPERATOR,
+    ("GET", "/api/v1/agents"): Scope.OPERATOR,
+    ("POST", "/api/v1/agents/{name}/rotate"): Scope.OPERATOR,
     ("GET", "/api/v1/tenants/{name}/storage"): Scope.READ_ONLY,
     ("PUT", "/api/v1/tenants/{name}/storage"): Scope.OPERATOR,
     # the audit log: the operator reads all, a tenant admin its own tenant's (services)
