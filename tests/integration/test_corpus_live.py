@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 from live_engines import CHAT, LiveEngines, missing_packages
 
-import suanwang
 from suanwang.adapters.backends.sandbox import probe_host, sandbox_refusal
 from suanwang.corpus.command import main
 from suanwang.domain.datasets import DatasetFormat
@@ -117,7 +116,6 @@ def test_cleaning_runs_as_a_sandboxed_job_on_a_dataset(live_engines: LiveEngines
     lines = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in DOCS)
     config = json.dumps(CONFIG).encode()
     upload(platform, who, "raw-corpus", {"raw/in.jsonl": lines.encode(), "clean.json": config})
-    code_root = str(Path(suanwang.__file__).resolve().parents[1])  # this checkout's code
     spec = JobSpec(
         name="clean-corpus",
         command=(
@@ -126,7 +124,7 @@ def test_cleaning_runs_as_a_sandboxed_job_on_a_dataset(live_engines: LiveEngines
             *("--score-with-model", CHAT),
         ),
         resources=Resources(chip="cpu", cluster="local"),
-        env=(("OPENAI_API_KEY", key), ("PYTHONPATH", code_root)),
+        env=(("OPENAI_API_KEY", key),),  # PYTHONPATH: the platform's code, by default
         network=JobNetwork.GATEWAY,
         max_runtime_s=600,
         dataset="raw-corpus",

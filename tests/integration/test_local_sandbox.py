@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+import suanwang
 from suanwang.adapters.backends.clocks import SystemClock
 from suanwang.adapters.backends.local import LocalBackend
 from suanwang.adapters.backends.local_limits import JobCgroups
@@ -137,6 +138,21 @@ def test_the_environment_holds_no_secret_of_the_control_plane(
     assert env["SUANWANG_CHECKPOINT_FILE"] == "/job/.checkpoint-1"
     assert env["SUANWANG_CHECKPOINT_DIR"] == "/job/checkpoints"
     assert env["SUANWANG_RESUME_COUNT"] == "0"
+
+
+def test_a_job_runs_the_platforms_own_code(backend: LocalBackend) -> None:
+    """Job programs of the platform (``python -m suanwang.corpus``) import the code the
+    platform runs, also from an editable install; a job's own PYTHONPATH wins."""
+    code = str(Path(suanwang.__file__).resolve().parents[1])
+    script = "import os, suanwang.corpus as c; print(c.__file__); print(os.environ['PYTHONPATH'])"
+    status, out = run(backend, "code", script)
+    assert status.state is AttemptState.SUCCEEDED, out
+    module, path = out.strip().splitlines()
+    assert module.startswith(code + "/suanwang/corpus/")
+    assert path == code
+    mine = "import os; print(os.environ['PYTHONPATH'])"
+    status, out = run(backend, "code2", mine, env=(("PYTHONPATH", "/job/lib"),))
+    assert (status.state, out.strip()) == (AttemptState.SUCCEEDED, "/job/lib")
 
 
 def test_a_job_reaches_nothing_on_the_hosts_network(backend: LocalBackend) -> None:

@@ -180,3 +180,21 @@ def test_public_surface() -> None:
         "normalize",
         "scrub",
     ]
+
+
+def test_cli_builds_the_job_command() -> None:
+    from suanwang.cli.client import CliError
+    from suanwang.cli.corpus import cleaner_command
+
+    argv = cleaner_command(["a.jsonl", "sub/b.parquet"], "out/x", "clean.toml", "m")
+    assert argv == [
+        *("python", "-m", "suanwang.corpus", "clean"),
+        *("--input", "/data/input/a.jsonl", "--input", "/data/input/sub/b.parquet"),
+        *("--output", "/job/out/x", "--config", "/data/input/clean.toml"),
+        *("--score-with-model", "m"),
+    ]
+    for bad in ("/etc/passwd", "../x", "a/../../x", ""):
+        with pytest.raises(CliError):
+            cleaner_command([bad], "out", None, None)
+    with pytest.raises(CliError):
+        cleaner_command(["a.jsonl"], "../escape", None, None)

@@ -21,6 +21,7 @@ from suanwang.cli.audit import audit
 from suanwang.cli.billing import bills_app, usage
 from suanwang.cli.client import DEFAULT_URL, CliError
 from suanwang.cli.common import JsonOpt, State, out, show_error
+from suanwang.cli.corpus import corpus_app
 from suanwang.cli.data import data_app
 from suanwang.cli.external import external_app
 from suanwang.cli.fleet import demo_app, fleet_app
@@ -45,6 +46,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(data_app, name="data")
 app.add_typer(agents_app, name="agents")
+app.add_typer(corpus_app, name="corpus")
 models_app.add_typer(external_app, name="external")
 app.add_typer(models_app, name="models")
 app.add_typer(deployments_app, name="deployments")

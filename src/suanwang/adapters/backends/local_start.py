@@ -135,7 +135,7 @@ class Preparer:
             JOB_AREA,
             request.env,
             self._platform_env(request),
-            self._gateway_env() if gateway else None,
+            self._tenant_defaults(gateway),
         )
         relay = run_dir / RELAY_DIR
         confinement = Confinement(
@@ -176,6 +176,12 @@ class Preparer:
                 "uid": relay_uid,
             }
         return payload
+
+    def _tenant_defaults(self, gateway: bool) -> dict[str, str]:
+        """What a sandboxed job's own env may override: ``PYTHONPATH`` to the platform's code
+        (so ``python -m suanwang.corpus`` runs the code the platform runs, also when the
+        editable install's path is not the one bound), ``OPENAI_BASE_URL`` for the gateway."""
+        return {"PYTHONPATH": self._code_root, **(self._gateway_env() if gateway else {})}
 
     def _gateway_env(self) -> dict[str, str]:
         """``OPENAI_BASE_URL`` for a ``gateway`` job (its own env may override it)."""
