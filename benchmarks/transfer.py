@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -107,6 +108,7 @@ class Bench:
         self.dst_root.mkdir(parents=True, exist_ok=True)
         self.size_mib = size_mib
         self.servers: list[subprocess.Popen[bytes]] = []
+        self.agents: list[AgentProcess] = []
         self.pki = Pki(work / "pki")
         self.control = self.pki.identity("control", "control", hosts=[])
 
@@ -178,13 +180,15 @@ class Bench:
             "nx", self.dst_root, self.pki.identity("a-nx", "agent", [NX]), 7700, netns="nx", host=NX
         )
         for agent, ns in ((self.sh_agent, "sh"), (self.nx_agent, "nx")):
+            self.agents.append(agent)
             agent.start()
             NetNs(ns).call(agent.wait_ready, self.control)
         time.sleep(1.0)
 
     def stop_servers(self) -> None:
-        for agent in (self.sh_agent, self.nx_agent):
+        for agent in self.agents:
             agent.stop()
+        self.agents.clear()
         for proc in self.servers:
             proc.terminate()
             try:
@@ -351,6 +355,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "scp": bench.scp,
     }
     results: list[Result] = []
+    failures: list[dict[str, Any]] = []
     bed = WanTestbed(work / "xfer", delay)
     try:
         for rtt in args.rtt:
@@ -358,31 +363,42 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"skipping RTT {rtt} ms: {why}")
                 continue
             print(bed.up(args.rate, rtt))
-            bench.start_servers()
             try:
+                bench.start_servers()
                 for i in range(args.runs):
                     for tool in args.tools:
                         dst = bench.fresh_dst(f"dst-{tool}-{rtt}-{i}")
                         load = os.getloadavg()[0]
-                        seconds, cpu = methods[tool](dst, f"b-{rtt}-{i}")
-                        got = tree_bytes(dst)
-                        if got != total:
-                            raise RuntimeError(f"{tool}: {got} bytes arrived, {total} sent")
+                        try:
+                            seconds, cpu = methods[tool](dst, f"b-{rtt}-{i}")
+                            got = tree_bytes(dst)
+                            if got != total:
+                                raise RuntimeError(f"{got} bytes arrived, {total} sent")
+                        except (RuntimeError, TimeoutError, OSError) as exc:
+                            failures.append(
+                                {"tool": tool, "rtt_ms": rtt, "run": i, "error": str(exc)}
+                            )
+                            print(f"rtt {rtt:3d} run {i} {tool:10s} FAILED: {exc}")
+                            bench.clean_dst(dst)
+                            continue
                         r = Result(tool, rtt, i, seconds, total, cpu, load)
                         results.append(r)
                         print(
                             f"rtt {rtt:3d} run {i} {tool:10s} {seconds:6.2f}s "
                             f"{r.fraction(args.rate_bps):.3f} of link  cpu {cpu:6.2f}s  "
-                            f"load {load:.1f}"
+                            f"load {load:.1f}",
+                            flush=True,
                         )
                         bench.clean_dst(dst)
+                        partial = summarise(results, args, total) | {"failures": failures}
+                        write(partial, REPO / "benchmarks" / "results", args.out)
             finally:
                 bench.stop_servers()
                 bed.down()
     finally:
         bed.down()
         shutil.rmtree(work, ignore_errors=True)
-    return summarise(results, args, total)
+    return summarise(results, args, total) | {"failures": failures}
 
 
 def summarise(results: list[Result], args: argparse.Namespace, total: int) -> dict[str, Any]:
@@ -437,10 +453,13 @@ def write(out: dict[str, Any], results_dir: Path, stem: str) -> None:
             f"{r['median_fraction']:.3f} | {', '.join(f'{f:.3f}' for f in r['fractions'])} | "
             f"{r['median_seconds']} | {r['cpu_s_per_gb']} | {', '.join(map(str, r['load1']))} |"
         )
+    for f in out.get("failures", []):
+        lines.append(f"\nFailed: {f['tool']} at {f['rtt_ms']} ms, run {f['run']}: {f['error']}")
     (results_dir / f"{stem}.md").write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks (testbed down)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size-mib", type=int, default=2048)
     p.add_argument("--runs", type=int, default=3)

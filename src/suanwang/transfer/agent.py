@@ -2,7 +2,7 @@
 
 Each accepted connection completes a TLS 1.3 handshake against the CA, then is served by
 its peer's role: a ``control`` certificate may push, query, cancel and read manifests; an
-``agent`` certificate may send data (OPEN/JOIN/CHUNK/SYNC/FINISH/ABORT). One thread per
+``agent`` certificate may send data (OPEN/JOIN/CHUNK/FINISH/ABORT). One thread per
 connection; the bytes move in the data handlers (receiver side) and in :class:`PushJob`
 threads (sender side).
 """
@@ -10,6 +10,7 @@ threads (sender side).
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import socket
 import ssl
@@ -27,7 +28,7 @@ from suanwang.transfer.journal import Journal, replay
 from suanwang.transfer.paths import PathRefused, check_relative, confine
 from suanwang.transfer.plan import FileEntry, encode_ids, make_plan, plan_digest
 from suanwang.transfer.ratelimit import TokenBucket
-from suanwang.transfer.receiver import ReceiveError, ReceiverTransfer, StreamAcks
+from suanwang.transfer.receiver import ReceiveError, ReceiverTransfer
 from suanwang.transfer.sender import PushFailed, PushJob, PushRequest
 from suanwang.transfer.source import SourceError, manifest
 from suanwang.transfer.status import TRANSFER_ID, PushOptions, TransferState
@@ -235,74 +236,87 @@ class Agent:
 
     # --- data plane ----------------------------------------------------------------------
     def _serve_data(self, sock: ssl.SSLSocket) -> None:
-        transfer: ReceiverTransfer | None = None
-        stream = StreamAcks()
-        buf = bytearray()
+        """OPEN (then this connection is the ack channel), JOIN (then CHUNKs, or FINISH),
+        ABORT. Every refusal is an ERROR frame; chunk errors also go to the ack channel."""
         try:
-            while True:
-                try:
-                    frame = wire.recv(sock, buf)
-                except wire.PeerClosed:
-                    return
-                if frame.kind is wire.Kind.CHUNK and transfer is not None:
-                    if isinstance(frame.payload, bytearray):
-                        buf = frame.payload
-                    transfer.accept(int(frame.meta["id"]), str(frame.meta["b3"]), buf, stream)
-                    self._replies(sock, transfer, stream)
-                elif frame.kind is wire.Kind.SYNC and transfer is not None:
-                    transfer.wait_committed(stream)
-                    self._replies(sock, transfer, stream)
-                    wire.send(sock, wire.Kind.SYNCED)
-                else:
-                    transfer = self._data_request(sock, frame, transfer)
+            frame = wire.recv(sock)
+            if frame.kind is wire.Kind.OPEN:
+                self._hold_channel(sock, self._open_transfer(frame.meta))
+            elif frame.kind is wire.Kind.JOIN:
+                transfer = self._receiver(
+                    _text(frame.meta, "transfer_id"), _text(frame.meta, "digest")
+                )
+                wire.send(sock, wire.Kind.OK, {})
+                self._serve_stream(sock, transfer)
+            elif frame.kind is wire.Kind.ABORT:
+                self._abort(_text(frame.meta, "transfer_id"))
+                wire.send(sock, wire.Kind.OK, {})
+            else:
+                raise BadRequest("bad_request", f"{frame.kind.name} not allowed here")
+        except wire.PeerClosed:
+            return
         except ReceiveError as exc:
             log.warning("receive_failed", code=exc.code, error=str(exc))
             wire.error(sock, exc.code, str(exc))
         except (BadRequest, PathRefused, KeyError, ValueError, TypeError) as exc:
             wire.error(sock, "bad_request", str(exc))
 
-    def _replies(self, sock: ssl.SSLSocket, transfer: ReceiverTransfer, stream: StreamAcks) -> None:
-        ready, nacks = transfer.take_replies(stream)
-        if ready:
-            wire.send(sock, wire.Kind.ACK, {"ids": encode_ids(ready)})
-        for cid, reason in nacks:
-            wire.send(sock, wire.Kind.NACK, {"id": cid, "reason": reason})
+    def _hold_channel(self, sock: ssl.SSLSocket, transfer: ReceiverTransfer) -> None:
+        """Answer OPEN, then lend the connection to the transfer's committer (which only
+        writes on it) until the sender closes it or another session replaces it."""
+        wire.send(
+            sock,
+            wire.Kind.OK,
+            {
+                "acked": encode_ids(transfer.acked),
+                "done": transfer.done,
+                "duplicate_acked_arrivals": transfer.duplicate_acked_arrivals,
+            },
+        )
+        if transfer.done:
+            return
+        released = transfer.attach_channel(sock)
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+        while not released.is_set():
+            if poller.poll(500):
+                transfer.detach_channel(sock)
+                return
 
-    def _data_request(
-        self, sock: ssl.SSLSocket, frame: wire.Frame, transfer: ReceiverTransfer | None
-    ) -> ReceiverTransfer | None:
-        if frame.kind is wire.Kind.OPEN:
-            transfer = self._open_transfer(frame.meta)
-            wire.send(
-                sock,
-                wire.Kind.OK,
-                {
-                    "acked": encode_ids(transfer.acked),
-                    "done": transfer.done,
-                    "duplicate_acked_arrivals": transfer.duplicate_acked_arrivals,
-                },
-            )
-        elif frame.kind is wire.Kind.JOIN:
-            transfer = self._receiver(_text(frame.meta, "transfer_id"), _text(frame.meta, "digest"))
-            wire.send(sock, wire.Kind.OK, {})
-        elif frame.kind is wire.Kind.FINISH and transfer is not None:
-            resend = transfer.finish([str(h) for h in frame.meta["sha256"]])
-            kind = wire.Kind.RESEND if resend else wire.Kind.OK
-            wire.send(
-                sock,
-                kind,
-                {"ids": resend, "duplicate_acked_arrivals": transfer.duplicate_acked_arrivals},
-            )
-        elif frame.kind is wire.Kind.ABORT:
-            tid = _text(frame.meta, "transfer_id")
-            with self._lock:
-                found = self._receivers.pop(tid, None)
-            if found is not None:
-                found.abort()
-            wire.send(sock, wire.Kind.OK, {})
-        else:
-            raise BadRequest("bad_request", f"{frame.kind.name} not allowed here")
-        return transfer
+    def _serve_stream(self, sock: ssl.SSLSocket, transfer: ReceiverTransfer) -> None:
+        buf = bytearray()
+        while True:
+            try:
+                frame = wire.recv(sock, buf)
+            except wire.PeerClosed:
+                return
+            if frame.kind is wire.Kind.CHUNK:
+                if isinstance(frame.payload, bytearray):
+                    buf = frame.payload
+                try:
+                    transfer.accept(int(frame.meta["id"]), str(frame.meta["b3"]), buf)
+                except ReceiveError as exc:
+                    transfer.fail(exc)
+                    raise
+            elif frame.kind is wire.Kind.FINISH:
+                resend = transfer.finish([str(h) for h in frame.meta["sha256"]])
+                kind = wire.Kind.RESEND if resend else wire.Kind.OK
+                wire.send(
+                    sock,
+                    kind,
+                    {
+                        "ids": resend,
+                        "duplicate_acked_arrivals": transfer.duplicate_acked_arrivals,
+                    },
+                )
+            else:
+                raise BadRequest("bad_request", f"{frame.kind.name} not allowed on a stream")
+
+    def _abort(self, tid: str) -> None:
+        with self._lock:
+            found = self._receivers.pop(tid, None)
+        if found is not None:
+            found.abort()
 
     def _open_transfer(self, meta: dict[str, Any]) -> ReceiverTransfer:
         tid = _text(meta, "transfer_id")

@@ -4,7 +4,9 @@ A chunk is acknowledged only after (1) its BLAKE3 matched the sender's, (2) its 
 were written to the staging file and ``fdatasync``'d, and (3) its id and hash were
 appended to the receiver journal with an ``fsync``. A committer thread does (2) and (3)
 for whatever accumulated during its previous round (group commit), so the fsync cost is
-shared by every stream. The journal is authoritative on resume: a re-opened transfer
+shared by every stream, then writes the ACK on the session's acknowledgement channel (the
+OPEN connection, written only by this side); data streams are only read, so a slow commit
+never stalls them. The journal is authoritative on resume: a re-opened transfer
 reports its acknowledged ids and the sender skips them.
 
 Whole-file SHA-256s are computed while the transfer runs, over each file's acknowledged
@@ -17,16 +19,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import ssl
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import blake3
 import structlog
 
+from suanwang.transfer import wire
 from suanwang.transfer.faults import Faults
 from suanwang.transfer.journal import Journal, fsync_dir, replay
-from suanwang.transfer.plan import ChunkPlan
+from suanwang.transfer.plan import ChunkPlan, encode_ids
 from suanwang.transfer.staging import FileHasher, Staging
 
 log = structlog.get_logger("suanwang.transfer.receiver")
@@ -41,19 +45,9 @@ class ReceiveError(Exception):
 
 
 @dataclass
-class StreamAcks:
-    """Per-connection acknowledgement bookkeeping (owned by the receiver's lock)."""
-
-    ready: list[int] = field(default_factory=list)
-    outstanding: int = 0
-    nacks: list[tuple[int, str]] = field(default_factory=list)
-
-
-@dataclass
 class _Pending:
     chunk: int
     digest: str
-    stream: StreamAcks
 
 
 class ReceiverTransfer:
@@ -82,6 +76,9 @@ class ReceiverTransfer:
         self._pending: list[_Pending] = []
         self._committing = 0
         self._closed = False
+        self._channel: ssl.SSLSocket | None = None
+        self._channel_released = threading.Event()
+        self._channel_lock = threading.Lock()
         self._journal_path = journal_path
         self._arrivals_path = journal_path.with_suffix(".arrivals")
         self._replay()
@@ -135,7 +132,7 @@ class ReceiverTransfer:
         self._journal.append([["plan", self.digest, self.transfer_id]], sync=True)
 
     # --- chunks --------------------------------------------------------------------------
-    def accept(self, chunk_id: int, digest: str, data: bytearray, stream: StreamAcks) -> None:
+    def accept(self, chunk_id: int, digest: str, data: bytearray) -> None:
         """Verify and stage one chunk; it is acknowledged once the committer journals it."""
         if not 0 <= chunk_id < len(self.plan.chunks):
             raise ReceiveError("bad_request", f"chunk {chunk_id} is not in the plan")
@@ -145,26 +142,61 @@ class ReceiverTransfer:
                 "bad_request", f"chunk {chunk_id} has {len(data)} bytes, not {chunk.size}"
             )
         with self._cond:
-            if chunk_id in self.acked:
+            already = chunk_id in self.acked
+            if already:
                 self.duplicate_acked_arrivals += 1
-                stream.ready.append(chunk_id)
-                Journal(self._arrivals_path).append([["dup", chunk_id]], sync=False)
-                log.warning("acked_chunk_received_again", transfer=self.transfer_id, chunk=chunk_id)
-                return
+        if already:
+            Journal(self._arrivals_path).append([["dup", chunk_id]], sync=False)
+            log.warning("acked_chunk_received_again", transfer=self.transfer_id, chunk=chunk_id)
+            self._send(wire.Kind.ACK, {"ids": encode_ids([chunk_id])})
+            return
         if self.faults.fire(self.faults.recv_flip, chunk_id):
             data[0] ^= 0xFF
         if blake3.blake3(data, max_threads=1).hexdigest() != digest:
-            with self._cond:
-                stream.nacks.append((chunk_id, "chunk hash mismatch after decryption"))
+            self._send(
+                wire.Kind.NACK, {"id": chunk_id, "reason": "chunk hash mismatch after decryption"}
+            )
             return
         try:
             self.staging.write(chunk, memoryview(data))
         except OSError as exc:
             raise ReceiveError("enospc" if exc.errno == 28 else "io", f"write: {exc}") from exc
         with self._cond:
-            stream.outstanding += 1
-            self._pending.append(_Pending(chunk_id, digest, stream))
+            self._pending.append(_Pending(chunk_id, digest))
             self._cond.notify_all()
+
+    # --- the acknowledgement channel -----------------------------------------------------
+    def attach_channel(self, sock: ssl.SSLSocket) -> threading.Event:
+        """Make ``sock`` (the session's OPEN connection) the channel acks are written to."""
+        with self._channel_lock:
+            self._release_locked()
+            self._channel = sock
+            self._channel_released = threading.Event()
+            return self._channel_released
+
+    def detach_channel(self, sock: ssl.SSLSocket) -> None:
+        with self._channel_lock:
+            if self._channel is sock:
+                self._release_locked()
+
+    def _release_locked(self) -> None:
+        self._channel = None
+        self._channel_released.set()
+
+    def _send(self, kind: wire.Kind, meta: dict[str, object]) -> None:
+        """Write one frame on the channel; without one (the sender left) it is dropped."""
+        with self._channel_lock:
+            if self._channel is None:
+                return
+            try:
+                wire.send(self._channel, kind, meta)
+            except OSError as exc:
+                log.info("ack_channel_lost", transfer=self.transfer_id, error=str(exc))
+                self._release_locked()
+
+    def fail(self, error: ReceiveError) -> None:
+        """Tell the sender why its stream is being closed."""
+        self._send(wire.Kind.ERROR, {"code": error.code, "message": str(error), "field": None})
 
     def _commit_loop(self) -> None:
         while True:
@@ -179,10 +211,8 @@ class ReceiverTransfer:
                 self._commit(batch)
             except OSError as exc:
                 log.error("commit_failed", transfer=self.transfer_id, error=str(exc))
-                with self._cond:
-                    for p in batch:
-                        p.stream.outstanding -= 1
-                        p.stream.nacks.append((p.chunk, f"commit failed: {exc}"))
+                code = "enospc" if exc.errno == 28 else "io"
+                self.fail(ReceiveError(code, f"commit: {exc}"))
             finally:
                 with self._cond:
                     self._committing -= 1
@@ -195,8 +225,7 @@ class ReceiverTransfer:
         with self._cond:
             for p in batch:
                 self.acked[p.chunk] = p.digest
-                p.stream.outstanding -= 1
-                p.stream.ready.append(p.chunk)
+        self._send(wire.Kind.ACK, {"ids": encode_ids(p.chunk for p in batch)})
         for p in batch:
             if self.faults.fire(self.faults.disk_flip, p.chunk):
                 self.staging.flip_byte(self.plan.chunks[p.chunk])
@@ -210,17 +239,6 @@ class ReceiverTransfer:
                 break
             upto = end
         self._hashers[file].advance(upto)
-
-    def wait_committed(self, stream: StreamAcks) -> None:
-        with self._cond:
-            while stream.outstanding > 0:
-                self._cond.wait()
-
-    def take_replies(self, stream: StreamAcks) -> tuple[list[int], list[tuple[int, str]]]:
-        with self._cond:
-            ready, stream.ready = stream.ready, []
-            nacks, stream.nacks = stream.nacks, []
-            return ready, nacks
 
     # --- finish --------------------------------------------------------------------------
     def finish(self, sha256: list[str]) -> list[int]:
@@ -271,6 +289,8 @@ class ReceiverTransfer:
         fsync_dir(self.dst.parent)
         self._journal.append([["done"]], sync=True)
         self.done = True
+        with self._channel_lock:
+            self._release_locked()
         log.info("transfer_installed", transfer=self.transfer_id, bytes=self.plan.total_bytes)
 
     def abort(self) -> None:
@@ -283,5 +303,7 @@ class ReceiverTransfer:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+        with self._channel_lock:
+            self._release_locked()
         self._journal.close()
         self.staging.close()

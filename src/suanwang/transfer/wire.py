@@ -30,14 +30,12 @@ class Kind(enum.IntEnum):
     OPEN = 10
     JOIN = 11
     CHUNK = 12
-    SYNC = 13
     FINISH = 14
     ABORT = 15
     # replies
     OK = 20
     ACK = 21
     NACK = 22
-    SYNCED = 23
     RESEND = 24
     ERROR = 30
 
