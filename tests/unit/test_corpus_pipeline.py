@@ -198,3 +198,27 @@ def test_cli_builds_the_job_command() -> None:
             cleaner_command([bad], "out", None, None)
     with pytest.raises(CliError):
         cleaner_command(["a.jsonl"], "../escape", None, None)
+
+
+def test_records_are_read_lazily(tmp_path: Path) -> None:
+    """The reader streams: documents before a bad line arrive before the error does."""
+    from suanwang.corpus.records import CorpusInputError, RecordFormat, read_docs
+
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "one"}\n{"text": "two"}\nbroken\n', encoding="utf-8")
+    items = read_docs([source], RecordFormat())
+    assert [next(items).doc.text, next(items).doc.text] == ["one", "two"]  # type: ignore[union-attr]
+    with pytest.raises(CorpusInputError, match=r"in\.jsonl:3"):
+        next(items)
+
+
+def test_an_unwritable_output_exits_1_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", [{"text": EN}])
+    blocker = tmp_path / "out"
+    blocker.write_text("a file where the output directory should be")
+    assert main(["clean", "--input", str(source), "--output", str(blocker)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: writing {blocker} failed")
+    assert err.count("\n") == 1

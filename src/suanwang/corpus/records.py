@@ -58,7 +58,11 @@ def read_docs(paths: list[Path], fmt: RecordFormat) -> Iterator[ReadItem]:
 
 
 def _jsonl(path: Path, fmt: RecordFormat) -> Iterator[ReadItem]:
-    with path.open("rb") as stream:
+    try:
+        opened = path.open("rb")
+    except OSError as exc:
+        raise CorpusInputError(f"{path}: cannot read it ({exc.strerror})") from exc
+    with opened as stream:
         for number, raw in enumerate(stream, start=1):
             if not raw.strip():
                 continue
