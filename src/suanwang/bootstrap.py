@@ -31,6 +31,9 @@ from suanwang.adapters.db.usage_ledger import SqlUsageLedger
 from suanwang.adapters.http.app import create_app
 from suanwang.adapters.http.follow import FollowSlots
 from suanwang.adapters.journal import JournaledUsageSink
+from suanwang.adapters.knowledge.embedder import GatewayEmbedder
+from suanwang.adapters.knowledge.parse import SandboxedParser
+from suanwang.adapters.knowledge.store import SqliteKnowledgeIndex
 from suanwang.adapters.transfer_plane import AgentClients, TransferCA
 from suanwang.config import Settings
 from suanwang.domain.errors import ValidationError
@@ -62,6 +65,7 @@ from suanwang.services.deployments import Deployments
 from suanwang.services.external import ExternalEndpoints
 from suanwang.services.identities import TenantUidAllocator
 from suanwang.services.jobs import Jobs
+from suanwang.services.knowledge import KnowledgeBases
 from suanwang.services.limits import GatewayLimits
 from suanwang.services.metering import ComputeMeter
 from suanwang.services.models import default_models
@@ -160,6 +164,13 @@ def build_platform(
         datasets=Datasets(uows, clock, files, settings.storage_quota_bytes),
         transfers=transfers,
         agents=agents,
+        knowledge=KnowledgeBases(
+            SqliteKnowledgeIndex(settings.data_dir / "knowledge.db"),
+            SandboxedParser(),
+            GatewayEmbedder(f"http://127.0.0.1:{settings.gateway_port}"),
+            clock,
+            {name: spec.kind for name, spec in default_models().items()},
+        ),
         local_nodes=tuple(local_nodes()),
     )
 

@@ -28,6 +28,13 @@ from suanwang.domain.deployments import (
 from suanwang.domain.external import ExternalChange, ExternalEndpoint
 from suanwang.domain.fleet import ClusterSpec, NodeSpec, RegionSpec, WanLinkSpec
 from suanwang.domain.jobs import AttemptState, JobState
+from suanwang.domain.knowledge import (
+    ChunkDraft,
+    DocumentRecord,
+    Hit,
+    KnowledgeBase,
+    MediaType,
+)
 from suanwang.domain.limits import KeyLimits, Limits, Reservation, TenantLimits
 from suanwang.domain.metering import AttemptSpan
 from suanwang.domain.records import (
@@ -794,4 +801,65 @@ class AgentAuthority(Protocol):
 
     def issue_agent(self, name: str, host: str) -> IssuedCert:
         """A fresh certificate and key for agent ``name`` reached at ``host``."""
+        ...
+
+
+class KnowledgeIndex(Protocol):
+    """Knowledge bases, their documents and the chunk index (vector and keyword).
+
+    Tenancy is the service's business: the index stores the tenant and filters by it
+    only where asked. ``put_document`` replaces a document and all its chunks in one
+    transaction: a reader sees the old chunks or the new ones, never half of either."""
+
+    def create_base(self, kb: KnowledgeBase) -> None: ...
+
+    def bases(self, tenant: str | None) -> list[KnowledgeBase]:
+        """The tenant's knowledge bases (None: every tenant's), by name."""
+        ...
+
+    def base(self, kb_id: str) -> KnowledgeBase | None: ...
+
+    def base_named(self, tenant: str, name: str) -> KnowledgeBase | None: ...
+
+    def delete_base(self, kb_id: str) -> None: ...
+
+    def documents(self, kb_id: str) -> list[DocumentRecord]: ...
+
+    def document(self, kb_id: str, doc_id: str) -> DocumentRecord | None: ...
+
+    def document_named(self, kb_id: str, name: str) -> DocumentRecord | None: ...
+
+    def put_document(self, doc: DocumentRecord, chunks: Sequence[ChunkDraft]) -> None: ...
+
+    def delete_document(self, kb_id: str, doc_id: str) -> None: ...
+
+    def search_vector(
+        self, kb_ids: Sequence[str], vector: Sequence[float], limit: int
+    ) -> list[Hit]:
+        """The ``limit`` chunks nearest by cosine similarity (score = 1 - cosine distance)."""
+        ...
+
+    def search_keyword(self, kb_ids: Sequence[str], query: str, limit: int) -> list[Hit]:
+        """The ``limit`` best chunks by BM25 over Chinese-segmented text (score = -bm25)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Embedded:
+    vectors: list[list[float]]
+    prompt_tokens: int
+
+
+class Embedder(Protocol):
+    def embed(self, model: str, texts: Sequence[str], credential: str | None) -> Embedded:
+        """One vector per text from the platform's embedding deployment of ``model``,
+        called with the tenant's ``credential`` so the tokens are metered to that key.
+        Raises ``Unavailable`` when the model cannot answer."""
+        ...
+
+
+class DocumentParser(Protocol):
+    def parse(self, data: bytes, media_type: MediaType) -> str:
+        """The plain text of an untrusted file, parsed under time and memory limits.
+        Raises ``ValidationError`` (422) for a corrupt, hostile or empty file."""
         ...

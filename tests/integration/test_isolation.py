@@ -20,6 +20,7 @@ from suanwang.domain.datasets import DatasetFormat
 from suanwang.domain.tenancy import Principal, Scope
 from suanwang.domain.transfers import TransferRecord, TransferState, new_transfer_id
 from suanwang.services.external import ExternalSpec
+from suanwang.services.knowledge import KnowledgeBaseSpec, Upload
 from suanwang.services.platform import Platform
 
 PRINCIPALS = (
@@ -51,6 +52,8 @@ class World:
     fresh_dataset: Callable[[bool], str]
     fresh_transfer: Callable[[], str]
     fresh_agent: Callable[[], str]
+    fresh_kb: Callable[[], str]
+    fresh_doc: Callable[[], tuple[str, str]]
 
 
 @pytest.fixture
@@ -133,6 +136,13 @@ def world(settings: Settings, clock: Any) -> Iterator[World]:
         platform.agents.register(op, name, "r1", "127.0.0.1:7700")
         return name
 
+    def fresh_kb() -> str:
+        return platform.knowledge.create(a, KnowledgeBaseSpec(f"kb-{next(made)}")).id
+
+    def fresh_doc() -> tuple[str, str]:
+        kb = fresh_kb()
+        return kb, platform.knowledge.upload(a, kb, Upload("a.txt", b"alpha beta."), None).id
+
     with TestClient(app) as client:
         yield World(
             client,
@@ -145,6 +155,8 @@ def world(settings: Settings, clock: Any) -> Iterator[World]:
             fresh_dataset,
             fresh_transfer,
             fresh_agent,
+            fresh_kb,
+            fresh_doc,
         )
     platform.uows.engine.dispose()  # type: ignore[attr-defined]
 
@@ -396,6 +408,43 @@ MATRIX: dict[tuple[str, str], tuple[Callable[[World], str], Any, dict[str, int]]
     ),
     # the audit log: the operator reads it all, a tenant admin its own tenant's entries
     ("GET", "/api/v1/audit"): (lambda w: "/api/v1/audit", None, row(200, 200, 403, 403, 200, 403)),
+    # knowledge bases (tenant A's): tenant-owned, the operator has no tenant to create one in
+    ("POST", "/api/v1/knowledge-bases"): (
+        lambda w: "/api/v1/knowledge-bases",
+        "NEW_KB",
+        row(422, 201, 403, 403, 201, 403),
+    ),
+    ("GET", "/api/v1/knowledge-bases"): (lambda w: "/api/v1/knowledge-bases", None, EVERYONE_200),
+    ("GET", "/api/v1/knowledge-bases/{kb_id}"): (
+        lambda w: f"/api/v1/knowledge-bases/{w.fresh_kb()}",
+        None,
+        A_OBJECT_READ,
+    ),
+    ("DELETE", "/api/v1/knowledge-bases/{kb_id}"): (
+        lambda w: f"/api/v1/knowledge-bases/{w.fresh_kb()}",
+        None,
+        row(200, 200, 403, 403, 404, 403),
+    ),
+    ("POST", "/api/v1/knowledge-bases/{kb_id}/documents"): (
+        lambda w: f"/api/v1/knowledge-bases/{w.fresh_kb()}/documents",
+        "UPLOAD",
+        row(201, 201, 201, 403, 404, 404),
+    ),
+    ("GET", "/api/v1/knowledge-bases/{kb_id}/documents"): (
+        lambda w: f"/api/v1/knowledge-bases/{w.fresh_kb()}/documents",
+        None,
+        A_OBJECT_READ,
+    ),
+    ("DELETE", "/api/v1/knowledge-bases/{kb_id}/documents/{doc_id}"): (
+        lambda w: "/api/v1/knowledge-bases/{}/documents/{}".format(*w.fresh_doc()),
+        None,
+        row(200, 200, 200, 403, 404, 404),
+    ),
+    ("POST", "/api/v1/knowledge-bases/{kb_id}/retrieve"): (
+        lambda w: f"/api/v1/knowledge-bases/{w.fresh_kb()}/retrieve",
+        {"query": "alpha", "mode": "keyword"},
+        A_OBJECT_READ,
+    ),
 }
 
 
@@ -418,6 +467,11 @@ def call(world: World, principal: str, method: str, path: str, body: Any, n: int
                 "address": "127.0.0.1:7701"}  # fmt: skip
     if body == "NEW_DATASET":
         body = {"name": f"d-{principal.replace('_', '-')}-{n}", "format": "jsonl", "region": "r1"}
+    if body == "NEW_KB":
+        body = {"name": f"kb-{principal.replace('_', '-')}-{n}"}
+    if body == "UPLOAD":
+        files = {"file": ("doc.txt", b"some text.")}
+        return world.client.request(method, path, headers=headers, files=files)
     if isinstance(body, str):
         return world.client.request(method, path, headers=headers, content=body)
     return world.client.request(method, path, headers=headers, json=body)

@@ -139,15 +139,23 @@ class ApiClient:
         content: bytes | None = None,
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        files: dict[str, tuple[str, bytes]] | None = None,
     ) -> Any:
-        """Send one request and return the decoded JSON body (None when empty).
+        """Send one request and return the decoded JSON body (None when empty);
+        ``files`` sends a multipart body (field name -> file name and bytes).
 
         Raises:
             CliError: The server answered with an error, or could not be reached.
         """
         try:
             response = self._http.request(
-                method, path, json=json, content=content, params=params, headers=headers
+                method,
+                path,
+                json=json,
+                content=content,
+                params=params,
+                headers=headers,
+                files=files,
             )
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None

@@ -27,6 +27,7 @@ from suanwang.cli.external import external_app
 from suanwang.cli.fleet import demo_app, fleet_app
 from suanwang.cli.gateway import gateway
 from suanwang.cli.jobs import jobs_app
+from suanwang.cli.kb import kb_app
 from suanwang.cli.limits import key_limits, tenant_limits
 from suanwang.cli.models import deployments_app, models_app
 from suanwang.cli.sim import sim_app
@@ -47,6 +48,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(data_app, name="data")
 app.add_typer(agents_app, name="agents")
 app.add_typer(corpus_app, name="corpus")
+app.add_typer(kb_app, name="kb")
 models_app.add_typer(external_app, name="external")
 app.add_typer(models_app, name="models")
 app.add_typer(deployments_app, name="deployments")

@@ -20,6 +20,7 @@ from suanwang.services.external import ExternalEndpoints
 from suanwang.services.fleet import ApplyResult, apply_fleet, totals_of
 from suanwang.services.fleet_file import parse_fleet_data, parse_fleet_yaml
 from suanwang.services.jobs import Jobs
+from suanwang.services.knowledge import KnowledgeBases
 from suanwang.services.orphans import OrphanSweep
 from suanwang.services.tenancy import Tenancy
 from suanwang.services.transfers import Agents, Transfers
@@ -84,6 +85,7 @@ class Platform:
     datasets: Datasets
     transfers: Transfers
     agents: Agents
+    knowledge: KnowledgeBases
     local_nodes: tuple[dict[str, Any], ...] = ()
 
     def job_counts(self) -> dict[str, int]:

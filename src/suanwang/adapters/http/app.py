@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -16,7 +17,12 @@ from suanwang import __version__
 from suanwang.adapters.http import problems
 from suanwang.adapters.http.authz import rule_for
 from suanwang.adapters.http.follow import FollowSlots
-from suanwang.adapters.http.limits import BodySizeLimit, is_file_upload
+from suanwang.adapters.http.limits import (
+    UPLOAD_OVERHEAD_BYTES,
+    BodySizeLimit,
+    LargerBody,
+    is_file_upload,
+)
 from suanwang.adapters.http.responses import install_document, text_body
 from suanwang.adapters.http.routers import (
     audit,
@@ -24,6 +30,7 @@ from suanwang.adapters.http.routers import (
     external,
     fleet,
     jobs,
+    knowledge,
     limits,
     models,
     tenants,
@@ -33,6 +40,7 @@ from suanwang.adapters.http.routers.billing import router as billing_router
 from suanwang.adapters.http.schemas import Health, WhoAmI
 from suanwang.adapters.http.security import AuthorizedRoute, tag_request
 from suanwang.domain.errors import DomainError
+from suanwang.domain.knowledge import MAX_DOCUMENT_BYTES
 from suanwang.observability import Metrics
 from suanwang.services.platform import Platform
 
@@ -66,13 +74,25 @@ def create_app(
     app.include_router(external.router)
     app.include_router(datasets.router)
     app.include_router(transfers.router)
+    app.include_router(knowledge.router)
     _system_routes(app, metrics)
     app.add_exception_handler(DomainError, problems.domain_error)
     app.add_exception_handler(RequestValidationError, problems.validation_error)
     app.add_exception_handler(HTTPException, problems.http_error)
     app.middleware("http")(_measure(metrics))
     app.middleware("http")(tag_request)
-    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes, exempt=is_file_upload)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=max_body_bytes,
+        exempt=is_file_upload,
+        larger=(
+            LargerBody(
+                re.compile(knowledge.UPLOAD_PATH),
+                MAX_DOCUMENT_BYTES + UPLOAD_OVERHEAD_BYTES,
+                f"documents are limited to {MAX_DOCUMENT_BYTES} bytes: split the file",
+            ),
+        ),
+    )
     install_document(app)
     check_authorization_table(app)
     return app

@@ -87,6 +87,15 @@ ROUTES: Final[dict[tuple[str, str], Rule]] = {
     ("PUT", "/api/v1/tenants/{name}/storage"): Scope.OPERATOR,
     # the audit log: the operator reads all, a tenant admin its own tenant's (services)
     ("GET", "/api/v1/audit"): Scope.TENANT_ADMIN,
+    # knowledge bases: a tenant's own (ownership in services; others' are 404)
+    ("POST", "/api/v1/knowledge-bases"): Scope.TENANT_ADMIN,
+    ("GET", "/api/v1/knowledge-bases"): Scope.READ_ONLY,
+    ("GET", "/api/v1/knowledge-bases/{kb_id}"): Scope.READ_ONLY,
+    ("DELETE", "/api/v1/knowledge-bases/{kb_id}"): Scope.TENANT_ADMIN,
+    ("POST", "/api/v1/knowledge-bases/{kb_id}/documents"): Scope.TENANT_MEMBER,
+    ("GET", "/api/v1/knowledge-bases/{kb_id}/documents"): Scope.READ_ONLY,
+    ("DELETE", "/api/v1/knowledge-bases/{kb_id}/documents/{doc_id}"): Scope.TENANT_MEMBER,
+    ("POST", "/api/v1/knowledge-bases/{kb_id}/retrieve"): Scope.READ_ONLY,
 }
 
 DOC_ROUTES: Final = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
