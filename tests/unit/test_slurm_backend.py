@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import suanwang
 from suanwang.adapters.backends.sandbox import HostFacts
 from suanwang.adapters.backends.slurm import SlurmBackend
 from suanwang.adapters.backends.slurm_cli import Completed, SlurmCommandError, SlurmUnreachable
@@ -193,6 +194,10 @@ def test_sandbox_mode_submits_as_the_tenant_uid_inside_bubblewrap(tmp_path: Path
     assert run[0] == "/usr/bin/bwrap"
     assert "--unshare-net" in run
     assert run[-3:] == ["python", "-c", "print(1)"]
+    code = str(Path(suanwang.__file__).resolve().parents[1])  # job programs run from it
+    binds = [run[i + 1] for i, arg in enumerate(run) if arg == "--ro-bind"]
+    assert code in binds
+    assert f"PYTHONPATH={code}" in run
     work = tmp_path / "spool" / "j1" / "work"
     assert (work.stat().st_uid, oct(work.stat().st_mode & 0o777)) == (151000, "0o700")
     log = tmp_path / "spool" / "j1" / "1.log"

@@ -39,6 +39,7 @@ def run_argv(
     env = {
         "PATH": f"{sys.prefix}/bin:{JOB_PATH}",
         "HOME": JOB_AREA if uid is not None else str(work),
+        "PYTHONPATH": code_root,  # job programs (python -m suanwang.corpus); the job's env wins
         **dict(request.env),
         "SUANWANG_JOB_ID": request.job_id,
         "SUANWANG_ATTEMPT": str(request.attempt),
@@ -58,7 +59,7 @@ def run_argv(
             where = str(work.joinpath(*parts))
             command = ["/bin/sh", "-c", 'cd "$1" && shift && exec "$@"', "sh", where, *command]
         return job_argv(env, command, sandbox=None, nodes=nodes)
-    wanted = (sys.base_prefix, sys.prefix, *((code_root,) if engine else ()))
+    wanted = (sys.base_prefix, sys.prefix, code_root)  # the platform's code: read-only
     confinement = Confinement(
         uid=uid,
         work_dir=work,
