@@ -141,7 +141,6 @@ def build_platform(
                 _each(autoscaler.tick),
                 deployments.converge,
                 ComputeMeter(uows, clock).tick,
-                transfers.tick,
                 _each(agents.check),
             ),
             benchmark_tenant=settings.benchmark_tenant or None,
@@ -326,6 +325,8 @@ def build_app(settings: Settings, *, control: bool = True, clock: Clock | None =
             Periodic("external-health", platform.externals.check_health, settings.tick_s, _noop),
             Periodic("cluster-health", _each(platform.cluster_health.tick), settings.tick_s, _noop),
             Periodic("orphan-sweep", _each(platform.orphans.tick), settings.tick_s, _noop),
+            # its own thread: an agent that is slow to answer never holds up scheduling
+            Periodic("transfers", platform.transfers.tick, settings.tick_s, _noop),
         ]
         for thread in threads if control else []:
             thread.start()
