@@ -27,3 +27,13 @@ def test_sample_meets_the_acceptance_numbers(tmp_path: Path, sample: str) -> Non
     assert grades.passed() == [], grades.problems
     assert min(grades.pii_counts.values()) >= 50  # enough of each type to mean something
     assert grades.decoys_checked >= 100
+
+
+@pytest.mark.parametrize(("sample", "seed"), [("tuning", 1), ("heldout", 2)])
+def test_the_committed_samples_are_the_generators(tmp_path: Path, sample: str, seed: int) -> None:
+    import make_corpus
+
+    make_corpus.write(make_corpus.generate(seed), tmp_path / sample)
+    for suffix in (".jsonl", ".labels.jsonl"):
+        made = (tmp_path / f"{sample}{suffix}").read_bytes()
+        assert made == (DATA / f"{sample}{suffix}").read_bytes(), suffix
