@@ -25,7 +25,7 @@ from suanwang.services.platform import Platform
 router = APIRouter(prefix="/api/v1", route_class=AuthorizedRoute, tags=["datasets"])
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 PlatformDep = Annotated[Platform, Depends(current_platform)]
-WRITE_BATCH = 1 << 20
+WRITE_BATCH = 4 << 20
 """Bytes gathered from the request stream before one write to disk."""
 UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
@@ -170,14 +170,16 @@ async def upload_file(
     """Stores the body at ``path`` inside the dataset (replacing a file of that path)."""
     upload = await run_in_threadpool(platform.datasets.begin_file, principal, dataset, path)
     try:
-        pending = bytearray()
+        pending: list[bytes] = []
+        size = 0
         async for chunk in request.stream():
-            pending += chunk
-            if len(pending) >= WRITE_BATCH:
-                await run_in_threadpool(upload.write, bytes(pending))
-                pending.clear()
+            pending.append(chunk)
+            size += len(chunk)
+            if size >= WRITE_BATCH:
+                await run_in_threadpool(upload.write, b"".join(pending))
+                pending, size = [], 0
         if pending:
-            await run_in_threadpool(upload.write, bytes(pending))
+            await run_in_threadpool(upload.write, b"".join(pending))
     except BaseException:
         upload.abort()
         raise
