@@ -316,6 +316,7 @@ class Bench:
             in_ns(
                 "sh",
                 "scp",
+                "-O",  # the scp protocol (streams files); SFTP mode pays round trips per file
                 "-q",
                 "-r",
                 "-P",

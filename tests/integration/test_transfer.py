@@ -271,3 +271,36 @@ def test_eight_concurrent_transfers_all_verify(pair: Pair, dataset: Path) -> Non
         final = wait_state(pair.client, t, ENDED, 180)
         assert final.state is TransferState.VERIFIED, (t, final.error)
         assert tree_sha256(pair.nx.root / "many" / t) == want
+
+
+def test_caps_per_transfer_and_per_link_hold(pair: Pair) -> None:
+    """Two pushes to the same target share one link bucket; one push alone obeys its own cap."""
+    part = pair.sh.root / "part"
+    part.mkdir()
+    for name in ("big-1.bin", "big-2.bin"):  # 13 MiB + 9 MiB
+        shutil.copy(pair.sh.root / "ds" / name, part / name)
+    size = sum(p.stat().st_size for p in part.iterdir())
+    cap = 8 * MIB
+    t0 = time.monotonic()
+    for t in ("link-a", "link-b"):
+        pair.client.start_push(
+            t,
+            "part",
+            pair.nx.address,
+            f"lk/{t}",
+            PushOptions(chunk_size=MIB, link_max_bytes_per_s=cap),
+        )
+    for t in ("link-a", "link-b"):
+        assert wait_state(pair.client, t, ENDED, 60).state is TransferState.VERIFIED
+    both = time.monotonic() - t0
+    assert both >= 0.85 * 2 * size / cap  # the two shared the link's 8 MiB/s
+    t0 = time.monotonic()
+    pair.client.start_push(
+        "own-cap",
+        "part",
+        pair.nx.address,
+        "lk/own",
+        PushOptions(chunk_size=MIB, max_bytes_per_s=16 * MIB),
+    )
+    assert wait_state(pair.client, "own-cap", ENDED, 60).state is TransferState.VERIFIED
+    assert time.monotonic() - t0 >= 0.85 * size / (16 * MIB)

@@ -66,7 +66,8 @@ class Agent:
         self._lock = threading.Lock()
         self._jobs: dict[str, PushJob] = {}
         self._receivers: dict[str, ReceiverTransfer] = {}
-        self._links: dict[str, TokenBucket] = {}
+        # pushes to one target naming the same link cap share its bucket
+        self._links: dict[tuple[str, float], TokenBucket] = {}
         self._stop = threading.Event()
         self._hashes = HashCache(config.journal_dir / "sha256-cache.jsonl")
         self._listener: socket.socket | None = None
@@ -195,9 +196,8 @@ class Agent:
             journal = Journal(path)
             if not records:
                 journal.append([["start", request.to_json()]], sync=True)
-            link = self._links.setdefault(request.target, TokenBucket(0.0))
-            if request.options.link_max_bytes_per_s:
-                link.set_rate(request.options.link_max_bytes_per_s)
+            cap = request.options.link_max_bytes_per_s
+            link = self._links.setdefault((request.target, cap), TokenBucket(cap))
             try:
                 job = PushJob(
                     request, self.root, journal, self._client_ctx, link, acked, self._hashes

@@ -45,11 +45,6 @@ class TokenBucket:
                 return 0.0
             return -self._tokens / self.rate_bytes_per_s
 
-    def set_rate(self, rate_bytes_per_s: float) -> None:
-        with self._lock:
-            self.rate_bytes_per_s = rate_bytes_per_s
-            self.burst_bytes = rate_bytes_per_s / 10
-
 
 def throttle(
     buckets: list[TokenBucket], n: int, sleep: Callable[[float], None] = time.sleep

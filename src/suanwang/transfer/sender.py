@@ -260,11 +260,22 @@ class PushJob:
         if done:
             channel.close()
             return
+        t0 = time.monotonic()
         while True:
+            spare = _Spare(self._join)  # dialled now so FINISH costs one round trip, not four
             self._run_streams(channel, rtt_s)
-            sock = self._join()
-            resend = self._finish(sock)
-            sock.close()
+            log.info(
+                "push_all_acknowledged",
+                transfer=self.request.transfer_id,
+                seconds=round(time.monotonic() - t0, 2),
+            )
+            resend = self._finish_on(spare.take())
+            log.info(
+                "push_finished",
+                transfer=self.request.transfer_id,
+                resend=len(resend),
+                seconds=round(time.monotonic() - t0, 2),
+            )
             if not resend:
                 return
             self.flight.resend(resend)
@@ -273,6 +284,21 @@ class PushJob:
     def _reopen_channel(self) -> ssl.SSLSocket:
         channel, _, _ = self._open()
         return channel
+
+    def _finish_on(self, sock: ssl.SSLSocket | None) -> list[int]:
+        """FINISH on the spare connection; on a new one if it was lost meanwhile."""
+        if sock is not None:
+            try:
+                return self._finish(sock)
+            except SessionBroken:
+                log.info("spare_connection_lost", transfer=self.request.transfer_id)
+            finally:
+                sock.close()
+        sock = self._join()
+        try:
+            return self._finish(sock)
+        finally:
+            sock.close()
 
     def _finish(self, sock: ssl.SSLSocket) -> list[int]:
         while self._sha256 is None and self._sha_error is None:
@@ -424,6 +450,31 @@ class PushJob:
             if not self.flight.complete:
                 log.warning("ack_channel_broken", transfer=self.request.transfer_id, error=str(exc))
                 self.flight.stop()
+
+
+class _Spare:
+    """A connection dialled in the background (None if that failed)."""
+
+    def __init__(self, dial: Callable[[], ssl.SSLSocket]) -> None:
+        self._sock: ssl.SSLSocket | None = None
+        self._dial = dial
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._sock = self._dial()
+        except (SessionBroken, PushFailed) as exc:
+            log.info("spare_connection_failed", error=str(exc))
+
+    def take(self) -> ssl.SSLSocket | None:
+        self._thread.join()
+        return self._sock
+
+    def discard(self) -> None:
+        sock = self.take()
+        if sock is not None:
+            sock.close()
 
 
 def _shutdown(sock: ssl.SSLSocket) -> None:
