@@ -783,10 +783,17 @@ class TransferAgents(Protocol):
     """The control API of the agents (addresses are ``HOST:PORT``)."""
 
     def start_push(
-        self, source: str, transfer_id: str, src: str, target: str, dst: str
+        self,
+        source: str,
+        transfer_id: str,
+        src: str,
+        target: str,
+        dst: str,
+        link_bytes_per_s: float | None = None,
     ) -> TransferProgress:
         """Ask the agent at ``source`` to push ``src`` to ``dst`` at ``target`` (again:
-        resume). Paths are relative to the agents' storage roots."""
+        resume). Paths are relative to the agents' storage roots; ``link_bytes_per_s`` is
+        the WAN link's rate from the fleet (the agent sizes its streams from it)."""
         ...
 
     def status(self, source: str, transfer_id: str) -> TransferProgress: ...

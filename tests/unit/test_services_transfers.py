@@ -19,7 +19,8 @@ from suanwang.domain.datasets import (
     ManifestEntry,
     ReplicaState,
 )
-from suanwang.domain.fleet import RegionSpec
+from suanwang.domain.fleet import RegionSpec, WanLinkSpec
+from suanwang.domain.ids import RegionName
 from suanwang.domain.transfers import AgentRecord, TransferProgress, TransferState
 from suanwang.ports import AgentUnreachable
 from suanwang.services.transfers import Transfers
@@ -34,6 +35,7 @@ class FakeAgents:
     answers: list[TransferProgress | Exception] = field(default_factory=list)
     held: list[ManifestEntry] = field(default_factory=lambda: list(FILES))
     calls: list[tuple[str, ...]] = field(default_factory=list)
+    links: list[float | None] = field(default_factory=list)
 
     def _next(self) -> TransferProgress:
         answer = self.answers.pop(0)
@@ -42,9 +44,16 @@ class FakeAgents:
         return answer
 
     def start_push(
-        self, source: str, transfer_id: str, src: str, target: str, dst: str
+        self,
+        source: str,
+        transfer_id: str,
+        src: str,
+        target: str,
+        dst: str,
+        link_bytes_per_s: float | None = None,
     ) -> TransferProgress:
         self.calls.append(("push", source, transfer_id, src, target, dst))
+        self.links.append(link_bytes_per_s)
         return self._next()
 
     def status(self, source: str, transfer_id: str) -> TransferProgress:
@@ -75,6 +84,7 @@ def world() -> tuple[FakeDatabase, FakeClock, FakeAgents, FakeFiles, Transfers]:
             uow.datasets.put_agent(
                 AgentRecord(f"ag-{region}", region, f"{region}:7700", "1", 1e12, 0.0)
             )
+        uow.fleet.put_wan_link(WanLinkSpec(RegionName("nx"), RegionName("sh"), 8.0, 40.0, 1000.0))
         replica = DatasetReplica("ds-000000000001", "sh", ReplicaState.READY, "/s/sh/x", 0.0)
         uow.datasets.add(
             DatasetRecord(
@@ -136,6 +146,7 @@ def test_ready_only_after_the_agent_and_the_manifest_agree() -> None:
     rel = "tenants/acme/datasets/ds-000000000001"
     assert [c[0] for c in agents.calls] == ["push", "push", "status", "push", "status", "manifest"]
     assert agents.calls[0] == ("push", "sh:7700", tid, rel, "nx:7700", rel)
+    assert agents.links == [1e9] * 3  # the fleet's 8 Gbit/s link, for the agent's streams
 
 
 def test_a_manifest_that_differs_fails_the_transfer() -> None:

@@ -34,8 +34,8 @@ from suanwang.domain.transfers import (
 from suanwang.ports import AgentUnreachable, Clock, SecretBox
 from suanwang.transfer import pki
 from suanwang.transfer.client import AgentClient, AgentError, AgentUnavailable, Identity
+from suanwang.transfer.status import PushOptions, TransferStatus
 from suanwang.transfer.status import TransferState as AgentState
-from suanwang.transfer.status import TransferStatus
 
 CA_CERT = "transfer-ca.pem"
 CA_KEY = "transfer-ca.key.sealed"
@@ -105,9 +105,19 @@ class AgentClients:
         self._ca, self._timeout_s = ca, timeout_s
 
     def start_push(
-        self, source: str, transfer_id: str, src: str, target: str, dst: str
+        self,
+        source: str,
+        transfer_id: str,
+        src: str,
+        target: str,
+        dst: str,
+        link_bytes_per_s: float | None = None,
     ) -> TransferProgress:
-        return _progress(self._call(source, lambda c: c.start_push(transfer_id, src, target, dst)))
+        options = PushOptions()
+        if link_bytes_per_s:
+            options = PushOptions(link_rate_hint_bytes_per_s=link_bytes_per_s)
+        push = lambda c: c.start_push(transfer_id, src, target, dst, options)  # noqa: E731
+        return _progress(self._call(source, push))
 
     def status(self, source: str, transfer_id: str) -> TransferProgress:
         return _progress(self._call(source, lambda c: c.status(transfer_id)))

@@ -158,6 +158,10 @@ class Transfers:
             active = uow.datasets.transfers(active_only=True)
             agents = _agents_by_region(uow)
             datasets = {t.dataset: uow.datasets.get(t.dataset) for t in active}
+            links: dict[frozenset[str], float] = {
+                frozenset((str(w.region_a), str(w.region_b))): w.bandwidth_gbps * 1e9 / 8
+                for w in uow.fleet.wan_links()
+            }
         for transfer in active:
             dataset = datasets[transfer.dataset]
             if dataset is None or dataset.deleted_at is not None:
@@ -167,19 +171,26 @@ class Transfers:
             if source is None or target is None:
                 self._note(transfer, "no agent registered in one of the regions")
                 continue
-            self._advance(transfer, dataset, source.address, target.address)
+            link = links.get(frozenset((transfer.source_region, transfer.target_region)))
+            self._advance(transfer, dataset, source.address, target.address, link)
 
     def _advance(
-        self, transfer: TransferRecord, dataset: DatasetRecord, source: str, target: str
+        self,
+        transfer: TransferRecord,
+        dataset: DatasetRecord,
+        source: str,
+        target: str,
+        link_bytes_per_s: float | None,
     ) -> None:
         rel = replica_path(dataset.tenant, dataset.id)
+        push = (source, transfer.id, rel, target, rel, link_bytes_per_s)
         try:
             if transfer.state is TransferState.PENDING:
-                progress = self._agents.start_push(source, transfer.id, rel, target, rel)
+                progress = self._agents.start_push(*push)
             else:
                 progress = self._agents.status(source, transfer.id)
                 if progress.state is TransferState.PENDING:  # interrupted: resume
-                    progress = self._agents.start_push(source, transfer.id, rel, target, rel)
+                    progress = self._agents.start_push(*push)
             if progress.state is TransferState.VERIFIED:
                 progress = self._verify(dataset, target, rel, progress)
         except AgentUnreachable as exc:
