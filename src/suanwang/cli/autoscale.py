@@ -50,7 +50,7 @@ IdleOpt = Annotated[
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AutoscaleArgs:
     """The autoscaling options as typed on the command line (all optional)."""
 

@@ -124,15 +124,15 @@ def deploy(
     With --min-replicas, --max-replicas and one --target-*, the deployment scales with its
     demand (--replicas is then the starting count)."""
     scaling = AutoscaleArgs(
-        min_replicas,
-        max_replicas,
-        target_inflight,
-        target_ttft_p95_ms,
-        target_tokens_per_s,
-        scale_up_cooldown_s,
-        scale_down_cooldown_s,
-        idle_to_zero_s,
-        target_slo_ttft_p95_ms,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        inflight=target_inflight,
+        ttft_p95_ms=target_ttft_p95_ms,
+        tokens_per_s=target_tokens_per_s,
+        slo_ttft_p95_ms=target_slo_ttft_p95_ms,
+        up_cooldown_s=scale_up_cooldown_s,
+        down_cooldown_s=scale_down_cooldown_s,
+        idle_to_zero_s=idle_to_zero_s,
     )
     body = {
         "model": model,
@@ -187,15 +187,15 @@ def autoscale(
             dep = api.call("DELETE", path)
         else:
             scaling = AutoscaleArgs(
-                min_replicas,
-                max_replicas,
-                target_inflight,
-                target_ttft_p95_ms,
-                target_tokens_per_s,
-                scale_up_cooldown_s,
-                scale_down_cooldown_s,
-                idle_to_zero_s,
-                target_slo_ttft_p95_ms,
+                min_replicas=min_replicas,
+                max_replicas=max_replicas,
+                inflight=target_inflight,
+                ttft_p95_ms=target_ttft_p95_ms,
+                tokens_per_s=target_tokens_per_s,
+                slo_ttft_p95_ms=target_slo_ttft_p95_ms,
+                up_cooldown_s=scale_up_cooldown_s,
+                down_cooldown_s=scale_down_cooldown_s,
+                idle_to_zero_s=idle_to_zero_s,
             )
             dep = api.call("PUT", path, json=scaling.body())
     message = f"{dep['id']}: {autoscale_text(dep.get('autoscale'))}, {dep['replicas']} wanted"
