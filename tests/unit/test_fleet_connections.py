@@ -100,6 +100,9 @@ def test_each_engine_block_parses_into_its_typed_connection() -> None:
         ("ray: {}", "clusters[0].ray.address"),
         ("ray: {address: 'http://h:8265', token: x}", "clusters[0].ray.token"),
         ("ray: {address: 'http://h:8265', bwrap: bwrap}", "clusters[0].ray.bwrap"),
+        ("ray: {address: 'http://h:8265', worker_uid: 0}", "clusters[0].ray.worker_uid"),
+        ("ray: {address: 'http://h:8265', worker_uid: '1;x'}", "clusters[0].ray.worker_uid"),
+        ("kubernetes: {dataset_claim: '../host'}", "clusters[0].kubernetes.dataset_claim"),
         ("slurm: {partition: 'gpu;rm -rf /'}", "clusters[0].slurm.partition"),
         ("slurm: {partition: ''}", "clusters[0].slurm.partition"),
         ("slurm: {partition: p, account: 'a b'}", "clusters[0].slurm.account"),
@@ -140,6 +143,7 @@ def test_simulated_clusters_take_no_connection() -> None:
 CONNECTIONS = [
     RayConnection("https://ray.example:8265"),
     RayConnection("https://ray.example:8265", bwrap="/opt/bin/bwrap"),
+    RayConnection("https://ray.example:8265", worker_uid=1500),
     SlurmConnection("p", "acct", "qos", "/usr/bin", "http://127.0.0.1:6820"),
     KubernetesConnection(),
     KubernetesConnection(
@@ -150,6 +154,7 @@ CONNECTIONS = [
         node_selector=(("a", "b"), ("c", "d")),
         tolerations=(Toleration("k", "Equal", "v", "NoExecute"),),
         api_url="http://127.0.0.1:1",
+        dataset_claim="suanwang-storage",
         service_cidr="10.96.0.0/12",
     ),
 ]

@@ -2,8 +2,10 @@
 
 Layout (the platform chooses every path; a tenant names only paths *inside* a dataset)::
 
-    <storage root>/                          0700 (default: <data dir>/storage)
-      <region>/tenants/<tenant>/datasets/    0700 root: a job never sees these
+    <storage root>/<region>/tenants/         0711 root: search only, nobody lists them
+                                             (default root: <data dir>/storage)
+      <tenant>/datasets/                     0700 root (+ ``u:<job uid>:--x`` ACL entries
+                                             that Slurm submits add: dataset_access.py)
         <dataset id>/                        0755: what a job sees at /data/input, read-only
           <file path...>                     0644 files, 0755 directories, owned by root
         .incoming-<dataset id>/              0700: files being uploaded (never seen by jobs)
@@ -12,13 +14,15 @@ Writes never follow a symlink: every directory below the replica directory is cr
 and opened with ``O_NOFOLLOW`` relative to its parent's descriptor, and the final name is
 renamed into place relative to that descriptor; the resolved result must still lie under
 the storage root. The dataset directory is world-readable so that a sandboxed job's
-unprivileged uid can read it through its read-only bind mount; its parents stay 0700, so
-no other path of the host reaches it.
+unprivileged uid can read it through its read-only bind mount; a tenant's directory and its
+``datasets/`` stay 0700 (their group bits, the ACL mask when a Slurm job's uid was given
+search, are kept), so no other uid's path of the host reaches it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import secrets
@@ -29,6 +33,7 @@ from pathlib import Path
 from suanwang.domain.datasets import ManifestEntry
 from suanwang.domain.errors import ValidationError
 
+ACL_XATTR = "system.posix_acl_access"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -43,9 +48,13 @@ class LocalDatasetFiles:
 
     def create(self, region: str, tenant: str, dataset_id: str) -> str:
         parent = self._tenant_dir(region, tenant)
-        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._root.mkdir(mode=0o700, exist_ok=True)
-        self._root.chmod(0o700)
+        self._root.mkdir(mode=0o711, parents=True, exist_ok=True)
+        for searched in (self._root, self._root / region, self._root / region / "tenants"):
+            searched.mkdir(mode=0o711, exist_ok=True)
+            _set_mode(searched, 0o711)
+        for private in (parent.parent, parent):
+            private.mkdir(mode=0o700, exist_ok=True)
+            _keep_private(private)
         target = parent / dataset_id
         target.mkdir(mode=0o755, exist_ok=True)
         target.chmod(0o755)
@@ -72,7 +81,8 @@ class LocalDatasetFiles:
 
     def finalise(self, region: str, tenant: str, dataset_id: str) -> None:
         base = self._tenant_dir(region, tenant)
-        base.chmod(0o700)
+        _keep_private(base.parent)  # a transfer agent may have made them
+        _keep_private(base)
         target = base / dataset_id
         self._check_inside(target)
         for _, dirs, files, fd in os.fwalk(target, follow_symlinks=False):
@@ -183,6 +193,30 @@ class LocalFileSink:
         except BaseException:
             os.close(fd)
             raise
+
+
+def _set_mode(path: Path, mode: int) -> None:
+    if stat.S_IMODE(path.lstat().st_mode) != mode:
+        path.chmod(mode)
+
+
+def _keep_private(path: Path) -> None:
+    """0700; with an ACL (``dataset_access.py``) the group search bit is its mask and is
+    kept, or the search a Slurm/Ray job's uid was given would be taken back."""
+    mode = stat.S_IMODE(path.lstat().st_mode)
+    wanted = 0o700 | (mode & 0o010 if _has_acl(path) else 0)
+    if mode != wanted:
+        path.chmod(wanted)
+
+
+def _has_acl(path: Path) -> bool:
+    try:
+        os.getxattr(path, ACL_XATTR, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in (errno.ENODATA, errno.ENOTSUP):
+            return False
+        raise
+    return True
 
 
 def _is_dir_or_link(name: str, dir_fd: int) -> bool:

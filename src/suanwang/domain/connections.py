@@ -51,6 +51,9 @@ class RayConnection:
     bwrap: str = ""
     """Path of bubblewrap on the Ray nodes ("" = where the control plane finds it, else
     ``bwrap`` from the node's PATH): tenant jobs run inside it."""
+    worker_uid: int | None = None
+    """The uid Ray's workers run as on the nodes: a job's dataset directories are made
+    searchable by it before submit (its bubblewrap binds the replica as that uid)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +118,9 @@ class KubernetesConnection:
     """Overrides the kubeconfig's server URL (tests point it at a fake API server)."""
     hami: bool = False
     """The cluster shares cards through HAMi: pods ask for HAMi's device resources."""
+    dataset_claim: str = ""
+    """A PersistentVolumeClaim of the storage root in each tenant namespace: a job's
+    dataset replica is mounted from it read-only ("" = jobs cannot name datasets here)."""
     service_cidr: str = ""
     """The cluster's Service IP range (e.g. ``10.96.0.0/12``), for clusters whose API does
     not serve ServiceCIDR objects: a replica's ClusterIP must lie inside it."""
@@ -263,6 +269,12 @@ def _check_kube(conn: KubernetesConnection, where: str) -> None:
             field=f"{where}.kueue_queue",
             hint="name the Kueue LocalQueue, or choose job_api: kueue",
         )
+    if conn.dataset_claim and not _DNS_SUBDOMAIN.match(conn.dataset_claim):
+        raise ValidationError(
+            f"dataset_claim {conn.dataset_claim!r} is not a PersistentVolumeClaim name",
+            field=f"{where}.dataset_claim",
+            hint="a DNS-1123 subdomain: lower-case letters, digits, '-' and '.' (<= 253)",
+        )
     if conn.kueue_queue and not _DNS_SUBDOMAIN.match(conn.kueue_queue):
         raise ValidationError(
             f"kueue_queue {conn.kueue_queue!r} is not a LocalQueue name",
@@ -296,11 +308,12 @@ def _check_kube(conn: KubernetesConnection, where: str) -> None:
 
 def connection_data(connection: Connection) -> dict[str, Any]:
     """``{"<backend>": {field: value}}``: the fleet-file block, as plain JSON-able data
-    (a Ray block's unset ``bwrap`` is left out)."""
+    (a Ray block's unset ``bwrap`` and ``worker_uid`` are left out)."""
     block: dict[str, Any] = {}
     for f in fields(connection):
         value = getattr(connection, f.name)
-        if isinstance(connection, RayConnection) and f.name == "bwrap" and not value:
+        optional = isinstance(connection, RayConnection) and f.name in ("bwrap", "worker_uid")
+        if optional and not value:
             continue
         if isinstance(value, enum.Enum):
             value = value.value
@@ -326,7 +339,12 @@ def connection_from_data(data: Mapping[str, Any]) -> Connection:
     if not isinstance(block, Mapping):
         raise ValueError(f"the {backend!r} block is not a mapping")
     if backend == "ray":
-        return RayConnection(address=str(block["address"]), bwrap=str(block.get("bwrap", "")))
+        uid = block.get("worker_uid")
+        return RayConnection(
+            address=str(block["address"]),
+            bwrap=str(block.get("bwrap", "")),
+            worker_uid=int(uid) if uid is not None else None,
+        )
     if backend == "slurm":
         rest = {k: str(v) for k, v in block.items() if k != "tenants"}
         return SlurmConnection(**rest, tenants=slurm_tenants(block.get("tenants", {})))

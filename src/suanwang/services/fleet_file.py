@@ -71,6 +71,7 @@ class NodeGroupIn(_Strict):
 class RayIn(_Strict):
     address: str
     bwrap: str = ""
+    worker_uid: Annotated[int, Field(ge=1, le=4_294_967_294)] | None = None
 
 
 class SlurmTenantIn(_Strict):
@@ -105,6 +106,7 @@ class KubernetesIn(_Strict):
     tolerations: list[TolerationIn] = []
     api_url: str = ""
     hami: bool = False
+    dataset_claim: str = ""
     service_cidr: str = ""
 
 
@@ -205,7 +207,8 @@ def _connection(cluster: ClusterIn, index: int) -> Connection | None:
             hint="a cluster has one connection block, the one its backend names",
         )
     if cluster.ray is not None:
-        return RayConnection(address=cluster.ray.address, bwrap=cluster.ray.bwrap)
+        ray = cluster.ray
+        return RayConnection(address=ray.address, bwrap=ray.bwrap, worker_uid=ray.worker_uid)
     if cluster.slurm is not None:
         slurm = cluster.slurm.model_dump(exclude={"tenants"})
         tenants = {t: own.model_dump() for t, own in cluster.slurm.tenants.items()}
@@ -223,6 +226,7 @@ def _connection(cluster: ClusterIn, index: int) -> Connection | None:
         tolerations=tuple(Toleration(**t.model_dump()) for t in kube.tolerations),
         api_url=kube.api_url,
         hami=kube.hami,
+        dataset_claim=kube.dataset_claim,
         service_cidr=kube.service_cidr,
     )
 

@@ -69,6 +69,9 @@ class Agent:
         # pushes to one target naming the same link cap share its bucket
         self._links: dict[tuple[str, float], TokenBucket] = {}
         self._stop = threading.Event()
+        for private in (self.root / STAGING, config.journal_dir):  # the root may be 0711
+            private.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private.chmod(0o700)
         self._hashes = HashCache(config.journal_dir / "sha256-cache.jsonl")
         self._listener: socket.socket | None = None
 

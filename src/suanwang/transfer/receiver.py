@@ -17,6 +17,7 @@ that changed and asks for them alone. Only a fully verified transfer is renamed 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import ssl
@@ -282,7 +283,7 @@ class ReceiverTransfer:
     def _install(self) -> None:
         self.staging.create_empty()
         self.staging.close()
-        self.dst.parent.mkdir(parents=True, exist_ok=True)
+        _private_parents(self.dst)
         if self.dst.is_dir() and not any(self.dst.iterdir()):
             self.dst.rmdir()
         os.rename(self.staging.directory, self.dst)
@@ -307,3 +308,12 @@ class ReceiverTransfer:
             self._release_locked()
         self._journal.close()
         self.staging.close()
+
+
+def _private_parents(dst: Path) -> None:
+    """Create ``dst``'s missing ancestors 0700: the storage root above them can be searched
+    by job uids (docs/datasets.md), so nothing new may be listable or readable there."""
+    missing = [p for p in (dst.parent, *dst.parent.parents) if not p.exists()]
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=0o700)

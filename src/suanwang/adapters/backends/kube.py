@@ -34,6 +34,7 @@ from suanwang.adapters.backends.kube_render import (
     LABEL_JOB,
     MANAGED_SELECTOR,
     KubeRun,
+    dataset_volume,
     dns_label,
     namespace_manifest,
     namespace_of,
@@ -59,6 +60,7 @@ from suanwang.domain.connections import (
     connection_data,
     connection_from_data,
 )
+from suanwang.domain.datasets import DATASET_MOUNT
 from suanwang.domain.errors import DomainError
 from suanwang.domain.jobs import AttemptState
 from suanwang.domain.workloads import JobNetwork, Workload, job_area_parts
@@ -239,6 +241,8 @@ class KubernetesBackend:
         resources_of(request.chip)  # ValidationError for a chip without names
         nodes = tuple(dict.fromkeys(p.node for p in request.placements))
         env = run_env(request)
+        if request.dataset_dir is not None:
+            env["SUANWANG_DATASET_DIR"] = DATASET_MOUNT
         uid = self._tenant_uids.uid_for(request.tenant) if self._tenant_uids else 65534
         return KubeRun(
             name=dns_label(run_name(request.job_id, request.attempt), "name"),
@@ -256,6 +260,7 @@ class KubernetesBackend:
             max_runtime_s=request.max_runtime_s,
             uid=uid,
             grace_s=request.grace_s,
+            dataset=dataset_volume(connection, request.dataset_dir, request.tenant),
         )
 
     def _submit_replica(

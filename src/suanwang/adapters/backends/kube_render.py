@@ -17,6 +17,13 @@ no privilege escalation, every capability dropped, seccomp RuntimeDefault), with
 service-account token or service links, with the job's area (an ``emptyDir``) at
 :data:`~suanwang.domain.workloads.JOB_AREA`. Tenant text only ever lands in string *values*
 (env values, argv items, label values checked here), never in keys or names.
+
+A job that names a dataset gets its replica read-only at
+:data:`~suanwang.domain.datasets.DATASET_MOUNT`: the operator's PersistentVolumeClaim of
+the storage root (``kubernetes.dataset_claim``; a ``hostPath`` is not allowed under the
+restricted profile) mounted ``readOnly`` with ``subPath`` =
+``<region>/tenants/<tenant>/datasets/<id>``, the replica's directory only
+(:func:`dataset_sub_path` checks every part, so no path can leave it).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from typing import Any
 
 from suanwang.domain.chip_resources import resources_of
 from suanwang.domain.connections import KubeJobApi, KubernetesConnection
+from suanwang.domain.datasets import DATASET_MOUNT
 from suanwang.domain.errors import ValidationError
 from suanwang.domain.workloads import JOB_AREA
 from suanwang.ports import LaunchRequest
@@ -45,6 +53,8 @@ REPLICATED_JOB = "workers"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+_DATASET_ID = re.compile(r"^ds-[0-9a-f]{12}$")
+_STORAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 _DEFAULT_UID = 65534
 FINISHED_TTL_S = 7 * 86_400
 """How long a finished run's object (and its pods' logs) stays before Kubernetes deletes it."""
@@ -72,6 +82,58 @@ class KubeRun:
     """Inference replicas: the port the engine listens on (Service and container port)."""
     grace_s: float | None = None
     """The job's ``preemption_grace_s``: the pod's ``terminationGracePeriodSeconds``."""
+    dataset: DatasetVolume | None = None
+    """The job's dataset replica, mounted read-only at ``DATASET_MOUNT``."""
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetVolume:
+    """Where a job's dataset replica is: a claim of the storage root and the path in it."""
+
+    claim: str
+    sub_path: str
+
+
+def dataset_sub_path(dataset_dir: str, tenant: str) -> str:
+    """``<region>/tenants/<tenant>/datasets/<id>``: the replica's path relative to the
+    storage root, from the host path the platform chose (ValidationError if it is not
+    exactly that shape: no ``..``, no other tenant, nothing outside one dataset)."""
+    parts = dataset_dir.split("/")
+    tail = parts[-5:]
+    bad = (
+        not dataset_dir.startswith("/")
+        or len(parts) < 6
+        or any(p in ("", ".", "..") for p in parts[1:])
+        or not _STORAGE_NAME.fullmatch(tail[0])
+        or tail[1] != "tenants"
+        or tail[2] != tenant
+        or not _STORAGE_NAME.fullmatch(tail[2])
+        or tail[3] != "datasets"
+        or not _DATASET_ID.fullmatch(tail[4])
+    )
+    if bad:
+        raise ValidationError(
+            f"dataset replica {dataset_dir!r} is not a replica directory of tenant {tenant!r}",
+            field="dataset",
+            hint="replicas live at <storage root>/<region>/tenants/<tenant>/datasets/<id>",
+        )
+    return "/".join(tail)
+
+
+def dataset_volume(
+    connection: KubernetesConnection, dataset_dir: str | None, tenant: str
+) -> DatasetVolume | None:
+    """The volume of a job's dataset (None without one; ValidationError without a claim)."""
+    if dataset_dir is None:
+        return None
+    if not connection.dataset_claim:
+        raise ValidationError(
+            "this Kubernetes cluster has no dataset claim, so a job cannot get its dataset",
+            field="kubernetes.dataset_claim",
+            hint="set the name of a PersistentVolumeClaim of the storage root in each "
+            "tenant namespace (docs/backends.md)",
+        )
+    return DatasetVolume(connection.dataset_claim, dataset_sub_path(dataset_dir, tenant))
 
 
 def run_env(request: LaunchRequest) -> dict[str, str]:
@@ -167,6 +229,18 @@ def pod_spec(run: KubeRun, connection: KubernetesConnection) -> dict[str, Any]:
         },
         "volumeMounts": [{"name": "job-area", "mountPath": JOB_AREA}],
     }
+    volumes: list[dict[str, Any]] = [{"name": "job-area", "emptyDir": {}}]
+    if run.dataset is not None:
+        container["volumeMounts"].append(
+            {
+                "name": "dataset",
+                "mountPath": DATASET_MOUNT,
+                "subPath": run.dataset.sub_path,
+                "readOnly": True,
+            }
+        )
+        claim = {"claimName": run.dataset.claim, "readOnly": True}
+        volumes.append({"name": "dataset", "persistentVolumeClaim": claim})
     if run.port is not None:
         container["ports"] = [{"name": "http", "containerPort": run.port, "protocol": "TCP"}]
     spec: dict[str, Any] = {
@@ -181,7 +255,7 @@ def pod_spec(run: KubeRun, connection: KubernetesConnection) -> dict[str, Any]:
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],
-        "volumes": [{"name": "job-area", "emptyDir": {}}],
+        "volumes": volumes,
     }
     if run.grace_s is not None:
         spec["terminationGracePeriodSeconds"] = math.ceil(run.grace_s)

@@ -18,6 +18,11 @@
   bwrap's path there is the fleet block's ``bwrap``, else where this process finds it
   (``shutil.which``), else ``bwrap`` on the node's PATH. In sandbox mode a node without it
   fails the job with the reason; in single-user-dev mode the job then runs unconfined.
+- A tenant job's dataset replica is bound read-only at ``/data/input`` by that bubblewrap,
+  which runs as the Ray workers' uid: with ``ray.worker_uid`` set (and the storage on a
+  filesystem this host and the nodes share at one path) the backend gives that uid search on
+  the tenant's dataset directories first (``dataset_access.py``) and fails the attempt
+  with the reason if the uid still cannot reach the replica.
 - A platform engine placed on one node is pinned there (label ``ray.io/node-id``); the
   node's address is the handle's ``host`` and the run's ``SUANWANG_NODE_ADDRESS``.
 
@@ -34,10 +39,12 @@ import re
 import shutil
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import httpx
 
+from suanwang.adapters.backends.dataset_access import open_replica
 from suanwang.adapters.backends.ray_state import (
     RayAnswerError,
     RayJob,
@@ -176,6 +183,9 @@ class RayBackend:
         known = self._info(address, client, name)
         if known is not None:
             return status_of(known, handle)
+        blocked = _open_dataset(request)
+        if blocked is not None:
+            return RunStatus(AttemptState.FAILED, handle=handle, reason=blocked, exit_code=127)
         try:  # EngineUnreachable: the job may exist, the next try asks for it by id
             self._call(
                 address,
@@ -311,6 +321,18 @@ class RayBackend:
         """How ``request`` is confined if it is a tenant job (see ``ray_submit.py``)."""
         bwrap = _ray(request.connection).bwrap or self._bwrap
         return Confine(bwrap, self._layout, required=self._sandboxed)
+
+
+def _open_dataset(request: LaunchRequest) -> str | None:
+    """Let the Ray workers' uid (``ray.worker_uid``) reach the job's dataset replica, where
+    the storage is on this host's filesystem (a tenant job's bubblewrap binds it as that
+    uid); None when there is nothing to do, else why the job cannot start."""
+    uid = _ray(request.connection).worker_uid
+    if request.dataset_dir is None or uid is None:
+        return None
+    if request.workload is not Workload.TENANT_JOB:
+        return None  # platform engines run unconfined as the workers' uid: no dataset bind
+    return open_replica(Path(request.dataset_dir), uid)
 
 
 def _ray(connection: Connection | None) -> RayConnection:

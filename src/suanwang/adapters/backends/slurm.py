@@ -22,7 +22,10 @@ Isolation (sandbox mode): ``sbatch`` runs as root with ``--uid``/``--gid`` set t
 tenant's uid from :class:`~suanwang.ports.TenantUids` (platform engines: the engine uid);
 Slurm must resolve it (a passwd and group entry of that number on every node) and the run
 is wrapped in bubblewrap on the node (``slurm_script.py``). ``--export=NONE`` keeps the
-control plane's environment out of the job.
+control plane's environment out of the job. A job's dataset replica is bound read-only at
+``/data/input`` by that unprivileged bubblewrap, so before submitting the backend gives the
+tenant's uid search on its own tenant's dataset directories and checks that the uid can
+reach the replica (``dataset_access.py``); if not, the attempt fails with the reason.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import suanwang
+from suanwang.adapters.backends.dataset_access import open_replica
 from suanwang.adapters.backends.sandbox import (
     HostFacts,
     IsolationMode,
@@ -147,6 +151,10 @@ class SlurmBackend:
         if problem is not None:
             return RunStatus(AttemptState.FAILED, handle=handle, reason=problem, exit_code=127)
         uid = self._uid(request)
+        if request.dataset_dir is not None and uid is not None:
+            blocked = open_replica(Path(request.dataset_dir), uid)
+            if blocked is not None:
+                return RunStatus(AttemptState.FAILED, handle=handle, reason=blocked, exit_code=127)
         files.prepare(uid)
         argv = sbatch_argv(
             cli.program("sbatch"),
