@@ -8,8 +8,9 @@ directory (``SUANWANG_STORAGE_ROOT``), as docs/datasets.md asks for Slurm. Two t
 cannot append to it or create a file there, and reaches neither umbrella's replica by its
 absolute host path, nor the data directory, the credentials key, the database or the
 storage root. Outside the sandbox too, acme's uid cannot read umbrella's replica. Then 8
-readers at once, each with the right hash, and umbrella's job naming ``corpus`` reads
-umbrella's.
+readers at once, each with the right hash. Umbrella's own job naming ``corpus`` runs
+first (reading umbrella's, and giving umbrella's uid its search on umbrella's directories),
+so the probe runs where the other tenant's grant exists too.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
-from dataset_probe import check, probe_command, second_tenant, upload, verdict
+from dataset_probe import check, logs, probe_command, second_tenant, upload, verdict
 from engine_live import ServerLive, at_once, job, prepare, server_env, wait_health, wait_state
 from procs import Server, free_port
 from slurm_cluster import CARDS, CHIP, ENGINE_UID, TENANT_UIDS, SlurmCluster
@@ -109,24 +110,43 @@ def submit(live: Live, command: list[str], **body: Any) -> str:
     return str(response.json()["id"])
 
 
-def output(live: Live, job_id: str) -> str:
-    logs = live.cli("jobs", "logs", job_id)
-    assert logs.returncode == 0, logs.stderr
-    return logs.stdout
+@dataclass
+class AsUmbrella:
+    live: Live
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        return self.live.client(key or self.live.umbrella_key)
+
+
+def umbrella_reads_its_own(live: Live) -> None:
+    """Umbrella's job naming ``corpus`` reads umbrella's (and its uid gets its grant)."""
+    umbrella = AsUmbrella(live)
+    payload = {"command": ["sha256sum", "/data/input/a.txt"], "dataset": "corpus"}
+    with umbrella.client() as client:
+        made = client.post("/api/v1/jobs", json=payload | {"resources": {"chip": CHIP}})
+    assert made.status_code == 201, made.text
+    job_id = str(made.json()["id"])
+    done = wait_state(umbrella, job_id, "succeeded", "failed", timeout=60)
+    assert done["state"] == "succeeded", done.get("reason")
+    out = logs(umbrella, job_id)
+    assert out.split()[0] == hashlib.sha256(UMBRELLA).hexdigest(), out
 
 
 def test_a_slurm_job_reads_its_dataset_and_nothing_else(live: Live) -> None:
+    umbrella_reads_its_own(live)  # first: umbrella's directories now let umbrella's uid pass
     aim = targets(live)
     job_id = submit(live, probe_command(aim), dataset="corpus")
     done = wait_state(live, job_id, "succeeded", "failed", timeout=60)
-    seen = verdict(output(live, job_id))
+    seen = verdict(logs(live, job_id))
     assert done["state"] == "succeeded", (job(live, job_id).get("reason"), seen)
     check(seen, ACME, aim)
     assert (live.replicas["acme"] / "a.txt").read_bytes() == ACME
     assert not (live.replicas["acme"] / "new.txt").exists()
     # outside any sandbox, acme's uid (what its Slurm jobs run as) is stopped at umbrella's
     # tenant directory, and cannot list its own datasets directory either
-    drop = ["setpriv", f"--reuid={TENANT_UIDS[0]}", f"--regid={TENANT_UIDS[0]}", "--clear-groups"]
+    uid = int(seen["uid"])  # acme's, as its job ran (umbrella's job took the first uid)
+    assert uid in TENANT_UIDS
+    drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
     for path in (live.replicas["umbrella"] / "a.txt", live.data / "suanwang.db"):
         attempt = subprocess.run([*drop, "cat", str(path)], capture_output=True, timeout=10)
         assert attempt.returncode != 0, path
@@ -141,25 +161,4 @@ def test_eight_dataset_readers_at_once(live: Live) -> None:
     states = {j: wait_state(live, j, "succeeded", "failed", timeout=90)["state"] for j in ids}
     assert set(states.values()) == {"succeeded"}, {j: job(live, j)["reason"] for j in ids}
     digest = hashlib.sha256(ACME).hexdigest()
-    assert all(output(live, j).split()[0] == digest for j in ids)
-
-
-@dataclass
-class AsUmbrella:
-    live: Live
-
-    def client(self, key: str | None = None) -> httpx.Client:
-        return self.live.client(key or self.live.umbrella_key)
-
-
-def test_another_tenant_naming_the_same_dataset_gets_its_own(live: Live) -> None:
-    umbrella = AsUmbrella(live)
-    payload = {"command": ["sha256sum", "/data/input/a.txt"], "dataset": "corpus"}
-    with umbrella.client() as client:
-        made = client.post("/api/v1/jobs", json=payload | {"resources": {"chip": CHIP}})
-    assert made.status_code == 201, made.text
-    job_id = str(made.json()["id"])
-    done = wait_state(umbrella, job_id, "succeeded", "failed", timeout=60)
-    assert done["state"] == "succeeded", done.get("reason")
-    logs = live.cli("jobs", "logs", job_id, key=live.umbrella_key)
-    assert logs.stdout.split()[0] == hashlib.sha256(UMBRELLA).hexdigest(), logs
+    assert all(logs(live, j).split()[0] == digest for j in ids)
