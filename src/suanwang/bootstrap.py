@@ -37,6 +37,7 @@ from suanwang.adapters.knowledge.store import SqliteKnowledgeIndex
 from suanwang.adapters.transfer_plane import AgentClients, TransferCA
 from suanwang.config import Settings
 from suanwang.domain.errors import ValidationError
+from suanwang.domain.serving import ModelKind
 from suanwang.engines import HttpProbe, LlamaServer, LocalEngines
 from suanwang.engines.probe import resolve_host
 from suanwang.engines.simulated import create_app as simulated_engine_app
@@ -55,6 +56,7 @@ from suanwang.gateway.metrics import GatewayMetrics
 from suanwang.gateway.resp import lean_scripts_for
 from suanwang.observability import Metrics
 from suanwang.ports import Backend, Clock, Limiter, TenantUids
+from suanwang.services.apps import Apps
 from suanwang.services.autoscaling import Autoscaler
 from suanwang.services.billing import Billing
 from suanwang.services.catalogue import default_catalogue, load_priority_classes
@@ -112,6 +114,7 @@ def build_platform(
     transfer_ca = TransferCA(settings.data_dir, box_for(settings.data_dir), clock)
     transfers = Transfers(uows, clock, AgentClients(transfer_ca), files)
     agents = Agents(uows, clock, transfer_ca)
+    knowledge = build_knowledge(settings, clock)
     externals = ExternalEndpoints(
         uows,
         clock,
@@ -163,15 +166,26 @@ def build_platform(
         datasets=Datasets(uows, clock, files, settings.storage_quota_bytes),
         transfers=transfers,
         agents=agents,
-        knowledge=KnowledgeBases(
-            SqliteKnowledgeIndex(settings.data_dir / "knowledge.db"),
-            SandboxedParser(),
-            GatewayEmbedder(f"http://127.0.0.1:{settings.gateway_port}"),
-            clock,
-            {name: spec.kind for name, spec in default_models().items()},
-        ),
+        knowledge=knowledge,
+        apps=Apps(uows, clock, knowledge, _model_kinds()),
         local_nodes=tuple(local_nodes()),
     )
+
+
+def build_knowledge(settings: Settings, clock: Clock) -> KnowledgeBases:
+    """Knowledge bases on ``<data>/knowledge.db``, embedding through the platform's gateway
+    (the API server and the gateway processes open the same file)."""
+    return KnowledgeBases(
+        SqliteKnowledgeIndex(settings.data_dir / "knowledge.db"),
+        SandboxedParser(),
+        GatewayEmbedder(f"http://127.0.0.1:{settings.gateway_port}"),
+        clock,
+        _model_kinds(),
+    )
+
+
+def _model_kinds() -> dict[str, ModelKind]:
+    return {name: spec.kind for name, spec in default_models().items()}
 
 
 def ensure_transfer_ca(settings: Settings) -> None:
@@ -436,6 +450,7 @@ def build_gateway_app(
         on_close=on_close,
         metrics=GatewayMetrics(default_models()),
         demand_sink=SqlDemandSink(uows),
+        apps=Apps(uows, clock, build_knowledge(settings, clock), _model_kinds()),
     )
     return GatewayApp(gateway)
 

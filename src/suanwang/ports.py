@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, Self
 
+from suanwang.domain.apps import App, AppVersion
 from suanwang.domain.audit import AuditEntry, AuditQuery
 from suanwang.domain.billing import UsageTotal
 from suanwang.domain.connections import Connection
@@ -550,6 +551,36 @@ class DatasetStore(Protocol):
     def agents(self) -> list[AgentRecord]: ...
 
 
+class AppStore(Protocol):
+    """Apps and their immutable versions inside one unit of work."""
+
+    def add(self, app: App, version: AppVersion) -> None: ...
+
+    def get(self, app_id: str) -> App | None: ...
+
+    def named(self, tenant: str, name: str) -> App | None: ...
+
+    def all(self, tenant: str | None) -> list[App]:
+        """The tenant's apps (None: every tenant's), by tenant and name."""
+        ...
+
+    def add_version(self, version: AppVersion, now: float, *, publish: bool) -> None:
+        """Store the next version (and publish it if asked)."""
+        ...
+
+    def versions(self, app_id: str) -> list[AppVersion]: ...
+
+    def version(self, app_id: str, version: int) -> AppVersion | None: ...
+
+    def publish(self, app_id: str, version: int, now: float) -> None: ...
+
+    def share(self, app_id: str, key_ids: tuple[str, ...], now: float) -> None: ...
+
+    def delete(self, app_id: str) -> None:
+        """The app and all its versions."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction; rolled back on exit unless :meth:`commit` was called."""
 
@@ -582,6 +613,9 @@ class UnitOfWork(Protocol):
 
     @property
     def datasets(self) -> DatasetStore: ...
+
+    @property
+    def apps(self) -> AppStore: ...
 
     def __enter__(self) -> Self: ...
 

@@ -16,9 +16,11 @@ from fastapi.testclient import TestClient
 
 from suanwang.bootstrap import build_app
 from suanwang.config import Settings
+from suanwang.domain.apps import AppSettings
 from suanwang.domain.datasets import DatasetFormat
 from suanwang.domain.tenancy import Principal, Scope
 from suanwang.domain.transfers import TransferRecord, TransferState, new_transfer_id
+from suanwang.services.apps import AppSpec
 from suanwang.services.external import ExternalSpec
 from suanwang.services.knowledge import KnowledgeBaseSpec, Upload
 from suanwang.services.platform import Platform
@@ -54,6 +56,7 @@ class World:
     fresh_agent: Callable[[], str]
     fresh_kb: Callable[[], str]
     fresh_doc: Callable[[], tuple[str, str]]
+    fresh_app: Callable[[], str]
 
 
 @pytest.fixture
@@ -143,6 +146,11 @@ def world(settings: Settings, clock: Any) -> Iterator[World]:
         kb = fresh_kb()
         return kb, platform.knowledge.upload(a, kb, Upload("a.txt", b"alpha beta."), None).id
 
+    def fresh_app() -> str:
+        name = f"app-{next(made)}"
+        platform.apps.create(a, AppSpec(name, AppSettings("smollm2-135m-instruct", "Be brief.")))
+        return name
+
     with TestClient(app) as client:
         yield World(
             client,
@@ -157,6 +165,7 @@ def world(settings: Settings, clock: Any) -> Iterator[World]:
             fresh_agent,
             fresh_kb,
             fresh_doc,
+            fresh_app,
         )
     platform.uows.engine.dispose()  # type: ignore[attr-defined]
 
@@ -181,6 +190,7 @@ EVERYONE_200 = row(200, 200, 200, 200, 200, 200)
 OPERATOR_ONLY = row(200, 403, 403, 403, 403, 403)
 A_OBJECT_READ = row(200, 200, 200, 200, 404, 404)
 PUBLIC = dict.fromkeys(PRINCIPALS, 200)
+APP_CHANGE = row(404, 200, 403, 403, 404, 403)
 
 # (method, route template) -> (path maker, body, expected status per principal)
 MATRIX: dict[tuple[str, str], tuple[Callable[[World], str], Any, dict[str, int]]] = {
@@ -445,6 +455,43 @@ MATRIX: dict[tuple[str, str], tuple[Callable[[World], str], Any, dict[str, int]]
         {"query": "alpha", "mode": "keyword"},
         A_OBJECT_READ,
     ),
+    # apps (tenant A's): addressed by name in the caller's tenant; the operator has none
+    ("POST", "/api/v1/apps"): (
+        lambda w: "/api/v1/apps",
+        "NEW_APP",
+        row(422, 201, 403, 403, 201, 403),
+    ),
+    ("GET", "/api/v1/apps"): (lambda w: "/api/v1/apps", None, EVERYONE_200),
+    ("GET", "/api/v1/apps/{name}"): (
+        lambda w: f"/api/v1/apps/{w.fresh_app()}",
+        None,
+        row(404, 200, 200, 200, 404, 404),
+    ),
+    ("PATCH", "/api/v1/apps/{name}"): (
+        lambda w: f"/api/v1/apps/{w.fresh_app()}",
+        {"system_prompt": "Be briefer."},
+        APP_CHANGE,
+    ),
+    ("DELETE", "/api/v1/apps/{name}"): (
+        lambda w: f"/api/v1/apps/{w.fresh_app()}",
+        None,
+        APP_CHANGE,
+    ),
+    ("GET", "/api/v1/apps/{name}/versions"): (
+        lambda w: f"/api/v1/apps/{w.fresh_app()}/versions",
+        None,
+        row(404, 200, 200, 200, 404, 404),
+    ),
+    ("POST", "/api/v1/apps/{name}/publish"): (
+        lambda w: f"/api/v1/apps/{w.fresh_app()}/publish",
+        {"version": 1},
+        APP_CHANGE,
+    ),
+    ("PUT", "/api/v1/apps/{name}/sharing"): (
+        lambda w: f"/api/v1/apps/{w.fresh_app()}/sharing",
+        {"key_ids": []},
+        APP_CHANGE,
+    ),
 }
 
 
@@ -469,6 +516,9 @@ def call(world: World, principal: str, method: str, path: str, body: Any, n: int
         body = {"name": f"d-{principal.replace('_', '-')}-{n}", "format": "jsonl", "region": "r1"}
     if body == "NEW_KB":
         body = {"name": f"kb-{principal.replace('_', '-')}-{n}"}
+    if body == "NEW_APP":
+        body = {"name": f"app-{principal.replace('_', '-')}-{n}",
+                "model": "smollm2-135m-instruct", "system_prompt": "Be brief."}  # fmt: skip
     if body == "UPLOAD":
         files = {"file": ("doc.txt", b"some text.")}
         return world.client.request(method, path, headers=headers, files=files)

@@ -17,6 +17,7 @@ from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from suanwang.cli import server as server_cmds
 from suanwang.cli.agent import agent_app
 from suanwang.cli.agents import agents_app
+from suanwang.cli.apps import apps_app
 from suanwang.cli.audit import audit
 from suanwang.cli.billing import bills_app, usage
 from suanwang.cli.client import DEFAULT_URL, CliError
@@ -49,6 +50,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(agents_app, name="agents")
 app.add_typer(corpus_app, name="corpus")
 app.add_typer(kb_app, name="kb")
+app.add_typer(apps_app, name="apps")
 models_app.add_typer(external_app, name="external")
 app.add_typer(models_app, name="models")
 app.add_typer(deployments_app, name="deployments")

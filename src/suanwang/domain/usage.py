@@ -64,6 +64,9 @@ class TokenUsage:
     deployment: str | None = None
     replica: str | None = None
     streamed: bool = False
+    source: str = ""
+    """``app:<name>@<version>`` for an app's requests (its model call and its query's
+    embedding); empty for a direct call."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,27 +15,30 @@ import asyncio
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
 
+from suanwang.domain.apps import APP_PREFIX
 from suanwang.domain.errors import DomainError
 from suanwang.domain.limits import Limits
-from suanwang.domain.serving import ModelKind, ModelSpec
+from suanwang.domain.serving import ModelSpec
 from suanwang.domain.tenancy import Principal, Scope
 from suanwang.domain.usage import Outcome, ledger_model
 from suanwang.gateway import asgi
+from suanwang.gateway.apps import AppDirectory, AppRunner, no_model, sub_request
 from suanwang.gateway.asgi import DisconnectWatch, Receive, Send
 from suanwang.gateway.asgi import Scope as AsgiScope
 from suanwang.gateway.auth import KeyAuthenticator, TtlCache
 from suanwang.gateway.demand import DemandTracker
-from suanwang.gateway.errors import GatewayError, bad_request, from_domain
+from suanwang.gateway.errors import GatewayError, from_domain
+from suanwang.gateway.errors import ending as error_ending
 from suanwang.gateway.metering import RequestMeter
 from suanwang.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from suanwang.gateway.proxy import Proxy
 from suanwang.gateway.routing import Router, Slot
-from suanwang.gateway.schema import Call, parse_call
+from suanwang.gateway.schema import Call, check_model, parse_call
 from suanwang.gateway.upstream import Upstreams
 from suanwang.ports import Clock, DemandSink, Limiter, UsageSink
 
@@ -99,6 +102,8 @@ class Gateway:
     """Default: this process's metrics, labelled with the catalogue's models."""
     demand_sink: DemandSink | None = None
     """Where demand is reported for the autoscaler (``None``: not reported)."""
+    apps: AppDirectory | None = None
+    """Where ``app:<name>`` models are resolved (``None``: apps are unknown models)."""
 
 
 @dataclass(slots=True)
@@ -131,6 +136,11 @@ class GatewayApp:
         """Random per process: request ids are unique across processes and restarts."""
         self._served = 0
         self.demand = DemandTracker(gateway.clock, f"gw-{self._boot}")
+        self._apps = (
+            AppRunner(gateway.apps, gateway.clock, cfg.auth_cache_s, cfg.default_max_tokens)
+            if gateway.apps is not None
+            else None
+        )
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -175,7 +185,7 @@ class GatewayApp:
             wanted = path.removeprefix("/v1/models/")
             found = [m for m in (await self._model_list(principal))["data"] if m["id"] == wanted]
             if not found:
-                raise _no_model(wanted)
+                raise no_model(wanted)
             await asgi.send_json(send, 200, found[0], client_id)
         elif path in ("/health", "/healthz") and method == "GET":
             await asgi.send_json(send, 200, {"status": "ok"}, client_id)
@@ -238,7 +248,7 @@ class GatewayApp:
         try:
             await self._serve(scope, receive, send, principal, meter, client_id)
         except GatewayError as error:
-            ending = _ending(error)
+            ending = error_ending(error)
             raise
         finally:
             ex.model = meter.model
@@ -260,11 +270,25 @@ class GatewayApp:
         raw = await asgi.read_body(scope, receive, cfg.max_body_bytes)
         call = parse_call(meter.endpoint, raw, cfg.default_max_tokens)
         meter.model = ledger_model(call.model, gw.models)
+        if self._apps is not None and call.model.startswith(APP_PREFIX):
+
+            async def embed(sub: Call) -> Any:
+                return await self._sub_call(sub, meter, receive, client_id)
+
+            call = await self._apps.prepare(call, principal, meter, embed)
+        await self._dispatch(call, meter, (receive, send, client_id))
+
+    async def _dispatch(
+        self, call: Call, meter: RequestMeter, io: tuple[Receive, Send, str]
+    ) -> None:
+        """Check a parsed call against the catalogue, the key and the limits; route it."""
+        gw, receive = self.gw, io[0]
+        meter.model = ledger_model(call.model, gw.models)
         tenant = meter.tenant
         slots = gw.router.visible(call.model, tenant)
         spec = gw.models.get(call.model)
         if spec is not None:
-            _check_model(call, spec)
+            check_model(call, spec)
         wakeable = [] if slots else gw.router.wakeable(call.model, tenant)
         if not slots and not wakeable and gw.router.deployed(call.model, tenant):
             raise GatewayError(
@@ -274,7 +298,7 @@ class GatewayApp:
                 headers={"retry-after": str(NOT_READY_RETRY_S)},
             )
         if not slots and not wakeable:  # not in the catalogue, not deployed, or another
-            raise _no_model(call.model)  # tenant's: all alike
+            raise no_model(call.model)  # tenant's: all alike
         if spec is None:  # an external endpoint's model: a name the operator registered
             meter.model = call.model
         limits = await self._limits_of(tenant, meter.key_id)
@@ -291,7 +315,20 @@ class GatewayApp:
         if not slots:
             slots = await self._cold_start(call.model, tenant, wakeable, receive)
         answer = self._proxy.stream if call.stream else self._proxy.plain
-        await answer(call, slots, meter, (receive, send, client_id))
+        await answer(call, slots, meter, io)
+
+    async def _sub_call(
+        self, call: Call, parent: RequestMeter, receive: Receive, client_id: str
+    ) -> Any:
+        """Run ``call`` (an app's query embedding) as a request of its own: its own usage
+        row (the parent's id + ``-e``) on the same key; its JSON answer."""
+        meter = replace(
+            parent,
+            request_id=f"{parent.request_id}-e",
+            endpoint=call.endpoint,
+            started_at=self.gw.clock.now(),
+        )
+        return await sub_request(self._dispatch, call, meter, (receive, client_id))
 
     async def _cold_start(
         self, model: str, tenant: str, wakeable: list[str], receive: Receive
@@ -378,36 +415,3 @@ def _route_label(path: str) -> str:
     if path.startswith("/v1/models"):
         return "models"
     return path[1:] if path in ("/health", "/healthz", "/metrics") else "other"
-
-
-def _ending(error: GatewayError) -> tuple[int, Outcome]:
-    """The status and outcome billed for a request refused or failed with ``error``."""
-    if error.status == 499:
-        return 499, Outcome.CLIENT_DISCONNECT
-    if error.status == 504:
-        return 504, Outcome.TIMEOUT
-    return error.status, Outcome.REJECTED if error.status < 500 else Outcome.UPSTREAM_ERROR
-
-
-def _no_model(model: str) -> GatewayError:
-    return GatewayError(
-        404,
-        f"The model {model!r} does not exist or you do not have access to it.",
-        param="model",
-        code="model_not_found",
-    )
-
-
-def _check_model(call: Call, spec: ModelSpec) -> None:
-    if spec.kind is not call.kind:
-        route = "/v1/embeddings" if spec.kind is ModelKind.EMBEDDING else "/v1/chat/completions"
-        raise bad_request(
-            f"{spec.name!r} is a {spec.kind} model: call it on {route}", "model", "wrong_model_kind"
-        )
-    asked = call.body.get("max_tokens")
-    if type(asked) is int and asked > spec.context_length:  # each choice has its own context
-        raise bad_request(
-            f"max_tokens exceeds the context length of {spec.name!r} ({spec.context_length})",
-            "max_tokens",
-            "context_length_exceeded",
-        )

@@ -11,6 +11,7 @@ import json
 
 from suanwang.domain.errors import DomainError
 from suanwang.domain.limits import QuotaExhausted, RateLimited
+from suanwang.domain.usage import Outcome
 
 _TYPES = {
     400: "invalid_request_error",
@@ -86,3 +87,12 @@ def from_domain(error: DomainError) -> GatewayError:
         )
     status = 400 if error.status == 422 else error.status
     return GatewayError(status, message, param=error.field)
+
+
+def ending(error: GatewayError) -> tuple[int, Outcome]:
+    """The status and outcome billed for a request refused or failed with ``error``."""
+    if error.status == 499:
+        return 499, Outcome.CLIENT_DISCONNECT
+    if error.status == 504:
+        return 504, Outcome.TIMEOUT
+    return error.status, Outcome.REJECTED if error.status < 500 else Outcome.UPSTREAM_ERROR

@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import json
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,8 +182,16 @@ def _tool_delta(choice: Any, position: int, call: dict[str, Any], tally: Tally) 
     }
 
 
-def usage_chunk(last: bytes, prompt: int, completion: int) -> bytes:
-    """The usage event sent to a client that asked for it (``stream_options``)."""
+def usage_chunk(
+    last: bytes,
+    prompt: int,
+    completion: int,
+    extra: Mapping[str, Any] | None = None,
+    *,
+    with_usage: bool = True,
+) -> bytes:
+    """The usage event sent to a client that asked for it (``stream_options``), with the
+    call's ``extra`` fields (an app's citations) when it has some."""
     try:
         fields = json.loads(last)
     except ValueError:
@@ -196,5 +205,7 @@ def usage_chunk(last: bytes, prompt: int, completion: int) -> bytes:
         k: v for k, v in fields.items() if k in ("id", "object", "created", "model")
     }
     chunk["choices"] = []
-    chunk["usage"] = usage
+    if with_usage:
+        chunk["usage"] = usage
+    chunk.update(extra or {})
     return b"data: " + json.dumps(chunk).encode() + b"\n\n"

@@ -89,6 +89,8 @@ class RequestMeter:
     demand: DemandTracker | None = None
     first_event_at: float | None = None
     """When a streamed answer's first event arrived (its time to first token)."""
+    source: str = ""
+    """What made the request, if not the caller directly: ``app:<name>@<version>``."""
 
     def routed(self, replica: ReplicaView) -> None:
         """Record the replica (and its deployment) that is answering the request."""
@@ -139,5 +141,6 @@ class RequestMeter:
                 deployment=self.deployment,
                 replica=self.replica,
                 streamed=self.streamed,
+                source=self.source,
             )
         )

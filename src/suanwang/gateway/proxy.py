@@ -221,6 +221,9 @@ class Proxy:
         if routes.plans[answers[0][2].replica.replica_id].tool_grammar:
             answer = as_tool_calls(answer)
             body = json.dumps(answer).encode()
+        if call.extra and isinstance(answer, dict):
+            answer = {**answer, **call.extra}
+            body = json.dumps(answer, ensure_ascii=False).encode()
         usage = answer.get("usage") if isinstance(answer, dict) else None
         counted = content_tokens_of(answer) if call.max_completion else 0
         slot = answers[0][2]
@@ -300,8 +303,10 @@ class Proxy:
         if end is not StreamEnd.COMPLETE:
             error = {"message": "the engine failed mid-stream", "type": "upstream_error"}
             tail += b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
-        elif call.include_usage:
-            tail += usage_chunk(tally.last, prompt, completion)
+        elif call.include_usage or call.extra:
+            tail += usage_chunk(
+                tally.last, prompt, completion, call.extra, with_usage=call.include_usage
+            )
         tail += b"data: [DONE]\n\n"
         await send({"type": "http.response.body", "body": tail, "more_body": False})
         if end is StreamEnd.COMPLETE:

@@ -17,11 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
-from suanwang.domain.serving import ModelKind
+from suanwang.domain.serving import ModelKind, ModelSpec
 from suanwang.gateway.chat_fields import check_fields, check_tool_calls
 from suanwang.gateway.errors import bad_request
 
@@ -58,6 +59,9 @@ class Call:
     prompt_text: str
     affinity: str
     """Session/prefix key for routing: ``user``, else a hash of the first message."""
+    extra: Mapping[str, Any] = dataclass_field(default_factory=dict)
+    """Fields added to the answer object (an app's ``citations``): to a plain answer, and
+    to the last chunk of a stream."""
 
     @property
     def reserve_tokens(self) -> int:
@@ -342,3 +346,19 @@ def _affinity(body: dict[str, Any], first: dict[str, Any]) -> str:
     content = first.get("content")
     text = content if isinstance(content, str) else json.dumps(content)
     return hashlib.blake2b(text[:512].encode(), digest_size=8).hexdigest()
+
+
+def check_model(call: Call, spec: ModelSpec) -> None:
+    """A call that does not fit the model it names (kind, context length): a 400."""
+    if spec.kind is not call.kind:
+        route = "/v1/embeddings" if spec.kind is ModelKind.EMBEDDING else "/v1/chat/completions"
+        raise bad_request(
+            f"{spec.name!r} is a {spec.kind} model: call it on {route}", "model", "wrong_model_kind"
+        )
+    asked = call.body.get("max_tokens")
+    if type(asked) is int and asked > spec.context_length:  # each choice has its own context
+        raise bad_request(
+            f"max_tokens exceeds the context length of {spec.name!r} ({spec.context_length})",
+            "max_tokens",
+            "context_length_exceeded",
+        )

@@ -12,10 +12,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from suanwang.domain.errors import Conflict, NotFound, ValidationError
 from suanwang.domain.knowledge import (
+    KB_ID,
     KB_NAME,
     MAX_CHUNKS_PER_DOCUMENT,
     MAX_DOCUMENT_BYTES,
@@ -199,15 +200,33 @@ class KnowledgeBases:
         if len(models) > 1:
             raise ValidationError("the bases use different embedding models", field="mode")
         embedded = self._embedder.embed(models.pop(), [query.query], credential)
-        vector = embedded.vectors[0]
-        if mode is RetrievalMode.VECTOR:
-            hits = self._index.search_vector(ids, vector, query.top_k)
-            return Retrieval(hits, mode, embedded.prompt_tokens)
+        hits = self.search(bases, replace(query, mode=mode), embedded.vectors[0])
+        return Retrieval(hits, mode, embedded.prompt_tokens)
+
+    def search(
+        self,
+        bases: Sequence[KnowledgeBase],
+        query: RetrievalQuery,
+        vector: Sequence[float] | None,
+    ) -> list[Hit]:
+        """Search bases the caller owns with a query vector embedded already (the gateway
+        embeds an app's query itself, metered); without a vector the search is keyword."""
+        ids = [kb.id for kb in bases]
+        if vector is None or query.mode is RetrievalMode.KEYWORD:
+            return self._index.search_keyword(ids, query.query, query.top_k)
+        if query.mode is RetrievalMode.VECTOR:
+            return self._index.search_vector(ids, vector, query.top_k)
         wide = max(query.top_k * CANDIDATES_PER_HIT, 20)
         by_vector = self._index.search_vector(ids, vector, wide)
         by_keyword = self._index.search_keyword(ids, query.query, wide)
-        hits = _fused(by_vector, by_keyword)[: query.top_k]
-        return Retrieval(hits, mode, embedded.prompt_tokens)
+        return _fused(by_vector, by_keyword)[: query.top_k]
+
+    def owned(self, principal: Principal, ref: str) -> KnowledgeBase | None:
+        """The caller's tenant's base with id or name ``ref`` (None for another's)."""
+        kb = self._index.base(ref) if KB_ID.match(ref) else None
+        if kb is None and principal.tenant_id is not None:
+            kb = self._index.base_named(principal.tenant_id, ref)
+        return kb if kb is not None and kb.tenant == principal.tenant_id else None
 
     def _embed_all(
         self, kb: KnowledgeBase, pieces: list[str], credential: str | None

@@ -11,6 +11,7 @@ from suanwang.domain.fleet import FleetTotals, RegionSpec, WanLinkSpec
 from suanwang.domain.records import ClusterRecord, NodeRecord
 from suanwang.domain.tenancy import LOCAL_OPERATOR, Principal
 from suanwang.ports import Backend, Clock, UnitOfWorkFactory
+from suanwang.services.apps import Apps
 from suanwang.services.billing import Billing
 from suanwang.services.cluster_health import ClusterHealthCheck
 from suanwang.services.control import ControlLoop
@@ -86,6 +87,7 @@ class Platform:
     transfers: Transfers
     agents: Agents
     knowledge: KnowledgeBases
+    apps: Apps
     local_nodes: tuple[dict[str, Any], ...] = ()
 
     def job_counts(self) -> dict[str, int]:

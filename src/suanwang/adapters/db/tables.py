@@ -435,6 +435,40 @@ class AuditRow(Base):
     outcome: Mapped[str] = mapped_column(String(16))
 
 
+# --- apps (migration 0014) -------------------------------------------------------------------
+class AppRow(Base):
+    """A tenant's app (issue 15): ``published`` is the version ``app:<name>`` calls use;
+    ``shared_keys`` lists the key ids that may call it (empty: every key of the tenant)."""
+
+    __tablename__ = "apps"
+    __table_args__ = (UniqueConstraint("tenant", "name", name="uq_apps_tenant_name"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text, default="")
+    published: Mapped[int] = mapped_column(Integer)
+    latest: Mapped[int] = mapped_column(Integer)
+    shared_keys: Mapped[list[str]] = mapped_column(JSON)
+    template: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class AppVersionRow(Base):
+    """One immutable version of an app; ``parameters`` holds temperature, max_tokens,
+    top_k, retrieval_mode and score_floor."""
+
+    __tablename__ = "app_versions"
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(128))
+    system_prompt: Mapped[str] = mapped_column(Text)
+    knowledge_bases: Mapped[list[str]] = mapped_column(JSON)
+    parameters: Mapped[dict[str, object]] = mapped_column(JSON)
+    note: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[float] = mapped_column(Float)
+
+
 def column_values(change: DataclassInstance) -> dict[str, object]:
     """What a typed change (:mod:`suanwang.domain.changes`) sets, as column values."""
     return {

@@ -8,6 +8,7 @@ from typing import Self
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from suanwang.adapters.db.apps_repo import AppRepository
 from suanwang.adapters.db.audit_repo import AuditRepository
 from suanwang.adapters.db.datasets_repo import DatasetRepository
 from suanwang.adapters.db.demand_repo import DemandRepository
@@ -35,6 +36,7 @@ class SqlUnitOfWork:
     externals: ExternalRepository
     demand: DemandRepository
     datasets: DatasetRepository
+    apps: AppRepository
 
     def __init__(self, factory: sessionmaker[Session]) -> None:
         self._factory = factory
@@ -52,6 +54,7 @@ class SqlUnitOfWork:
         self.externals = ExternalRepository(self._session)
         self.demand = DemandRepository(self._session)
         self.datasets = DatasetRepository(self._session)
+        self.apps = AppRepository(self._session)
         return self
 
     def __exit__(

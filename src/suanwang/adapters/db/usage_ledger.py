@@ -45,7 +45,7 @@ def token_row(usage: TokenUsage, recorded_at: float) -> dict[str, Any]:
         "endpoint": usage.endpoint,
         "deployment": usage.deployment,
         "replica": usage.replica,
-        "source": "",
+        "source": usage.source,
         "chip": "",
         "cards": 0,
         "prompt_tokens": usage.prompt_tokens,

@@ -25,6 +25,7 @@ from suanwang.adapters.http.limits import (
 )
 from suanwang.adapters.http.responses import install_document, text_body
 from suanwang.adapters.http.routers import (
+    apps,
     audit,
     datasets,
     external,
@@ -75,6 +76,7 @@ def create_app(
     app.include_router(datasets.router)
     app.include_router(transfers.router)
     app.include_router(knowledge.router)
+    app.include_router(apps.router)
     _system_routes(app, metrics)
     app.add_exception_handler(DomainError, problems.domain_error)
     app.add_exception_handler(RequestValidationError, problems.validation_error)

@@ -96,6 +96,15 @@ ROUTES: Final[dict[tuple[str, str], Rule]] = {
     ("GET", "/api/v1/knowledge-bases/{kb_id}/documents"): Scope.READ_ONLY,
     ("DELETE", "/api/v1/knowledge-bases/{kb_id}/documents/{doc_id}"): Scope.TENANT_MEMBER,
     ("POST", "/api/v1/knowledge-bases/{kb_id}/retrieve"): Scope.READ_ONLY,
+    # apps: a tenant's own (ownership in services; others' are 404); admins change them
+    ("POST", "/api/v1/apps"): Scope.TENANT_ADMIN,
+    ("GET", "/api/v1/apps"): Scope.READ_ONLY,
+    ("GET", "/api/v1/apps/{name}"): Scope.READ_ONLY,
+    ("PATCH", "/api/v1/apps/{name}"): Scope.TENANT_ADMIN,
+    ("DELETE", "/api/v1/apps/{name}"): Scope.TENANT_ADMIN,
+    ("GET", "/api/v1/apps/{name}/versions"): Scope.READ_ONLY,
+    ("POST", "/api/v1/apps/{name}/publish"): Scope.TENANT_ADMIN,
+    ("PUT", "/api/v1/apps/{name}/sharing"): Scope.TENANT_ADMIN,
 }
 
 DOC_ROUTES: Final = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
