@@ -67,6 +67,7 @@ class AgentProcess:
     env: dict[str, str] = field(default_factory=dict)
     host: str = "127.0.0.1"
     proc: subprocess.Popen[bytes] | None = None
+    extra_args: list[str] = field(default_factory=list)
 
     @property
     def address(self) -> str:
@@ -91,6 +92,7 @@ class AgentProcess:
             str(self.identity.key_file),
             "--ca",
             str(self.identity.ca_file),
+            *self.extra_args,
         ]
         if self.netns:
             cmd = ["ip", "netns", "exec", self.netns, *cmd]

@@ -30,6 +30,7 @@ from suanwang.adapters.db.uow import SqlUnitOfWorkFactory
 from suanwang.adapters.db.usage_ledger import SqlUsageLedger
 from suanwang.adapters.http.app import create_app
 from suanwang.adapters.http.follow import FollowSlots
+from suanwang.adapters.job_outputs import LocalJobOutputs
 from suanwang.adapters.journal import JournaledUsageSink
 from suanwang.adapters.knowledge.embedder import GatewayEmbedder
 from suanwang.adapters.knowledge.parse import SandboxedParser
@@ -56,6 +57,7 @@ from suanwang.gateway.metrics import GatewayMetrics
 from suanwang.gateway.resp import lean_scripts_for
 from suanwang.observability import Metrics
 from suanwang.ports import Backend, Clock, Limiter, TenantUids
+from suanwang.services.agents import Agents
 from suanwang.services.apps import Apps
 from suanwang.services.autoscaling import Autoscaler
 from suanwang.services.billing import Billing
@@ -66,6 +68,7 @@ from suanwang.services.datasets import Datasets
 from suanwang.services.deployments import Deployments
 from suanwang.services.external import ExternalEndpoints
 from suanwang.services.identities import TenantUidAllocator
+from suanwang.services.job_outputs import JobOutputs
 from suanwang.services.jobs import Jobs
 from suanwang.services.knowledge import KnowledgeBases
 from suanwang.services.limits import GatewayLimits
@@ -75,7 +78,7 @@ from suanwang.services.orphans import OrphanSweep
 from suanwang.services.platform import Fleet, Platform
 from suanwang.services.prices import default_prices
 from suanwang.services.tenancy import Tenancy
-from suanwang.services.transfers import Agents, Transfers
+from suanwang.services.transfers import Transfers
 
 log = structlog.get_logger("suanwang")
 
@@ -115,6 +118,8 @@ def build_platform(
     transfers = Transfers(uows, clock, AgentClients(transfer_ca), files)
     agents = Agents(uows, clock, transfer_ca)
     knowledge = build_knowledge(settings, clock)
+    datasets = Datasets(uows, clock, files, settings.storage_quota_bytes)
+    outputs = JobOutputs(uows, clock, datasets, LocalJobOutputs(settings.runs_dir))
     externals = ExternalEndpoints(
         uows,
         clock,
@@ -149,6 +154,7 @@ def build_platform(
             benchmark_tenant=settings.benchmark_tenant or None,
             realloc_interval_s=settings.realloc_interval_s,
             stager=transfers,
+            on_success=outputs.register,
         ),
         deployments=deployments,
         catalogue=catalogue,
@@ -163,7 +169,7 @@ def build_platform(
         orphans=OrphanSweep(
             uows, backends, clock, settings.orphan_grace_s, settings.orphan_interval_s
         ),
-        datasets=Datasets(uows, clock, files, settings.storage_quota_bytes),
+        datasets=datasets,
         transfers=transfers,
         agents=agents,
         knowledge=knowledge,

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -53,7 +53,14 @@ from suanwang.domain.records import (
 )
 from suanwang.domain.serving import DeploymentView, ModelSpec, ReplicaView
 from suanwang.domain.tenancy import QuotaSpec
-from suanwang.domain.transfers import AgentRecord, IssuedCert, TransferProgress, TransferRecord
+from suanwang.domain.transfers import (
+    AgentRecord,
+    AgentRenewal,
+    IssuedCert,
+    LinkCaps,
+    TransferProgress,
+    TransferRecord,
+)
 from suanwang.domain.usage import ComputeUsage, StorageUsage, TokenUsage
 from suanwang.domain.workloads import GangStrategy, JobNetwork, Workload
 from suanwang.scheduler.learning import RunObservation
@@ -808,6 +815,20 @@ class DatasetFiles(Protocol):
         ...
 
 
+class JobOutputFiles(Protocol):
+    """A finished job's own directory, read to register its output as a dataset."""
+
+    def files(self, backend: str, job_id: str, parts: tuple[str, ...]) -> list[tuple[str, int]]:
+        """(relative path, size) of every regular file below ``parts`` of the job's directory;
+        ValidationError for a missing directory, a link or special file in it, or a backend
+        that keeps no job directory on this host."""
+        ...
+
+    def read(self, backend: str, job_id: str, parts: tuple[str, ...], path: str) -> Iterator[bytes]:
+        """One of those files in chunks (no link followed)."""
+        ...
+
+
 # --- the transfer plane: agents that move dataset bytes between regions ----------------------
 class AgentUnreachable(Exception):
     """An agent did not answer or refused the request (retried on a later tick)."""
@@ -823,11 +844,11 @@ class TransferAgents(Protocol):
         src: str,
         target: str,
         dst: str,
-        link_bytes_per_s: float | None = None,
+        link: LinkCaps | None = None,
     ) -> TransferProgress:
         """Ask the agent at ``source`` to push ``src`` to ``dst`` at ``target`` (again:
-        resume). Paths are relative to the agents' storage roots; ``link_bytes_per_s`` is
-        the WAN link's rate from the fleet (the agent sizes its streams from it)."""
+        resume). Paths are relative to the agents' storage roots; ``link`` carries the WAN
+        link's rate from the fleet (the agent sizes its streams from it) and the caps."""
         ...
 
     def status(self, source: str, transfer_id: str) -> TransferProgress: ...
@@ -840,8 +861,17 @@ class TransferAgents(Protocol):
 class AgentAuthority(Protocol):
     """The CA the control plane keeps for the transfer plane."""
 
-    def issue_agent(self, name: str, host: str) -> IssuedCert:
-        """A fresh certificate and key for agent ``name`` reached at ``host``."""
+    def issue_agent(
+        self, name: str, host: str, valid_s: float, public_key_pem: str | None = None
+    ) -> IssuedCert:
+        """A fresh certificate and key for agent ``name`` reached at ``host``, valid
+        ``valid_s``; or, given the agent's own ``public_key_pem``, a certificate for that key
+        (and an empty ``key_pem``)."""
+        ...
+
+    def verify_renewal(self, renewal: AgentRenewal) -> str:
+        """The serial of the certificate the renewal proves (issued by this CA, unexpired,
+        agent ``renewal.name``'s, signature by its key); Forbidden otherwise."""
         ...
 
 

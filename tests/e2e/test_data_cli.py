@@ -90,3 +90,8 @@ def test_agents_and_copies_from_the_cli(cli: Cli, tmp_path: Path) -> None:
     assert_error(
         cli("data", "copy", "blob", "--to", "ningxia-zhongwei", key=key), "no agent registered"
     )
+    for bad in ("fast", "0", "-1M"):
+        assert_error(
+            cli("data", "copy", "blob", "--to", "ningxia-zhongwei", f"--max-rate={bad}", key=key),
+            "--max-rate",
+        )

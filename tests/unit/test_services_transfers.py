@@ -21,7 +21,7 @@ from suanwang.domain.datasets import (
 )
 from suanwang.domain.fleet import RegionSpec, WanLinkSpec
 from suanwang.domain.ids import RegionName
-from suanwang.domain.transfers import AgentRecord, TransferProgress, TransferState
+from suanwang.domain.transfers import AgentRecord, LinkCaps, TransferProgress, TransferState
 from suanwang.ports import AgentUnreachable
 from suanwang.services.transfers import Transfers
 
@@ -35,7 +35,7 @@ class FakeAgents:
     answers: list[TransferProgress | Exception] = field(default_factory=list)
     held: list[ManifestEntry] = field(default_factory=lambda: list(FILES))
     calls: list[tuple[str, ...]] = field(default_factory=list)
-    links: list[float | None] = field(default_factory=list)
+    links: list[LinkCaps | None] = field(default_factory=list)
 
     def _next(self) -> TransferProgress:
         answer = self.answers.pop(0)
@@ -50,10 +50,10 @@ class FakeAgents:
         src: str,
         target: str,
         dst: str,
-        link_bytes_per_s: float | None = None,
+        link: LinkCaps | None = None,
     ) -> TransferProgress:
         self.calls.append(("push", source, transfer_id, src, target, dst))
-        self.links.append(link_bytes_per_s)
+        self.links.append(link)
         return self._next()
 
     def status(self, source: str, transfer_id: str) -> TransferProgress:
@@ -146,7 +146,8 @@ def test_ready_only_after_the_agent_and_the_manifest_agree() -> None:
     rel = "tenants/acme/datasets/ds-000000000001"
     assert [c[0] for c in agents.calls] == ["push", "push", "status", "push", "status", "manifest"]
     assert agents.calls[0] == ("push", "sh:7700", tid, rel, "nx:7700", rel)
-    assert agents.links == [1e9] * 3  # the fleet's 8 Gbit/s link, for the agent's streams
+    # the fleet's 8 Gbit/s link, for the agent's streams; no caps
+    assert agents.links == [LinkCaps(1e9, None, None)] * 3
 
 
 def test_a_manifest_that_differs_fails_the_transfer() -> None:

@@ -13,7 +13,7 @@ from suanwang.adapters.crypto import FernetBox
 from suanwang.adapters.transfer_plane import CA_CERT, CA_KEY, CONTROL_CERT, TransferCA
 from suanwang.domain.tenancy import Principal, Scope
 from suanwang.domain.transfers import ROTATE_BEFORE_S
-from suanwang.services.transfers import Agents
+from suanwang.services.agents import Agents
 from suanwang.transfer import pki
 
 OP = Principal("op", Scope.OPERATOR, None)

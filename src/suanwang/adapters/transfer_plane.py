@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -24,16 +25,21 @@ from cryptography import x509
 
 from suanwang.adapters.data_dir import PRIVATE_FILE
 from suanwang.domain.datasets import ManifestEntry
+from suanwang.domain.errors import Forbidden, ValidationError
+from suanwang.domain.rates import effective_cap
 from suanwang.domain.transfers import (
     DEFAULT_AGENT_CERT_S,
     ROTATE_BEFORE_S,
+    AgentRenewal,
     IssuedCert,
+    LinkCaps,
     TransferProgress,
     TransferState,
 )
 from suanwang.ports import AgentUnreachable, Clock, SecretBox
 from suanwang.transfer import pki
 from suanwang.transfer.client import AgentClient, AgentError, AgentUnavailable, Identity
+from suanwang.transfer.renewal import RenewalRefused, RenewalRequest, verify_request
 from suanwang.transfer.status import PushOptions, TransferStatus
 from suanwang.transfer.status import TransferState as AgentState
 
@@ -62,9 +68,17 @@ class TransferCA:
             _write(self._dir / CA_CERT, cert)
 
     def issue_agent(
-        self, name: str, host: str, valid_s: float = DEFAULT_AGENT_CERT_S
+        self,
+        name: str,
+        host: str,
+        valid_s: float = DEFAULT_AGENT_CERT_S,
+        public_key_pem: str | None = None,
     ) -> IssuedCert:
-        cert, key = self._issue(name, [host], "agent", valid_s)
+        public = None if public_key_pem is None else public_key_pem.encode()
+        try:
+            cert, key = self._issue(name, [host], "agent", valid_s, public)
+        except ValueError as exc:
+            raise ValidationError(str(exc), field="public_key_pem") from exc
         return IssuedCert(
             cert_pem=cert.decode(),
             key_pem=key.decode(),
@@ -72,6 +86,16 @@ class TransferCA:
             serial=_serial(cert),
             not_after=pki.not_after(cert),
         )
+
+    def verify_renewal(self, renewal: AgentRenewal) -> str:
+        self.ensure()
+        request = RenewalRequest(
+            renewal.name, renewal.cert_pem, renewal.public_key_pem, renewal.at, renewal.signature
+        )
+        try:
+            return verify_request((self._dir / CA_CERT).read_bytes(), request, self._clock.now())
+        except RenewalRefused as exc:
+            raise Forbidden(str(exc), field="cert_pem") from exc
 
     def control_identity(self) -> Identity:
         """The control plane's client identity, (re-)issued when missing or due."""
@@ -88,14 +112,20 @@ class TransferCA:
         return Identity(cert_file, self._dir / CONTROL_KEY, self._dir / CA_CERT)
 
     def _issue(
-        self, name: str, hosts: list[str], role: pki.Role, valid_s: float
+        self,
+        name: str,
+        hosts: list[str],
+        role: pki.Role,
+        valid_s: float,
+        public_key_pem: bytes | None = None,
     ) -> tuple[bytes, bytes]:
         self.ensure()
         ca_cert = (self._dir / CA_CERT).read_bytes()
         ca_key = self._box.open((self._dir / CA_KEY).read_text()).encode()
         return pki.issue(
-            ca_cert, ca_key, name, hosts=hosts, role=role, now=self._clock.now(), valid_s=valid_s
-        )
+            ca_cert, ca_key, name, hosts=hosts, role=role, now=self._clock.now(),
+            valid_s=valid_s, public_key_pem=public_key_pem,
+        )  # fmt: skip
 
 
 class AgentClients:
@@ -111,11 +141,9 @@ class AgentClients:
         src: str,
         target: str,
         dst: str,
-        link_bytes_per_s: float | None = None,
+        link: LinkCaps | None = None,
     ) -> TransferProgress:
-        options = PushOptions()
-        if link_bytes_per_s:
-            options = PushOptions(link_rate_hint_bytes_per_s=link_bytes_per_s)
+        options = push_options(link or LinkCaps())
         push = lambda c: c.start_push(transfer_id, src, target, dst, options)  # noqa: E731
         return _progress(self._call(source, push))
 
@@ -134,6 +162,20 @@ class AgentClients:
             raise AgentUnreachable(str(exc)) from exc
         except AgentError as exc:
             raise AgentUnreachable(f"agent {address} refused: {exc}") from exc
+
+
+def push_options(link: LinkCaps) -> PushOptions:
+    """The agent's options: the rate hint, the link's shared bucket, the transfer's cap
+    (the lower of its own and the link's, so a tenant's cap only ever lowers it)."""
+    options = PushOptions()
+    if link.rate_bytes_per_s:
+        options = replace(options, link_rate_hint_bytes_per_s=link.rate_bytes_per_s)
+    if link.link_cap_bytes_per_s:
+        options = replace(options, link_max_bytes_per_s=link.link_cap_bytes_per_s)
+    cap = effective_cap(link.transfer_cap_bytes_per_s, link.link_cap_bytes_per_s)
+    if cap:
+        options = replace(options, max_bytes_per_s=cap)
+    return options
 
 
 def _progress(status: TransferStatus) -> TransferProgress:

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
+import httpx
 import typer
 
+from suanwang.cli.client import CliError, check_url, problem_error
 from suanwang.transfer import Agent, AgentConfig, Identity
 from suanwang.transfer.faults import Faults
+from suanwang.transfer.renewal import Post, Renewer
 from suanwang.transfer.tls import split_address
 
 agent_app = typer.Typer(
@@ -30,9 +35,17 @@ def serve(
     journal_dir: Annotated[
         Path | None, typer.Option(help="transfer journals (default: ROOT/.suanwang-journal)")
     ] = None,
+    control_url: Annotated[
+        str | None,
+        typer.Option(help="the control plane's URL: renew the certificate there before expiry"),
+    ] = None,
+    renew_check_s: Annotated[
+        float, typer.Option(min=0.1, help="how often to check the certificate's expiry")
+    ] = 3600.0,
 ) -> None:
     """Serve the control API (control certificates) and receive data (agent certificates)."""
     try:
+        url = None if control_url is None else check_url(control_url)
         host, port = split_address(listen)
         if not root.is_dir():
             raise ValueError(f"--root {root} is not a directory")
@@ -48,7 +61,7 @@ def serve(
         )
         agent = Agent(config)
         bound = agent.bind(host, port)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, CliError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
 
@@ -57,6 +70,23 @@ def serve(
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if url is not None:
+        renewer = Renewer(config.identity, _poster(url), agent.reload_identity, time.time)
+        args = (agent.stopping, renew_check_s)
+        threading.Thread(target=renewer.run, args=args, daemon=True, name="renewal").start()
     sys.stdout.write(f"agent {region} listening on {host}:{bound}\n")
     sys.stdout.flush()
     agent.serve_forever()
+
+
+def _poster(url: str) -> Post:
+    """``POST URL/api/v1/agents/NAME/renew`` (no API key: the request is signed)."""
+
+    def post(name: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = httpx.post(f"{url}/api/v1/agents/{name}/renew", json=body, timeout=30.0)
+        if response.status_code != 200:
+            raise RuntimeError(problem_error(response, has_key=False).line())
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    return post

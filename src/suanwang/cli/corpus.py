@@ -79,6 +79,10 @@ def clean(
         ),
     ] = None,
     output: Annotated[str, typer.Option(help="directory under the job's own /job")] = "cleaned",
+    output_dataset: Annotated[
+        str | None,
+        typer.Option(help="register the cleaned output as this new dataset of yours on success"),
+    ] = None,
     config: Annotated[
         str | None, typer.Option(help="a TOML or JSON config file of the dataset")
     ] = None,
@@ -113,6 +117,8 @@ def clean(
         command = cleaner_command(files, output, config, score_with_model)
         opts = _options(dataset, chip, region, max_runtime, score_with_model)
         body = submit_body(command, opts)
+        if output_dataset is not None:
+            body |= {"output_dataset": output_dataset, "output_path": _relative(output, "--output")}
         if score_with_model is not None:
             body["env"] = {"OPENAI_API_KEY": api_key}
         job = api.call("POST", "/api/v1/jobs", json=body)

@@ -33,6 +33,8 @@ from suanwang.cli.common import (
     state,
     when,
 )
+from suanwang.domain.errors import ValidationError
+from suanwang.domain.rates import format_rate, parse_rate
 
 data_app = typer.Typer(help="Datasets: upload, list, show, delete.", no_args_is_help=True)
 CHUNK = 1 << 20
@@ -231,12 +233,24 @@ def copy(
     name: Annotated[str, typer.Argument(metavar="NAME", show_default=False)],
     to: Annotated[str, typer.Option("--to", help="the region to copy it to")],
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="follow it to the end")] = True,
+    max_rate: Annotated[
+        str | None,
+        typer.Option(
+            help="cap its rate: 200MiB/s, 100M, 1G, 800Mbit/s (the link's cap may be lower)"
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Copy a dataset to another region, agent to agent (progress with rate and ETA)."""
     st = state(ctx, as_json)
+    body: dict[str, Any] = {"region": to}
+    if max_rate is not None:
+        try:
+            body["max_bytes_per_s"] = parse_rate(max_rate, "--max-rate")
+        except ValidationError as exc:
+            raise CliError(str(exc), field="--max-rate", hint=exc.hint) from None
     with st.client() as api:
-        transfer = api.call("POST", f"/api/v1/datasets/{segment(name)}/copy", json={"region": to})
+        transfer = api.call("POST", f"/api/v1/datasets/{segment(name)}/copy", json=body)
         if wait:
             transfer = _follow(api, transfer, quiet=st.json)
     if st.json:
@@ -252,18 +266,32 @@ def _follow(api: ApiClient, transfer: dict[str, Any], *, quiet: bool) -> dict[st
         TextColumn("{task.description}"),
         BarColumn(),
         DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
+        TextColumn("{task.fields[rate]} {task.fields[eta]}"),
         console=out,
         disable=quiet,
     ) as bar:
         label = f"{transfer['source_region']} -> {transfer['target_region']}"
-        task = bar.add_task(label, total=transfer["bytes_total"] or None)
+        fields = _rate_eta(transfer)
+        task = bar.add_task(label, total=transfer["bytes_total"] or None, **fields)
         while transfer["state"] in ("pending", "running"):
             time.sleep(POLL_S)
             transfer = api.call("GET", f"/api/v1/transfers/{segment(transfer['id'])}")
-            bar.update(task, completed=transfer["bytes_done"], total=transfer["bytes_total"])
+            fields = _rate_eta(transfer)
+            bar.update(
+                task, completed=transfer["bytes_done"], total=transfer["bytes_total"], **fields
+            )
     return transfer
+
+
+def _rate_eta(t: dict[str, Any]) -> dict[str, Any]:
+    """The rate and ETA the agent measured (the API's, not the bar's own estimate)."""
+    rate = format_rate(t["rate_bytes_per_s"]) if t["rate_bytes_per_s"] else "-"
+    cap = t.get("max_bytes_per_s")
+    eta = t.get("eta_s")
+    return {
+        "rate": rate + (f" (cap {format_rate(cap)})" if cap else ""),
+        "eta": f"ETA {eta:,.0f} s" if eta is not None and t["state"] == "running" else "",
+    }
 
 
 def _say_transfer(t: dict[str, Any]) -> None:
@@ -271,6 +299,8 @@ def _say_transfer(t: dict[str, Any]) -> None:
     rate = f", {t['rate_bytes_per_s'] / 1e6:,.1f} MB/s" if t["rate_bytes_per_s"] else ""
     eta = f", ETA {t['eta_s']:.0f} s" if t.get("eta_s") else ""
     resent = f", {t['chunks_resent']} chunk(s) re-sent" if t["chunks_resent"] else ""
+    cap = t.get("max_bytes_per_s")
+    resent += f", capped at {format_rate(cap)}" if cap else ""
     error = f" ({t['error']})" if t["error"] else ""
     say(
         f"transfer {t['id']} {t['source_region']} -> {t['target_region']}: {t['state']}, "

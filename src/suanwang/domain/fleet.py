@@ -66,6 +66,8 @@ class WanLinkSpec:
     bandwidth_gbps: float
     rtt_ms: float
     distance_km: float
+    transfer_cap_bytes_per_s: float | None = None
+    """The operator's cap on dataset transfers over this link, shared by all of them."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -183,6 +183,11 @@ class JobSpec:
     dataset: str | None = None
     """The name of one of the tenant's ready datasets: the job sees it read-only at
     ``/data/input`` (``$SUANWANG_DATASET_DIR``) and runs where a replica is."""
+    output_dataset: str | None = None
+    """On success, ``output_path`` of the job's directory becomes this new dataset of the
+    tenant, in the region the job ran (services/job_outputs.py)."""
+    output_path: str | None = None
+    """Below ``/job`` (default ``output``); only with ``output_dataset``."""
 
     @property
     def simulated(self) -> bool:
@@ -200,8 +205,9 @@ def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
             del data[optional]
     if spec.preemption_grace_s is None:
         del data["preemption_grace_s"]
-    if spec.dataset is None:
-        del data["dataset"]
+    for unset in ("dataset", "output_dataset", "output_path"):
+        if data[unset] is None:
+            del data[unset]
     if spec.resources.chips:
         data["resources"]["chips"] = list(spec.resources.chips)
     else:
@@ -248,6 +254,8 @@ def spec_from_dict(data: Mapping[str, Any]) -> JobSpec:
         gang=GangStrategy(data.get("gang", GangStrategy.SPREAD)),
         preemption_grace_s=data.get("preemption_grace_s"),
         dataset=data.get("dataset"),
+        output_dataset=data.get("output_dataset"),
+        output_path=data.get("output_path"),
     )
 
 
@@ -303,7 +311,27 @@ def validate_job(spec: JobSpec) -> JobSpec:
     if spec.dataset is not None:
         check_dataset_name(spec.dataset, field_name="dataset")
     job_area_parts(spec.working_dir)
+    output_parts(spec)
     return spec
+
+
+def output_parts(spec: JobSpec) -> tuple[str, ...]:
+    """The output directory's components below ``/job`` (``()``: no output dataset)."""
+    if spec.output_dataset is None:
+        if spec.output_path is not None:
+            raise ValidationError("output_path needs output_dataset", field="output_path")
+        return ()
+    check_dataset_name(spec.output_dataset, field_name="output_dataset")
+    try:
+        parts = job_area_parts(spec.output_path or "output")
+    except ValidationError as exc:
+        raise ValidationError(
+            exc.message.replace("working_dir", "output_path", 1), field="output_path",
+            hint="a directory below /job, e.g. cleaned",
+        ) from exc  # fmt: skip
+    if not parts:
+        raise ValidationError("output_path must be below /job", field="output_path")
+    return parts
 
 
 def _check_accepted(res: Resources) -> None:

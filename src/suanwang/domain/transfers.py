@@ -19,6 +19,8 @@ from suanwang.domain.errors import ValidationError
 
 DEFAULT_AGENT_CERT_S = 30 * 86400.0
 """How long an agent certificate is valid (``suanwang agents register`` / ``rotate``)."""
+MIN_AGENT_CERT_S = 10.0
+"""The shortest certificate lifetime the CA issues (tests use 20 s certificates)."""
 ROTATE_BEFORE_S = 7 * 86400.0
 """Certificates within this of their expiry are due for rotation (the control loop warns)."""
 _AGENT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -64,6 +66,18 @@ class TransferRecord:
     chunks_resent: int
     started_at: float
     ended_at: float | None = None
+    max_bytes_per_s: float | None = None
+    """The tenant's cap on this transfer (None: only the link's cap, if any)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkCaps:
+    """What a push is told about its path: the link's rate (a hint for sizing streams), the
+    operator's cap on the link (shared by every push over it) and the transfer's own cap."""
+
+    rate_bytes_per_s: float | None = None
+    link_cap_bytes_per_s: float | None = None
+    transfer_cap_bytes_per_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +103,19 @@ class IssuedCert:
     ca_pem: str
     serial: str
     not_after: float
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRenewal:
+    """An agent's request for a new certificate: its current certificate, its new public
+    key, the time, and a signature over them by its current key (base64; see
+    ``suanwang.transfer.renewal``)."""
+
+    name: str
+    cert_pem: str
+    public_key_pem: str
+    at: float
+    signature: str
 
 
 def new_transfer_id() -> str:

@@ -102,9 +102,12 @@ class ControlLoop:
         benchmark_tenant: str | None = PUBLIC_TENANT,
         realloc_interval_s: float = 0.0,
         stager: Stager | None = None,
+        on_success: Callable[[JobRecord, AttemptRecord], object] | None = None,
     ) -> None:
         self._uows = uows
         self._stager = stager
+        self._on_success = on_success
+        """Called after a job with an ``output_dataset`` succeeded (services/job_outputs.py)."""
         """Records a dataset transfer for a staging decision (None: the job just waits)."""
         self._backends = backends
         self._clock = clock
@@ -381,6 +384,8 @@ class ControlLoop:
             uow.jobs.release_allocations(attempt.id)
             uow.jobs.add_event(job.id, now, target, reason)
             uow.commit()
+        if target is JobState.SUCCEEDED and job.spec.output_dataset and self._on_success:
+            self._on_success(job, attempt)
 
 
 def _stop_reason(job: JobRecord | None) -> str | None:

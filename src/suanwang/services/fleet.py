@@ -19,6 +19,7 @@ from suanwang.domain.fleet import (
     FleetSpec,
     FleetTotals,
     NodeCapacity,
+    WanLinkSpec,
     fleet_totals,
 )
 from suanwang.domain.records import NodeRecord
@@ -142,16 +143,16 @@ def _apply_links(uow: UnitOfWork, spec: FleetSpec, result: ApplyResult) -> None:
     for link in spec.wan_links:
         key = tuple(sorted((link.region_a, link.region_b)))
         old = existing.get(key)
-        same = old is not None and (old.bandwidth_gbps, old.rtt_ms, old.distance_km) == (
-            link.bandwidth_gbps,
-            link.rtt_ms,
-            link.distance_km,
-        )
+        same = old is not None and _link_values(old) == _link_values(link)
         if same:
             result.unchanged += 1
             continue
         uow.fleet.put_wan_link(link)
         (result.updated if old else result.created).append(f"wan-link/{key[0]}--{key[1]}")
+
+
+def _link_values(link: WanLinkSpec) -> tuple[float, float, float, float | None]:
+    return link.bandwidth_gbps, link.rtt_ms, link.distance_km, link.transfer_cap_bytes_per_s
 
 
 def totals_of(

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from suanwang.domain.connections import Connection, connection_data
-from suanwang.domain.fleet import FleetSpec
+from suanwang.domain.fleet import FleetSpec, WanLinkSpec
 from suanwang.ports import UnitOfWork
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def stored_state(uow: UnitOfWork, spec: FleetSpec) -> FleetState:
             for n in uow.fleet.nodes(c.name):
                 state[f"node/{c.name}/{n.name}"] = _node(n.chip, n.cards, n.network_group)
     for w in uow.fleet.wan_links():
-        state[link_name(w.region_a, w.region_b)] = _link(w.bandwidth_gbps, w.rtt_ms, w.distance_km)
+        state[link_name(w.region_a, w.region_b)] = _link(w)
     return state
 
 
@@ -64,7 +64,7 @@ def spec_state(spec: FleetSpec) -> FleetState:
         for n in c.nodes:
             state[f"node/{c.name}/{n.name}"] = _node(n.chip, n.cards, n.network_group)
     for w in spec.wan_links:
-        state[link_name(w.region_a, w.region_b)] = _link(w.bandwidth_gbps, w.rtt_ms, w.distance_km)
+        state[link_name(w.region_a, w.region_b)] = _link(w)
     return state
 
 
@@ -94,5 +94,10 @@ def _node(chip: str, cards: int, network_group: str) -> dict[str, Any]:
     return {"chip": chip, "cards": cards, "network_group": network_group}
 
 
-def _link(bandwidth_gbps: float, rtt_ms: float, distance_km: float) -> dict[str, Any]:
-    return {"bandwidth_gbps": bandwidth_gbps, "rtt_ms": rtt_ms, "distance_km": distance_km}
+def _link(w: WanLinkSpec) -> dict[str, Any]:
+    return {
+        "bandwidth_gbps": w.bandwidth_gbps,
+        "rtt_ms": w.rtt_ms,
+        "distance_km": w.distance_km,
+        "transfer_cap_bytes_per_s": w.transfer_cap_bytes_per_s,
+    }

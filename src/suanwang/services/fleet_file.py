@@ -35,6 +35,7 @@ from suanwang.domain.fleet import (
     validate_fleet,
 )
 from suanwang.domain.ids import ChipName, ClusterName, RegionName
+from suanwang.domain.rates import check_rate, parse_rate
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
 MAX_NODES_PER_GROUP = 20_000
@@ -128,6 +129,10 @@ class WanLinkIn(_Strict):
     bandwidth_gbps: Positive
     rtt_ms: Positive
     distance_km: Positive
+    transfer_cap: Annotated[
+        float | str | None,
+        Field(description="cap on dataset transfers over the link, shared: bytes/s or 400MiB/s"),
+    ] = None
 
 
 class FleetIn(_Strict):
@@ -191,10 +196,18 @@ def _to_spec(fleet: FleetIn) -> FleetSpec:
                 w.bandwidth_gbps,
                 w.rtt_ms,
                 w.distance_km,
+                _cap(w.transfer_cap, f"wan_links[{i}].transfer_cap"),
             )
-            for w in fleet.wan_links
+            for i, w in enumerate(fleet.wan_links)
         ),
     )
+
+
+def _cap(value: float | str | None, field: str) -> float | None:
+    """A link's transfer cap: a number of bytes/s or a rate with units (domain/rates.py)."""
+    if value is None:
+        return None
+    return parse_rate(value, field) if isinstance(value, str) else check_rate(value, field)
 
 
 def _connection(cluster: ClusterIn, index: int) -> Connection | None:

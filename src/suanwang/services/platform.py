@@ -11,6 +11,7 @@ from suanwang.domain.fleet import FleetTotals, RegionSpec, WanLinkSpec
 from suanwang.domain.records import ClusterRecord, NodeRecord
 from suanwang.domain.tenancy import LOCAL_OPERATOR, Principal
 from suanwang.ports import Backend, Clock, UnitOfWorkFactory
+from suanwang.services.agents import Agents
 from suanwang.services.apps import Apps
 from suanwang.services.billing import Billing
 from suanwang.services.cluster_health import ClusterHealthCheck
@@ -24,7 +25,7 @@ from suanwang.services.jobs import Jobs
 from suanwang.services.knowledge import KnowledgeBases
 from suanwang.services.orphans import OrphanSweep
 from suanwang.services.tenancy import Tenancy
-from suanwang.services.transfers import Agents, Transfers
+from suanwang.services.transfers import Transfers
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,5 @@
-"""Moving dataset replicas between regions: ``data copy``, the scheduler's staging, and the
-agents (registration, certificate rotation).
+"""Moving dataset replicas between regions: ``data copy`` and the scheduler's staging (the
+agents themselves: services/agents.py).
 
 Metadata moves in the control plane; bytes move agent to agent. A transfer is recorded
 ``pending`` (by ``copy`` or by a :class:`~suanwang.scheduler.decisions.StageDataset`
@@ -24,20 +24,18 @@ from suanwang.domain.datasets import (
     ReplicaState,
     replica_path,
 )
-from suanwang.domain.errors import Conflict, Forbidden, NotFound, ValidationError
+from suanwang.domain.errors import Conflict, NotFound, ValidationError
+from suanwang.domain.rates import check_rate
 from suanwang.domain.tenancy import Principal
 from suanwang.domain.transfers import (
     AgentRecord,
-    IssuedCert,
+    LinkCaps,
     TransferProgress,
     TransferRecord,
     TransferState,
-    check_address,
-    check_agent_name,
     new_transfer_id,
 )
 from suanwang.ports import (
-    AgentAuthority,
     AgentUnreachable,
     Clock,
     DatasetFiles,
@@ -69,8 +67,13 @@ class Transfers:
         self._min_period_s = min_period_s
         self._last_tick: float | None = None
 
-    def copy(self, principal: Principal, ref: str, region: str) -> TransferRecord:
-        """Start copying a ready dataset to ``region`` (409 if it is there or on its way)."""
+    def copy(
+        self, principal: Principal, ref: str, region: str, max_bytes_per_s: float | None = None
+    ) -> TransferRecord:
+        """Start copying a ready dataset to ``region`` (409 if it is there or on its way),
+        at most at ``max_bytes_per_s`` (and never above the link's cap)."""
+        if max_bytes_per_s is not None:
+            check_rate(max_bytes_per_s)
         with self._uows() as uow:
             uow.lock_scheduler()
             dataset = visible_dataset(uow, principal, ref)
@@ -78,10 +81,11 @@ class Transfers:
                 raise Conflict(f"dataset {dataset.name!r} is not sealed", field="dataset")
             if region not in {r.name for r in uow.fleet.regions()}:
                 raise ValidationError(f"no region {region[:64]!r}", field="region")
-            transfer = self._record(uow, dataset, region, new_transfer_id())
+            transfer = self._record(uow, dataset, region, new_transfer_id(), max_bytes_per_s)
             audit.record(
                 uow, principal, AuditAction.DATASET_COPY, dataset.id, tenant=dataset.tenant,
-                at=transfer.started_at, after={"transfer": transfer.id, "to": region},
+                at=transfer.started_at, after={"transfer": transfer.id, "to": region,
+                                               "max_bytes_per_s": max_bytes_per_s},
             )  # fmt: skip
             uow.commit()
         return transfer
@@ -104,7 +108,12 @@ class Transfers:
             log.warning("cannot stage dataset", dataset=dataset.id, target=target, why=str(exc))
 
     def _record(
-        self, uow: UnitOfWork, dataset: DatasetRecord, target: str, transfer_id: str
+        self,
+        uow: UnitOfWork,
+        dataset: DatasetRecord,
+        target: str,
+        transfer_id: str,
+        max_bytes_per_s: float | None = None,
     ) -> TransferRecord:
         if target in dataset.ready_regions():
             raise Conflict(f"dataset {dataset.name!r} is in {target} already", field="region")
@@ -124,7 +133,7 @@ class Transfers:
         now = self._clock.now()
         transfer = TransferRecord(
             transfer_id, dataset.id, source, target, TransferState.PENDING,
-            dataset.size_bytes, 0, 0.0, None, "", 0, now,
+            dataset.size_bytes, 0, 0.0, None, "", 0, now, max_bytes_per_s=max_bytes_per_s,
         )  # fmt: skip
         uow.datasets.add_transfer(transfer)
         path = self._files.replica_dir(target, dataset.tenant, dataset.id)
@@ -158,9 +167,8 @@ class Transfers:
             active = uow.datasets.transfers(active_only=True)
             agents = _agents_by_region(uow)
             datasets = {t.dataset: uow.datasets.get(t.dataset) for t in active}
-            links: dict[frozenset[str], float] = {
-                frozenset((str(w.region_a), str(w.region_b))): w.bandwidth_gbps * 1e9 / 8
-                for w in uow.fleet.wan_links()
+            links = {
+                frozenset((str(w.region_a), str(w.region_b))): w for w in uow.fleet.wan_links()
             }
         for transfer in active:
             dataset = datasets[transfer.dataset]
@@ -172,7 +180,12 @@ class Transfers:
                 self._note(transfer, "no agent registered in one of the regions")
                 continue
             link = links.get(frozenset((transfer.source_region, transfer.target_region)))
-            self._advance(transfer, dataset, source.address, target.address, link)
+            caps = LinkCaps(
+                None if link is None else link.bandwidth_gbps * 1e9 / 8,
+                None if link is None else link.transfer_cap_bytes_per_s,
+                transfer.max_bytes_per_s,
+            )
+            self._advance(transfer, dataset, source.address, target.address, caps)
 
     def _advance(
         self,
@@ -180,10 +193,10 @@ class Transfers:
         dataset: DatasetRecord,
         source: str,
         target: str,
-        link_bytes_per_s: float | None,
+        caps: LinkCaps,
     ) -> None:
         rel = replica_path(dataset.tenant, dataset.id)
-        push = (source, transfer.id, rel, target, rel, link_bytes_per_s)
+        push = (source, transfer.id, rel, target, rel, caps)
         try:
             if transfer.state is TransferState.PENDING:
                 progress = self._agents.start_push(*push)
@@ -268,77 +281,3 @@ def _agents_by_region(uow: UnitOfWork) -> dict[str, AgentRecord]:
     for agent in uow.datasets.agents():
         found.setdefault(agent.region, agent)
     return found
-
-
-class Agents:
-    """Registering transfer agents and rotating their certificates (operator)."""
-
-    def __init__(self, uows: UnitOfWorkFactory, clock: Clock, authority: AgentAuthority) -> None:
-        self._uows, self._clock, self._authority = uows, clock, authority
-        self._last_check: float | None = None
-
-    def register(
-        self, principal: Principal, name: str, region: str, address: str
-    ) -> tuple[AgentRecord, IssuedCert]:
-        check_agent_name(name)
-        host, _ = check_address(address)
-        with self._uows() as uow:
-            if region not in {r.name for r in uow.fleet.regions()}:
-                raise ValidationError(f"no region {region[:64]!r}", field="region")
-            if any(a.name == name for a in uow.datasets.agents()):
-                raise Conflict(
-                    f"agent {name!r} is registered", field="name", hint="rotate its certificate"
-                )
-        issued = self._authority.issue_agent(name, host)
-        now = self._clock.now()
-        agent = AgentRecord(name, region, address, issued.serial, issued.not_after, now)
-        self._save(principal, agent, AuditAction.AGENT_REGISTER)
-        return agent, issued
-
-    def rotate(self, principal: Principal, name: str) -> tuple[AgentRecord, IssuedCert]:
-        with self._uows() as uow:
-            found = next((a for a in uow.datasets.agents() if a.name == name), None)
-        if found is None:
-            raise NotFound(f"no agent {name[:64]!r}", field="name")
-        issued = self._authority.issue_agent(name, check_address(found.address)[0])
-        now = self._clock.now()
-        agent = AgentRecord(
-            name, found.region, found.address, issued.serial, issued.not_after,
-            found.registered_at, now,
-        )  # fmt: skip
-        self._save(principal, agent, AuditAction.AGENT_ROTATE)
-        return agent, issued
-
-    def registered(self, principal: Principal) -> list[AgentRecord]:
-        if not principal.is_operator:
-            raise Forbidden("only the operator sees the agents", field="Authorization")
-        return self._all()
-
-    def _all(self) -> list[AgentRecord]:
-        with self._uows() as uow:
-            return uow.datasets.agents()
-
-    def check(self) -> list[AgentRecord]:
-        """Agents whose certificate is due for rotation (logged as warnings, hourly)."""
-        now = self._clock.now()
-        if self._last_check is not None and now - self._last_check < 3600:
-            return []
-        self._last_check = now
-        due = [a for a in self._all() if a.due_for_rotation(now)]
-        for agent in due:
-            log.warning(
-                "agent certificate due for rotation: suanwang agents rotate NAME",
-                agent=agent.name,
-                expires_in_s=round(agent.cert_not_after - now),
-            )
-        return due
-
-    def _save(self, principal: Principal, agent: AgentRecord, action: AuditAction) -> None:
-        with self._uows() as uow:
-            uow.datasets.put_agent(agent)
-            audit.record(
-                uow, principal, action, agent.name, tenant=None, at=self._clock.now(),
-                after={"region": agent.region, "address": agent.address,
-                       "cert_serial": agent.cert_serial, "not_after": agent.cert_not_after},
-            )  # fmt: skip
-            uow.commit()

@@ -98,6 +98,22 @@ class Agent:
                 raise
             threading.Thread(target=self._serve_conn, args=(conn,), daemon=True).start()
 
+    def reload_identity(self) -> None:
+        """Load the (renewed) certificate and key again: new connections, and pushes
+        reconnecting, use them; connections already open keep their TLS session."""
+        server = server_context(self.config.identity)
+        server.num_tickets = 0
+        client = client_context(self.config.identity)
+        with self._lock:
+            self._server_ctx, self._client_ctx = server, client
+            for job in self._jobs.values():
+                job.ctx = client
+        log.info("identity_reloaded", cert=str(self.config.identity.cert_file))
+
+    @property
+    def stopping(self) -> threading.Event:
+        return self._stop
+
     def stop(self) -> None:
         self._stop.set()
         if self._listener is not None:
@@ -178,7 +194,7 @@ class Agent:
         """Start the push, or resume it (same transfer id and arguments), or report it."""
         with self._lock:
             job = self._jobs.get(request.transfer_id)
-            if job is not None and job.request != request:
+            if job is not None and not same_push(job.request.to_json(), request.to_json()):
                 raise BadRequest(
                     "conflict",
                     f"transfer {request.transfer_id} exists with other arguments",
@@ -188,7 +204,7 @@ class Agent:
                 return job
             path = self._send_journal(request.transfer_id)
             records = replay(path)
-            if records and records[0][1] != request.to_json():
+            if records and not same_push(records[0][1], request.to_json()):
                 raise BadRequest(
                     "conflict",
                     f"transfer {request.transfer_id} exists with other arguments",
@@ -352,6 +368,20 @@ class Agent:
         if transfer is None or transfer.digest != digest:
             raise BadRequest("bad_request", f"transfer {tid} is not open (OPEN first)")
         return transfer
+
+
+RETUNABLE = frozenset(("max_bytes_per_s", "link_max_bytes_per_s", "link_rate_hint_bytes_per_s"))
+"""Options a resumed push may change (the operator re-capped the link meanwhile)."""
+
+
+def same_push(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """The same push, caps and the rate hint aside (they apply from the next start)."""
+
+    def fixed(request: dict[str, Any]) -> dict[str, Any]:
+        options = {k: v for k, v in request.get("options", {}).items() if k not in RETUNABLE}
+        return request | {"options": options}
+
+    return fixed(a) == fixed(b)
 
 
 def _allocated(transfer: ReceiverTransfer) -> int:

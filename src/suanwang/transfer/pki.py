@@ -27,6 +27,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 Role = Literal["agent", "control"]
 ROLE_OU: dict[Role, str] = {"agent": "suanwang-agent", "control": "suanwang-control"}
 CA_VALID_S = 10 * 365 * 86400.0
+BACKDATE_S = 60.0
+"""Certificates are valid from a minute before they are issued (clock skew)."""
 
 
 def _utc(t: float) -> dt.datetime:
@@ -55,7 +57,7 @@ def new_ca(common_name: str, now: float, valid_s: float = CA_VALID_S) -> tuple[b
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(_utc(now - 60))
+        .not_valid_before(_utc(now - BACKDATE_S))
         .not_valid_after(_utc(now + valid_s))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
@@ -96,13 +98,17 @@ def issue(
     role: Role,
     now: float,
     valid_s: float,
+    public_key_pem: bytes | None = None,
 ) -> tuple[bytes, bytes]:
-    """A certificate for ``role`` signed by the CA, with ``hosts`` (IPs or DNS names) as SANs."""
+    """A certificate for ``role`` signed by the CA, with ``hosts`` (IPs or DNS names) as SANs,
+    and its new key; or, given ``public_key_pem`` (the holder made its own key), the
+    certificate for that key and an empty key."""
     ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
     ca_key = serialization.load_pem_private_key(ca_key_pem, password=None)
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise ValueError("the CA key must be an EC key made by new_ca")
-    key = _new_key()
+    key = _new_key() if public_key_pem is None else None
+    public = key.public_key() if key is not None else _public_key(public_key_pem or b"")
     subject = x509.Name(
         [
             x509.NameAttribute(NameOID.COMMON_NAME, common_name),
@@ -116,9 +122,9 @@ def issue(
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
+        .public_key(public)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(_utc(now - 60))
+        .not_valid_before(_utc(now - BACKDATE_S))
         .not_valid_after(_utc(now + valid_s))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
@@ -126,7 +132,15 @@ def issue(
     if hosts:
         builder = builder.add_extension(_san(hosts), critical=False)
     cert = builder.sign(ca_key, hashes.SHA256())
-    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+    return cert.public_bytes(serialization.Encoding.PEM), b"" if key is None else _key_pem(key)
+
+
+def _public_key(pem: bytes) -> ec.EllipticCurvePublicKey:
+    """An agent's own P-256 public key (ValueError for anything else)."""
+    public = serialization.load_pem_public_key(pem)
+    if not isinstance(public, ec.EllipticCurvePublicKey) or public.curve.name != "secp256r1":
+        raise ValueError("the public key must be an EC P-256 key")
+    return public
 
 
 def not_after(cert_pem: bytes) -> float:

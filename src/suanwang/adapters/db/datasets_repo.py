@@ -140,7 +140,7 @@ class DatasetRepository:
                 target_region=t.target_region, state=t.state.value, bytes_total=t.bytes_total,
                 bytes_done=t.bytes_done, rate_bytes_per_s=t.rate_bytes_per_s, eta_s=t.eta_s,
                 error=t.error, chunks_resent=t.chunks_resent, started_at=t.started_at,
-                ended_at=t.ended_at,
+                ended_at=t.ended_at, max_bytes_per_s=t.max_bytes_per_s,
             )
         )  # fmt: skip
         self._s.flush()
@@ -241,4 +241,5 @@ def _transfer(row: TransferRow) -> TransferRecord:
         chunks_resent=row.chunks_resent,
         started_at=row.started_at,
         ended_at=row.ended_at,
+        max_bytes_per_s=row.max_bytes_per_s,
     )

@@ -30,7 +30,14 @@ class FleetRepository:
             select(WanLinkRow).order_by(WanLinkRow.region_a, WanLinkRow.region_b)
         )
         return [
-            WanLinkSpec(r.region_a, r.region_b, r.bandwidth_gbps, r.rtt_ms, r.distance_km)  # type: ignore[arg-type]
+            WanLinkSpec(
+                r.region_a,  # type: ignore[arg-type]
+                r.region_b,  # type: ignore[arg-type]
+                r.bandwidth_gbps,
+                r.rtt_ms,
+                r.distance_km,
+                r.transfer_cap_bytes_per_s,
+            )
             for r in rows
         ]
 
@@ -141,6 +148,7 @@ class FleetRepository:
             self._s.add(row)
         row.bandwidth_gbps, row.rtt_ms = spec.bandwidth_gbps, spec.rtt_ms
         row.distance_km = spec.distance_km
+        row.transfer_cap_bytes_per_s = spec.transfer_cap_bytes_per_s
 
 
 def _cluster_record(row: ClusterRow) -> ClusterRecord:

@@ -78,6 +78,7 @@ class WanLinkRow(Base):
     bandwidth_gbps: Mapped[float] = mapped_column(Float)
     rtt_ms: Mapped[float] = mapped_column(Float)
     distance_km: Mapped[float] = mapped_column(Float)
+    transfer_cap_bytes_per_s: Mapped[float | None] = mapped_column(Float, default=None)  # 0015
 
 
 class TenantRow(Base):
@@ -333,6 +334,7 @@ class TransferRow(Base):
     chunks_resent: Mapped[int] = mapped_column(Integer, default=0)
     started_at: Mapped[float] = mapped_column(Float)
     ended_at: Mapped[float | None] = mapped_column(Float, default=None)
+    max_bytes_per_s: Mapped[float | None] = mapped_column(Float, default=None)  # 0015
 
 
 class AgentRow(Base):

@@ -83,6 +83,8 @@ ROUTES: Final[dict[tuple[str, str], Rule]] = {
     ("POST", "/api/v1/agents"): Scope.OPERATOR,
     ("GET", "/api/v1/agents"): Scope.OPERATOR,
     ("POST", "/api/v1/agents/{name}/rotate"): Scope.OPERATOR,
+    # an agent renews its own certificate: no key, the request is signed by its current one
+    ("POST", "/api/v1/agents/{name}/renew"): PUBLIC,
     ("GET", "/api/v1/tenants/{name}/storage"): Scope.READ_ONLY,
     ("PUT", "/api/v1/tenants/{name}/storage"): Scope.OPERATOR,
     # the audit log: the operator reads all, a tenant admin its own tenant's (services)

@@ -177,6 +177,19 @@ class JobCreate(_In):
         description="one of your ready datasets, by name: the job sees it read-only at "
         "/data/input ($SUANWANG_DATASET_DIR) and runs in a region holding a replica",
     )
+    output_dataset: str | None = Field(
+        None,
+        min_length=1,
+        max_length=63,
+        description="on success, output_path of the job's directory becomes this new dataset "
+        "of yours, in the region the job ran (counted against your storage quota)",
+    )
+    output_path: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1024,
+        description="the directory below /job to register (default output)",
+    )
 
     def to_spec(self) -> JobSpec:
         return JobSpec(
@@ -199,6 +212,8 @@ class JobCreate(_In):
             network=JobNetwork(self.network),
             gang=GangStrategy(self.gang),
             dataset=self.dataset,
+            output_dataset=self.output_dataset,
+            output_path=self.output_path,
         )
 
 

@@ -10,8 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from suanwang.adapters.http.responses import errors
 from suanwang.adapters.http.security import AuthorizedRoute, current_platform, current_principal
+from suanwang.domain.rates import MAX_RATE_BYTES_PER_S
 from suanwang.domain.tenancy import Principal
-from suanwang.domain.transfers import AgentRecord, IssuedCert, TransferRecord
+from suanwang.domain.transfers import AgentRecord, AgentRenewal, IssuedCert, TransferRecord
 from suanwang.services.platform import Platform
 
 router = APIRouter(prefix="/api/v1", route_class=AuthorizedRoute, tags=["transfers"])
@@ -22,6 +23,12 @@ PlatformDep = Annotated[Platform, Depends(current_platform)]
 class CopyBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     region: str = Field(min_length=1, max_length=64, description="the region to copy it to")
+    max_bytes_per_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_RATE_BYTES_PER_S,
+        description="cap on this transfer's rate, bytes/s (the link's cap, if lower, wins)",
+    )
 
 
 class TransferPublic(BaseModel):
@@ -38,6 +45,7 @@ class TransferPublic(BaseModel):
     chunks_resent: int
     started_at: float
     ended_at: float | None
+    max_bytes_per_s: float | None = Field(description="the tenant's cap on it (null: none)")
 
 
 class AgentBody(BaseModel):
@@ -64,6 +72,30 @@ class AgentIssued(BaseModel):
     ca_pem: str = Field(description="the transfer CA's certificate")
 
 
+PEM_MAX = 8192
+
+
+class RenewBody(BaseModel):
+    """An agent's signed renewal (``suanwang agent serve --control-url`` sends it)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=63, description="the agent (its certificate's CN)")
+    cert_pem: str = Field(min_length=1, max_length=PEM_MAX, description="its current certificate")
+    public_key_pem: str = Field(
+        min_length=1, max_length=PEM_MAX, description="its new P-256 public key"
+    )
+    at: float = Field(description="UNIX time of the request (within 5 minutes of the server's)")
+    signature: str = Field(
+        min_length=1, max_length=512, description="base64 ECDSA-SHA256 by the current key"
+    )
+
+
+class AgentRenewed(BaseModel):
+    agent: AgentPublic
+    cert_pem: str = Field(description="the new certificate, for the agent's new key")
+    ca_pem: str = Field(description="the transfer CA's certificate")
+
+
 def transfer_public(t: TransferRecord) -> TransferPublic:
     return TransferPublic(
         id=t.id,
@@ -79,6 +111,7 @@ def transfer_public(t: TransferRecord) -> TransferPublic:
         chunks_resent=t.chunks_resent,
         started_at=t.started_at,
         ended_at=t.ended_at,
+        max_bytes_per_s=t.max_bytes_per_s,
     )
 
 
@@ -110,7 +143,8 @@ def _issued(agent: AgentRecord, issued: IssuedCert) -> AgentIssued:
 def copy_dataset(
     dataset: str, body: CopyBody, principal: PrincipalDep, platform: PlatformDep
 ) -> Any:
-    return transfer_public(platform.transfers.copy(principal, dataset, body.region))
+    copied = platform.transfers.copy(principal, dataset, body.region, body.max_bytes_per_s)
+    return transfer_public(copied)
 
 
 @router.get(
@@ -156,3 +190,15 @@ def list_agents(principal: PrincipalDep, platform: PlatformDep) -> Any:
 def rotate_agent(name: str, principal: PrincipalDep, platform: PlatformDep) -> Any:
     agent, issued = platform.agents.rotate(principal, name)
     return _issued(agent, issued)
+
+
+@router.post(
+    "/agents/{name}/renew",
+    response_model=AgentRenewed,
+    summary="An agent renews its own certificate before expiry (signed by its current key)",
+    responses=errors((403, "The request does not prove the agent's current certificate")),
+)
+def renew_agent(name: str, body: RenewBody, platform: PlatformDep) -> Any:
+    renewal = AgentRenewal(body.name, body.cert_pem, body.public_key_pem, body.at, body.signature)
+    agent, issued = platform.agents.renew(name, renewal)
+    return AgentRenewed(agent=_agent(agent), cert_pem=issued.cert_pem, ca_pem=issued.ca_pem)
