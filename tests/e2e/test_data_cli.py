@@ -95,3 +95,8 @@ def test_agents_and_copies_from_the_cli(cli: Cli, tmp_path: Path) -> None:
             cli("data", "copy", "blob", "--to", "ningxia-zhongwei", f"--max-rate={bad}", key=key),
             "--max-rate",
         )
+    assert_error(
+        cli("jobs", "submit", "--output-dataset", "out", "--output-path", "../up",
+            "--simulate-duration", "5", key=key),
+        "output_path",
+    )  # fmt: skip

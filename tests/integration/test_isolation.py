@@ -406,6 +406,18 @@ MATRIX: dict[tuple[str, str], tuple[Callable[[World], str], Any, dict[str, int]]
         None,
         OPERATOR_ONLY,
     ),
+    # no key needed, but a renewal must prove the agent's current certificate: nobody's does
+    ("POST", "/api/v1/agents/{name}/renew"): (
+        lambda w: "/api/v1/agents/agent-x/renew",
+        {
+            "name": "agent-x",
+            "cert_pem": "forged",
+            "public_key_pem": "forged",
+            "at": 0,
+            "signature": "AAAA",
+        },
+        dict.fromkeys(PRINCIPALS, 403),
+    ),
     ("GET", "/api/v1/tenants/{name}/storage"): (
         lambda w: "/api/v1/tenants/aaa/storage",
         None,

@@ -211,6 +211,17 @@ def submit(
             show_default=False,
         ),
     ] = None,
+    output_dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="on success, register --output-path as this new dataset of yours",
+            show_default=False,
+        ),
+    ] = None,
+    output_path: Annotated[
+        str | None,
+        typer.Option(help="with --output-dataset: a directory below /job (default output)"),
+    ] = None,
     idempotency_key: Annotated[
         str | None, typer.Option(help="retrying with the same key returns the same job")
     ] = None,
@@ -228,6 +239,8 @@ def submit(
         "gang": gang, "preemption_grace": preemption_grace, "dataset": dataset,
     }  # fmt: skip
     body = submit_body(list(command or []), opts)
+    if output_dataset is not None or output_path is not None:
+        body |= {"output_dataset": output_dataset, "output_path": output_path}
     st = state(ctx, as_json)
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
     with st.client() as api:
