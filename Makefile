@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup sandbox-tools run test check unit integration e2e bench clean
+.PHONY: setup sandbox-tools run test check unit integration e2e bench clean screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,8 +27,8 @@ run: setup  ## migrate, create the operator key, demo fleet and demo models (fir
 	$(BIN)/suanwang server
 
 check: setup  ## ruff, mypy --strict, import-linter
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -47,3 +47,6 @@ e2e: setup
 
 clean:
 	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+screenshots: setup  ## photograph the console's main pages into docs/screenshots/ (Debian chromium)
+	$(BIN)/python scripts/console_screenshots.py docs/screenshots

@@ -18,6 +18,7 @@ from suanwang.domain.apps import App, AppVersion
 from suanwang.domain.audit import AuditEntry, AuditQuery
 from suanwang.domain.billing import UsageTotal
 from suanwang.domain.connections import Connection
+from suanwang.domain.console_sessions import SessionRecord
 from suanwang.domain.datasets import DatasetRecord, DatasetReplica, ManifestEntry
 from suanwang.domain.demand import DemandReport
 from suanwang.domain.deployments import (
@@ -337,8 +338,14 @@ class JobStore(Protocol):
     def job_by_idempotency(self, tenant: str, key: str) -> JobRecord | None: ...
 
     def jobs(
-        self, tenant: str | None, states: Iterable[JobState] | None = None, limit: int = 100
-    ) -> list[JobRecord]: ...
+        self,
+        tenant: str | None,
+        states: Iterable[JobState] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[JobRecord]:
+        """Newest first; ``offset`` skips that many (a page of a listing)."""
+        ...
 
     def queued(self) -> list[JobRecord]: ...
 
@@ -588,6 +595,22 @@ class AppStore(Protocol):
         ...
 
 
+class SessionStore(Protocol):
+    """Web-console sessions, by the hash of their id (the id itself is never stored)."""
+
+    def add(self, record: SessionRecord) -> None: ...
+
+    def get(self, id_hash: str) -> SessionRecord | None: ...
+
+    def delete(self, id_hash: str) -> bool: ...
+
+    def delete_for_key(self, key_id: str) -> int:
+        """End every session opened with the key (it was revoked); how many."""
+        ...
+
+    def delete_expired(self, now: float) -> int: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction; rolled back on exit unless :meth:`commit` was called."""
 
@@ -623,6 +646,9 @@ class UnitOfWork(Protocol):
 
     @property
     def apps(self) -> AppStore: ...
+
+    @property
+    def sessions(self) -> SessionStore: ...
 
     def __enter__(self) -> Self: ...
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -160,3 +161,17 @@ def demo_key(cli: Cli) -> str:
     result = cli("keys", "create", "--tenant", "demo", "--scope", "tenant-admin", "-q")
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Debian Chromium for every console test (see console_support.py)."""
+    from console_support import launch_browser
+
+    yield from launch_browser()
+
+
+@pytest.fixture(scope="session")
+def operator_key(server: Server) -> str:
+    """The operator key ``suanwang init`` wrote into the server's data directory."""
+    return (server.data_dir / "operator.key").read_text(encoding="utf-8").strip()

@@ -15,6 +15,7 @@ from typing import Any
 
 from suanwang.domain.audit import AuditEntry
 from suanwang.domain.changes import changed_fields
+from suanwang.domain.console_sessions import SessionRecord
 from suanwang.domain.datasets import DatasetRecord
 from suanwang.domain.demand import DemandReport
 from suanwang.domain.deployments import (
@@ -85,6 +86,7 @@ class Tables:
     storage_quotas: dict[str, int | None] = field(default_factory=dict)
     transfers: dict[str, TransferRecord] = field(default_factory=dict)
     agents: dict[str, AgentRecord] = field(default_factory=dict)
+    sessions: dict[str, SessionRecord] = field(default_factory=dict)
 
     def copy(self) -> Tables:
         """A copy whose containers can change alone (the records are immutable)."""
@@ -105,6 +107,30 @@ class _Store:
 
     def _log(self, method: str, record: object) -> None:
         self._calls.append((method, str(record)))
+
+
+class FakeSessions(_Store):
+    def add(self, record: SessionRecord) -> None:
+        self._log("add_session", record.key_id)
+        self._t.sessions[record.id_hash] = record
+
+    def get(self, id_hash: str) -> SessionRecord | None:
+        return self._t.sessions.get(id_hash)
+
+    def delete(self, id_hash: str) -> bool:
+        return self._t.sessions.pop(id_hash, None) is not None
+
+    def delete_for_key(self, key_id: str) -> int:
+        gone = [h for h, r in self._t.sessions.items() if r.key_id == key_id]
+        for h in gone:
+            del self._t.sessions[h]
+        return len(gone)
+
+    def delete_expired(self, now: float) -> int:
+        gone = [h for h, r in self._t.sessions.items() if r.expires_at <= now]
+        for h in gone:
+            del self._t.sessions[h]
+        return len(gone)
 
 
 class FakeFleet(_Store):
@@ -273,7 +299,11 @@ class FakeJobs(_Store):
         return next(found, None)
 
     def jobs(
-        self, tenant: str | None, states: Iterable[JobState] | None = None, limit: int = 100
+        self,
+        tenant: str | None,
+        states: Iterable[JobState] | None = None,
+        limit: int = 100,
+        offset: int = 0,
     ) -> list[JobRecord]:
         wanted = None if states is None else set(states)
         jobs = [
@@ -281,7 +311,7 @@ class FakeJobs(_Store):
             for j in sorted(self._t.jobs.values(), key=lambda j: j.id)
             if (tenant is None or j.tenant == tenant) and (wanted is None or j.state in wanted)
         ]
-        return sorted(jobs, key=lambda j: j.created_at, reverse=True)[:limit]
+        return sorted(jobs, key=lambda j: j.created_at, reverse=True)[offset : offset + limit]
 
     def queued(self) -> list[JobRecord]:
         return self.with_states([JobState.QUEUED])

@@ -19,7 +19,7 @@ from typing import Self
 
 from fake_datasets import FakeDatasets
 from fake_serving import FakeAudit, FakeDemand, FakeDeployments, FakeLimits, FakeUsage
-from fake_stores import FakeFleet, FakeJobs, FakeTenancy, Tables
+from fake_stores import FakeFleet, FakeJobs, FakeSessions, FakeTenancy, Tables
 
 from suanwang.domain.connections import Connection
 from suanwang.domain.fleet import ClusterKind, ClusterSpec, NodeSpec, RegionSpec
@@ -63,6 +63,7 @@ class FakeUnitOfWork:
         self.audit = FakeAudit(*log)
         self.demand = FakeDemand(*log)
         self.datasets = FakeDatasets(*log)
+        self.sessions = FakeSessions(*log)
 
     def __enter__(self) -> Self:
         return self

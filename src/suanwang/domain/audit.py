@@ -41,6 +41,7 @@ class AuditResource(enum.StrEnum):
     CLUSTER = "cluster"
     DATASET = "dataset"
     AGENT = "agent"
+    SESSION = "session"
 
 
 class AuditAction(enum.StrEnum):
@@ -69,6 +70,9 @@ class AuditAction(enum.StrEnum):
     AGENT_REGISTER = "agent.register"
     AGENT_ROTATE = "agent.rotate"
     STORAGE_QUOTA_UPDATE = "storage-quota.update"
+    SESSION_LOGIN = "session.login"
+    """A web-console session began (an API key was exchanged for a session cookie)."""
+    SESSION_LOGOUT = "session.logout"
     ORPHAN_RUN = "cluster.orphan-run"
     """A run an engine holds that no live attempt owns: found, then cancelled."""
 
@@ -102,6 +106,8 @@ _RESOURCE_OF = {
     "agent.register": AuditResource.AGENT,
     "agent.rotate": AuditResource.AGENT,
     "storage-quota.update": AuditResource.TENANT,
+    "session.login": AuditResource.SESSION,
+    "session.logout": AuditResource.SESSION,
 }
 
 

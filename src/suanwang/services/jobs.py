@@ -213,13 +213,22 @@ class Jobs:
         )
 
     def list(
-        self, principal: Principal, states: list[JobState] | None, limit: int
+        self,
+        principal: Principal,
+        states: list[JobState] | None,
+        limit: int,
+        *,
+        offset: int = 0,
+        tenant: str | None = None,
     ) -> list[JobRecord]:
+        """Newest first; a tenant sees only its own. ``tenant`` narrows the operator's view
+        (another tenant's name gives a tenant nothing, as if it had no jobs)."""
         limit = max(1, min(limit, MAX_LIST))
+        scope = tenant if principal.is_operator else principal.tenant_id
+        if tenant is not None and not principal.can_see_tenant(tenant):
+            return []
         with self._uows() as uow:
-            return uow.jobs.jobs(
-                None if principal.is_operator else principal.tenant_id, states, limit
-            )
+            return uow.jobs.jobs(scope, states, limit, max(0, offset))
 
     def get(self, principal: Principal, job_id: str) -> JobDetail:
         with self._uows() as uow:

@@ -260,6 +260,7 @@ class Tenancy:
             if record.revoked_at is None:
                 now = self._clock.now()
                 uow.tenancy.revoke_key(key_id, now)
+                uow.sessions.delete_for_key(key_id)  # its console sessions end with it
                 audit.record(
                     uow,
                     principal,

@@ -87,9 +87,14 @@ class JobRepository:
         return None if row is None else _job(row)
 
     def jobs(
-        self, tenant: str | None, states: Iterable[JobState] | None = None, limit: int = 100
+        self,
+        tenant: str | None,
+        states: Iterable[JobState] | None = None,
+        limit: int = 100,
+        offset: int = 0,
     ) -> list[JobRecord]:
-        query = select(JobRow).order_by(JobRow.created_at.desc(), JobRow.id).limit(limit)
+        query = select(JobRow).order_by(JobRow.created_at.desc(), JobRow.id)
+        query = query.limit(limit).offset(offset)
         if tenant is not None:
             query = query.where(JobRow.tenant == tenant)
         if states is not None:

@@ -126,6 +126,17 @@ class ApiKeyRow(Base):
     revoked_at: Mapped[float | None] = mapped_column(Float)
 
 
+class ConsoleSessionRow(Base):
+    """A web-console session (migration 0016): the hash of the cookie's random id, never the
+    id; deleted with its key (and by logout)."""
+
+    __tablename__ = "console_sessions"
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+
 class JobRow(Base):
     __tablename__ = "jobs"
     __table_args__ = (

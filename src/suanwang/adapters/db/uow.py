@@ -17,6 +17,7 @@ from suanwang.adapters.db.externals_repo import ExternalRepository
 from suanwang.adapters.db.fleet_repo import FleetRepository
 from suanwang.adapters.db.jobs_repo import JobRepository
 from suanwang.adapters.db.limits_repo import LimitsRepository
+from suanwang.adapters.db.sessions_repo import SessionRepository
 from suanwang.adapters.db.tenancy_repo import TenancyRepository
 from suanwang.adapters.db.usage_repo import UsageRepository
 
@@ -37,6 +38,7 @@ class SqlUnitOfWork:
     demand: DemandRepository
     datasets: DatasetRepository
     apps: AppRepository
+    sessions: SessionRepository
 
     def __init__(self, factory: sessionmaker[Session]) -> None:
         self._factory = factory
@@ -55,6 +57,7 @@ class SqlUnitOfWork:
         self.demand = DemandRepository(self._session)
         self.datasets = DatasetRepository(self._session)
         self.apps = AppRepository(self._session)
+        self.sessions = SessionRepository(self._session)
         return self
 
     def __exit__(

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from suanwang import __version__
 from suanwang.adapters.http import problems
 from suanwang.adapters.http.authz import rule_for
+from suanwang.adapters.http.console import install_console
 from suanwang.adapters.http.follow import FollowSlots
 from suanwang.adapters.http.limits import (
     UPLOAD_OVERHEAD_BYTES,
@@ -78,6 +79,7 @@ def create_app(
     app.include_router(knowledge.router)
     app.include_router(apps.router)
     _system_routes(app, metrics)
+    install_console(app)
     app.add_exception_handler(DomainError, problems.domain_error)
     app.add_exception_handler(RequestValidationError, problems.validation_error)
     app.add_exception_handler(HTTPException, problems.http_error)

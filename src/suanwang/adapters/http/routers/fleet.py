@@ -79,7 +79,7 @@ async def apply_fleet(
     return apply_public(await run_in_threadpool(platform.fleet.apply_yaml, text, principal))
 
 
-def _clusters_public(
+def clusters_public(
     platform: Platform, clusters: list[ClusterRecord], principal: Principal
 ) -> list[ClusterPublic]:
     """Clusters as shown; only the operator sees engine connections (a tenant who learns a
@@ -136,7 +136,7 @@ def show_fleet(platform: PlatformDep, principal: PrincipalDep) -> FleetPublic:
     view = platform.fleet.view()
     return FleetPublic(
         regions=[RegionPublic(name=r.name, display_name=r.display_name) for r in view.regions],
-        clusters=_clusters_public(platform, view.clusters, principal),
+        clusters=clusters_public(platform, view.clusters, principal),
         wan_links=[
             WanLinkPublic(
                 between=[w.region_a, w.region_b],
@@ -153,7 +153,7 @@ def show_fleet(platform: PlatformDep, principal: PrincipalDep) -> FleetPublic:
 def list_clusters(platform: PlatformDep, principal: PrincipalDep) -> list[ClusterPublic]:
     """Every cluster with its backend, engine connection, health (healthy, unhealthy with the
     reason, or not yet checked, and when) and nodes drained because the engine lost them."""
-    return _clusters_public(platform, platform.fleet.view().clusters, principal)
+    return clusters_public(platform, platform.fleet.view().clusters, principal)
 
 
 @router.get("/fleet/totals", response_model=FleetTotalsPublic)

@@ -1,0 +1,140 @@
+"""Operator (and read-only) fleet pages: the overview by region, cluster and chip, and one
+cluster with its nodes. Totals come from the same service function as
+``GET /api/v1/fleet/totals``, so the page and the API cannot disagree."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from suanwang.adapters.http.console.paging import page_number, slice_page
+from suanwang.adapters.http.console.web import (
+    PREFIX,
+    ConsoleRoute,
+    User,
+    allow,
+    current_user,
+    render,
+)
+from suanwang.adapters.http.routers.fleet import clusters_public
+from suanwang.adapters.http.security import current_platform
+from suanwang.domain.errors import NotFound
+from suanwang.domain.records import NodeRecord
+from suanwang.services.fleet import totals_of
+
+router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)
+UserDep = Annotated[User, Depends(current_user)]
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One line of a breakdown: cards, cards in use, PFLOPS and how much is simulated."""
+
+    name: str
+    cards: int
+    used: int
+    pflops: float
+    simulated: int
+    region: str = ""
+
+    @property
+    def busy_pct(self) -> float:
+        return 100.0 * self.used / self.cards if self.cards else 0.0
+
+    @property
+    def marking(self) -> str:
+        """``simulated``, ``mixed`` or ``real``: a message key."""
+        if self.simulated == 0:
+            return "real"
+        return "simulated" if self.simulated == self.cards else "mixed"
+
+
+def _rows(
+    nodes: list[NodeRecord],
+    key: Callable[[NodeRecord], str],
+    total: Callable[[list[NodeRecord]], float],
+) -> list[Row]:
+    groups: dict[str, list[NodeRecord]] = {}
+    for node in nodes:
+        groups.setdefault(key(node), []).append(node)
+    return [
+        Row(
+            name=name,
+            cards=sum(n.cards for n in group),
+            used=sum(n.cards_used for n in group),
+            pflops=total(group),
+            simulated=sum(n.cards for n in group if n.simulated),
+            region=group[0].region,
+        )
+        for name, group in sorted(groups.items())
+    ]
+
+
+def _sum(rows: Iterable[Row]) -> Row:
+    listed = list(rows)
+    return Row(
+        name="total",
+        cards=sum(r.cards for r in listed),
+        used=sum(r.used for r in listed),
+        pflops=sum(r.pflops for r in listed),
+        simulated=sum(r.simulated for r in listed),
+    )
+
+
+@router.get("/fleet")
+def fleet_page(request: Request, user: UserDep) -> Response:
+    """Cards and PFLOPS by region, cluster and chip; simulated capacity marked."""
+    allow(user, "GET", "/api/v1/fleet/totals")
+    platform = current_platform(request)
+    nodes = platform.fleet.nodes()
+    catalogue = platform.catalogue
+
+    def pflops(group: list[NodeRecord]) -> float:
+        return totals_of(group, catalogue)[0].pflops_fp16
+
+    overall, _ = totals_of(nodes, catalogue)
+    regions = _rows(nodes, lambda n: n.region, pflops)
+    total = _sum(regions)
+    return render(
+        request,
+        "fleet.html",
+        overall=overall,
+        total=total,
+        regions=regions,
+        clusters=_rows(nodes, lambda n: n.cluster, pflops),
+        chips=_rows(nodes, lambda n: n.chip, pflops),
+        chart={
+            "labels": [r.name for r in regions],
+            "pflops": [round(r.pflops, 3) for r in regions],
+        },
+    )
+
+
+@router.get("/clusters/{name}")
+def cluster_page(
+    request: Request,
+    name: str,
+    user: UserDep,
+    page: Annotated[str | None, Query(max_length=8)] = None,
+) -> Response:
+    """One cluster: backend, health, cards by chip, and its nodes a page at a time."""
+    allow(user, "GET", "/api/v1/clusters")
+    platform = current_platform(request)
+    view = platform.fleet.view()
+    found = [c for c in view.clusters if c.name == name]
+    if not found:
+        raise NotFound(f"no cluster {name!r}", field="name")
+    cluster = clusters_public(platform, found, user.principal)[0]
+    nodes = platform.fleet.nodes(name)
+    pflops = totals_of(nodes, platform.catalogue)[0].pflops_fp16
+    return render(
+        request,
+        "cluster.html",
+        cluster=cluster,
+        pflops=pflops,
+        cards=sum(n.cards for n in nodes),
+        nodes=slice_page(nodes, page_number(page)),
+    )
