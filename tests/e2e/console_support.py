@@ -69,6 +69,11 @@ class ConsoleUser:
     def text(self, selector: str) -> str:
         return str(self.page.text_content(selector) or "").strip()
 
+    def expected(self, status: int) -> None:
+        """Forget Chromium's report of a page answered with ``status`` on purpose (a form
+        refused with 422 is an error to the browser, not to the test)."""
+        self.errors = [e for e in self.errors if f"status of {status} " not in e]
+
     def assert_clean(self) -> None:
         assert not self.errors, f"console errors: {self.errors}"
 
@@ -78,6 +83,11 @@ def open_user(browser: Any, base_url: str, key: str, lang: str = "zh") -> Consol
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
     user = ConsoleUser(page, context, base_url, key)
-    page.on("console", lambda m: user.errors.append(m.text) if m.type == "error" else None)
+    page.on(
+        "console",
+        lambda m: user.errors.append(f"{m.text} ({m.location.get('url')})")
+        if m.type == "error"
+        else None,
+    )
     page.on("pageerror", lambda e: user.errors.append(str(e)))
     return user

@@ -58,6 +58,7 @@ def test_quota_edit_refuses_bad_input_inline_and_saves_good(
     assert message.is_visible()
     assert operator.page.input_value("input[name='quota.nvidia']") == "lots"  # kept as typed
     assert operator.api("/api/v1/tenants/console-quota") == before  # nothing half-saved
+    operator.expected(422)
 
     operator.page.fill("input[name='quota.nvidia']", "")
     operator.page.fill("input[name='quota.ascend']", "12")

@@ -60,6 +60,8 @@ def test_a_bad_form_is_refused_inline(tenant: ConsoleUser) -> None:
     tenant.page.click("[data-testid=submit]")
     assert tenant.page.wait_for_selector("[data-error-for=cards]").is_visible()
     assert len(tenant.api("/api/v1/jobs")) == before
+    tenant.expected(422)
+    tenant.assert_clean()
 
 
 def test_create_a_key_shown_once_then_revoke_it(tenant: ConsoleUser, server: Server) -> None:

@@ -77,28 +77,28 @@ def _log_text(request: Request, user: User, job_id: str) -> str:
     return chunk.decode("utf-8", errors="replace")
 
 
+def _job_view(request: Request, user: User, job_id: str) -> dict[str, object]:
+    detail = current_platform(request).jobs.get(user.principal, job_id)
+    return {
+        "job": detail.job,
+        "attempts": [(a, attempt_lost_work_s(a)) for a in detail.attempts],
+        "events": detail.events,
+        "log": _log_text(request, user, job_id),
+    }
+
+
 @router.get("/jobs/{job_id}")
 def job_page(request: Request, job_id: str, user: UserDep) -> Response:
     allow(user, "GET", "/api/v1/jobs/{job_id}")
-    detail = current_platform(request).jobs.get(user.principal, job_id)
-    attempts = [(a, attempt_lost_work_s(a)) for a in detail.attempts]
-    return render(
-        request,
-        "job.html",
-        job=detail.job,
-        attempts=attempts,
-        events=detail.events,
-        log=_log_text(request, user, job_id),
-        created=request.query_params.get("created") == "1",
-    )
+    created = request.query_params.get("created") == "1"
+    return render(request, "job.html", created=created, **_job_view(request, user, job_id))
 
 
 @router.get("/jobs/{job_id}/log")
 def job_log(request: Request, job_id: str, user: UserDep) -> Response:
-    """The log panel alone (htmx swaps it in every second until the job ends)."""
+    """State, attempts and log alone: htmx swaps them in every second until the job ends."""
     allow(user, "GET", "/api/v1/jobs/{job_id}/logs")
-    job = current_platform(request).jobs.get(user.principal, job_id).job
-    return render(request, "job_log.html", job=job, log=_log_text(request, user, job_id))
+    return render(request, "job_log.html", **_job_view(request, user, job_id))
 
 
 @router.post("/jobs")
