@@ -85,9 +85,9 @@ def open_user(browser: Any, base_url: str, key: str, lang: str = "zh") -> Consol
     user = ConsoleUser(page, context, base_url, key)
     page.on(
         "console",
-        lambda m: user.errors.append(f"{m.text} ({m.location.get('url')})")
-        if m.type == "error"
-        else None,
+        lambda m: (
+            user.errors.append(f"{m.text} ({m.location.get('url')})") if m.type == "error" else None
+        ),
     )
     page.on("pageerror", lambda e: user.errors.append(str(e)))
     return user

@@ -22,6 +22,7 @@ from suanwang.domain.audit import AuditAction, AuditQuery
 from suanwang.domain.console_sessions import SESSION_TTL_S, csrf_token, hash_session_id
 from suanwang.domain.jobs import JobSpec, Resources
 from suanwang.domain.tenancy import Principal, Scope
+from suanwang.domain.usage import ComputeUsage
 from suanwang.services.audit import AuditLog
 from suanwang.services.platform import Platform
 
@@ -238,3 +239,28 @@ def test_eight_logins_and_page_loads_at_once(console: Console) -> None:
         results = list(pool.map(one, range(8)))
     assert [status for status, _ in results] == [200] * 8
     assert len({sid for _, sid in results}) == 8
+
+
+def test_bill_csv_is_the_apis_bytes_for_a_non_zero_bill(console: Console, clock: Any) -> None:
+    start = clock.now() - 7200
+    with console.platform.uows() as uow:
+        uow.usage.append(
+            [ComputeUsage("c1", "aaa", "job:c1#1", "ascend-910b", 8, start, start + 3600)],
+            clock.now(),
+        )
+        uow.commit()
+    period = console.platform.billing.period(None).name
+    client = login(console, console.keys["aaa"])
+    page = client.get("/console/usage")
+    assert page.status_code == 200
+    assert 'data-testid="bill-total"' in page.text
+    from_console = client.get(f"/console/bills/aaa/{period}.csv")
+    from_api = TestClient(console.app).get(
+        f"/api/v1/tenants/aaa/bills/{period}?format=csv",
+        headers={"Authorization": f"Bearer {console.keys['aaa']}"},
+    )
+    assert from_api.status_code == 200
+    assert from_console.content == from_api.content
+    total = from_api.text.strip().splitlines()[-1].split(",")
+    assert int(total[-3]) > 0  # amount_micro of the total row
+    assert "attachment" in from_console.headers["content-disposition"]
