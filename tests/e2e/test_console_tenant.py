@@ -52,6 +52,19 @@ def test_submit_watch_and_read_logs(tenant: ConsoleUser, finished_job: str) -> N
     tenant.assert_clean()
 
 
+def test_cancel_a_running_job_from_its_page(tenant: ConsoleUser) -> None:
+    tenant.goto("/console/jobs")
+    tenant.page.fill("[data-testid=command]", "echo started; sleep 60")
+    tenant.page.click("[data-testid=submit]")
+    job_id = tenant.text("[data-testid=job-id]")
+    tenant.page.wait_for_selector("[data-testid=job-log][data-state=running]", timeout=30_000)
+    tenant.page.click("[data-testid=cancel]")
+    tenant.page.wait_for_selector("[data-testid=job-log][data-state=cancelled]", timeout=30_000)
+    assert tenant.page.locator("[data-testid=cancel]").count() == 0
+    assert tenant.api(f"/api/v1/jobs/{job_id}")["state"] == "cancelled"
+    tenant.assert_clean()
+
+
 def test_a_bad_form_is_refused_inline(tenant: ConsoleUser) -> None:
     before = len(tenant.api("/api/v1/jobs"))
     tenant.goto("/console/jobs")
