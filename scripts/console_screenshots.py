@@ -66,6 +66,7 @@ def shoot(page: Page, url: str, path: str, out: Path, name: str) -> None:
     page.goto(f"{url}{path}")
     page.wait_for_load_state("networkidle")
     page.screenshot(path=str(out / f"{name}.png"), full_page=False)
+    print(f"wrote {out / name}.png", flush=True)
 
 
 def main(out: Path) -> None:
@@ -121,6 +122,7 @@ def main(out: Path) -> None:
             page.click("[data-testid=submit]")
             page.wait_for_selector("[data-testid=job-log][data-state=succeeded]", timeout=60_000)
             page.screenshot(path=str(out / "job.png"))
+            print(f"wrote {out / 'job.png'}", flush=True)
             shoot(page, url, "/console/jobs", out, "jobs")
             shoot(page, url, "/console/keys", out, "keys")
             shoot(page, url, "/console/usage", out, "usage")
