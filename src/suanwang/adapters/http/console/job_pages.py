@@ -5,7 +5,7 @@ principal, so another tenant's job is 404 here exactly as in the API."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import pydantic
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -77,7 +77,7 @@ def _log_text(request: Request, user: User, job_id: str) -> str:
     return chunk.decode("utf-8", errors="replace")
 
 
-def _job_view(request: Request, user: User, job_id: str) -> dict[str, object]:
+def _job_view(request: Request, user: User, job_id: str) -> dict[str, Any]:
     detail = current_platform(request).jobs.get(user.principal, job_id)
     return {
         "job": detail.job,
