@@ -163,9 +163,13 @@ def demo_key(cli: Cli) -> str:
     return result.stdout.strip()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Debian Chromium for every console test (see console_support.py)."""
+    """One headless Debian Chromium per console test module (see console_support.py).
+
+    Not per session: while Playwright's sync API is open it marks an asyncio loop as running
+    in the main thread, and every later test that calls ``asyncio.run`` (the gateway's and
+    the billing tests) would fail with "cannot be called from a running event loop"."""
     from console_support import launch_browser
 
     yield from launch_browser()
