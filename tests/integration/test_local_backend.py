@@ -387,7 +387,10 @@ def test_cancel_reaches_the_whole_process_group(backend: LocalBackend) -> None:
         "signal.signal(signal.SIGTERM, lambda *_: (open('done', 'w').close(), "
         "sys.exit(0))); open('ready', 'w').close(); time.sleep(30)"
     )
-    wrapper = f"{PY} -c {script!r} & wait"  # a shell that does not forward SIGTERM itself
+    # a shell that does not forward SIGTERM itself and outlives it (trap ""): were it to die at
+    # once, the sandbox's pid 1 would exit and take the grandchild with it before its handler
+    # ran, on a loaded machine (seen in CI)
+    wrapper = f"trap '' TERM; {PY} -c {script!r} & wait"
     backend.submit(request("tree", "sh", "-c", wrapper))
     wait_until(ready.exists)
     backend.cancel("tree", 1, {})
