@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Query, Request, Response
+from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
 from suanwang.adapters.http.console.paging import page_number, slice_page
@@ -13,9 +13,10 @@ from suanwang.adapters.http.console.web import (
     PAGE_SIZE,
     PREFIX,
     ConsoleRoute,
+    Short,
     User,
+    UserDep,
     allow,
-    current_user,
     render,
 )
 from suanwang.adapters.http.routers.billing import CSV, bill_csv, bill_public
@@ -26,8 +27,6 @@ from suanwang.domain.tenancy import Scope
 from suanwang.services.audit import AuditLog
 
 router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)
-UserDep = Annotated[User, Depends(current_user)]
-Short = Annotated[str | None, Query(max_length=64)]
 TENANT_SCOPES = [Scope.TENANT_MEMBER.value, Scope.READ_ONLY.value, Scope.TENANT_ADMIN.value]
 
 

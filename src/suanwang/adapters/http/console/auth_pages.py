@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request, Response
+from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -15,8 +15,7 @@ from suanwang.adapters.http.console.web import (
     PREFIX,
     SESSION_COOKIE,
     ConsoleRoute,
-    User,
-    current_user,
+    UserDep,
     error_page,
     render,
     sessions,
@@ -26,7 +25,6 @@ from suanwang.domain.console_sessions import SESSION_TTL_S
 from suanwang.domain.errors import Unauthenticated
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
-UserDep = Annotated[User, Depends(current_user)]
 MAX_KEY_FIELD = 200
 
 

@@ -8,15 +8,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from suanwang.adapters.http.console.paging import page_number, slice_page
 from suanwang.adapters.http.console.web import (
     PREFIX,
     ConsoleRoute,
-    User,
+    UserDep,
     allow,
-    current_user,
     render,
 )
 from suanwang.adapters.http.routers.fleet import clusters_public
@@ -26,7 +25,6 @@ from suanwang.domain.records import NodeRecord
 from suanwang.services.fleet import totals_of
 
 router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)
-UserDep = Annotated[User, Depends(current_user)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import pydantic
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -17,9 +17,10 @@ from suanwang.adapters.http.console.web import (
     PAGE_SIZE,
     PREFIX,
     ConsoleRoute,
+    Short,
     User,
+    UserDep,
     allow,
-    current_user,
     render,
 )
 from suanwang.adapters.http.schemas import JobCreate
@@ -29,9 +30,7 @@ from suanwang.domain.errors import DomainError
 from suanwang.domain.jobs import JobState
 
 router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)
-UserDep = Annotated[User, Depends(current_user)]
 LOG_BYTES = 64 * 1024
-Short = Annotated[str | None, Query(max_length=64)]
 STATES = [s.value for s in JobState]
 
 

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -21,8 +21,8 @@ from suanwang.adapters.http.console.web import (
     PREFIX,
     ConsoleRoute,
     User,
+    UserDep,
     allow,
-    current_user,
     render,
 )
 from suanwang.adapters.http.security import current_platform
@@ -32,7 +32,6 @@ from suanwang.domain.tenancy import MAX_QUOTA_CARDS, UNITS, QuotaSpec
 from suanwang.services.platform import Platform
 
 router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)
-UserDep = Annotated[User, Depends(current_user)]
 QUOTA_FIELD = "quota."
 
 

@@ -13,9 +13,9 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
-from fastapi import Request, Response
+from fastapi import Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -114,6 +114,12 @@ def current_user(request: Request) -> User:
     user: Any = request.state.console_user
     assert isinstance(user, User)
     return user
+
+
+UserDep = Annotated[User, Depends(current_user)]
+"""The signed-in user of a console page (a dependency)."""
+Short = Annotated[str | None, Query(max_length=64)]
+"""A short free-text filter from the query string."""
 
 
 def allow(user: User, method: str, api_path: str) -> None:
