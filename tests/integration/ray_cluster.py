@@ -45,6 +45,11 @@ NODES = ("ray-head", "ray-worker-1")
 RAY_UID = 152990
 GCS_PORT = 26379
 DASHBOARD_PORT = 8265
+# Inside the namespace, ports the kernel hands out (Ray's raylets, object managers and gRPC
+# clients bind ephemeral ports) come from EPHEMERAL_PORTS; ports the tests choose for their
+# servers come from TEST_PORTS, which nothing else there uses, so the two never collide.
+EPHEMERAL_PORTS = (33000, 49999)
+TEST_PORTS = range(30000, 32000)
 START_DEADLINE_S = 180.0
 VENV_BIN = Path(sys.executable).parent
 
@@ -76,10 +81,16 @@ class RayCluster:
     address: str = f"http://127.0.0.1:{DASHBOARD_PORT}"
     started_s: float = 0.0
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    ports_handed_out: int = 0
 
     @property
     def dashboard_socket(self) -> Path:
         return self.base / "dashboard.sock"
+
+    def port(self) -> int:
+        """A port for a test's server inside the namespace: never one Ray or the kernel took."""
+        self.ports_handed_out += 1
+        return TEST_PORTS[self.ports_handed_out % len(TEST_PORTS)]
 
     def netns_argv(self, *argv: str) -> list[str]:
         return ["ip", "netns", "exec", self.netns, *argv]
@@ -218,6 +229,9 @@ def running() -> Iterator[RayCluster]:
     subprocess.run(["ip", "netns", "add", cluster.netns], check=True)
     try:
         subprocess.run(["ip", "-n", cluster.netns, "link", "set", "lo", "up"], check=True)
+        low, high = EPHEMERAL_PORTS
+        sysctl = f"echo '{low} {high}' > /proc/sys/net/ipv4/ip_local_port_range"
+        subprocess.run(cluster.netns_argv("sh", "-c", sysctl), check=True)
         cluster.popen(
             _as_ray_user(base, _ray_start(base, NODES[0], True, 52365)), base / "head.log"
         )

@@ -24,7 +24,6 @@ import httpx
 import pytest
 from dataset_probe import check, logs, probe_command, second_tenant, upload, verdict
 from engine_live import job, prepare, wait_health
-from procs import free_port
 from ray_cluster import CARDS, CHIP, NODES, RAY_UID, RayCluster
 from test_ray_live import Live
 
@@ -71,7 +70,7 @@ def world(ray_cluster: RayCluster) -> Iterator[World]:
     settings = Settings(data_dir=data, database_url=env["SUANWANG_DATABASE_URL"])
     key, op_key = prepare(settings, fleet(), {"ascend": 16})
     umbrella = second_tenant(settings)
-    live = Live(ray_cluster, base, env, free_port(), key, op_key)
+    live = Live(ray_cluster, base, env, ray_cluster.port(), key, op_key)
     ray_cluster.relay(live.socket, live.port)
     live.start()
     world = World(live, umbrella, storage, data, {})

@@ -25,7 +25,7 @@ import httpx
 import pytest
 from engine_serving import CHAT, CONCURRENT, READY_TIMEOUT_S, chat_at_once, wait_for
 from engine_serving import check_answered_and_billed as check_billed
-from gateway_stack import Stack, free_port
+from gateway_stack import Stack
 from live_engines import OP, missing_packages
 from ray_cluster import DASHBOARD_PORT, NODES, RayCluster
 
@@ -63,7 +63,7 @@ class OnRay:
 def serve(cluster: RayCluster, factory: str, env: dict[str, str], base: Path, name: str) -> int:
     """Start ``factory`` with uvicorn inside the namespace; its port (relayed to
     ``<base>/<name>.sock`` outside) once its health answers."""
-    port = free_port()
+    port = cluster.port()
     argv = [*UVICORN, factory, "--host", "127.0.0.1", "--port", str(port)]
     proc = cluster.popen([*argv, "--log-level", "warning"], base / f"{name}.log", env=env)
     sock = base / f"{name}.sock"

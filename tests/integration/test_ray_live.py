@@ -35,7 +35,6 @@ import httpx
 import pytest
 import yaml
 from engine_live import at_once, job, prepare, wait_health
-from procs import free_port
 from ray_cluster import CARDS, CHIP, NODES, RayCluster
 
 from suanwang.config import Settings
@@ -124,7 +123,7 @@ def live(ray_cluster: RayCluster) -> Iterator[Live]:
     }
     settings = Settings(data_dir=data, database_url=env["SUANWANG_DATABASE_URL"])
     key, op_key = prepare(settings, fleet(), {"ascend": 64})
-    live = Live(ray_cluster, base, env, free_port(), key, op_key)
+    live = Live(ray_cluster, base, env, ray_cluster.port(), key, op_key)
     ray_cluster.relay(live.socket, live.port)
     live.start()
     try:
@@ -362,7 +361,7 @@ def test_a_tenant_job_has_no_network_and_no_view_of_the_data_directory(live: Liv
     secret.chmod(0o644)
     for path in modes:
         path.chmod(0o711)  # the Ray uid itself could read the file now: only the sandbox hides it
-    port = free_port()
+    port = live.cluster.port()
     try:
         job_id = submit(
             live, ["/usr/bin/python3", "-c", PROBE, str(port), str(live.port), str(secret)]

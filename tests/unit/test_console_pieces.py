@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from suanwang.adapters.http.console import i18n
 from suanwang.adapters.http.console.i18n import MESSAGES, pick_lang, translator
 from suanwang.adapters.http.console.paging import page_number, slice_page
 from suanwang.adapters.http.console.tenant_pages import QuotaForm, parse_quota
@@ -26,6 +27,14 @@ def test_both_languages_have_every_key_the_templates_use() -> None:
         used |= set(USED_KEY.findall(path.read_text(encoding="utf-8")))
     assert used
     assert used <= set(MESSAGES["zh"]), used - set(MESSAGES["zh"])
+
+
+def test_no_two_page_groups_define_the_same_label() -> None:
+    seen: set[str] = set()
+    for part in i18n.PARTS:
+        assert set(part["zh"]) == set(part["en"])
+        assert not set(part["zh"]) & seen, set(part["zh"]) & seen
+        seen |= set(part["zh"])
 
 
 def test_language_choice_and_fallbacks() -> None:

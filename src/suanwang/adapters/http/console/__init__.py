@@ -12,9 +12,13 @@ from fastapi.staticfiles import StaticFiles
 
 from suanwang.adapters.http.console import (
     account_pages,
+    app_pages,
     auth_pages,
+    data_pages,
     fleet_pages,
     job_pages,
+    model_pages,
+    ops_pages,
     tenant_pages,
 )
 from suanwang.adapters.http.console.web import HERE, PREFIX
@@ -22,6 +26,7 @@ from suanwang.adapters.http.console.web import HERE, PREFIX
 
 def install_console(app: FastAPI) -> None:
     """Add the console's pages and static files to ``app`` (not part of the API document)."""
-    for module in (auth_pages, fleet_pages, tenant_pages, job_pages, account_pages):
+    pages = (auth_pages, fleet_pages, tenant_pages, job_pages, account_pages, ops_pages)
+    for module in (*pages, model_pages, data_pages, app_pages):
         app.include_router(module.router)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")

@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Final
 
+from suanwang.adapters.http.console import messages_apps, messages_ops, messages_tenant
+
 LANGS: Final = ("zh", "en")
 DEFAULT_LANG: Final = "zh"
 HTML_LANG: Final = {"zh": "zh-CN", "en": "en"}
 
 # fmt: off
-MESSAGES: Final[Mapping[str, Mapping[str, str]]] = {
+_CORE: Final[Mapping[str, Mapping[str, str]]] = {
     "zh": {
         "app": "算网控制台", "login": "登录", "logout": "退出", "api_key": "API 密钥",
         "login_hint": "用 API 密钥登录；密钥只用于换取会话，不会保存在浏览器里。",
@@ -54,6 +56,8 @@ MESSAGES: Final[Mapping[str, Mapping[str, str]]] = {
         "operator": "运营方", "signed_in_as": "当前身份", "borrowing": "借用上限",
         "lending": "出借上限", "chart_pflops": "各区域 FP16 PFLOPS",
         "bad_int": "请输入 0 到 {max} 之间的整数", "bad_weight": "请输入大于 0 的数字",
+        "queues": "排队", "wan": "广域网链路与传输", "revenue": "收入",
+        "deployments": "部署与模型", "datasets": "数据集", "knowledge": "知识库", "apps": "应用",
     },
     "en": {
         "app": "Suanwang console", "login": "Log in", "logout": "Log out", "api_key": "API key",
@@ -99,9 +103,19 @@ MESSAGES: Final[Mapping[str, Mapping[str, str]]] = {
         "lending": "Lending limit", "chart_pflops": "FP16 PFLOPS by region",
         "bad_int": "enter a whole number from 0 to {max}",
         "bad_weight": "enter a number greater than 0",
+        "queues": "Queues", "wan": "WAN links & transfers", "revenue": "Revenue",
+        "deployments": "Deployments & models", "datasets": "Datasets",
+        "knowledge": "Knowledge bases", "apps": "Apps",
     },
 }
 # fmt: on
+PARTS: Final = (_CORE, messages_ops.MESSAGES, messages_tenant.MESSAGES, messages_apps.MESSAGES)
+MESSAGES: Final[Mapping[str, Mapping[str, str]]] = {
+    lang: {key: text for part in PARTS for key, text in part.get(lang, {}).items()}
+    for lang in LANGS
+}
+"""Every page group's labels in one table per language (a key in two parts: the later wins;
+a unit test checks the parts never share a key)."""
 
 
 def pick_lang(query: str | None, cookie: str | None) -> str:

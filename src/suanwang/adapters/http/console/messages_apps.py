@@ -1,0 +1,15 @@
+"""Labels of the console's apps and the chat playground (app_pages.py): zh-CN and English (same keys in both)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+# fmt: off
+MESSAGES: Final[Mapping[str, Mapping[str, str]]] = {
+    "zh": {
+    },
+    "en": {
+    },
+}
+# fmt: on
