@@ -50,6 +50,7 @@ from suanwang.domain.records import (
     KeyRecord,
     NodeCards,
     NodeRecord,
+    NodeShape,
     TenantRecord,
 )
 from suanwang.domain.serving import DeploymentView, ModelSpec, ReplicaView
@@ -265,6 +266,10 @@ class FleetStore(Protocol):
 
     def nodes(self, cluster: str | None = None) -> list[NodeRecord]:
         """Nodes with the cards held by active allocations."""
+        ...
+
+    def node_shapes(self) -> list[NodeShape]:
+        """Nodes counted by cluster, chip and card count (what a job could ever fit on)."""
         ...
 
     def put_region(self, spec: RegionSpec, now: float) -> None: ...

@@ -10,7 +10,7 @@ import pytest
 from suanwang.config import Settings
 from suanwang.domain.errors import Conflict, NotFound, Unauthenticated, ValidationError
 from suanwang.domain.jobs import JobSpec, JobState, Resources
-from suanwang.domain.records import NodeCards
+from suanwang.domain.records import NodeCards, shapes_of
 from suanwang.domain.tenancy import Principal, Scope
 from suanwang.services.demo import load_demo
 from suanwang.services.platform import Platform
@@ -86,6 +86,10 @@ def test_demo_fleet_totals(platform: Platform) -> None:
     assert overall.cards_by_chip["ascend-910b"] == 10_000
     assert overall.cards_by_chip["nvidia-h20"] == 1_000
     assert {c.name: c.kind for c in platform.fleet.view().clusters}["local"] == "real"
+    with platform.uows() as uow:  # the submit path counts shapes in SQL: same as in Python
+        shapes, nodes = uow.fleet.node_shapes(), uow.fleet.nodes()
+    assert sorted(shapes, key=repr) == sorted(shapes_of(nodes), key=repr)
+    assert sum(s.count for s in shapes) == len(nodes) > 1000
 
 
 def test_node_with_running_work_is_never_deleted(platform: Platform) -> None:

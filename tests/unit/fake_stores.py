@@ -38,7 +38,9 @@ from suanwang.domain.records import (
     KeyRecord,
     NodeCards,
     NodeRecord,
+    NodeShape,
     TenantRecord,
+    shapes_of,
 )
 from suanwang.domain.tenancy import QuotaSpec
 from suanwang.domain.transfers import AgentRecord, TransferRecord
@@ -142,6 +144,9 @@ class FakeFleet(_Store):
 
     def wan_links(self) -> list[WanLinkSpec]:
         return [self._t.wan_links[k] for k in sorted(self._t.wan_links)]
+
+    def node_shapes(self) -> list[NodeShape]:
+        return shapes_of(self.nodes())
 
     def nodes(self, cluster: str | None = None) -> list[NodeRecord]:
         used: dict[int, int] = {}

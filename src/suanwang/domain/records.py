@@ -57,6 +57,27 @@ class NodeRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeShape:
+    """How many nodes of one cluster have ``cards`` cards of ``chip`` (free or not)."""
+
+    cluster: str
+    region: str
+    simulated: bool
+    chip: str
+    cards: int
+    count: int
+
+
+def shapes_of(nodes: list[NodeRecord]) -> list[NodeShape]:
+    """``nodes`` counted by cluster, region, kind, chip and card count."""
+    counts: dict[tuple[str, str, bool, str, int], int] = {}
+    for n in nodes:
+        key = (n.cluster, n.region, n.simulated, n.chip, n.cards)
+        counts[key] = counts.get(key, 0) + 1
+    return [NodeShape(*key, count) for key, count in sorted(counts.items())]
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterHealth:
     """What the last :meth:`~suanwang.ports.Backend.capacity` call said about a cluster."""
 

@@ -24,7 +24,7 @@ from suanwang.domain.jobs import (
     validate_job,
 )
 from suanwang.domain.priorities import PriorityClasses
-from suanwang.domain.records import AttemptRecord, JobChange, JobEvent, JobRecord, NodeRecord
+from suanwang.domain.records import AttemptRecord, JobChange, JobEvent, JobRecord, NodeShape
 from suanwang.domain.tenancy import Principal
 from suanwang.ports import Backend, Clock, EngineUnreachable, UnitOfWork, UnitOfWorkFactory
 from suanwang.services import audit
@@ -66,12 +66,12 @@ def request_hash(spec: JobSpec) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def check_fits_fleet(spec: JobSpec, nodes: list[NodeRecord], catalogue: Catalogue) -> set[str]:
+def check_fits_fleet(spec: JobSpec, shapes: list[NodeShape], catalogue: Catalogue) -> set[str]:
     """Reject a job that no cluster could ever run, even when empty; else the clusters that
     could."""
     res = spec.resources
     per_cluster_chip: dict[tuple[str, str], int] = {}
-    for node in nodes:
+    for node in shapes:
         if node.simulated != spec.simulated or node.cards < res.cards_per_node:
             continue
         if res.cluster and node.cluster != res.cluster:
@@ -82,7 +82,7 @@ def check_fits_fleet(spec: JobSpec, nodes: list[NodeRecord], catalogue: Catalogu
         if not any(selector_matches(s, chip) for s in res.accepted):
             continue
         key = (node.cluster, node.chip)
-        per_cluster_chip[key] = per_cluster_chip.get(key, 0) + 1
+        per_cluster_chip[key] = per_cluster_chip.get(key, 0) + node.count
     if not any(count >= res.nodes for count in per_cluster_chip.values()):
         kind = "simulated" if spec.simulated else "real"
         raise ValidationError(
@@ -133,7 +133,7 @@ class Jobs:
                 return Submitted(replay, replayed=True)
             if spec.dataset is not None:
                 usable_dataset(uow, principal.tenant_id, spec.dataset)
-            fitting = check_fits_fleet(spec, uow.fleet.nodes(), self._catalogue)
+            fitting = check_fits_fleet(spec, uow.fleet.node_shapes(), self._catalogue)
             self._check_runnable(uow, spec, fitting)
             job = self._new_job(principal.tenant_id, spec, idempotency_key, digest)
             try:

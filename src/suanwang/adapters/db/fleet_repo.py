@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from suanwang.adapters.db.tables import AllocationRow, ClusterRow, NodeRow, RegionRow, WanLinkRow
 from suanwang.domain.connections import connection_data, connection_from_data
 from suanwang.domain.fleet import ClusterSpec, NodeSpec, RegionSpec, WanLinkSpec
-from suanwang.domain.records import ClusterHealth, ClusterRecord, NodeRecord
+from suanwang.domain.records import ClusterHealth, ClusterRecord, NodeRecord, NodeShape
 
 
 class FleetRepository:
@@ -42,7 +42,10 @@ class FleetRepository:
         ]
 
     def nodes(self, cluster: str | None = None) -> list[NodeRecord]:
-        """Nodes with the cards held by active allocations."""
+        """Nodes with the cards held by active allocations.
+
+        Selects columns, not ORM objects: building 1,568 ``NodeRow`` instances of the demo
+        fleet cost 190 ms a call, plain rows about a tenth of that."""
         used = (
             select(AllocationRow.node, func.sum(AllocationRow.cards).label("used"))
             .where(AllocationRow.active.is_(True))
@@ -50,27 +53,45 @@ class FleetRepository:
             .subquery()
         )
         query = (
-            select(NodeRow, ClusterRow.region, ClusterRow.kind, func.coalesce(used.c.used, 0))
+            select(
+                NodeRow.id,
+                NodeRow.cluster,
+                ClusterRow.region,
+                ClusterRow.kind,
+                NodeRow.name,
+                NodeRow.chip,
+                NodeRow.cards,
+                func.coalesce(used.c.used, 0),
+                NodeRow.network_group,
+                NodeRow.state,
+            )
             .join(ClusterRow, ClusterRow.name == NodeRow.cluster)
             .outerjoin(used, used.c.node == NodeRow.id)
             .order_by(NodeRow.id)
         )
         if cluster is not None:
             query = query.where(NodeRow.cluster == cluster)
-        return [
-            NodeRecord(
-                id=n.id,
-                cluster=n.cluster,
-                region=region,
-                simulated=kind == "simulated",
-                name=n.name,
-                chip=n.chip,
-                cards=n.cards,
-                cards_used=int(u),
-                network_group=n.network_group,
-                state=n.state,
+        return [_node_record(*row) for row in self._s.execute(query)]
+
+    def node_shapes(self) -> list[NodeShape]:
+        query = (
+            select(
+                NodeRow.cluster,
+                ClusterRow.region,
+                ClusterRow.kind,
+                NodeRow.chip,
+                NodeRow.cards,
+                func.count(),
             )
-            for n, region, kind, u in self._s.execute(query)
+            .join(ClusterRow, ClusterRow.name == NodeRow.cluster)
+            .group_by(
+                NodeRow.cluster, ClusterRow.region, ClusterRow.kind, NodeRow.chip, NodeRow.cards
+            )
+            .order_by(NodeRow.cluster, NodeRow.chip, NodeRow.cards)
+        )
+        return [
+            NodeShape(cluster, region, kind == "simulated", chip, cards, count)
+            for cluster, region, kind, chip, cards, count in self._s.execute(query)
         ]
 
     def put_region(self, spec: RegionSpec, now: float) -> None:
@@ -163,4 +184,21 @@ def _cluster_record(row: ClusterRow) -> ClusterRecord:
         description=row.description,
         connection=None if row.connection is None else connection_from_data(row.connection),
         health=health,
+    )
+
+
+def _node_record(
+    node_id: int,
+    cluster: str,
+    region: str,
+    kind: str,
+    name: str,
+    chip: str,
+    cards: int,
+    used: int,
+    group: str,
+    state: str,
+) -> NodeRecord:
+    return NodeRecord(
+        node_id, cluster, region, kind == "simulated", name, chip, cards, int(used), group, state
     )

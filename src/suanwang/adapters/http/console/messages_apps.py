@@ -1,4 +1,4 @@
-"""Labels of the console's apps and the chat playground (app_pages.py): zh-CN and English (same keys in both)."""
+"""Labels of the apps pages and the chat playground (app_pages.py): zh-CN and English."""
 
 from __future__ import annotations
 

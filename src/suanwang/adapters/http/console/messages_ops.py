@@ -1,4 +1,4 @@
-"""Labels of the console's operator pages: utilisation, queues, WAN links and transfers, revenue (ops_pages.py): zh-CN and English (same keys in both)."""
+"""Labels of the operator pages (ops_pages.py): zh-CN and English, same keys in both."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Labels of the console's tenant pages: deployments and models, datasets and knowledge bases, usage over time, borrowing (model_pages.py, data_pages.py): zh-CN and English (same keys in both)."""
+"""Labels of the tenant pages (model_pages.py, data_pages.py): zh-CN and English."""
 
 from __future__ import annotations
 
