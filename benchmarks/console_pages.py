@@ -94,6 +94,7 @@ def _keys(platform: Platform, tenant: str) -> tuple[str, str]:
 
 
 def _submit_jobs(platform: Platform, tenants: list[str], jobs: int, rng: random.Random) -> str:
+    """Submit ``jobs`` simulated jobs round-robin; returns the last one of ``tenants[0]``."""
     last = ""
     for i in range(jobs):
         tenant = tenants[i % len(tenants)]
@@ -107,7 +108,8 @@ def _submit_jobs(platform: Platform, tenants: list[str], jobs: int, rng: random.
             ),
             simulate_duration_s=rng.uniform(60, 86_400),
         )
-        last = platform.jobs.submit(principal, spec, None).job.id
+        job_id = platform.jobs.submit(principal, spec, None).job.id
+        last = job_id if tenant == tenants[0] else last
     return last
 
 

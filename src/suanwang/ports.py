@@ -264,8 +264,11 @@ class FleetStore(Protocol):
 
     def wan_links(self) -> list[WanLinkSpec]: ...
 
-    def nodes(self, cluster: str | None = None) -> list[NodeRecord]:
-        """Nodes with the cards held by active allocations."""
+    def nodes(
+        self, cluster: str | None = None, *, offset: int = 0, limit: int | None = None
+    ) -> list[NodeRecord]:
+        """Nodes (in id order; ``offset``/``limit`` for a page) with the cards held by active
+        allocations."""
         ...
 
     def node_shapes(self) -> list[NodeShape]:

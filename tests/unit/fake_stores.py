@@ -148,7 +148,13 @@ class FakeFleet(_Store):
     def node_shapes(self) -> list[NodeShape]:
         return shapes_of(self.nodes())
 
-    def nodes(self, cluster: str | None = None) -> list[NodeRecord]:
+    def nodes(
+        self, cluster: str | None = None, *, offset: int = 0, limit: int | None = None
+    ) -> list[NodeRecord]:
+        end = None if limit is None else offset + limit
+        return self._all_nodes(cluster)[offset:end]
+
+    def _all_nodes(self, cluster: str | None) -> list[NodeRecord]:
         used: dict[int, int] = {}
         for a in self._t.allocations:
             if a.active:

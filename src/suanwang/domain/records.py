@@ -58,7 +58,8 @@ class NodeRecord:
 
 @dataclass(frozen=True, slots=True)
 class NodeShape:
-    """How many nodes of one cluster have ``cards`` cards of ``chip`` (free or not)."""
+    """How many nodes of one cluster have ``cards`` cards of ``chip``; of their cards, how
+    many are held by active allocations; how many of those nodes are not ready."""
 
     cluster: str
     region: str
@@ -66,15 +67,22 @@ class NodeShape:
     chip: str
     cards: int
     count: int
+    used: int = 0
+    not_ready: int = 0
+
+    @property
+    def total_cards(self) -> int:
+        return self.cards * self.count
 
 
 def shapes_of(nodes: list[NodeRecord]) -> list[NodeShape]:
     """``nodes`` counted by cluster, region, kind, chip and card count."""
-    counts: dict[tuple[str, str, bool, str, int], int] = {}
+    sums: dict[tuple[str, str, bool, str, int], tuple[int, int, int]] = {}
     for n in nodes:
         key = (n.cluster, n.region, n.simulated, n.chip, n.cards)
-        counts[key] = counts.get(key, 0) + 1
-    return [NodeShape(*key, count) for key, count in sorted(counts.items())]
+        count, used, not_ready = sums.get(key, (0, 0, 0))
+        sums[key] = (count + 1, used + n.cards_used, not_ready + (n.state != "ready"))
+    return [NodeShape(*key, *values) for key, values in sorted(sums.items())]
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from suanwang.domain.fleet import (
     WanLinkSpec,
     fleet_totals,
 )
-from suanwang.domain.records import NodeRecord
+from suanwang.domain.records import NodeShape
 from suanwang.domain.tenancy import LOCAL_OPERATOR, Principal
 from suanwang.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from suanwang.services import audit, fleet_audit
@@ -156,16 +156,16 @@ def _link_values(link: WanLinkSpec) -> tuple[float, float, float, float | None]:
 
 
 def totals_of(
-    nodes: list[NodeRecord], catalogue: Catalogue
+    shapes: list[NodeShape], catalogue: Catalogue
 ) -> tuple[FleetTotals, list[FleetTotals]]:
-    """Fleet totals (overall, per region) from stored nodes."""
+    """Fleet totals (overall, per region) from stored nodes, counted by shape."""
     capacities = (
         NodeCapacity(
             region=n.region,  # type: ignore[arg-type]
             cluster_kind=ClusterKind.SIMULATED if n.simulated else ClusterKind.REAL,
             chip=n.chip,  # type: ignore[arg-type]
-            cards=n.cards,
+            cards=n.total_cards,
         )
-        for n in nodes
+        for n in shapes
     )
     return fleet_totals(capacities, catalogue)

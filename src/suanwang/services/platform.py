@@ -8,7 +8,7 @@ from typing import Any
 
 from suanwang.domain.chips import Catalogue
 from suanwang.domain.fleet import FleetTotals, RegionSpec, WanLinkSpec
-from suanwang.domain.records import ClusterRecord, NodeRecord
+from suanwang.domain.records import ClusterRecord, NodeRecord, NodeShape
 from suanwang.domain.tenancy import LOCAL_OPERATOR, Principal
 from suanwang.ports import Backend, Clock, UnitOfWorkFactory
 from suanwang.services.agents import Agents
@@ -59,8 +59,19 @@ class Fleet:
         with self._uows() as uow:
             return uow.fleet.nodes(cluster)
 
+    def nodes_page(self, cluster: str, offset: int, limit: int) -> list[NodeRecord]:
+        """One page of a cluster's nodes (in node id order)."""
+        with self._uows() as uow:
+            return uow.fleet.nodes(cluster, offset=offset, limit=limit)
+
+    def shapes(self) -> list[NodeShape]:
+        """Nodes counted by cluster, chip and size, with cards in use and nodes not ready:
+        what the overviews need, in a few rows instead of thousands."""
+        with self._uows() as uow:
+            return uow.fleet.node_shapes()
+
     def totals(self) -> tuple[FleetTotals, list[FleetTotals]]:
-        return totals_of(self.nodes(), self.catalogue)
+        return totals_of(self.shapes(), self.catalogue)
 
     def is_empty(self) -> bool:
         with self._uows() as uow:

@@ -10,8 +10,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from suanwang.adapters.http.console.paging import page_number, slice_page
+from suanwang.adapters.http.console.paging import page_number, page_of
 from suanwang.adapters.http.console.web import (
+    PAGE_SIZE,
     PREFIX,
     ConsoleRoute,
     UserDep,
@@ -21,7 +22,7 @@ from suanwang.adapters.http.console.web import (
 from suanwang.adapters.http.routers.fleet import clusters_public
 from suanwang.adapters.http.security import current_platform
 from suanwang.domain.errors import NotFound
-from suanwang.domain.records import NodeRecord
+from suanwang.domain.records import NodeShape
 from suanwang.services.fleet import totals_of
 
 router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)
@@ -51,20 +52,20 @@ class Row:
 
 
 def _rows(
-    nodes: list[NodeRecord],
-    key: Callable[[NodeRecord], str],
-    total: Callable[[list[NodeRecord]], float],
+    shapes: list[NodeShape],
+    key: Callable[[NodeShape], str],
+    total: Callable[[list[NodeShape]], float],
 ) -> list[Row]:
-    groups: dict[str, list[NodeRecord]] = {}
-    for node in nodes:
-        groups.setdefault(key(node), []).append(node)
+    groups: dict[str, list[NodeShape]] = {}
+    for shape in shapes:
+        groups.setdefault(key(shape), []).append(shape)
     return [
         Row(
             name=name,
-            cards=sum(n.cards for n in group),
-            used=sum(n.cards_used for n in group),
+            cards=sum(n.total_cards for n in group),
+            used=sum(n.used for n in group),
             pflops=total(group),
-            simulated=sum(n.cards for n in group if n.simulated),
+            simulated=sum(n.total_cards for n in group if n.simulated),
             region=group[0].region,
         )
         for name, group in sorted(groups.items())
@@ -87,14 +88,14 @@ def fleet_page(request: Request, user: UserDep) -> Response:
     """Cards and PFLOPS by region, cluster and chip; simulated capacity marked."""
     allow(user, "GET", "/api/v1/fleet/totals")
     platform = current_platform(request)
-    nodes = platform.fleet.nodes()
+    shapes = platform.fleet.shapes()
     catalogue = platform.catalogue
 
-    def pflops(group: list[NodeRecord]) -> float:
+    def pflops(group: list[NodeShape]) -> float:
         return totals_of(group, catalogue)[0].pflops_fp16
 
-    overall, _ = totals_of(nodes, catalogue)
-    regions = _rows(nodes, lambda n: n.region, pflops)
+    overall, _ = totals_of(shapes, catalogue)
+    regions = _rows(shapes, lambda n: n.region, pflops)
     total = _sum(regions)
     return render(
         request,
@@ -102,8 +103,8 @@ def fleet_page(request: Request, user: UserDep) -> Response:
         overall=overall,
         total=total,
         regions=regions,
-        clusters=_rows(nodes, lambda n: n.cluster, pflops),
-        chips=_rows(nodes, lambda n: n.chip, pflops),
+        clusters=_rows(shapes, lambda n: n.cluster, pflops),
+        chips=_rows(shapes, lambda n: n.chip, pflops),
         chart={
             "labels": [r.name for r in regions],
             "pflops": [round(r.pflops, 3) for r in regions],
@@ -125,14 +126,15 @@ def cluster_page(
     found = [c for c in view.clusters if c.name == name]
     if not found:
         raise NotFound(f"no cluster {name!r}", field="name")
-    cluster = clusters_public(platform, found, user.principal)[0]
-    nodes = platform.fleet.nodes(name)
-    pflops = totals_of(nodes, platform.catalogue)[0].pflops_fp16
+    shapes = [s for s in platform.fleet.shapes() if s.cluster == name]
+    cluster = clusters_public(platform, found, user.principal, shapes)[0]
+    number = page_number(page)
+    nodes = platform.fleet.nodes_page(name, (number - 1) * PAGE_SIZE, PAGE_SIZE + 1)
     return render(
         request,
         "cluster.html",
         cluster=cluster,
-        pflops=pflops,
-        cards=sum(n.cards for n in nodes),
-        nodes=slice_page(nodes, page_number(page)),
+        pflops=totals_of(shapes, platform.catalogue)[0].pflops_fp16,
+        cards=sum(s.total_cards for s in shapes),
+        nodes=page_of(nodes, number),
     )

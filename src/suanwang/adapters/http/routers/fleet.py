@@ -26,7 +26,7 @@ from suanwang.adapters.http.security import AuthorizedRoute, current_platform, c
 from suanwang.domain.connections import connection_data
 from suanwang.domain.errors import ValidationError
 from suanwang.domain.fleet import FleetTotals
-from suanwang.domain.records import ClusterHealth, ClusterRecord, NodeRecord
+from suanwang.domain.records import ClusterHealth, ClusterRecord, NodeShape
 from suanwang.domain.tenancy import Principal, Scope
 from suanwang.services.demo import load_demo
 from suanwang.services.fleet import ApplyResult
@@ -80,20 +80,24 @@ async def apply_fleet(
 
 
 def clusters_public(
-    platform: Platform, clusters: list[ClusterRecord], principal: Principal
+    platform: Platform,
+    clusters: list[ClusterRecord],
+    principal: Principal,
+    shapes: list[NodeShape] | None = None,
 ) -> list[ClusterPublic]:
     """Clusters as shown; only the operator sees engine connections (a tenant who learns a
-    Ray or Slurm endpoint must not be helped to submit around suanwang)."""
+    Ray or Slurm endpoint must not be helped to submit around suanwang). Node counts come
+    from ``shapes`` (default: the whole fleet's)."""
     operator = principal.scope is Scope.OPERATOR
-    by_cluster: dict[str, list[NodeRecord]] = {}
-    for n in platform.fleet.nodes():
-        by_cluster.setdefault(n.cluster, []).append(n)
+    by_cluster: dict[str, list[NodeShape]] = {}
+    for shape in platform.fleet.shapes() if shapes is None else shapes:
+        by_cluster.setdefault(shape.cluster, []).append(shape)
     out = []
     for c in clusters:
         nodes = by_cluster.get(c.name, [])
         chips: Counter[str] = Counter()
         for node in nodes:
-            chips[node.chip] += node.cards
+            chips[node.chip] += node.total_cards
         out.append(
             ClusterPublic(
                 name=c.name,
@@ -102,12 +106,12 @@ def clusters_public(
                 simulated=c.kind == "simulated",
                 backend=c.backend,
                 description=c.description,
-                nodes=len(nodes),
+                nodes=sum(n.count for n in nodes),
                 cards_by_chip=dict(chips),
-                cards_used=sum(n.cards_used for n in nodes),
+                cards_used=sum(n.used for n in nodes),
                 connection=_connection(c, operator),
                 health=_health(c.health),
-                nodes_drained=sum(n.state != "ready" for n in nodes),
+                nodes_drained=sum(n.not_ready for n in nodes),
             )
         )
     return out
