@@ -54,6 +54,7 @@ from suanwang.gateway import (
     Upstreams,
 )
 from suanwang.gateway.metrics import GatewayMetrics
+from suanwang.gateway.playground import GatewayAppChat
 from suanwang.gateway.resp import lean_scripts_for
 from suanwang.observability import Metrics
 from suanwang.ports import Backend, Clock, Limiter, TenantUids
@@ -322,6 +323,10 @@ def build_app(settings: Settings, *, control: bool = True, clock: Clock | None =
     """The API app; with ``control`` it also runs the control loop while serving."""
     platform = build_platform(settings, clock)
     metrics = Metrics()
+    # the console's chat playground: the gateway's pipeline in this process, built on first use
+    app_chat = GatewayAppChat(
+        lambda: build_gateway_app(settings, clock=platform.clock, run_migrations=False)
+    )
     metrics.add_gauges("suanwang_jobs", "jobs by state", "state", platform.job_counts)
     metrics.add_gauges(
         "suanwang_replicas", "model replicas by state", "state", platform.deployments.replica_counts
@@ -353,6 +358,7 @@ def build_app(settings: Settings, *, control: bool = True, clock: Clock | None =
         try:
             yield
         finally:
+            await app_chat.aclose()
             for thread in reversed(threads) if control else []:
                 thread.stop()
 
@@ -362,6 +368,7 @@ def build_app(settings: Settings, *, control: bool = True, clock: Clock | None =
         max_body_bytes=settings.max_body_bytes,
         lifespan=lifespan,
         follow_slots=FollowSlots(settings.log_follow_per_key, settings.log_follow_max),
+        app_chat=app_chat,
     )
 
 

@@ -9,11 +9,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, Self
 
+from suanwang.domain.app_chat import AnswerEvent
 from suanwang.domain.apps import App, AppVersion
 from suanwang.domain.audit import AuditEntry, AuditQuery
 from suanwang.domain.billing import UsageTotal
@@ -54,7 +55,7 @@ from suanwang.domain.records import (
     TenantRecord,
 )
 from suanwang.domain.serving import DeploymentView, ModelSpec, ReplicaView
-from suanwang.domain.tenancy import QuotaSpec
+from suanwang.domain.tenancy import Principal, QuotaSpec
 from suanwang.domain.transfers import (
     AgentRecord,
     AgentRenewal,
@@ -75,6 +76,20 @@ class Clock(Protocol):
     def now(self) -> float:
         """Seconds since the epoch."""
         ...
+
+
+class AppChat(Protocol):
+    """Asks an app a question as a principal, through the gateway's app pipeline (retrieval,
+    prompt, model call, citations, limits and metering): the console's chat playground."""
+
+    def answer(
+        self, principal: Principal, app: str, question: str
+    ) -> AsyncGenerator[AnswerEvent, None]:
+        """The answer's events: pieces of text, then one done or failed event. Closing the
+        iterator early is a client that left (the call is cancelled and billed as such)."""
+        ...
+
+    async def aclose(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -148,6 +148,19 @@ class GatewayApp:
             return
         if scope["type"] != "http":
             return
+        await self._exchange(scope, receive, send, None)
+
+    async def call_as(
+        self, principal: Principal, scope: AsgiScope, receive: Receive, send: Send
+    ) -> None:
+        """Serve one HTTP request for ``principal``, whom the caller has authenticated (the
+        console's chat playground, by its session): the same path, limits and metering as a
+        request with a key in its ``Authorization`` header, minus the key check."""
+        await self._exchange(scope, receive, send, principal)
+
+    async def _exchange(
+        self, scope: AsgiScope, receive: Receive, send: Send, principal: Principal | None
+    ) -> None:
         began = time.perf_counter()
         self._served += 1
         request_id = f"req_{self._boot}{self._served:010x}"
@@ -159,7 +172,7 @@ class GatewayApp:
             await send(message)
 
         try:
-            await self._route(scope, receive, tracked, ex)
+            await self._route(scope, receive, tracked, ex, principal)
         except GatewayError as error:
             if not ex.sent:
                 await asgi.send_error(tracked, error, ex.client_id)
@@ -172,11 +185,18 @@ class GatewayApp:
             route = _route_label(scope["path"])
             self.metrics.request(route, ex.model, ex.status, time.perf_counter() - began)
 
-    async def _route(self, scope: AsgiScope, receive: Receive, send: Send, ex: Exchange) -> None:
+    async def _route(
+        self,
+        scope: AsgiScope,
+        receive: Receive,
+        send: Send,
+        ex: Exchange,
+        known: Principal | None = None,
+    ) -> None:
         path, method, client_id = scope["path"], scope["method"], ex.client_id
         endpoint = ENDPOINTS.get(path)
         if endpoint is not None and method == "POST":
-            await self._call(scope, receive, send, endpoint, ex)
+            await self._call(scope, (receive, send), endpoint, ex, known)
         elif path == "/v1/models" and method == "GET":
             principal = await self._tenant(scope)
             await asgi.send_json(send, 200, await self._model_list(principal), client_id)
@@ -196,8 +216,11 @@ class GatewayApp:
         else:
             raise GatewayError(404, f"no route {method} {path}", code="unknown_url")
 
-    async def _tenant(self, scope: AsgiScope) -> Principal:
-        principal = await self.gw.authenticator.principal(scope["headers"])
+    async def _tenant(self, scope: AsgiScope, known: Principal | None = None) -> Principal:
+        if known is None:
+            principal = await self.gw.authenticator.principal(scope["headers"])
+        else:
+            principal = known  # authenticated by the in-process caller (call_as)
         if principal.tenant_id is None:
             raise GatewayError(
                 403, "the gateway serves tenant keys; operator keys cannot call models"
@@ -223,14 +246,15 @@ class GatewayApp:
     async def _call(
         self,
         scope: AsgiScope,
-        receive: Receive,
-        send: Send,
+        io: tuple[Receive, Send],
         endpoint: str,
         ex: Exchange,
+        known: Principal | None,
     ) -> None:
         request_id, client_id = ex.request_id, ex.client_id
+        receive, send = io
         gw = self.gw
-        principal = await self._tenant(scope)
+        principal = await self._tenant(scope, known)
         assert principal.tenant_id is not None
         meter = RequestMeter(
             gw.sink,
@@ -373,19 +397,24 @@ class GatewayApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                await self.gw.router.refresh()
-                self._tasks = [
-                    asyncio.create_task(self.gw.router.run()),
-                    asyncio.create_task(self._sweep()),
-                ]
-                if self.gw.demand_sink is not None:
-                    sink = self.gw.demand_sink
-                    self._tasks.append(asyncio.create_task(self._report_demand(sink)))
+                await self.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def start(self) -> None:
+        """Load the replicas and start the background tasks (refresh, sweep, demand): what
+        an ASGI server's lifespan startup does; :meth:`aclose` stops them."""
+        await self.gw.router.refresh()
+        self._tasks = [
+            asyncio.create_task(self.gw.router.run()),
+            asyncio.create_task(self._sweep()),
+        ]
+        if self.gw.demand_sink is not None:
+            sink = self.gw.demand_sink
+            self._tasks.append(asyncio.create_task(self._report_demand(sink)))
 
     async def aclose(self) -> None:
         for task in self._tasks:

@@ -9,15 +9,18 @@ instantiates one (docs/apps.md).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
 
 import yaml
 
 from suanwang.domain.apps import AppSettings, check_name
-from suanwang.domain.errors import NotFound, ValidationError
+from suanwang.domain.errors import Conflict, DomainError, NotFound, ValidationError
 from suanwang.domain.knowledge import ChunkSettings, RetrievalMode
+from suanwang.domain.tenancy import Principal
+from suanwang.services.apps import AppDetail, Apps, AppSpec
+from suanwang.services.knowledge import KnowledgeBases, KnowledgeBaseSpec, Upload
 
 ROOT = "data/app_templates"
 
@@ -102,3 +105,31 @@ def parse_template(data: Any) -> AppTemplate:
         documents=documents,
         samples=samples,
     )
+
+
+def instantiate_keyword(
+    apps: Apps, knowledge: KnowledgeBases, principal: Principal, tpl: AppTemplate, name: str
+) -> AppDetail:
+    """Make ``tpl``'s app as ``name`` on a new knowledge base ``<name>-kb`` of its starter
+    documents, searched by keyword (no embedding: the console has no key to embed with).
+
+    Checked before anything is made (the name, and that neither the app nor the base
+    exists); a later failure removes the base again, so a refusal leaves nothing behind.
+    """
+    check_name(name)
+    kb_name = f"{name}-kb"[:63]
+    if any(a.name == name for a in apps.visible(principal)):
+        raise Conflict(f"app {name!r} exists", field="name", hint="pick another name")
+    if knowledge.owned(principal, kb_name) is not None:
+        raise Conflict(f"knowledge base {kb_name!r} exists", field="name", hint="pick another")
+    spec = KnowledgeBaseSpec(kb_name, f"starter documents of the {tpl.name} template", tpl.chunking)
+    kb = knowledge.create(principal, spec)
+    try:
+        for document in tpl.documents:
+            knowledge.upload(principal, kb.id, Upload(document, tpl.document(document)), None)
+        settings = replace(tpl.settings, knowledge_bases=(kb.id,))
+        app = AppSpec(name, settings, tpl.description.get("en", ""), tpl.name)
+        return apps.create(principal, app)
+    except DomainError:
+        knowledge.delete(principal, kb.id)
+        raise

@@ -44,6 +44,7 @@ from suanwang.adapters.http.security import AuthorizedRoute, tag_request
 from suanwang.domain.errors import DomainError
 from suanwang.domain.knowledge import MAX_DOCUMENT_BYTES
 from suanwang.observability import Metrics
+from suanwang.ports import AppChat
 from suanwang.services.platform import Platform
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -56,6 +57,7 @@ def create_app(
     max_body_bytes: int = 1 << 20,
     lifespan: Lifespan | None = None,
     follow_slots: FollowSlots | None = None,
+    app_chat: AppChat | None = None,
 ) -> FastAPI:
     """The REST API over ``platform``. Refuses to build if a route lacks an authorization rule."""
     app = FastAPI(
@@ -68,6 +70,7 @@ def create_app(
     app.state.platform = platform
     app.state.metrics = metrics
     app.state.follow_slots = follow_slots or FollowSlots(per_key=4, total=64)
+    app.state.app_chat = app_chat  # the console's chat playground (None: it answers 503)
     for router in (fleet.router, tenants.router, jobs.router, models.models_router, models.router):
         app.include_router(router)
     app.include_router(billing_router)
