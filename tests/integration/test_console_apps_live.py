@@ -161,8 +161,11 @@ def test_eight_playground_streams_at_once_all_answer_and_are_billed_once_each(
 ) -> None:
     before = len(live_engines.ledger(TENANT))
     client, csrf = console_session(console_url, helper)
-    with client, ThreadPoolExecutor(CONCURRENT) as pool:
-        answers = list(pool.map(lambda _: stream(client, csrf, "helper"), range(CONCURRENT)))
+    try:
+        with ThreadPoolExecutor(CONCURRENT) as pool:
+            answers = list(pool.map(lambda _: stream(client, csrf, "helper"), range(CONCURRENT)))
+    finally:
+        client.close()
     for events in answers:
         assert events[-1]["event"] == "done", events[-1]
         assert any(e["event"] == "text" for e in events)
@@ -194,7 +197,9 @@ def test_another_tenant_cannot_open_chat_with_or_list_the_app(
     user.assert_clean()
     user.context.close()
     client, csrf = console_session(console_url, other)
-    with client:
+    try:
         assert stream(client, csrf, "helper") == [{"event": "status", "status": 404}]
+    finally:
+        client.close()
     time.sleep(0.5)
     assert len(live_engines.ledger(OTHER)) == before
