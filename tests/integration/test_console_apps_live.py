@@ -3,7 +3,8 @@ pipeline in the API server's process, SmolLM2 on llama-server and all-MiniLM-L6-
 
 The session's live stack (live_engines.py) serves the models; this module starts one API
 server (with the console) in a thread on the stack's database, and one browser. Tenant
-``console-live`` has the app ``helper`` on the labelled document set (tests/data/kb).
+``console-live`` has the apps ``helper`` and ``brief`` (one chunk, two tokens: the 8
+streams at once cost little prefill) on the labelled document set (tests/data/kb).
 Checked: the answer grows in the page in pieces before it ends, then the cited chunks
 show, and the usage API and the ledger have the two rows of a gateway call (the model
 call and the query's embedding, ``source = app:helper@1``); 8 playground streams at once
@@ -85,8 +86,15 @@ def helper(live_engines: LiveEngines) -> str:
     for path in sorted(DOCS.iterdir()):
         platform.knowledge.upload(me, kb.id, Upload(path.name, path.read_bytes()), key)
     prompt = "You answer from the documents."
-    settings = AppSettings(CHAT, prompt, (kb.id,), max_tokens=16, top_k=2, temperature=0.0)
+    settings = AppSettings(CHAT, prompt, (kb.id,), max_tokens=10, top_k=2, temperature=0.0)
     platform.apps.create(me, AppSpec("helper", settings))
+    # "brief": the least prefill for 8 at once (one document in 60-character chunks, one
+    # chunk given, a two-word prompt, two tokens answered)
+    tiny = platform.knowledge.create(me, KnowledgeBaseSpec("tiny", "", ChunkSettings(60, 0), EMBED))
+    harbor = DOCS / ANSWERED_BY
+    platform.knowledge.upload(me, tiny.id, Upload(harbor.name, harbor.read_bytes()), key)
+    brief = AppSettings(CHAT, "Answer briefly.", (tiny.id,), max_tokens=2, top_k=1)
+    platform.apps.create(me, AppSpec("brief", brief))
     return key
 
 
@@ -144,11 +152,13 @@ def console_session(base_url: str, key: str) -> tuple[httpx.Client, str]:
     return client, page.group(1)
 
 
-def stream(client: httpx.Client, csrf: str, app: str) -> list[dict[str, Any]]:
+def stream(
+    client: httpx.Client, csrf: str, app: str, question: str = QUESTION
+) -> list[dict[str, Any]]:
     with client.stream(
         "POST",
         f"/console/apps/{app}/chat/stream",
-        data={"message": QUESTION},
+        data={"message": question},
         headers={"X-CSRF-Token": csrf},
     ) as answer:
         if answer.status_code != 200:
@@ -163,7 +173,9 @@ def test_eight_playground_streams_at_once_all_answer_and_are_billed_once_each(
     client, csrf = console_session(console_url, helper)
     try:
         with ThreadPoolExecutor(CONCURRENT) as pool:
-            answers = list(pool.map(lambda _: stream(client, csrf, "helper"), range(CONCURRENT)))
+            answers = list(
+                pool.map(lambda _: stream(client, csrf, "brief", "Rain?"), range(CONCURRENT))
+            )
     finally:
         client.close()
     for events in answers:
@@ -172,6 +184,7 @@ def test_eight_playground_streams_at_once_all_answer_and_are_billed_once_each(
         assert events[-1]["citations"][0]["document"] == ANSWERED_BY
     rows = live_engines.ledger(TENANT, count=before + 2 * CONCURRENT)[before:]
     assert len(rows) == 2 * CONCURRENT
+    assert {r["source"] for r in rows} == {"app:brief@1"}
     chats = [r for r in rows if r["model"] == CHAT]
     assert len({str(r["entry_id"]) for r in chats}) == CONCURRENT
     assert all(r["streamed"] for r in chats)
