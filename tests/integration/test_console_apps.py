@@ -206,15 +206,25 @@ def test_the_playground_streams_events_and_without_js_renders_the_escaped_answer
     assert 'data-error-for="message"' in empty.text
 
 
-def test_the_stream_needs_the_csrf_token(console: Console, tutor: str) -> None:
+def test_every_write_needs_the_csrf_token(console: Console, tutor: str) -> None:
     client, _ = login(console, "aaa")
-    asked = len(console.chat.asked)
+    me = console.platform.tenancy.authenticate(console.keys["aaa"])
+    asked, app = len(console.chat.asked), console.platform.apps.get(me, tutor).app
     for headers in ({}, {"X-CSRF-Token": "forged"}):
-        refused = client.post(
-            f"/console/apps/{tutor}/chat/stream", data={"message": "hi"}, headers=headers
-        )
-        assert refused.status_code == 403
+        writes = [
+            client.post(
+                f"/console/apps/{tutor}/chat/stream", data={"message": "hi"}, headers=headers
+            ),
+            client.post(f"/console/apps/{tutor}/chat", data={"message": "hi"}, headers=headers),
+            client.post(f"/console/apps/{tutor}/delete", headers=headers),
+            client.post(f"/console/apps/{tutor}/publish", data={"version": "1"}, headers=headers),
+            client.post(f"/console/apps/{tutor}/sharing", data={"key_ids": "x"}, headers=headers),
+            client.post("/console/apps", data={"template": "weather-briefing", "name": "x"}),
+        ]
+        assert [w.status_code for w in writes] == [403] * len(writes)
     assert len(console.chat.asked) == asked
+    assert console.platform.apps.get(me, tutor).app == app
+    assert "x" not in {a.name for a in console.platform.apps.visible(me)}
 
 
 def test_another_tenant_finds_the_app_nowhere(console: Console, tutor: str) -> None:

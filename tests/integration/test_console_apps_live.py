@@ -98,20 +98,21 @@ def helper(live_engines: LiveEngines) -> str:
     return key
 
 
-def usage_entries(base_url: str, key: str) -> dict[str, int]:
-    """Ledger entries by model this month, from the usage API."""
+def usage(base_url: str, key: str) -> dict[str, tuple[int, int]]:
+    """(entries, prompt tokens) by model this month, from the usage API."""
     answer = httpx.get(
         f"{base_url}/api/v1/usage", headers={"Authorization": f"Bearer {key}"}, timeout=10
     )
     answer.raise_for_status()
-    return {t["item"]: t["entries"] for t in answer.json()["totals"] if t["kind"] == "tokens"}
+    totals = answer.json()["totals"]
+    return {t["item"]: (t["entries"], t["prompt_tokens"]) for t in totals if t["kind"] == "tokens"}
 
 
 def test_the_answer_streams_into_the_page_then_its_citations_and_two_rows_are_billed(
     browser: Any, console_url: str, helper: str, live_engines: LiveEngines
 ) -> None:
     before = len(live_engines.ledger(TENANT))
-    entries = usage_entries(console_url, helper)
+    before_usage = usage(console_url, helper)
     user = open_user(browser, console_url, helper)
     user.login()
     user.goto("/console/apps/helper/chat")
@@ -131,12 +132,13 @@ def test_the_answer_streams_into_the_page_then_its_citations_and_two_rows_are_bi
     chat = next(r for r in rows if r["model"] == CHAT)
     shown = user.text("[data-testid=tokens]")
     assert f"{chat['prompt_tokens']}" in shown, (shown, chat)
+    entries, prompt = before_usage.get(CHAT, (0, 0))
+    after = usage(console_url, helper)
+    assert after[CHAT] == (entries + 1, prompt + int(str(chat["prompt_tokens"])))
+    assert after[EMBED][0] == before_usage.get(EMBED, (0, 0))[0] + 1
     assert {r["key_id"] for r in rows} == {
         live_engines.platform.tenancy.authenticate(helper).key_id
     }
-    after = usage_entries(console_url, helper)
-    assert after.get(CHAT, 0) == entries.get(CHAT, 0) + 1
-    assert after.get(EMBED, 0) == entries.get(EMBED, 0) + 1
     user.assert_clean()
     user.context.close()
 
