@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncGenerator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,10 @@ from fastapi.testclient import TestClient
 from suanwang.bootstrap import build_app
 from suanwang.config import Settings
 from suanwang.domain.app_chat import AnswerDone, AnswerEvent, AnswerText, Citation
+from suanwang.domain.apps import AppChange
+from suanwang.domain.errors import ValidationError
 from suanwang.domain.tenancy import Principal, Scope
+from suanwang.services.app_templates import instantiate_keyword, template
 from suanwang.services.platform import Platform
 
 OP = Principal("op", Scope.OPERATOR, None)
@@ -151,8 +154,6 @@ def test_a_bad_create_form_is_422_inline_and_saves_nothing(
 def test_publish_sharing_and_a_refused_key(console: Console, tutor: str) -> None:
     client, csrf = login(console, "aaa")
     me = console.platform.tenancy.authenticate(console.keys["aaa"])
-    from suanwang.domain.apps import AppChange
-
     console.platform.apps.update(me, tutor, AppChange(top_k=2))
     page = client.get(f"/console/apps/{tutor}").text
     assert 'data-version="2"' in page
@@ -279,3 +280,15 @@ def test_delete_with_its_base_removes_both(console: Console, tmp_path: Path) -> 
     assert "wx" not in {a.name for a in console.platform.apps.visible(me)}
     assert "wx-kb" not in {kb.name for kb in console.platform.knowledge.visible(me)}
     assert client.get("/console/apps/wx").status_code == 404
+
+
+def test_a_template_that_fails_at_its_last_step_leaves_no_base(console: Console) -> None:
+    """The app's create refuses (not a chat model) after the base and documents were made."""
+    me = console.platform.tenancy.authenticate(console.keys["bbb"])
+    tpl = template("weather-briefing")
+    broken = replace(tpl, settings=replace(tpl.settings, model="all-minilm-l6-v2"))
+    with pytest.raises(ValidationError) as refused:
+        instantiate_keyword(console.platform.apps, console.platform.knowledge, me, broken, "wx2")
+    assert refused.value.field == "model"
+    assert "wx2-kb" not in {kb.name for kb in console.platform.knowledge.visible(me)}
+    assert "wx2" not in {a.name for a in console.platform.apps.visible(me)}

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from suanwang.domain.apps import AppSettings, check_name
-from suanwang.domain.errors import Conflict, DomainError, NotFound, ValidationError
+from suanwang.domain.errors import Conflict, NotFound, ValidationError
 from suanwang.domain.knowledge import ChunkSettings, RetrievalMode
 from suanwang.domain.tenancy import Principal
 from suanwang.services.apps import AppDetail, Apps, AppSpec
@@ -130,6 +130,6 @@ def instantiate_keyword(
         settings = replace(tpl.settings, knowledge_bases=(kb.id,))
         app = AppSpec(name, settings, tpl.description.get("en", ""), tpl.name)
         return apps.create(principal, app)
-    except DomainError:
+    except Exception:  # whatever failed, the base goes again; the error is the caller's
         knowledge.delete(principal, kb.id)
         raise
