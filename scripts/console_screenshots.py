@@ -134,6 +134,10 @@ def main(out: Path) -> None:
             shoot(page, url, "/console/apps", out, "apps")
             shoot(page, url, "/console/apps/tutor", out, "app")
             shoot(page, url, "/console/apps/tutor/chat", out, "app-chat")
+            shoot(page, url, "/console/quota", out, "quota")
+            shoot(page, url, "/console/deployments", out, "deployments")
+            shoot(page, url, "/console/datasets", out, "datasets")
+            shoot(page, url, "/console/knowledge", out, "knowledge")
             browser.close()
     finally:
         server.terminate()

@@ -541,7 +541,9 @@ class DatasetStore(Protocol):
 
     def by_name(self, tenant: str, name: str) -> DatasetRecord | None: ...
 
-    def live(self, tenant: str | None, name: str | None = None) -> list[DatasetRecord]:
+    def live(
+        self, tenant: str | None, name: str | None = None, offset: int = 0, limit: int | None = None
+    ) -> list[DatasetRecord]:
         """Live datasets, newest first; of every tenant when ``tenant`` is None."""
         ...
 

@@ -263,6 +263,16 @@ MATRIX: dict[tuple[str, str], tuple[Callable[[World], str], Any, dict[str, int]]
         None,
         A_OBJECT_READ,
     ),
+    ("GET", "/api/v1/tenants/{name}/usage/daily"): (
+        lambda w: "/api/v1/tenants/aaa/usage/daily?period=2026-11",
+        None,
+        A_OBJECT_READ,
+    ),
+    ("GET", "/api/v1/tenants/{name}/quota-use"): (
+        lambda w: "/api/v1/tenants/aaa/quota-use",
+        None,
+        A_OBJECT_READ,
+    ),
     ("PUT", "/api/v1/tenants/{name}/tier"): (
         lambda w: "/api/v1/tenants/aaa/tier",
         {"tier": "edu"},

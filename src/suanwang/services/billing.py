@@ -23,6 +23,7 @@ from suanwang.domain.billing import (
     month_of,
     parse_period,
 )
+from suanwang.domain.daily_usage import DayUsage, daily_usage, days_of
 from suanwang.domain.errors import Forbidden, NotFound, ValidationError
 from suanwang.domain.serving import TokenPrice
 from suanwang.domain.tenancy import Principal
@@ -81,6 +82,18 @@ class Billing:
             tier = self._visible(principal, tenant, uow.usage.tier(tenant))
             totals = uow.usage.totals(tenant, period.start, period.end)
         return make_bill(tenant, tier, period, totals, self._price_book())
+
+    def daily(self, principal: Principal, tenant: str, period: Period) -> list[DayUsage]:
+        """``tenant``'s usage of each UTC day of ``period`` (at most 92 days), with the
+        period's bill (the one :meth:`bill` makes) apportioned over the days: they add up
+        to :meth:`usage` and :meth:`bill` exactly (see :mod:`suanwang.domain.daily_usage`)."""
+        days = days_of(period)
+        with self._uows() as uow:
+            tier = self._visible(principal, tenant, uow.usage.tier(tenant))
+            whole = uow.usage.totals(tenant, period.start, period.end)
+            totals = [uow.usage.totals(tenant, day.start, day.end) for day in days]
+        bill = make_bill(tenant, tier, period, whole, self._price_book())
+        return daily_usage(bill, days, totals)
 
     def _price_book(self) -> PriceBook:
         if self._extra is None:

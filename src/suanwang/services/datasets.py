@@ -132,9 +132,17 @@ class Datasets:
             uow.commit()
         return record
 
-    def list(self, principal: Principal, name: str | None = None) -> list[DatasetRecord]:
+    def list(
+        self,
+        principal: Principal,
+        name: str | None = None,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> list[DatasetRecord]:
+        """Live datasets the principal sees, newest first (``offset``/``limit``: one page)."""
+        tenant = None if principal.is_operator else principal.tenant_id
         with self._uows() as uow:
-            return uow.datasets.live(None if principal.is_operator else principal.tenant_id, name)
+            return uow.datasets.live(tenant, name, offset, limit)
 
     def get(self, principal: Principal, ref: str) -> DatasetRecord:
         with self._uows() as uow:

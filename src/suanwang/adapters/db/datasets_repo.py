@@ -73,8 +73,11 @@ class DatasetRepository:
         )
         return None if row is None else self._record(row)
 
-    def live(self, tenant: str | None, name: str | None = None) -> list[DatasetRecord]:
+    def live(
+        self, tenant: str | None, name: str | None = None, offset: int = 0, limit: int | None = None
+    ) -> list[DatasetRecord]:
         query = select(D).where(D.deleted_at.is_(None)).order_by(D.created_at.desc(), D.id)
+        query = query.offset(offset).limit(limit)
         if tenant is not None:
             query = query.where(D.tenant == tenant)
         if name is not None:

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from suanwang import __version__
 from suanwang.adapters.http import problems
 from suanwang.adapters.http.authz import rule_for
-from suanwang.adapters.http.console import install_console
+from suanwang.adapters.http.console import install_console, upload_limits
 from suanwang.adapters.http.follow import FollowSlots
 from suanwang.adapters.http.limits import (
     UPLOAD_OVERHEAD_BYTES,
@@ -35,6 +35,7 @@ from suanwang.adapters.http.routers import (
     knowledge,
     limits,
     models,
+    tenant_use,
     tenants,
     transfers,
 )
@@ -81,6 +82,7 @@ def create_app(
     app.include_router(transfers.router)
     app.include_router(knowledge.router)
     app.include_router(apps.router)
+    app.include_router(tenant_use.router)
     _system_routes(app, metrics)
     install_console(app)
     app.add_exception_handler(DomainError, problems.domain_error)
@@ -98,6 +100,7 @@ def create_app(
                 MAX_DOCUMENT_BYTES + UPLOAD_OVERHEAD_BYTES,
                 f"documents are limited to {MAX_DOCUMENT_BYTES} bytes: split the file",
             ),
+            *upload_limits(),
         ),
     )
     install_document(app)

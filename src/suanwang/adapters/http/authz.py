@@ -68,6 +68,8 @@ ROUTES: Final[dict[tuple[str, str], Rule]] = {
     ("GET", "/api/v1/usage"): Scope.READ_ONLY,
     ("GET", "/api/v1/tenants/{name}/usage"): Scope.READ_ONLY,
     ("GET", "/api/v1/tenants/{name}/bills/{period}"): Scope.READ_ONLY,
+    ("GET", "/api/v1/tenants/{name}/usage/daily"): Scope.READ_ONLY,
+    ("GET", "/api/v1/tenants/{name}/quota-use"): Scope.READ_ONLY,
     ("PUT", "/api/v1/tenants/{name}/tier"): Scope.OPERATOR,
     # datasets: members create, upload, seal and delete their tenant's; ownership in services
     ("POST", "/api/v1/datasets"): Scope.TENANT_MEMBER,

@@ -19,11 +19,30 @@ from suanwang.adapters.http.console import (
     data_pages,
     fleet_pages,
     job_pages,
+    knowledge_pages,
     model_pages,
     ops_pages,
     tenant_pages,
 )
 from suanwang.adapters.http.console.web import HERE, PREFIX
+from suanwang.adapters.http.limits import UPLOAD_OVERHEAD_BYTES, LargerBody
+from suanwang.domain.knowledge import MAX_DOCUMENT_BYTES
+
+
+def upload_limits() -> tuple[LargerBody, ...]:
+    """The console's upload forms: bodies larger than the API's 1 MiB they may send."""
+    return (
+        LargerBody(
+            data_pages.CONSOLE_UPLOAD_PATH,
+            data_pages.CONSOLE_UPLOAD_MAX_BYTES,
+            "upload larger files with `suanwang data upload` (the API streams them)",
+        ),
+        LargerBody(
+            knowledge_pages.KB_UPLOAD_PATH,
+            MAX_DOCUMENT_BYTES + UPLOAD_OVERHEAD_BYTES,
+            f"documents are limited to {MAX_DOCUMENT_BYTES} bytes: split the file",
+        ),
+    )
 
 ROUTERS: Final[tuple[APIRouter, ...]] = (
     auth_pages.router,
@@ -34,6 +53,7 @@ ROUTERS: Final[tuple[APIRouter, ...]] = (
     ops_pages.router,
     model_pages.router,
     data_pages.router,
+    knowledge_pages.router,
     app_pages.router,
 )
 """Every page group's router (the page benchmark walks their routes)."""

@@ -20,11 +20,14 @@ from suanwang.adapters.http.console.web import (
     render,
 )
 from suanwang.adapters.http.routers.billing import CSV, bill_csv, bill_public
+from suanwang.adapters.http.routers.tenant_use import DailyUsagePublic, daily_public
 from suanwang.adapters.http.security import current_platform
 from suanwang.domain.audit import AuditAction, AuditQuery, AuditResource
-from suanwang.domain.errors import DomainError
+from suanwang.domain.billing import Period
+from suanwang.domain.errors import DomainError, ValidationError
 from suanwang.domain.tenancy import Scope
 from suanwang.services.audit import AuditLog
+from suanwang.services.billing import Billing
 
 router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)
 TENANT_SCOPES = [Scope.TENANT_MEMBER.value, Scope.READ_ONLY.value, Scope.TENANT_ADMIN.value]
@@ -103,9 +106,36 @@ def usage_page(
     who = tenant or user.principal.tenant_id
     report = billing.usage(user.principal, who, chosen)
     bill = None if who is None else bill_public(billing.bill(user.principal, who, chosen))
+    daily = None if who is None else _daily(billing, user, who, chosen)
     return render(
-        request, "usage.html", report=report, bill=bill, period=chosen.name, tenant=who or ""
+        request,
+        "usage.html",
+        report=report,
+        bill=bill,
+        period=chosen.name,
+        tenant=who or "",
+        daily=daily,
+        chart=None if daily is None else daily_chart(daily),
     )
+
+
+def daily_chart(daily: DailyUsagePublic) -> dict[str, list[str] | list[int] | list[float]]:
+    """The chart's series (amount in currency units, for the axis; the table has micro-units)."""
+    return {
+        "days": [d.day for d in daily.days],
+        "tokens": [d.tokens for d in daily.days],
+        "card_hours": [round(d.card_hours, 4) for d in daily.days],
+        "amount": [d.amount_micro / 1_000_000 for d in daily.days],
+    }
+
+
+def _daily(billing: Billing, user: User, tenant: str, period: Period) -> DailyUsagePublic | None:
+    """The period by day (``GET /api/v1/tenants/{name}/usage/daily``); None past 92 days."""
+    allow(user, "GET", "/api/v1/tenants/{name}/usage/daily")
+    try:
+        return daily_public(tenant, period, billing.daily(user.principal, tenant, period))
+    except ValidationError:
+        return None
 
 
 @router.get("/bills/{tenant}/{period}.csv")

@@ -25,6 +25,7 @@ from suanwang.adapters.http.console.web import (
     allow,
     render,
 )
+from suanwang.adapters.http.routers.tenant_use import quota_use_public, quota_use_view
 from suanwang.adapters.http.security import current_platform
 from suanwang.domain.errors import ValidationError
 from suanwang.domain.records import TenantRecord
@@ -105,6 +106,8 @@ def _tenant_page(
     status: int = 200,
     saved: bool = False,
 ) -> Response:
+    allow(user, "GET", "/api/v1/tenants/{name}/quota-use")
+    use = quota_use_view(current_platform(request)).of(user.principal, tenant.id)
     return render(
         request,
         "tenant.html",
@@ -113,6 +116,7 @@ def _tenant_page(
         form=form,
         saved=saved,
         editable=user.operator,
+        use=quota_use_public(use),
     )
 
 

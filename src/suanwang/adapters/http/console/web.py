@@ -164,6 +164,8 @@ class ConsoleRoute(APIRoute):
             except DomainError as exc:
                 key = {404: "not_found", 403: "forbidden"}.get(exc.status, "error")
                 return error_page(request, exc.status, key, exc.message)
+            finally:
+                await request.close()  # a parsed multipart form's spooled files
             if request.query_params.get("lang") in LANGS:
                 response.set_cookie(
                     LANG_COOKIE,
