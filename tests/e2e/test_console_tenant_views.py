@@ -68,9 +68,9 @@ def made(tenant: ConsoleUser, tmp_path_factory: pytest.TempPathFactory) -> dict[
 def test_deploy_and_scale_from_the_console(tenant: ConsoleUser, made: dict[str, str]) -> None:
     dep = made["deployment"]
     api = tenant.api(f"/api/v1/deployments/{dep}")
+    tenant.goto(f"/console/deployments/{dep}")
     assert tenant.text("[data-testid=sdk-model]") == api["model"] == MODEL
     assert tenant.text("[data-testid=dep-wanted]") == str(api["replicas"])
-    tenant.goto(f"/console/deployments/{dep}")
     tenant.page.fill("[data-testid=scale-replicas]", "lots")
     tenant.page.click("[data-testid=scale]")
     assert tenant.page.wait_for_selector("[data-error-for=replicas]").is_visible()
