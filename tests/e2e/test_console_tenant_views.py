@@ -15,7 +15,7 @@ import httpx
 import pytest
 from console_support import ConsoleUser, open_user
 
-from conftest import Cli, Server
+from conftest import Server
 
 MODEL, CLUSTER = "qwen2.5-72b-instruct", "lingang-ascend"
 
@@ -150,13 +150,18 @@ def test_usage_by_day_and_borrowing(tenant: ConsoleUser) -> None:
 
 
 def test_another_tenant_gets_404(
-    browser: Any, server: Server, cli: Cli, made: dict[str, str]
+    browser: Any, server: Server, operator_key: str, made: dict[str, str]
 ) -> None:
-    made_tenant = cli("tenants", "create", "views-rival")
-    assert made_tenant.returncode == 0, made_tenant.stderr
-    key = cli("keys", "create", "--tenant", "views-rival", "--scope", "tenant-admin", "-q")
-    assert key.returncode == 0, key.stderr
-    rival = open_user(browser, server.url, key.stdout.strip())
+    auth = {"Authorization": f"Bearer {operator_key}"}
+    tenant = httpx.post(f"{server.url}/api/v1/tenants", json={"name": "views-rival"}, headers=auth)
+    assert tenant.status_code == 201, tenant.text
+    key = httpx.post(
+        f"{server.url}/api/v1/keys",
+        json={"tenant": "views-rival", "scope": "tenant-admin"},
+        headers=auth,
+    )
+    assert key.status_code == 201, key.text
+    rival = open_user(browser, server.url, key.json()["key"])
     rival.login()
     for path in (
         f"/console/deployments/{made['deployment']}",
