@@ -131,7 +131,7 @@ def _detail_page(
         storage=_storage(platform, user),
         can_write=_member(user) and shown.state == "uploading",
         errors=errors or {},
-        uploaded=uploaded,
+        uploaded=uploaded if any(f.path == uploaded for f in shown.manifest or []) else "",
         max_upload_mib=CONSOLE_UPLOAD_MAX_BYTES >> 20,
     )
 
