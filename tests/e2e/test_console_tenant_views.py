@@ -31,7 +31,7 @@ def tenant(browser: Any, server: Server, demo_key: str) -> Iterator[ConsoleUser]
 @pytest.fixture(scope="module")
 def made(tenant: ConsoleUser, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A deployment, a sealed dataset and a knowledge base with a document, made in the
-    browser (the knowledge base itself through the API: the console does not create them)."""
+    browser."""
     page = tenant.page
     tenant.goto("/console/deployments")
     page.select_option("[data-testid=deploy-model]", MODEL)
@@ -51,12 +51,10 @@ def made(tenant: ConsoleUser, tmp_path_factory: pytest.TempPathFactory) -> dict[
     page.wait_for_selector("[data-testid=uploaded]")
     page.click("[data-testid=seal]")
     page.wait_for_selector("[data-testid=ds-state][data-state=ready]")
-    kb = httpx.post(
-        f"{tenant.base_url}/api/v1/knowledge-bases",
-        json={"name": "console-e2e", "chunk_size": 200, "chunk_overlap": 20},
-        headers={"Authorization": f"Bearer {tenant.key}"},
-    ).json()["id"]
-    tenant.goto(f"/console/knowledge/{kb}")
+    tenant.goto("/console/knowledge")
+    page.fill("[data-testid=kb-name]", "console-e2e")
+    page.click("[data-testid=kb-create]")
+    kb = tenant.text("[data-testid=kb-id]")
     doc = Path(file.parent / "guide.md")
     doc.write_text("# Refunds\n\nRefunds take ten working days.\n\n# 算力\n\n昇腾 910B 集群。")
     page.set_input_files("[data-testid=kb-file]", str(doc))

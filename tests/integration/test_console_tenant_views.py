@@ -217,7 +217,15 @@ def test_eight_uploads_at_once_are_all_stored(console: Console) -> None:
 
 def test_knowledge_base_upload_retrieve_delete(console: Console) -> None:
     a, b = login(console, "aaa"), login(console, "bbb")
-    spec = KnowledgeBaseSpec("handbook", "", ChunkSettings(200, 20), None)
+    refused = a.post("/console/knowledge", data={"name": "", "embedding_model": "no-such"})
+    assert refused.status_code == 422
+    assert "data-error-for=" in refused.text
+    assert console.api("/api/v1/knowledge-bases", "aaa") == []
+    made = a.post("/console/knowledge", data={"name": "handbook"})
+    assert made.status_code == 303, made.text
+    kb_id = made.headers["location"].rsplit("/", 1)[-1]
+    assert [k["id"] for k in console.api("/api/v1/knowledge-bases", "aaa")] == [kb_id]
+    spec = KnowledgeBaseSpec("small-chunks", "", ChunkSettings(200, 20), None)
     kb = console.platform.knowledge.create(console.principal("aaa"), spec)
     text = "算网 schedules training jobs on Ascend cards.\n\nRefunds take ten days."
     up = a.post(

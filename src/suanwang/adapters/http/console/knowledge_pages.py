@@ -1,5 +1,6 @@
-"""Knowledge bases: a tenant's own; one base's documents (paginated), upload and delete a
-document, and a "try retrieval" box that shows the chunks and their scores.
+"""Knowledge bases: a tenant's own, a create form (default chunking); one base's documents
+(paginated), upload and delete a document, and a "try retrieval" box that shows the chunks
+and their scores.
 
 Upload and retrieval call the same service methods as ``POST /api/v1/knowledge-bases/
 {kb}/documents`` and ``…/retrieve``, with the same size limit and parsers. Embedding goes
@@ -30,10 +31,17 @@ from suanwang.adapters.http.routers.knowledge import (
     kb_public,
 )
 from suanwang.adapters.http.security import current_platform
-from suanwang.domain.errors import DomainError
-from suanwang.domain.knowledge import MAX_DOCUMENT_BYTES, MAX_QUERY_CHARS, MAX_TOP_K, RetrievalMode
+from suanwang.domain.errors import Conflict, DomainError, ValidationError
+from suanwang.domain.knowledge import (
+    MAX_DOCUMENT_BYTES,
+    MAX_QUERY_CHARS,
+    MAX_TOP_K,
+    ChunkSettings,
+    RetrievalMode,
+)
+from suanwang.domain.serving import ModelKind
 from suanwang.domain.tenancy import Scope
-from suanwang.services.knowledge import RetrievalQuery, Upload
+from suanwang.services.knowledge import KnowledgeBaseSpec, RetrievalQuery, Upload
 
 router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)
 KB_UPLOAD_PATH: Final = re.compile(r"^/console/knowledge/[^/]+/documents$")
@@ -46,14 +54,56 @@ def _member(user: User) -> bool:
     return user.principal.scope.rank >= Scope.TENANT_MEMBER.rank and not user.operator
 
 
+def _list_page(
+    request: Request,
+    user: User,
+    page: str | None,
+    status: int = 200,
+    form: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+) -> Response:
+    platform = current_platform(request)
+    bases = [kb_public(kb) for kb in platform.knowledge.visible(user.principal)]
+    embedders = [m.name for m in platform.deployments.models() if m.kind is ModelKind.EMBEDDING]
+    return render(
+        request,
+        "knowledge.html",
+        status=status,
+        bases=slice_page(bases, page_number(page)),
+        can_create=not user.operator and user.principal.scope.rank >= Scope.TENANT_ADMIN.rank,
+        embedders=embedders,
+        form=form or {"name": "", "description": "", "embedding_model": ""},
+        errors=errors or {},
+    )
+
+
 @router.get("/knowledge")
 def knowledge_page(
     request: Request, user: UserDep, page: Annotated[str | None, Query(max_length=8)] = None
 ) -> Response:
     """The tenant's knowledge bases (a tenant has few; paginated in memory)."""
     allow(user, "GET", "/api/v1/knowledge-bases")
-    bases = [kb_public(kb) for kb in current_platform(request).knowledge.visible(user.principal)]
-    return render(request, "knowledge.html", bases=slice_page(bases, page_number(page)))
+    return _list_page(request, user, page)
+
+
+@router.post("/knowledge")
+def create_kb(
+    request: Request,
+    user: UserDep,
+    name: Annotated[str, Form(max_length=200)] = "",
+    description: Annotated[str, Form(max_length=2000)] = "",
+    embedding_model: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    """``POST /api/v1/knowledge-bases`` with the default chunking; a refusal beside its field."""
+    allow(user, "POST", "/api/v1/knowledge-bases")
+    form = {"name": name, "description": description, "embedding_model": embedding_model}
+    spec = KnowledgeBaseSpec(name.strip(), description, ChunkSettings(), embedding_model or None)
+    try:
+        kb = current_platform(request).knowledge.create(user.principal, spec)
+    except (ValidationError, Conflict) as exc:
+        field = exc.field if exc.field in form else "name"
+        return _list_page(request, user, None, 422, form, {field: exc.message})
+    return RedirectResponse(f"{PREFIX}/knowledge/{kb.id}", status_code=303)
 
 
 def _kb_page(

@@ -86,8 +86,7 @@ MESSAGES: Final[Mapping[str, Mapping[str, str]]] = {
         "borrow_help": "所在队列组（cohort）：{cohort}。超出名义配额的部分借自同"
                        "组其他租户的空闲配额，不超过借用上限，可被收回。",
         "borrow_no_cohort": "不属于任何队列组（cohort）：名义配额即上限，不借用。",
-        "kb_help": "知识库用 API 或 CLI 创建（suanwang kb create）"
-                   "；这里可上传文档、删除文档、试检索。",
+        "kb_create_title": "新建知识库",
         "kb_embedding": "向量模型",
         "kb_keyword_only": "无（关键词检索）",
         "kb_chunk_size": "分块字符数",
@@ -185,8 +184,7 @@ MESSAGES: Final[Mapping[str, Mapping[str, str]]] = {
         "borrow_help": "Cohort {cohort}: use above the nominal quota is borrowed from other"
                        " members’ idle quota, up to the borrowing limit, and may be reclaimed.",
         "borrow_no_cohort": "Not in a cohort: the nominal quota is a cap; nothing is borrowed.",
-        "kb_help": "Create knowledge bases with the API or CLI (suanwang kb create); here you"
-                   " upload and delete documents and try retrieval.",
+        "kb_create_title": "New knowledge base",
         "kb_embedding": "Embedding model",
         "kb_keyword_only": "none (keyword retrieval)",
         "kb_chunk_size": "Chunk characters",
