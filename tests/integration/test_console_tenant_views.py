@@ -170,6 +170,10 @@ def test_create_upload_seal_a_dataset_and_storage_matches_the_api(console: Conso
     assert refused.status_code == 422
     assert 'data-error-for="path"' in refused.text
     assert a.post(f"/console/datasets/{ds}/files", data={"path": "p"}).status_code == 422
+    forged = a.client.post(
+        f"/console/datasets/{ds}/files", files={"file": ("f.bin", b"x")}, data={"csrf": "no"}
+    )
+    assert forged.status_code == 403
     api = console.api(f"/api/v1/datasets/{ds}", "aaa")
     assert [f["path"] for f in api["manifest"]] == ["a.jsonl", "train/b.jsonl"]
     page = a.client.get(f"/console/datasets/{ds}").text
