@@ -1,6 +1,5 @@
-"""A period split by UTC day: the days cover the period, the bill's amounts are apportioned
-so the days add up to the bill to the micro-unit (Hypothesis), and borrowing per family
-is read from the scheduler's quota ledger."""
+"""A period split by UTC day: the days cover the period, and the bill's amounts are
+apportioned so the days add up to the bill to the micro-unit (Hypothesis)."""
 
 from __future__ import annotations
 
@@ -13,11 +12,7 @@ from hypothesis import strategies as st
 from suanwang.domain.billing import PriceBook, UsageTotal, make_bill, parse_period
 from suanwang.domain.daily_usage import DAY_S, apportion, daily_usage, days_of
 from suanwang.domain.errors import ValidationError
-from suanwang.domain.ids import ChipFamily, TenantId
 from suanwang.domain.usage import UsageKind
-from suanwang.scheduler.borrowing import family_use
-from suanwang.scheduler.quota import QuotaLedger
-from suanwang.scheduler.snapshot import FlavorQuota, Snapshot, TenantQueue
 
 PRICES = PriceBook(
     tokens={},
@@ -61,24 +56,3 @@ def test_the_days_add_up_to_the_bill(card_ms: list[int]) -> None:
     days = daily_usage(bill, days_of(period), totals)
     assert sum(d.amount for d in days) == bill.total
     assert [d.card_ms for d in days] == card_ms
-
-
-@pytest.mark.parametrize(
-    ("cohort", "held", "expected"),
-    [
-        ("lab", 6, (4, 4, 6.0, 2.0)),
-        ("lab", 3, (4, 4, 3.0, 0.0)),
-        (None, 6, (4, None, 6.0, 0.0)),  # outside a cohort nothing is borrowed
-    ],
-)
-def test_borrowed_is_the_use_above_nominal_in_a_cohort(
-    cohort: str | None, held: int, expected: tuple[object, ...]
-) -> None:
-    tenant, ascend = TenantId("t"), ChipFamily("ascend")
-    quotas = {ascend: FlavorQuota(4, 4, None)}
-    queues = {} if cohort is None else {tenant: TenantQueue(tenant, quotas, cohort)}
-    snapshot = Snapshot(
-        now=0.0, nodes=(), pending=(), usage={tenant: {ascend: held}}, queues=queues
-    )
-    rows = family_use(QuotaLedger(snapshot), tenant, quotas, frozenset({ascend, ChipFamily("gpu")}))
-    assert [(r.nominal, r.borrowing_limit, r.in_use, r.borrowed) for r in rows] == [expected]

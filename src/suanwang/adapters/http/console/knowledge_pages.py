@@ -193,7 +193,7 @@ def retrieve(
     errors: dict[str, str] = {}
     if not query.strip():
         errors["query"] = t("dep_required")
-    if not top_k.strip().isdigit() or not 1 <= int(top_k.strip()[:4]) <= MAX_TOP_K:
+    if not top_k.strip().isdecimal() or not 1 <= int(top_k.strip()[:4]) <= MAX_TOP_K:
         errors["top_k"] = t("kb_bad_top_k", max=MAX_TOP_K)
     if mode not in MODES:
         errors["mode"] = t("ds_one_of", values=", ".join(MODES))

@@ -31,7 +31,7 @@ FormText = Annotated[str, Form(max_length=128)]
 def parse_replicas(raw: str) -> int | None:
     """A replica count as typed: a whole number in [0, MAX_REPLICAS], else ``None``."""
     text = raw.strip()
-    if not text.isdigit() or len(text) > 6 or int(text) > MAX_REPLICAS:
+    if not text.isdecimal() or len(text) > 6 or int(text) > MAX_REPLICAS:
         return None
     return int(text)
 

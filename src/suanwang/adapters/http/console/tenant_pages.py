@@ -67,7 +67,7 @@ def parse_quota(
         text = raw.strip()
         if not text:
             continue
-        if not text.isdigit() or int(text) > MAX_QUOTA_CARDS:
+        if not text.isdecimal() or len(text) > 10 or int(text) > MAX_QUOTA_CARDS:
             form.errors[f"{QUOTA_FIELD}{family}"] = t("bad_int", max=f"{MAX_QUOTA_CARDS:,}")
             continue
         spec = old.quota.get(family)
