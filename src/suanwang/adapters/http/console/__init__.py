@@ -44,6 +44,7 @@ def upload_limits() -> tuple[LargerBody, ...]:
         ),
     )
 
+
 ROUTERS: Final[tuple[APIRouter, ...]] = (
     auth_pages.router,
     fleet_pages.router,
