@@ -171,6 +171,20 @@ def test_a_bad_quota_saves_nothing_and_says_which_field(console: Console) -> Non
     assert console.platform.tenancy.tenant(OP, "aaa").quota == {}
 
 
+@pytest.mark.parametrize("cards", ["²", "9" * 5000, "-1", "x", "1.5"])
+def test_an_odd_card_count_in_the_job_form_is_a_422_not_a_crash(
+    console: Console, cards: str
+) -> None:
+    client = login(console, console.keys["aaa"])
+    token = csrf_token(session_id(client))
+    form = {"command": "true", "chip": "cpu", "cards": cards, "csrf": token}
+    answer = client.post("/console/jobs", data=form)
+    assert answer.status_code == 422, answer.text[:300]
+    assert 'data-error-for="cards"' in answer.text
+    principal = console.platform.tenancy.authenticate(console.keys["aaa"])
+    assert console.platform.jobs.list(principal, None, 10) == []
+
+
 def test_logout_deletes_the_session_and_both_are_audited(console: Console) -> None:
     client = login(console, console.keys["aaa"])
     sid = session_id(client)

@@ -120,7 +120,7 @@ def _submit(request: Request, user: User, posted: dict[str, str]) -> Response:
                 "command": ["sh", "-c", form["command"] or "true"],
                 "resources": {
                     "chip": form["chip"] or "cpu",
-                    "cards_per_node": int(form["cards"]) if form["cards"].isdigit() else -1,
+                    "cards_per_node": _count(form["cards"]),
                 },
             }
         )
@@ -164,3 +164,9 @@ def cancel_job(request: Request, job_id: str, user: UserDep) -> Response:
     allow(user, "POST", "/api/v1/jobs/{job_id}/cancel")
     current_platform(request).jobs.cancel(user.principal, job_id)
     return RedirectResponse(f"{PREFIX}/jobs/{job_id}", status_code=303)
+
+
+def _count(text: str) -> int:
+    """A card count as typed: digits only (``isdigit`` admits '²', which ``int`` refuses),
+    at most six of them; anything else is -1, which the request model refuses inline."""
+    return int(text) if text.isdecimal() and len(text) <= 6 else -1
