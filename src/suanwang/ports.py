@@ -89,6 +89,11 @@ class AppChat(Protocol):
         iterator early is a client that left (the call is cancelled and billed as such)."""
         ...
 
+    async def post_as(self, principal: Principal, path: str, body: bytes) -> tuple[int, bytes]:
+        """A whole POST to the gateway's ``path`` as ``principal`` (status, body): the
+        console's embeddings, metered and billed as a gateway call of the session's key."""
+        ...
+
     async def aclose(self) -> None: ...
 
 

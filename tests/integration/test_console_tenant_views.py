@@ -9,6 +9,7 @@ The daily usage and quota-use services run on SQLite and PostgreSQL at the end.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -261,6 +262,50 @@ def test_knowledge_base_upload_retrieve_delete(console: Console) -> None:
     assert b.post(f"/console/knowledge/{kb.id}/documents/{doc}/delete").status_code == 404
     assert a.post(f"/console/knowledge/{kb.id}/documents/{doc}/delete").status_code == 303
     assert console.api(f"/api/v1/knowledge-bases/{kb.id}/documents", "aaa") == []
+
+
+class FakeGateway:
+    """The in-process gateway's POST as a principal: records who asked, answers vectors."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Principal, str, int]] = []
+
+    async def post_as(self, principal: Principal, path: str, body: bytes) -> tuple[int, bytes]:
+        texts = json.loads(body)["input"]
+        self.calls.append((principal, path, len(texts)))
+        data = [{"index": i, "embedding": [1.0, float(i + 1), 0.5]} for i in range(len(texts))]
+        return 200, json.dumps({"data": data, "usage": {"prompt_tokens": 7}}).encode()
+
+
+def test_a_base_with_an_embedding_model_embeds_as_the_session(
+    console: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Uploads and vector queries embed through the gateway as the session's principal
+    (no key anywhere); the gateway's tokens are reported, and tenant B cannot use it."""
+    gateway = FakeGateway()
+    monkeypatch.setattr(console.app.state, "app_chat", gateway)
+    a, b = login(console, "aaa"), login(console, "bbb")
+    spec = KnowledgeBaseSpec("vectors", "", ChunkSettings(200, 20), "all-minilm-l6-v2")
+    kb = console.platform.knowledge.create(console.principal("aaa"), spec)
+    text = "Refunds take ten days.\n\nTraining jobs run on Ascend cards."
+    up = a.post(
+        f"/console/knowledge/{kb.id}/documents",
+        files={"file": ("faq.md", text.encode(), "text/markdown")},
+    )
+    assert up.status_code == 303, up.text
+    asked = a.post(
+        f"/console/knowledge/{kb.id}/retrieve",
+        data={"query": "refunds", "top_k": "2", "mode": "vector"},
+    )
+    assert asked.status_code == 200, asked.text
+    assert "data-chunk=" in asked.text
+    principal = console.principal("aaa")
+    assert [(p.key_id, p.tenant_id, path) for p, path, _ in gateway.calls] == [
+        (principal.key_id, "aaa", "/v1/embeddings")
+    ] * 2
+    assert gateway.calls[1][2] == 1  # the query alone
+    assert b.post(f"/console/knowledge/{kb.id}/retrieve", data={"query": "x"}).status_code == 404
+    assert len(gateway.calls) == 2
 
 
 def test_usage_by_day_adds_up_to_the_period_on_page_and_api(console: Console) -> None:

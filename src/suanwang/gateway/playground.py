@@ -84,6 +84,19 @@ class GatewayAppChat:
             exchange.leave()
             await asyncio.shield(task)
 
+    async def post_as(self, principal: Principal, path: str, body: bytes) -> tuple[int, bytes]:
+        """One whole POST of ``body`` (JSON) to the gateway's ``path`` as ``principal``: its
+        status and body. The console embeds a knowledge base's documents this way, metered
+        and billed to the session's key like a gateway call with that key."""
+        gateway = await self._started()
+        exchange = Exchange(body, path)
+        try:
+            await gateway.call_as(principal, exchange.scope, exchange.receive, exchange.send)
+        finally:
+            exchange.ended()
+            exchange.leave()
+        return await exchange.whole()
+
     async def aclose(self) -> None:
         """Stop the gateway's background tasks and flush its usage (if it was started)."""
         if self._gateway is not None:
@@ -102,11 +115,11 @@ class GatewayAppChat:
 class Exchange:
     """One in-process request: its ASGI scope, receive and send, and the answer's events."""
 
-    def __init__(self, body: bytes) -> None:
+    def __init__(self, body: bytes, path: str = CHAT_PATH) -> None:
         self.scope: Scope = {
             "type": "http",
             "method": "POST",
-            "path": CHAT_PATH,
+            "path": path,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
@@ -133,6 +146,13 @@ class Exchange:
     def leave(self) -> None:
         """The reader went away: the request sees ``http.disconnect``."""
         self._left.set()
+
+    async def whole(self) -> tuple[int, bytes]:
+        """The finished answer's status and body (500 if it never started)."""
+        start = await self._sent.get()
+        if start is None or start["type"] != "http.response.start":
+            return 500, b'{"error": {"message": "the gateway did not answer"}}'
+        return int(start["status"]), b"".join([b async for b in self._bodies()])
 
     async def events(self) -> AsyncIterator[AnswerEvent]:
         """The answer's events: text pieces, then exactly one done or failed event."""

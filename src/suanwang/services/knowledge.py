@@ -83,6 +83,10 @@ class KnowledgeBases:
         self._clock = clock
         self._kinds = model_kinds
 
+    def embedding_with(self, embedder: Embedder) -> KnowledgeBases:
+        """The same bases, embedding through ``embedder`` (the console's, as its session)."""
+        return KnowledgeBases(self._index, self._parser, embedder, self._clock, self._kinds)
+
     # knowledge bases
     def create(self, principal: Principal, spec: KnowledgeBaseSpec) -> KnowledgeBase:
         tenant = _tenant_of(principal)

@@ -4,16 +4,16 @@ and their scores.
 
 Upload and retrieval call the same service methods as ``POST /api/v1/knowledge-bases/
 {kb}/documents`` and ``…/retrieve``, with the same size limit and parsers. Embedding goes
-through the gateway and is billed to an API key, which a console session does not hold:
-so the console embeds nothing. A base with an embedding model takes uploads and vector
-or hybrid queries through the API (or CLI); here it answers keyword queries, and an
-upload or vector query says where to go instead (the service's 503, shown beside the
-form). A base without an embedding model (keyword retrieval) works fully here.
+through the gateway as the session's principal (:func:`knowledge_as`: the server's
+in-process gateway, ``GatewayApp.call_as``, as the chat playground does), so the tokens
+are metered and billed to the session's key exactly as the API's forwarded key would be;
+the console never holds a key.
 """
 
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Annotated, Final
 
 from fastapi import APIRouter, Form, Query, Request, Response
@@ -31,6 +31,7 @@ from suanwang.adapters.http.routers.knowledge import (
     kb_public,
 )
 from suanwang.adapters.http.security import current_platform
+from suanwang.adapters.knowledge.embedder import SessionEmbedder
 from suanwang.domain.errors import Conflict, DomainError, ValidationError
 from suanwang.domain.knowledge import (
     MAX_DOCUMENT_BYTES,
@@ -41,7 +42,8 @@ from suanwang.domain.knowledge import (
 )
 from suanwang.domain.serving import ModelKind
 from suanwang.domain.tenancy import Scope
-from suanwang.services.knowledge import KnowledgeBaseSpec, RetrievalQuery, Upload
+from suanwang.ports import AppChat
+from suanwang.services.knowledge import KnowledgeBases, KnowledgeBaseSpec, RetrievalQuery, Upload
 
 router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)
 KB_UPLOAD_PATH: Final = re.compile(r"^/console/knowledge/[^/]+/documents$")
@@ -75,6 +77,18 @@ def _list_page(
         form=form or {"name": "", "description": "", "embedding_model": ""},
         errors=errors or {},
     )
+
+
+def knowledge_as(request: Request, user: User) -> KnowledgeBases:
+    """The knowledge service embedding as the session's principal through the server's
+    in-process gateway (metered and billed to the session's key, as with the API, which
+    forwards the key); without one (tests that build the app alone) embedding is
+    unavailable and only keyword bases take uploads."""
+    knowledge = current_platform(request).knowledge
+    chat: AppChat | None = request.app.state.app_chat
+    if chat is None:
+        return knowledge
+    return knowledge.embedding_with(SessionEmbedder(partial(chat.post_as, user.principal)))
 
 
 @router.get("/knowledge")
@@ -162,7 +176,7 @@ async def upload_document(request: Request, kb_id: str, user: UserDep) -> Respon
 
 def _store_document(request: Request, user: User, kb_id: str, upload: Upload) -> Response:
     try:
-        current_platform(request).knowledge.upload(user.principal, kb_id, upload, None)
+        knowledge_as(request, user).upload(user.principal, kb_id, upload, None)
     except DomainError as exc:
         if exc.status not in INLINE_STATUSES:
             raise
@@ -201,7 +215,7 @@ def retrieve(
         return _kb_page(request, user, kb_id, None, 422, errors, None, asked)
     wanted = RetrievalQuery(query, int(top_k.strip()), RetrievalMode(mode))
     try:
-        found = current_platform(request).knowledge.retrieve(user.principal, kb_id, wanted, None)
+        found = knowledge_as(request, user).retrieve(user.principal, kb_id, wanted, None)
     except DomainError as exc:
         if exc.status not in INLINE_STATUSES:
             raise
