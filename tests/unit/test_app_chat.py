@@ -8,11 +8,14 @@ import asyncio
 import json
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from suanwang.adapters.http.console.chat_pages import line
+from suanwang.adapters.knowledge.embedder import SessionEmbedder
 from suanwang.domain.app_chat import (
     MAX_QUESTION_CHARS,
     AnswerDone,
@@ -22,11 +25,12 @@ from suanwang.domain.app_chat import (
     Citation,
     check_question,
 )
-from suanwang.domain.errors import ValidationError
+from suanwang.domain.errors import Unavailable, ValidationError
 from suanwang.domain.tenancy import Principal, Scope, TenantId
 from suanwang.gateway.asgi import Message, Receive, Send
 from suanwang.gateway.asgi import Scope as AsgiScope
 from suanwang.gateway.playground import BROKEN, GatewayAppChat, SseAnswer, refusal
+from suanwang.ports import Embedded
 
 ME = Principal("key_me", Scope.TENANT_MEMBER, TenantId("acme"))
 CITED: dict[str, Any] = {
@@ -196,3 +200,54 @@ def test_a_reader_that_leaves_early_is_a_client_disconnect() -> None:
 
     assert asyncio.run(first_piece_only()) == AnswerText("Rain")
     assert fake.left
+
+
+class EchoGateway:
+    """Answers any POST with what it was asked (path, principal, body), in two pieces."""
+
+    async def start(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+    async def call_as(
+        self, principal: Principal, scope: AsgiScope, receive: Receive, send: Send
+    ) -> None:
+        request: Message = await receive()
+        asked = {"path": scope["path"], "who": principal.key_id, "got": json.loads(request["body"])}
+        body = json.dumps(asked).encode()
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": body[:5], "more_body": True})
+        await send({"type": "http.response.body", "body": body[5:], "more_body": False})
+
+
+def test_a_whole_post_as_the_principal_gives_status_and_body() -> None:
+    chat = GatewayAppChat(lambda: EchoGateway())
+    status, body = asyncio.run(chat.post_as(ME, "/v1/embeddings", b'{"input": ["x"]}'))
+    assert status == 201
+    assert json.loads(body) == {"path": "/v1/embeddings", "who": ME.key_id, "got": {"input": ["x"]}}
+
+
+def test_the_session_embedder_posts_on_the_loop_from_a_worker_thread() -> None:
+    asked: list[tuple[str, Any]] = []
+
+    async def post(path: str, body: bytes) -> tuple[int, bytes]:
+        asked.append((path, json.loads(body)))
+        if json.loads(body)["model"] == "down":
+            return 503, b'{"error": {"message": "no replica"}}'
+        vectors = [{"index": 1, "embedding": [0.0, 1.0]}, {"index": 0, "embedding": [1.0, 0.0]}]
+        return 200, json.dumps({"data": vectors, "usage": {"prompt_tokens": 3}}).encode()
+
+    embedder = SessionEmbedder(post)
+
+    async def embed(model: str) -> Embedded:
+        return await anyio.to_thread.run_sync(embedder.embed, model, ["a", "b"], None)
+
+    assert anyio.run(embed, "m") == Embedded([[1.0, 0.0], [0.0, 1.0]], 3)
+    assert asked[0] == (
+        "/v1/embeddings",
+        {"model": "m", "input": ["a", "b"], "encoding_format": "float"},
+    )
+    with pytest.raises(Unavailable, match="503"):
+        anyio.run(embed, "down")
