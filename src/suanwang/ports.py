@@ -40,6 +40,7 @@ from suanwang.domain.knowledge import (
 )
 from suanwang.domain.limits import KeyLimits, Limits, Reservation, TenantLimits
 from suanwang.domain.metering import AttemptSpan
+from suanwang.domain.oversight import QueueGroup, TransferListing
 from suanwang.domain.records import (
     AttemptChange,
     AttemptRecord,
@@ -63,8 +64,10 @@ from suanwang.domain.transfers import (
     LinkCaps,
     TransferProgress,
     TransferRecord,
+    TransferState,
 )
 from suanwang.domain.usage import ComputeUsage, StorageUsage, TokenUsage
+from suanwang.domain.utilisation import BusySpan, GroupCapacity, UtilBy
 from suanwang.domain.workloads import GangStrategy, JobNetwork, Workload
 from suanwang.scheduler.learning import RunObservation
 
@@ -625,6 +628,32 @@ class AppStore(Protocol):
         ...
 
 
+class ReportStore(Protocol):
+    """Read-only aggregates for the operator's views, computed in the database."""
+
+    def busy_spans(self, start: float, end: float) -> list[BusySpan]:
+        """Attempts holding cards at some time in ``[start, end)`` (ended or not)."""
+        ...
+
+    def capacity(self, by: UtilBy) -> list[GroupCapacity]:
+        """Cards (and simulated cards) per region or chip, in name order."""
+        ...
+
+    def queue_groups(self, by_reason: bool, limit: int, offset: int) -> list[QueueGroup]:
+        """Queued jobs grouped by tenant and chip (and reason), most jobs first."""
+        ...
+
+    def transfers(
+        self, state: TransferState | None, limit: int, offset: int
+    ) -> list[TransferListing]:
+        """Transfers with their dataset's tenant and name, newest first."""
+        ...
+
+    def tiers(self) -> dict[str, str]:
+        """Every tenant's price tier."""
+        ...
+
+
 class SessionStore(Protocol):
     """Web-console sessions, by the hash of their id (the id itself is never stored)."""
 
@@ -679,6 +708,9 @@ class UnitOfWork(Protocol):
 
     @property
     def sessions(self) -> SessionStore: ...
+
+    @property
+    def reports(self) -> ReportStore: ...
 
     def __enter__(self) -> Self: ...
 

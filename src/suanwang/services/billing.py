@@ -94,6 +94,22 @@ class Billing:
             totals = [uow.usage.totals(tenant, day.start, day.end) for day in days]
         bill = make_bill(tenant, tier, period, whole, self._price_book())
         return daily_usage(bill, days, totals)
+    def bills(self, principal: Principal, period: Period) -> list[Bill]:
+        """Every tenant's bill for ``period`` (operator only), in tenant order: one ledger
+        query, priced exactly as :meth:`bill` prices each tenant's."""
+        if not principal.is_operator:
+            raise Forbidden("only the operator sees every tenant's bill", field="tenant")
+        with self._uows() as uow:
+            tiers = uow.reports.tiers()
+            totals = uow.usage.totals(None, period.start, period.end)
+        by_tenant: dict[str, list[UsageTotal]] = {}
+        for total in totals:
+            by_tenant.setdefault(total.tenant, []).append(total)
+        book = self._price_book()
+        return [
+            make_bill(tenant, tiers.get(tenant, DEFAULT_TIER), period, rows, book)
+            for tenant, rows in sorted(by_tenant.items())
+        ]
 
     def _price_book(self) -> PriceBook:
         if self._extra is None:

@@ -150,7 +150,7 @@ class DatasetRepository:
 
     def transfer(self, transfer_id: str) -> TransferRecord | None:
         row = self._s.get(TransferRow, transfer_id)
-        return None if row is None else _transfer(row)
+        return None if row is None else transfer_record(row)
 
     def transfers(
         self, *, dataset: str | None = None, active_only: bool = False
@@ -161,7 +161,7 @@ class DatasetRepository:
         if active_only:
             active = (TransferState.PENDING.value, TransferState.RUNNING.value)
             query = query.where(TransferRow.state.in_(active))
-        return [_transfer(row) for row in self._s.scalars(query)]
+        return [transfer_record(row) for row in self._s.scalars(query)]
 
     def update_transfer(self, transfer_id: str, progress: TransferProgress) -> None:
         p = progress
@@ -229,7 +229,8 @@ def _entry_dict(entry: ManifestEntry) -> dict[str, object]:
     return {"path": entry.path, "size_bytes": entry.size_bytes, "sha256": entry.sha256}
 
 
-def _transfer(row: TransferRow) -> TransferRecord:
+def transfer_record(row: TransferRow) -> TransferRecord:
+    """A transfer row as the domain record."""
     return TransferRecord(
         id=row.id,
         dataset=row.dataset,

@@ -192,7 +192,7 @@ class AttemptRow(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     admitted_at: Mapped[float] = mapped_column(Float)
     started_at: Mapped[float | None] = mapped_column(Float)
-    ended_at: Mapped[float | None] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float, index=True)  # 0017
     last_checkpoint_at: Mapped[float | None] = mapped_column(Float, default=None)
     metered_to: Mapped[float | None] = mapped_column(Float, default=None)
     """Compute metering has written this attempt's ledger rows up to here."""

@@ -17,6 +17,7 @@ from suanwang.adapters.db.externals_repo import ExternalRepository
 from suanwang.adapters.db.fleet_repo import FleetRepository
 from suanwang.adapters.db.jobs_repo import JobRepository
 from suanwang.adapters.db.limits_repo import LimitsRepository
+from suanwang.adapters.db.reports_repo import ReportRepository
 from suanwang.adapters.db.sessions_repo import SessionRepository
 from suanwang.adapters.db.tenancy_repo import TenancyRepository
 from suanwang.adapters.db.usage_repo import UsageRepository
@@ -39,6 +40,7 @@ class SqlUnitOfWork:
     datasets: DatasetRepository
     apps: AppRepository
     sessions: SessionRepository
+    reports: ReportRepository
 
     def __init__(self, factory: sessionmaker[Session]) -> None:
         self._factory = factory
@@ -58,6 +60,7 @@ class SqlUnitOfWork:
         self.datasets = DatasetRepository(self._session)
         self.apps = AppRepository(self._session)
         self.sessions = SessionRepository(self._session)
+        self.reports = ReportRepository(self._session)
         return self
 
     def __exit__(

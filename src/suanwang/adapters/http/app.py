@@ -40,6 +40,7 @@ from suanwang.adapters.http.routers import (
     transfers,
 )
 from suanwang.adapters.http.routers.billing import router as billing_router
+from suanwang.adapters.http.routers.operations import router as operations_router
 from suanwang.adapters.http.schemas import Health, WhoAmI
 from suanwang.adapters.http.security import AuthorizedRoute, tag_request
 from suanwang.domain.errors import DomainError
@@ -83,6 +84,7 @@ def create_app(
     app.include_router(knowledge.router)
     app.include_router(apps.router)
     app.include_router(tenant_use.router)
+    app.include_router(operations_router)
     _system_routes(app, metrics)
     install_console(app)
     app.add_exception_handler(DomainError, problems.domain_error)

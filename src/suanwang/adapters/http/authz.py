@@ -27,6 +27,11 @@ ROUTES: Final[dict[tuple[str, str], Rule]] = {
     ("GET", "/api/v1/priority-classes"): Scope.READ_ONLY,
     ("POST", "/api/v1/fleet/apply"): Scope.OPERATOR,
     ("POST", "/api/v1/demo/load"): Scope.OPERATOR,
+    # the operator's views of the platform (services/oversight.py): every tenant's numbers
+    ("GET", "/api/v1/fleet/utilisation"): Scope.OPERATOR,
+    ("GET", "/api/v1/queues"): Scope.OPERATOR,
+    ("GET", "/api/v1/wan"): Scope.OPERATOR,
+    ("GET", "/api/v1/revenue"): Scope.OPERATOR,
     # tenants: the operator manages them; a tenant may read itself
     ("POST", "/api/v1/tenants"): Scope.OPERATOR,
     ("GET", "/api/v1/tenants"): Scope.READ_ONLY,
