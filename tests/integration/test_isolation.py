@@ -209,6 +209,15 @@ MATRIX: dict[tuple[str, str], tuple[Callable[[World], str], Any, dict[str, int]]
     ),
     ("POST", "/api/v1/fleet/apply"): (lambda w: "/api/v1/fleet/apply", FLEET, OPERATOR_ONLY),
     ("POST", "/api/v1/demo/load"): (lambda w: "/api/v1/demo/load", None, OPERATOR_ONLY),
+    # the operator's views (services/oversight.py): every tenant's numbers
+    ("GET", "/api/v1/fleet/utilisation"): (
+        lambda w: "/api/v1/fleet/utilisation",
+        None,
+        OPERATOR_ONLY,
+    ),
+    ("GET", "/api/v1/queues"): (lambda w: "/api/v1/queues", None, OPERATOR_ONLY),
+    ("GET", "/api/v1/wan"): (lambda w: "/api/v1/wan", None, OPERATOR_ONLY),
+    ("GET", "/api/v1/revenue"): (lambda w: "/api/v1/revenue", None, OPERATOR_ONLY),
     ("POST", "/api/v1/tenants"): (
         lambda w: "/api/v1/tenants",
         "NEW_TENANT",
