@@ -6,6 +6,7 @@ tenants' bills, and tenants refused (403) on all four routes."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -173,3 +174,16 @@ def test_tenants_are_refused_every_operator_view(world: World) -> None:
         answer = client.get(path, headers={"Authorization": f"Bearer {keys['aaa']}"})
         assert answer.status_code == 403, path
         assert answer.headers["content-type"].startswith("application/problem+json")
+
+
+def test_eight_views_at_once_agree_with_one_at_a_time(world: World) -> None:
+    _, platform, _ = world
+    submit(platform, "aaa", 4)
+    submit(platform, "bbb", 2)
+    platform.control.tick()
+    paths = [*ROUTES, "/api/v1/queues?limit=1", "/api/v1/wan?state=running", *ROUTES[:2]]
+    alone = [get(world, path) for path in paths]
+    with ThreadPoolExecutor(max_workers=len(paths)) as pool:
+        together = list(pool.map(lambda path: get(world, path), paths))
+    assert len(paths) >= 8
+    assert together == alone  # the fake clock stands still: the same numbers, whatever the order
