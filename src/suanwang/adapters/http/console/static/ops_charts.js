@@ -12,7 +12,7 @@ document.addEventListener("DOMContentLoaded", function () {
         label: d.label, data: d.data, borderColor: d.color,
         backgroundColor: line ? d.color + "55" : d.color,
         borderDash: d.dashed ? [6, 4] : [], fill: line && spec.stacked,
-        pointRadius: 0, borderWidth: line ? 1.5 : 0,
+        pointRadius: 0, borderWidth: line ? 1.5 : 0, maxBarThickness: 56,
       };
     });
     new Chart(canvas, {
@@ -23,7 +23,7 @@ document.addEventListener("DOMContentLoaded", function () {
         interaction: { mode: "index", intersect: false },
         scales: { x: { stacked: spec.stacked, ticks: { maxTicksLimit: 12 } },
                   y: { stacked: spec.stacked, beginAtZero: true } },
-        plugins: { legend: { display: datasets.length > 1 } },
+        plugins: { legend: { display: line || datasets.length > 1 } },
       },
     });
   });
