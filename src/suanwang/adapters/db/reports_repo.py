@@ -115,9 +115,8 @@ class ReportRepository:
         ]
 
     def tiers(self) -> dict[str, str]:
-        return {
-            tenant: tier for tenant, tier in self._s.execute(select(TenantRow.id, TenantRow.tier))
-        }
+        rows = self._s.execute(select(TenantRow.id, TenantRow.tier)).all()
+        return {row.id: row.tier for row in rows}
 
 
 def _group(row: Any, by_reason: bool) -> QueueGroup:
