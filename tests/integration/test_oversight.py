@@ -1,7 +1,8 @@
 """The operator views over a real database (SQLite and PostgreSQL) through the API:
 utilisation from attempts admitted by the real control loop (a training job and a serving
 replica), queues grouped in SQL, WAN links and transfers, revenue equal to the sum of the
-tenants' bills, and tenants refused (403) on all four routes."""
+tenants' bills, tenants refused (403) on all four routes, 8 requests at once, and
+migration 0017 (the index on ``attempts.ended_at``) up and down."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
 from fastapi.testclient import TestClient
 
+from suanwang.adapters.db.engine import alembic_config
 from suanwang.bootstrap import build_app
 from suanwang.config import Settings
 from suanwang.domain.billing import parse_period
@@ -187,3 +191,21 @@ def test_eight_views_at_once_agree_with_one_at_a_time(world: World) -> None:
         together = list(pool.map(lambda path: get(world, path), paths))
     assert len(paths) >= 8
     assert together == alone  # the fake clock stands still: the same numbers, whatever the order
+
+
+def test_migration_0017_adds_and_drops_the_attempt_end_index(settings: Settings) -> None:
+    config = alembic_config(settings.db_url)
+    command.upgrade(config, "head")
+    engine = sa.create_engine(settings.db_url)
+
+    def indexed() -> bool:
+        with engine.connect() as conn:
+            indexes = sa.inspect(conn).get_indexes("attempts")
+        return any(ix["column_names"] == ["ended_at"] for ix in indexes)
+
+    assert indexed()
+    command.downgrade(config, "0016")
+    assert not indexed()
+    command.upgrade(config, "head")
+    assert indexed()
+    engine.dispose()
