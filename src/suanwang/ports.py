@@ -374,8 +374,10 @@ class JobStore(Protocol):
         states: Iterable[JobState] | None = None,
         limit: int = 100,
         offset: int = 0,
+        chip: str | None = None,
     ) -> list[JobRecord]:
-        """Newest first; ``offset`` skips that many (a page of a listing)."""
+        """Newest first; ``offset`` skips that many (a page of a listing); ``chip``: only
+        jobs whose spec asks for that chip selector."""
         ...
 
     def queued(self) -> list[JobRecord]: ...

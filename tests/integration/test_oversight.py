@@ -20,7 +20,7 @@ from suanwang.bootstrap import build_app
 from suanwang.config import Settings
 from suanwang.domain.billing import parse_period
 from suanwang.domain.datasets import DatasetFormat, DatasetRecord, DatasetState
-from suanwang.domain.jobs import JobSpec, Resources
+from suanwang.domain.jobs import JobSpec, JobState, Resources
 from suanwang.domain.tenancy import Principal, QuotaSpec, Scope
 from suanwang.domain.transfers import TransferRecord, TransferState
 from suanwang.domain.usage import ComputeUsage, Outcome, TokenUsage
@@ -117,6 +117,10 @@ def test_queues_are_grouped_by_tenant_chip_and_reason(world: World) -> None:
     assert sum(g["jobs"] for g in reasons) == 3
     assert all(g["reason"] for g in reasons)
     assert get(world, "/api/v1/queues", limit=1)["reasons"][:1] == body["reasons"][:1]
+    # the page's link: the jobs list narrowed to the group's tenant and chip, in the database
+    queued = [JobState.QUEUED]
+    assert len(platform.jobs.list(OP, queued, 50, tenant="bbb", chip="ascend")) == 3
+    assert platform.jobs.list(OP, queued, 50, tenant="bbb", chip="nvidia") == []
 
 
 def test_wan_links_and_transfers_newest_first(world: World) -> None:

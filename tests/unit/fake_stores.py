@@ -315,12 +315,15 @@ class FakeJobs(_Store):
         states: Iterable[JobState] | None = None,
         limit: int = 100,
         offset: int = 0,
+        chip: str | None = None,
     ) -> list[JobRecord]:
         wanted = None if states is None else set(states)
         jobs = [
             j
             for j in sorted(self._t.jobs.values(), key=lambda j: j.id)
-            if (tenant is None or j.tenant == tenant) and (wanted is None or j.state in wanted)
+            if (tenant is None or j.tenant == tenant)
+            and (wanted is None or j.state in wanted)
+            and (chip is None or j.spec.resources.chip == chip)
         ]
         return sorted(jobs, key=lambda j: j.created_at, reverse=True)[offset : offset + limit]
 

@@ -220,15 +220,17 @@ class Jobs:
         *,
         offset: int = 0,
         tenant: str | None = None,
+        chip: str | None = None,
     ) -> list[JobRecord]:
         """Newest first; a tenant sees only its own. ``tenant`` narrows the operator's view
-        (another tenant's name gives a tenant nothing, as if it had no jobs)."""
+        (another tenant's name gives a tenant nothing, as if it had no jobs); ``chip``: only
+        jobs asking for that chip selector (the queues page links here by tenant and chip)."""
         limit = max(1, min(limit, MAX_LIST))
         scope = tenant if principal.is_operator else principal.tenant_id
         if tenant is not None and not principal.can_see_tenant(tenant):
             return []
         with self._uows() as uow:
-            return uow.jobs.jobs(scope, states, limit, max(0, offset))
+            return uow.jobs.jobs(scope, states, limit, max(0, offset), chip=chip)
 
     def get(self, principal: Principal, job_id: str) -> JobDetail:
         with self._uows() as uow:

@@ -92,11 +92,14 @@ class JobRepository:
         states: Iterable[JobState] | None = None,
         limit: int = 100,
         offset: int = 0,
+        chip: str | None = None,
     ) -> list[JobRecord]:
         query = select(JobRow).order_by(JobRow.created_at.desc(), JobRow.id)
         query = query.limit(limit).offset(offset)
         if tenant is not None:
             query = query.where(JobRow.tenant == tenant)
+        if chip is not None:
+            query = query.where(JobRow.spec[("resources", "chip")].as_string() == chip)
         if states is not None:
             query = query.where(JobRow.state.in_([s.value for s in states]))
         return [_job(r) for r in self._s.scalars(query)]

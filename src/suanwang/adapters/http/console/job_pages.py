@@ -40,9 +40,10 @@ def jobs_page(
     user: UserDep,
     state: Short = None,
     tenant: Short = None,
+    chip: Short = None,
     page: Annotated[str | None, Query(max_length=8)] = None,
 ) -> Response:
-    """Newest first, PAGE_SIZE a page; state and (for the operator) tenant filters."""
+    """Newest first, PAGE_SIZE a page; state, chip and (for the operator) tenant filters."""
     allow(user, "GET", "/api/v1/jobs")
     platform = current_platform(request)
     states = [JobState(state)] if state in STATES else None
@@ -53,6 +54,7 @@ def jobs_page(
         PAGE_SIZE + 1,
         offset=(number - 1) * PAGE_SIZE,
         tenant=tenant or None,
+        chip=chip or None,
     )
     return render(
         request,
@@ -61,6 +63,7 @@ def jobs_page(
         states=STATES,
         state=state if state in STATES else "",
         tenant=tenant or "",
+        chip=chip or "",
         form={"name": "console-job", "command": "", "chip": "cpu", "cards": "1"},
         errors={},
     )
@@ -147,6 +150,7 @@ def _submit(request: Request, user: User, posted: dict[str, str]) -> Response:
         states=STATES,
         state="",
         tenant="",
+        chip="",
         form=form,
         errors=errors,
     )
