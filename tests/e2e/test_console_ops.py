@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -137,6 +138,16 @@ def test_wan_and_revenue_pages_match_the_api(operator: ConsoleUser) -> None:
     assert operator.text("[data-testid=total-amount]") == revenue["total"]["amount"]
     tenants = operator.page.locator("[data-testid=revenue-tenants] tbody tr[data-kind=tenant]")
     assert tenants.count() == len(revenue["tenants"])
+    with operator.page.expect_download() as download:
+        operator.page.click("[data-testid=revenue-csv]")
+    saved = Path(download.value.path()).read_bytes()
+    api_csv = httpx.get(
+        f"{operator.base_url}/api/v1/revenue",
+        params={"format": "csv"},
+        headers={"Authorization": f"Bearer {operator.key}"},
+        timeout=10,
+    )
+    assert saved == api_csv.content
     operator.page.fill("[data-testid=period]", "2026-13")
     operator.page.click("[data-testid=period-form] button")
     message = operator.page.wait_for_selector("[data-error-for=period]")

@@ -6,6 +6,8 @@ migration 0017 (the index on ``attempts.ended_at``) up and down."""
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -169,6 +171,16 @@ def test_revenue_totals_equal_the_sum_of_the_bills(world: World) -> None:
     }
     assert body["total"]["tokens"] == 1_507_000
     assert body["total"]["card_hours"] == pytest.approx(4.0)
+    client, _, keys = world
+    answer = client.get(
+        "/api/v1/revenue",
+        params={"period": "2026-11", "format": "csv"},
+        headers={"Authorization": f"Bearer {keys['op']}"},
+    )
+    assert answer.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(answer.text)))
+    assert [r["name"] for r in rows][-1] == "total"
+    assert int(rows[-1]["amount_micro"]) == body["total"]["amount_micro"]
     assert {r["name"] for r in body["items"]} == {
         "smollm2-135m-instruct",
         "bge-m3",

@@ -24,7 +24,8 @@ from suanwang.adapters.http.console.web import (
     allow,
     render,
 )
-from suanwang.adapters.http.routers.operations import oversight
+from suanwang.adapters.http.routers.billing import CSV
+from suanwang.adapters.http.routers.operations import oversight, revenue_csv, revenue_public
 from suanwang.adapters.http.security import current_platform
 from suanwang.domain.billing import format_micro
 from suanwang.domain.errors import ValidationError
@@ -163,4 +164,18 @@ def revenue_page(request: Request, user: UserDep, period: Short = None) -> Respo
         error="",
         chart=chart,
         money=format_micro,
+    )
+
+
+@router.get("/revenue.csv")
+def revenue_download(request: Request, user: UserDep, period: Short = None) -> Response:
+    """The same bytes as ``GET /api/v1/revenue?period=…&format=csv``."""
+    allow(user, "GET", "/api/v1/revenue")
+    platform = current_platform(request)
+    report = oversight(platform).revenue(user.principal, platform.billing.period(period or None))
+    name = f"revenue-{report.period.name}.csv"
+    return Response(
+        revenue_csv(revenue_public(report)),
+        media_type=CSV,
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )

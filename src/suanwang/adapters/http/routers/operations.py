@@ -4,16 +4,26 @@ pages call the same :class:`~suanwang.services.oversight.Oversight` methods."""
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from suanwang.adapters.http.routers.billing import PeriodPublic, PeriodQuery
+from suanwang.adapters.http.responses import csv_body
+from suanwang.adapters.http.routers.billing import (
+    CSV,
+    FormatQuery,
+    PeriodPublic,
+    PeriodQuery,
+    spreadsheet_cell,
+    wants_csv,
+)
 from suanwang.adapters.http.routers.transfers import TransferPublic, transfer_public
 from suanwang.adapters.http.security import AuthorizedRoute, current_platform, current_principal
 from suanwang.domain.billing import format_micro
-from suanwang.domain.oversight import QueueGroup, RevenueRow
+from suanwang.domain.oversight import QueueGroup, Revenue, RevenueRow
 from suanwang.domain.tenancy import Principal
 from suanwang.domain.transfers import TransferState
 from suanwang.domain.utilisation import UtilBy, UtilWindow
@@ -233,13 +243,7 @@ def wan(
     return wan_public(oversight(platform).wan(principal, state, limit, offset))
 
 
-@router.get(
-    "/revenue",
-    response_model=RevenuePublic,
-    summary="A period's billed amount, tokens and card-hours by tenant and by model",
-)
-def revenue(principal: PrincipalDep, platform: PlatformDep, period: PeriodQuery = None) -> Any:
-    report = oversight(platform).revenue(principal, platform.billing.period(period))
+def revenue_public(report: Revenue) -> RevenuePublic:
     return RevenuePublic(
         period=PeriodPublic(
             name=report.period.name, start=report.period.start, end=report.period.end
@@ -248,3 +252,34 @@ def revenue(principal: PrincipalDep, platform: PlatformDep, period: PeriodQuery 
         items=[revenue_row(r) for r in report.items],
         total=revenue_row(report.total),
     )
+
+
+def revenue_csv(revenue: RevenuePublic) -> str:
+    """One row per tenant, then per item, then the total (text cells made spreadsheet-safe)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(["period", *RevenueRowPublic.model_fields])
+    for row in (*revenue.tenants, *revenue.items, revenue.total):
+        cells = [revenue.period.name, *row.model_dump().values()]
+        writer.writerow([spreadsheet_cell(cell) for cell in cells])
+    return out.getvalue()
+
+
+@router.get(
+    "/revenue",
+    response_model=RevenuePublic,
+    summary="A period's billed amount, tokens and card-hours by tenant and by model",
+    responses=csv_body("Revenue by tenant and by item"),
+)
+def revenue(
+    request: Request,
+    principal: PrincipalDep,
+    platform: PlatformDep,
+    period: PeriodQuery = None,
+    format: FormatQuery = None,
+) -> RevenuePublic | Response:
+    report = oversight(platform).revenue(principal, platform.billing.period(period))
+    public = revenue_public(report)
+    if wants_csv(request, format):
+        return Response(revenue_csv(public), media_type=CSV)
+    return public
