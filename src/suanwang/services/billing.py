@@ -94,6 +94,7 @@ class Billing:
             totals = [uow.usage.totals(tenant, day.start, day.end) for day in days]
         bill = make_bill(tenant, tier, period, whole, self._price_book())
         return daily_usage(bill, days, totals)
+
     def bills(self, principal: Principal, period: Period) -> list[Bill]:
         """Every tenant's bill for ``period`` (operator only), in tenant order: one ledger
         query, priced exactly as :meth:`bill` prices each tenant's."""
