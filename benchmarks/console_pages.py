@@ -46,10 +46,12 @@ from suanwang.adapters.http.app import create_app
 from suanwang.adapters.http.console.web import SESSION_COOKIE, sessions
 from suanwang.bootstrap import build_platform
 from suanwang.config import Settings
+from suanwang.domain.datasets import DatasetFormat
 from suanwang.domain.jobs import JobSpec, Resources
 from suanwang.domain.tenancy import LOCAL_OPERATOR, Principal, Scope
 from suanwang.domain.usage import Outcome, TokenUsage
 from suanwang.observability import Metrics
+from suanwang.services.app_templates import instantiate_keyword, template
 from suanwang.services.demo import load_demo
 from suanwang.services.platform import Platform
 
@@ -79,7 +81,25 @@ class World:
     tenant_key: str
     tenant: str
     job_id: str
+    objects: dict[str, str]
+    """A sample of each kind of object of ``tenant``, by the path parameter that names it."""
     started_s: float
+
+
+def _objects(platform: Platform, tenant: str) -> dict[str, str]:
+    """A deployment, a dataset, a knowledge base with a document and an app of ``tenant``."""
+    owner = Principal(f"bench-{tenant}", Scope.TENANT_ADMIN, tenant)  # type: ignore[arg-type]
+    deployment = platform.deployments.deploy(owner, "glm-4-9b-chat", "lingang-nvidia", 2)
+    dataset = platform.datasets.create(owner, "corpus", DatasetFormat.JSONL, "local")
+    app = instantiate_keyword(
+        platform.apps, platform.knowledge, owner, template("education-tutor"), "tutor"
+    )
+    return {
+        "deployment_id": deployment.deployment.id,
+        "ref": dataset.id,
+        "kb_id": app.bases[0].id,
+        "name": app.app.name,
+    }
 
 
 def _keys(platform: Platform, tenant: str) -> tuple[str, str]:
@@ -148,8 +168,9 @@ def build_world(args: argparse.Namespace) -> World:
     print(f"{args.ticks} scheduler ticks: {time.monotonic() - started:.1f} s")
     _usage(platform, tenants, args.usage, rng)
     operator_key, tenant_key = _keys(platform, tenants[0])
+    objects = _objects(platform, tenants[0])
     app = create_app(platform, Metrics())
-    return World(platform, app, operator_key, tenant_key, tenants[0], job_id,
+    return World(platform, app, operator_key, tenant_key, tenants[0], job_id, objects,
                  time.monotonic() - started)  # fmt: skip
 
 
@@ -171,13 +192,14 @@ def fill(template: str, world: World) -> str | None:
         "job_id": world.job_id,
         "tenant": world.tenant,
         "period": time.strftime("%Y-%m"),
+        **world.objects,
     }
     by_segment = {"clusters": "lingang-ascend", "tenants": world.tenant}
 
     def one(match: re.Match[str]) -> str:
         name = match.group(1)
         before = template[: match.start()].rstrip("/").rsplit("/", 1)[-1]
-        value = samples.get(name) or by_segment.get(before)
+        value = by_segment.get(before) or samples.get(name)
         if value is None:
             raise KeyError(name)
         return value

@@ -69,6 +69,23 @@ def shoot(page: Page, url: str, path: str, out: Path, name: str) -> None:
     print(f"wrote {out / name}.png", flush=True)
 
 
+def simulated_load(url: str, key: str) -> None:
+    """Simulated training jobs on the demo's Ascend cluster (the clock runs 1000x): short
+    ones that finish, long ones that hold cards, and more than fit, which queue with the
+    scheduler's reason; so the utilisation and queue pages have something to show."""
+    headers = {"Authorization": f"Bearer {key}"}
+    shapes = [(8, 3_600)] * 30 + [(32, 86_400)] * 30 + [(64, 43_200)] * 16
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+        for n, (nodes, seconds) in enumerate(shapes):
+            body = {
+                "name": f"pretrain-{n}",
+                "resources": {"chip": "ascend-910b", "cards_per_node": 8, "nodes": nodes},
+                "simulate": {"duration_s": seconds},
+            }
+            client.post("/api/v1/jobs", json=body).raise_for_status()
+    time.sleep(8)  # a few scheduler ticks: admitted, some finished, the rest queued
+
+
 def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="suanwang-shots-"))
@@ -101,6 +118,7 @@ def main(out: Path) -> None:
             "tenant-admin",
             "-q",
         )
+        simulated_load(url, tenant)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
             page = browser.new_context(viewport=VIEWPORT, locale="zh-CN").new_page()

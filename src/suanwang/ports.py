@@ -366,6 +366,10 @@ class JobStore(Protocol):
 
     def job(self, job_id: str) -> JobRecord | None: ...
 
+    def jobs_by_id(self, job_ids: Collection[str]) -> dict[str, JobRecord]:
+        """The jobs of ``job_ids`` that exist, by id, in one round of queries."""
+        ...
+
     def job_by_idempotency(self, tenant: str, key: str) -> JobRecord | None: ...
 
     def jobs(
@@ -402,8 +406,8 @@ class JobStore(Protocol):
 
     def attempts(self, job_id: str) -> list[AttemptRecord]: ...
 
-    def live_attempts(self) -> list[AttemptRecord]:
-        """Attempts that have not ended (starting or running)."""
+    def live_attempts(self, tenant: str | None = None) -> list[AttemptRecord]:
+        """Attempts that have not ended (starting or running), of ``tenant``'s jobs if given."""
         ...
 
     def finished_runs(

@@ -305,6 +305,9 @@ class FakeJobs(_Store):
     def job(self, job_id: str) -> JobRecord | None:
         return self._t.jobs.get(job_id)
 
+    def jobs_by_id(self, job_ids: Collection[str]) -> dict[str, JobRecord]:
+        return {i: self._t.jobs[i] for i in job_ids if i in self._t.jobs}
+
     def job_by_idempotency(self, tenant: str, key: str) -> JobRecord | None:
         found = (j for j in self._t.jobs.values() if (j.tenant, j.idempotency_key) == (tenant, key))
         return next(found, None)
@@ -375,8 +378,9 @@ class FakeJobs(_Store):
             (a for a in self._t.attempts.values() if a.job == job_id), key=lambda a: a.number
         )
 
-    def live_attempts(self) -> list[AttemptRecord]:
-        return [a for _, a in sorted(self._t.attempts.items()) if not a.state.ended]
+    def live_attempts(self, tenant: str | None = None) -> list[AttemptRecord]:
+        live = [a for _, a in sorted(self._t.attempts.items()) if not a.state.ended]
+        return [a for a in live if tenant is None or self._t.jobs[a.job].tenant == tenant]
 
     def finished_runs(
         self, pairs: Collection[tuple[str, str]], per_pair: int

@@ -140,8 +140,8 @@ class ControlLoop:
             return
         with self._uows() as uow:
             uow.lock_scheduler()
-            running = [uow.jobs.job(a.job) for a in uow.jobs.live_attempts()]
-            wanted = {(j.tenant, j.spec.kind) for j in running if j is not None and j.spec.kind}
+            running = uow.jobs.jobs_by_id([a.job for a in uow.jobs.live_attempts()]).values()
+            wanted = {(j.tenant, j.spec.kind) for j in running if j.spec.kind}
             report.moved.extend(self._realloc.run(uow, now, self._learned.book(uow, wanted)))
             uow.commit()
 
@@ -240,7 +240,8 @@ class ControlLoop:
     def dispatch(self, report: TickReport) -> None:
         with self._uows() as uow:
             todo = [a for a in uow.jobs.live_attempts() if not a.dispatched]
-            jobs = {a.job: uow.jobs.job(a.job) for a in todo}
+            found = uow.jobs.jobs_by_id([a.job for a in todo])
+            jobs = {a.job: found.get(a.job) for a in todo}
             connections = {c.name: c.connection for c in uow.fleet.clusters()} if todo else {}
             engines = replica_engines(uow, jobs.values())
             resumes = {a.job: _requeued_free(uow.jobs.attempts(a.job)) for a in todo}
@@ -307,7 +308,8 @@ class ControlLoop:
     def reconcile(self, report: TickReport) -> None:
         with self._uows() as uow:
             live = [a for a in uow.jobs.live_attempts() if a.dispatched]
-            stop = {a.job: why for a in live if (why := _stop_reason(uow.jobs.job(a.job)))}
+            jobs = uow.jobs.jobs_by_id([a.job for a in live])
+            stop = {a.job: why for a in live if (why := _stop_reason(jobs.get(a.job)))}
         for attempt in live:
             try:
                 status = self._poll(attempt, stop.get(attempt.job))

@@ -43,7 +43,8 @@ class QuotaUseView:
         """``name``'s use now (404 unless the principal may see the tenant)."""
         tenant = self._tenancy.tenant(principal, name)
         with self._uows() as uow:
-            snapshot = build_snapshot(uow, [], self._catalogue, self._clock.now())
+            now = self._clock.now()  # held cards are the tenant's own running work's
+            snapshot = build_snapshot(uow, [], self._catalogue, now, running_of=tenant.id)
         ledger = QuotaLedger(snapshot)
         quotas = {
             ChipFamily(f): FlavorQuota(q.nominal, q.borrowing_limit, q.lending_limit)

@@ -43,8 +43,12 @@ def build_snapshot(
     catalogue: Catalogue,
     now: float,
     learned: SpeedBook | None = None,
+    running_of: str | None = None,
 ) -> Snapshot:
     """Everything one scheduling cycle needs, read inside the scheduling transaction.
+
+    ``running_of``: only that tenant's running work (a read-only view of one tenant's quota
+    use; a scheduling cycle always takes everyone's).
 
     Nodes of a cluster the health check found unhealthy (or an engine cluster not yet
     checked) and drained nodes are not schedulable: nothing new is placed there.
@@ -91,7 +95,7 @@ def build_snapshot(
         ),
         quotas=caps,
         usage=usage,
-        running=tuple(running_jobs(uow, learned, speeds)),
+        running=tuple(running_jobs(uow, learned, speeds, running_of)),
         queues=_queues(tenants),
         links=tuple(
             WanLinkView(w.region_a, w.region_b, w.bandwidth_gbps, w.rtt_ms)
@@ -219,10 +223,12 @@ def running_jobs(
     uow: UnitOfWork,
     learned: SpeedBook | None = None,
     defaults: Mapping[ChipName, float] | None = None,
+    tenant: str | None = None,
 ) -> list[RunningJob]:
-    """Work holding cards now (admitted or running attempts)."""
-    pairs = [(a, uow.jobs.job(a.job)) for a in uow.jobs.live_attempts()]
-    found = [(a, j) for a, j in pairs if j is not None]
+    """Work holding cards now (admitted or running attempts), ``tenant``'s only if given."""
+    live = uow.jobs.live_attempts(tenant)
+    jobs = uow.jobs.jobs_by_id([a.job for a in live])
+    found = [(a, jobs[a.job]) for a in live if a.job in jobs]
     refs = dataset_refs(uow, [j for _, j in found])
     learned = learned or NOTHING_LEARNED
     return [_running(j, a, learned, defaults or {}, refs.get(j.id)) for a, j in found]

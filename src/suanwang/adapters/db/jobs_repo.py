@@ -80,6 +80,15 @@ class JobRepository:
         row = self._s.get(JobRow, job_id)
         return None if row is None else _job(row)
 
+    def jobs_by_id(self, job_ids: Collection[str]) -> dict[str, JobRecord]:
+        wanted = sorted(set(job_ids))
+        found: dict[str, JobRecord] = {}
+        for start in range(0, len(wanted), ID_BATCH):  # SQLite caps bound parameters
+            chunk = wanted[start : start + ID_BATCH]
+            for row in self._s.scalars(select(JobRow).where(JobRow.id.in_(chunk))):
+                found[row.id] = _job(row)
+        return found
+
     def job_by_idempotency(self, tenant: str, key: str) -> JobRecord | None:
         row = self._s.scalar(
             select(JobRow).where(JobRow.tenant == tenant, JobRow.idempotency_key == key)
@@ -161,10 +170,12 @@ class JobRepository:
         query = select(AttemptRow).where(AttemptRow.job == job_id).order_by(AttemptRow.number)
         return [_attempt(r) for r in self._s.scalars(query)]
 
-    def live_attempts(self) -> list[AttemptRecord]:
-        """Attempts that have not ended (starting or running)."""
+    def live_attempts(self, tenant: str | None = None) -> list[AttemptRecord]:
+        """Attempts that have not ended (starting or running), of ``tenant``'s jobs if given."""
         live = [AttemptState.STARTING.value, AttemptState.RUNNING.value]
         query = select(AttemptRow).where(AttemptRow.state.in_(live)).order_by(AttemptRow.id)
+        if tenant is not None:
+            query = query.join(JobRow, JobRow.id == AttemptRow.job).where(JobRow.tenant == tenant)
         return [_attempt(r) for r in self._s.scalars(query)]
 
     def update_attempt(self, attempt_id: int, change: AttemptChange) -> None:
@@ -292,6 +303,7 @@ def _placement(stored: Mapping[str, Any]) -> NodeCards:
     return NodeCards(NodeId(int(stored["node_id"])), str(stored["node"]), int(stored["cards"]))
 
 
+ID_BATCH: Final = 500
 ONE_ROW: Final = {"synchronize_session": False}
 """An UPDATE of one row by key: SQLAlchemy's default ("evaluate") scans every loaded object
 of the class to keep them in step, which made each update of a tick that had loaded 4,000
