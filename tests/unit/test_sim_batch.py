@@ -88,7 +88,7 @@ def batches(draw: st.DrawFn) -> list[TraceJob]:
     return sorted(out, key=lambda j: j.submit_s)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(trace=batches(), cost=st.sampled_from(list(CostModel)))
 def test_batch_rounds_keep_their_cost_and_every_job_finishes(
     trace: list[TraceJob], cost: CostModel
