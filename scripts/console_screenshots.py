@@ -132,7 +132,9 @@ def main(out: Path) -> None:
             shoot(page, url, "/console/tenants/demo", out, "tenant-quota")
             shoot(page, url, "/console/audit", out, "audit")
             shoot(page, url, "/console/fleet?lang=en", out, "fleet-en")
-            for name in ("utilisation", "queues", "wan", "revenue"):
+            page.goto(f"{url}/console/fleet?lang=zh")  # the operator's pages in Chinese
+            shoot(page, url, "/console/utilisation?window=1h", out, "utilisation")
+            for name in ("queues", "wan", "revenue"):
                 shoot(page, url, f"/console/{name}", out, name)
             page.goto(f"{url}/console/fleet?lang=zh")  # back to the default for what follows
             page = browser.new_context(viewport=VIEWPORT, locale="zh-CN").new_page()
